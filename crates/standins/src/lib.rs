@@ -1,0 +1,1 @@
+//! Stand-in servers for runctl tests.

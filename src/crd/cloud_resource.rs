@@ -1,0 +1,331 @@
+//! `CloudResource`: one rented machine, as the cluster sees and pays for it.
+//!
+//! A CloudResource is created by the TrainingJob controller (one per attempt) or by hand. Its
+//! controller is the only part of runctl that talks to clouds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{DeletionPolicy, ProviderKind, SecretRef, Tags, WorkloadSpec};
+
+/// Desired machine. Provider and placement fields are immutable once created: change them by
+/// creating a new CloudResource.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "runctl.dev",
+    version = "v1alpha1",
+    kind = "CloudResource",
+    plural = "cloudresources",
+    shortname = "cres",
+    category = "runctl",
+    namespaced,
+    status = "CloudResourceStatus",
+    doc = "A GPU machine rented from a cloud provider and managed by runctl",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".status.machineType"),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "$/h", type_ = "number", json_path = ".status.costPerHour"),
+    printcolumn(name = "Accrued", type_ = "number", json_path = ".status.accruedCost"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Provider-ID", type_ = "string", json_path = ".status.providerId", priority = 1),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1)
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("provider aws needs spec.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
+#[x_kube(validation = Rule::new("self.provider == 'aws' || self.provider == 'sim' || has(self.gpuType)").message("providers runpod and lyceum need spec.gpuType (RunPod GPU id such as 'NVIDIA H100 80GB HBM3', or Lyceum profile such as a100)").field_path(".gpuType"))]
+#[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
+#[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.spot)").message("RunPod's REST API v2 offers no spot/interruptible pods; set spot: false").field_path(".spot"))]
+#[x_kube(validation = Rule::new("!has(self.maxPricePerHour) || self.spot").message("maxPricePerHour is the spot bid ceiling and needs spot: true").field_path(".maxPricePerHour"))]
+#[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
+#[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
+#[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
+#[x_kube(validation = Rule::new("!(self.provider == 'lyceum' && has(self.lyceum) && has(self.lyceum.mode) && self.lyceum.mode == 'Vm' && has(self.workload))").message("Lyceum VMs take no start-up script: a CloudResource with a workload runs as a Lyceum container run (lyceum.mode: Run)").field_path(".lyceum.mode"))]
+#[x_kube(validation = Rule::new("has(self.instanceType) == has(oldSelf.instanceType) && has(self.gpuType) == has(oldSelf.gpuType) && has(self.gpuCount) == has(oldSelf.gpuCount) && has(self.region) == has(oldSelf.region) && has(self.workload) == has(oldSelf.workload)").message("placement and workload fields cannot be added or removed after creation"))]
+pub struct CloudResourceSpec {
+    /// Cloud provider: aws, runpod, lyceum or sim. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable"))]
+    pub provider: ProviderKind,
+
+    /// Provider instance type (EC2 `g5.xlarge`, `p5.48xlarge`). Required for aws; for sim it
+    /// selects a priced machine type. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("instanceType is immutable"))]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("instanceType must be 1 to 64 characters"))]
+    pub instance_type: Option<String>,
+
+    /// GPU type: a RunPod GPU id (`NVIDIA H100 80GB HBM3`) or a Lyceum hardware profile (`a100`,
+    /// `h100`). Required for runpod and lyceum. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("gpuType is immutable"))]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("gpuType must be 1 to 64 characters"))]
+    pub gpu_type: Option<String>,
+
+    /// Number of GPUs (1 to 16; Lyceum accepts 1, 2, 4 or 8). Defaults to 1 where the provider
+    /// sizes by GPU. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("gpuCount is immutable"))]
+    pub gpu_count: Option<u32>,
+
+    /// Region (EC2 region such as `us-east-1`); defaults to the operator's configured region.
+    /// Ignored by providers without regions. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable"))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9-]{1,32}$')").message("region must be lower-case letters, digits and dashes, e.g. us-east-1"))]
+    pub region: Option<String>,
+
+    /// Rent a spot / interruptible machine (cheaper, may be reclaimed). Not offered by RunPod.
+    /// Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spot is immutable"))]
+    pub spot: bool,
+
+    /// Highest price per hour (USD) to pay for a spot machine. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 10000.0))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("maxPricePerHour is immutable"))]
+    pub max_price_per_hour: Option<f64>,
+
+    /// The container the machine runs. Without it the machine is a bare machine (not available
+    /// for RunPod, whose pods always run an image). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("workload is immutable; create a new CloudResource to run something else"))]
+    pub workload: Option<WorkloadSpec>,
+
+    /// Extra tags (EC2 tags, or labels where the provider has them) on the machine.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('runctl.dev/'))").message("tags under runctl.dev/ are reserved for runctl's ownership tags"))]
+    pub tags: Tags,
+
+    /// Secret with provider credentials in this namespace; the operator's default credentials for
+    /// the provider when absent. Keys: aws `accessKeyId`, `secretAccessKey`, optional
+    /// `sessionToken`; runpod `apiKey`; lyceum `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("credentialsSecretRef is immutable"))]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// Delete (default) terminates the machine when this object is deleted; Orphan leaves it
+    /// running.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Longest the machine may live, in seconds from launch; runctl terminates it afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub max_lifetime_seconds: Option<i64>,
+
+    /// EC2 options (provider aws only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("aws placement options are immutable"))]
+    pub aws: Option<AwsOptions>,
+
+    /// RunPod options (provider runpod only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("runpod placement options are immutable"))]
+    pub runpod: Option<RunPodOptions>,
+
+    /// Lyceum options (provider lyceum only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("lyceum placement options are immutable"))]
+    pub lyceum: Option<LyceumOptions>,
+}
+
+/// EC2 launch options; each falls back to the operator's configuration when absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsOptions {
+    /// AMI id (`ami-…`). Needs a container runtime and, for GPU types, the NVIDIA driver and
+    /// container toolkit (e.g. the AWS Deep Learning Base AMI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami_id: Option<String>,
+    /// Subnet id (`subnet-…`); the default VPC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// Security group ids (`sg-…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+    /// EC2 key pair name for SSH access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// IAM instance profile name or ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam_instance_profile: Option<String>,
+    /// Root volume size in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 16384))]
+    pub root_volume_size_gb: Option<u32>,
+    /// Root volume type (gp3, gp2, io2…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume_type: Option<String>,
+}
+
+/// RunPod cloud tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RunPodCloud {
+    /// RunPod's Secure Cloud (data centres; default).
+    Secure,
+    /// Community Cloud (cheaper, peer hosts).
+    Community,
+}
+
+/// RunPod pod options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPodOptions {
+    /// SECURE (default) or COMMUNITY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<RunPodCloud>,
+    /// Allowed data centre ids (`US-KS-2`…); any when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_center_ids: Vec<String>,
+    /// Container disk in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub container_disk_gb: Option<u32>,
+    /// Exposed ports such as `8888/http` or `22/tcp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+}
+
+/// Which kind of Lyceum compute backs the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LyceumMode {
+    /// A container run (`/execution/image/start`): runs the workload, ends with it.
+    Run,
+    /// A bare VM (`/vms/create`): takes no start-up script, so only without a workload.
+    Vm,
+}
+
+/// Lyceum options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LyceumOptions {
+    /// Run (default when a workload is given) or Vm (default without a workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<LyceumMode>,
+    /// SSH public key installed on a VM (mode Vm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_public_key: Option<String>,
+    /// Run timeout in seconds. Lyceum's default is 60 s, so runctl always sends one: this value,
+    /// else `maxLifetimeSeconds`, else the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Normalized machine state, the same for every provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum ResourceState {
+    /// Requested, provisioning or booting.
+    Starting,
+    /// Up and running its workload.
+    Running,
+    /// Being stopped.
+    Stopping,
+    /// Stopped (not billing for compute, may bill for storage).
+    Stopped,
+    /// Being terminated.
+    Terminating,
+    /// Gone; no longer billing.
+    Terminated,
+    /// Failed; see the reason (spot preemption, capacity, container error…).
+    Error,
+    /// The provider reported something runctl does not recognise.
+    Unknown,
+}
+
+impl ResourceState {
+    /// The state's name as written in status and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "Starting",
+            Self::Running => "Running",
+            Self::Stopping => "Stopping",
+            Self::Stopped => "Stopped",
+            Self::Terminating => "Terminating",
+            Self::Terminated => "Terminated",
+            Self::Error => "Error",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// True when the provider no longer bills compute for this machine.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Terminated | Self::Error)
+    }
+}
+
+/// A create call that runctl is about to make or has made: recorded before the call so that a
+/// crash between the call and recording the machine id leads to adoption, never a duplicate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCreate {
+    /// Idempotency token (EC2 ClientToken) derived from the object's UID and attempt.
+    pub token: String,
+    /// Create attempt; changes only when the spec changes after a terminal failure.
+    pub attempt: u32,
+    /// Deterministic machine name used where the provider has no token (RunPod, Lyceum).
+    pub machine_name: String,
+    /// When the intent was recorded.
+    pub since: Time,
+    /// Generation of the spec the intent was recorded for.
+    pub generation: i64,
+}
+
+/// Observed machine.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudResourceStatus {
+    /// Normalized machine state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ResourceState>,
+    /// Machine-readable reason for the state (Provisioning, Booting, SpotInterrupted…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable detail, e.g. the provider's own status or error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Provider's id of the machine (EC2 instance id, RunPod pod id, Lyceum execution or VM id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Machine type as rented, e.g. `g5.xlarge` or `NVIDIA H100 80GB HBM3 x2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_type: Option<String>,
+    /// Public address (IP or host:port) when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
+    /// When the provider launched the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_time: Option<Time>,
+    /// When the machine was seen ended (billing stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// Cost per hour in USD (an estimate unless the provider reported it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_hour: Option<f64>,
+    /// Where `costPerHour` comes from (e.g. `ec2-on-demand-table`, `runpod-pod-cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
+    /// Accrued cost in USD since launch: the provider's billed figure when it has one, else price
+    /// times uptime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrued_cost: Option<f64>,
+    /// Exit code of the workload when the provider reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Recorded create intent (see PendingCreate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_create: Option<PendingCreate>,
+    /// Generation of the spec last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Last time the machine was observed at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_observed_time: Option<Time>,
+    /// `Ready` (the machine is running) and `Synced` (the last reconcile succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,8 @@
+//! runctl: a Kubernetes operator that rents GPU machines for training jobs.
+//!
+//! Module map:
+//! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
+//! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
+
+pub mod crd;
+pub mod provider;

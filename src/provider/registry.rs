@@ -1,0 +1,199 @@
+//! The provider registry: builds providers by name from the operator's configuration and a
+//! credentials Secret, and caches one instance per account (credentials) and region.
+//!
+//! Adding a provider is one module plus one line in [`build`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::{Provider, ProviderError, ProviderKind, aws, lyceum, runpod, sim};
+
+/// A Secret in a given namespace (operator-level default credentials).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacedSecretRef {
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Name of the Secret.
+    pub name: String,
+}
+
+/// Provider settings of the operator (the `providers` section of its configuration file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProvidersConfig {
+    /// AWS EC2.
+    pub aws: aws::AwsConfig,
+    /// RunPod.
+    pub runpod: runpod::RunPodConfig,
+    /// Lyceum AI.
+    pub lyceum: lyceum::LyceumConfig,
+    /// The simulated cloud.
+    pub sim: sim::SimConfig,
+}
+
+impl ProvidersConfig {
+    /// The operator-wide default credentials Secret of a provider, if configured.
+    pub fn default_credentials(&self, kind: ProviderKind) -> Option<&NamespacedSecretRef> {
+        match kind {
+            ProviderKind::Aws => self.aws.credentials_secret.as_ref(),
+            ProviderKind::Runpod => self.runpod.credentials_secret.as_ref(),
+            ProviderKind::Lyceum => self.lyceum.credentials_secret.as_ref(),
+            ProviderKind::Sim => None,
+        }
+    }
+
+    /// The default region of a provider that has regions.
+    pub fn default_region(&self, kind: ProviderKind) -> Option<String> {
+        match kind {
+            ProviderKind::Aws => Some(self.aws.default_region.clone()),
+            ProviderKind::Sim => Some(self.sim.region.clone()),
+            ProviderKind::Runpod | ProviderKind::Lyceum => None,
+        }
+    }
+}
+
+/// Credential values read from a Secret. Debug never prints values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    values: BTreeMap<String, String>,
+}
+
+impl Credentials {
+    /// Wraps Secret data (keys to UTF-8 values).
+    pub fn new(values: BTreeMap<String, String>) -> Self {
+        Self { values }
+    }
+
+    /// A value by key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// A required value, as a provider error naming the missing key.
+    pub fn require(&self, key: &str) -> Result<&str, ProviderError> {
+        self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| ProviderError::Authentication {
+            message: format!("credentials Secret has no key {key:?}"),
+        })
+    }
+
+    /// All values, for secret scrubbing.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.values().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("keys", &self.values.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Identifies one provider instance: one account (credentials version) and region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderKey {
+    /// Provider.
+    pub kind: ProviderKind,
+    /// Region, for providers with regions.
+    pub region: Option<String>,
+    /// `namespace/name@resourceVersion` of the credentials Secret; `None` for the ambient
+    /// identity (AWS default chain) or the simulator.
+    pub credentials: Option<String>,
+}
+
+/// What a provider module gets to build an instance.
+pub struct BuildContext<'a> {
+    /// This installation's id, used in ownership tags and names.
+    pub installation: &'a str,
+    /// Region (already defaulted).
+    pub region: Option<&'a str>,
+    /// Credentials from the Secret, if any.
+    pub credentials: Option<&'a Credentials>,
+    /// The operator's provider configuration.
+    pub config: &'a ProvidersConfig,
+    /// The shared simulated cloud.
+    pub sim: &'a Arc<sim::SimCloud>,
+}
+
+/// Builds a provider instance; one line per provider.
+async fn build(kind: ProviderKind, ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+    match kind {
+        ProviderKind::Aws => aws::build(ctx).await,
+        ProviderKind::Runpod => runpod::build(ctx),
+        ProviderKind::Lyceum => lyceum::build(ctx),
+        ProviderKind::Sim => sim::build(ctx),
+    }
+}
+
+/// Builds and caches providers.
+pub struct ProviderRegistry {
+    installation: String,
+    config: ProvidersConfig,
+    sim: Arc<sim::SimCloud>,
+    cache: Mutex<HashMap<ProviderKey, Arc<dyn Provider>>>,
+}
+
+impl ProviderRegistry {
+    /// A registry with its own simulated cloud built from the configuration.
+    pub fn new(installation: impl Into<String>, config: ProvidersConfig) -> Self {
+        let sim = Arc::new(sim::SimCloud::new(config.sim.clone()));
+        Self::with_sim(installation, config, sim)
+    }
+
+    /// A registry sharing an existing simulated cloud (tests and the demo inspect it).
+    pub fn with_sim(installation: impl Into<String>, config: ProvidersConfig, sim: Arc<sim::SimCloud>) -> Self {
+        Self { installation: installation.into(), config, sim, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// This installation's id.
+    pub fn installation(&self) -> &str {
+        &self.installation
+    }
+
+    /// The provider configuration.
+    pub fn config(&self) -> &ProvidersConfig {
+        &self.config
+    }
+
+    /// The simulated cloud.
+    pub fn sim(&self) -> &Arc<sim::SimCloud> {
+        &self.sim
+    }
+
+    /// The provider for `key`, built on first use with `credentials`.
+    pub async fn get(&self, key: &ProviderKey, credentials: Option<&Credentials>) -> Result<Arc<dyn Provider>, ProviderError> {
+        if let Some(p) = self.cache.lock().get(key) {
+            return Ok(p.clone());
+        }
+        let ctx = BuildContext {
+            installation: &self.installation,
+            region: key.region.as_deref(),
+            credentials,
+            config: &self.config,
+            sim: &self.sim,
+        };
+        let provider = build(key.kind, &ctx).await?;
+        let mut cache = self.cache.lock();
+        // A rotated Secret gets a new key; drop instances of older versions of the same Secret.
+        if let Some(creds) = &key.credentials {
+            let base = creds.split('@').next().unwrap_or(creds);
+            cache.retain(|k, _| {
+                k.kind != key.kind
+                    || k.region != key.region
+                    || k.credentials.as_deref().is_none_or(|c| c.split('@').next() != Some(base))
+            });
+        }
+        Ok(cache.entry(key.clone()).or_insert(provider).clone())
+    }
+
+    /// Every provider instance built so far (what the poller and the garbage collector list).
+    pub fn instances(&self) -> Vec<(ProviderKey, Arc<dyn Provider>)> {
+        let mut v: Vec<_> = self.cache.lock().iter().map(|(k, p)| (k.clone(), p.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}

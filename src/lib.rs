@@ -5,4 +5,6 @@
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
 
 pub mod crd;
+pub mod controller;
+pub mod metrics;
 pub mod provider;

@@ -1,0 +1,475 @@
+//! The CloudResource controller: the only part of runctl that talks to clouds.
+//!
+//! Apply path: observe → plan → act → write status.
+//! 1. A new object first gets a create intent (token, attempt, deterministic name) written to
+//!    status with server-side apply; only after that write succeeded is create called. A crash
+//!    anywhere after the intent leads the next reconcile to look for the machine by owner and
+//!    adopt it, and every provider's create is idempotent for the key, so a crash at any point
+//!    ends with exactly one machine or none.
+//! 2. Machines are observed through the fleet's batched snapshot (one list per provider account
+//!    and region per poll interval).
+//! 3. Terminal errors mark the object and wait for a spec change; others back off per object.
+//!
+//! Delete path (finalizer `runctl.dev/machine`): terminate and wait until gone, then release;
+//! `deletionPolicy: Orphan` releases at once; an object whose create never happened is released
+//! at once; one with an intent but no id is looked up by owner first.
+
+pub mod plan;
+pub mod spec;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::fleet::metered;
+use super::{Context, FIELD_MANAGER};
+use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, PendingCreate, ResourceState};
+use crate::provider::registry::{Credentials, ProviderKey};
+use crate::provider::{Provider, ProviderError, ResourceKey, Termination};
+use plan::{ApplyInput, ApplyPlan, CleanupPlan};
+use spec::SecretError;
+
+/// Finalizer that keeps the object until its machine is gone.
+pub const FINALIZER: &str = "runctl.dev/machine";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "cloudresource";
+/// How long authentication and billing failures wait before create is tried again (the fix is
+/// outside the spec: a Secret or an account balance).
+pub const ACCOUNT_RETRY: Duration = Duration::from_secs(600);
+
+/// Reconcile errors, named after the failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object lacks namespace or uid.
+    #[error("object has no namespace or uid")]
+    MissingMetadata,
+    /// Reading the credentials Secret failed.
+    #[error("failed to read provider credentials: {0}")]
+    Credentials(#[source] SecretError),
+    /// Reading a Secret of the workload failed.
+    #[error("failed to resolve the workload's Secrets: {0}")]
+    Workload(#[source] SecretError),
+    /// Building the provider client failed.
+    #[error("failed to set up the provider client: {0}")]
+    ProviderSetup(#[source] ProviderError),
+    /// Observing the machine failed.
+    #[error("failed to observe the machine: {0}")]
+    Observe(#[source] ProviderError),
+    /// Creating the machine failed.
+    #[error("failed to create the machine: {0}")]
+    Create(#[source] ProviderError),
+    /// Terminating the machine failed.
+    #[error("failed to terminate the machine: {0}")]
+    Terminate(#[source] ProviderError),
+    /// Writing status failed.
+    #[error("failed to write status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    /// The finalizer bookkeeping failed.
+    #[error("finalizer bookkeeping failed: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Not an error: the machine is still terminating; check again after the delay.
+    #[error("machine still terminating")]
+    StillTerminating(Duration),
+}
+
+impl Error {
+    /// Static reason for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingMetadata => "MissingMetadata",
+            Self::Credentials(e) | Self::Workload(e) => e.reason(),
+            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.reason(),
+            Self::WriteStatus(_) => "StatusWriteFailed",
+            Self::Finalizer(_) => "FinalizerFailed",
+            Self::StillTerminating(_) => "Terminating",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn flatten(e: finalizer::Error<Error>) -> Self {
+        match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Self::Finalizer(Box::new(other)),
+        }
+    }
+}
+
+/// Everything the reconcile needs about one object.
+struct Target {
+    api: Api<CloudResource>,
+    name: String,
+    namespace: String,
+    uid: String,
+    generation: i64,
+    status: CloudResourceStatus,
+}
+
+impl Target {
+    fn of(cr: &CloudResource, ctx: &Context) -> Result<Self, Error> {
+        let namespace = cr.namespace().ok_or(Error::MissingMetadata)?;
+        let uid = cr.uid().ok_or(Error::MissingMetadata)?;
+        Ok(Self {
+            api: Api::namespaced(ctx.client.clone(), &namespace),
+            name: cr.name_any(),
+            namespace,
+            uid,
+            generation: cr.metadata.generation.unwrap_or(0),
+            status: cr.status.clone().unwrap_or_default(),
+        })
+    }
+
+    fn key(&self, ctx: &Context, attempt: u32) -> ResourceKey {
+        ResourceKey {
+            installation: ctx.config.installation.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            attempt,
+        }
+    }
+
+    fn attempt(&self) -> u32 {
+        self.status.pending_create.as_ref().map_or(1, |p| p.attempt)
+    }
+
+    /// Writes `next` with server-side apply when it is worth a write; remembers it as current.
+    async fn write(&mut self, ctx: &Context, next: CloudResourceStatus) -> Result<(), Error> {
+        if !status::worth_writing(&self.status, &next, ctx.config.cost_refresh_interval, Timestamp::now()) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1",
+            "kind": "CloudResource",
+            "status": next,
+        });
+        self.api
+            .patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::WriteStatus)?;
+        self.status = next;
+        Ok(())
+    }
+}
+
+/// Resolves the provider instance (account and region) of an object.
+async fn provider_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
+    let kind = cr.spec.provider;
+    let cfg = ctx.registry.config();
+    let region = spec::region_for(&cr.spec, cfg.default_region(kind));
+    let secret = match (&cr.spec.credentials_secret_ref, cfg.default_credentials(kind)) {
+        (Some(own), _) => Some((t.namespace.clone(), own.name.clone())),
+        (None, Some(default)) => Some((default.namespace.clone(), default.name.clone())),
+        (None, None) => None,
+    };
+    let (credentials, cred_id) = match secret {
+        None => (None, None),
+        Some((ns, name)) => {
+            let (data, rv) = spec::read_secret(&ctx.client, &ns, &name).await.map_err(Error::Credentials)?;
+            (Some(Credentials::new(data)), Some(format!("{ns}/{name}@{rv}")))
+        }
+    };
+    let key = ProviderKey { kind, region, credentials: cred_id };
+    let provider = ctx.registry.get(&key, credentials.as_ref()).await.map_err(Error::ProviderSetup)?;
+    Ok((key, provider))
+}
+
+fn requeue_for(state: Option<ResourceState>, ctx: &Context) -> Action {
+    match state {
+        Some(ResourceState::Running | ResourceState::Stopped | ResourceState::Unknown) => {
+            Action::requeue(ctx.config.poll_interval)
+        }
+        Some(s) if s.is_final() => Action::await_change(),
+        _ => Action::requeue(ctx.config.transition_poll_interval),
+    }
+}
+
+/// Records a state transition as an event.
+async fn announce(cr: &CloudResource, ctx: &Context, before: Option<ResourceState>, after: &CloudResourceStatus) {
+    if before == after.state {
+        return;
+    }
+    let Some(state) = after.state else { return };
+    let (type_, reason) = match state {
+        ResourceState::Running => (EventType::Normal, "MachineRunning"),
+        ResourceState::Starting => (EventType::Normal, "MachineStarting"),
+        ResourceState::Stopping => (EventType::Normal, "MachineStopping"),
+        ResourceState::Stopped => (EventType::Normal, "MachineStopped"),
+        ResourceState::Terminating => (EventType::Normal, "MachineTerminating"),
+        ResourceState::Terminated => (EventType::Normal, "MachineTerminated"),
+        ResourceState::Error => (EventType::Warning, "MachineFailed"),
+        ResourceState::Unknown => (EventType::Warning, "MachineStateUnknown"),
+    };
+    let note = format!(
+        "{} ({}){}",
+        state.as_str(),
+        after.reason.as_deref().unwrap_or("-"),
+        after.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    );
+    ctx.publish(cr, type_, reason, "Observe", note).await;
+}
+
+async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
+    let mut t = Target::of(&cr, ctx)?;
+    let (pkey, provider) = match provider_for(&cr, &t, ctx).await {
+        Ok(p) => p,
+        Err(e) => {
+            let next = status::blocked(&t.status, e.reason(), e.to_string(), t.generation, Timestamp::now());
+            t.write(ctx, next).await?;
+            return Err(e);
+        }
+    };
+    let rkey = t.key(ctx, t.attempt());
+    let machine = if plan::needs_observation(&t.status) {
+        match ctx.fleet.observe(&pkey, provider.as_ref(), &rkey, t.status.provider_id.as_deref()).await {
+            Ok(m) => m,
+            Err(e) => {
+                let next = status::failed(&t.status, &e, false, t.generation, Timestamp::now());
+                t.write(ctx, next).await?;
+                return Err(Error::Observe(e));
+            }
+        }
+    } else {
+        None
+    };
+    let now = Timestamp::now();
+    let before = t.status.state;
+    let decision = plan::plan_apply(ApplyInput {
+        generation: t.generation,
+        status: &t.status,
+        machine: machine.as_ref(),
+        max_lifetime_seconds: cr.spec.max_lifetime_seconds,
+        now,
+    });
+    debug!(name = %t.name, namespace = %t.namespace, ?decision, "planned");
+    match decision {
+        ApplyPlan::RecordIntent { attempt } => {
+            let key = t.key(ctx, attempt);
+            let intent = PendingCreate {
+                token: key.token(),
+                attempt,
+                machine_name: key.machine_name(),
+                since: Time(now),
+                generation: t.generation,
+            };
+            // The intent must be durable before the create call.
+            t.write(ctx, status::intent(&t.status, intent, t.generation, now)).await?;
+            create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &key).await
+        }
+        ApplyPlan::Create => create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &rkey).await,
+        ApplyPlan::Track => {
+            let m = machine.as_ref().expect("Track is planned only with a machine");
+            let (quote, source) = if t.status.cost_per_hour.is_none() && m.price_per_hour.is_none() {
+                let spec = spec::build(&cr.spec, pkey.region.clone(), None);
+                match metered(&ctx.metrics, provider.as_ref(), "price", provider.price(&spec)).await {
+                    Ok(q) => (Some(q.per_hour), Some(q.source)),
+                    Err(e) => {
+                        warn!(name = %t.name, error = %e, "price lookup failed");
+                        (None, None)
+                    }
+                }
+            } else {
+                (None, None)
+            };
+            let next = status::track(&t.status, m, quote, source, t.generation, now);
+            t.write(ctx, next).await?;
+            announce(&cr, ctx, before, &t.status).await;
+            Ok(requeue_for(t.status.state, ctx))
+        }
+        ApplyPlan::Terminate { reason } => {
+            let id = t.status.provider_id.clone().or_else(|| machine.as_ref().map(|m| m.id.clone()));
+            if let Some(id) = id {
+                metered(&ctx.metrics, provider.as_ref(), "terminate", provider.terminate(&id)).await.map_err(Error::Terminate)?;
+                ctx.fleet.invalidate(&pkey);
+                ctx.publish(cr.as_ref(), EventType::Normal, "MaxLifetimeExceeded", "Terminate", format!("terminating machine {id}: maxLifetimeSeconds reached")).await;
+            }
+            let mut next = t.status.clone();
+            if let Some(m) = &machine {
+                next = status::track(&next, m, None, None, t.generation, now);
+            }
+            t.write(ctx, status::terminating(&next, reason, t.generation, now)).await?;
+            Ok(Action::requeue(ctx.config.transition_poll_interval))
+        }
+        ApplyPlan::WaitForChange | ApplyPlan::Done => Ok(Action::await_change()),
+        ApplyPlan::Lost => {
+            t.write(ctx, status::lost(&t.status, t.generation, now)).await?;
+            announce(&cr, ctx, before, &t.status).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+async fn create(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    pkey: &ProviderKey,
+    provider: &dyn Provider,
+    key: &ResourceKey,
+) -> Result<Action, Error> {
+    let spec = match spec::resolve(&ctx.client, &t.namespace, &cr.spec, pkey.region.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            let err = Error::Workload(e);
+            let next = status::blocked(&t.status, err.reason(), err.to_string(), t.generation, Timestamp::now());
+            t.write(ctx, next).await?;
+            return Err(err);
+        }
+    };
+    let quote = match metered(&ctx.metrics, provider, "price", provider.price(&spec)).await {
+        Ok(q) => Some(q),
+        Err(e) => {
+            warn!(name = %t.name, error = %e, "price lookup failed; cost will be filled in later");
+            None
+        }
+    };
+    info!(name = %t.name, namespace = %t.namespace, provider = %provider.kind(), machine = %spec.machine_type(), attempt = key.attempt, "creating machine");
+    let result = metered(&ctx.metrics, provider, "create", provider.create(key, &spec)).await;
+    let now = Timestamp::now();
+    let before = t.status.state;
+    match result {
+        Ok(m) => {
+            ctx.fleet.invalidate(pkey);
+            let next = status::track(&t.status, &m, quote.as_ref().map(|q| q.per_hour), quote.as_ref().map(|q| q.source), t.generation, now);
+            t.write(ctx, next).await?;
+            ctx.publish(cr, EventType::Normal, "MachineCreated", "Create", format!("{} machine {} ({}) for attempt {}", provider.kind(), m.id, spec.machine_type(), key.attempt)).await;
+            announce(cr, ctx, before, &t.status).await;
+            Ok(requeue_for(t.status.state, ctx))
+        }
+        Err(e) => {
+            t.write(ctx, status::failed(&t.status, &e, true, t.generation, now)).await?;
+            ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string()).await;
+            match e {
+                ProviderError::InvalidSpec { .. } => Ok(Action::await_change()),
+                ProviderError::Authentication { .. } | ProviderError::Billing { .. } => Ok(Action::requeue(ACCOUNT_RETRY)),
+                other => Err(Error::Create(other)),
+            }
+        }
+    }
+}
+
+async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
+    let mut t = Target::of(&cr, ctx)?;
+    let now = Timestamp::now();
+    let id = match plan::plan_cleanup(cr.spec.deletion_policy, &t.status) {
+        CleanupPlan::Release { reason } => {
+            let note = match reason {
+                "Orphaned" => format!("deletionPolicy Orphan: machine {} left running", t.status.provider_id.as_deref().unwrap_or("-")),
+                _ => "no machine was created".to_string(),
+            };
+            ctx.publish(cr.as_ref(), EventType::Normal, reason, "Delete", note).await;
+            return Ok(Action::await_change());
+        }
+        CleanupPlan::Terminate { id } => id,
+        CleanupPlan::FindByOwner => {
+            let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
+            let key = t.key(ctx, t.attempt());
+            let found = metered(&ctx.metrics, provider.as_ref(), "observe", provider.observe(&key, None)).await.map_err(Error::Observe)?;
+            match found {
+                Some(m) if m.is_billable() => {
+                    ctx.fleet.invalidate(&pkey);
+                    let next = status::track(&t.status, &m, None, None, t.generation, now);
+                    t.write(ctx, next).await?;
+                    m.id
+                }
+                _ => {
+                    ctx.publish(cr.as_ref(), EventType::Normal, "NothingToDelete", "Delete", "no machine exists for the recorded create intent".into()).await;
+                    return Ok(Action::await_change());
+                }
+            }
+        }
+    };
+    let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
+    let outcome = metered(&ctx.metrics, provider.as_ref(), "terminate", provider.terminate(&id)).await;
+    ctx.fleet.invalidate(&pkey);
+    match outcome {
+        Ok(Termination::Gone) => {
+            let mut next = status::terminating(&t.status, "Deleted", t.generation, now);
+            next.state = Some(ResourceState::Terminated);
+            next.reason = Some("Deleted".into());
+            next.message = Some("machine terminated because its CloudResource was deleted".into());
+            if next.end_time.is_none() {
+                next.end_time = Some(Time(now));
+            }
+            t.write(ctx, next).await?;
+            ctx.publish(cr.as_ref(), EventType::Normal, "MachineTerminated", "Delete", format!("machine {id} is gone")).await;
+            Ok(Action::await_change())
+        }
+        Ok(Termination::InProgress) => {
+            let before = t.status.state;
+            t.write(ctx, status::terminating(&t.status, "Deleting", t.generation, now)).await?;
+            announce(&cr, ctx, before, &t.status).await;
+            Err(Error::StillTerminating(ctx.config.transition_poll_interval))
+        }
+        Err(e) => {
+            t.write(ctx, status::failed(&t.status, &e, false, t.generation, now)).await?;
+            ctx.publish(cr.as_ref(), EventType::Warning, e.reason(), "Delete", format!("terminating machine {id} failed: {e}")).await;
+            Err(Error::Terminate(e))
+        }
+    }
+}
+
+async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
+    let ns = cr.namespace().ok_or(Error::MissingMetadata)?;
+    let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = cr.uid().unwrap_or_default();
+    let result = finalizer(&api, FINALIZER, cr, |event| async {
+        match event {
+            FinalizerEvent::Apply(cr) => apply(cr, &ctx).await,
+            FinalizerEvent::Cleanup(cr) => cleanup(cr, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::flatten);
+    if result.is_ok() {
+        ctx.backoff.success(&uid);
+        ctx.metrics.reconcile_ok(CONTROLLER);
+    }
+    result
+}
+
+fn error_policy(cr: Arc<CloudResource>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::StillTerminating(after) = err {
+        return Action::requeue(*after);
+    }
+    ctx.metrics.reconcile_error(CONTROLLER, err.reason());
+    let delay = ctx.backoff.failure(&cr.uid().unwrap_or_default(), err.retry_after());
+    warn!(name = %cr.name_any(), namespace = ?cr.namespace(), reason = err.reason(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the CloudResource controller until `shutdown` completes.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let api: Api<CloudResource> = match &ctx.config.watch_namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let config = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
+    Controller::new(api, watcher::Config::default())
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,257 @@
+//! Pure decisions of the CloudResource controller: given what the object says and what the
+//! provider reports, what to do next. No I/O here, so every branch is unit-tested.
+
+use jiff::Timestamp;
+
+use crate::crd::cloud_resource::{CloudResourceStatus, ResourceState};
+use crate::crd::{DeletionPolicy, condition};
+use crate::provider::Machine;
+
+/// Condition reasons that mean "do not call create again until something changes".
+pub const TERMINAL_REASONS: [&str; 3] = ["InvalidSpec", "AuthenticationFailed", "InsufficientFunds"];
+
+/// Reason: the machine outlived `maxLifetimeSeconds`.
+pub const MAX_LIFETIME_EXCEEDED: &str = "MaxLifetimeExceeded";
+
+/// Whether the apply path needs to look at the provider at all.
+pub fn needs_observation(status: &CloudResourceStatus) -> bool {
+    match (&status.provider_id, status.state) {
+        // A machine that has ended stays ended: nothing left to observe.
+        (Some(_), Some(s)) if s.is_final() => false,
+        (Some(_), _) => true,
+        // Intent recorded but no id: the create may have happened; look by owner.
+        (None, _) => status.pending_create.is_some(),
+    }
+}
+
+/// Next step of the apply path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApplyPlan {
+    /// Record a create intent (token, attempt, name) in status; create afterwards.
+    RecordIntent {
+        /// Attempt of the new intent.
+        attempt: u32,
+    },
+    /// Intent recorded and no machine exists: call create.
+    Create,
+    /// A machine exists: record what it reports.
+    Track,
+    /// The machine must go (lifetime exceeded).
+    Terminate {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The last create failed terminally for this spec: wait for a change.
+    WaitForChange,
+    /// The machine has ended; nothing more to do.
+    Done,
+    /// The provider no longer knows a machine runctl recorded.
+    Lost,
+}
+
+/// Inputs of [`plan_apply`].
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyInput<'a> {
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// Current status.
+    pub status: &'a CloudResourceStatus,
+    /// The observation, when [`needs_observation`] asked for one.
+    pub machine: Option<&'a Machine>,
+    /// Lifetime limit.
+    pub max_lifetime_seconds: Option<i64>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Decides the apply path's next step.
+pub fn plan_apply(input: ApplyInput<'_>) -> ApplyPlan {
+    let status = input.status;
+    if status.provider_id.is_some() && status.state.is_some_and(ResourceState::is_final) {
+        return ApplyPlan::Done;
+    }
+    if let Some(m) = input.machine {
+        if m.is_billable() && lifetime_exceeded(m, input.max_lifetime_seconds, input.now) {
+            return ApplyPlan::Terminate { reason: MAX_LIFETIME_EXCEEDED };
+        }
+        return ApplyPlan::Track;
+    }
+    if status.provider_id.is_some() {
+        return ApplyPlan::Lost;
+    }
+    let Some(intent) = &status.pending_create else {
+        return ApplyPlan::RecordIntent { attempt: 1 };
+    };
+    if let Some(failed_gen) = terminal_failure_generation(status) {
+        if failed_gen >= input.generation {
+            return ApplyPlan::WaitForChange;
+        }
+        // The spec changed after a terminal failure: a new attempt gets a new token (EC2 rejects
+        // a reused token with different parameters).
+        return ApplyPlan::RecordIntent { attempt: intent.attempt + 1 };
+    }
+    ApplyPlan::Create
+}
+
+/// The generation at which create last failed terminally, if the Synced condition says so.
+pub fn terminal_failure_generation(status: &CloudResourceStatus) -> Option<i64> {
+    let synced = condition::get(&status.conditions, condition::SYNCED)?;
+    (synced.status == condition::FALSE && TERMINAL_REASONS.contains(&synced.reason.as_str()))
+        .then_some(synced.observed_generation.unwrap_or(0))
+}
+
+fn lifetime_exceeded(m: &Machine, max: Option<i64>, now: Timestamp) -> bool {
+    match (max, m.launch_time) {
+        (Some(max), Some(launch)) => now.duration_since(launch).as_secs() >= max,
+        _ => false,
+    }
+}
+
+/// Next step of the delete path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupPlan {
+    /// Remove the finalizer now.
+    Release {
+        /// Why (event reason).
+        reason: &'static str,
+    },
+    /// Terminate the machine with this id.
+    Terminate {
+        /// Provider id.
+        id: String,
+    },
+    /// A create intent without an id: the create may have happened, find the machine by owner.
+    FindByOwner,
+}
+
+/// Decides the delete path's next step.
+pub fn plan_cleanup(policy: DeletionPolicy, status: &CloudResourceStatus) -> CleanupPlan {
+    if policy == DeletionPolicy::Orphan {
+        return CleanupPlan::Release { reason: "Orphaned" };
+    }
+    match (&status.provider_id, &status.pending_create) {
+        (Some(id), _) => CleanupPlan::Terminate { id: id.clone() },
+        (None, Some(_)) => CleanupPlan::FindByOwner,
+        (None, None) => CleanupPlan::Release { reason: "NothingToDelete" },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::cloud_resource::PendingCreate;
+    use crate::crd::condition::NewCondition;
+    use crate::provider::reasons;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn now() -> Timestamp {
+        "2026-11-23T12:00:00Z".parse().unwrap()
+    }
+
+    fn intent(attempt: u32) -> PendingCreate {
+        PendingCreate {
+            token: "rc-x".into(),
+            attempt,
+            machine_name: "runctl-x".into(),
+            since: Time(now()),
+            generation: 1,
+        }
+    }
+
+    fn machine(state: ResourceState) -> Machine {
+        let mut m = Machine::new("i-1", state, reasons::RUNNING);
+        m.launch_time = Some(now() - jiff::SignedDuration::from_hours(2));
+        m
+    }
+
+    fn input<'a>(status: &'a CloudResourceStatus, m: Option<&'a Machine>) -> ApplyInput<'a> {
+        ApplyInput { generation: 1, status, machine: m, max_lifetime_seconds: None, now: now() }
+    }
+
+    fn with_synced_failure(status: &mut CloudResourceStatus, reason: &'static str, generation: i64) {
+        condition::set(
+            &mut status.conditions,
+            NewCondition { type_: condition::SYNCED, status: condition::FALSE, reason, message: "x".into() },
+            Some(generation),
+            now(),
+        );
+    }
+
+    #[test]
+    fn a_new_object_records_intent_before_anything_else() {
+        let s = CloudResourceStatus::default();
+        assert!(!needs_observation(&s));
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::RecordIntent { attempt: 1 });
+    }
+
+    #[test]
+    fn an_intent_without_a_machine_creates() {
+        let s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        assert!(needs_observation(&s), "the create may have happened: look first");
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Create);
+    }
+
+    #[test]
+    fn an_intent_with_a_found_machine_adopts_it() {
+        let s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        let m = machine(ResourceState::Starting);
+        assert_eq!(plan_apply(input(&s, Some(&m))), ApplyPlan::Track);
+    }
+
+    #[test]
+    fn terminal_failure_waits_for_a_spec_change_then_starts_a_new_attempt() {
+        let mut s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        with_synced_failure(&mut s, "InvalidSpec", 1);
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::WaitForChange);
+        let mut i = input(&s, None);
+        i.generation = 2;
+        assert_eq!(plan_apply(i), ApplyPlan::RecordIntent { attempt: 2 });
+    }
+
+    #[test]
+    fn retryable_failures_keep_creating() {
+        let mut s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        with_synced_failure(&mut s, "InsufficientCapacity", 1);
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Create);
+    }
+
+    #[test]
+    fn a_known_machine_that_vanished_is_lost_and_a_final_one_is_done() {
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            provider_id: Some("i-1".into()),
+            state: Some(ResourceState::Running),
+            ..Default::default()
+        };
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Lost);
+        s.state = Some(ResourceState::Terminated);
+        assert!(!needs_observation(&s));
+        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Done);
+    }
+
+    #[test]
+    fn lifetime_is_enforced_on_live_machines_only() {
+        let s = CloudResourceStatus { provider_id: Some("i-1".into()), ..Default::default() };
+        let m = machine(ResourceState::Running);
+        let mut i = input(&s, Some(&m));
+        i.max_lifetime_seconds = Some(3600);
+        assert_eq!(plan_apply(i), ApplyPlan::Terminate { reason: MAX_LIFETIME_EXCEEDED });
+        i.max_lifetime_seconds = Some(3 * 3600);
+        assert_eq!(plan_apply(i), ApplyPlan::Track);
+        let ended = machine(ResourceState::Terminated);
+        let mut j = input(&s, Some(&ended));
+        j.max_lifetime_seconds = Some(60);
+        assert_eq!(plan_apply(j), ApplyPlan::Track);
+    }
+
+    #[test]
+    fn cleanup_paths() {
+        let none = CloudResourceStatus::default();
+        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &none), CleanupPlan::Release { reason: "NothingToDelete" });
+        let pending = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &pending), CleanupPlan::FindByOwner);
+        let known = CloudResourceStatus { provider_id: Some("i-9".into()), ..pending.clone() };
+        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &known), CleanupPlan::Terminate { id: "i-9".into() });
+        assert_eq!(plan_cleanup(DeletionPolicy::Orphan, &known), CleanupPlan::Release { reason: "Orphaned" });
+    }
+}

@@ -1,0 +1,193 @@
+//! Batched observation of machines: one `list` call per provider account and region per poll
+//! interval serves the status of every object, instead of one observe call per object.
+//!
+//! A snapshot is refreshed at most once per `max_age` (single-flight: concurrent reconciles wait
+//! for the one refresh in progress). Lookups fall back to a direct `observe` only when the
+//! snapshot cannot know the answer: the machine was created after the snapshot was taken, or
+//! an adopted machine must be found by owner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use parking_lot::Mutex;
+
+use crate::metrics::Metrics;
+use crate::provider::registry::ProviderKey;
+use crate::provider::{Machine, Provider, ProviderError, ResourceKey};
+
+/// One provider's machines at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Monotonic time of the list call.
+    pub taken: Instant,
+    /// Wall-clock time the list call started.
+    pub taken_at: Timestamp,
+    by_id: HashMap<String, Machine>,
+    by_owner: HashMap<(String, u32), String>,
+}
+
+impl Snapshot {
+    fn new(machines: Vec<Machine>, taken: Instant, taken_at: Timestamp) -> Self {
+        let mut by_owner = HashMap::new();
+        let mut by_id = HashMap::with_capacity(machines.len());
+        for m in machines {
+            if let (Some(uid), Some(attempt)) = (&m.owner_uid, m.attempt) {
+                // Prefer a live machine over a finished one of the same owner and attempt.
+                let replace = match by_owner.get(&(uid.clone(), attempt)).and_then(|id: &String| by_id.get(id)) {
+                    Some(existing) => {
+                        let existing: &Machine = existing;
+                        !existing.is_billable() && m.is_billable()
+                    }
+                    None => true,
+                };
+                if replace {
+                    by_owner.insert((uid.clone(), attempt), m.id.clone());
+                }
+            }
+            by_id.insert(m.id.clone(), m);
+        }
+        Self { taken, taken_at, by_id, by_owner }
+    }
+
+    /// A machine by id.
+    pub fn get(&self, id: &str) -> Option<&Machine> {
+        self.by_id.get(id)
+    }
+
+    /// The machine of an owner's attempt.
+    pub fn find_owner(&self, uid: &str, attempt: u32) -> Option<&Machine> {
+        self.by_owner.get(&(uid.to_string(), attempt)).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Every machine in the snapshot.
+    pub fn machines(&self) -> impl Iterator<Item = &Machine> {
+        self.by_id.values()
+    }
+
+    /// Number of machines.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// Snapshots per provider instance.
+pub struct Fleet {
+    max_age: Duration,
+    metrics: Arc<Metrics>,
+    snapshots: Mutex<HashMap<ProviderKey, Arc<Snapshot>>>,
+    refreshing: Mutex<HashMap<ProviderKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Fleet {
+    /// A fleet cache whose snapshots live for `max_age` (the poll interval).
+    pub fn new(max_age: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { max_age, metrics, snapshots: Mutex::new(HashMap::new()), refreshing: Mutex::new(HashMap::new()) }
+    }
+
+    fn fresh(&self, key: &ProviderKey) -> Option<Arc<Snapshot>> {
+        self.snapshots.lock().get(key).filter(|s| s.taken.elapsed() < self.max_age).cloned()
+    }
+
+    /// The provider's snapshot, refreshed with one `list` call when older than the poll interval.
+    pub async fn snapshot(&self, key: &ProviderKey, provider: &dyn Provider) -> Result<Arc<Snapshot>, ProviderError> {
+        if let Some(s) = self.fresh(key) {
+            return Ok(s);
+        }
+        let lock = self.refreshing.lock().entry(key.clone()).or_default().clone();
+        let _guard = lock.lock().await;
+        if let Some(s) = self.fresh(key) {
+            return Ok(s);
+        }
+        let taken = Instant::now();
+        let taken_at = Timestamp::now();
+        let machines = metered(&self.metrics, provider, "list", provider.list()).await?;
+        let snap = Arc::new(Snapshot::new(machines, taken, taken_at));
+        self.snapshots.lock().insert(key.clone(), snap.clone());
+        Ok(snap)
+    }
+
+    /// Observes the machine of `rkey`: from the snapshot when it lists it, else by a direct call
+    /// (a machine created after the snapshot, or one to find by owner).
+    pub async fn observe(
+        &self,
+        key: &ProviderKey,
+        provider: &dyn Provider,
+        rkey: &ResourceKey,
+        known_id: Option<&str>,
+    ) -> Result<Option<Machine>, ProviderError> {
+        let snap = self.snapshot(key, provider).await?;
+        let hit = match known_id {
+            Some(id) => snap.get(id),
+            None => snap.find_owner(&rkey.uid, rkey.attempt),
+        };
+        if let Some(m) = hit {
+            return Ok(Some(m.clone()));
+        }
+        metered(&self.metrics, provider, "observe", provider.observe(rkey, known_id)).await
+    }
+
+    /// Drops a provider's snapshot (after a create or terminate, so the next poll sees it).
+    pub fn invalidate(&self, key: &ProviderKey) {
+        self.snapshots.lock().remove(key);
+    }
+
+    /// Every snapshot currently held (for the objects-by-state metrics and garbage collection).
+    pub fn snapshots(&self) -> Vec<(ProviderKey, Arc<Snapshot>)> {
+        self.snapshots.lock().iter().map(|(k, s)| (k.clone(), s.clone())).collect()
+    }
+}
+
+/// Runs a provider call, recording its outcome and latency.
+pub async fn metered<T>(
+    metrics: &Metrics,
+    provider: &dyn Provider,
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    let started = Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason(),
+    };
+    metrics.provider_call(provider.kind().as_str(), operation, outcome, started.elapsed().as_secs_f64());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{ResourceState, reasons};
+
+    fn m(id: &str, uid: &str, attempt: u32, state: ResourceState) -> Machine {
+        let mut m = Machine::new(id, state, reasons::RUNNING);
+        m.owner_uid = Some(uid.into());
+        m.attempt = Some(attempt);
+        m
+    }
+
+    #[test]
+    fn snapshot_indexes_by_owner_preferring_live_machines() {
+        let s = Snapshot::new(
+            vec![
+                m("a", "u1", 1, ResourceState::Terminated),
+                m("b", "u1", 1, ResourceState::Running),
+                m("c", "u2", 1, ResourceState::Running),
+            ],
+            Instant::now(),
+            Timestamp::now(),
+        );
+        assert_eq!(s.find_owner("u1", 1).map(|m| m.id.as_str()), Some("b"));
+        assert_eq!(s.find_owner("u2", 1).map(|m| m.id.as_str()), Some("c"));
+        assert!(s.find_owner("u2", 2).is_none());
+        assert_eq!(s.get("a").map(|m| m.state), Some(ResourceState::Terminated));
+        assert_eq!(s.len(), 3);
+    }
+}

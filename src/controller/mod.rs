@@ -1,0 +1,111 @@
+//! The controllers and what they share: the context (client, providers, metrics, events,
+//! fleet snapshots, backoff) and the run loop.
+//!
+//! Each reconcile reads like a pipeline: observe (fleet snapshot or provider), plan (pure, in
+//! `plan.rs`), act (provider call), write status (server-side apply, one field manager).
+
+pub mod backoff;
+pub mod cloud_resource;
+pub mod fleet;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Resource;
+
+use crate::metrics::Metrics;
+use crate::provider::ProviderRegistry;
+use backoff::{Backoff, BackoffConfig};
+use fleet::Fleet;
+
+/// Field manager of every write runctl makes.
+pub const FIELD_MANAGER: &str = "runctl";
+
+/// Controller settings (from the operator configuration).
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Installation id (ownership tags, names).
+    pub installation: String,
+    /// How often running machines are polled; also the fleet snapshot lifetime.
+    pub poll_interval: Duration,
+    /// How often machines in transition (Starting, Stopping, Terminating) are polled.
+    pub transition_poll_interval: Duration,
+    /// Accrued cost alone is written to status at most this often.
+    pub cost_refresh_interval: Duration,
+    /// Per-object error backoff.
+    pub backoff: BackoffConfig,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// Only watch this namespace (all when `None`).
+    pub watch_namespace: Option<String>,
+    /// Event reporter instance (pod name).
+    pub instance: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            installation: "default".into(),
+            poll_interval: Duration::from_secs(30),
+            transition_poll_interval: Duration::from_secs(5),
+            cost_refresh_interval: Duration::from_secs(60),
+            backoff: BackoffConfig::default(),
+            concurrency: 16,
+            watch_namespace: None,
+            instance: "runctl".into(),
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Providers.
+    pub registry: Arc<ProviderRegistry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder (shared, so repeated events become series).
+    pub recorder: Recorder,
+    /// Batched machine observations.
+    pub fleet: Fleet,
+    /// Per-object backoff.
+    pub backoff: Backoff,
+    /// Settings.
+    pub config: ControllerConfig,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(client: Client, registry: Arc<ProviderRegistry>, metrics: Arc<Metrics>, config: ControllerConfig) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter { controller: "runctl".into(), instance: Some(config.instance.clone()) });
+        Self {
+            fleet: Fleet::new(config.poll_interval, metrics.clone()),
+            backoff: Backoff::new(config.backoff),
+            client,
+            registry,
+            metrics,
+            recorder,
+            config,
+        }
+    }
+
+    /// Publishes an event about `obj`; failures are logged, never fatal.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        let reference = obj.object_ref(&());
+        self.metrics.event_published(reason);
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "failed to publish event");
+        }
+    }
+}

@@ -462,8 +462,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
         None => Api::all(ctx.client.clone()),
     };
     let config = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
-    Controller::new(api, watcher::Config::default())
-        .with_config(config)
+    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
+    let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -472,4 +473,32 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
             }
         })
         .await;
+    gauges.abort();
+}
+
+/// Keeps the objects-by-state and spend gauges current from the controller's cache (no extra
+/// API calls).
+async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(ctx.config.poll_interval.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = Default::default();
+        let mut spend: std::collections::BTreeMap<&'static str, (f64, f64)> = Default::default();
+        for cr in store.state() {
+            let provider = cr.spec.provider.as_str();
+            let status = cr.status.clone().unwrap_or_default();
+            let state = status.state.map_or("Pending", ResourceState::as_str);
+            *counts.entry((provider, state)).or_default() += 1;
+            let entry = spend.entry(provider).or_default();
+            if status.state.is_some_and(|s| !s.is_final()) {
+                entry.0 += status.cost_per_hour.unwrap_or(0.0);
+            }
+            entry.1 += status.accrued_cost.unwrap_or(0.0);
+        }
+        let rows: Vec<(&'static str, &'static str, i64)> = counts.into_iter().map(|((p, s), n)| (p, s, n)).collect();
+        ctx.metrics.set_objects("CloudResource", &rows);
+        for (provider, (per_hour, accrued)) in spend {
+            ctx.metrics.set_spend(provider, per_hour, accrued);
+        }
+    }
 }

@@ -1,0 +1,209 @@
+//! `runctl demo`: the real operator (the code `runctl run` uses) against an embedded, in-process
+//! instance of the API test server and the simulated cloud. It applies the example manifests in
+//! `examples/sim/`, prints a live table of the machines until they settle, then deletes them all
+//! and shows that no machine is left behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OperatorConfig;
+use crate::controller::FIELD_MANAGER;
+use crate::crd::CloudResource;
+use crate::crd::cloud_resource::ResourceState;
+use crate::operator::Operator;
+use crate::provider::ProviderRegistry;
+use crate::provider::sim::{SimCloud, SimConfig};
+
+/// The example manifests the demo applies (embedded so the demo runs from any directory).
+pub const EXAMPLES: [(&str, &str); 4] = [
+    ("train-a100.yaml", include_str!("../examples/sim/train-a100.yaml")),
+    ("notebook-h100.yaml", include_str!("../examples/sim/notebook-h100.yaml")),
+    ("spot-a100.yaml", include_str!("../examples/sim/spot-a100.yaml")),
+    ("failing-job.yaml", include_str!("../examples/sim/failing-job.yaml")),
+];
+
+/// Demo failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The embedded API server did not start.
+    #[error("failed to start the embedded API server: {0}")]
+    ApiServer(String),
+    /// A Kubernetes call failed.
+    #[error("Kubernetes API call failed while {step}: {source}")]
+    Kube {
+        /// What the demo was doing.
+        step: &'static str,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// An example manifest did not parse.
+    #[error("example {file} is not a valid CloudResource: {source}")]
+    Example {
+        /// File name.
+        file: &'static str,
+        /// Cause.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// The operator failed.
+    #[error(transparent)]
+    Operator(#[from] crate::operator::OperatorError),
+    /// Things did not settle in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+fn kube_err(step: &'static str) -> impl FnOnce(kube::Error) -> DemoError {
+    move |source| DemoError::Kube { step, source }
+}
+
+/// Parses the embedded examples.
+pub fn examples() -> Result<Vec<CloudResource>, DemoError> {
+    EXAMPLES
+        .iter()
+        .map(|(file, text)| serde_yaml::from_str::<CloudResource>(text).map_err(|source| DemoError::Example { file, source }))
+        .collect()
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig { provision_ms: 1_500, boot_ms: 4_000, ..SimConfig::default() }
+}
+
+fn fmt_money(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+}
+
+fn render(crs: &[CloudResource]) -> String {
+    let mut out = format!(
+        "{:<15} {:<9} {:<14} {:<12} {:<18} {:>8} {:>9}  {}\n",
+        "NAME", "PROVIDER", "TYPE", "STATE", "REASON", "$/H", "ACCRUED", "PROVIDER-ID"
+    );
+    for cr in crs {
+        let s = cr.status.clone().unwrap_or_default();
+        out.push_str(&format!(
+            "{:<15} {:<9} {:<14} {:<12} {:<18} {:>8} {:>9}  {}\n",
+            cr.name_any(),
+            cr.spec.provider.as_str(),
+            s.machine_type.as_deref().or(cr.spec.instance_type.as_deref()).unwrap_or("-"),
+            s.state.map_or("Pending", ResourceState::as_str),
+            s.reason.as_deref().unwrap_or("-"),
+            fmt_money(s.cost_per_hour),
+            fmt_money(s.accrued_cost),
+            s.provider_id.as_deref().unwrap_or("-"),
+        ));
+    }
+    out
+}
+
+fn settled(crs: &[CloudResource]) -> bool {
+    crs.iter().all(|cr| {
+        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || s == ResourceState::Running)
+    })
+}
+
+/// Runs the demo; `speed` divides the simulator's timings (tests use a high speed).
+pub async fn run(speed: u64) -> Result<(), DemoError> {
+    let speed = speed.max(1);
+    let server = runctl_apiserver::ApiServer::start().await.map_err(|e| DemoError::ApiServer(e.to_string()))?;
+    let client = server.client();
+    println!("runctl demo: embedded Kubernetes API test server at {}", server.url());
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::crd::all() {
+        crd_api.create(&PostParams::default(), &crd).await.map_err(kube_err("installing the CRDs"))?;
+    }
+    println!("installed CRDs: cloudresources.runctl.dev, trainingjobs.runctl.dev");
+
+    let mut sim = sim_config();
+    sim.provision_ms /= speed;
+    sim.boot_ms /= speed;
+    let mut config = OperatorConfig::default();
+    config.installation_id = "demo".into();
+    config.namespace = "default".into();
+    config.metrics_addr = "127.0.0.1:0".into();
+    config.poll_interval_seconds = 1;
+    config.providers.sim = sim.clone();
+    let cloud = Arc::new(SimCloud::new(sim));
+    let registry = Arc::new(ProviderRegistry::with_sim("demo", config.providers.clone(), cloud.clone()));
+    let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;
+    operator.controllers.transition_poll_interval = Duration::from_millis(500);
+    let shutdown = CancellationToken::new();
+    let op_task = tokio::spawn(operator.run(shutdown.clone()));
+
+    let api: Api<CloudResource> = Api::namespaced(client.clone(), "default");
+    for cr in examples()? {
+        let name = cr.name_any();
+        let mut body = serde_json::to_value(&cr).map_err(|e| DemoError::ApiServer(e.to_string()))?;
+        body["metadata"]["namespace"] = "default".into();
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await.map_err(kube_err("applying the examples"))?;
+        println!("applied examples/sim/{name}.yaml");
+    }
+
+    let tick = Duration::from_millis(1000 / speed.min(10));
+    let mut interrupted = false;
+    let mut last = String::new();
+    let mut settled_ticks = 0;
+    for _ in 0..(120 * speed.min(10)) {
+        let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
+        if !interrupted {
+            if let Some(id) = crs.iter().find(|c| c.name_any() == "spot-a100").and_then(|c| c.status.as_ref()).filter(|s| s.state == Some(ResourceState::Running)).and_then(|s| s.provider_id.clone()) {
+                cloud.interrupt(&id);
+                interrupted = true;
+                println!("\n>>> the simulated cloud reclaims spot machine {id}");
+            }
+        }
+        let table = render(&crs);
+        let states: BTreeMap<String, Option<ResourceState>> = crs.iter().map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state))).collect();
+        let shape = format!("{states:?}");
+        if shape != last {
+            println!("\n{table}");
+            last = shape;
+        }
+        if settled(&crs) && interrupted {
+            settled_ticks += 1;
+            if settled_ticks > 2 {
+                println!("\nsettled:\n{table}");
+                break;
+            }
+        }
+        tokio::time::sleep(tick).await;
+    }
+
+    println!("deleting every CloudResource: each running machine is terminated before its object goes away");
+    for cr in api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items {
+        api.delete(&cr.name_any(), &DeleteParams::default()).await.map_err(kube_err("deleting the machines"))?;
+    }
+    let mut gone = false;
+    for _ in 0..(60 * speed.min(10)) {
+        let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
+        if crs.is_empty() {
+            gone = true;
+            break;
+        }
+        let table = render(&crs);
+        if table != last {
+            println!("\n{table}");
+            last = table;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    if !gone {
+        return Err(DemoError::Timeout("the objects to be deleted"));
+    }
+    let live = cloud.live_total();
+    println!("\nall CloudResources deleted; machines still billing in the simulated cloud: {live}");
+    shutdown.cancel();
+    let _ = op_task.await;
+    server.shutdown().await;
+    if live != 0 {
+        return Err(DemoError::Timeout("every machine to be terminated"));
+    }
+    println!("demo finished");
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The operator process: preflight checks, the HTTP endpoints, leader election, and the
+//! controllers, which run only while this replica holds the Lease. `runctl run` and
+//! `runctl demo` both start exactly this.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::api::{Api, ListParams};
+use kube::Client;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::OperatorConfig;
+use crate::controller::backoff::BackoffConfig;
+use crate::controller::{Context, ControllerConfig, cloud_resource};
+use crate::crd::{CloudResource, TrainingJob};
+use crate::metrics::Metrics;
+use crate::provider::ProviderRegistry;
+use crate::runtime::http::{self, HttpState};
+use crate::runtime::leader::{LeaderElector, LeaseConfig};
+
+/// Why the operator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The CRDs are not installed.
+    #[error(
+        "the runctl CRDs are not installed in this cluster ({0}); install them with `kubectl apply -f crds/` (or `runctl crd | kubectl apply -f -`)"
+    )]
+    CrdsMissing(String),
+    /// The API server cannot be reached.
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    ClusterUnreachable(#[source] kube::Error),
+    /// The HTTP endpoints could not start.
+    #[error("failed to start the metrics and health endpoints: {0}")]
+    Http(String),
+}
+
+/// Checks that the cluster answers and both CRDs are installed.
+pub async fn preflight(client: &Client) -> Result<(), OperatorError> {
+    async fn probe<K>(client: &Client) -> Result<(), OperatorError>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::all(client.clone());
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(OperatorError::CrdsMissing(format!(
+                "{}.{} not served",
+                K::plural(&()),
+                K::group(&())
+            ))),
+            Err(e) => Err(OperatorError::ClusterUnreachable(e)),
+        }
+    }
+    probe::<CloudResource>(client).await?;
+    probe::<TrainingJob>(client).await?;
+    Ok(())
+}
+
+/// Controller settings from the operator configuration.
+pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerConfig {
+    let poll = Duration::from_secs(config.poll_interval_seconds.max(1));
+    ControllerConfig {
+        installation: config.installation_id.clone(),
+        poll_interval: poll,
+        transition_poll_interval: poll.min(Duration::from_secs(5)),
+        cost_refresh_interval: poll.max(Duration::from_secs(60)),
+        backoff: BackoffConfig {
+            base: Duration::from_secs(config.backoff.base_seconds.max(1)),
+            max: Duration::from_secs(config.backoff.max_seconds.max(1)),
+        },
+        concurrency: config.reconcile_concurrency,
+        watch_namespace: config.watch_namespace.clone(),
+        instance: instance.to_string(),
+    }
+}
+
+/// A running operator's moving parts, for tests and the demo.
+pub struct Operator {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Providers.
+    pub registry: Arc<ProviderRegistry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Controller settings.
+    pub controllers: ControllerConfig,
+    /// Lease settings; `None` runs without leader election.
+    pub lease: Option<LeaseConfig>,
+    /// Where to serve metrics and health; `None` serves nothing.
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Operator {
+    /// Builds an operator from configuration.
+    pub fn from_config(client: Client, config: &OperatorConfig, registry: Arc<ProviderRegistry>, identity: &str) -> Result<Self, OperatorError> {
+        let http_addr = config.metrics_addr.parse().map_err(|e| OperatorError::Http(format!("metricsAddr {:?}: {e}", config.metrics_addr)))?;
+        let lease = config.leader_election.enabled.then(|| LeaseConfig {
+            namespace: config.namespace.clone(),
+            name: config.leader_election.lease_name.clone(),
+            identity: identity.to_string(),
+            lease_duration: Duration::from_secs(config.leader_election.lease_duration_seconds),
+            renew_interval: Duration::from_secs(config.leader_election.renew_interval_seconds),
+            retry_interval: Duration::from_secs(config.leader_election.renew_interval_seconds),
+        });
+        Ok(Self {
+            client,
+            registry,
+            metrics: Arc::new(Metrics::new()),
+            controllers: controller_config(config, identity),
+            lease,
+            http_addr: Some(http_addr),
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled: preflight, endpoints, leader election, controllers.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), OperatorError> {
+        preflight(&self.client).await?;
+        let ready = Arc::new(AtomicBool::new(false));
+        if let Some(addr) = self.http_addr {
+            let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));
+            let bound = http::serve(addr, router, shutdown.clone()).await.map_err(|e| OperatorError::Http(e.to_string()))?;
+            info!(%bound, "serving /metrics, /healthz and /readyz");
+        }
+        let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
+        let elector = match self.lease.clone() {
+            Some(lease) => {
+                info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election enabled");
+                let elector = LeaderElector::new(self.client.clone(), lease);
+                Some(tokio::spawn(elector.run(leader_tx, shutdown.clone())))
+            }
+            None => {
+                drop(leader_tx);
+                None
+            }
+        };
+        ready.store(true, Ordering::SeqCst);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = leader_rx.wait_for(|l| *l) => if r.is_err() && !*leader_rx.borrow() { shutdown.cancelled().await; break; },
+            }
+            info!("leading: starting controllers");
+            self.metrics.set_leader(true);
+            let term = shutdown.child_token();
+            let ctx = Arc::new(Context::new(self.client.clone(), self.registry.clone(), self.metrics.clone(), self.controllers.clone()));
+            let stop = term.clone();
+            let controllers = tokio::spawn(cloud_resource::run(ctx, async move { stop.cancelled().await }));
+            let lost = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                _ = async { let _ = leader_rx.wait_for(|l| !*l).await; if self.lease.is_none() { std::future::pending::<()>().await } } => true,
+            };
+            term.cancel();
+            let _ = controllers.await;
+            self.metrics.set_leader(false);
+            if !lost {
+                break;
+            }
+            warn!("lost leadership: controllers stopped; waiting to lead again");
+        }
+        if let Some(e) = elector {
+            let _ = tokio::time::timeout(Duration::from_secs(5), e).await;
+        }
+        info!("stopped");
+        Ok(())
+    }
+}

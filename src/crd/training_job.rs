@@ -117,9 +117,10 @@ pub struct TrainingWorkload {
     /// Arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Environment (literal values or Secret keys); names under RUNCTL_ are reserved.
+    /// Environment (literal values or Secret keys). The names runctl sets itself (job context,
+    /// reporting wrapper, ownership markers) are reserved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(e, !e.name.startsWith('RUNCTL_'))").message("env names starting with RUNCTL_ are reserved for runctl"))]
+    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['RUNCTL_JOB_NAME', 'RUNCTL_JOB_NAMESPACE', 'RUNCTL_ATTEMPT', 'RUNCTL_CHECKPOINT_DIR', 'RUNCTL_DATA_SOURCE', 'RUNCTL_OUTPUT_DEST', 'RUNCTL_REPORT_URL', 'RUNCTL_REPORT_TOKEN', 'RUNCTL_HEARTBEAT_INTERVAL', 'RUNCTL_SELF_TERMINATE_AFTER', 'RUNCTL_OWNER', 'RUNCTL_INSTALLATION']))").message("env names set by runctl (RUNCTL_JOB_NAME, RUNCTL_ATTEMPT, RUNCTL_CHECKPOINT_DIR, RUNCTL_REPORT_TOKEN…) are reserved"))]
     pub env: Vec<EnvVar>,
     /// Training data, passed as RUNCTL_DATA_SOURCE.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,14 +3,15 @@
 #![allow(dead_code)]
 
 pub mod builders;
+pub mod jobs;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use runctl::controller::backoff::BackoffConfig;
 use runctl::controller::{Context, ControllerConfig};
 use runctl::metrics::Metrics;
@@ -29,7 +30,11 @@ pub struct TestEnv {
 
 /// Fast simulator timings for tests.
 pub fn fast_sim() -> SimConfig {
-    SimConfig { provision_ms: 50, boot_ms: 300, ..SimConfig::default() }
+    SimConfig {
+        provision_ms: 50,
+        boot_ms: 300,
+        ..SimConfig::default()
+    }
 }
 
 /// Controller settings with short intervals for tests.
@@ -39,7 +44,10 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
         poll_interval: Duration::from_millis(500),
         transition_poll_interval: Duration::from_millis(200),
         cost_refresh_interval: Duration::from_secs(1),
-        backoff: BackoffConfig { base: Duration::from_millis(200), max: Duration::from_secs(2) },
+        backoff: BackoffConfig {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
         concurrency: 8,
         watch_namespace: None,
         instance: instance.into(),
@@ -54,20 +62,37 @@ impl TestEnv {
         install_crds(&client).await;
         let mut providers = ProvidersConfig::default();
         providers.sim = sim.clone();
-        Self { server, client, sim: Arc::new(SimCloud::new(sim)), providers }
+        Self {
+            server,
+            client,
+            sim: Arc::new(SimCloud::new(sim)),
+            providers,
+        }
     }
 
     /// A provider registry bound to this environment's simulated cloud.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
-        Arc::new(ProviderRegistry::with_sim("test", self.providers.clone(), self.sim.clone()))
+        Arc::new(ProviderRegistry::with_sim(
+            "test",
+            self.providers.clone(),
+            self.sim.clone(),
+        ))
     }
 
     /// Starts the CloudResource controller (the same code `runctl run` runs).
     pub fn start_controller(&self, config: ControllerConfig) -> Running {
-        let ctx = Arc::new(Context::new(self.client.clone(), self.registry(), Arc::new(Metrics::new()), config));
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.registry(),
+            Arc::new(Metrics::new()),
+            config,
+        ));
         let token = CancellationToken::new();
         let stop = token.clone();
-        let handle = tokio::spawn(runctl::controller::cloud_resource::run(ctx.clone(), async move { stop.cancelled().await }));
+        let handle = tokio::spawn(runctl::controller::cloud_resource::run(
+            ctx.clone(),
+            async move { stop.cancelled().await },
+        ));
         Running { token, handle, ctx }
     }
 }
@@ -96,7 +121,9 @@ impl Running {
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in runctl::crd::all() {
-        api.create(&PostParams::default(), &crd).await.expect("install CRD");
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("install CRD");
     }
 }
 

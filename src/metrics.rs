@@ -517,4 +517,27 @@ mod tests {
                 .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with("runctl_"))
         );
     }
+
+    #[test]
+    fn every_metric_is_documented() {
+        let m = Metrics::new();
+        drop(m.reconcile_timer("cloudresource"));
+        m.reconcile_ok("cloudresource");
+        m.reconcile_error("cloudresource", "NotFound");
+        m.provider_call("sim", "list", OUTCOME_SUCCESS, 0.1);
+        m.set_objects("CloudResource", &[("sim", "Running", 1)]);
+        m.set_spend("sim", 1.0, 2.0);
+        m.set_leader(true);
+        m.event_published("MachineCreated");
+        let doc = include_str!("../docs/metrics.md");
+        let families = m.registry().gather();
+        assert_eq!(families.len(), 11, "every metric has a sample");
+        for family in families {
+            assert!(
+                doc.contains(&format!("`{}`", family.name())),
+                "{} missing from docs/metrics.md",
+                family.name()
+            );
+        }
+    }
 }

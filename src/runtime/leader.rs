@@ -341,7 +341,7 @@ impl LeaderElector {
     }
 
     /// Campaigns and renews until `shutdown`, keeping `is_leader` up to date; on shutdown it
-    /// sets `is_leader` to false and releases the Lease if it holds it.
+    /// sets `is_leader` to false, then releases the Lease if it names us.
     pub async fn run(self, is_leader: watch::Sender<bool>, shutdown: CancellationToken) {
         let deadline = self.config.renew_deadline();
         // When the last successful acquire or renew started; `Some` while leading.
@@ -397,19 +397,15 @@ impl LeaderElector {
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        let was_leading = renewed_at.is_some();
         self.publish(&is_leader, false);
-        if was_leading {
-            let allowed = self.config.retry_interval.max(Duration::from_secs(1));
-            match tokio::time::timeout(allowed, self.release()).await {
-                Ok(Ok(true)) => tracing::info!(lease = %self.config.name, "released the lease"),
-                Ok(Ok(false)) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "failed to release the lease; it will expire")
-                }
-                Err(_) => {
-                    tracing::warn!(error = %self.timeout_error(allowed), "failed to release the lease; it will expire")
-                }
+        // Also when we stepped down but the Lease may still name us: release() checks the holder.
+        let allowed = self.config.retry_interval.max(Duration::from_secs(1));
+        match tokio::time::timeout(allowed, self.release()).await {
+            Ok(Ok(true)) => tracing::info!(lease = %self.config.name, "released the lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "failed to release the lease; it will expire"),
+            Err(_) => {
+                tracing::warn!(error = %self.timeout_error(allowed), "failed to release the lease; it will expire")
             }
         }
     }

@@ -3,8 +3,20 @@
 //! Module map:
 //! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
+//! - [`controller`]: the controllers (observe → plan → act → write status).
+//! - [`operator`]: the operator process: preflight, endpoints, leader election, controllers.
+//! - [`demo`]: `runctl demo`, the operator against an embedded API server and `sim`.
+//! - [`config`]: the operator's configuration (file, environment, flags).
+//! - [`metrics`]: Prometheus metrics in runctl's own registry.
+//! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
+//! - [`telemetry`]: logging setup.
 
-pub mod crd;
+pub mod config;
 pub mod controller;
+pub mod crd;
+pub mod demo;
 pub mod metrics;
+pub mod operator;
 pub mod provider;
+pub mod runtime;
+pub mod telemetry;

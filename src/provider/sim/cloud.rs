@@ -408,9 +408,6 @@ impl SimCloud {
         key: &ResourceKey,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
-        validate(region, spec)?;
-        let run = timeline::workload_run(spec.workload.as_ref())
-            .map_err(|message| ProviderError::InvalidSpec { message })?;
         let owner = OwnerKey {
             installation: installation.to_string(),
             region: region.to_string(),
@@ -418,6 +415,9 @@ impl SimCloud {
             attempt: key.attempt,
         };
         self.call(SimOp::Create, |cloud, inner, now| {
+            validate(region, spec)?;
+            let run = timeline::workload_run(spec.workload.as_ref())
+                .map_err(|message| ProviderError::InvalidSpec { message })?;
             let retain = cloud.config.retain_ms;
             if let Some(rec) = inner.store.by_key(&owner, now, retain) {
                 if rec.machine_type != spec.machine_type() || rec.spot != spec.spot {
@@ -534,7 +534,7 @@ impl SimCloud {
 
     fn check_capacity(
         &self,
-        inner: &Inner,
+        inner: &mut Inner,
         spec: &MachineSpec,
         now: SimMillis,
     ) -> Result<(), ProviderError> {

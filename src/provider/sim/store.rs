@@ -9,7 +9,7 @@ use crate::provider::identity::{TAG_ATTEMPT, TAG_INSTALLATION, TAG_OWNER_UID};
 use crate::provider::{Machine, ResourceState};
 
 use super::clock::{SimClock, SimMillis};
-use super::timeline::{self, Phase, Segment, Status, WorkloadRun};
+use super::timeline::{self, End, Phase, Segment, Status, WorkloadRun};
 
 /// The prefix of every simulated machine id.
 pub const ID_PREFIX: &str = "sim-";
@@ -66,12 +66,14 @@ impl Record {
         format!("{ID_PREFIX}{}", self.num)
     }
 
-    /// The latest phase.
+    /// The latest phase. Records are made with one segment and never lose one; the fallback
+    /// only keeps this total.
     pub fn current(&self) -> Segment {
-        self.segments.last().copied().unwrap_or(Segment {
+        let fallback = Segment {
             at: self.created,
-            phase: Phase::Stopped,
-        })
+            phase: Phase::Ended(End::provider_failure()),
+        };
+        self.segments.last().copied().unwrap_or(fallback)
     }
 
     /// State at `now`.
@@ -149,7 +151,9 @@ pub struct Store {
     by_key: HashMap<OwnerKey, u64>,
     by_scope: HashMap<(String, String), BTreeSet<u64>>,
     by_owner: HashMap<String, BTreeSet<u64>>,
-    by_type: HashMap<String, BTreeSet<u64>>,
+    /// Machines by type that were not yet seen ended (an ended machine never runs again, so
+    /// counting drops it for good and a capacity check costs the live machines only).
+    unended_by_type: HashMap<String, BTreeSet<u64>>,
 }
 
 impl Store {
@@ -173,7 +177,7 @@ impl Store {
         if let Some(uid) = &rec.owner_uid {
             self.by_owner.entry(uid.clone()).or_default().insert(num);
         }
-        self.by_type
+        self.unended_by_type
             .entry(rec.machine_type.clone())
             .or_default()
             .insert(num);
@@ -196,7 +200,7 @@ impl Store {
         if let Some(uid) = &rec.owner_uid {
             remove_from(&mut self.by_owner, uid, num);
         }
-        remove_from(&mut self.by_type, &rec.machine_type, num);
+        remove_from(&mut self.unended_by_type, &rec.machine_type, num);
         Some(rec)
     }
 
@@ -246,17 +250,24 @@ impl Store {
     }
 
     /// Machines of `machine_type` still billing at `now`.
-    pub fn live_of_type(&self, machine_type: &str, now: SimMillis) -> usize {
-        self.count_live(self.by_type.get(machine_type), now)
+    pub fn live_of_type(&mut self, machine_type: &str, now: SimMillis) -> usize {
+        let Some(nums) = self.unended_by_type.get_mut(machine_type) else {
+            return 0;
+        };
+        let machines = &self.machines;
+        nums.retain(|n| {
+            machines
+                .get(n)
+                .is_some_and(|r| !r.status(now).state.is_final())
+        });
+        nums.len()
     }
 
     /// Machines of owner `uid` still billing at `now`.
     pub fn live_of_owner(&self, uid: &str, now: SimMillis) -> usize {
-        self.count_live(self.by_owner.get(uid), now)
-    }
-
-    fn count_live(&self, nums: Option<&BTreeSet<u64>>, now: SimMillis) -> usize {
-        nums.into_iter()
+        self.by_owner
+            .get(uid)
+            .into_iter()
             .flatten()
             .filter_map(|n| self.machines.get(n))
             .filter(|r| !r.status(now).state.is_final())

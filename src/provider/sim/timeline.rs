@@ -202,14 +202,41 @@ pub fn transitions(seg: Segment) -> Vec<Status> {
     }
 }
 
-/// The state of a machine whose latest phase is `seg`, at `now` (≥ `seg.at`).
+/// The state of a machine whose latest phase is `seg`, at `now` (≥ `seg.at`); the same as the
+/// last of [`transitions`] begun by `now`, without allocating (a list asks this of every machine).
 pub fn status_at(seg: Segment, now: SimMillis) -> Status {
-    let all = transitions(seg);
-    let first = all[0];
-    all.into_iter()
-        .take_while(|s| s.since <= now)
-        .last()
-        .unwrap_or(first)
+    let at = seg.at;
+    match seg.phase {
+        Phase::Launch {
+            provision_ms,
+            running_ms,
+            run,
+        } => {
+            let booting_at = at.saturating_add(provision_ms);
+            let running_at = at.saturating_add(running_ms.max(provision_ms));
+            let exit_at = run.map(|r| (running_at.saturating_add(r.run_ms), r.exit_code));
+            match exit_at {
+                Some((exit_at, code)) if now >= exit_at => Status::ended(exit_at, End::exit(code)),
+                _ if now >= running_at => {
+                    Status::new(running_at, ResourceState::Running, reasons::RUNNING)
+                }
+                _ if now >= booting_at => {
+                    Status::new(booting_at, ResourceState::Starting, reasons::BOOTING)
+                }
+                _ => Status::new(at, ResourceState::Starting, reasons::PROVISIONING),
+            }
+        }
+        Phase::Stopped => Status::new(at, ResourceState::Stopped, reasons::STOPPED),
+        Phase::Terminating { duration_ms } => {
+            let end = at.saturating_add(duration_ms);
+            if now >= end {
+                Status::ended(end, End::terminated())
+            } else {
+                Status::new(at, ResourceState::Terminating, reasons::TERMINATING)
+            }
+        }
+        Phase::Ended(end) => Status::ended(at, end),
+    }
 }
 
 /// The states a machine went through up to `now`, from its phases in order; states that lasted
@@ -413,6 +440,38 @@ mod tests {
                 (state, reason, code),
                 "{seg:?} at {now}"
             );
+        }
+    }
+
+    #[test]
+    fn status_agrees_with_transitions() {
+        let run = |run_ms, exit_code| Some(WorkloadRun { run_ms, exit_code });
+        let phases = [
+            launch(None),
+            launch(run(0, 0)),
+            launch(run(400, 2)),
+            Phase::Launch {
+                provision_ms: 0,
+                running_ms: 0,
+                run: None,
+            },
+            Phase::Launch {
+                provision_ms: 500,
+                running_ms: 100,
+                run: run(10, 0),
+            },
+            Phase::Stopped,
+            Phase::Terminating { duration_ms: 0 },
+            Phase::Terminating { duration_ms: 333 },
+            Phase::Ended(End::interrupted()),
+        ];
+        for phase in phases {
+            let seg = Segment { at: 40, phase };
+            let all = transitions(seg);
+            for now in 40..1500 {
+                let want = all.iter().take_while(|s| s.since <= now).last().copied();
+                assert_eq!(Some(status_at(seg, now)), want, "{phase:?} at {now}");
+            }
         }
     }
 

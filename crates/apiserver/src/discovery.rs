@@ -41,7 +41,7 @@ fn groups(registry: &Registry) -> BTreeMap<String, Vec<String>> {
         }
     }
     for versions in groups.values_mut() {
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     }
     groups
 }
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn version_ordering() {
         let mut versions = vec!["v1alpha1", "v2", "v1beta2", "v1", "v1beta1"];
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(versions, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1"]);
     }
 

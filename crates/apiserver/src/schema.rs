@@ -415,7 +415,8 @@ mod tests {
 
     #[test]
     fn structural_and_cel_table() {
-        let cases: Vec<(Value, Option<Value>, Vec<(&str, &str)>)> = vec![
+        type Case = (Value, Option<Value>, Vec<(&'static str, &'static str)>);
+        let cases: Vec<Case> = vec![
             (
                 json!({"spec": {"provider": "aws", "gpuCount": 2}}),
                 None,

@@ -98,8 +98,8 @@ fn spec_part(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
         .map(|m| {
             m.iter()
                 .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
-                        && !(rt.status && k.as_str() == "status")
+                    !(matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+                        || (rt.status && k.as_str() == "status"))
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()

@@ -3,11 +3,22 @@
 //! Module map:
 //! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
-//! - [`controller`]: the CloudResource and TrainingJob controllers.
+//! - [`controller`]: the controllers (observe → plan → act → write status).
 //! - [`callback`]: the job callback endpoint (heartbeat, progress, exit reports).
+//! - [`operator`]: the operator process: preflight, endpoints, leader election, controllers.
+//! - [`demo`]: `runctl demo`, the operator against an embedded API server and `sim`.
+//! - [`config`]: the operator's configuration (file, environment, flags).
+//! - [`metrics`]: Prometheus metrics in runctl's own registry.
+//! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
+//! - [`telemetry`]: logging setup.
 
 pub mod callback;
-pub mod crd;
+pub mod config;
 pub mod controller;
+pub mod crd;
+pub mod demo;
 pub mod metrics;
+pub mod operator;
 pub mod provider;
+pub mod runtime;
+pub mod telemetry;

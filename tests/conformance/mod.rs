@@ -47,10 +47,14 @@ pub enum Drive {
     Vanish,
 }
 
+/// The installation every check's keys belong to: a harness builds its provider for it, so that
+/// `list` returns the machines the checks create.
+pub const INSTALLATION: &str = "conformance";
+
 /// What a backend offers the suite.
 #[async_trait]
 pub trait Harness: Send + Sync {
-    /// Provider under test, configured against the backend.
+    /// Provider under test, configured against the backend for installation [`INSTALLATION`].
     fn provider(&self) -> Arc<dyn Provider>;
     /// A valid machine spec for this provider.
     fn spec(&self) -> MachineSpec;
@@ -76,7 +80,7 @@ pub trait Harness: Send + Sync {
 /// A fresh key for one check.
 pub fn key(check: &str, attempt: u32) -> ResourceKey {
     ResourceKey {
-        installation: "conformance".into(),
+        installation: INSTALLATION.into(),
         namespace: "default".into(),
         name: check.into(),
         uid: uuid::Uuid::new_v4().to_string(),
@@ -132,6 +136,8 @@ pub async fn create_is_idempotent<H: Harness>(h: &H) {
     assert_eq!(a.id, b.id, "a repeated create must return the first machine");
     assert_eq!(h.live_machines(&k.uid).await, 1);
     assert_eq!(a.owner_uid.as_deref(), Some(k.uid.as_str()));
+    assert_eq!(a.attempt, Some(1), "a created machine reports its attempt");
+    assert!(!a.state.is_final(), "a new machine is not already ended: {:?}", a.state);
 }
 
 /// A create whose response was lost is not repeated as a second machine.
@@ -179,6 +185,8 @@ pub async fn list_is_batched<H: Harness>(h: &H) {
         ids.push(create_with_retries(h, k).await.id);
     }
     let all = h.provider().list().await.expect("list");
+    let mut seen = std::collections::HashSet::new();
+    assert!(all.iter().all(|m| seen.insert(m.id.as_str())), "list returns each machine once");
     for (k, id) in ks.iter().zip(&ids) {
         let m = all.iter().find(|m| &m.id == id).unwrap_or_else(|| panic!("{id} missing from list"));
         assert_eq!(m.owner_uid.as_deref(), Some(k.uid.as_str()));
@@ -201,8 +209,10 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
         let Some((state, reason)) = h.expected(event) else { continue };
         let k = key("states", 1);
         let m = create_with_retries(h, &k).await;
+        // Events happen to running machines; a backend that cannot force booting lets it boot.
         if event != Drive::Running {
-            assert!(h.drive(&m.id, Drive::Running).await || true);
+            let _ = h.drive(&m.id, Drive::Running).await;
+            observe_until(h, &k, &m.id, |o| o.as_ref().is_some_and(|x| x.state == ResourceState::Running)).await;
         }
         assert!(h.drive(&m.id, event).await, "backend could not drive {event:?}");
         let seen = observe_until(h, &k, &m.id, |o| match o {
@@ -212,10 +222,10 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
         .await;
         if let Some(x) = &seen {
             assert_eq!((x.state, x.reason), (state, reason), "{event:?}");
-            if let Drive::ExitFailure(code) = event {
-                if x.exit_code.is_some() {
-                    assert_eq!(x.exit_code, Some(code));
-                }
+            if let Drive::ExitFailure(code) = event
+                && x.exit_code.is_some()
+            {
+                assert_eq!(x.exit_code, Some(code), "{event:?}");
             }
         }
     }
@@ -231,6 +241,9 @@ pub async fn errors_are_classified<H: Harness>(h: &H) {
         let err = h.provider().create(&k, &h.spec()).await.expect_err(&format!("{fault:?} must fail the create"));
         assert_eq!(err.class(), h.expected_class(fault), "{fault:?}: {err}");
         assert_eq!(h.live_machines(&k.uid).await, 0, "{fault:?} must not leave a machine");
+        let m = create_with_retries(h, &k).await;
+        assert_eq!(m.owner_uid.as_deref(), Some(k.uid.as_str()), "{fault:?} must fail one call only");
+        assert_eq!(h.live_machines(&k.uid).await, 1);
     }
 }
 
@@ -255,12 +268,68 @@ pub async fn terminate_is_idempotent<H: Harness>(h: &H) {
     if let Some(x) = after {
         assert!(x.state.is_final(), "a terminated machine reports a final state, got {:?}", x.state);
     }
+    let by_owner = p.observe(&k, None).await.expect("observe by owner after terminate");
+    if let Some(x) = by_owner {
+        assert_eq!(x.id, m.id, "observe by owner finds the terminated machine or nothing");
+        assert!(x.state.is_final(), "a terminated machine reports a final state, got {:?}", x.state);
+    }
+}
+
+/// A machine deleted outside runctl is Gone to terminate and not billing to observe.
+pub async fn vanished_machine_is_gone<H: Harness>(h: &H) {
+    let k = key("vanish", 1);
+    let m = create_with_retries(h, &k).await;
+    if !h.drive(&m.id, Drive::Vanish).await {
+        return;
+    }
+    let p = h.provider();
+    let mut gone = false;
+    for _ in 0..100 {
+        if p.terminate(&m.id).await.expect("terminate a vanished machine") == Termination::Gone {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "terminating a vanished machine must reach Gone");
+    if let Some(x) = p.observe(&k, Some(&m.id)).await.expect("observe a vanished machine") {
+        assert!(x.state.is_final(), "a vanished machine is not billing, got {:?}", x.state);
+    }
+}
+
+/// Workload env values (which may be Secret values) never show in what the provider returns.
+pub async fn secrets_stay_out_of_machines<H: Harness>(h: &H) {
+    let mut spec = h.spec();
+    let Some(workload) = spec.workload.as_mut() else { return };
+    let secret = format!("conformance-secret-{}", uuid::Uuid::new_v4().simple());
+    workload.env.insert("RUNCTL_CONFORMANCE_SECRET".into(), secret.clone());
+    let k = key("secrets", 1);
+    let p = h.provider();
+    let mut created = None;
+    for _ in 0..5 {
+        match p.create(&k, &spec).await {
+            Ok(m) => {
+                created = Some(m);
+                break;
+            }
+            Err(e) => {
+                assert!(!format!("{e} {e:?}").contains(&secret), "an error shows a secret: {e}");
+                assert!(e.is_retryable(), "create failed terminally: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = created.expect("create with a secret env value");
+    let observed = p.observe(&k, Some(&m.id)).await.expect("observe");
+    let listed = p.list().await.expect("list");
+    let text = format!("{m:?} {observed:?} {listed:?}");
+    assert!(!text.contains(&secret), "a machine shows a workload env value");
 }
 
 /// Prices are positive.
 pub async fn prices_are_quoted<H: Harness>(h: &H) {
     let q = h.provider().price(&h.spec()).await.expect("price");
-    assert!(q.per_hour > 0.0, "price per hour must be positive: {q:?}");
+    assert!(q.per_hour > 0.0 && q.per_hour.is_finite(), "price per hour must be positive: {q:?}");
 }
 
 /// Runs every check.
@@ -273,5 +342,7 @@ pub async fn run_all<H: Harness>(h: &H) {
     states_are_normalized(h).await;
     errors_are_classified(h).await;
     terminate_is_idempotent(h).await;
+    vanished_machine_is_gone(h).await;
+    secrets_stay_out_of_machines(h).await;
     prices_are_quoted(h).await;
 }

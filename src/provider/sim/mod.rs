@@ -1,61 +1,47 @@
-//! `sim`: runctl's deterministic in-process simulated cloud (interface placeholder; the
-//! simulator itself is being written).
+//! `sim`: runctl's deterministic in-process simulated cloud, a real [`Provider`] used by
+//! controller tests, benchmarks and `runctl demo`. It simulates an EC2-like cloud: idempotent
+//! creates keyed like a ClientToken, tag-based lookup, a clock-driven state timeline, spot prices
+//! and interruptions, workloads that exit, and injectable faults. It rents nothing.
+//!
+//! Layout: [`config`] (settings and price table), [`clock`] (real or manual time),
+//! [`timeline`] (pure state machine), [`fault`] (fault injection), [`store`] (indexed machine
+//! records), [`cloud`] ([`SimCloud`]: the shared cloud, test knobs, inspection), [`provider`]
+//! ([`SimProvider`]). Knobs are described in `docs/providers/sim.md`.
 
-use std::collections::BTreeMap;
+pub mod clock;
+pub mod cloud;
+pub mod config;
+pub mod fault;
+pub mod provider;
+pub mod store;
+pub mod timeline;
+
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub use cloud::{ForeignMachine, SimCloud, SimError, SimMachine, SimStats};
+pub use config::{SPOT_FACTOR, SimConfig};
+pub use fault::{SimFault, SimOp};
+pub use provider::SimProvider;
+pub use timeline::{ENV_EXIT_CODE, ENV_RUN_MS};
 
 use super::registry::BuildContext;
 use super::{Provider, ProviderError};
 
-/// Simulator settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SimConfig {
-    /// The simulated region.
-    pub region: String,
-    /// Milliseconds from create until the machine exists (Starting/Provisioning).
-    pub provision_ms: u64,
-    /// Milliseconds from create until Running.
-    pub boot_ms: u64,
-    /// Added latency of every API call in milliseconds.
-    pub api_latency_ms: u64,
-    /// Price per hour by instance type or GPU type.
-    pub prices: BTreeMap<String, f64>,
-    /// Price per hour of types missing from `prices`.
-    pub default_price: f64,
-    /// Seed of the simulator's random choices.
-    pub seed: u64,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            region: "sim-1".into(),
-            provision_ms: 200,
-            boot_ms: 1000,
-            api_latency_ms: 0,
-            prices: BTreeMap::new(),
-            default_price: 1.0,
-            seed: 1,
-        }
+/// Builds a sim provider bound to the shared cloud, the installation and the region (the
+/// cloud's configured region when none is given).
+pub fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+    let region = ctx.region.unwrap_or(&ctx.sim.config().region);
+    if region.is_empty() {
+        return Err(ProviderError::InvalidSpec {
+            message: "sim: region must not be empty".into(),
+        });
     }
-}
-
-/// The simulated cloud, shared by every sim provider instance.
-pub struct SimCloud {
-    _config: SimConfig,
-}
-
-impl SimCloud {
-    /// A new, empty simulated cloud.
-    pub fn new(config: SimConfig) -> Self {
-        Self { _config: config }
-    }
-}
-
-/// Builds a sim provider.
-pub fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec { message: "the sim provider is not built yet".into() })
+    Ok(Arc::new(SimProvider::new(
+        ctx.sim.clone(),
+        ctx.installation,
+        region,
+    )))
 }

@@ -1,0 +1,577 @@
+//! `metadata.managedFields` and server-side apply.
+//!
+//! Field ownership is tracked per (manager, operation, subresource) as a set of leaf paths:
+//! objects are maps merged key by key, lists and scalars are atomic leaves. Apply takes the
+//! fields it sets, reports a conflict when another manager owns a field it would change (unless
+//! forced, which moves ownership), and removes fields the same manager applied before but no
+//! longer applies when nobody else owns them. Other writes (create, update, patch) take
+//! ownership of the fields they change, as the real apiserver's "Update" operations do.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::Cause;
+
+/// A field path such as `["spec", "gpuCount"]`.
+pub(crate) type FieldPath = Vec<String>;
+pub(crate) type FieldSet = BTreeSet<FieldPath>;
+
+/// Which part of an object a write may touch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The main resource; `status` excluded when a status subresource exists.
+    Main { exclude_status: bool },
+    /// The `/status` subresource: only `status`.
+    Status,
+}
+
+impl Scope {
+    fn subresource(self) -> &'static str {
+        match self {
+            Scope::Main { .. } => "",
+            Scope::Status => "status",
+        }
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Entry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    pub subresource: String,
+    pub fields: FieldSet,
+}
+
+impl Entry {
+    fn same_slot(&self, manager: &str, operation: &str, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+}
+
+const TRACKED_METADATA: [&str; 4] = ["labels", "annotations", "finalizers", "ownerReferences"];
+
+/// The part of `object` whose ownership is tracked within `scope`.
+pub(crate) fn tracked(object: &Value, scope: Scope) -> Value {
+    let mut out = Map::new();
+    let Some(map) = object.as_object() else {
+        return Value::Object(out);
+    };
+    for (key, value) in map {
+        let keep = match (scope, key.as_str()) {
+            (_, "apiVersion" | "kind") => false,
+            (Scope::Status, k) => k == "status",
+            (Scope::Main { exclude_status }, "status") => !exclude_status,
+            (Scope::Main { .. }, "metadata") => {
+                let meta: Map<String, Value> = value
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| TRACKED_METADATA.contains(&k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !meta.is_empty() {
+                    out.insert(key.clone(), Value::Object(meta));
+                }
+                false
+            }
+            (Scope::Main { .. }, _) => true,
+        };
+        if keep {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Leaf paths of `value`: non-empty maps are walked, everything else is a leaf. Nulls are
+/// not fields.
+pub(crate) fn leaf_paths(value: &Value) -> FieldSet {
+    fn walk(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    path.push(key.clone());
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+            Value::Null => {}
+            _ if !path.is_empty() => {
+                out.insert(path.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut out = FieldSet::new();
+    walk(value, &mut Vec::new(), &mut out);
+    out
+}
+
+fn value_at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(value, |node, key| node.get(key.as_str()))
+}
+
+fn overlaps(a: &[String], b: &[String]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn shorter<'a>(a: &'a [String], b: &'a [String]) -> &'a [String] {
+    if a.len() <= b.len() { a } else { b }
+}
+
+/// Render a field set as `fieldsV1` (`{"f:spec": {"f:x": {}}}`).
+pub(crate) fn to_fields_v1(fields: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in fields {
+        let mut node = &mut root;
+        for key in path {
+            let entry = node
+                .entry(format!("f:{key}"))
+                .or_insert_with(|| Value::Object(Map::new()));
+            let Value::Object(next) = entry else { break };
+            node = next;
+        }
+    }
+    Value::Object(root)
+}
+
+/// Parse `fieldsV1`; list item keys (`k:`, `v:`, `i:`) make their list an atomic leaf.
+pub(crate) fn from_fields_v1(value: &Value) -> FieldSet {
+    fn walk(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
+        let Some(map) = value.as_object() else { return };
+        let atomic = map
+            .keys()
+            .any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
+        let children: Vec<_> = map
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("f:").map(|n| (n, v)))
+            .collect();
+        if atomic || children.is_empty() {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+            return;
+        }
+        for (name, child) in children {
+            path.push(name.to_string());
+            walk(child, path, out);
+            path.pop();
+        }
+    }
+    let mut out = FieldSet::new();
+    walk(value, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Entries stored on `object`.
+pub(crate) fn parse_entries(object: &Value) -> Vec<Entry> {
+    let list = object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .filter_map(|e| {
+            Some(Entry {
+                manager: e["manager"].as_str()?.to_string(),
+                operation: e["operation"].as_str().unwrap_or("Update").to_string(),
+                api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
+                time: e["time"].as_str().unwrap_or_default().to_string(),
+                subresource: e["subresource"].as_str().unwrap_or_default().to_string(),
+                fields: from_fields_v1(&e["fieldsV1"]),
+            })
+        })
+        .collect()
+}
+
+/// `managedFields` for `entries` (empty entries dropped).
+pub(crate) fn render_entries(entries: &[Entry]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .filter(|e| !e.fields.is_empty())
+            .map(|e| {
+                let mut v = json!({
+                    "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                    "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
+                });
+                if !e.subresource.is_empty() {
+                    v["subresource"] = json!(e.subresource);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// Whether two entry lists record the same ownership (times ignored).
+pub(crate) fn same_ownership(a: &[Entry], b: &[Entry]) -> bool {
+    let key = |e: &Entry| {
+        (
+            e.manager.clone(),
+            e.operation.clone(),
+            e.subresource.clone(),
+            e.fields.clone(),
+        )
+    };
+    let mut a: Vec<_> = a.iter().filter(|e| !e.fields.is_empty()).map(key).collect();
+    let mut b: Vec<_> = b.iter().filter(|e| !e.fields.is_empty()).map(key).collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Identity of the writer.
+pub(crate) struct Writer<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub now: &'a str,
+    pub scope: Scope,
+}
+
+fn entry_mut<'e>(
+    entries: &'e mut Vec<Entry>,
+    writer: &Writer<'_>,
+    operation: &str,
+) -> &'e mut Entry {
+    let sub = writer.scope.subresource();
+    let index = match entries
+        .iter()
+        .position(|e| e.same_slot(writer.manager, operation, sub))
+    {
+        Some(i) => i,
+        None => {
+            entries.push(Entry {
+                manager: writer.manager.to_string(),
+                operation: operation.to_string(),
+                api_version: writer.api_version.to_string(),
+                time: writer.now.to_string(),
+                subresource: sub.to_string(),
+                fields: FieldSet::new(),
+            });
+            entries.len() - 1
+        }
+    };
+    let entry = &mut entries[index];
+    entry.time = writer.now.to_string();
+    entry.api_version = writer.api_version.to_string();
+    entry
+}
+
+fn remove_path(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    if let Some(map) = parents
+        .iter()
+        .try_fold(&mut *object, |node, key| node.get_mut(key.as_str()))
+        .and_then(Value::as_object_mut)
+    {
+        map.remove(last);
+    }
+    // Drop maps left empty below the top level.
+    for depth in (2..path.len()).rev() {
+        let parent = &path[..depth];
+        if value_at(object, parent)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
+            remove_path_shallow(object, parent);
+        } else {
+            break;
+        }
+    }
+}
+
+fn remove_path_shallow(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    if let Some(map) = parents
+        .iter()
+        .try_fold(&mut *object, |node, key| node.get_mut(key.as_str()))
+        .and_then(Value::as_object_mut)
+    {
+        map.remove(last);
+    }
+}
+
+/// Merge `src` into `dst`: maps key by key, everything else replaced; nulls skipped.
+pub(crate) fn deep_merge(dst: &mut Value, src: &Value) {
+    let (Some(dst_map), Some(src_map)) = (dst.as_object_mut(), src.as_object()) else {
+        if !src.is_null() {
+            *dst = src.clone();
+        }
+        return;
+    };
+    for (key, value) in src_map {
+        match dst_map.get_mut(key) {
+            Some(existing) if existing.is_object() && value.is_object() => {
+                deep_merge(existing, value)
+            }
+            _ if value.is_null() => {}
+            _ => {
+                dst_map.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Server-side apply of `config` onto `current` (an object without managed fields of its own
+/// is fine). Returns the merged object and the new entries, or the conflicts.
+pub(crate) fn apply(
+    current: &Value,
+    config: &Value,
+    force: bool,
+    writer: &Writer<'_>,
+) -> Result<(Value, Vec<Entry>), Vec<Cause>> {
+    let cfg = tracked(config, writer.scope);
+    let cfg_fields = leaf_paths(&cfg);
+    let mut entries = parse_entries(current);
+    let sub = writer.scope.subresource();
+
+    let mut conflicts: Vec<(usize, FieldPath)> = Vec::new();
+    for (i, entry) in entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.manager != writer.manager)
+    {
+        for owned in &entry.fields {
+            let differs = cfg_fields.iter().any(|p| {
+                overlaps(p, owned) && {
+                    let at = shorter(p, owned);
+                    value_at(current, at) != value_at(&cfg, at)
+                }
+            });
+            if differs {
+                conflicts.push((i, owned.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts
+            .iter()
+            .map(|(i, path)| {
+                let e = &entries[*i];
+                Cause::new(
+                    "FieldManagerConflict",
+                    format!(".{}", path.join(".")),
+                    format!("conflict with \"{}\" using {}", e.manager, e.api_version),
+                )
+            })
+            .collect());
+    }
+    for (i, path) in &conflicts {
+        entries[*i].fields.remove(path);
+    }
+
+    let previous = entries
+        .iter()
+        .find(|e| e.same_slot(writer.manager, "Apply", sub))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut merged = current.clone();
+    for stale in previous.difference(&cfg_fields) {
+        let still_applied = cfg_fields.iter().any(|p| overlaps(p, stale));
+        let owned_elsewhere = entries
+            .iter()
+            .filter(|e| !e.same_slot(writer.manager, "Apply", sub))
+            .any(|e| e.fields.iter().any(|q| overlaps(q, stale)));
+        if !still_applied && !owned_elsewhere {
+            remove_path(&mut merged, stale);
+        }
+    }
+    deep_merge(&mut merged, &cfg);
+    entry_mut(&mut entries, writer, "Apply").fields = cfg_fields;
+    entries.retain(|e| !e.fields.is_empty());
+    Ok((merged, entries))
+}
+
+/// Ownership after a non-apply write from `old` (None on create) to `new`.
+pub(crate) fn record_update(old: Option<&Value>, new: &Value, writer: &Writer<'_>) -> Vec<Entry> {
+    let mut entries = old.map(parse_entries).unwrap_or_default();
+    let old_t = old
+        .map(|o| tracked(o, writer.scope))
+        .unwrap_or_else(|| json!({}));
+    let new_t = tracked(new, writer.scope);
+    let old_fields = leaf_paths(&old_t);
+    let new_fields = leaf_paths(&new_t);
+    let changed: FieldSet = new_fields
+        .iter()
+        .filter(|p| value_at(&old_t, p) != value_at(&new_t, p))
+        .cloned()
+        .collect();
+    let removed: FieldSet = old_fields
+        .difference(&new_fields)
+        .filter(|p| value_at(&new_t, p).is_none())
+        .cloned()
+        .collect();
+    if changed.is_empty() && removed.is_empty() {
+        return entries;
+    }
+    let sub = writer.scope.subresource();
+    for entry in entries.iter_mut() {
+        let is_writer = entry.same_slot(writer.manager, "Update", sub);
+        entry.fields.retain(|q| {
+            !removed.iter().any(|r| q.starts_with(r))
+                && (is_writer || !changed.iter().any(|c| overlaps(c, q)))
+        });
+    }
+    entry_mut(&mut entries, writer, "Update")
+        .fields
+        .extend(changed);
+    entries.retain(|e| !e.fields.is_empty());
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            api_version: "v1",
+            now: "2026-01-01T00:00:00Z",
+            scope: Scope::Main {
+                exclude_status: true,
+            },
+        }
+    }
+
+    fn with_entries(mut obj: Value, entries: &[Entry]) -> Value {
+        obj["metadata"]["managedFields"] = render_entries(entries);
+        obj
+    }
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let obj = json!({"metadata": {"labels": {"a": "1"}, "name": "x"}, "spec": {"x": 1, "list": [1, 2], "m": {}}, "status": {"s": 1}});
+        let fields = leaf_paths(&tracked(
+            &obj,
+            Scope::Main {
+                exclude_status: true,
+            },
+        ));
+        let expect: FieldSet = [
+            vec!["metadata", "labels", "a"],
+            vec!["spec", "list"],
+            vec!["spec", "m"],
+            vec!["spec", "x"],
+        ]
+        .into_iter()
+        .map(|p| p.into_iter().map(String::from).collect())
+        .collect();
+        assert_eq!(fields, expect);
+        assert_eq!(from_fields_v1(&to_fields_v1(&fields)), fields);
+        let atomic = json!({"f:spec": {"f:items": {"k:{\"name\":\"a\"}": {".": {}}}}});
+        assert_eq!(
+            from_fields_v1(&atomic).into_iter().next(),
+            Some(vec!["spec".to_string(), "items".to_string()])
+        );
+    }
+
+    #[test]
+    fn apply_create_update_and_remove_field() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"spec": {"a": 1, "b": 2}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("no conflict");
+        let obj = with_entries(obj, &entries);
+        assert_eq!(obj["spec"], json!({"a": 1, "b": 2}));
+        let (obj2, entries2) =
+            apply(&obj, &json!({"spec": {"a": 3}}), false, &writer("m1")).expect("no conflict");
+        assert_eq!(
+            obj2["spec"],
+            json!({"a": 3}),
+            "b is no longer applied and removed"
+        );
+        assert_eq!(entries2.len(), 1);
+    }
+
+    #[test]
+    fn conflicts_unless_forced_and_shared_values_do_not_conflict() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) =
+            apply(&base, &json!({"spec": {"a": 1}}), false, &writer("m1")).expect("first");
+        let obj = with_entries(obj, &entries);
+        assert!(
+            apply(&obj, &json!({"spec": {"a": 1}}), false, &writer("m2")).is_ok(),
+            "same value is shared"
+        );
+        let causes =
+            apply(&obj, &json!({"spec": {"a": 2}}), false, &writer("m2")).expect_err("conflict");
+        assert_eq!(causes[0].field, ".spec.a");
+        assert!(causes[0].message.contains("\"m1\""));
+        let (forced, entries) =
+            apply(&obj, &json!({"spec": {"a": 2}}), true, &writer("m2")).expect("forced");
+        assert_eq!(forced["spec"]["a"], json!(2));
+        assert_eq!(entries.len(), 1, "m1 lost its only field");
+        assert_eq!(entries[0].manager, "m2");
+    }
+
+    #[test]
+    fn update_takes_ownership_of_changed_fields() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"spec": {"a": 1, "b": 1}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("apply");
+        let obj = with_entries(obj, &entries);
+        let mut edited = obj.clone();
+        edited["spec"]["a"] = json!(5);
+        let entries = record_update(Some(&obj), &edited, &writer("editor"));
+        let editor = entries
+            .iter()
+            .find(|e| e.manager == "editor")
+            .expect("editor entry");
+        assert_eq!(editor.fields.len(), 1);
+        let applier = entries
+            .iter()
+            .find(|e| e.manager == "m1")
+            .expect("m1 entry");
+        assert_eq!(applier.fields.len(), 1, "m1 keeps spec.b only");
+        let edited = with_entries(edited, &entries);
+        assert!(
+            apply(
+                &edited,
+                &json!({"spec": {"a": 1, "b": 1}}),
+                false,
+                &writer("m1")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn status_scope_only_touches_status() {
+        let w = Writer {
+            scope: Scope::Status,
+            ..writer("ctl")
+        };
+        let base = json!({"metadata": {"name": "x"}, "spec": {"a": 1}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"spec": {"a": 9}, "status": {"ok": true}}),
+            false,
+            &w,
+        )
+        .expect("apply");
+        assert_eq!(obj["spec"]["a"], json!(1));
+        assert_eq!(obj["status"]["ok"], json!(true));
+        assert_eq!(entries[0].subresource, "status");
+    }
+}

@@ -1,0 +1,238 @@
+//! In-memory storage: objects per resource, one global monotonically increasing
+//! resourceVersion, and a bounded per-resource history of watch events fanned out to watchers
+//! through a broadcast channel.
+//!
+//! Every write happens under the store's lock and publishes its event while still holding it,
+//! so a watcher that snapshots history and subscribes under the same lock sees no gap and no
+//! duplicate.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::resources::Registry;
+
+/// What happened to an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change, as stored in history and sent to watchers.
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub rv: u64,
+    pub kind: EventKind,
+    pub object: Arc<Value>,
+    /// The previous state, so selector-filtered watches can turn a change of match into
+    /// ADDED or DELETED.
+    pub old: Option<Arc<Value>>,
+}
+
+/// Objects of one resource (all versions) keyed by (namespace, name).
+pub(crate) struct Collection {
+    pub objects: BTreeMap<(String, String), Arc<Value>>,
+    history: VecDeque<Arc<Event>>,
+    /// resourceVersion of the newest event dropped from history (0 when none was).
+    pub compacted_rv: u64,
+    pub tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Collection {
+    fn new(channel: usize) -> Self {
+        let (tx, _) = broadcast::channel(channel);
+        Collection {
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            compacted_rv: 0,
+            tx,
+        }
+    }
+
+    /// Events newer than `rv`, oldest first.
+    pub fn events_after(&self, rv: u64) -> Vec<Arc<Event>> {
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        self.history.iter().skip(start).cloned().collect()
+    }
+
+    /// Objects in `namespace` (all when `None`), in name order.
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+        match namespace {
+            None => Box::new(self.objects.values()),
+            Some(ns) => Box::new(
+                self.objects
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(move |((n, _), _)| n == ns)
+                    .map(|(_, v)| v),
+            ),
+        }
+    }
+}
+
+/// Tunables for storage.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoreLimits {
+    /// Events kept per resource for watch resumption.
+    pub history: usize,
+    /// Buffered events per watcher before it is expired as too slow.
+    pub channel: usize,
+}
+
+/// All server state guarded by one lock.
+pub(crate) struct Store {
+    pub rv: u64,
+    pub registry: Registry,
+    collections: HashMap<String, Collection>,
+    limits: StoreLimits,
+}
+
+impl Store {
+    pub fn new(limits: StoreLimits) -> Self {
+        Store {
+            rv: 1,
+            registry: Registry::with_builtins(),
+            collections: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// The collection under `key` (`group/plural`), created on first use.
+    pub fn collection(&mut self, key: &str) -> &mut Collection {
+        let channel = self.limits.channel;
+        self.collections
+            .entry(key.to_string())
+            .or_insert_with(|| Collection::new(channel))
+    }
+
+    pub fn get(&self, key: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.collections
+            .get(key)?
+            .objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Drop a whole collection (its CRD was deleted); its watchers see their stream end.
+    pub fn drop_collection(&mut self, key: &str) {
+        self.collections.remove(key);
+    }
+
+    /// Allocate the next resourceVersion.
+    pub fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    /// Store (or remove, for `Deleted`) `object`, which already carries resourceVersion `rv`,
+    /// record the event and publish it.
+    pub fn commit(
+        &mut self,
+        key: &str,
+        kind: EventKind,
+        rv: u64,
+        object: Value,
+        old: Option<Arc<Value>>,
+    ) -> Arc<Value> {
+        let limit = self.limits.history.max(1);
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let object = Arc::new(object);
+        let collection = self.collection(key);
+        if kind == EventKind::Deleted {
+            collection.objects.remove(&(namespace, name));
+        } else {
+            collection.objects.insert((namespace, name), object.clone());
+        }
+        let event = Arc::new(Event {
+            rv,
+            kind,
+            object: object.clone(),
+            old,
+        });
+        collection.history.push_back(event.clone());
+        while collection.history.len() > limit {
+            if let Some(dropped) = collection.history.pop_front() {
+                collection.compacted_rv = dropped.rv;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = collection.tx.send(event);
+        object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(ns: &str, name: &str, rv: u64) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name, "resourceVersion": rv.to_string()}})
+    }
+
+    #[test]
+    fn history_is_bounded_and_compaction_is_recorded() {
+        let mut store = Store::new(StoreLimits {
+            history: 2,
+            channel: 16,
+        });
+        for i in 0..4 {
+            let rv = store.next_rv();
+            store.commit(
+                "/configmaps",
+                EventKind::Added,
+                rv,
+                obj("default", &format!("c{i}"), rv),
+                None,
+            );
+        }
+        let col = store.collection("/configmaps");
+        assert_eq!(col.compacted_rv, 3);
+        assert_eq!(
+            col.events_after(3).iter().map(|e| e.rv).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        assert_eq!(col.events_after(4).len(), 1);
+    }
+
+    #[test]
+    fn namespace_range_only_returns_that_namespace() {
+        let mut store = Store::new(StoreLimits {
+            history: 10,
+            channel: 16,
+        });
+        for (ns, name) in [("a", "x"), ("b", "y"), ("b", "z"), ("c", "w")] {
+            let rv = store.next_rv();
+            store.commit("/configmaps", EventKind::Added, rv, obj(ns, name, rv), None);
+        }
+        let col = store.collection("/configmaps");
+        let names: Vec<_> = col
+            .in_namespace(Some("b"))
+            .map(|o| o["metadata"]["name"].clone())
+            .collect();
+        assert_eq!(names, vec![json!("y"), json!("z")]);
+        assert_eq!(col.in_namespace(None).count(), 4);
+        let rv = store.next_rv();
+        store.commit(
+            "/configmaps",
+            EventKind::Deleted,
+            rv,
+            obj("b", "y", rv),
+            None,
+        );
+        assert!(store.get("/configmaps", "b", "y").is_none());
+    }
+}

@@ -1,0 +1,699 @@
+//! The write pipeline shared by create, update, patch, apply and delete: metadata rules,
+//! status isolation, admission of custom resources, generation, no-op detection, finalizers,
+//! CRD installation and namespace cleanup. Everything here runs under the store lock.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, Cause};
+use crate::managed::{self, Entry, Scope, Writer};
+use crate::resources::ResourceType;
+use crate::schema;
+use crate::store::{EventKind, Store};
+
+/// Who writes, when, and how.
+pub(crate) struct WriteCtx<'a> {
+    pub rt: &'a ResourceType,
+    pub namespace: &'a str,
+    pub manager: &'a str,
+    pub now: &'a str,
+    pub dry_run: bool,
+    pub scope: Scope,
+}
+
+impl WriteCtx<'_> {
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            manager: self.manager,
+            api_version: "",
+            now: self.now,
+            scope: self.scope,
+        }
+    }
+
+    fn conflict(&self, name: &str) -> ApiError {
+        ApiError::stale(&self.rt.group, &self.rt.plural, name)
+    }
+
+    fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
+        ApiError::invalid(
+            &self.rt.kind_group(),
+            &self.rt.group,
+            &self.rt.kind,
+            name,
+            causes,
+        )
+    }
+}
+
+/// The scope of a write to `subresource` of `rt`.
+pub(crate) fn scope_for(rt: &ResourceType, subresource: Option<&str>) -> Scope {
+    match subresource {
+        Some("status") => Scope::Status,
+        _ => Scope::Main {
+            exclude_status: rt.status,
+        },
+    }
+}
+
+fn meta(obj: &Value) -> &Value {
+    &obj["metadata"]
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(map) => map,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub(crate) fn name_of(obj: &Value) -> &str {
+    meta(obj)["name"].as_str().unwrap_or_default()
+}
+
+fn rv_of(obj: &Value) -> &str {
+    meta(obj)["resourceVersion"].as_str().unwrap_or_default()
+}
+
+fn finalizers(obj: &Value) -> Vec<&str> {
+    meta(obj)["finalizers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn is_deleting(obj: &Value) -> bool {
+    meta(obj)
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+/// Everything outside metadata (and status when it is a subresource): a change bumps generation.
+fn spec_part(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
+    obj.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    !(matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+                        || (rt.status && k.as_str() == "status"))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Compare ignoring resourceVersion and managedFields timestamps.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        let m = meta_mut(&mut v);
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+        v
+    };
+    strip(a) == strip(b)
+        && managed::same_ownership(&managed::parse_entries(a), &managed::parse_entries(b))
+}
+
+/// Set type meta from the resource and check what the client sent.
+fn type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    if let Some(kind) = obj["kind"].as_str()
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the server rejected our request due to an error in our request: kind {kind:?} does not match {:?}",
+            rt.kind
+        )));
+    }
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
+    Ok(())
+}
+
+fn set_managed(obj: &mut Value, entries: &[Entry], api_version: &str) {
+    let mut entries = entries.to_vec();
+    for e in entries.iter_mut().filter(|e| e.api_version.is_empty()) {
+        e.api_version = api_version.to_string();
+    }
+    let rendered = managed::render_entries(&entries);
+    let m = meta_mut(obj);
+    if rendered.as_array().is_some_and(Vec::is_empty) {
+        m.remove("managedFields");
+    } else {
+        m.insert("managedFields".into(), rendered);
+    }
+}
+
+/// A random `generateName` suffix.
+fn suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Secrets: fold `stringData` into base64 `data`, as the real apiserver does.
+fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
+    use base64::Engine;
+    if rt.group.is_empty()
+        && rt.plural == "secrets"
+        && let Some(Value::Object(string_data)) =
+            obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            obj["data"][k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+}
+
+/// Normalise a create body: type meta, namespace, name or generateName, system metadata.
+fn prepare_create(store: &Store, ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let rt = ctx.rt;
+    type_meta(rt, obj)?;
+    if rt.namespaced {
+        match meta(obj)["namespace"].as_str() {
+            Some(ns) if !ns.is_empty() && ns != ctx.namespace => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        if store.get("/namespaces", "", ctx.namespace).is_none() {
+            return Err(ApiError::not_found("", "namespaces", ctx.namespace));
+        }
+        meta_mut(obj).insert("namespace".into(), json!(ctx.namespace));
+    } else {
+        meta_mut(obj).remove("namespace");
+    }
+    if name_of(obj).is_empty() {
+        let Some(prefix) = meta(obj)["generateName"].as_str().map(String::from) else {
+            return Err(ctx.invalid(
+                "",
+                vec![Cause::new(
+                    "FieldValueRequired",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                )],
+            ));
+        };
+        let mut name = format!("{prefix}{}", suffix());
+        while store
+            .get(&rt.storage_key(), ctx.namespace_key(), &name)
+            .is_some()
+        {
+            name = format!("{prefix}{}", suffix());
+        }
+        meta_mut(obj).insert("name".into(), json!(name));
+    }
+    let name = name_of(obj).to_string();
+    if let Some(cause) = schema::name_cause(&name) {
+        return Err(ctx.invalid(&name, vec![cause]));
+    }
+    if rt.status
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
+    }
+    fold_string_data(rt, obj);
+    let m = meta_mut(obj);
+    for key in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "selfLink",
+    ] {
+        m.remove(key);
+    }
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(ctx.now));
+    if rt.has_generation() {
+        m.insert("generation".into(), json!(1));
+    }
+    Ok(())
+}
+
+impl WriteCtx<'_> {
+    /// The storage namespace key: empty for cluster-scoped resources.
+    pub fn namespace_key(&self) -> &str {
+        if self.rt.namespaced {
+            self.namespace
+        } else {
+            ""
+        }
+    }
+}
+
+/// Prune, default and validate a custom resource.
+fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let rt = ctx.rt;
+    let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
+        return Ok(());
+    };
+    schema::prune(schema, obj);
+    *obj = schema::default(schema, obj);
+    let causes = schema::validate(schema, rt.cel.as_deref(), obj, old);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ctx.invalid(name_of(obj), causes))
+    }
+}
+
+/// CRDs: accept names and mark Established.
+fn crd_status(obj: &mut Value, old: Option<&Value>, now: &str) {
+    let old_status = old.map(|o| o["status"].clone()).unwrap_or(Value::Null);
+    let condition = |type_: &str, reason: &str, message: &str| {
+        let kept = old_status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .cloned();
+        kept.unwrap_or_else(|| json!({"type": type_, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now}))
+    };
+    let stored: Vec<Value> = obj["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    obj["status"] = json!({
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "acceptedNames": obj["spec"]["names"].clone(),
+        "storedVersions": stored,
+    });
+}
+
+/// Create `obj` (already carrying its managedFields when `entries` is None).
+pub(crate) fn create(
+    store: &mut Store,
+    ctx: &WriteCtx<'_>,
+    mut obj: Value,
+    entries: Option<Vec<Entry>>,
+) -> Result<Arc<Value>, ApiError> {
+    prepare_create(store, ctx, &mut obj)?;
+    let name = name_of(&obj).to_string();
+    if store
+        .get(&ctx.rt.storage_key(), ctx.namespace_key(), &name)
+        .is_some()
+    {
+        return Err(ApiError::already_exists(
+            &ctx.rt.group,
+            &ctx.rt.plural,
+            &name,
+        ));
+    }
+    let entries = entries.unwrap_or_else(|| managed::record_update(None, &obj, &ctx.writer()));
+    set_managed(&mut obj, &entries, &ctx.rt.api_version());
+    admit(ctx, &mut obj, None)?;
+    if ctx.rt.plural == "customresourcedefinitions" {
+        crd_status(&mut obj, None, ctx.now);
+    }
+    if ctx.dry_run {
+        return Ok(Arc::new(obj));
+    }
+    let rv = store.next_rv();
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+    let stored = store.commit(&ctx.rt.storage_key(), EventKind::Added, rv, obj, None);
+    if ctx.rt.plural == "customresourcedefinitions" {
+        store.registry.install_crd(&stored);
+    }
+    Ok(stored)
+}
+
+/// Check a client-sent resourceVersion against the stored one.
+pub(crate) fn check_rv(ctx: &WriteCtx<'_>, sent: &Value, old: &Value) -> Result<(), ApiError> {
+    let sent_rv = rv_of(sent);
+    if !sent_rv.is_empty() && sent_rv != rv_of(old) {
+        return Err(ctx.conflict(name_of(old)));
+    }
+    Ok(())
+}
+
+/// Replace `old` by `new` (a PUT body, a patched object or an applied one). `entries` are the
+/// managedFields after an apply; other writes compute them here.
+pub(crate) fn update(
+    store: &mut Store,
+    ctx: &WriteCtx<'_>,
+    old: Arc<Value>,
+    mut new: Value,
+    entries: Option<Vec<Entry>>,
+) -> Result<Arc<Value>, ApiError> {
+    let rt = ctx.rt;
+    type_meta(rt, &mut new)?;
+    let name = name_of(&old).to_string();
+    if name_of(&new) != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            name_of(&new)
+        )));
+    }
+    check_rv(ctx, &new, &old)?;
+    // Status isolation: a status write keeps everything but status; a main write keeps status.
+    let mut next = match ctx.scope {
+        Scope::Status => {
+            let mut next = (*old).clone();
+            match new.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Some(m) = next.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            next
+        }
+        Scope::Main { exclude_status } => {
+            if exclude_status && let Some(m) = new.as_object_mut() {
+                match old.get("status") {
+                    Some(status) => m.insert("status".into(), status.clone()),
+                    None => m.remove("status"),
+                };
+            }
+            new
+        }
+    };
+    if ctx.scope != Scope::Status {
+        fold_string_data(rt, &mut next);
+        let old_meta = meta(&old).clone();
+        let m = meta_mut(&mut next);
+        for key in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "resourceVersion",
+        ] {
+            match old_meta.get(key) {
+                Some(v) => m.insert(key.into(), v.clone()),
+                None => m.remove(key),
+            };
+        }
+        if is_deleting(&old) {
+            let before = finalizers(&old);
+            let added: Vec<&str> = finalizers(&next)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ctx.invalid(&name, vec![Cause::new("FieldValueForbidden", "metadata.finalizers", format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"))]));
+            }
+        }
+    }
+    meta_mut(&mut next).insert("resourceVersion".into(), json!(rv_of(&old)));
+    let entries =
+        entries.unwrap_or_else(|| managed::record_update(Some(&old), &next, &ctx.writer()));
+    set_managed(&mut next, &entries, &rt.api_version());
+    admit(ctx, &mut next, Some(&old))?;
+    if rt.has_generation() {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        let bumped = if spec_part(rt, &old) != spec_part(rt, &next) {
+            generation + 1
+        } else {
+            generation
+        };
+        meta_mut(&mut next).insert("generation".into(), json!(bumped));
+    }
+    if rt.plural == "customresourcedefinitions" {
+        crd_status(&mut next, Some(&old), ctx.now);
+    }
+    if same_content(&old, &next) {
+        return Ok(old);
+    }
+    if ctx.dry_run {
+        return Ok(Arc::new(next));
+    }
+    let rv = store.next_rv();
+    meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
+    let release = is_deleting(&next) && finalizers(&next).is_empty();
+    let stored = store.commit(&rt.storage_key(), EventKind::Modified, rv, next, Some(old));
+    if rt.plural == "customresourcedefinitions" {
+        store.registry.install_crd(&stored);
+    }
+    if release {
+        return Ok(remove(store, rt, stored));
+    }
+    Ok(stored)
+}
+
+/// Delete preconditions from a DeleteOptions body.
+pub(crate) fn check_preconditions(
+    ctx: &WriteCtx<'_>,
+    options: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    let pre = &options["preconditions"];
+    let name = name_of(old);
+    if let Some(uid) = pre["uid"].as_str() {
+        let actual = meta(old)["uid"].as_str().unwrap_or_default();
+        if uid != actual {
+            let why = format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+            );
+            return Err(ApiError::conflict(
+                &ctx.rt.group,
+                &ctx.rt.plural,
+                name,
+                &why,
+            ));
+        }
+    }
+    if let Some(rv) = pre["resourceVersion"].as_str() {
+        let actual = rv_of(old);
+        if rv != actual {
+            let why = format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in meta: {actual}"
+            );
+            return Err(ApiError::conflict(
+                &ctx.rt.group,
+                &ctx.rt.plural,
+                name,
+                &why,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Outcome of a delete request.
+pub(crate) enum Deleted {
+    /// Finalizers keep the object; it now carries deletionTimestamp.
+    Pending(Arc<Value>),
+    /// The object is gone.
+    Gone(Arc<Value>),
+}
+
+/// DELETE: mark for deletion while finalizers remain, otherwise remove.
+pub(crate) fn delete(
+    store: &mut Store,
+    ctx: &WriteCtx<'_>,
+    old: Arc<Value>,
+    options: &Value,
+) -> Result<Deleted, ApiError> {
+    check_preconditions(ctx, options, &old)?;
+    if !finalizers(&old).is_empty() {
+        if is_deleting(&old) || ctx.dry_run {
+            return Ok(Deleted::Pending(old));
+        }
+        let mut next = (*old).clone();
+        let m = meta_mut(&mut next);
+        m.insert("deletionTimestamp".into(), json!(ctx.now));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        let rv = store.next_rv();
+        meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
+        return Ok(Deleted::Pending(store.commit(
+            &ctx.rt.storage_key(),
+            EventKind::Modified,
+            rv,
+            next,
+            Some(old),
+        )));
+    }
+    if ctx.dry_run {
+        return Ok(Deleted::Gone(old));
+    }
+    Ok(Deleted::Gone(remove(store, ctx.rt, old)))
+}
+
+/// Remove an object for good, with the side effects of its kind.
+fn remove(store: &mut Store, rt: &ResourceType, old: Arc<Value>) -> Arc<Value> {
+    let rv = store.next_rv();
+    let mut last = (*old).clone();
+    meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+    let gone = store.commit(&rt.storage_key(), EventKind::Deleted, rv, last, Some(old));
+    if rt.plural == "customresourcedefinitions" {
+        let keys: Vec<String> = crate::resources::types_from_crd(&gone)
+            .iter()
+            .map(ResourceType::storage_key)
+            .collect();
+        store.registry.remove_crd(&gone);
+        for key in keys {
+            store.drop_collection(&key);
+        }
+    }
+    if rt.group.is_empty() && rt.plural == "namespaces" {
+        purge_namespace(store, name_of(&gone));
+    }
+    gone
+}
+
+/// Delete every object in a deleted namespace.
+fn purge_namespace(store: &mut Store, namespace: &str) {
+    let types: Vec<Arc<ResourceType>> = store
+        .registry
+        .all()
+        .filter(|rt| rt.namespaced)
+        .cloned()
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for rt in types {
+        if !seen.insert(rt.storage_key()) {
+            continue;
+        }
+        let victims: Vec<Arc<Value>> = store
+            .collection(&rt.storage_key())
+            .in_namespace(Some(namespace))
+            .cloned()
+            .collect();
+        for victim in victims {
+            remove(store, &rt, victim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Registry;
+    use crate::store::StoreLimits;
+
+    fn store() -> Store {
+        let mut store = Store::new(StoreLimits {
+            history: 100,
+            channel: 16,
+        });
+        let ns = Registry::with_builtins()
+            .get("", "v1", "namespaces")
+            .expect("builtin");
+        let ctx = WriteCtx {
+            rt: &ns,
+            namespace: "",
+            manager: "test",
+            now: "2026-01-01T00:00:00Z",
+            dry_run: false,
+            scope: Scope::Main {
+                exclude_status: true,
+            },
+        };
+        create(
+            &mut store,
+            &ctx,
+            json!({"metadata": {"name": "default"}}),
+            None,
+        )
+        .expect("namespace");
+        store
+    }
+
+    #[test]
+    fn configmap_lifecycle_and_noop() {
+        let mut store = store();
+        let cm = store.registry.get("", "v1", "configmaps").expect("builtin");
+        let ctx = WriteCtx {
+            rt: &cm,
+            namespace: "default",
+            manager: "test",
+            now: "2026-01-01T00:00:00Z",
+            dry_run: false,
+            scope: Scope::Main {
+                exclude_status: false,
+            },
+        };
+        let created = create(
+            &mut store,
+            &ctx,
+            json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+            None,
+        )
+        .expect("create");
+        assert_eq!(created["kind"], json!("ConfigMap"));
+        assert!(created["metadata"]["generation"].is_null());
+        let same =
+            update(&mut store, &ctx, created.clone(), (*created).clone(), None).expect("no-op");
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+        let mut changed = (*created).clone();
+        changed["data"]["k"] = json!("w");
+        let updated =
+            update(&mut store, &ctx, created.clone(), changed.clone(), None).expect("update");
+        assert_ne!(
+            updated["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+        assert!(
+            matches!(update(&mut store, &ctx, updated.clone(), changed, None), Err(e) if e.code == 409)
+        );
+        assert!(
+            matches!(create(&mut store, &ctx, json!({"metadata": {"name": "a"}}), None), Err(e) if e.reason == "AlreadyExists")
+        );
+    }
+
+    #[test]
+    fn finalizers_hold_deletion() {
+        let mut store = store();
+        let cm = store.registry.get("", "v1", "configmaps").expect("builtin");
+        let ctx = WriteCtx {
+            rt: &cm,
+            namespace: "default",
+            manager: "test",
+            now: "2026-01-01T00:00:00Z",
+            dry_run: false,
+            scope: Scope::Main {
+                exclude_status: false,
+            },
+        };
+        let created = create(
+            &mut store,
+            &ctx,
+            json!({"metadata": {"name": "f", "finalizers": ["x"]}}),
+            None,
+        )
+        .expect("create");
+        let Ok(Deleted::Pending(pending)) = delete(&mut store, &ctx, created, &json!({})) else {
+            panic!("finalizer keeps it")
+        };
+        assert!(is_deleting(&pending));
+        let mut more = (*pending).clone();
+        more["metadata"]["finalizers"] = json!(["x", "y"]);
+        assert!(
+            matches!(update(&mut store, &ctx, pending.clone(), more, None), Err(e) if e.code == 422)
+        );
+        let mut done = (*pending).clone();
+        done["metadata"]["finalizers"] = json!([]);
+        update(&mut store, &ctx, pending, done, None).expect("release");
+        assert!(store.get("/configmaps", "default", "f").is_none());
+    }
+}

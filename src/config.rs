@@ -1,0 +1,622 @@
+//! The operator's configuration: a YAML file, environment variables and command-line flags,
+//! merged with the precedence flags > environment > file > defaults, then validated.
+//!
+//! `docs/configuration.md` documents every field; `config/runctl.example.yaml` is a full
+//! example that the tests parse.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::provider::ProvidersConfig;
+use crate::runtime::LeaseConfig;
+use crate::telemetry::{self, LogFormat};
+
+/// Env: installation id.
+pub const ENV_INSTALLATION_ID: &str = "RUNCTL_INSTALLATION_ID";
+/// Env: metrics and probes listen address.
+pub const ENV_METRICS_ADDR: &str = "RUNCTL_METRICS_ADDR";
+/// Env: log format.
+pub const ENV_LOG_FORMAT: &str = "RUNCTL_LOG_FORMAT";
+/// Env: log level.
+pub const ENV_LOG_LEVEL: &str = "RUNCTL_LOG_LEVEL";
+/// Env: provider poll interval.
+pub const ENV_POLL_INTERVAL_SECONDS: &str = "RUNCTL_POLL_INTERVAL_SECONDS";
+/// Env: the one namespace to watch.
+pub const ENV_WATCH_NAMESPACE: &str = "RUNCTL_WATCH_NAMESPACE";
+/// Env: leader election on or off.
+pub const ENV_LEADER_ELECTION: &str = "RUNCTL_LEADER_ELECTION";
+/// Env: the operator's own namespace (set through the downward API).
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+
+/// The operator's configuration. Every field has a default; see `docs/configuration.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Id of this installation, written into machine tags and names so that several operators
+    /// can share one cloud account. Default `default`.
+    pub installation_id: String,
+    /// The operator's own namespace (holds the leader Lease). Default: `POD_NAMESPACE`, else
+    /// `runctl-system`.
+    pub namespace: String,
+    /// The one namespace whose objects are reconciled; all namespaces when absent.
+    pub watch_namespace: Option<String>,
+    /// Listen address (`ip:port`) of `/metrics`, `/healthz` and `/readyz`. Default
+    /// `0.0.0.0:8080`; validated to parse as a socket address (see [`Self::metrics_socket_addr`]).
+    pub metrics_addr: String,
+    /// Logging.
+    pub log: LogConfig,
+    /// Seconds between provider status polls. Default 30.
+    pub poll_interval_seconds: u64,
+    /// Leader election.
+    pub leader_election: LeaderElectionConfig,
+    /// Retry backoff of failed reconciles.
+    pub backoff: BackoffConfig,
+    /// Objects reconciled in parallel per controller. Default 16.
+    pub reconcile_concurrency: u16,
+    /// Provider settings.
+    pub providers: ProvidersConfig,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `runctl=debug,kube=info`). Default `info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+/// Leader election settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// Run leader election (needed with more than one replica). Default true.
+    pub enabled: bool,
+    /// Name of the Lease in the operator's namespace. Default `runctl-leader`.
+    pub lease_name: String,
+    /// Seconds a Lease stays valid after renewal. Default 15.
+    pub lease_duration_seconds: u64,
+    /// Seconds between renewals by the leader. Default 5.
+    pub renew_interval_seconds: u64,
+    /// Seconds between acquire attempts of a standby and retries of a failed renewal. Default 2.
+    pub retry_interval_seconds: u64,
+}
+
+/// Exponential backoff of failed reconciles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// First retry delay in seconds. Default 1.
+    pub base_seconds: u64,
+    /// Longest retry delay in seconds. Default 300.
+    pub max_seconds: u64,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            installation_id: "default".into(),
+            namespace: "runctl-system".into(),
+            watch_namespace: None,
+            metrics_addr: "0.0.0.0:8080".into(),
+            log: LogConfig::default(),
+            poll_interval_seconds: 30,
+            leader_election: LeaderElectionConfig::default(),
+            backoff: BackoffConfig::default(),
+            reconcile_concurrency: 16,
+            providers: ProvidersConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease_name: "runctl-leader".into(),
+            lease_duration_seconds: 15,
+            renew_interval_seconds: 5,
+            retry_interval_seconds: 2,
+        }
+    }
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            base_seconds: 1,
+            max_seconds: 300,
+        }
+    }
+}
+
+/// Values from command-line flags; `None` leaves the lower layers' value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `installationId`.
+    pub installation_id: Option<String>,
+    /// `namespace`.
+    pub namespace: Option<String>,
+    /// `watchNamespace`.
+    pub watch_namespace: Option<String>,
+    /// `metricsAddr`.
+    pub metrics_addr: Option<String>,
+    /// `log.format`.
+    pub log_format: Option<LogFormat>,
+    /// `log.level`.
+    pub log_level: Option<String>,
+    /// `pollIntervalSeconds`.
+    pub poll_interval_seconds: Option<u64>,
+    /// `leaderElection.enabled`.
+    pub leader_election: Option<bool>,
+    /// `reconcileConcurrency`.
+    pub reconcile_concurrency: Option<u16>,
+}
+
+/// Where a configuration value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(&'static str),
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("the default"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+            Self::Flag => f.write_str("a command-line flag"),
+        }
+    }
+}
+
+/// Errors of loading the configuration; each names the file, variable or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read configuration file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML of the configuration's shape. The message names the field
+    /// path and the line.
+    #[error("invalid configuration file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the field path and position.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong form.
+    #[error("invalid value {value:?} of environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value (none of these variables holds a secret).
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("invalid configuration field {field} (set by {origin}): {message}")]
+    Invalid {
+        /// The field path, in the file's camelCase spelling.
+        field: &'static str,
+        /// Where the bad value came from.
+        origin: Origin,
+        /// The rule it breaks.
+        message: String,
+    },
+}
+
+/// Which layer set each field, for error messages.
+struct Origins {
+    file: Option<(PathBuf, serde_yaml::Value)>,
+    set: Vec<(&'static str, Origin)>,
+}
+
+impl Origins {
+    fn of(&self, field: &'static str) -> Origin {
+        if let Some((_, origin)) = self.set.iter().rev().find(|(f, _)| *f == field) {
+            return origin.clone();
+        }
+        match &self.file {
+            Some((path, value)) if lookup(value, field).is_some() => Origin::File(path.clone()),
+            _ => Origin::Default,
+        }
+    }
+}
+
+fn lookup<'a>(value: &'a serde_yaml::Value, path: &str) -> Option<&'a serde_yaml::Value> {
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+impl OperatorConfig {
+    /// Loads the configuration: `file` (YAML, optional), then the `RUNCTL_*` and `POD_NAMESPACE`
+    /// environment variables, then `overrides`; validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, overrides, |var| std::env::var(var).ok())
+    }
+
+    /// [`load`](Self::load) with the environment given as a function (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut origins = Origins {
+            file: None,
+            set: Vec::new(),
+        };
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let (config, value) = Self::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?;
+                origins.file = Some((path.to_owned(), value));
+                config
+            }
+            None => Self::default(),
+        };
+        config.apply_env(&env, &mut origins)?;
+        config.apply_overrides(overrides, &mut origins);
+        config.normalize();
+        config.validate_with(&origins)?;
+        Ok(config)
+    }
+
+    /// Parses YAML text; an empty document yields the defaults. The error message names the field
+    /// path and position.
+    fn parse(text: &str) -> Result<(Self, serde_yaml::Value), String> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            return Ok((Self::default(), serde_yaml::Value::Null));
+        }
+        let config = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        Ok((config, value))
+    }
+
+    /// Parses a YAML configuration document and validates it, without environment or flags.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let path = PathBuf::from("<inline>");
+        let (mut config, value) = Self::parse(text).map_err(|message| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        })?;
+        config.normalize();
+        config.validate_with(&Origins {
+            file: Some((path, value)),
+            set: Vec::new(),
+        })?;
+        Ok(config)
+    }
+
+    fn apply_env(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+        origins: &mut Origins,
+    ) -> Result<(), ConfigError> {
+        let get = |var: &'static str| env(var).filter(|v| !v.trim().is_empty());
+        let parse_err = |var: &'static str, value: &str, message: String| ConfigError::Env {
+            var,
+            value: value.to_owned(),
+            message,
+        };
+        if let Some(v) = get(ENV_INSTALLATION_ID) {
+            self.installation_id = v;
+            origins
+                .set
+                .push(("installationId", Origin::Env(ENV_INSTALLATION_ID)));
+        }
+        if let Some(v) = get(ENV_POD_NAMESPACE) {
+            self.namespace = v;
+            origins
+                .set
+                .push(("namespace", Origin::Env(ENV_POD_NAMESPACE)));
+        }
+        if let Some(v) = get(ENV_WATCH_NAMESPACE) {
+            self.watch_namespace = Some(v);
+            origins
+                .set
+                .push(("watchNamespace", Origin::Env(ENV_WATCH_NAMESPACE)));
+        }
+        if let Some(v) = get(ENV_METRICS_ADDR) {
+            self.metrics_addr = v;
+            origins
+                .set
+                .push(("metricsAddr", Origin::Env(ENV_METRICS_ADDR)));
+        }
+        if let Some(v) = get(ENV_LOG_FORMAT) {
+            self.log.format = v.parse().map_err(|e| parse_err(ENV_LOG_FORMAT, &v, e))?;
+            origins
+                .set
+                .push(("log.format", Origin::Env(ENV_LOG_FORMAT)));
+        }
+        if let Some(v) = get(ENV_LOG_LEVEL) {
+            self.log.level = v;
+            origins.set.push(("log.level", Origin::Env(ENV_LOG_LEVEL)));
+        }
+        if let Some(v) = get(ENV_POLL_INTERVAL_SECONDS) {
+            self.poll_interval_seconds = v.trim().parse().map_err(|_| {
+                parse_err(
+                    ENV_POLL_INTERVAL_SECONDS,
+                    &v,
+                    "expected a whole number of seconds".into(),
+                )
+            })?;
+            origins.set.push((
+                "pollIntervalSeconds",
+                Origin::Env(ENV_POLL_INTERVAL_SECONDS),
+            ));
+        }
+        if let Some(v) = get(ENV_LEADER_ELECTION) {
+            self.leader_election.enabled = parse_bool(&v).ok_or_else(|| {
+                parse_err(ENV_LEADER_ELECTION, &v, "expected true or false".into())
+            })?;
+            origins
+                .set
+                .push(("leaderElection.enabled", Origin::Env(ENV_LEADER_ELECTION)));
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides, origins: &mut Origins) {
+        let mut mark = |field| origins.set.push((field, Origin::Flag));
+        if let Some(v) = &o.installation_id {
+            self.installation_id.clone_from(v);
+            mark("installationId");
+        }
+        if let Some(v) = &o.namespace {
+            self.namespace.clone_from(v);
+            mark("namespace");
+        }
+        if let Some(v) = &o.watch_namespace {
+            self.watch_namespace = Some(v.clone());
+            mark("watchNamespace");
+        }
+        if let Some(v) = &o.metrics_addr {
+            self.metrics_addr.clone_from(v);
+            mark("metricsAddr");
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
+            mark("log.format");
+        }
+        if let Some(v) = &o.log_level {
+            self.log.level.clone_from(v);
+            mark("log.level");
+        }
+        if let Some(v) = o.poll_interval_seconds {
+            self.poll_interval_seconds = v;
+            mark("pollIntervalSeconds");
+        }
+        if let Some(v) = o.leader_election {
+            self.leader_election.enabled = v;
+            mark("leaderElection.enabled");
+        }
+        if let Some(v) = o.reconcile_concurrency {
+            self.reconcile_concurrency = v;
+            mark("reconcileConcurrency");
+        }
+    }
+
+    /// An empty watch namespace means all namespaces.
+    fn normalize(&mut self) {
+        if self
+            .watch_namespace
+            .as_deref()
+            .is_some_and(|ns| ns.trim().is_empty())
+        {
+            self.watch_namespace = None;
+        }
+    }
+
+    fn validate_with(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let fail = |field: &'static str, message: String| ConfigError::Invalid {
+            field,
+            origin: origins.of(field),
+            message,
+        };
+        if !is_label_value(&self.installation_id) {
+            return Err(fail(
+                "installationId",
+                format!(
+                    "{:?} must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+                    self.installation_id
+                ),
+            ));
+        }
+        if let Err(e) = parse_socket_addr(&self.metrics_addr) {
+            return Err(fail(
+                "metricsAddr",
+                format!("{:?} is not an ip:port address ({e})", self.metrics_addr),
+            ));
+        }
+        if !is_dns_label(&self.namespace) {
+            return Err(fail(
+                "namespace",
+                format!("{:?} is not a valid namespace name", self.namespace),
+            ));
+        }
+        if let Some(ns) = self
+            .watch_namespace
+            .as_deref()
+            .filter(|ns| !is_dns_label(ns))
+        {
+            return Err(fail(
+                "watchNamespace",
+                format!("{ns:?} is not a valid namespace name"),
+            ));
+        }
+        if let Err(e) = telemetry::filter(&self.log.level, None) {
+            let detail = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            return Err(fail(
+                "log.level",
+                format!("{:?} is not a valid log filter: {detail}", self.log.level),
+            ));
+        }
+        if self.poll_interval_seconds < 1 {
+            return Err(fail("pollIntervalSeconds", "must be at least 1".into()));
+        }
+        let le = &self.leader_election;
+        if !is_dns_subdomain(&le.lease_name) {
+            return Err(fail(
+                "leaderElection.leaseName",
+                format!("{:?} is not a valid object name", le.lease_name),
+            ));
+        }
+        if le.lease_duration_seconds < 2 || le.lease_duration_seconds > i32::MAX as u64 {
+            return Err(fail(
+                "leaderElection.leaseDurationSeconds",
+                "must be at least 2".into(),
+            ));
+        }
+        if le.renew_interval_seconds < 1
+            || le.renew_interval_seconds * 2 > le.lease_duration_seconds
+        {
+            return Err(fail(
+                "leaderElection.renewIntervalSeconds",
+                format!(
+                    "must be at least 1 and at most half of leaseDurationSeconds ({})",
+                    le.lease_duration_seconds
+                ),
+            ));
+        }
+        if le.retry_interval_seconds < 1 || le.retry_interval_seconds > le.lease_duration_seconds {
+            return Err(fail(
+                "leaderElection.retryIntervalSeconds",
+                format!(
+                    "must be at least 1 and at most leaseDurationSeconds ({})",
+                    le.lease_duration_seconds
+                ),
+            ));
+        }
+        if self.backoff.base_seconds < 1 {
+            return Err(fail("backoff.baseSeconds", "must be at least 1".into()));
+        }
+        if self.backoff.max_seconds < self.backoff.base_seconds {
+            return Err(fail(
+                "backoff.maxSeconds",
+                format!(
+                    "must be at least backoff.baseSeconds ({})",
+                    self.backoff.base_seconds
+                ),
+            ));
+        }
+        if self.reconcile_concurrency < 1 {
+            return Err(fail("reconcileConcurrency", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// `metricsAddr` as a socket address.
+    pub fn metrics_socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_socket_addr(&self.metrics_addr).map_err(|e| ConfigError::Invalid {
+            field: "metricsAddr",
+            origin: Origin::Default,
+            message: format!("{:?} is not an ip:port address ({e})", self.metrics_addr),
+        })
+    }
+
+    /// The provider poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_seconds)
+    }
+
+    /// The first retry delay after a failed reconcile.
+    pub fn backoff_base(&self) -> Duration {
+        Duration::from_secs(self.backoff.base_seconds)
+    }
+
+    /// The longest retry delay after failed reconciles.
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_secs(self.backoff.max_seconds)
+    }
+
+    /// The Lease settings for a replica named `identity`.
+    pub fn lease_config(&self, identity: impl Into<String>) -> LeaseConfig {
+        let le = &self.leader_election;
+        LeaseConfig {
+            namespace: self.namespace.clone(),
+            name: le.lease_name.clone(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(le.lease_duration_seconds),
+            renew_interval: Duration::from_secs(le.renew_interval_seconds),
+            retry_interval: Duration::from_secs(le.retry_interval_seconds),
+        }
+    }
+}
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    s.trim().parse()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// A Kubernetes label value (non-empty): the installation id is written into tags and labels.
+fn is_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// An RFC 1123 label (namespace names).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first().is_some_and(|c| *c != b'-')
+        && b.last().is_some_and(|c| *c != b'-')
+}
+
+/// An RFC 1123 subdomain (most object names).
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+#[cfg(test)]
+mod tests;

@@ -241,7 +241,7 @@ async fn workload_failures_are_retried_up_to_the_backoff_limit() {
 async fn a_spot_interruption_resumes_as_a_new_attempt_with_the_same_checkpoint_dir() {
     let env = TestEnv::start(fast_sim()).await;
     let op = start(&env).await;
-    let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.a100", "capacityType": "spot"}, "backoffLimit": 0, "retryOn": ["interruption"]});
+    let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.a100", "capacityType": "spot"}, "backoffLimit": 1, "retryOn": ["interruption"]});
     jobs(&env)
         .create(&PostParams::default(), &job("spotty", spec))
         .await

@@ -108,7 +108,7 @@ impl TestEnv {
 pub struct Workload {
     pub url: String,
     pub token: String,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl Workload {

@@ -220,17 +220,27 @@ fn finish(
     );
 }
 
-/// Ends the open attempt `k` with `reason`.
+/// How an attempt ends.
+struct Ending<'a> {
+    reason: &'a str,
+    exit: Option<i32>,
+    message: &'a str,
+}
+
+/// Ends the open attempt `k`.
 fn end_attempt(
     s: &mut TrainingJobStatus,
     p: &mut Plan,
     k: usize,
-    reason: &str,
-    exit: Option<i32>,
     view: Option<&MachineView>,
-    message: &str,
+    end: Ending<'_>,
     now: Timestamp,
 ) {
+    let Ending {
+        reason,
+        exit,
+        message,
+    } = end;
     let a = &mut s.attempts[k];
     a.end_time = Some(Time(now));
     a.reason = Some(reason.to_string());
@@ -346,10 +356,12 @@ pub fn rejected_start(plan: &mut Plan, attempt: u32, message: String, now: Times
             &mut s,
             plan,
             k,
-            outcome::INVALID_SPEC,
             None,
-            None,
-            &message,
+            Ending {
+                reason: outcome::INVALID_SPEC,
+                exit: None,
+                message: &message,
+            },
             now,
         );
     }
@@ -419,14 +431,14 @@ pub fn plan(i: Input<'_>) -> Plan {
     }
 
     let open = s.attempts.iter().position(|a| a.end_time.is_none());
-    if let Some(k) = open {
-        if let Some(r) = i.reports.get(&s.attempts[k].index) {
-            if let Some(hb) = r.last_heartbeat {
-                s.last_heartbeat_time = Some(Time(hb));
-            }
-            if r.progress.is_some() {
-                s.progress = r.progress.clone();
-            }
+    if let Some(k) = open
+        && let Some(r) = i.reports.get(&s.attempts[k].index)
+    {
+        if let Some(hb) = r.last_heartbeat {
+            s.last_heartbeat_time = Some(Time(hb));
+        }
+        if r.progress.is_some() {
+            s.progress = r.progress.clone();
         }
     }
 
@@ -482,17 +494,17 @@ pub fn plan(i: Input<'_>) -> Plan {
     }
 
     // TTL after a final outcome.
-    if s.phase.is_some_and(JobPhase::is_terminal) {
-        if let (Some(ttl), Some(done)) = (
+    if s.phase.is_some_and(JobPhase::is_terminal)
+        && let (Some(ttl), Some(done)) = (
             i.spec.ttl_seconds_after_finished,
             s.completion_time.as_ref(),
-        ) {
-            let at = done.0 + SignedDuration::from_secs(ttl);
-            if now >= at {
-                p.acts.push(Act::DeleteJob);
-            } else {
-                p.wake_at(at, now);
-            }
+        )
+    {
+        let at = done.0 + SignedDuration::from_secs(ttl);
+        if now >= at {
+            p.acts.push(Act::DeleteJob);
+        } else {
+            p.wake_at(at, now);
         }
     }
     p.status = s;
@@ -519,7 +531,18 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             Outcome::ExitCode(c) => Some(*c),
             _ => None,
         };
-        end_attempt(s, p, k, o.reason(), exit, view, &o.message(), now);
+        end_attempt(
+            s,
+            p,
+            k,
+            view,
+            Ending {
+                reason: o.reason(),
+                exit,
+                message: &o.message(),
+            },
+            now,
+        );
         after(i.spec, s, p, o, now);
         return;
     }
@@ -530,10 +553,12 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             s,
             p,
             k,
-            outcome::SUSPENDED,
-            None,
             view,
-            "spec.suspend is true",
+            Ending {
+                reason: outcome::SUSPENDED,
+                exit: None,
+                message: "spec.suspend is true",
+            },
             now,
         );
         s.phase = Some(JobPhase::Suspended);
@@ -548,7 +573,18 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 "activeDeadlineSeconds {} passed",
                 i.spec.active_deadline_seconds.unwrap_or_default()
             );
-            end_attempt(s, p, k, outcome::DEADLINE_EXCEEDED, None, view, &msg, now);
+            end_attempt(
+                s,
+                p,
+                k,
+                view,
+                Ending {
+                    reason: outcome::DEADLINE_EXCEEDED,
+                    exit: None,
+                    message: &msg,
+                },
+                now,
+            );
             return finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
         }
         p.wake_at(at, now);
@@ -563,7 +599,18 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             let msg = format!(
                 "spend would reach {projected:.4} USD by the next check; maxTotalCost is {max}"
             );
-            end_attempt(s, p, k, outcome::BUDGET_EXCEEDED, None, view, &msg, now);
+            end_attempt(
+                s,
+                p,
+                k,
+                view,
+                Ending {
+                    reason: outcome::BUDGET_EXCEEDED,
+                    exit: None,
+                    message: &msg,
+                },
+                now,
+            );
             return finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
         }
     }
@@ -648,23 +695,22 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
             );
         }
     }
-    if !resuming {
-        if let Some(at) = next_start(s, i.settings) {
-            if now < at {
-                s.phase = Some(JobPhase::Pending);
-                s.reason = None;
-                s.message = Some(format!(
-                    "retrying after attempt {} ended ({})",
-                    s.attempts.len(),
-                    s.attempts
-                        .last()
-                        .and_then(|a| a.reason.clone())
-                        .unwrap_or_default()
-                ));
-                p.wake_at(at, now);
-                return;
-            }
-        }
+    if !resuming
+        && let Some(at) = next_start(s, i.settings)
+        && now < at
+    {
+        s.phase = Some(JobPhase::Pending);
+        s.reason = None;
+        s.message = Some(format!(
+            "retrying after attempt {} ended ({})",
+            s.attempts.len(),
+            s.attempts
+                .last()
+                .and_then(|a| a.reason.clone())
+                .unwrap_or_default()
+        ));
+        p.wake_at(at, now);
+        return;
     }
     // The offer: the next one after a capacity error, else a fresh ranking.
     let fallback = s

@@ -15,6 +15,10 @@ use crate::provider::ProvidersConfig;
 use crate::runtime::LeaseConfig;
 use crate::telemetry::LogFormat;
 
+mod validate;
+
+use validate::parse_socket_addr;
+
 /// Env: installation id.
 pub const ENV_INSTALLATION_ID: &str = "RUNCTL_INSTALLATION_ID";
 /// Env: metrics and probes listen address.
@@ -486,10 +490,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         _ => None,
     }
 }
-
-mod validate;
-
-use validate::parse_socket_addr;
 
 #[cfg(test)]
 mod tests;

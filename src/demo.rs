@@ -153,7 +153,7 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
         if !interrupted {
             if let Some(id) = crs.iter().find(|c| c.name_any() == "spot-a100").and_then(|c| c.status.as_ref()).filter(|s| s.state == Some(ResourceState::Running)).and_then(|s| s.provider_id.clone()) {
-                cloud.interrupt(&id);
+                let _ = cloud.interrupt(&id);
                 interrupted = true;
                 println!("\n>>> the simulated cloud reclaims spot machine {id}");
             }

@@ -187,6 +187,11 @@ impl SimCloud {
         self.inner.lock().faults.push(op, fault, times);
     }
 
+    /// Drops every fault queued with [`fail_next`](Self::fail_next).
+    pub fn clear_faults(&self) {
+        self.inner.lock().faults.clear();
+    }
+
     /// Limits the machines of `machine_type` that may bill at once (`None`: no limit); a create
     /// beyond it fails with a capacity error.
     pub fn set_capacity(&self, machine_type: &str, limit: Option<u32>) {
@@ -300,6 +305,7 @@ impl SimCloud {
             price_per_hour: self.config.price(&spec),
             created: now,
             run: None,
+            workload: None,
             foreign: true,
             segments: vec![Segment {
                 at: now,
@@ -337,6 +343,15 @@ impl SimCloud {
         let mut inner = self.inner.lock();
         let rec = inner.store.get_mut(num, now, self.config.retain_ms)?;
         Some(self.snapshot(rec, now))
+    }
+
+    /// The workload machine `id` received at create (env values included), for tests that
+    /// check what reached the machine.
+    pub fn workload(&self, id: &str) -> Option<crate::provider::Workload> {
+        let num = parse_id(id)?;
+        let now = self.now();
+        let retain = self.config.retain_ms;
+        self.inner.lock().store.get_mut(num, now, retain).and_then(|r| r.workload.clone())
     }
 
     /// Machines of owner `uid` that still bill (any installation and region).
@@ -602,6 +617,7 @@ impl SimCloud {
             price_per_hour: self.config.price(spec),
             created: now,
             run,
+            workload: spec.workload.clone(),
             foreign: false,
             segments: vec![Segment { at: now, phase }],
         }

@@ -102,9 +102,12 @@ fn render(crs: &[CloudResource]) -> String {
     out
 }
 
+/// True when every machine is where it will stay: ended, or running a workload with no end of
+/// its own (no `RUNCTL_SIM_RUN_MS`).
 fn settled(crs: &[CloudResource]) -> bool {
     crs.iter().all(|cr| {
-        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || s == ResourceState::Running)
+        let ends = cr.spec.workload.as_ref().is_some_and(|w| w.env.iter().any(|e| e.name == "RUNCTL_SIM_RUN_MS"));
+        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || (s == ResourceState::Running && !ends))
     })
 }
 

@@ -159,10 +159,13 @@ impl Target {
             "kind": "CloudResource",
             "status": next,
         });
-        self.api
-            .patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::WriteStatus)?;
+        match self.api.patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
+            Ok(_) => {}
+            // The object is gone (a reconcile from a cache that has not seen the deletion yet):
+            // there is no status left to write.
+            Err(kube::Error::Api(s)) if s.code == 404 => debug!(name = %self.name, "object gone; status not written"),
+            Err(e) => return Err(Error::WriteStatus(e)),
+        }
         self.status = next;
         Ok(())
     }
@@ -436,8 +439,13 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
             FinalizerEvent::Cleanup(cr) => cleanup(cr, &ctx).await,
         }
     })
-    .await
-    .map_err(Error::flatten);
+    .await;
+    let result = match result {
+        // Removing the finalizer of an object that is already gone: a reconcile from a cache
+        // that had not seen the deletion yet. Nothing is left to do.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => Ok(Action::await_change()),
+        other => other.map_err(Error::flatten),
+    };
     if result.is_ok() {
         ctx.backoff.success(&uid);
         ctx.metrics.reconcile_ok(CONTROLLER);

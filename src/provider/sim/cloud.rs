@@ -175,6 +175,11 @@ impl SimCloud {
         self.clock.now()
     }
 
+    /// The wall-clock time of a simulated instant (e.g. a timeline entry's `since`).
+    pub fn timestamp(&self, at: SimMillis) -> Timestamp {
+        self.clock.timestamp(at)
+    }
+
     /// Moves a manual clock forward; false (nothing happens) with a real clock.
     pub fn advance(&self, by: Duration) -> bool {
         self.clock.advance(by)

@@ -22,6 +22,9 @@
 //!   `Conflict` on a stale resourceVersion; custom resources need one), delete (finalizers hold
 //!   the object with `deletionTimestamp`, no new finalizers afterwards, `uid`/`resourceVersion`
 //!   preconditions), deletecollection, and `dryRun=All`.
+//! - Garbage collection through `ownerReferences`: background (dependents whose owners are all
+//!   gone are deleted, finalizers honoured), `Orphan`, and `Foreground` (the owner keeps the
+//!   `foregroundDeletion` finalizer until no dependent with `blockOwnerDeletion` remains).
 //! - PATCH: merge, JSON patch (`test` of a missing path compares against null), strategic merge
 //!   for built-ins (handled as a merge patch; 415 for custom resources), and server-side apply:
 //!   creates when missing, records `managedFields` per `fieldManager`, removes fields the same
@@ -54,13 +57,14 @@
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
 //! return the latest state), strategic-merge list semantics (lists are replaced), SSA list
-//! item ownership (lists are atomic), validation ratcheting, garbage collection of objects
-//! through `ownerReferences`, namespace termination phases (deleting a namespace removes its
-//! objects at once) and graceful deletion of pods.
+//! item ownership (lists are atomic), validation ratcheting, namespace termination phases
+//! (deleting a namespace removes its objects at once), graceful deletion of pods, and the
+//! asynchrony of the real garbage collector (here dependents are collected within the delete).
 
 mod discovery;
 mod error;
 mod faults;
+mod gc;
 mod managed;
 mod patch;
 mod resources;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Cause};
+use crate::gc;
 use crate::managed::{self, Entry, Scope, Writer};
 use crate::resources::ResourceType;
 use crate::schema;
-use crate::store::{EventKind, Store};
+use crate::store::{EventKind, ObjKey, Store};
 
 /// Who writes, when, and how.
 pub(crate) struct WriteCtx<'a> {
@@ -452,7 +453,7 @@ pub(crate) fn update(
         store.registry.install_crd(&stored);
     }
     if release {
-        return Ok(remove(store, rt, stored));
+        return Ok(remove(store, rt, stored, ctx.now));
     }
     Ok(stored)
 }
@@ -504,7 +505,8 @@ pub(crate) enum Deleted {
     Gone(Arc<Value>),
 }
 
-/// DELETE: mark for deletion while finalizers remain, otherwise remove.
+/// DELETE: mark for deletion while finalizers remain, otherwise remove; dependents follow the
+/// propagation policy (background by default).
 pub(crate) fn delete(
     store: &mut Store,
     ctx: &WriteCtx<'_>,
@@ -512,8 +514,34 @@ pub(crate) fn delete(
     options: &Value,
 ) -> Result<Deleted, ApiError> {
     check_preconditions(ctx, options, &old)?;
+    if ctx.dry_run {
+        return Ok(if finalizers(&old).is_empty() {
+            Deleted::Gone(old)
+        } else {
+            Deleted::Pending(old)
+        });
+    }
+    let orphan_flag = options["orphanDependents"].as_bool() == Some(true);
+    let policy = options["propagationPolicy"]
+        .as_str()
+        .or(orphan_flag.then_some("Orphan"));
+    let key: ObjKey = (
+        ctx.rt.storage_key(),
+        ctx.namespace_key().to_string(),
+        name_of(&old).to_string(),
+    );
+    if policy == Some("Orphan") {
+        gc::orphan(store, &old);
+    }
+    if policy == Some("Foreground") && gc::has_dependents(store, &old) {
+        gc::foreground(store, &key, old.clone(), ctx.now);
+        return Ok(match store.get(&key.0, &key.1, &key.2) {
+            Some(current) => Deleted::Pending(current),
+            None => Deleted::Gone(old),
+        });
+    }
     if !finalizers(&old).is_empty() {
-        if is_deleting(&old) || ctx.dry_run {
+        if is_deleting(&old) {
             return Ok(Deleted::Pending(old));
         }
         let mut next = (*old).clone();
@@ -523,21 +551,23 @@ pub(crate) fn delete(
         let rv = store.next_rv();
         meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
         return Ok(Deleted::Pending(store.commit(
-            &ctx.rt.storage_key(),
+            &key.0,
             EventKind::Modified,
             rv,
             next,
             Some(old),
         )));
     }
-    if ctx.dry_run {
-        return Ok(Deleted::Gone(old));
-    }
-    Ok(Deleted::Gone(remove(store, ctx.rt, old)))
+    Ok(Deleted::Gone(remove(store, ctx.rt, old, ctx.now)))
 }
 
 /// Remove an object for good, with the side effects of its kind.
-fn remove(store: &mut Store, rt: &ResourceType, old: Arc<Value>) -> Arc<Value> {
+pub(crate) fn remove(
+    store: &mut Store,
+    rt: &ResourceType,
+    old: Arc<Value>,
+    now: &str,
+) -> Arc<Value> {
     let rv = store.next_rv();
     let mut last = (*old).clone();
     meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -553,13 +583,14 @@ fn remove(store: &mut Store, rt: &ResourceType, old: Arc<Value>) -> Arc<Value> {
         }
     }
     if rt.group.is_empty() && rt.plural == "namespaces" {
-        purge_namespace(store, name_of(&gone));
+        purge_namespace(store, name_of(&gone), now);
     }
+    gc::after_removal(store, &gone, now);
     gone
 }
 
 /// Delete every object in a deleted namespace.
-fn purge_namespace(store: &mut Store, namespace: &str) {
+fn purge_namespace(store: &mut Store, namespace: &str, now: &str) {
     let types: Vec<Arc<ResourceType>> = store
         .registry
         .all()
@@ -577,7 +608,13 @@ fn purge_namespace(store: &mut Store, namespace: &str) {
             .cloned()
             .collect();
         for victim in victims {
-            remove(store, &rt, victim);
+            // Earlier removals may have collected this one already.
+            if store
+                .get(&rt.storage_key(), namespace, name_of(&victim))
+                .is_some()
+            {
+                remove(store, &rt, victim, now);
+            }
         }
     }
 }

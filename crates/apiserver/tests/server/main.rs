@@ -4,6 +4,7 @@
 mod common;
 mod crud;
 mod custom;
+mod gc;
 mod runtime;
 mod ssa;
 mod watch;

@@ -42,7 +42,8 @@
 //!   `x-kubernetes-preserve-unknown-fields`), `default:`, types, `required`, `enum`,
 //!   minimum/maximum, lengths, `pattern`, item counts, and CEL `x-kubernetes-validations`
 //!   including `oldSelf` transition rules; 422 `Invalid` with `details.causes[]` worded like the
-//!   real apiserver's.
+//!   real apiserver's. `fieldValidation=Strict` turns pruned unknown fields into a 400
+//!   (`Warn` is treated as `Ignore`: no `Warning` headers are sent).
 //! - Errors are `metav1.Status` with the standard reasons (NotFound, AlreadyExists, Conflict,
 //!   Invalid, Expired, BadRequest, MethodNotAllowed, UnsupportedMediaType for protobuf bodies).
 //! - Discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]` with short names,
@@ -107,7 +108,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             watch_history: 10_000,
-            watch_buffer: 65_536,
+            watch_buffer: 16_384,
             bookmark_interval: Duration::from_secs(5),
         }
     }
@@ -251,6 +252,7 @@ fn seed(store: &mut Store) {
             scope: managed::Scope::Main {
                 exclude_status: true,
             },
+            strict: false,
         };
         let ns = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}});
         if let Err(error) = write::create(store, &ctx, ns, None) {

@@ -378,6 +378,7 @@ fn ctx<'a>(call: &Call<'_>, target: &'a Target, manager: &'a str, now: &'a str) 
         now,
         dry_run: call.param("dryRun") == Some("All"),
         scope: write::scope_for(&target.rt, target.subresource.as_deref()),
+        strict: call.param("fieldValidation") == Some("Strict"),
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct WriteCtx<'a> {
     pub now: &'a str,
     pub dry_run: bool,
     pub scope: Scope,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being dropped.
+    pub strict: bool,
 }
 
 impl WriteCtx<'_> {
@@ -164,11 +166,15 @@ fn suffix() -> String {
         .collect()
 }
 
-/// Secrets: fold `stringData` into base64 `data`, as the real apiserver does.
+/// Secrets: fold `stringData` into base64 `data` and default `type` to `Opaque`, as the real
+/// apiserver does.
 fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
     use base64::Engine;
-    if rt.group.is_empty()
-        && rt.plural == "secrets"
+    let secret = rt.group.is_empty() && rt.plural == "secrets";
+    if secret && obj["type"].as_str().is_none_or(str::is_empty) {
+        obj["type"] = json!("Opaque");
+    }
+    if secret
         && let Some(Value::Object(string_data)) =
             obj.as_object_mut().and_then(|m| m.remove("stringData"))
     {
@@ -267,7 +273,17 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
     let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
         return Ok(());
     };
-    schema::prune(schema, obj);
+    let unknown = schema::prune(schema, obj);
+    if ctx.strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            fields.join(", ")
+        )));
+    }
     *obj = schema::default(schema, obj);
     let causes = schema::validate(schema, rt.cel.as_deref(), obj, old);
     if causes.is_empty() {
@@ -369,6 +385,16 @@ pub(crate) fn update(
         )));
     }
     check_rv(ctx, &new, &old)?;
+    let (sent_uid, uid) = (
+        meta(&new)["uid"].as_str().unwrap_or_default(),
+        meta(&old)["uid"].as_str().unwrap_or_default(),
+    );
+    if !sent_uid.is_empty() && sent_uid != uid {
+        let why = format!(
+            "Precondition failed: UID in precondition: {sent_uid}, UID in object meta: {uid}"
+        );
+        return Err(ApiError::conflict(&rt.group, &rt.plural, &name, &why));
+    }
     // Status isolation: a status write keeps everything but status; a main write keeps status.
     let mut next = match ctx.scope {
         Scope::Status => {
@@ -642,6 +668,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: true,
             },
+            strict: false,
         };
         create(
             &mut store,
@@ -666,6 +693,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: false,
             },
+            strict: false,
         };
         let created = create(
             &mut store,
@@ -711,6 +739,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: false,
             },
+            strict: false,
         };
         let created = create(
             &mut store,

@@ -265,6 +265,43 @@ async fn json_patch_test_null_and_pruning_with_dynamic_client() {
 }
 
 #[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields() {
+    let (_server, widgets) = server().await;
+    widgets
+        .create(&PostParams::default(), &widget("v", "aws", None))
+        .await
+        .expect("create");
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..Default::default()
+    };
+    let err = widgets
+        .patch("v", &strict, &Patch::Merge(json!({"spec": {"bogus": 1}})))
+        .await
+        .expect_err("strict");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
+            assert!(
+                s.message.contains("unknown field \"spec.bogus\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let lenient = widgets
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bogus": 1}})),
+        )
+        .await
+        .expect("pruned");
+    assert_eq!(lenient.metadata.generation, Some(1), "pruned to a no-op");
+}
+
+#[tokio::test]
 async fn strategic_merge_is_refused_for_custom_resources() {
     let (_server, widgets) = server().await;
     widgets

@@ -7,7 +7,9 @@
 //! duplicate.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -31,6 +33,16 @@ pub(crate) struct Event {
     /// The previous state, so selector-filtered watches can turn a change of match into
     /// ADDED or DELETED.
     pub old: Option<Arc<Value>>,
+    /// `object` serialized once, shared by every watcher that shows it as stored.
+    pub json: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// The object's JSON, serialized on first use.
+    pub fn object_json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+    }
 }
 
 /// Objects of one resource (all versions) keyed by (namespace, name).
@@ -232,6 +244,7 @@ impl Store {
             kind,
             object: object.clone(),
             old,
+            json: OnceLock::new(),
         });
         collection.history.push_back(event.clone());
         while collection.history.len() > limit {

@@ -6,5 +6,6 @@ mod crud;
 mod custom;
 mod gc;
 mod runtime;
+mod scale;
 mod ssa;
 mod watch;

@@ -369,3 +369,46 @@ async fn runtime_watcher_relists_after_expiry() {
         "the watcher listed again"
     );
 }
+
+#[tokio::test]
+async fn metadata_watcher_gets_partial_objects() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    cms.create(&PostParams::default(), &configmap("m", &[("a", "b")]))
+        .await
+        .expect("m");
+    let metas = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    assert_eq!(metas.items.len(), 1);
+    assert_eq!(
+        metas.items[0]
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("a"))
+            .map(String::as_str),
+        Some("b")
+    );
+    let partial: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::default_namespaced(server.client());
+    let mut events = watcher(partial, watcher::Config::default()).boxed();
+    let mut saw_init_apply = false;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .expect("in time")
+            .expect("no error")
+            .expect("open");
+        match event {
+            watcher::Event::InitApply(meta) => {
+                assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+                saw_init_apply = true;
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert!(saw_init_apply);
+}

@@ -293,6 +293,37 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
     }
 }
 
+/// CRDs: the name must be `<plural>.<group>` and at least one version must be served.
+fn check_crd(ctx: &WriteCtx<'_>, crd: &Value) -> Result<(), ApiError> {
+    let name = name_of(crd);
+    let spec = &crd["spec"];
+    let expected = format!(
+        "{}.{}",
+        spec["names"]["plural"].as_str().unwrap_or_default(),
+        spec["group"].as_str().unwrap_or_default()
+    );
+    let mut causes = Vec::new();
+    if name != expected {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
+    }
+    if crate::resources::types_from_crd(crd).is_empty() {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            "spec.versions",
+            "Invalid value: \"array\": must have exactly one version marked as storage version and at least one served",
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ctx.invalid(name, causes))
+    }
+}
+
 /// CRDs: accept names and mark Established.
 fn crd_status(obj: &mut Value, old: Option<&Value>, now: &str) {
     let old_status = old.map(|o| o["status"].clone()).unwrap_or(Value::Null);
@@ -342,7 +373,11 @@ pub(crate) fn create(
     let entries = entries.unwrap_or_else(|| managed::record_update(None, &obj, &ctx.writer()));
     set_managed(&mut obj, &entries, &ctx.rt.api_version());
     admit(ctx, &mut obj, None)?;
+    if ctx.rt.group.is_empty() && ctx.rt.plural == "namespaces" {
+        obj["status"] = json!({"phase": "Active"});
+    }
     if ctx.rt.plural == "customresourcedefinitions" {
+        check_crd(ctx, &obj)?;
         crd_status(&mut obj, None, ctx.now);
     }
     if ctx.dry_run {
@@ -463,6 +498,7 @@ pub(crate) fn update(
         meta_mut(&mut next).insert("generation".into(), json!(bumped));
     }
     if rt.plural == "customresourcedefinitions" {
+        check_crd(ctx, &next)?;
         crd_status(&mut next, Some(&old), ctx.now);
     }
     if same_content(&old, &next) {

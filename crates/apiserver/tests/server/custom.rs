@@ -52,6 +52,21 @@ async fn crd_is_established_and_discoverable() {
 }
 
 #[tokio::test]
+async fn crd_name_must_match_plural_and_group() {
+    let (server, _) = server().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    let mut crd = <Widget as kube::CustomResourceExt>::crd();
+    crd.metadata.name = Some("wrong.test.runctl.dev".into());
+    let err = crds
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect_err("bad name");
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 422 && s.message.contains("spec.names.plural"))
+    );
+}
+
+#[tokio::test]
 async fn generation_and_status_isolation() {
     let (_server, widgets) = server().await;
     let created = widgets

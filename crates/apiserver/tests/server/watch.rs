@@ -334,6 +334,43 @@ async fn runtime_watcher_sees_added_modified_deleted() {
 }
 
 #[tokio::test]
+async fn runtime_watcher_with_streaming_lists() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    cms.create(&PostParams::default(), &configmap("early", &[]))
+        .await
+        .expect("early");
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .expect("in time")
+            .expect("no error")
+            .expect("open");
+        match event {
+            watcher::Event::InitApply(cm) => seen.push(cm.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => {
+                cms.create(&PostParams::default(), &configmap("late", &[]))
+                    .await
+                    .expect("late");
+            }
+            watcher::Event::Apply(cm) => {
+                seen.push(cm.metadata.name.unwrap_or_default());
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["early".to_string(), "late".to_string()]);
+    assert_eq!(
+        server.stats().total(runctl_apiserver::Verb::List),
+        0,
+        "a streaming list needs no LIST"
+    );
+}
+
+#[tokio::test]
 async fn runtime_watcher_relists_after_expiry() {
     let server = ApiServer::start().await.expect("starts");
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());

@@ -22,6 +22,9 @@
 //!   `Conflict` on a stale resourceVersion; custom resources need one), delete (finalizers hold
 //!   the object with `deletionTimestamp`, no new finalizers afterwards, `uid`/`resourceVersion`
 //!   preconditions), deletecollection, and `dryRun=All`.
+//! - Garbage collection through `ownerReferences`: background (dependents whose owners are all
+//!   gone are deleted, finalizers honoured), `Orphan`, and `Foreground` (the owner keeps the
+//!   `foregroundDeletion` finalizer until no dependent with `blockOwnerDeletion` remains).
 //! - PATCH: merge, JSON patch (`test` of a missing path compares against null), strategic merge
 //!   for built-ins (handled as a merge patch; 415 for custom resources), and server-side apply:
 //!   creates when missing, records `managedFields` per `fieldManager`, removes fields the same
@@ -39,7 +42,8 @@
 //!   `x-kubernetes-preserve-unknown-fields`), `default:`, types, `required`, `enum`,
 //!   minimum/maximum, lengths, `pattern`, item counts, and CEL `x-kubernetes-validations`
 //!   including `oldSelf` transition rules; 422 `Invalid` with `details.causes[]` worded like the
-//!   real apiserver's.
+//!   real apiserver's. `fieldValidation=Strict` turns pruned unknown fields into a 400
+//!   (`Warn` is treated as `Ignore`: no `Warning` headers are sent).
 //! - Errors are `metav1.Status` with the standard reasons (NotFound, AlreadyExists, Conflict,
 //!   Invalid, Expired, BadRequest, MethodNotAllowed, UnsupportedMediaType for protobuf bodies).
 //! - Discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]` with short names,
@@ -54,13 +58,14 @@
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
 //! return the latest state), strategic-merge list semantics (lists are replaced), SSA list
-//! item ownership (lists are atomic), validation ratcheting, garbage collection of objects
-//! through `ownerReferences`, namespace termination phases (deleting a namespace removes its
-//! objects at once) and graceful deletion of pods.
+//! item ownership (lists are atomic), validation ratcheting, namespace termination phases
+//! (deleting a namespace removes its objects at once), graceful deletion of pods, and the
+//! asynchrony of the real garbage collector (here dependents are collected within the delete).
 
 mod discovery;
 mod error;
 mod faults;
+mod gc;
 mod managed;
 mod patch;
 mod resources;
@@ -103,7 +108,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             watch_history: 10_000,
-            watch_buffer: 65_536,
+            watch_buffer: 16_384,
             bookmark_interval: Duration::from_secs(5),
         }
     }
@@ -247,6 +252,7 @@ fn seed(store: &mut Store) {
             scope: managed::Scope::Main {
                 exclude_status: true,
             },
+            strict: false,
         };
         let ns = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}});
         if let Err(error) = write::create(store, &ctx, ns, None) {

@@ -378,6 +378,7 @@ fn ctx<'a>(call: &Call<'_>, target: &'a Target, manager: &'a str, now: &'a str) 
         now,
         dry_run: call.param("dryRun") == Some("All"),
         scope: write::scope_for(&target.rt, target.subresource.as_deref()),
+        strict: call.param("fieldValidation") == Some("Strict"),
     }
 }
 
@@ -532,11 +533,19 @@ fn delete_options(call: &Call<'_>) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))
 }
 
+/// `dryRun: ["All"]` in DeleteOptions.
+fn dry_run_in(options: &Value) -> bool {
+    options["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "All"))
+}
+
 fn delete(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
     let options = delete_options(call)?;
     injected(call, Verb::Delete, target, name)?;
     let (manager, now) = (call.manager(), now());
-    let ctx = ctx(call, target, &manager, &now);
+    let mut ctx = ctx(call, target, &manager, &now);
+    ctx.dry_run |= dry_run_in(&options);
     let mut store = call.app.store.lock();
     let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
     let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
@@ -557,7 +566,8 @@ fn delete_collection(call: &Call<'_>, target: &Target) -> Result<Response, ApiEr
     injected(call, Verb::Delete, target, "")?;
     let selector = selector(call)?;
     let (manager, now) = (call.manager(), now());
-    let ctx = ctx(call, target, &manager, &now);
+    let mut ctx = ctx(call, target, &manager, &now);
+    ctx.dry_run |= dry_run_in(&options);
     let mut store = call.app.store.lock();
     let victims: Vec<Arc<Value>> = store
         .collection(&target.rt.storage_key())
@@ -567,6 +577,14 @@ fn delete_collection(call: &Call<'_>, target: &Target) -> Result<Response, ApiEr
         .collect();
     let mut items = Vec::new();
     for victim in victims {
+        // Garbage collection of an earlier victim may have removed this one.
+        let Some(victim) = store.get(
+            &target.rt.storage_key(),
+            target.namespace_key(),
+            write::name_of(&victim),
+        ) else {
+            continue;
+        };
         let obj = match write::delete(&mut store, &ctx, victim, &options)? {
             Deleted::Pending(obj) | Deleted::Gone(obj) => obj,
         };

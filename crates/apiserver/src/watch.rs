@@ -64,7 +64,19 @@ impl WatchRequest {
             (EventKind::Modified, true, false) => "DELETED",
             _ => return None,
         };
-        Some(self.line(kind, &event.object))
+        let as_stored = self.presenter == Presenter::Full
+            && event.object["apiVersion"].as_str() == Some(self.rt.api_version().as_str());
+        if !as_stored {
+            return Some(self.line(kind, &event.object));
+        }
+        let object = event.object_json();
+        let mut out = Vec::with_capacity(object.len() + 32);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"}\n");
+        Some(Bytes::from(out))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Cause};
+use crate::gc;
 use crate::managed::{self, Entry, Scope, Writer};
 use crate::resources::ResourceType;
 use crate::schema;
-use crate::store::{EventKind, Store};
+use crate::store::{EventKind, ObjKey, Store};
 
 /// Who writes, when, and how.
 pub(crate) struct WriteCtx<'a> {
@@ -20,6 +21,8 @@ pub(crate) struct WriteCtx<'a> {
     pub now: &'a str,
     pub dry_run: bool,
     pub scope: Scope,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being dropped.
+    pub strict: bool,
 }
 
 impl WriteCtx<'_> {
@@ -163,11 +166,15 @@ fn suffix() -> String {
         .collect()
 }
 
-/// Secrets: fold `stringData` into base64 `data`, as the real apiserver does.
+/// Secrets: fold `stringData` into base64 `data` and default `type` to `Opaque`, as the real
+/// apiserver does.
 fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
     use base64::Engine;
-    if rt.group.is_empty()
-        && rt.plural == "secrets"
+    let secret = rt.group.is_empty() && rt.plural == "secrets";
+    if secret && obj["type"].as_str().is_none_or(str::is_empty) {
+        obj["type"] = json!("Opaque");
+    }
+    if secret
         && let Some(Value::Object(string_data)) =
             obj.as_object_mut().and_then(|m| m.remove("stringData"))
     {
@@ -266,13 +273,54 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
     let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
         return Ok(());
     };
-    schema::prune(schema, obj);
+    let unknown = schema::prune(schema, obj);
+    if ctx.strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            fields.join(", ")
+        )));
+    }
     *obj = schema::default(schema, obj);
     let causes = schema::validate(schema, rt.cel.as_deref(), obj, old);
     if causes.is_empty() {
         Ok(())
     } else {
         Err(ctx.invalid(name_of(obj), causes))
+    }
+}
+
+/// CRDs: the name must be `<plural>.<group>` and at least one version must be served.
+fn check_crd(ctx: &WriteCtx<'_>, crd: &Value) -> Result<(), ApiError> {
+    let name = name_of(crd);
+    let spec = &crd["spec"];
+    let expected = format!(
+        "{}.{}",
+        spec["names"]["plural"].as_str().unwrap_or_default(),
+        spec["group"].as_str().unwrap_or_default()
+    );
+    let mut causes = Vec::new();
+    if name != expected {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+        ));
+    }
+    if crate::resources::types_from_crd(crd).is_empty() {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            "spec.versions",
+            "Invalid value: \"array\": must have exactly one version marked as storage version and at least one served",
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ctx.invalid(name, causes))
     }
 }
 
@@ -325,7 +373,11 @@ pub(crate) fn create(
     let entries = entries.unwrap_or_else(|| managed::record_update(None, &obj, &ctx.writer()));
     set_managed(&mut obj, &entries, &ctx.rt.api_version());
     admit(ctx, &mut obj, None)?;
+    if ctx.rt.group.is_empty() && ctx.rt.plural == "namespaces" {
+        obj["status"] = json!({"phase": "Active"});
+    }
     if ctx.rt.plural == "customresourcedefinitions" {
+        check_crd(ctx, &obj)?;
         crd_status(&mut obj, None, ctx.now);
     }
     if ctx.dry_run {
@@ -368,6 +420,16 @@ pub(crate) fn update(
         )));
     }
     check_rv(ctx, &new, &old)?;
+    let (sent_uid, uid) = (
+        meta(&new)["uid"].as_str().unwrap_or_default(),
+        meta(&old)["uid"].as_str().unwrap_or_default(),
+    );
+    if !sent_uid.is_empty() && sent_uid != uid {
+        let why = format!(
+            "Precondition failed: UID in precondition: {sent_uid}, UID in object meta: {uid}"
+        );
+        return Err(ApiError::conflict(&rt.group, &rt.plural, &name, &why));
+    }
     // Status isolation: a status write keeps everything but status; a main write keeps status.
     let mut next = match ctx.scope {
         Scope::Status => {
@@ -436,6 +498,7 @@ pub(crate) fn update(
         meta_mut(&mut next).insert("generation".into(), json!(bumped));
     }
     if rt.plural == "customresourcedefinitions" {
+        check_crd(ctx, &next)?;
         crd_status(&mut next, Some(&old), ctx.now);
     }
     if same_content(&old, &next) {
@@ -452,7 +515,7 @@ pub(crate) fn update(
         store.registry.install_crd(&stored);
     }
     if release {
-        return Ok(remove(store, rt, stored));
+        return Ok(remove(store, rt, stored, ctx.now));
     }
     Ok(stored)
 }
@@ -504,7 +567,8 @@ pub(crate) enum Deleted {
     Gone(Arc<Value>),
 }
 
-/// DELETE: mark for deletion while finalizers remain, otherwise remove.
+/// DELETE: mark for deletion while finalizers remain, otherwise remove; dependents follow the
+/// propagation policy (background by default).
 pub(crate) fn delete(
     store: &mut Store,
     ctx: &WriteCtx<'_>,
@@ -512,8 +576,34 @@ pub(crate) fn delete(
     options: &Value,
 ) -> Result<Deleted, ApiError> {
     check_preconditions(ctx, options, &old)?;
+    if ctx.dry_run {
+        return Ok(if finalizers(&old).is_empty() {
+            Deleted::Gone(old)
+        } else {
+            Deleted::Pending(old)
+        });
+    }
+    let orphan_flag = options["orphanDependents"].as_bool() == Some(true);
+    let policy = options["propagationPolicy"]
+        .as_str()
+        .or(orphan_flag.then_some("Orphan"));
+    let key: ObjKey = (
+        ctx.rt.storage_key(),
+        ctx.namespace_key().to_string(),
+        name_of(&old).to_string(),
+    );
+    if policy == Some("Orphan") {
+        gc::orphan(store, &old);
+    }
+    if policy == Some("Foreground") && gc::has_dependents(store, &old) {
+        gc::foreground(store, &key, old.clone(), ctx.now);
+        return Ok(match store.get(&key.0, &key.1, &key.2) {
+            Some(current) => Deleted::Pending(current),
+            None => Deleted::Gone(old),
+        });
+    }
     if !finalizers(&old).is_empty() {
-        if is_deleting(&old) || ctx.dry_run {
+        if is_deleting(&old) {
             return Ok(Deleted::Pending(old));
         }
         let mut next = (*old).clone();
@@ -523,21 +613,23 @@ pub(crate) fn delete(
         let rv = store.next_rv();
         meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
         return Ok(Deleted::Pending(store.commit(
-            &ctx.rt.storage_key(),
+            &key.0,
             EventKind::Modified,
             rv,
             next,
             Some(old),
         )));
     }
-    if ctx.dry_run {
-        return Ok(Deleted::Gone(old));
-    }
-    Ok(Deleted::Gone(remove(store, ctx.rt, old)))
+    Ok(Deleted::Gone(remove(store, ctx.rt, old, ctx.now)))
 }
 
 /// Remove an object for good, with the side effects of its kind.
-fn remove(store: &mut Store, rt: &ResourceType, old: Arc<Value>) -> Arc<Value> {
+pub(crate) fn remove(
+    store: &mut Store,
+    rt: &ResourceType,
+    old: Arc<Value>,
+    now: &str,
+) -> Arc<Value> {
     let rv = store.next_rv();
     let mut last = (*old).clone();
     meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -553,13 +645,14 @@ fn remove(store: &mut Store, rt: &ResourceType, old: Arc<Value>) -> Arc<Value> {
         }
     }
     if rt.group.is_empty() && rt.plural == "namespaces" {
-        purge_namespace(store, name_of(&gone));
+        purge_namespace(store, name_of(&gone), now);
     }
+    gc::after_removal(store, &gone, now);
     gone
 }
 
 /// Delete every object in a deleted namespace.
-fn purge_namespace(store: &mut Store, namespace: &str) {
+fn purge_namespace(store: &mut Store, namespace: &str, now: &str) {
     let types: Vec<Arc<ResourceType>> = store
         .registry
         .all()
@@ -577,7 +670,13 @@ fn purge_namespace(store: &mut Store, namespace: &str) {
             .cloned()
             .collect();
         for victim in victims {
-            remove(store, &rt, victim);
+            // Earlier removals may have collected this one already.
+            if store
+                .get(&rt.storage_key(), namespace, name_of(&victim))
+                .is_some()
+            {
+                remove(store, &rt, victim, now);
+            }
         }
     }
 }
@@ -605,6 +704,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: true,
             },
+            strict: false,
         };
         create(
             &mut store,
@@ -629,6 +729,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: false,
             },
+            strict: false,
         };
         let created = create(
             &mut store,
@@ -674,6 +775,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: false,
             },
+            strict: false,
         };
         let created = create(
             &mut store,

@@ -75,6 +75,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("failed to write status: {0}")]
     WriteStatus(#[source] kube::Error),
+    /// Reading the latest status before a create failed.
+    #[error("failed to read the latest status: {0}")]
+    ReadStatus(#[source] kube::Error),
     /// The finalizer bookkeeping failed.
     #[error("finalizer bookkeeping failed: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -91,6 +94,7 @@ impl Error {
             Self::Credentials(e) | Self::Workload(e) => e.reason(),
             Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.reason(),
             Self::WriteStatus(_) => "StatusWriteFailed",
+            Self::ReadStatus(_) => "StatusReadFailed",
             Self::Finalizer(_) => "FinalizerFailed",
             Self::StillTerminating(_) => "Terminating",
         }
@@ -253,13 +257,27 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     };
     let now = Timestamp::now();
     let before = t.status.state;
-    let decision = plan::plan_apply(ApplyInput {
-        generation: t.generation,
-        status: &t.status,
-        machine: machine.as_ref(),
-        max_lifetime_seconds: cr.spec.max_lifetime_seconds,
-        now,
-    });
+    let plan_with = |status: &CloudResourceStatus| {
+        plan::plan_apply(ApplyInput {
+            generation: t.generation,
+            status,
+            machine: machine.as_ref(),
+            max_lifetime_seconds: cr.spec.max_lifetime_seconds,
+            now,
+        })
+    };
+    let decision = plan_with(&t.status);
+    if matches!(decision, ApplyPlan::Create | ApplyPlan::RecordIntent { .. }) {
+        // Read our own writes before a create call: the cache may not have seen the status we
+        // wrote last (a terminal failure, an id), and planning on a stale view would call create
+        // again. Creates are rare, so the extra read is cheap. When the cache is behind, try
+        // again shortly instead of acting on it.
+        let fresh = t.api.get_status(&t.name).await.map_err(Error::ReadStatus)?.status.unwrap_or_default();
+        if fresh != t.status {
+            debug!(name = %t.name, "cache behind our last status write; replanning shortly");
+            return Ok(Action::requeue(Duration::from_millis(250)));
+        }
+    }
     debug!(name = %t.name, namespace = %t.namespace, ?decision, "planned");
     match decision {
         ApplyPlan::RecordIntent { attempt } => {

@@ -1,6 +1,8 @@
 //! The RunPod provider against the REST v2 stand-in: the provider conformance suite, then the
 //! quirks of RunPod's API one by one.
 
+// The shared suite trips two style lints that are not this file's to fix.
+#[allow(clippy::overly_complex_bool_expr, clippy::collapsible_if)]
 #[path = "conformance/mod.rs"]
 mod conformance;
 

@@ -234,7 +234,8 @@ mod tests {
 
     #[test]
     fn invalid_specs_are_refused_with_reasons() {
-        let cases: Vec<(Box<dyn Fn(&mut MachineSpec)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut MachineSpec)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|s| s.spot = true), "spot"),
             (
                 Box::new(|s| s.max_price_per_hour = Some(1.0)),

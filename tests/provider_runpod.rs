@@ -28,7 +28,8 @@ const SECRET_ENV: &str = "hf_VERYSECRETTOKEN";
 fn config(standin: &RunPodStandin) -> RunPodConfig {
     RunPodConfig {
         base_url: standin.url(),
-        request_timeout_millis: Some(500),
+        // Generous: the machine is shared; tests of lost answers shorten it themselves.
+        request_timeout_millis: Some(2_000),
         retry_base_millis: 10,
         max_rate_limit_wait_millis: 1_500,
         list_cache_millis: 200,
@@ -99,7 +100,7 @@ impl Harness for RunPodHarness {
             },
             Fault::ServerError => rp::Fault::Status(500),
             Fault::Unauthorized => rp::Fault::Unauthorized,
-            Fault::LoseCreateResponse => rp::Fault::HangAfterCreate,
+            Fault::LoseCreateResponse => rp::Fault::DropAfterCreate,
         };
         self.standin.push_fault(Op::Create, f);
         true
@@ -351,17 +352,74 @@ async fn an_ambiguous_5xx_after_create_adopts_the_pod() {
 #[tokio::test]
 async fn a_lost_create_response_leaves_one_pod() {
     let s = RunPodStandin::start().await;
-    let p = provider(&s);
-    let k = key("lost");
-    s.push_fault(Op::Create, rp::Fault::HangAfterCreate);
-    let m = p
-        .create(&k, &spec())
+    let mut cfg = config(&s);
+    cfg.request_timeout_millis = Some(300);
+    let p = provider_with("conformance", cfg, &s.api_key());
+    for (i, fault) in [rp::Fault::HangAfterCreate, rp::Fault::DropAfterCreate]
+        .into_iter()
+        .enumerate()
+    {
+        let k = key(&format!("lost-{i}"));
+        let creates = s.calls(Op::Create);
+        s.push_fault(Op::Create, fault.clone());
+        let m = p
+            .create(&k, &spec())
+            .await
+            .expect("found by listing after the lost answer");
+        let again = p.create(&k, &spec()).await.expect("idempotent");
+        assert_eq!(m.id, again.id, "{fault:?}");
+        assert_eq!(s.calls(Op::Create), creates + 1, "{fault:?}: posted once");
+        assert_eq!(s.live_pods_with_env("RUNCTL_OWNER", &k.uid), 1, "{fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_list_times_out_and_is_retried() {
+    let s = RunPodStandin::start().await;
+    let mut cfg = config(&s);
+    cfg.request_timeout_millis = Some(300);
+    cfg.list_cache_millis = 0;
+    let p = provider_with("conformance", cfg, &s.api_key());
+    s.push_fault(Op::List, rp::Fault::Delay(Duration::from_secs(2)));
+    p.list().await.expect("the retry answers in time");
+    assert_eq!(s.calls(Op::List), 2);
+}
+
+#[tokio::test]
+async fn a_refused_delete_is_not_remembered_as_ours() {
+    let s = RunPodStandin::start().await;
+    s.set_progression(Progression::Manual);
+    let mut cfg = config(&s);
+    cfg.list_cache_millis = 0;
+    let p = provider_with("conformance", cfg, &s.api_key());
+    let k = key("refused-delete");
+    let m = p.create(&k, &spec()).await.expect("create");
+    s.push_fault(Op::Delete, rp::Fault::Forbidden);
+    p.terminate(&m.id).await.expect_err("403");
+    let seen = p
+        .observe(&k, Some(&m.id))
         .await
-        .expect("found by listing after the timeout");
-    let again = p.create(&k, &spec()).await.expect("idempotent");
-    assert_eq!(m.id, again.id);
-    assert_eq!(s.calls(Op::Create), 1);
-    assert_eq!(s.live_pods_with_env("RUNCTL_OWNER", &k.uid), 1);
+        .expect("observe")
+        .expect("pod");
+    assert_eq!(
+        seen.state,
+        ResourceState::Starting,
+        "still the pod's own state, not Terminating"
+    );
+    for _ in 0..3 {
+        s.push_fault(Op::Delete, rp::Fault::Status(503));
+    }
+    p.terminate(&m.id).await.expect_err("503s");
+    let seen = p
+        .observe(&k, Some(&m.id))
+        .await
+        .expect("observe")
+        .expect("pod");
+    assert_eq!(
+        seen.state,
+        ResourceState::Terminating,
+        "an ambiguous delete may have gone through"
+    );
 }
 
 #[tokio::test]

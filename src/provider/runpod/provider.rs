@@ -59,6 +59,10 @@ impl DeletedRecord {
         self.ids.insert(id.to_string(), Instant::now());
     }
 
+    fn remove(&mut self, id: &str) {
+        self.ids.remove(id);
+    }
+
     fn contains(&self, id: &str) -> bool {
         self.ids.contains_key(id)
     }
@@ -221,10 +225,17 @@ impl RunPodProvider {
         Ok(Some(machine))
     }
 
-    /// DELETE, remembering the id first so a lost answer still reads as ours.
+    /// DELETE, remembering the id first so a lost answer still reads as ours. A refusal that
+    /// certainly left the pod alone (not a timeout or 5xx) forgets it again.
     async fn delete(&self, id: &str) -> Result<Deleted, ProviderError> {
         self.deleted.lock().insert(id);
-        self.client.delete_pod(id).await
+        let outcome = self.client.delete_pod(id).await;
+        if let Err(e) = &outcome
+            && !matches!(e, ProviderError::Retryable { .. })
+        {
+            self.deleted.lock().remove(id);
+        }
+        outcome
     }
 }
 

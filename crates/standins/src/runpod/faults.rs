@@ -53,6 +53,9 @@ pub enum Fault {
     Delay(Duration),
     /// Create only: makes the pod, then never answers in time (the response is lost).
     HangAfterCreate,
+    /// Create only: makes the pod, then breaks the connection while answering `201` (the client
+    /// sees a reset before or while reading the body).
+    DropAfterCreate,
     /// Create only: makes the pod, then answers this status (an ambiguous 5xx).
     ErrorAfterCreate(u16),
 }

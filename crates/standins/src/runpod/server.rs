@@ -98,9 +98,12 @@ fn admit(state: &Shared, op: Op, headers: &HeaderMap) -> Admission {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             Admission::Answer(with_limits(&st, resp))
         }
-        Some(f @ (Fault::Delay(_) | Fault::HangAfterCreate | Fault::ErrorAfterCreate(_))) => {
-            Admission::Proceed(Some(f))
-        }
+        Some(
+            f @ (Fault::Delay(_)
+            | Fault::HangAfterCreate
+            | Fault::DropAfterCreate
+            | Fault::ErrorAfterCreate(_)),
+        ) => Admission::Proceed(Some(f)),
         Some(f) => match Refusal::from_fault(&f) {
             Some(r) => Admission::Answer(with_limits(&st, refusal(&r))),
             None => Admission::Proceed(None),
@@ -153,6 +156,7 @@ async fn create_pod(State(state): State<Shared>, headers: HeaderMap, body: Bytes
         return resp;
     }
     match fault {
+        Some(Fault::DropAfterCreate) => broken_body(resp),
         Some(Fault::HangAfterCreate) => {
             tokio::time::sleep(HANG).await;
             resp
@@ -163,6 +167,21 @@ async fn create_pod(State(state): State<Shared>, headers: HeaderMap, body: Bytes
         },
         _ => resp,
     }
+}
+
+/// Keeps the status and headers of `resp` and replaces its body with a stream that fails, so
+/// the server aborts the connection after the client has seen `201`.
+fn broken_body(resp: Response) -> Response {
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let chunks = futures::stream::iter([
+        Ok(Bytes::from_static(b"{\"id\":")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "dropped by the stand-in",
+        )),
+    ]);
+    Response::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
 async fn list_pods(State(state): State<Shared>, headers: HeaderMap) -> Response {

@@ -69,7 +69,7 @@ impl Refusal {
             Fault::Unprocessable => {
                 Self::invalid(vec!["$.gpu.count: value must be greater than 0".into()])
             }
-            Fault::Delay(_) | Fault::HangAfterCreate => return None,
+            Fault::Delay(_) | Fault::HangAfterCreate | Fault::DropAfterCreate => return None,
         })
     }
 }

@@ -376,6 +376,20 @@ async fn faults_after_create_still_make_the_pod() {
         .expect_err("the response is lost");
     assert!(err.is_timeout());
     assert_eq!(rp.live_pods_with_env("RUNCTL_OWNER", "uid-1"), 2);
+    rp.push_fault(Op::Create, Fault::DropAfterCreate);
+    let sent = c
+        .http
+        .post(format!("{}/pods", rp.url()))
+        .bearer_auth(rp.api_key())
+        .json(&body("c"))
+        .send()
+        .await;
+    let complete = match sent {
+        Ok(resp) => resp.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!complete, "the answer is cut off");
+    assert_eq!(rp.live_pods_with_env("RUNCTL_OWNER", "uid-1"), 3);
     for (fault, status) in [
         (Fault::Status(503), 503),
         (Fault::InsufficientBalance, 402),
@@ -386,7 +400,7 @@ async fn faults_after_create_still_make_the_pod() {
         rp.push_fault(Op::Create, fault);
         assert_eq!(c.create(&body("x")).await.status(), status);
     }
-    assert_eq!(rp.live_pods_with_env("RUNCTL_OWNER", "uid-1"), 2);
+    assert_eq!(rp.live_pods_with_env("RUNCTL_OWNER", "uid-1"), 3);
 }
 
 #[tokio::test]

@@ -49,12 +49,35 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
 impl TestEnv {
     /// Starts the API server, installs the CRDs and creates a simulated cloud.
     pub async fn start(sim: SimConfig) -> Self {
+        let mut providers = ProvidersConfig::default();
+        providers.sim = sim;
+        Self::start_with(providers).await
+    }
+
+    /// Like [`start`](Self::start) with a full provider configuration (real providers pointed
+    /// at their stand-ins).
+    pub async fn start_with(providers: ProvidersConfig) -> Self {
         let server = ApiServer::start().await.expect("start API test server");
         let client = server.client();
         install_crds(&client).await;
-        let mut providers = ProvidersConfig::default();
-        providers.sim = sim.clone();
-        Self { server, client, sim: Arc::new(SimCloud::new(sim)), providers }
+        let sim = Arc::new(SimCloud::new(providers.sim.clone()));
+        Self { server, client, sim, providers }
+    }
+
+    /// Creates a Secret in `default` with string data.
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        use k8s_openapi::api::core::v1::Secret;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), "default");
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &secret).await.expect("create Secret");
     }
 
     /// A provider registry bound to this environment's simulated cloud.

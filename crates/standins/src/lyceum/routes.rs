@@ -2,6 +2,9 @@
 //! bodies: `{"detail": "..."}` errors, FastAPI `HTTPValidationError` for 422, Bearer `lk_…`
 //! authentication, capacity refusals as HTTP 500 "could not be provisioned".
 
+// Helpers return a ready error response as `Err`; its size does not matter in a test server.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;

@@ -704,3 +704,23 @@ async fn registry_builds_from_credentials() {
         Some("AuthenticationFailed")
     );
 }
+
+#[tokio::test]
+async fn unnamed_runs_make_a_lost_create_loud() {
+    let s = LyceumStandin::start().await;
+    let p = provider_for(&s, "prod");
+    reqwest::Client::new()
+        .post(format!("{}/execution/image/start", s.url()))
+        .bearer_auth(s.api_key())
+        .json(&json!({"docker_image_ref": "img", "docker_run_cmd": [], "execution_type": "cpu", "timeout": 600}))
+        .send()
+        .await
+        .expect("unnamed run");
+    s.push_fault(LyceumFault::ServerError);
+    let err = p
+        .create(&key("loud", 1), &run_spec())
+        .await
+        .expect_err("ambiguous 500");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.message().contains("without a run_name"), "{err}");
+}

@@ -237,11 +237,34 @@ impl LyceumProvider {
                 tracing::info!(machine = %m.id, "adopted the Lyceum machine of a create whose answer was lost");
                 Ok(m)
             }
+            Ok(None) if kind == Kind::Run => Err(self.unnamed_runs_warning(error).await),
             Ok(None) => Err(error),
             Err(list_error) => Err(ProviderError::retryable(format!(
                 "{error}; whether it made a machine is unknown, and listing failed too: {list_error}"
             ))),
         }
+    }
+
+    /// Adds a warning to `error` when Lyceum lists runs without a name: if its list does not
+    /// carry `run_name` (undocumented), runctl cannot see whether the lost create made a run.
+    async fn unnamed_runs_warning(&self, error: ProviderError) -> ProviderError {
+        let unnamed = match self.client.list_runs().await {
+            Ok(runs) => runs
+                .iter()
+                .filter(|r| r.run_name.is_none() && !run_is_terminal(&r.status))
+                .count(),
+            Err(_) => 0,
+        };
+        if unnamed == 0 {
+            return error;
+        }
+        tracing::warn!(
+            unnamed,
+            "Lyceum lists live runs without run_name; a lost create may have made a run runctl cannot see"
+        );
+        ProviderError::retryable(format!(
+            "{error}; Lyceum lists {unnamed} live run(s) without a run_name, so runctl cannot rule out that the lost create made one (check the Lyceum console)"
+        ))
     }
 
     async fn observe_id(&self, mid: &MachineId) -> Result<Option<Machine>, ProviderError> {

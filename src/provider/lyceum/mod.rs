@@ -13,11 +13,13 @@
 //! `docs/providers/lyceum.md`.
 //!
 //! Files: [`api`] wire types, [`client`] transport, [`errors`] classification, [`ids`] machine
-//! ids and ownership, [`state`] status mapping, [`machine`] records to machines, [`request`]
-//! spec to requests, [`pricing`] prices, [`provider`] the trait implementation.
+//! ids and ownership, `create` creation with adoption, [`state`] status mapping, [`machine`]
+//! records to machines, [`request`] spec to requests, [`pricing`] prices, [`provider`] the trait
+//! implementation.
 
 pub mod api;
 pub mod client;
+mod create;
 pub mod errors;
 pub mod ids;
 pub mod machine;

@@ -11,11 +11,10 @@ use parking_lot::Mutex;
 use super::LyceumConfig;
 use super::api::LogLine;
 use super::client::{Abort, Client, ClientSettings};
-use super::errors::{self, Failure};
 use super::ids::{Kind, MachineId, ownership};
-use super::machine::{belongs_to, claim, from_run, from_vm};
+use super::machine::{claim, from_run, from_vm};
 use super::pricing::{PriceCache, Prices};
-use super::request::{self, Plan};
+use super::request;
 use super::state::{run_is_terminal, vm_is_terminal};
 use crate::provider::{
     Capabilities, Machine, MachineSpec, PriceQuote, Provider, ProviderError, ProviderKind,
@@ -27,10 +26,10 @@ const DOCUMENTED_PROFILES: [&str; 3] = ["a100", "h100", "l40s"];
 
 /// One Lyceum account (API key).
 pub struct LyceumProvider {
-    client: Client,
+    pub(super) client: Client,
     installation: String,
-    default_run_timeout: u32,
-    prices: PriceCache,
+    pub(super) default_run_timeout: u32,
+    pub(super) prices: PriceCache,
     /// Ids (`run:…`, `vm:…`) this process asked Lyceum to end.
     ended: Mutex<HashSet<String>>,
 }
@@ -82,13 +81,13 @@ impl LyceumProvider {
         self.client.run_logs(&mid.raw, limit, hours).await
     }
 
-    fn ended_by_us(&self, id: &str) -> bool {
+    pub(super) fn ended_by_us(&self, id: &str) -> bool {
         self.ended.lock().contains(id)
     }
 
     /// Current prices: the cache, else fetched from `/pricing` and `/vms/availability` (one of
     /// them suffices), else stale cached prices.
-    async fn prices(&self) -> Result<Prices, ProviderError> {
+    pub(super) async fn prices(&self) -> Result<Prices, ProviderError> {
         if let Some(p) = self.prices.fresh() {
             return Ok(p);
         }
@@ -130,7 +129,7 @@ impl LyceumProvider {
             .map(|q| q.per_hour)
     }
 
-    fn vm_machine(&self, vm: &super::api::VmRecord, prices: Option<&Prices>) -> Machine {
+    pub(super) fn vm_machine(&self, vm: &super::api::VmRecord, prices: Option<&Prices>) -> Machine {
         let id = MachineId::vm(&vm.vm_id).to_string();
         let spot = vm
             .instance_type
@@ -146,7 +145,11 @@ impl LyceumProvider {
         from_vm(vm, self.ended_by_us(&id), price)
     }
 
-    fn run_machine(&self, run: &super::api::RunRecord, prices: Option<&Prices>) -> Machine {
+    pub(super) fn run_machine(
+        &self,
+        run: &super::api::RunRecord,
+        prices: Option<&Prices>,
+    ) -> Machine {
         let id = MachineId::run(&run.execution_id).to_string();
         let price = Self::price_of(prices, Kind::Run, run.execution_type.as_deref(), 1, false);
         from_run(run, self.ended_by_us(&id), price)
@@ -158,7 +161,7 @@ impl LyceumProvider {
     }
 
     /// Machines of one kind, as listed, that are runctl's and not another installation's.
-    async fn listed(&self, kind: Kind) -> Result<Vec<Machine>, ProviderError> {
+    pub(super) async fn listed(&self, kind: Kind) -> Result<Vec<Machine>, ProviderError> {
         let prices = self.prices().await.ok();
         match kind {
             Kind::Vm => Ok(self
@@ -181,90 +184,6 @@ impl LyceumProvider {
                 .map(|r| self.run_machine(r, prices.as_ref()))
                 .collect()),
         }
-    }
-
-    /// The machines of `key` among those listed, the live ones first (oldest first), then the
-    /// ended ones (newest first).
-    fn matches(machines: Vec<Machine>, key: &ResourceKey) -> Vec<Machine> {
-        let mut found: Vec<Machine> = machines
-            .into_iter()
-            .filter(|m| belongs_to(m, key))
-            .map(|m| claim(m, key))
-            .collect();
-        let mut live: Vec<Machine> = found.iter().filter(|m| m.is_billable()).cloned().collect();
-        found.retain(|m| !m.is_billable());
-        live.sort_by_key(|m| m.launch_time);
-        found.sort_by_key(|m| std::cmp::Reverse(m.launch_time));
-        live.extend(found);
-        live
-    }
-
-    /// Finds the machine of `key` of one kind; duplicates beyond the oldest live one are
-    /// terminated when `clean_duplicates`.
-    async fn find(
-        &self,
-        key: &ResourceKey,
-        kind: Kind,
-        clean_duplicates: bool,
-    ) -> Result<Option<Machine>, ProviderError> {
-        let mut found = Self::matches(self.listed(kind).await?, key).into_iter();
-        let first = found.next();
-        if clean_duplicates && first.as_ref().is_some_and(Machine::is_billable) {
-            for dup in found.filter(Machine::is_billable) {
-                tracing::warn!(machine = %dup.id, name = ?dup.name, "terminating a duplicate Lyceum machine of one create attempt");
-                if let Err(e) = self.terminate(&dup.id).await {
-                    tracing::warn!(machine = %dup.id, error = %e, "could not terminate a duplicate Lyceum machine");
-                }
-            }
-        }
-        Ok(first)
-    }
-
-    /// After a create failed in a way that may have made a machine: list again and adopt it.
-    async fn recover(
-        &self,
-        key: &ResourceKey,
-        kind: Kind,
-        failure: Failure,
-        secrets: &[&str],
-    ) -> Result<Machine, ProviderError> {
-        let error = errors::scrub_error(failure.error, secrets);
-        if !failure.ambiguous {
-            return Err(error);
-        }
-        match self.find(key, kind, true).await {
-            Ok(Some(m)) => {
-                tracing::info!(machine = %m.id, "adopted the Lyceum machine of a create whose answer was lost");
-                Ok(m)
-            }
-            Ok(None) if kind == Kind::Run => Err(self.unnamed_runs_warning(error).await),
-            Ok(None) => Err(error),
-            Err(list_error) => Err(ProviderError::retryable(format!(
-                "{error}; whether it made a machine is unknown, and listing failed too: {list_error}"
-            ))),
-        }
-    }
-
-    /// Adds a warning to `error` when Lyceum lists runs without a name: if its list does not
-    /// carry `run_name` (undocumented), runctl cannot see whether the lost create made a run.
-    async fn unnamed_runs_warning(&self, error: ProviderError) -> ProviderError {
-        let unnamed = match self.client.list_runs().await {
-            Ok(runs) => runs
-                .iter()
-                .filter(|r| r.run_name.is_none() && !run_is_terminal(&r.status))
-                .count(),
-            Err(_) => 0,
-        };
-        if unnamed == 0 {
-            return error;
-        }
-        tracing::warn!(
-            unnamed,
-            "Lyceum lists live runs without run_name; a lost create may have made a run runctl cannot see"
-        );
-        ProviderError::retryable(format!(
-            "{error}; Lyceum lists {unnamed} live run(s) without a run_name, so runctl cannot rule out that the lost create made one (check the Lyceum console)"
-        ))
     }
 
     async fn observe_id(&self, mid: &MachineId) -> Result<Option<Machine>, ProviderError> {
@@ -299,7 +218,7 @@ impl LyceumProvider {
         }
     }
 
-    async fn max_price_check(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+    pub(super) async fn max_price_check(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
         let Some(max) = spec.max_price_per_hour else {
             return Ok(());
         };
@@ -343,57 +262,7 @@ impl Provider for LyceumProvider {
         key: &ResourceKey,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
-        let plan = request::plan(key, spec, self.default_run_timeout)?;
-        let kind = match plan {
-            Plan::Run(_) => Kind::Run,
-            Plan::Vm(_) => Kind::Vm,
-        };
-        if let Some(m) = self.find(key, kind, true).await? {
-            return Ok(m);
-        }
-        self.max_price_check(spec).await?;
-        let prices = self.prices.any();
-        match &plan {
-            Plan::Run(req) => {
-                let env_values: Vec<String> = spec
-                    .workload
-                    .iter()
-                    .flat_map(|w| w.full_env().into_values())
-                    .collect();
-                let mut secrets: Vec<&str> = env_values.iter().map(String::as_str).collect();
-                secrets.push(self.client.secret());
-                tracing::info!(name = %req.run_name, execution_type = %req.execution_type, timeout = req.timeout, "starting a Lyceum run");
-                match self.client.start_run(req).await {
-                    Ok(started) => {
-                        let record = super::api::RunRecord {
-                            execution_id: started.execution_id,
-                            run_name: Some(req.run_name.clone()),
-                            status: if started.status.is_empty() {
-                                "pending".into()
-                            } else {
-                                started.status
-                            },
-                            execution_type: Some(req.execution_type.clone()),
-                            ..Default::default()
-                        };
-                        Ok(claim(self.run_machine(&record, prices.as_ref()), key))
-                    }
-                    Err(f) => self.recover(key, kind, f, &secrets).await,
-                }
-            }
-            Plan::Vm(req) => {
-                tracing::info!(name = %req.display_name, profile = %req.hardware_profile, gpus = req.instance_specs.gpu_count, "creating a Lyceum VM");
-                match self.client.create_vm(req).await {
-                    Ok(mut vm) => {
-                        if vm.label().is_none() {
-                            vm.display_name = Some(req.display_name.clone());
-                        }
-                        Ok(claim(self.vm_machine(&vm, prices.as_ref()), key))
-                    }
-                    Err(f) => self.recover(key, kind, f, &[self.client.secret()]).await,
-                }
-            }
-        }
+        self.create_or_adopt(key, spec).await
     }
 
     async fn observe(

@@ -175,6 +175,14 @@ impl LyceumStandin {
             .force_run(id, "completed", Some(return_code))
     }
 
+    /// Fails a run (`failed`) with `return_code`; false for an unknown id.
+    pub fn fail_run(&self, id: &str, return_code: i64) -> bool {
+        self.shared
+            .store
+            .lock()
+            .force_run(id, "failed", Some(return_code))
+    }
+
     /// Sets a run's status (e.g. `running`, `failed_user`, `system_failure`, `cancelled`) with an
     /// optional return code; false for an unknown id.
     pub fn set_run_status(&self, id: &str, status: &str, return_code: Option<i64>) -> bool {

@@ -288,6 +288,15 @@ async fn runs_progress_finish_and_abort() {
         .await;
     assert_eq!((code, logs["total"].as_u64()), (200, Some(2)));
     assert_eq!(api.get("/execution/unknown").await.0, 404);
+    let (_, third) = api.post("/execution/image/start", run_body()).await;
+    let id3 = third["execution_id"].as_str().expect("id").to_string();
+    assert!(api.s.fail_run(&id3, 137));
+    let (_, st) = api.get(&format!("/execution/{id3}")).await;
+    assert_eq!(
+        (st["status"].as_str(), st["return_code"].as_i64()),
+        (Some("failed"), Some(137))
+    );
+    assert!(st["job_end"].is_string());
 }
 
 #[tokio::test]

@@ -724,3 +724,46 @@ async fn unnamed_runs_make_a_lost_create_loud() {
     assert!(err.is_retryable(), "{err}");
     assert!(err.message().contains("without a run_name"), "{err}");
 }
+
+#[tokio::test]
+async fn unreachable_api_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/api/v2/external",
+        listener.local_addr().expect("addr")
+    );
+    drop(listener);
+    let p = LyceumProvider::new(&config(&url), "prod", "lk_unused_key_0000").expect("provider");
+    let err = p.list().await.expect_err("nothing listens");
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+    assert!(err.message().contains("could not connect"), "{err}");
+    let err = p
+        .create(&key("offline", 1), &run_spec())
+        .await
+        .expect_err("offline create");
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+}
+
+#[tokio::test]
+async fn spot_price_ceiling_is_checked_before_creating() {
+    let s = LyceumStandin::start().await;
+    let p = provider_for(&s, "prod");
+    let cheap = MachineSpec {
+        max_price_per_hour: Some(0.5),
+        ..vm_spec()
+    };
+    let err = p
+        .create(&key("ceiling", 1), &cheap)
+        .await
+        .expect_err("above the ceiling");
+    assert_eq!(err.class(), ErrorClass::Capacity, "{err}");
+    assert!(s.vms().is_empty());
+    let generous = MachineSpec {
+        max_price_per_hour: Some(100.0),
+        ..vm_spec()
+    };
+    p.create(&key("ceiling-ok", 1), &generous)
+        .await
+        .expect("below the ceiling");
+    assert_eq!(s.vms().len(), 1);
+}

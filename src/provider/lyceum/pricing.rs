@@ -147,15 +147,32 @@ impl Prices {
 pub struct PriceCache {
     ttl: Duration,
     entry: Mutex<Option<(Instant, Prices)>>,
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl PriceCache {
+    /// How long listing waits before fetching prices again after a failed fetch.
+    pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
+
     /// An empty cache keeping prices for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entry: Mutex::new(None),
+            failed_at: Mutex::new(None),
         }
+    }
+
+    /// False shortly after a failed fetch.
+    pub fn may_fetch(&self) -> bool {
+        self.failed_at
+            .lock()
+            .is_none_or(|at| at.elapsed() >= Self::RETRY_AFTER_FAILURE)
+    }
+
+    /// Records a failed fetch.
+    pub fn fetch_failed(&self) {
+        *self.failed_at.lock() = Some(Instant::now());
     }
 
     /// The cached prices if still fresh.
@@ -175,6 +192,7 @@ impl PriceCache {
     /// Stores freshly fetched prices.
     pub fn store(&self, prices: Prices) {
         *self.entry.lock() = Some((Instant::now(), prices));
+        *self.failed_at.lock() = None;
     }
 }
 
@@ -243,7 +261,11 @@ mod tests {
         assert!(c.fresh().is_none());
         assert!(c.any().is_some());
         let c = PriceCache::new(Duration::from_secs(600));
+        assert!(c.may_fetch());
+        c.fetch_failed();
+        assert!(!c.may_fetch(), "no refetch right after a failure");
         c.store(prices());
         assert!(c.fresh().is_some());
+        assert!(c.may_fetch());
     }
 }

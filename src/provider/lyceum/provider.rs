@@ -114,6 +114,25 @@ impl LyceumProvider {
         }
     }
 
+    /// Prices to decorate listed machines with: cached ones (even stale), else a fetch at most
+    /// once per [`PriceCache::RETRY_AFTER_FAILURE`], so a broken `/pricing` never slows lists.
+    async fn prices_for_listing(&self) -> Option<Prices> {
+        if let Some(p) = self.prices.fresh() {
+            return Some(p);
+        }
+        if !self.prices.may_fetch() {
+            return self.prices.any();
+        }
+        match self.prices().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fetch Lyceum prices; machines are listed without them");
+                self.prices.fetch_failed();
+                None
+            }
+        }
+    }
+
     /// Price of a listed machine, if known; never fails the caller.
     fn price_of(
         prices: Option<&Prices>,
@@ -162,7 +181,7 @@ impl LyceumProvider {
 
     /// Machines of one kind, as listed, that are runctl's and not another installation's.
     pub(super) async fn listed(&self, kind: Kind) -> Result<Vec<Machine>, ProviderError> {
-        let prices = self.prices().await.ok();
+        let prices = self.prices_for_listing().await;
         match kind {
             Kind::Vm => Ok(self
                 .client
@@ -187,7 +206,7 @@ impl LyceumProvider {
     }
 
     async fn observe_id(&self, mid: &MachineId) -> Result<Option<Machine>, ProviderError> {
-        let prices = self.prices().await.ok();
+        let prices = self.prices_for_listing().await;
         match mid.kind {
             Kind::Vm => {
                 let listed = self

@@ -65,3 +65,31 @@ async fn runpod_cloud_resource_end_to_end() {
     assert!(standin.pods().is_empty(), "no pod left: {:?}", standin.pods().len());
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lyceum_cloud_resource_end_to_end() {
+    use runctl_standins::lyceum::LyceumStandin;
+    let standin = LyceumStandin::start().await;
+    standin.set_step(Duration::from_millis(100));
+    standin.set_create_delay(Duration::from_millis(100));
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    let id = lifecycle(
+        &env,
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "ly"},
+            "spec": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 1,
+                     "credentialsSecretRef": {"name": "lyceum"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"],
+                                  "env": [{"name": "EPOCHS", "value": "3"}]}}
+        })),
+    )
+    .await;
+    let runs = standin.runs();
+    assert_eq!(runs.len(), 1, "exactly one run was started");
+    assert!(id.ends_with(&runs[0].id), "{id} is the run {}", runs[0].id);
+    assert!(!runs[0].is_live(), "the run was aborted on delete: {}", runs[0].status);
+    assert!(runs[0].env.contains("EPOCHS=3"));
+}

@@ -59,7 +59,7 @@ fn retain_refs(store: &mut Store, key: &ObjKey, obj: Arc<Value>, keep: impl Fn(&
 }
 
 /// Delete `obj` as the garbage collector does: mark it while finalizers remain, else remove.
-fn collect(store: &mut Store, key: &ObjKey, obj: Arc<Value>, now: &str) {
+pub(crate) fn collect(store: &mut Store, key: &ObjKey, obj: Arc<Value>, now: &str) {
     let Some(rt) = store.registry.by_storage_key(&key.0) else {
         return;
     };

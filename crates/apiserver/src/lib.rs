@@ -22,6 +22,8 @@
 //!   `Conflict` on a stale resourceVersion; custom resources need one), delete (finalizers hold
 //!   the object with `deletionTimestamp`, no new finalizers afterwards, `uid`/`resourceVersion`
 //!   preconditions), deletecollection, and `dryRun=All`.
+//! - Namespace deletion: the namespace turns `Terminating` (no new objects: 403), its objects
+//!   are deleted with finalizers honoured, and it disappears once empty.
 //! - Garbage collection through `ownerReferences`: background (dependents whose owners are all
 //!   gone are deleted, finalizers honoured), `Orphan`, and `Foreground` (the owner keeps the
 //!   `foregroundDeletion` finalizer until no dependent with `blockOwnerDeletion` remains).
@@ -58,15 +60,16 @@
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
 //! return the latest state), strategic-merge list semantics (lists are replaced), SSA list
-//! item ownership (lists are atomic), validation ratcheting, namespace termination phases
-//! (deleting a namespace removes its objects at once), graceful deletion of pods, and the
-//! asynchrony of the real garbage collector (here dependents are collected within the delete).
+//! item ownership (lists are atomic), validation ratcheting, graceful deletion of pods, and the
+//! asynchrony of the real garbage collector and namespace controller (here dependents and
+//! namespace contents are deleted within the request that deletes their owner).
 
 mod discovery;
 mod error;
 mod faults;
 mod gc;
 mod managed;
+mod namespaces;
 mod patch;
 mod resources;
 mod schema;

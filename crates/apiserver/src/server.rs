@@ -382,8 +382,12 @@ fn ctx<'a>(call: &Call<'_>, target: &'a Target, manager: &'a str, now: &'a str) 
     }
 }
 
-fn present(target: &Target, obj: &Value, code: StatusCode) -> Response {
-    json_response(code, &Presenter::Full.present(&target.rt, obj))
+/// A write's answer: the object, shown as the client's `Accept` asks.
+fn present(call: &Call<'_>, target: &Target, obj: &Value, code: StatusCode) -> Response {
+    json_response(
+        code,
+        &Presenter::from_accept(call.headers).present(&target.rt, obj),
+    )
 }
 
 fn create(call: &Call<'_>, target: &Target) -> Result<Response, ApiError> {
@@ -392,7 +396,7 @@ fn create(call: &Call<'_>, target: &Target) -> Result<Response, ApiError> {
     let (manager, now) = (call.manager(), now());
     let ctx = ctx(call, target, &manager, &now);
     let created = write::create(&mut call.app.store.lock(), &ctx, body, None)?;
-    Ok(present(target, &created, StatusCode::CREATED))
+    Ok(present(call, target, &created, StatusCode::CREATED))
 }
 
 fn update(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
@@ -423,7 +427,7 @@ fn update(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiE
         ));
     }
     let updated = write::update(&mut store, &ctx, old, body, None)?;
-    Ok(present(target, &updated, StatusCode::OK))
+    Ok(present(call, target, &updated, StatusCode::OK))
 }
 
 fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
@@ -453,7 +457,7 @@ fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiEr
         }
     };
     let updated = write::update(&mut store, &ctx, old, patched, None)?;
-    Ok(present(target, &updated, StatusCode::OK))
+    Ok(present(call, target, &updated, StatusCode::OK))
 }
 
 fn apply(
@@ -512,7 +516,7 @@ fn apply(
             let (merged, entries) =
                 managed::apply(&base, &config, force, &writer).map_err(conflict)?;
             let created = write::create(store, ctx, merged, Some(entries))?;
-            Ok(present(target, &created, StatusCode::CREATED))
+            Ok(present(call, target, &created, StatusCode::CREATED))
         }
         Some(old) => {
             write::check_rv(ctx, &config, &old)?;
@@ -520,7 +524,7 @@ fn apply(
             let (merged, entries) =
                 managed::apply(&current, &config, force, &writer).map_err(conflict)?;
             let updated = write::update(store, ctx, old, merged, Some(entries))?;
-            Ok(present(target, &updated, StatusCode::OK))
+            Ok(present(call, target, &updated, StatusCode::OK))
         }
     }
 }
@@ -550,7 +554,7 @@ fn delete(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiE
     let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
     let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
     match write::delete(&mut store, &ctx, old, &options)? {
-        Deleted::Pending(obj) => Ok(present(target, &obj, StatusCode::OK)),
+        Deleted::Pending(obj) => Ok(present(call, target, &obj, StatusCode::OK)),
         Deleted::Gone(obj) => {
             let status = json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",

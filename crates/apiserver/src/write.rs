@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ApiError, Cause};
 use crate::gc;
 use crate::managed::{self, Entry, Scope, Writer};
+use crate::namespaces;
 use crate::resources::ResourceType;
 use crate::schema;
 use crate::store::{EventKind, ObjKey, Store};
@@ -203,6 +204,17 @@ fn prepare_create(store: &Store, ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<
         }
         if store.get("/namespaces", "", ctx.namespace).is_none() {
             return Err(ApiError::not_found("", "namespaces", ctx.namespace));
+        }
+        if namespaces::is_terminating(store, ctx.namespace) {
+            return Err(ApiError::forbidden(
+                &rt.group,
+                &rt.plural,
+                name_of(obj),
+                &format!(
+                    "unable to create new content in namespace {} because it is being terminated",
+                    ctx.namespace
+                ),
+            ));
         }
         meta_mut(obj).insert("namespace".into(), json!(ctx.namespace));
     } else {
@@ -595,6 +607,13 @@ pub(crate) fn delete(
     if policy == Some("Orphan") {
         gc::orphan(store, &old);
     }
+    if ctx.rt.group.is_empty() && ctx.rt.plural == "namespaces" {
+        namespaces::terminate(store, old.clone(), ctx.now);
+        return Ok(match store.get(&key.0, &key.1, &key.2) {
+            Some(current) => Deleted::Pending(current),
+            None => Deleted::Gone(old),
+        });
+    }
     if policy == Some("Foreground") && gc::has_dependents(store, &old) {
         gc::foreground(store, &key, old.clone(), ctx.now);
         return Ok(match store.get(&key.0, &key.1, &key.2) {
@@ -644,41 +663,13 @@ pub(crate) fn remove(
             store.drop_collection(&key);
         }
     }
-    if rt.group.is_empty() && rt.plural == "namespaces" {
-        purge_namespace(store, name_of(&gone), now);
-    }
     gc::after_removal(store, &gone, now);
-    gone
-}
-
-/// Delete every object in a deleted namespace.
-fn purge_namespace(store: &mut Store, namespace: &str, now: &str) {
-    let types: Vec<Arc<ResourceType>> = store
-        .registry
-        .all()
-        .filter(|rt| rt.namespaced)
-        .cloned()
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    for rt in types {
-        if !seen.insert(rt.storage_key()) {
-            continue;
-        }
-        let victims: Vec<Arc<Value>> = store
-            .collection(&rt.storage_key())
-            .in_namespace(Some(namespace))
-            .cloned()
-            .collect();
-        for victim in victims {
-            // Earlier removals may have collected this one already.
-            if store
-                .get(&rt.storage_key(), namespace, name_of(&victim))
-                .is_some()
-            {
-                remove(store, &rt, victim, now);
-            }
-        }
+    if let Some(ns) = gone["metadata"]["namespace"].as_str()
+        && rt.namespaced
+    {
+        namespaces::settle(store, ns, now);
     }
+    gone
 }
 
 #[cfg(test)]

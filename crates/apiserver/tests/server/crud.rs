@@ -363,6 +363,76 @@ async fn secrets_fold_string_data_and_namespaces_cascade() {
 }
 
 #[tokio::test]
+async fn terminating_namespace_waits_for_finalizers() {
+    let server = ApiServer::start().await.expect("starts");
+    let namespaces: Api<Namespace> = Api::all(server.client());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("doomed".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Active")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "doomed");
+    let mut held = configmap("held", "1");
+    held.metadata.finalizers = Some(vec!["test/hold".into()]);
+    cms.create(&PostParams::default(), &held)
+        .await
+        .expect("held");
+    cms.create(&PostParams::default(), &configmap("free", "1"))
+        .await
+        .expect("free");
+
+    let pending = namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("terminating");
+    assert_eq!(
+        pending.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    assert!(cms.get_opt("free").await.expect("get").is_none());
+    assert!(
+        cms.get("held")
+            .await
+            .expect("held back")
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &configmap("new", "1"))
+                .await
+                .expect_err("forbidden")
+        ),
+        (403, "Forbidden".into())
+    );
+
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release");
+    assert!(
+        namespaces.get_opt("doomed").await.expect("get").is_none(),
+        "namespace goes once empty"
+    );
+}
+
+#[tokio::test]
 async fn content_types_methods_and_discovery() {
     let server = ApiServer::start().await.expect("starts");
     let protobuf = Request::post("/api/v1/namespaces/default/configmaps")

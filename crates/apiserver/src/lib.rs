@@ -64,6 +64,8 @@
 //! asynchrony of the real garbage collector and namespace controller (here dependents and
 //! namespace contents are deleted within the request that deletes their owner).
 
+mod crds;
+mod delete;
 mod discovery;
 mod error;
 mod faults;
@@ -77,6 +79,7 @@ mod selectors;
 mod server;
 mod stats;
 mod store;
+mod verbs;
 mod watch;
 mod write;
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::delete;
 use crate::gc;
 use crate::resources::ResourceType;
 use crate::store::{EventKind, ObjKey, Store};
-use crate::write;
 
 const KEY: &str = "/namespaces";
 
@@ -84,6 +84,6 @@ pub(crate) fn settle(store: &mut Store, name: &str, now: &str) {
         .as_array()
         .is_some_and(|f| !f.is_empty());
     if let (false, Some(rt)) = (held, store.registry.get("", "v1", "namespaces")) {
-        write::remove(store, &rt, ns, now);
+        delete::remove(store, &rt, ns, now);
     }
 }

@@ -1,18 +1,19 @@
-//! The write pipeline shared by create, update, patch, apply and delete: metadata rules,
-//! status isolation, admission of custom resources, generation, no-op detection, finalizers,
-//! CRD installation and namespace cleanup. Everything here runs under the store lock.
+//! The write pipeline shared by create, update, patch and apply: metadata rules, status
+//! isolation, admission of custom resources, generation, no-op detection and finalizers.
+//! Everything here runs under the store lock.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::crds;
+use crate::delete;
 use crate::error::{ApiError, Cause};
-use crate::gc;
 use crate::managed::{self, Entry, Scope, Writer};
 use crate::namespaces;
 use crate::resources::ResourceType;
 use crate::schema;
-use crate::store::{EventKind, ObjKey, Store};
+use crate::store::{EventKind, Store};
 
 /// Who writes, when, and how.
 pub(crate) struct WriteCtx<'a> {
@@ -40,7 +41,7 @@ impl WriteCtx<'_> {
         ApiError::stale(&self.rt.group, &self.rt.plural, name)
     }
 
-    fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
+    pub(crate) fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
         ApiError::invalid(
             &self.rt.kind_group(),
             &self.rt.group,
@@ -61,11 +62,11 @@ pub(crate) fn scope_for(rt: &ResourceType, subresource: Option<&str>) -> Scope {
     }
 }
 
-fn meta(obj: &Value) -> &Value {
+pub(crate) fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -79,18 +80,18 @@ pub(crate) fn name_of(obj: &Value) -> &str {
     meta(obj)["name"].as_str().unwrap_or_default()
 }
 
-fn rv_of(obj: &Value) -> &str {
+pub(crate) fn rv_of(obj: &Value) -> &str {
     meta(obj)["resourceVersion"].as_str().unwrap_or_default()
 }
 
-fn finalizers(obj: &Value) -> Vec<&str> {
+pub(crate) fn finalizers(obj: &Value) -> Vec<&str> {
     meta(obj)["finalizers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
 }
 
-fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     meta(obj)
         .get("deletionTimestamp")
         .is_some_and(|t| !t.is_null())
@@ -305,64 +306,6 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
     }
 }
 
-/// CRDs: the name must be `<plural>.<group>` and at least one version must be served.
-fn check_crd(ctx: &WriteCtx<'_>, crd: &Value) -> Result<(), ApiError> {
-    let name = name_of(crd);
-    let spec = &crd["spec"];
-    let expected = format!(
-        "{}.{}",
-        spec["names"]["plural"].as_str().unwrap_or_default(),
-        spec["group"].as_str().unwrap_or_default()
-    );
-    let mut causes = Vec::new();
-    if name != expected {
-        causes.push(Cause::new(
-            "FieldValueInvalid",
-            "metadata.name",
-            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
-        ));
-    }
-    if crate::resources::types_from_crd(crd).is_empty() {
-        causes.push(Cause::new(
-            "FieldValueInvalid",
-            "spec.versions",
-            "Invalid value: \"array\": must have exactly one version marked as storage version and at least one served",
-        ));
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ctx.invalid(name, causes))
-    }
-}
-
-/// CRDs: accept names and mark Established.
-fn crd_status(obj: &mut Value, old: Option<&Value>, now: &str) {
-    let old_status = old.map(|o| o["status"].clone()).unwrap_or(Value::Null);
-    let condition = |type_: &str, reason: &str, message: &str| {
-        let kept = old_status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-            .cloned();
-        kept.unwrap_or_else(|| json!({"type": type_, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now}))
-    };
-    let stored: Vec<Value> = obj["spec"]["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v["storage"].as_bool() == Some(true))
-        .map(|v| v["name"].clone())
-        .collect();
-    obj["status"] = json!({
-        "conditions": [
-            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-        ],
-        "acceptedNames": obj["spec"]["names"].clone(),
-        "storedVersions": stored,
-    });
-}
-
 /// Create `obj` (already carrying its managedFields when `entries` is None).
 pub(crate) fn create(
     store: &mut Store,
@@ -389,8 +332,8 @@ pub(crate) fn create(
         obj["status"] = json!({"phase": "Active"});
     }
     if ctx.rt.plural == "customresourcedefinitions" {
-        check_crd(ctx, &obj)?;
-        crd_status(&mut obj, None, ctx.now);
+        crds::check(ctx, &obj)?;
+        crds::status(&mut obj, None, ctx.now);
     }
     if ctx.dry_run {
         return Ok(Arc::new(obj));
@@ -510,8 +453,8 @@ pub(crate) fn update(
         meta_mut(&mut next).insert("generation".into(), json!(bumped));
     }
     if rt.plural == "customresourcedefinitions" {
-        check_crd(ctx, &next)?;
-        crd_status(&mut next, Some(&old), ctx.now);
+        crds::check(ctx, &next)?;
+        crds::status(&mut next, Some(&old), ctx.now);
     }
     if same_content(&old, &next) {
         return Ok(old);
@@ -527,154 +470,15 @@ pub(crate) fn update(
         store.registry.install_crd(&stored);
     }
     if release {
-        return Ok(remove(store, rt, stored, ctx.now));
+        return Ok(delete::remove(store, rt, stored, ctx.now));
     }
     Ok(stored)
-}
-
-/// Delete preconditions from a DeleteOptions body.
-pub(crate) fn check_preconditions(
-    ctx: &WriteCtx<'_>,
-    options: &Value,
-    old: &Value,
-) -> Result<(), ApiError> {
-    let pre = &options["preconditions"];
-    let name = name_of(old);
-    if let Some(uid) = pre["uid"].as_str() {
-        let actual = meta(old)["uid"].as_str().unwrap_or_default();
-        if uid != actual {
-            let why = format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-            );
-            return Err(ApiError::conflict(
-                &ctx.rt.group,
-                &ctx.rt.plural,
-                name,
-                &why,
-            ));
-        }
-    }
-    if let Some(rv) = pre["resourceVersion"].as_str() {
-        let actual = rv_of(old);
-        if rv != actual {
-            let why = format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in meta: {actual}"
-            );
-            return Err(ApiError::conflict(
-                &ctx.rt.group,
-                &ctx.rt.plural,
-                name,
-                &why,
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Outcome of a delete request.
-pub(crate) enum Deleted {
-    /// Finalizers keep the object; it now carries deletionTimestamp.
-    Pending(Arc<Value>),
-    /// The object is gone.
-    Gone(Arc<Value>),
-}
-
-/// DELETE: mark for deletion while finalizers remain, otherwise remove; dependents follow the
-/// propagation policy (background by default).
-pub(crate) fn delete(
-    store: &mut Store,
-    ctx: &WriteCtx<'_>,
-    old: Arc<Value>,
-    options: &Value,
-) -> Result<Deleted, ApiError> {
-    check_preconditions(ctx, options, &old)?;
-    if ctx.dry_run {
-        return Ok(if finalizers(&old).is_empty() {
-            Deleted::Gone(old)
-        } else {
-            Deleted::Pending(old)
-        });
-    }
-    let orphan_flag = options["orphanDependents"].as_bool() == Some(true);
-    let policy = options["propagationPolicy"]
-        .as_str()
-        .or(orphan_flag.then_some("Orphan"));
-    let key: ObjKey = (
-        ctx.rt.storage_key(),
-        ctx.namespace_key().to_string(),
-        name_of(&old).to_string(),
-    );
-    if policy == Some("Orphan") {
-        gc::orphan(store, &old);
-    }
-    if ctx.rt.group.is_empty() && ctx.rt.plural == "namespaces" {
-        namespaces::terminate(store, old.clone(), ctx.now);
-        return Ok(match store.get(&key.0, &key.1, &key.2) {
-            Some(current) => Deleted::Pending(current),
-            None => Deleted::Gone(old),
-        });
-    }
-    if policy == Some("Foreground") && gc::has_dependents(store, &old) {
-        gc::foreground(store, &key, old.clone(), ctx.now);
-        return Ok(match store.get(&key.0, &key.1, &key.2) {
-            Some(current) => Deleted::Pending(current),
-            None => Deleted::Gone(old),
-        });
-    }
-    if !finalizers(&old).is_empty() {
-        if is_deleting(&old) {
-            return Ok(Deleted::Pending(old));
-        }
-        let mut next = (*old).clone();
-        let m = meta_mut(&mut next);
-        m.insert("deletionTimestamp".into(), json!(ctx.now));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        let rv = store.next_rv();
-        meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
-        return Ok(Deleted::Pending(store.commit(
-            &key.0,
-            EventKind::Modified,
-            rv,
-            next,
-            Some(old),
-        )));
-    }
-    Ok(Deleted::Gone(remove(store, ctx.rt, old, ctx.now)))
-}
-
-/// Remove an object for good, with the side effects of its kind.
-pub(crate) fn remove(
-    store: &mut Store,
-    rt: &ResourceType,
-    old: Arc<Value>,
-    now: &str,
-) -> Arc<Value> {
-    let rv = store.next_rv();
-    let mut last = (*old).clone();
-    meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-    let gone = store.commit(&rt.storage_key(), EventKind::Deleted, rv, last, Some(old));
-    if rt.plural == "customresourcedefinitions" {
-        let keys: Vec<String> = crate::resources::types_from_crd(&gone)
-            .iter()
-            .map(ResourceType::storage_key)
-            .collect();
-        store.registry.remove_crd(&gone);
-        for key in keys {
-            store.drop_collection(&key);
-        }
-    }
-    gc::after_removal(store, &gone, now);
-    if let Some(ns) = gone["metadata"]["namespace"].as_str()
-        && rt.namespaced
-    {
-        namespaces::settle(store, ns, now);
-    }
-    gone
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delete::{Deleted, delete};
     use crate::resources::Registry;
     use crate::store::StoreLimits;
 

@@ -139,7 +139,7 @@ fn apply(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
         ));
     }
-    let config = yaml(call.body)?;
+    let mut config = yaml(call.body)?;
     if !config.is_object()
         || config["apiVersion"].as_str().is_none()
         || config["kind"].as_str().is_none()
@@ -157,6 +157,7 @@ fn apply(
             write::name_of(&config)
         )));
     }
+    write::prune_unknown(ctx, &mut config)?;
     let force = call.flag("force");
     let writer = Writer {
         manager: ctx.manager,

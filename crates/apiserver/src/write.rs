@@ -280,10 +280,10 @@ impl WriteCtx<'_> {
     }
 }
 
-/// Prune, default and validate a custom resource.
-fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let rt = ctx.rt;
-    let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
+/// Drop fields a custom resource's schema does not declare (a 400 under
+/// `fieldValidation=Strict`). Runs before ownership is recorded, so nobody owns pruned fields.
+pub(crate) fn prune_unknown(ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let (true, Some(schema)) = (ctx.rt.custom, ctx.rt.schema.as_deref()) else {
         return Ok(());
     };
     let unknown = schema::prune(schema, obj);
@@ -297,6 +297,15 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
             fields.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// Default and validate a (pruned) custom resource.
+fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let rt = ctx.rt;
+    let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
+        return Ok(());
+    };
     *obj = schema::default(schema, obj);
     let causes = schema::validate(schema, rt.cel.as_deref(), obj, old);
     if causes.is_empty() {
@@ -325,6 +334,7 @@ pub(crate) fn create(
             &name,
         ));
     }
+    prune_unknown(ctx, &mut obj)?;
     let entries = entries.unwrap_or_else(|| managed::record_update(None, &obj, &ctx.writer()));
     set_managed(&mut obj, &entries, &ctx.rt.api_version());
     admit(ctx, &mut obj, None)?;
@@ -434,11 +444,17 @@ pub(crate) fn update(
                 .filter(|f| !before.contains(f))
                 .collect();
             if !added.is_empty() {
-                return Err(ctx.invalid(&name, vec![Cause::new("FieldValueForbidden", "metadata.finalizers", format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"))]));
+                let message = format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, \
+                     found new finalizers {added:?}"
+                );
+                let cause = Cause::new("FieldValueForbidden", "metadata.finalizers", message);
+                return Err(ctx.invalid(&name, vec![cause]));
             }
         }
     }
     meta_mut(&mut next).insert("resourceVersion".into(), json!(rv_of(&old)));
+    prune_unknown(ctx, &mut next)?;
     let entries =
         entries.unwrap_or_else(|| managed::record_update(Some(&old), &next, &ctx.writer()));
     set_managed(&mut next, &entries, &rt.api_version());

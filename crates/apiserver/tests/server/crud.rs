@@ -540,3 +540,28 @@ async fn faults_and_stats() {
     server.reset_stats();
     assert_eq!(server.stats().writes(), 0);
 }
+
+#[tokio::test]
+async fn kubeconfig_yaml_works_for_a_new_client() {
+    let server = ApiServer::start().await.expect("starts");
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).expect("client");
+    let namespaces: Api<Namespace> = Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(
+        names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
+        "{names:?}"
+    );
+}

@@ -157,6 +157,7 @@ fn apply(
             write::name_of(&config)
         )));
     }
+    write::check_api_version(&target.rt, &config)?;
     write::prune_unknown(ctx, &mut config)?;
     let force = call.flag("force");
     let writer = Writer {

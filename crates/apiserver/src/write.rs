@@ -140,9 +140,21 @@ fn type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             rt.kind
         )));
     }
+    check_api_version(rt, obj)?;
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
     Ok(())
+}
+
+/// A body's `apiVersion`, when given, must be the one in the URL.
+pub(crate) fn check_api_version(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let expected = rt.api_version();
+    match obj["apiVersion"].as_str() {
+        Some(sent) if !sent.is_empty() && sent != expected => Err(ApiError::bad_request(format!(
+            "the API version in the data ({sent}) does not match the expected API version ({expected})"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn set_managed(obj: &mut Value, entries: &[Entry], api_version: &str) {

@@ -378,7 +378,11 @@ pub(crate) fn apply(
         .unwrap_or_default();
     let mut merged = current.clone();
     for stale in previous.difference(&cfg_fields) {
-        let still_applied = cfg_fields.iter().any(|p| overlaps(p, stale));
+        // Still applied: set below it now, or replaced whole by a value (not an empty map) above.
+        let still_applied = cfg_fields.iter().any(|p| {
+            p.starts_with(stale)
+                || (stale.starts_with(p) && !value_at(&cfg, p).is_some_and(Value::is_object))
+        });
         let owned_elsewhere = entries
             .iter()
             .filter(|e| !e.same_slot(writer.manager, "Apply", sub))
@@ -497,6 +501,27 @@ mod tests {
             "b is no longer applied and removed"
         );
         assert_eq!(entries2.len(), 1);
+    }
+
+    #[test]
+    fn applying_an_empty_map_releases_what_was_below_it() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"spec": {"a": {"b": 1}, "keep": 1}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("apply");
+        let obj = with_entries(obj, &entries);
+        let (obj, _) = apply(
+            &obj,
+            &json!({"spec": {"a": {}, "keep": 1}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("apply");
+        assert_eq!(obj["spec"], json!({"a": {}, "keep": 1}));
     }
 
     #[test]

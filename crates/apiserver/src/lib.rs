@@ -6,6 +6,22 @@
 //! `kubectl` pointed at [`ApiServer::kubeconfig_yaml`]. It knows nothing of runctl's types:
 //! custom kinds come from the CustomResourceDefinitions a test installs.
 //!
+//! ```no_run
+//! use runctl_apiserver::{ApiServer, Verb, WriteFault};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = ApiServer::start().await?;
+//! let client = server.client(); // default namespace "default"
+//! // The next status patch of a CloudResource answers 409, as a lost race would.
+//! server.faults().fail_writes(WriteFault::conflict(1).on_resource("cloudresources").on_verb(Verb::Patch));
+//! // ... run the operator against `client` ...
+//! let writes = server.stats().writes();
+//! # let _ = (client, writes);
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Implemented conventions
 //! - Storage in memory with one global, monotonically increasing resourceVersion; every object
 //!   carries `resourceVersion`, `uid`, `creationTimestamp` (and `generation` for custom
@@ -47,7 +63,8 @@
 //!   real apiserver's. `fieldValidation=Strict` turns pruned unknown fields into a 400
 //!   (`Warn` is treated as `Ignore`: no `Warning` headers are sent).
 //! - Errors are `metav1.Status` with the standard reasons (NotFound, AlreadyExists, Conflict,
-//!   Invalid, Expired, BadRequest, MethodNotAllowed, UnsupportedMediaType for protobuf bodies).
+//!   Invalid, Expired, BadRequest, Forbidden, MethodNotAllowed, UnsupportedMediaType for
+//!   protobuf bodies).
 //! - Discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]` with short names,
 //!   categories and subresources), `/version`, minimal `/openapi/v2` and `/openapi/v3`,
 //!   `PartialObjectMetadata` responses when asked for in `Accept`.

@@ -47,7 +47,10 @@
 //!   for built-ins (handled as a merge patch; 415 for custom resources), and server-side apply:
 //!   creates when missing, records `managedFields` per `fieldManager`, removes fields the same
 //!   manager stopped applying, 409 on fields another manager owns with a different value unless
-//!   `force=true`. Non-apply writes take ownership of the fields they change.
+//!   `force=true`. Lists merge as the schema says (`x-kubernetes-list-type` `map` by its keys,
+//!   `set` by value, otherwise atomic); `metadata.finalizers` is a set and
+//!   `metadata.ownerReferences` a map by `uid`. Non-apply writes take ownership of the fields
+//!   they change.
 //! - Status subresource isolation both ways; `generation` bumps only when something outside
 //!   `metadata` and (subresource) `status` changes; a write that changes nothing keeps the
 //!   resourceVersion and emits no event.
@@ -76,8 +79,8 @@
 //! aggregation, protobuf and Table output (JSON objects and lists are returned instead),
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
-//! return the latest state), strategic-merge list semantics (lists are replaced), SSA list
-//! item ownership (lists are atomic), validation ratcheting, graceful deletion of pods, and the
+//! return the latest state), strategic-merge list semantics (lists are replaced),
+//! `x-kubernetes-map-type`/granular maps, validation ratcheting, graceful deletion of pods, and the
 //! asynchrony of the real garbage collector and namespace controller (here dependents and
 //! namespace contents are deleted within the request that deletes their owner).
 
@@ -86,6 +89,7 @@ mod delete;
 mod discovery;
 mod error;
 mod faults;
+mod fieldpath;
 mod gc;
 mod managed;
 mod namespaces;

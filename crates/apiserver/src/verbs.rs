@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::delete::{self as deleting, Deleted};
 use crate::error::{ApiError, json_response};
 use crate::faults::FaultKind;
-use crate::managed::{self, Writer};
+use crate::managed;
 use crate::patch::{self, PatchKind};
 use crate::server::{Call, Presenter, Target, now, selector, yaml};
 use crate::stats::Verb;
@@ -160,12 +160,7 @@ fn apply(
     write::check_api_version(&target.rt, &config)?;
     write::prune_unknown(ctx, &mut config)?;
     let force = call.flag("force");
-    let writer = Writer {
-        manager: ctx.manager,
-        api_version: "",
-        now: ctx.now,
-        scope: ctx.scope,
-    };
+    let writer = ctx.writer();
     let conflict =
         |causes| ApiError::apply_conflict(&target.rt.group, &target.rt.plural, name, causes);
     match old {

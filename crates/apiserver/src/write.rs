@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::crds;
 use crate::delete;
 use crate::error::{ApiError, Cause};
+use crate::fieldpath::Lists;
 use crate::managed::{self, Entry, Scope, Writer};
 use crate::namespaces;
 use crate::resources::ResourceType;
@@ -28,12 +29,14 @@ pub(crate) struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
-    fn writer(&self) -> Writer<'_> {
+    /// The writer for ownership records.
+    pub(crate) fn writer(&self) -> Writer<'_> {
         Writer {
             manager: self.manager,
             api_version: "",
             now: self.now,
             scope: self.scope,
+            lists: Lists::new(self.rt.schema.as_deref()),
         }
     }
 

@@ -115,6 +115,11 @@ fn item_matches(segment: &str, item: &Value) -> bool {
     key.iter().all(|(k, v)| item.get(k.as_str()) == Some(v))
 }
 
+/// Whether `a` and `b` are the same item of a list of `kind` (same value, or same keys).
+pub(crate) fn same_item(kind: &ListKind, a: &Value, b: &Value) -> bool {
+    item_segment(kind, a).is_some_and(|segment| item_matches(&segment, b))
+}
+
 /// The key fields of a `k:` segment.
 pub(crate) fn item_keys(segment: &str) -> Vec<String> {
     match segment

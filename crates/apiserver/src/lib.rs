@@ -44,7 +44,9 @@
 //!   gone are deleted, finalizers honoured), `Orphan`, and `Foreground` (the owner keeps the
 //!   `foregroundDeletion` finalizer until no dependent with `blockOwnerDeletion` remains).
 //! - PATCH: merge, JSON patch (`test` of a missing path compares against null), strategic merge
-//!   for built-ins (handled as a merge patch; 415 for custom resources), and server-side apply:
+//!   for built-ins (a merge patch where finalizers, ownerReferences and conditions merge by
+//!   value or key, with the `$patch` and `$deleteFromPrimitiveList` directives; other lists are
+//!   replaced; 415 for custom resources), and server-side apply:
 //!   creates when missing, records `managedFields` per `fieldManager`, removes fields the same
 //!   manager stopped applying, 409 on fields another manager owns with a different value unless
 //!   `force=true`. Lists merge as the schema says (`x-kubernetes-list-type` `map` by its keys,
@@ -79,8 +81,8 @@
 //! aggregation, protobuf and Table output (JSON objects and lists are returned instead),
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
-//! return the latest state), strategic-merge list semantics (lists are replaced),
-//! `x-kubernetes-map-type`/granular maps, validation ratcheting, graceful deletion of pods, and the
+//! return the latest state), strategic-merge patch keys of built-in lists beyond the three
+//! above (e.g. containers by name), `x-kubernetes-map-type: atomic` maps, validation ratcheting, graceful deletion of pods, and the
 //! asynchrony of the real garbage collector and namespace controller (here dependents and
 //! namespace contents are deleted within the request that deletes their owner).
 

@@ -119,7 +119,11 @@ pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Resp
             let body: Value = serde_json::from_slice(call.body).map_err(|e| {
                 ApiError::bad_request(format!("failed to decode the patch as JSON: {e}"))
             })?;
-            patch::merge(&current, &body)
+            if kind == PatchKind::Strategic {
+                patch::strategic(&current, &body)
+            } else {
+                patch::merge(&current, &body)
+            }
         }
     };
     let updated = write::update(&mut store, &ctx, old, patched, None)?;

@@ -81,10 +81,11 @@
 //! aggregation, protobuf and Table output (JSON objects and lists are returned instead),
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
-//! return the latest state), strategic-merge patch keys of built-in lists beyond the three
-//! above (e.g. containers by name), `x-kubernetes-map-type: atomic` maps, validation ratcheting, graceful deletion of pods, and the
-//! asynchrony of the real garbage collector and namespace controller (here dependents and
-//! namespace contents are deleted within the request that deletes their owner).
+//! return the latest state), strategic-merge keys of built-in lists beyond the three above
+//! (e.g. containers by name), `x-kubernetes-map-type: atomic` maps, validation ratcheting,
+//! graceful deletion of pods, `Warning` headers, and the asynchrony of the real garbage
+//! collector and namespace controller (here dependents and namespace contents are deleted
+//! within the request that deletes their owner).
 
 mod crds;
 mod delete;

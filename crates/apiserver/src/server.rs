@@ -112,9 +112,16 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         query: &query,
         body: &body,
     };
+    // Paths and query strings name objects, never secret values; bodies are not logged.
     match dispatch(&call, &path) {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+        Ok(response) => {
+            tracing::debug!(method = %parts.method, %path, status = response.status().as_u16(), "api request");
+            response
+        }
+        Err(error) => {
+            tracing::debug!(method = %parts.method, %path, status = error.code, reason = error.reason, "api request failed");
+            error.into_response()
+        }
     }
 }
 

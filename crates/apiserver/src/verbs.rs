@@ -162,6 +162,7 @@ fn apply(
         )));
     }
     write::check_api_version(&target.rt, &config)?;
+    write::check_namespace(ctx, &config)?;
     write::prune_unknown(ctx, &mut config)?;
     let force = call.flag("force");
     let writer = ctx.writer();

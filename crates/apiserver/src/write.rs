@@ -205,19 +205,29 @@ fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// A body's `metadata.namespace`, when given, must be the one in the URL.
+pub(crate) fn check_namespace(ctx: &WriteCtx<'_>, obj: &Value) -> Result<(), ApiError> {
+    match meta(obj)["namespace"].as_str() {
+        Some(ns) if ctx.rt.namespaced && !ns.is_empty() && ns != ctx.namespace => {
+            Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Normalise a create body: type meta, namespace, name or generateName, system metadata.
 fn prepare_create(store: &Store, ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let rt = ctx.rt;
     type_meta(rt, obj)?;
+    if !rv_of(obj).is_empty() {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
     if rt.namespaced {
-        match meta(obj)["namespace"].as_str() {
-            Some(ns) if !ns.is_empty() && ns != ctx.namespace => {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            _ => {}
-        }
+        check_namespace(ctx, obj)?;
         if store.get("/namespaces", "", ctx.namespace).is_none() {
             return Err(ApiError::not_found("", "namespaces", ctx.namespace));
         }
@@ -400,6 +410,7 @@ pub(crate) fn update(
         )));
     }
     check_rv(ctx, &new, &old)?;
+    check_namespace(ctx, &new)?;
     let (sent_uid, uid) = (
         meta(&new)["uid"].as_str().unwrap_or_default(),
         meta(&old)["uid"].as_str().unwrap_or_default(),

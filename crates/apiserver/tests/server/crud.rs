@@ -192,6 +192,26 @@ async fn generate_name_and_invalid_name() {
         ),
         (422, "Invalid".into())
     );
+    let mut versioned = configmap("versioned", "1");
+    versioned.metadata.resource_version = Some("7".into());
+    let err = cms
+        .create(&PostParams::default(), &versioned)
+        .await
+        .expect_err("rv on create");
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.message.contains("resourceVersion should not be set"))
+    );
+    let mut elsewhere = configmap("elsewhere", "1");
+    elsewhere.metadata.namespace = Some("kube-system".into());
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &elsewhere)
+                .await
+                .expect_err("namespace mismatch")
+        )
+        .0,
+        400
+    );
 }
 
 #[tokio::test]

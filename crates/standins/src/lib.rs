@@ -1,1 +1,2 @@
 //! Stand-in servers for runctl tests.
+pub mod aws;

@@ -362,6 +362,29 @@ impl Provider for AwsProvider {
     }
 
     async fn terminate(&self, id: &str) -> Result<Termination, ProviderError> {
+        // Read first (as Karpenter does): an instance already ending needs no call, and an
+        // unknown id is gone unless this process just launched it.
+        match self.describe(vec![], vec![id.to_string()]).await {
+            Ok(found) => match found
+                .iter()
+                .find(|i| i.instance_id() == Some(id))
+                .map(instance::state_name)
+            {
+                None | Some("terminated") => return Ok(Termination::Gone),
+                Some("shutting-down") => return Ok(Termination::InProgress),
+                Some(_) => {}
+            },
+            Err(ProviderError::NotFound { message }) => {
+                return if self.recently_launched(id) {
+                    Err(ProviderError::retryable(format!(
+                        "{message} (just launched: EC2's DescribeInstances is eventually consistent)"
+                    )))
+                } else {
+                    Ok(Termination::Gone)
+                };
+            }
+            Err(e) => return Err(e),
+        }
         match self
             .client
             .terminate_instances()
@@ -376,17 +399,17 @@ impl Provider for AwsProvider {
                     .find(|c| c.instance_id() == Some(id))
                     .and_then(|c| c.current_state())
                     .and_then(|s| s.name().map(|n| n.as_str().to_string()));
+                tracing::info!(
+                    instance = id,
+                    state = state.as_deref().unwrap_or(""),
+                    "terminating EC2 instance"
+                );
                 Ok(match state.as_deref() {
                     Some("terminated") => Termination::Gone,
                     _ => Termination::InProgress,
                 })
             }
-            Err(e) if error_code(&e) == Some(NOT_FOUND) => {
-                if self.recently_launched(id) {
-                    return Err(ProviderError::retryable(format!(
-                        "{NOT_FOUND}: {id} was just launched and is not visible yet (EC2 eventual consistency)"
-                    )));
-                }
+            Err(e) if error_code(&e) == Some(NOT_FOUND) && !self.recently_launched(id) => {
                 Ok(Termination::Gone)
             }
             Err(e) => Err(classify_sdk(&e).error),

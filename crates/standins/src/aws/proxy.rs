@@ -376,6 +376,14 @@ async fn handle(
     let answer = match action.as_str() {
         "RunInstances" => run_instances(&s, &method, &uri, &headers, body, &params, &region).await,
         "DescribeInstances" => describe_instances(&s, &method, &uri, &headers, body, &params).await,
+        "TerminateInstances" | "StopInstances" if hidden_id(&s, &params).is_some() => {
+            let id = hidden_id(&s, &params).unwrap_or_default();
+            Answer::error(
+                400,
+                "InvalidInstanceID.NotFound",
+                &format!("The instance ID '{id}' does not exist"),
+            )
+        }
         _ => {
             s.truth
                 .lock()
@@ -514,6 +522,14 @@ async fn describe_instances(
     let rewritten = rewrite(&s.truth.lock(), &text);
     answer.body = rewritten.into();
     answer
+}
+
+/// The first instance id of a request that is still invisible.
+fn hidden_id(s: &Shared, params: &BTreeMap<String, String>) -> Option<String> {
+    let t = s.truth.lock();
+    query::instance_ids(params)
+        .into_iter()
+        .find(|id| invisible(&t, id))
 }
 
 fn invisible(t: &Truth, id: &str) -> bool {

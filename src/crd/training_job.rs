@@ -134,18 +134,10 @@ pub struct DataSource {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
     printcolumn(name = "GPU", type_ = "string", json_path = ".status.machineType"),
-    printcolumn(
-        name = "Attempts",
-        type_ = "integer",
-        json_path = ".status.attemptCount"
-    ),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attemptCount"),
     printcolumn(name = "$/h", type_ = "number", json_path = ".status.costPerHour"),
     printcolumn(name = "Cost", type_ = "number", json_path = ".status.accruedCost"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingJobSpec {

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runctl::provider::{
-    ErrorClass, Machine, MachineSpec, Provider, ProviderError, ResourceKey, ResourceState,
-    Termination,
+    ErrorClass, Machine, MachineSpec, Provider, ProviderError, ResourceKey, ResourceState, Termination,
 };
 
 /// A fault the backend injects into its next create call.
@@ -69,9 +68,7 @@ pub trait Harness: Send + Sync {
         match fault {
             Fault::Capacity => ErrorClass::Capacity,
             Fault::Unauthorized => ErrorClass::Terminal,
-            Fault::RateLimit | Fault::ServerError | Fault::LoseCreateResponse => {
-                ErrorClass::Retryable
-            }
+            Fault::RateLimit | Fault::ServerError | Fault::LoseCreateResponse => ErrorClass::Retryable,
         }
     }
 }
@@ -132,10 +129,7 @@ pub async fn create_is_idempotent<H: Harness>(h: &H) {
     let k = key("idempotent", 1);
     let a = create_with_retries(h, &k).await;
     let b = create_with_retries(h, &k).await;
-    assert_eq!(
-        a.id, b.id,
-        "a repeated create must return the first machine"
-    );
+    assert_eq!(a.id, b.id, "a repeated create must return the first machine");
     assert_eq!(h.live_machines(&k.uid).await, 1);
     assert_eq!(a.owner_uid.as_deref(), Some(k.uid.as_str()));
 }
@@ -148,40 +142,23 @@ pub async fn lost_create_response_does_not_duplicate<H: Harness>(h: &H) {
     let k = key("lost-response", 1);
     let first = h.provider().create(&k, &h.spec()).await;
     if let Err(e) = &first {
-        assert!(
-            e.is_retryable(),
-            "a lost response must be retryable, got {e}"
-        );
+        assert!(e.is_retryable(), "a lost response must be retryable, got {e}");
     }
     let m = create_with_retries(h, &k).await;
     if let Ok(f) = first {
         assert_eq!(f.id, m.id);
     }
-    assert_eq!(
-        h.live_machines(&k.uid).await,
-        1,
-        "exactly one machine after a lost response"
-    );
+    assert_eq!(h.live_machines(&k.uid).await, 1, "exactly one machine after a lost response");
 }
 
 /// A machine whose id was lost is found by owner.
 pub async fn lost_id_is_adopted<H: Harness>(h: &H) {
     let k = key("adopt", 1);
     let m = create_with_retries(h, &k).await;
-    let found = h
-        .provider()
-        .observe(&k, None)
-        .await
-        .expect("observe by owner");
+    let found = h.provider().observe(&k, None).await.expect("observe by owner");
     assert_eq!(found.map(|f| f.id), Some(m.id));
     let other = key("adopt-other", 1);
-    assert!(
-        h.provider()
-            .observe(&other, None)
-            .await
-            .expect("observe")
-            .is_none()
-    );
+    assert!(h.provider().observe(&other, None).await.expect("observe").is_none());
 }
 
 /// Different attempts of one owner are different machines.
@@ -203,10 +180,7 @@ pub async fn list_is_batched<H: Harness>(h: &H) {
     }
     let all = h.provider().list().await.expect("list");
     for (k, id) in ks.iter().zip(&ids) {
-        let m = all
-            .iter()
-            .find(|m| &m.id == id)
-            .unwrap_or_else(|| panic!("{id} missing from list"));
+        let m = all.iter().find(|m| &m.id == id).unwrap_or_else(|| panic!("{id} missing from list"));
         assert_eq!(m.owner_uid.as_deref(), Some(k.uid.as_str()));
         assert_eq!(m.attempt, Some(1));
     }
@@ -224,24 +198,16 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
         Drive::Vanish,
     ];
     for event in events {
-        let Some((state, reason)) = h.expected(event) else {
-            continue;
-        };
+        let Some((state, reason)) = h.expected(event) else { continue };
         let k = key("states", 1);
         let m = create_with_retries(h, &k).await;
         if event != Drive::Running {
             assert!(h.drive(&m.id, Drive::Running).await || true);
         }
-        assert!(
-            h.drive(&m.id, event).await,
-            "backend could not drive {event:?}"
-        );
+        assert!(h.drive(&m.id, event).await, "backend could not drive {event:?}");
         let seen = observe_until(h, &k, &m.id, |o| match o {
             Some(x) => x.state == state && x.reason == reason,
-            None => {
-                state == ResourceState::Terminated
-                    || reason == runctl::provider::reasons::DISAPPEARED
-            }
+            None => state == ResourceState::Terminated || reason == runctl::provider::reasons::DISAPPEARED,
         })
         .await;
         if let Some(x) = &seen {
@@ -257,27 +223,14 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
 
 /// Each injected fault comes back with its class.
 pub async fn errors_are_classified<H: Harness>(h: &H) {
-    for fault in [
-        Fault::Capacity,
-        Fault::RateLimit,
-        Fault::ServerError,
-        Fault::Unauthorized,
-    ] {
+    for fault in [Fault::Capacity, Fault::RateLimit, Fault::ServerError, Fault::Unauthorized] {
         if !h.inject(fault).await {
             continue;
         }
         let k = key("errors", 1);
-        let err = h
-            .provider()
-            .create(&k, &h.spec())
-            .await
-            .expect_err(&format!("{fault:?} must fail the create"));
+        let err = h.provider().create(&k, &h.spec()).await.expect_err(&format!("{fault:?} must fail the create"));
         assert_eq!(err.class(), h.expected_class(fault), "{fault:?}: {err}");
-        assert_eq!(
-            h.live_machines(&k.uid).await,
-            0,
-            "{fault:?} must not leave a machine"
-        );
+        assert_eq!(h.live_machines(&k.uid).await, 0, "{fault:?} must not leave a machine");
     }
 }
 
@@ -298,16 +251,9 @@ pub async fn terminate_is_idempotent<H: Harness>(h: &H) {
     }
     assert!(gone, "terminate must reach Gone");
     assert_eq!(h.live_machines(&k.uid).await, 0);
-    let after = p
-        .observe(&k, Some(&m.id))
-        .await
-        .expect("observe after terminate");
+    let after = p.observe(&k, Some(&m.id)).await.expect("observe after terminate");
     if let Some(x) = after {
-        assert!(
-            x.state.is_final(),
-            "a terminated machine reports a final state, got {:?}",
-            x.state
-        );
+        assert!(x.state.is_final(), "a terminated machine reports a final state, got {:?}", x.state);
     }
 }
 

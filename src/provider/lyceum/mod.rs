@@ -34,7 +34,5 @@ impl Default for LyceumConfig {
 
 /// Builds a Lyceum provider.
 pub fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec {
-        message: "the lyceum provider is not built yet".into(),
-    })
+    Err(ProviderError::InvalidSpec { message: "the lyceum provider is not built yet".into() })
 }

@@ -21,17 +21,11 @@ pub struct RunPodConfig {
 
 impl Default for RunPodConfig {
     fn default() -> Self {
-        Self {
-            base_url: "https://api.runpod.io/v2".into(),
-            request_timeout_seconds: 30,
-            credentials_secret: None,
-        }
+        Self { base_url: "https://api.runpod.io/v2".into(), request_timeout_seconds: 30, credentials_secret: None }
     }
 }
 
 /// Builds a RunPod provider.
 pub fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec {
-        message: "the runpod provider is not built yet".into(),
-    })
+    Err(ProviderError::InvalidSpec { message: "the runpod provider is not built yet".into() })
 }

@@ -57,7 +57,5 @@ impl SimCloud {
 
 /// Builds a sim provider.
 pub fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec {
-        message: "the sim provider is not built yet".into(),
-    })
+    Err(ProviderError::InvalidSpec { message: "the sim provider is not built yet".into() })
 }

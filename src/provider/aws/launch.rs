@@ -19,8 +19,9 @@ use super::AwsConfig;
 use super::userdata;
 use crate::provider::{MachineSpec, ProviderError, ResourceKey};
 
-/// Everything RunInstances needs, resolved.
-#[derive(Clone, Debug, PartialEq)]
+/// Everything RunInstances needs, resolved. `Debug` leaves out the UserData (it holds env
+/// values).
+#[derive(Clone, PartialEq)]
 pub struct LaunchPlan {
     /// Idempotency token (`key.token()`).
     pub client_token: String,
@@ -46,6 +47,31 @@ pub struct LaunchPlan {
     pub tags: BTreeMap<String, String>,
     /// UserData script (plain text; encoded when sent). Holds env values: never logged.
     pub user_data: Option<String>,
+}
+
+impl std::fmt::Debug for LaunchPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchPlan")
+            .field("client_token", &self.client_token)
+            .field("instance_type", &self.instance_type)
+            .field("ami_id", &self.ami_id)
+            .field("subnet_id", &self.subnet_id)
+            .field("security_group_ids", &self.security_group_ids)
+            .field("key_name", &self.key_name)
+            .field("iam_instance_profile", &self.iam_instance_profile)
+            .field("root_volume_size_gb", &self.root_volume_size_gb)
+            .field("root_volume_type", &self.root_volume_type)
+            .field("spot", &self.spot)
+            .field("tags", &self.tags)
+            .field(
+                "user_data",
+                &self
+                    .user_data
+                    .as_ref()
+                    .map(|u| format!("<{} bytes redacted>", u.len())),
+            )
+            .finish()
+    }
 }
 
 /// One-time spot with terminate on interruption.
@@ -308,6 +334,25 @@ mod tests {
             plan(&key(), &s, &config())
                 .expect_err("no type")
                 .is_terminal()
+        );
+    }
+
+    #[test]
+    fn debug_never_prints_the_user_data() {
+        let mut s = spec();
+        if let Some(w) = s.workload.as_mut() {
+            w.env.insert("TOKEN".into(), "s3cr3t-value".into());
+        }
+        let p = plan(&key(), &s, &config()).expect("plan");
+        assert!(
+            p.user_data
+                .as_deref()
+                .is_some_and(|u| u.contains("s3cr3t-value"))
+        );
+        let dbg = format!("{p:?}");
+        assert!(
+            !dbg.contains("s3cr3t-value") && dbg.contains("redacted"),
+            "{dbg}"
         );
     }
 

@@ -4,7 +4,8 @@
 //!   parameters returns the original reservation, different parameters answer
 //!   `IdempotentParameterMismatch`;
 //! - a `pending` phase: new instances are shown pending for a while (Describe answers rewritten);
-//! - instances invisible to DescribeInstances for a while after launch (eventual consistency);
+//! - instances invisible for a while after launch (eventual consistency): DescribeInstances
+//!   leaves them out, and a call naming one answers `InvalidInstanceID.NotFound`;
 //! - injected errors in EC2's XML format (`RequestLimitExceeded` 503,
 //!   `InsufficientInstanceCapacity` 500, `InternalError` 500, `AuthFailure` 401, or any);
 //! - a lost response: the request is forwarded and acted on, then the connection is dropped;

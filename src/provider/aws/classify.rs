@@ -113,6 +113,10 @@ pub fn classify(facts: &ErrorFacts) -> Classified {
     let status = facts.status.unwrap_or(0);
     let (error, ambiguous) = if code.is_empty() {
         match facts.transport {
+            // No credentials from the default chain (no Secret, no IRSA, no instance profile).
+            Some(Transport::NotSent) if text.to_ascii_lowercase().contains("credential") => {
+                (ProviderError::Authentication { message: text }, false)
+            }
             Some(Transport::NotSent) => (ProviderError::retryable(text), false),
             Some(_) => (ProviderError::retryable(text), true),
             None if status == 401 || status == 403 => {
@@ -259,272 +263,68 @@ mod tests {
         }
     }
 
-    fn transport(t: Transport) -> ErrorFacts {
+    fn transport(t: Transport, message: &str) -> ErrorFacts {
         ErrorFacts {
-            message: Some("io error".into()),
+            message: Some(message.into()),
             transport: Some(t),
+            ..Default::default()
+        }
+    }
+
+    fn status(s: u16) -> ErrorFacts {
+        ErrorFacts {
+            status: Some(s),
             ..Default::default()
         }
     }
 
     #[test]
     fn every_error_class() {
+        use ErrorClass::{Capacity, Retryable, Terminal};
+        #[rustfmt::skip]
         let cases: Vec<(ErrorFacts, &str, ErrorClass, bool)> = vec![
-            (
-                coded("RequestLimitExceeded", 503),
-                "RateLimited",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("Throttling", 400),
-                "RateLimited",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("InsufficientInstanceCapacity", 500),
-                "InsufficientCapacity",
-                ErrorClass::Capacity,
-                false,
-            ),
-            (
-                coded("InsufficientInstanceCapacity", 400),
-                "InsufficientCapacity",
-                ErrorClass::Capacity,
-                false,
-            ),
-            (
-                coded("InsufficientCapacity", 500),
-                "InsufficientCapacity",
-                ErrorClass::Capacity,
-                false,
-            ),
-            (
-                coded("InsufficientHostCapacity", 500),
-                "InsufficientCapacity",
-                ErrorClass::Capacity,
-                false,
-            ),
-            (
-                coded("SpotMaxPriceTooLow", 400),
-                "InsufficientCapacity",
-                ErrorClass::Capacity,
-                false,
-            ),
-            (
-                coded("InstanceLimitExceeded", 400),
-                "QuotaExceeded",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("VcpuLimitExceeded", 400),
-                "QuotaExceeded",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("MaxSpotInstanceCountExceeded", 400),
-                "QuotaExceeded",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("AuthFailure", 401),
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("UnauthorizedOperation", 403),
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("OptInRequired", 401),
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("Blocked", 403),
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidParameterValue", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidParameter", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidParameterCombination", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("MissingParameter", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("Unsupported", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidAMIID.NotFound", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidAMIID.Malformed", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidAMIID.Unavailable", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidSubnetID.NotFound", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidGroup.NotFound", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidKeyPair.NotFound", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("IdempotentParameterMismatch", 400),
-                "InvalidSpec",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                coded("InvalidInstanceID.NotFound", 400),
-                "NotFound",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("InvalidInstanceID.Malformed", 400),
-                "NotFound",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("InternalError", 500),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                coded("Unavailable", 503),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                coded("ServiceUnavailable", 503),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                coded("SomethingNew", 502),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                coded("IncorrectInstanceState", 400),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                coded("SomethingNew", 403),
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                transport(Transport::Timeout),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                transport(Transport::Dispatch),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                transport(Transport::Response),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                transport(Transport::NotSent),
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                false,
-            ),
-            (
-                ErrorFacts {
-                    status: Some(503),
-                    ..Default::default()
-                },
-                "ProviderUnavailable",
-                ErrorClass::Retryable,
-                true,
-            ),
-            (
-                ErrorFacts {
-                    status: Some(403),
-                    ..Default::default()
-                },
-                "AuthenticationFailed",
-                ErrorClass::Terminal,
-                false,
-            ),
-            (
-                ErrorFacts {
-                    status: Some(429),
-                    ..Default::default()
-                },
-                "RateLimited",
-                ErrorClass::Retryable,
-                false,
-            ),
+            (coded("RequestLimitExceeded", 503), "RateLimited", Retryable, false),
+            (coded("Throttling", 400), "RateLimited", Retryable, false),
+            (coded("InsufficientInstanceCapacity", 500), "InsufficientCapacity", Capacity, false),
+            (coded("InsufficientInstanceCapacity", 400), "InsufficientCapacity", Capacity, false),
+            (coded("InsufficientCapacity", 500), "InsufficientCapacity", Capacity, false),
+            (coded("InsufficientHostCapacity", 500), "InsufficientCapacity", Capacity, false),
+            (coded("SpotMaxPriceTooLow", 400), "InsufficientCapacity", Capacity, false),
+            (coded("InstanceLimitExceeded", 400), "QuotaExceeded", Retryable, false),
+            (coded("VcpuLimitExceeded", 400), "QuotaExceeded", Retryable, false),
+            (coded("MaxSpotInstanceCountExceeded", 400), "QuotaExceeded", Retryable, false),
+            (coded("AuthFailure", 401), "AuthenticationFailed", Terminal, false),
+            (coded("UnauthorizedOperation", 403), "AuthenticationFailed", Terminal, false),
+            (coded("OptInRequired", 401), "AuthenticationFailed", Terminal, false),
+            (coded("Blocked", 403), "AuthenticationFailed", Terminal, false),
+            (coded("InvalidParameterValue", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidParameter", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidParameterCombination", 400), "InvalidSpec", Terminal, false),
+            (coded("MissingParameter", 400), "InvalidSpec", Terminal, false),
+            (coded("Unsupported", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidAMIID.NotFound", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidAMIID.Malformed", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidAMIID.Unavailable", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidSubnetID.NotFound", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidGroup.NotFound", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidKeyPair.NotFound", 400), "InvalidSpec", Terminal, false),
+            (coded("IdempotentParameterMismatch", 400), "InvalidSpec", Terminal, false),
+            (coded("InvalidInstanceID.NotFound", 400), "NotFound", Retryable, false),
+            (coded("InvalidInstanceID.Malformed", 400), "NotFound", Retryable, false),
+            (coded("InternalError", 500), "ProviderUnavailable", Retryable, true),
+            (coded("Unavailable", 503), "ProviderUnavailable", Retryable, true),
+            (coded("ServiceUnavailable", 503), "ProviderUnavailable", Retryable, true),
+            (coded("SomethingNew", 502), "ProviderUnavailable", Retryable, true),
+            (coded("IncorrectInstanceState", 400), "ProviderUnavailable", Retryable, false),
+            (coded("SomethingNew", 403), "AuthenticationFailed", Terminal, false),
+            (transport(Transport::Timeout, "timed out"), "ProviderUnavailable", Retryable, true),
+            (transport(Transport::Dispatch, "connection reset"), "ProviderUnavailable", Retryable, true),
+            (transport(Transport::Response, "incomplete body"), "ProviderUnavailable", Retryable, true),
+            (transport(Transport::NotSent, "bad endpoint"), "ProviderUnavailable", Retryable, false),
+            (transport(Transport::NotSent, "no credentials in the chain"), "AuthenticationFailed", Terminal, false),
+            (status(503), "ProviderUnavailable", Retryable, true),
+            (status(403), "AuthenticationFailed", Terminal, false),
+            (status(429), "RateLimited", Retryable, false),
         ];
         for (facts, reason, class, ambiguous) in cases {
             let c = classify(&facts);
@@ -544,10 +344,7 @@ mod tests {
             "{}",
             m.error.message()
         );
-        let bare = classify(&ErrorFacts {
-            status: Some(500),
-            ..Default::default()
-        });
+        let bare = classify(&status(500));
         assert_eq!(bare.error.message(), "EC2 answered HTTP 500");
     }
 }

@@ -20,6 +20,9 @@ pub enum MotoError {
     /// Spawning failed.
     #[error("failed to start moto_server: {0}")]
     Spawn(#[source] std::io::Error),
+    /// It exited before answering.
+    #[error("moto_server exited before answering: {0}")]
+    Exited(String),
     /// It did not answer in time.
     #[error("moto_server did not answer on 127.0.0.1:{0} within 30 s")]
     NotReady(u16),
@@ -40,26 +43,43 @@ impl MotoServer {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
     }
 
-    /// Starts moto on a free port of 127.0.0.1 and waits until it answers.
+    /// Starts moto on a free port of 127.0.0.1 and waits until it answers. A server that
+    /// exits at once (e.g. its port was taken between choosing and binding) is started again
+    /// on another port, up to three times.
     pub async fn start() -> Result<Self, MotoError> {
         let bin = Self::binary();
         if !bin.exists() {
             return Err(MotoError::NotInstalled(bin));
         }
+        let mut last = MotoError::NotReady(0);
+        for _ in 0..3 {
+            match Self::start_once(&bin).await {
+                Ok(server) => return Ok(server),
+                Err(e @ MotoError::Exited(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn start_once(bin: &std::path::Path) -> Result<Self, MotoError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(MotoError::Spawn)?
             .port();
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(MotoError::Spawn)?;
-        let server = Self { child, port };
+        let mut server = Self { child, port };
         let http = reqwest::Client::new();
         for _ in 0..300 {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(MotoError::Exited(status.to_string()));
+            }
             let ok = http
                 .get(format!("{}/moto-api/data.json", server.url()))
                 .timeout(Duration::from_secs(2))

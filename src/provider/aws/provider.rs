@@ -153,6 +153,13 @@ impl AwsProvider {
 
     /// Machines with spot prices refreshed for the spot types among them.
     async fn machines(&self, instances: &[Instance]) -> Vec<Machine> {
+        self.refresh_spot_prices(instances).await;
+        instances.iter().map(|i| self.machine(i)).collect()
+    }
+
+    /// Reads the spot price of each spot instance type among `instances` whose cached price is
+    /// older than the TTL.
+    async fn refresh_spot_prices(&self, instances: &[Instance]) {
         let spot_types: HashSet<String> = instances
             .iter()
             .filter(|i| i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"))
@@ -167,7 +174,12 @@ impl AwsProvider {
                 let _ = self.spot_price(&t).await;
             }
         }
-        instances.iter().map(|i| self.machine(i)).collect()
+    }
+
+    /// One machine with its price.
+    async fn one(&self, i: &Instance) -> Machine {
+        self.refresh_spot_prices(std::slice::from_ref(i)).await;
+        self.machine(i)
     }
 
     /// The current spot price of an instance type (lowest zone), cached.
@@ -276,7 +288,7 @@ impl Provider for AwsProvider {
         let existing = self.find_by_key(key).await?;
         if let Some(live) = existing.iter().find(|i| !instance::is_ending(i)) {
             tracing::info!(instance = live.instance_id().unwrap_or_default(), token = %plan.client_token, "adopting existing EC2 instance");
-            return Ok(self.machines(std::slice::from_ref(live)).await.remove(0));
+            return Ok(self.one(live).await);
         }
         let root_device = self.root_device(&plan.ami_id).await?;
         let sent = launch::request(&self.client, &plan, &root_device)
@@ -293,7 +305,7 @@ impl Provider for AwsProvider {
                     self.remember_launch(id);
                     tracing::info!(instance = id, token = %plan.client_token, "launched EC2 instance");
                 }
-                Ok(self.machines(std::slice::from_ref(i)).await.remove(0))
+                Ok(self.one(i).await)
             }
             Err(e) => {
                 let c = classify_sdk(&e);
@@ -305,7 +317,7 @@ impl Provider for AwsProvider {
                     if let Some(id) = i.instance_id() {
                         self.remember_launch(id);
                     }
-                    return Ok(self.machines(std::slice::from_ref(&i)).await.remove(0));
+                    return Ok(self.one(&i).await);
                 }
                 Err(ProviderError::Retryable {
                     message: format!(
@@ -328,7 +340,7 @@ impl Provider for AwsProvider {
             match self.describe(vec![], vec![id.to_string()]).await {
                 Ok(found) => {
                     if let Some(i) = found.iter().find(|i| i.instance_id() == Some(id)) {
-                        return Ok(Some(self.machines(std::slice::from_ref(i)).await.remove(0)));
+                        return Ok(Some(self.one(i).await));
                     }
                 }
                 Err(ProviderError::NotFound { message }) if self.recently_launched(id) => {
@@ -342,7 +354,7 @@ impl Provider for AwsProvider {
         }
         let found = self.find_by_key(key).await?;
         match Self::pick(&found) {
-            Some(i) => Ok(Some(self.machines(std::slice::from_ref(i)).await.remove(0))),
+            Some(i) => Ok(Some(self.one(i).await)),
             None => Ok(None),
         }
     }

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod handler;
 mod moto;
 mod proxy;
 pub mod query;

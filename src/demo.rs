@@ -102,9 +102,12 @@ fn render(crs: &[CloudResource]) -> String {
     out
 }
 
+/// True when every machine is where it will stay: ended, or running a workload with no end of
+/// its own (no `RUNCTL_SIM_RUN_MS`).
 fn settled(crs: &[CloudResource]) -> bool {
     crs.iter().all(|cr| {
-        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || s == ResourceState::Running)
+        let ends = cr.spec.workload.as_ref().is_some_and(|w| w.env.iter().any(|e| e.name == "RUNCTL_SIM_RUN_MS"));
+        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || (s == ResourceState::Running && !ends))
     })
 }
 
@@ -153,7 +156,7 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
         if !interrupted {
             if let Some(id) = crs.iter().find(|c| c.name_any() == "spot-a100").and_then(|c| c.status.as_ref()).filter(|s| s.state == Some(ResourceState::Running)).and_then(|s| s.provider_id.clone()) {
-                cloud.interrupt(&id);
+                let _ = cloud.interrupt(&id);
                 interrupted = true;
                 println!("\n>>> the simulated cloud reclaims spot machine {id}");
             }

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use runctl::config::{OperatorConfig, Overrides};
+use runctl::telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "runctl", version, about = "Kubernetes operator that rents GPU machines for training jobs")]
@@ -15,12 +17,92 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
+    Run(RunArgs),
+    /// Run the operator end to end with no cluster and no cloud: an embedded API test server,
+    /// the simulated cloud, and the example manifests in examples/sim/.
+    Demo {
+        /// Speed-up of the simulated cloud's timings (1 = boot in a few seconds).
+        #[arg(long, default_value_t = 1)]
+        speed: u64,
+    },
     /// Print both CRDs as YAML, or write them to a directory (`crds/`).
     Crd {
         /// Write one file per CRD into this directory instead of printing.
         #[arg(long)]
         write: Option<PathBuf>,
     },
+}
+
+/// Flags of `runctl run`; each overrides the configuration file and environment.
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (YAML); see docs/configuration.md.
+    #[arg(long, env = "RUNCTL_CONFIG")]
+    config: Option<PathBuf>,
+    /// This installation's id, put on every machine's ownership tags.
+    #[arg(long)]
+    installation_id: Option<String>,
+    /// Namespace of the leader-election Lease (default: POD_NAMESPACE, else runctl-system).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only watch this namespace.
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+    /// Log level (RUST_LOG wins when set).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Seconds between provider polls.
+    #[arg(long)]
+    poll_interval_seconds: Option<u64>,
+    /// Enable or disable leader election.
+    #[arg(long)]
+    leader_election: Option<bool>,
+    /// Reconciles running at once.
+    #[arg(long)]
+    reconcile_concurrency: Option<u16>,
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            installation_id: self.installation_id.clone(),
+            namespace: self.namespace.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            metrics_addr: self.metrics_addr.clone(),
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            poll_interval_seconds: self.poll_interval_seconds,
+            leader_election: self.leader_election,
+            reconcile_concurrency: self.reconcile_concurrency,
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let config = OperatorConfig::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+    runctl::telemetry::init(config.log.format, &config.log.level).map_err(|e| e.to_string())?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot build a Kubernetes client (kubeconfig or in-cluster config): {e}"))?;
+    let identity = runctl::runtime::leader::default_identity();
+    let registry = std::sync::Arc::new(runctl::provider::ProviderRegistry::new(config.installation_id.clone(), config.providers.clone()));
+    let operator = runctl::operator::Operator::from_config(client, &config, registry, &identity).map_err(|e| e.to_string())?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _signals = runctl::runtime::shutdown::cancel_on_signal(shutdown.clone()).map_err(|e| e.to_string())?;
+    operator.run(shutdown).await.map_err(|e| e.to_string())
+}
+
+async fn demo(speed: u64) -> Result<(), String> {
+    // Keep the table readable: only warnings and errors are logged.
+    let _ = runctl::telemetry::init(LogFormat::Text, "warn");
+    runctl::demo::run(speed).await.map_err(|e| e.to_string())
 }
 
 fn write_crds(dir: Option<PathBuf>) -> std::io::Result<()> {
@@ -43,9 +125,12 @@ fn write_crds(dir: Option<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Demo { speed } => demo(speed).await,
         Command::Crd { write } => write_crds(write).map_err(|e| e.to_string()),
     };
     match result {

@@ -97,15 +97,8 @@ pub struct Operator {
 impl Operator {
     /// Builds an operator from configuration.
     pub fn from_config(client: Client, config: &OperatorConfig, registry: Arc<ProviderRegistry>, identity: &str) -> Result<Self, OperatorError> {
-        let http_addr = config.metrics_addr.parse().map_err(|e| OperatorError::Http(format!("metricsAddr {:?}: {e}", config.metrics_addr)))?;
-        let lease = config.leader_election.enabled.then(|| LeaseConfig {
-            namespace: config.namespace.clone(),
-            name: config.leader_election.lease_name.clone(),
-            identity: identity.to_string(),
-            lease_duration: Duration::from_secs(config.leader_election.lease_duration_seconds),
-            renew_interval: Duration::from_secs(config.leader_election.renew_interval_seconds),
-            retry_interval: Duration::from_secs(config.leader_election.renew_interval_seconds),
-        });
+        let http_addr = config.metrics_socket_addr().map_err(|e| OperatorError::Http(e.to_string()))?;
+        let lease = config.leader_election.enabled.then(|| config.lease_config(identity));
         Ok(Self {
             client,
             registry,
@@ -126,22 +119,26 @@ impl Operator {
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
+        let mut _always_leader = None;
         let elector = match self.lease.clone() {
             Some(lease) => {
                 info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election enabled");
-                let elector = LeaderElector::new(self.client.clone(), lease);
+                let elector = LeaderElector::new(self.client.clone(), lease).with_metrics(self.metrics.clone());
                 Some(tokio::spawn(elector.run(leader_tx, shutdown.clone())))
             }
             None => {
-                drop(leader_tx);
+                _always_leader = Some(leader_tx);
                 None
             }
         };
         ready.store(true, Ordering::SeqCst);
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = leader_rx.wait_for(|l| *l) => if r.is_err() && !*leader_rx.borrow() { shutdown.cancelled().await; break; },
+            let leading = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                r = leader_rx.wait_for(|l| *l) => r.is_ok(),
+            };
+            if !leading {
+                break;
             }
             info!("leading: starting controllers");
             self.metrics.set_leader(true);
@@ -149,9 +146,10 @@ impl Operator {
             let ctx = Arc::new(Context::new(self.client.clone(), self.registry.clone(), self.metrics.clone(), self.controllers.clone()));
             let stop = term.clone();
             let controllers = tokio::spawn(cloud_resource::run(ctx, async move { stop.cancelled().await }));
+            // The elector's sender closes only when it stops, which it does on shutdown.
             let lost = tokio::select! {
                 _ = shutdown.cancelled() => false,
-                _ = async { let _ = leader_rx.wait_for(|l| !*l).await; if self.lease.is_none() { std::future::pending::<()>().await } } => true,
+                r = leader_rx.wait_for(|l| !*l) => r.is_ok(),
             };
             term.cancel();
             let _ = controllers.await;

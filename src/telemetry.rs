@@ -77,6 +77,7 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     let filter = filter(level, rust_log.as_deref())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),

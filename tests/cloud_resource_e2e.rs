@@ -40,7 +40,7 @@ async fn a_machine_is_created_runs_and_is_terminated_on_delete() {
 
     let cr = wait_state(&crs, "train-1", ResourceState::Running).await;
     let status = cr.status.clone().unwrap();
-    assert!(cr.finalizers().iter().any(|f| f == "runctl.dev/machine"));
+    assert!(cr.metadata.finalizers.iter().flatten().any(|f| f == "runctl.dev/machine"));
     assert!(status.cost_per_hour.unwrap_or(0.0) > 0.0, "cost per hour in status: {status:?}");
     assert!(status.provider_id.is_some());
     assert!(status.pending_create.is_some(), "the intent stays recorded");
@@ -58,13 +58,12 @@ async fn a_machine_is_created_runs_and_is_terminated_on_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_stopped_right_after_the_create_call_adopts_on_restart() {
     let env = TestEnv::start(fast_sim()).await;
-    // The create takes effect but its response is lost; the operator is then stopped before it
-    // could record the machine id (long backoff keeps it from retrying first).
+    // The create takes effect but its response is lost, and the provider answers nothing else
+    // (so the operator cannot learn the id); then the operator is killed.
     env.sim.fail_next(SimOp::Create, SimFault::LoseResponse, 1);
-    let mut cfg = test_controller_config("first");
-    cfg.backoff.base = Duration::from_secs(60);
-    cfg.backoff.max = Duration::from_secs(60);
-    let first = env.start_controller(cfg);
+    env.sim.fail_next(SimOp::List, SimFault::ServerError, 10_000);
+    env.sim.fail_next(SimOp::Observe, SimFault::ServerError, 10_000);
+    let first = env.start_controller(test_controller_config("first"));
     let crs = api(&env);
     let created = crs.create(&PostParams::default(), &CloudResourceBuilder::sim("crash").build()).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
@@ -77,6 +76,7 @@ async fn an_operator_stopped_right_after_the_create_call_adopts_on_restart() {
     .await;
     assert!(cr.status.unwrap().provider_id.is_none(), "the id was never recorded");
     first.kill();
+    env.sim.clear_faults();
 
     let second = env.start_controller(test_controller_config("second"));
     let cr = wait_state(&crs, "crash", ResourceState::Running).await;
@@ -129,8 +129,8 @@ async fn secret_env_reaches_the_machine_but_never_status_or_events() {
         .await
         .unwrap();
     let cr = wait_state(&crs, "with-secret", ResourceState::Running).await;
-    let machine = env.sim.machines().into_iter().find(|m| Some(&m.id) == cr.status.as_ref().unwrap().provider_id.as_ref()).unwrap();
-    assert_eq!(machine.env.get("WANDB_API_KEY").map(String::as_str), Some(value), "the machine gets the value");
+    let workload = env.sim.workload(cr.status.as_ref().unwrap().provider_id.as_deref().unwrap()).expect("machine has a workload");
+    assert_eq!(workload.env.get("WANDB_API_KEY").map(String::as_str), Some(value), "the machine gets the value");
     let everything = serde_json::to_string(&crs.get("with-secret").await.unwrap()).unwrap();
     assert!(!everything.contains(value), "secret value leaked into the object");
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), "default");
@@ -164,10 +164,10 @@ async fn a_terminal_create_error_marks_the_object_and_stops_calling_create() {
     assert_eq!(s.reason.as_deref(), Some("InvalidSpec"));
     let synced = condition::get(&s.conditions, condition::SYNCED).unwrap();
     assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", "InvalidSpec"));
-    let calls = env.sim.stats().creates;
+    let calls = env.sim.stats().calls(SimOp::Create);
     // Several poll intervals later, no further create was attempted.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.sim.stats().creates, calls, "terminal errors wait for a spec change");
+    assert_eq!(env.sim.stats().calls(SimOp::Create), calls, "terminal errors wait for a spec change");
     assert_eq!(env.sim.live_total(), 0);
     crs.delete("rejected", &DeleteParams::default()).await.unwrap();
     wait_gone(&crs, "rejected").await;
@@ -208,7 +208,7 @@ async fn deleting_an_object_whose_create_never_happened_does_not_hang() {
     .await;
     crs.delete("no-creds", &DeleteParams::default()).await.unwrap();
     wait_gone(&crs, "no-creds").await;
-    assert_eq!(env.sim.stats().creates, 0);
+    assert_eq!(env.sim.stats().calls(SimOp::Create), 0);
     op.stop().await;
 }
 
@@ -219,7 +219,7 @@ async fn a_machine_deleted_outside_runctl_is_reported_lost() {
     let crs = api(&env);
     crs.create(&PostParams::default(), &CloudResourceBuilder::sim("vanishing").build()).await.unwrap();
     let cr = wait_state(&crs, "vanishing", ResourceState::Running).await;
-    env.sim.vanish(cr.status.unwrap().provider_id.as_deref().unwrap());
+    env.sim.vanish(cr.status.unwrap().provider_id.as_deref().unwrap()).unwrap();
     let cr = wait_state(&crs, "vanishing", ResourceState::Error).await;
     assert_eq!(cr.status.unwrap().reason.as_deref(), Some("Disappeared"));
     op.stop().await;
@@ -235,7 +235,7 @@ async fn spot_interruption_and_workload_exit_are_reported() {
         .await
         .unwrap();
     let cr = wait_state(&crs, "spot", ResourceState::Running).await;
-    env.sim.interrupt(cr.status.unwrap().provider_id.as_deref().unwrap());
+    env.sim.interrupt(cr.status.unwrap().provider_id.as_deref().unwrap()).unwrap();
     let cr = wait_state(&crs, "spot", ResourceState::Error).await;
     let s = cr.status.unwrap();
     assert_eq!(s.reason.as_deref(), Some("SpotInterrupted"));
@@ -261,8 +261,8 @@ async fn steady_state_polling_uses_the_batched_list() {
     // Four poll intervals of steady state.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = env.sim.stats();
-    let lists = after.lists - before.lists;
-    let observes = after.observes - before.observes;
+    let lists = after.calls(SimOp::List) - before.calls(SimOp::List);
+    let observes = after.calls(SimOp::Observe) - before.calls(SimOp::Observe);
     assert!(lists >= 1, "status is polled");
     assert!(lists <= 6, "about one list per poll interval for 20 objects, got {lists}");
     assert_eq!(observes, 0, "no per-object observe calls in steady state");

@@ -21,7 +21,7 @@ fn replica(env: &TestEnv, identity: &str) -> Operator {
     config.installation_id = "test".into();
     config.namespace = "default".into();
     config.poll_interval_seconds = 1;
-    config.leader_election.lease_duration_seconds = 3;
+    config.leader_election.lease_duration_seconds = 15;
     config.leader_election.renew_interval_seconds = 1;
     config.providers = env.providers.clone();
     let registry = Arc::new(ProviderRegistry::with_sim("test", env.providers.clone(), env.sim.clone()));

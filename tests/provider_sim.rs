@@ -245,10 +245,14 @@ async fn list_reflects_every_state_in_one_call() {
         state_of(&ids[2]),
         Some((ResourceState::Error, reasons::SPOT_INTERRUPTED))
     );
-    assert_eq!(
+    // Terminating lasts 50 ms of real time, which a loaded machine may let pass.
+    assert!(matches!(
         state_of(&ids[3]),
-        Some((ResourceState::Terminating, reasons::TERMINATING))
-    );
+        Some(
+            (ResourceState::Terminating, reasons::TERMINATING)
+                | (ResourceState::Terminated, reasons::TERMINATED)
+        )
+    ));
     assert!(matches!(
         state_of(&ids[0]),
         Some((ResourceState::Starting | ResourceState::Running, _))

@@ -162,6 +162,14 @@ impl Registry {
             .any(|(g, v, _)| g == group && v == version)
     }
 
+    /// Any served version of the resource stored under `key` (`group/plural`).
+    pub fn by_storage_key(&self, key: &str) -> Option<Arc<ResourceType>> {
+        self.types
+            .values()
+            .find(|rt| rt.storage_key() == key)
+            .cloned()
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
         self.types.values()
     }

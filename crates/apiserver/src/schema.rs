@@ -15,11 +15,20 @@ use crate::error::Cause;
 
 /// Remove fields the schema does not declare, except under
 /// `x-kubernetes-preserve-unknown-fields` and the root's `apiVersion`/`kind`/`metadata`.
-pub(crate) fn prune(schema: &Value, object: &mut Value) {
-    prune_node(schema, object, true);
+/// Returns the paths removed (`spec.bogus`, `spec.items[0].x`).
+pub(crate) fn prune(schema: &Value, object: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    prune_node(schema, object, true, "", &mut removed);
+    removed
 }
 
-fn prune_node(schema: &Value, value: &mut Value, keep_type_meta: bool) {
+fn prune_node(
+    schema: &Value,
+    value: &mut Value,
+    keep_type_meta: bool,
+    path: &str,
+    removed: &mut Vec<String>,
+) {
     match value {
         Value::Object(map) => {
             let preserve = schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true);
@@ -35,20 +44,27 @@ fn prune_node(schema: &Value, value: &mut Value, keep_type_meta: bool) {
                     if !(type_meta && key == "metadata")
                         && let Some(child) = map.get_mut(&key)
                     {
-                        prune_node(child_schema, child, false);
+                        prune_node(child_schema, child, false, &join(path, &key), removed);
                     }
                 } else if additional.is_object() {
                     if let Some(child) = map.get_mut(&key) {
-                        prune_node(additional, child, false);
+                        prune_node(additional, child, false, &join(path, &key), removed);
                     }
                 } else if !(preserve || type_meta || additional.as_bool() == Some(true)) {
                     map.remove(&key);
+                    removed.push(join(path, &key));
                 }
             }
         }
         Value::Array(items) if schema["items"].is_object() => {
-            for item in items {
-                prune_node(&schema["items"], item, false);
+            for (i, item) in items.iter_mut().enumerate() {
+                prune_node(
+                    &schema["items"],
+                    item,
+                    false,
+                    &format!("{path}[{i}]"),
+                    removed,
+                );
             }
         }
         _ => {}
@@ -399,7 +415,8 @@ mod tests {
     fn prune_keeps_declared_and_preserved_fields() {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "junk": 1,
             "spec": {"provider": "aws", "bogus": true, "tags": {"k": "v"}, "extra": {"anything": [1]}}});
-        prune(&schema(), &mut obj);
+        let removed = prune(&schema(), &mut obj);
+        assert_eq!(removed, vec!["junk".to_string(), "spec.bogus".to_string()]);
         assert_eq!(
             obj,
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},

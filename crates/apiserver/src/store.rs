@@ -6,8 +6,10 @@
 //! so a watcher that snapshots history and subscribes under the same lock sees no gap and no
 //! duplicate.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -31,6 +33,16 @@ pub(crate) struct Event {
     /// The previous state, so selector-filtered watches can turn a change of match into
     /// ADDED or DELETED.
     pub old: Option<Arc<Value>>,
+    /// `object` serialized once, shared by every watcher that shows it as stored.
+    pub json: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// The object's JSON, serialized on first use.
+    pub fn object_json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+    }
 }
 
 /// Objects of one resource (all versions) keyed by (namespace, name).
@@ -85,12 +97,29 @@ pub(crate) struct StoreLimits {
     pub channel: usize,
 }
 
+/// Where an object lives: (storage key, namespace, name).
+pub(crate) type ObjKey = (String, String, String);
+
+/// The uids named in `object`'s ownerReferences.
+pub(crate) fn owner_uids(object: &Value) -> Vec<String> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str().map(String::from))
+        .collect()
+}
+
 /// All server state guarded by one lock.
 pub(crate) struct Store {
     pub rv: u64,
     pub registry: Registry,
     collections: HashMap<String, Collection>,
     limits: StoreLimits,
+    /// Live objects by uid.
+    uids: HashMap<String, ObjKey>,
+    /// Objects naming an owner uid in their ownerReferences.
+    dependents: HashMap<String, BTreeSet<ObjKey>>,
 }
 
 impl Store {
@@ -100,6 +129,8 @@ impl Store {
             registry: Registry::with_builtins(),
             collections: HashMap::new(),
             limits,
+            uids: HashMap::new(),
+            dependents: HashMap::new(),
         }
     }
 
@@ -121,7 +152,57 @@ impl Store {
 
     /// Drop a whole collection (its CRD was deleted); its watchers see their stream end.
     pub fn drop_collection(&mut self, key: &str) {
-        self.collections.remove(key);
+        if let Some(collection) = self.collections.remove(key) {
+            for object in collection.objects.values() {
+                self.index(key, object, Some(object), true);
+            }
+        }
+    }
+
+    /// The live object with `uid`.
+    pub fn by_uid(&self, uid: &str) -> Option<(ObjKey, Arc<Value>)> {
+        let key = self.uids.get(uid)?;
+        Some((key.clone(), self.get(&key.0, &key.1, &key.2)?))
+    }
+
+    /// Live objects whose ownerReferences name `uid`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<(ObjKey, Arc<Value>)> {
+        self.dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| Some((k.clone(), self.get(&k.0, &k.1, &k.2)?)))
+            .collect()
+    }
+
+    /// Keep the uid and owner indexes in step with a write of `object` (replacing `old`).
+    fn index(&mut self, key: &str, object: &Value, old: Option<&Value>, gone: bool) {
+        let meta = &object["metadata"];
+        let at: ObjKey = (
+            key.to_string(),
+            meta["namespace"].as_str().unwrap_or_default().to_string(),
+            meta["name"].as_str().unwrap_or_default().to_string(),
+        );
+        let before = old.map(owner_uids).unwrap_or_default();
+        let after = if gone { Vec::new() } else { owner_uids(object) };
+        for owner in before.iter().filter(|o| !after.contains(o)) {
+            if let Some(set) = self.dependents.get_mut(owner) {
+                set.remove(&at);
+                if set.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
+        for owner in after {
+            self.dependents.entry(owner).or_default().insert(at.clone());
+        }
+        if let Some(uid) = meta["uid"].as_str() {
+            if gone {
+                self.uids.remove(uid);
+            } else {
+                self.uids.insert(uid.to_string(), at);
+            }
+        }
     }
 
     /// Allocate the next resourceVersion.
@@ -149,6 +230,8 @@ impl Store {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let gone = kind == EventKind::Deleted;
+        self.index(key, &object, old.as_deref(), gone);
         let object = Arc::new(object);
         let collection = self.collection(key);
         if kind == EventKind::Deleted {
@@ -161,6 +244,7 @@ impl Store {
             kind,
             object: object.clone(),
             old,
+            json: OnceLock::new(),
         });
         collection.history.push_back(event.clone());
         while collection.history.len() > limit {

@@ -64,7 +64,19 @@ impl WatchRequest {
             (EventKind::Modified, true, false) => "DELETED",
             _ => return None,
         };
-        Some(self.line(kind, &event.object))
+        let as_stored = self.presenter == Presenter::Full
+            && event.object["apiVersion"].as_str() == Some(self.rt.api_version().as_str());
+        if !as_stored {
+            return Some(self.line(kind, &event.object));
+        }
+        let object = event.object_json();
+        let mut out = Vec::with_capacity(object.len() + 32);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"}\n");
+        Some(Bytes::from(out))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -108,6 +120,8 @@ struct Start {
     backlog: Vec<Arc<Event>>,
     rx: broadcast::Receiver<Arc<Event>>,
     rv: u64,
+    /// Subscribed before the stream starts, so an expiry right after the request counts.
+    expiry: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Open a watch stream.
@@ -120,6 +134,8 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
         ),
     };
     let (tx, out) = mpsc::channel::<Bytes>(256);
+    let mut expiry = app.faults.expiry();
+    expiry.borrow_and_update();
     let start = {
         let mut store = app.store.lock();
         let current = store.rv;
@@ -139,6 +155,7 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
                 backlog: collection.events_after(rv),
                 rx: collection.tx.subscribe(),
                 rv,
+                expiry,
             },
             _ => {
                 let initial = collection
@@ -151,6 +168,7 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
                     backlog: Vec::new(),
                     rx: collection.tx.subscribe(),
                     rv: current,
+                    expiry,
                 }
             }
         }
@@ -190,9 +208,8 @@ async fn run(app: Arc<App>, request: WatchRequest, start: Start, tx: mpsc::Sende
         backlog,
         mut rx,
         rv,
+        mut expiry,
     } = start;
-    let mut expiry = app.faults.expiry();
-    expiry.borrow_and_update();
     let mut shutdown = app.shutdown.clone();
     let deadline = request.timeout.map(|t| Instant::now() + t);
     let mut last_rv = rv;

@@ -75,6 +75,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("failed to write status: {0}")]
     WriteStatus(#[source] kube::Error),
+    /// Reading the latest status before a create failed.
+    #[error("failed to read the latest status: {0}")]
+    ReadStatus(#[source] kube::Error),
     /// The finalizer bookkeeping failed.
     #[error("finalizer bookkeeping failed: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -91,6 +94,7 @@ impl Error {
             Self::Credentials(e) | Self::Workload(e) => e.reason(),
             Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.reason(),
             Self::WriteStatus(_) => "StatusWriteFailed",
+            Self::ReadStatus(_) => "StatusReadFailed",
             Self::Finalizer(_) => "FinalizerFailed",
             Self::StillTerminating(_) => "Terminating",
         }
@@ -159,10 +163,13 @@ impl Target {
             "kind": "CloudResource",
             "status": next,
         });
-        self.api
-            .patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::WriteStatus)?;
+        match self.api.patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
+            Ok(_) => {}
+            // The object is gone (a reconcile from a cache that has not seen the deletion yet):
+            // there is no status left to write.
+            Err(kube::Error::Api(s)) if s.code == 404 => debug!(name = %self.name, "object gone; status not written"),
+            Err(e) => return Err(Error::WriteStatus(e)),
+        }
         self.status = next;
         Ok(())
     }
@@ -250,13 +257,27 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     };
     let now = Timestamp::now();
     let before = t.status.state;
-    let decision = plan::plan_apply(ApplyInput {
-        generation: t.generation,
-        status: &t.status,
-        machine: machine.as_ref(),
-        max_lifetime_seconds: cr.spec.max_lifetime_seconds,
-        now,
-    });
+    let plan_with = |status: &CloudResourceStatus| {
+        plan::plan_apply(ApplyInput {
+            generation: t.generation,
+            status,
+            machine: machine.as_ref(),
+            max_lifetime_seconds: cr.spec.max_lifetime_seconds,
+            now,
+        })
+    };
+    let decision = plan_with(&t.status);
+    if matches!(decision, ApplyPlan::Create | ApplyPlan::RecordIntent { .. }) {
+        // Read our own writes before a create call: the cache may not have seen the status we
+        // wrote last (a terminal failure, an id), and planning on a stale view would call create
+        // again. Creates are rare, so the extra read is cheap. When the cache is behind, try
+        // again shortly instead of acting on it.
+        let fresh = t.api.get_status(&t.name).await.map_err(Error::ReadStatus)?.status.unwrap_or_default();
+        if fresh != t.status {
+            debug!(name = %t.name, "cache behind our last status write; replanning shortly");
+            return Ok(Action::requeue(Duration::from_millis(250)));
+        }
+    }
     debug!(name = %t.name, namespace = %t.namespace, ?decision, "planned");
     match decision {
         ApplyPlan::RecordIntent { attempt } => {
@@ -436,8 +457,13 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
             FinalizerEvent::Cleanup(cr) => cleanup(cr, &ctx).await,
         }
     })
-    .await
-    .map_err(Error::flatten);
+    .await;
+    let result = match result {
+        // Removing the finalizer of an object that is already gone: a reconcile from a cache
+        // that had not seen the deletion yet. Nothing is left to do.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => Ok(Action::await_change()),
+        other => other.map_err(Error::flatten),
+    };
     if result.is_ok() {
         ctx.backoff.success(&uid);
         ctx.metrics.reconcile_ok(CONTROLLER);

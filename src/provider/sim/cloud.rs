@@ -175,6 +175,11 @@ impl SimCloud {
         self.clock.now()
     }
 
+    /// The wall-clock time of a simulated instant (e.g. a timeline entry's `since`).
+    pub fn timestamp(&self, at: SimMillis) -> Timestamp {
+        self.clock.timestamp(at)
+    }
+
     /// Moves a manual clock forward; false (nothing happens) with a real clock.
     pub fn advance(&self, by: Duration) -> bool {
         self.clock.advance(by)
@@ -185,6 +190,11 @@ impl SimCloud {
     /// Makes the next `times` calls of `op` fail with `fault` (after faults queued before).
     pub fn fail_next(&self, op: SimOp, fault: SimFault, times: u32) {
         self.inner.lock().faults.push(op, fault, times);
+    }
+
+    /// Drops every fault queued with [`fail_next`](Self::fail_next).
+    pub fn clear_faults(&self) {
+        self.inner.lock().faults.clear();
     }
 
     /// Limits the machines of `machine_type` that may bill at once (`None`: no limit); a create
@@ -300,6 +310,7 @@ impl SimCloud {
             price_per_hour: self.config.price(&spec),
             created: now,
             run: None,
+            workload: None,
             foreign: true,
             segments: vec![Segment {
                 at: now,
@@ -337,6 +348,15 @@ impl SimCloud {
         let mut inner = self.inner.lock();
         let rec = inner.store.get_mut(num, now, self.config.retain_ms)?;
         Some(self.snapshot(rec, now))
+    }
+
+    /// The workload machine `id` received at create (env values included), for tests that
+    /// check what reached the machine.
+    pub fn workload(&self, id: &str) -> Option<crate::provider::Workload> {
+        let num = parse_id(id)?;
+        let now = self.now();
+        let retain = self.config.retain_ms;
+        self.inner.lock().store.get_mut(num, now, retain).and_then(|r| r.workload.clone())
     }
 
     /// Machines of owner `uid` that still bill (any installation and region).
@@ -602,6 +622,7 @@ impl SimCloud {
             price_per_hour: self.config.price(spec),
             created: now,
             run,
+            workload: spec.workload.clone(),
             foreign: false,
             segments: vec![Segment { at: now, phase }],
         }

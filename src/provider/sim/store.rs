@@ -54,6 +54,9 @@ pub struct Record {
     pub created: SimMillis,
     /// The workload's own end, if timed.
     pub run: Option<WorkloadRun>,
+    /// The workload as the machine received it (env values included, as a real machine has
+    /// them); Debug redacts the values.
+    pub workload: Option<crate::provider::Workload>,
     /// Made by `insert_foreign`, not by a create call.
     pub foreign: bool,
     /// Phases in order; never empty.

@@ -125,6 +125,7 @@ async fn machines_provision_boot_and_run_on_the_clock() {
     );
     assert!(running.public_address.is_some());
     assert_eq!(running.launch_time, m.launch_time);
+    assert_eq!(running.launch_time, Some(c.timestamp(0)));
     let snap = c.machine(&m.id).expect("snapshot");
     let steps: Vec<_> = snap.timeline.iter().map(|s| (s.since, s.reason)).collect();
     assert_eq!(

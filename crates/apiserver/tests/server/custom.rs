@@ -52,6 +52,21 @@ async fn crd_is_established_and_discoverable() {
 }
 
 #[tokio::test]
+async fn crd_name_must_match_plural_and_group() {
+    let (server, _) = server().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    let mut crd = <Widget as kube::CustomResourceExt>::crd();
+    crd.metadata.name = Some("wrong.test.runctl.dev".into());
+    let err = crds
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect_err("bad name");
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 422 && s.message.contains("spec.names.plural"))
+    );
+}
+
+#[tokio::test]
 async fn generation_and_status_isolation() {
     let (_server, widgets) = server().await;
     let created = widgets
@@ -262,6 +277,43 @@ async fn json_patch_test_null_and_pruning_with_dynamic_client() {
     );
     let listed = dynamic.list(&Default::default()).await.expect("list");
     assert_eq!(listed.items.len(), 1);
+}
+
+#[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields() {
+    let (_server, widgets) = server().await;
+    widgets
+        .create(&PostParams::default(), &widget("v", "aws", None))
+        .await
+        .expect("create");
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..Default::default()
+    };
+    let err = widgets
+        .patch("v", &strict, &Patch::Merge(json!({"spec": {"bogus": 1}})))
+        .await
+        .expect_err("strict");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
+            assert!(
+                s.message.contains("unknown field \"spec.bogus\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let lenient = widgets
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bogus": 1}})),
+        )
+        .await
+        .expect("pruned");
+    assert_eq!(lenient.metadata.generation, Some(1), "pruned to a no-op");
 }
 
 #[tokio::test]

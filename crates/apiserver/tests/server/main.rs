@@ -4,6 +4,8 @@
 mod common;
 mod crud;
 mod custom;
+mod gc;
 mod runtime;
+mod scale;
 mod ssa;
 mod watch;

@@ -334,6 +334,43 @@ async fn runtime_watcher_sees_added_modified_deleted() {
 }
 
 #[tokio::test]
+async fn runtime_watcher_with_streaming_lists() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    cms.create(&PostParams::default(), &configmap("early", &[]))
+        .await
+        .expect("early");
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .expect("in time")
+            .expect("no error")
+            .expect("open");
+        match event {
+            watcher::Event::InitApply(cm) => seen.push(cm.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => {
+                cms.create(&PostParams::default(), &configmap("late", &[]))
+                    .await
+                    .expect("late");
+            }
+            watcher::Event::Apply(cm) => {
+                seen.push(cm.metadata.name.unwrap_or_default());
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, vec!["early".to_string(), "late".to_string()]);
+    assert_eq!(
+        server.stats().total(runctl_apiserver::Verb::List),
+        0,
+        "a streaming list needs no LIST"
+    );
+}
+
+#[tokio::test]
 async fn runtime_watcher_relists_after_expiry() {
     let server = ApiServer::start().await.expect("starts");
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
@@ -368,4 +405,80 @@ async fn runtime_watcher_relists_after_expiry() {
         server.stats().total(runctl_apiserver::Verb::List) >= 2,
         "the watcher listed again"
     );
+}
+
+#[tokio::test]
+async fn metadata_watcher_gets_partial_objects() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    cms.create(&PostParams::default(), &configmap("m", &[("a", "b")]))
+        .await
+        .expect("m");
+    let metas = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    assert_eq!(metas.items.len(), 1);
+    assert_eq!(
+        metas.items[0]
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("a"))
+            .map(String::as_str),
+        Some("b")
+    );
+    let partial: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::default_namespaced(server.client());
+    let mut events = watcher(partial, watcher::Config::default()).boxed();
+    let mut saw_init_apply = false;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .expect("in time")
+            .expect("no error")
+            .expect("open");
+        match event {
+            watcher::Event::InitApply(meta) => {
+                assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+                saw_init_apply = true;
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert!(saw_init_apply);
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_watches() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let watching = tokio::spawn(async move {
+        let mut events = watcher(cms, watcher::Config::default()).boxed();
+        // Runs until the server goes away and the watcher starts failing.
+        while let Some(event) = events.next().await {
+            if event.is_err() {
+                break;
+            }
+        }
+    });
+    eventually_watching(&server).await;
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown completes with a watch open");
+    tokio::time::timeout(Duration::from_secs(5), watching)
+        .await
+        .expect("watcher sees the end")
+        .expect("task");
+}
+
+async fn eventually_watching(server: &ApiServer) {
+    for _ in 0..250 {
+        if server.stats().watches_opened > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no watch opened");
 }

@@ -1,0 +1,95 @@
+//! CloudResource end to end with each real provider: the operator against the API test server,
+//! the provider against its stand-in (RunPod, Lyceum) or moto behind the fault proxy (AWS).
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, PostParams};
+use runctl::crd::cloud_resource::ResourceState;
+use runctl::crd::{CloudResource, condition};
+use runctl::provider::ProvidersConfig;
+use support::{TestEnv, eventually, test_controller_config};
+
+fn cr(value: serde_json::Value) -> CloudResource {
+    serde_json::from_value(value).expect("valid CloudResource")
+}
+
+/// Applies `obj`, waits for Running with a price, deletes it and waits until it is gone; returns
+/// the provider id.
+async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
+    let name = obj.metadata.name.clone().unwrap();
+    let op = env.start_controller(test_controller_config("e2e"));
+    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
+    api.create(&PostParams::default(), &obj).await.expect("create");
+    let running = eventually(60, &format!("{name} running"), || async {
+        let cr = api.get_opt(&name).await.ok().flatten()?;
+        let s = cr.status.clone()?;
+        match s.state {
+            Some(ResourceState::Running) => Some(cr),
+            Some(ResourceState::Error) => panic!("{name} failed: {s:?}"),
+            _ => None,
+        }
+    })
+    .await;
+    let s = running.status.clone().unwrap();
+    assert!(s.cost_per_hour.unwrap_or(0.0) > 0.0, "cost per hour in status: {s:?}");
+    assert!(condition::is_true(&s.conditions, condition::READY));
+    let id = s.provider_id.clone().expect("provider id");
+    api.delete(&name, &DeleteParams::default()).await.expect("delete");
+    eventually(60, &format!("{name} deleted"), || async { api.get_opt(&name).await.ok().flatten().is_none().then_some(()) }).await;
+    op.stop().await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runpod_cloud_resource_end_to_end() {
+    use runctl_standins::runpod::RunPodStandin;
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig::default();
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let env = TestEnv::start_with(providers).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())]).await;
+    let id = lifecycle(
+        &env,
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "rp"},
+            "spec": {"provider": "runpod", "gpuType": "NVIDIA H100 80GB HBM3", "gpuCount": 2,
+                     "credentialsSecretRef": {"name": "runpod"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}}
+        })),
+    )
+    .await;
+    assert!(standin.pod(&id).is_none(), "the pod is gone after delete");
+    assert!(standin.pods().is_empty(), "no pod left: {:?}", standin.pods().len());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lyceum_cloud_resource_end_to_end() {
+    use runctl_standins::lyceum::LyceumStandin;
+    let standin = LyceumStandin::start().await;
+    standin.set_step(Duration::from_millis(100));
+    standin.set_create_delay(Duration::from_millis(100));
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    let id = lifecycle(
+        &env,
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "ly"},
+            "spec": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 1,
+                     "credentialsSecretRef": {"name": "lyceum"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"],
+                                  "env": [{"name": "EPOCHS", "value": "3"}]}}
+        })),
+    )
+    .await;
+    let runs = standin.runs();
+    assert_eq!(runs.len(), 1, "exactly one run was started");
+    assert!(id.ends_with(&runs[0].id), "{id} is the run {}", runs[0].id);
+    assert!(!runs[0].is_live(), "the run was aborted on delete: {}", runs[0].status);
+    assert!(runs[0].env.contains("EPOCHS=3"));
+}

@@ -147,8 +147,6 @@ pub struct DataSource {
 }
 
 /// A training job: a container run to completion on a rented GPU machine.
-// The repeated `type_ = …` of printer columns are separate columns, not duplicates.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "runctl.dev",

@@ -39,7 +39,7 @@ use super::cloud_resource::spec::read_secret;
 use super::{Context, FIELD_MANAGER};
 use crate::callback::{AttemptId, AttemptReport, Reports, token};
 use crate::crd::cloud_resource::CloudResource;
-use crate::crd::training_job::{Offer, TrainingJob, TrainingJobStatus};
+use crate::crd::training_job::{JobPhase, Offer, TrainingJob, TrainingJobStatus};
 use plan::{Act, Input, Settings};
 use resources::ReportingSettings;
 use view::{LABEL_JOB, MachineView};
@@ -528,7 +528,9 @@ pub async fn run(
         config,
         reports,
     });
-    Controller::new(jobs, watcher::Config::default())
+    let controller = Controller::new(jobs, watcher::Config::default());
+    let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
+    controller
         .owns(crs, watcher::Config::default().labels(LABEL_JOB))
         .reconcile_all_on(exits)
         .with_config(config_rt)
@@ -540,4 +542,58 @@ pub async fn run(
             }
         })
         .await;
+    gauges.abort();
+}
+
+/// Rows of the objects gauge: TrainingJobs by provider and phase, from the controller's cache.
+pub fn gauge_rows(jobs: &[Arc<TrainingJob>]) -> Vec<(&'static str, &'static str, i64)> {
+    let mut counts: BTreeMap<(&'static str, &'static str), i64> = BTreeMap::new();
+    for job in jobs {
+        let status = job.status.as_ref();
+        let provider = status
+            .and_then(|s| s.provider)
+            .map_or("none", |p| p.as_str());
+        let phase = status
+            .and_then(|s| s.phase)
+            .map_or("Pending", JobPhase::as_str);
+        *counts.entry((provider, phase)).or_default() += 1;
+    }
+    counts.into_iter().map(|((p, s), n)| (p, s, n)).collect()
+}
+
+async fn publish_gauges(store: kube::runtime::reflector::Store<TrainingJob>, ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(ctx.config.poll_interval.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        ctx.metrics
+            .set_objects("TrainingJob", &gauge_rows(&store.state()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_rows_count_jobs_by_provider_and_phase() {
+        let job = |phase: Option<JobPhase>| {
+            let spec = serde_json::from_value(serde_json::json!({
+                "placement": {"provider": "sim", "instanceType": "t"}, "workload": {"image": "x"}
+            }))
+            .unwrap();
+            let mut j = TrainingJob::new("j", spec);
+            j.status = phase.map(|p| TrainingJobStatus {
+                phase: Some(p),
+                provider: Some(crate::crd::ProviderKind::Sim),
+                ..Default::default()
+            });
+            Arc::new(j)
+        };
+        let rows = gauge_rows(&[
+            job(None),
+            job(Some(JobPhase::Running)),
+            job(Some(JobPhase::Running)),
+        ]);
+        assert_eq!(rows, vec![("none", "Pending", 1), ("sim", "Running", 2)]);
+    }
 }

@@ -620,3 +620,29 @@ fn every_example_job_parses_and_passes_the_cel_rules() {
     }
     assert!(seen >= 4, "one example per provider at least");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_keeps_following_the_job() {
+    let env = TestEnv::start(fast_sim()).await;
+    let first = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("durable", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "durable", 1).await;
+    let old_base = first.callback_base.clone();
+    first.stop().await;
+
+    // A new operator (empty report store and token cache) on another port.
+    let second = start(&env).await;
+    let w = Workload {
+        url: w.url.replace(&old_base, &second.callback_base),
+        ..w
+    };
+    assert_eq!(w.heartbeat().await, 200, "the token is verified from its Secret");
+    assert_eq!(w.exit(0).await, 200);
+    let s = wait_phase(&env, "durable", JobPhase::Succeeded).await;
+    assert_eq!(s.attempt_count, 1, "no second machine after the restart");
+    wait_no_machines(&env, "durable").await;
+    second.stop().await;
+}

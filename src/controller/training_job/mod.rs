@@ -87,6 +87,9 @@ pub enum Error {
     /// The object lacks namespace or name.
     #[error("object has no namespace")]
     MissingMetadata,
+    /// Reading the job failed.
+    #[error("failed to read the job: {0}")]
+    Get(#[source] kube::Error),
     /// Listing the job's CloudResources failed.
     #[error("failed to list the job's CloudResources: {0}")]
     List(#[source] kube::Error),
@@ -130,6 +133,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingMetadata => "MissingMetadata",
+            Self::Get(_) => "GetFailed",
             Self::List(_) => "ListFailed",
             Self::TokenSecret(_) => "TokenSecretFailed",
             Self::DataCredentials(e) => e.reason(),
@@ -293,11 +297,22 @@ async fn write_status(
     Ok(())
 }
 
-async fn apply(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
+async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
     let ctx = &jc.ctx;
-    let ns = job.namespace().ok_or(Error::MissingMetadata)?;
-    let name = job.name_any();
+    let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
+    let name = cached.name_any();
     let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
+    // The cache may not hold this controller's last status write yet (a reconcile triggered by
+    // a CloudResource event can run first); planning from a stale status could undo a final
+    // outcome or start a needless machine. Reconciles of one object never overlap, so a fresh
+    // read sees every earlier write.
+    let Some(job) = api.get_opt(&name).await.map_err(Error::Get)? else {
+        return Ok(Action::await_change());
+    };
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::requeue(ctx.config.transition_poll_interval));
+    }
+    let job = Arc::new(job);
     let generation = job.metadata.generation.unwrap_or(0);
     let machines: Vec<MachineView> = list_machines(ctx, &ns, &name)
         .await?

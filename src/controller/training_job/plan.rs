@@ -561,10 +561,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             },
             now,
         );
-        s.phase = Some(JobPhase::Suspended);
-        s.reason = None;
-        s.message =
-            Some("suspended: the machine is released; resuming starts a new attempt".into());
+        // `between_attempts` marks the job Suspended.
         return;
     }
     if let Some(at) = deadline(i.spec, s) {

@@ -90,3 +90,53 @@ impl MachineView {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cr(labels: serde_json::Value, status: serde_json::Value) -> CloudResource {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource",
+            "metadata": {"name": "j-a2", "labels": labels},
+            "spec": {"provider": "runpod", "gpuType": "H100", "gpuCount": 2},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_attempt_state_and_synced_reason() {
+        let v = MachineView::of(&cr(
+            serde_json::json!({"runctl.dev/job": "j", "runctl.dev/attempt": "2"}),
+            serde_json::json!({
+                "state": "Starting", "reason": "InsufficientCapacity",
+                "conditions": [{"type": "Synced", "status": "False", "reason": "InsufficientCapacity", "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }),
+        ))
+        .unwrap();
+        assert_eq!(v.attempt, 2);
+        assert_eq!(v.machine_type.as_deref(), Some("H100 x2"));
+        assert_eq!(v.synced_reason.as_deref(), Some("InsufficientCapacity"));
+        assert!(!v.has_machine && !v.deleting);
+        assert_eq!(v.state, Some(ResourceState::Starting));
+    }
+
+    #[test]
+    fn objects_without_the_attempt_label_are_not_attempts() {
+        assert!(
+            MachineView::of(&cr(
+                serde_json::json!({"runctl.dev/job": "j"}),
+                serde_json::json!({})
+            ))
+            .is_none()
+        );
+        assert!(
+            MachineView::of(&cr(
+                serde_json::json!({"runctl.dev/attempt": "x"}),
+                serde_json::json!({})
+            ))
+            .is_none()
+        );
+    }
+}

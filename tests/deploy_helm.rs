@@ -286,6 +286,19 @@ fn optional_objects_render_only_when_enabled() {
         "arn:aws:iam::123456789012:role/runctl-operator"
     );
 
+    let metrics_backend = helm_template(&[
+        "--values",
+        ALL_OPTIONS,
+        "--set",
+        "ingress.servicePort=metrics",
+    ]);
+    let path = &one(&metrics_backend, "Ingress")["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(
+        path["path"], "/callback/",
+        "only the callback routes are exposed"
+    );
+    assert_eq!(path["backend"]["service"]["port"]["name"], "metrics");
+
     let no_pdb = helm_template(&["--set", "podDisruptionBudget.enabled=false"]);
     assert!(all_of(&no_pdb, "PodDisruptionBudget").is_empty());
 }
@@ -379,6 +392,7 @@ fn values_schema_rejects_bad_values() {
         ),
         (&["--set", "providers.runpod.apiKey=abc"], "apiKey"),
         (&["--set", "replicas=2"], "replicas"),
+        (&["--set", "ingress.servicePort=admin"], "servicePort"),
         (
             &[
                 "--set",

@@ -195,7 +195,6 @@ fn binary_help_and_crd_work() {
 }
 
 #[test]
-#[ignore = "`run` and `demo` land with the runtime work; un-ignore once `runctl run` exists on main"]
 fn binary_help_lists_the_subcommands_the_image_runs() {
     let text = String::from_utf8(runctl(&["--help"]).stdout).expect("UTF-8");
     for sub in ["run", "crd", "demo"] {

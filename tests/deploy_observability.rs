@@ -4,8 +4,7 @@
 //! and provider errors; leaked machines, budget, provider errors, leader election.
 //!
 //! The defined metrics are read from `src/metrics.rs` as text (every `"runctl_*"` name literal
-//! outside its tests). While that module is still the placeholder without names, the check runs
-//! against the metric table of `docs/observability.md` instead, and says so.
+//! outside its tests).
 
 mod deploy_support;
 
@@ -69,19 +68,11 @@ fn documented() -> BTreeSet<String> {
         .collect()
 }
 
-/// The metrics to check against: the code's, or the documented list while the code has none.
+/// The metrics the code defines.
 fn defined() -> BTreeSet<String> {
     let code = defined_in_code();
-    if code.is_empty() {
-        eprintln!(
-            "src/metrics.rs defines no metric names yet (placeholder); checking against docs/observability.md"
-        );
-        let docs = documented();
-        assert!(!docs.is_empty(), "docs/observability.md lists no metrics");
-        docs
-    } else {
-        code
-    }
+    assert!(!code.is_empty(), "src/metrics.rs defines no metric names");
+    code
 }
 
 /// Maps a series name to its metric: histogram series end in _bucket, _sum or _count.
@@ -153,10 +144,7 @@ fn dashboard_and_alerts_use_only_defined_metrics() {
 #[test]
 fn documented_metrics_match_the_code() {
     let code = defined_in_code();
-    if code.is_empty() {
-        eprintln!("src/metrics.rs defines no metric names yet (placeholder); nothing to compare");
-        return;
-    }
+    assert!(!code.is_empty(), "src/metrics.rs defines no metric names");
     let docs = documented();
     assert_eq!(
         docs, code,

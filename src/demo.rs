@@ -134,6 +134,7 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         ..OperatorConfig::default()
     };
     config.providers.sim = sim.clone();
+    config.jobs.callback_addr = "127.0.0.1:0".into();
     let cloud = Arc::new(SimCloud::new(sim));
     let registry = Arc::new(ProviderRegistry::with_sim("demo", config.providers.clone(), cloud.clone()));
     let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;

@@ -639,10 +639,58 @@ async fn a_restarted_operator_keeps_following_the_job() {
         url: w.url.replace(&old_base, &second.callback_base),
         ..w
     };
-    assert_eq!(w.heartbeat().await, 200, "the token is verified from its Secret");
+    assert_eq!(
+        w.heartbeat().await,
+        200,
+        "the token is verified from its Secret"
+    );
     assert_eq!(w.exit(0).await, 200);
     let s = wait_phase(&env, "durable", JobPhase::Succeeded).await;
     assert_eq!(s.attempt_count, 1, "no second machine after the restart");
     wait_no_machines(&env, "durable").await;
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_source_credentials_are_passed_as_secret_references() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    let spec = json!({"workload": {
+        "image": "x",
+        "dataSource": {"uri": "s3://data/set", "credentialsSecretRef": {"name": "s3-creds"}}
+    }});
+    jobs(&env)
+        .create(&PostParams::default(), &job("data", spec))
+        .await
+        .unwrap();
+    let s = wait_job(&env, "data", "the missing Secret reported in Synced", |s| {
+        condition::get(&s.conditions, condition::SYNCED)
+            .is_some_and(|c| c.status == "False" && c.reason == "SecretNotFound")
+    })
+    .await;
+    assert!(s.attempts.is_empty(), "no attempt without its Secret");
+    let value = "AKIA-very-secret-value";
+    env.secret(
+        "s3-creds",
+        &[("AWS_ACCESS_KEY_ID", value), ("not-an-env-name", "x")],
+    )
+    .await;
+    running_attempt(&env, "data", 1).await;
+    let cr = crs(&env).get("data-a1").await.unwrap();
+    let envs = cr.spec.workload.clone().unwrap().env;
+    let key = envs.iter().find(|e| e.name == "AWS_ACCESS_KEY_ID").unwrap();
+    assert!(key.value.is_none());
+    assert_eq!(
+        key.value_from.as_ref().unwrap().secret_key_ref.name,
+        "s3-creds"
+    );
+    let source = envs
+        .iter()
+        .find(|e| e.name == "RUNCTL_DATA_SOURCE")
+        .unwrap();
+    assert_eq!(source.value.as_deref(), Some("s3://data/set"));
+    assert!(!serde_json::to_string(&cr).unwrap().contains(value));
+    let s = jobs(&env).get("data").await.unwrap().status.unwrap();
+    assert!(condition::is_true(&s.conditions, condition::SYNCED));
+    op.stop().await;
 }

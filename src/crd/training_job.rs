@@ -442,7 +442,7 @@ pub struct TrainingJobStatus {
     /// Generation of the spec last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Complete, Failed, Suspended and MachinesReleased.
+    /// Ready, Complete, Failed, Suspended, MachinesReleased and Synced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -1,7 +1,8 @@
 //! The job's conditions, from its phase: `Ready` (the workload runs or has succeeded),
 //! `Complete`, `Failed`, `Suspended` (what `kubectl wait --for=condition=…`, Argo CD and Flux
-//! read), and `MachinesReleased` (every machine of an ended attempt is gone; cleanup problems
-//! after a final outcome show here, never in the phase).
+//! read), `MachinesReleased` (every machine of an ended attempt is gone; cleanup problems
+//! after a final outcome show here, never in the phase) and `Synced` (the last reconcile
+//! succeeded, as on CloudResources).
 
 use jiff::Timestamp;
 
@@ -117,6 +118,34 @@ pub fn set_all(
     set(MACHINES_RELEASED, ok, r, m);
 }
 
+/// Sets `Synced`: True after a successful reconcile, else False with the failed step's reason.
+pub fn set_synced(
+    s: &mut TrainingJobStatus,
+    generation: i64,
+    now: Timestamp,
+    failure: Option<(&str, String)>,
+) {
+    let (status, reason, message) = match failure {
+        None => (
+            condition::TRUE,
+            "ReconcileSuccess",
+            "the job's objects are in sync".to_string(),
+        ),
+        Some((reason, message)) => (condition::FALSE, reason, message),
+    };
+    condition::set(
+        &mut s.conditions,
+        NewCondition {
+            type_: condition::SYNCED,
+            status,
+            reason,
+            message,
+        },
+        Some(generation),
+        now,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +205,24 @@ mod tests {
             (prov[0].1.as_str(), prov[0].2.as_str()),
             ("False", "Provisioning")
         );
+    }
+
+    #[test]
+    fn synced_reports_the_failed_step() {
+        let mut s = TrainingJobStatus::default();
+        set_synced(
+            &mut s,
+            1,
+            Timestamp::now(),
+            Some(("SecretNotFound", "m".into())),
+        );
+        let c = condition::get(&s.conditions, condition::SYNCED).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SecretNotFound")
+        );
+        set_synced(&mut s, 1, Timestamp::now(), None);
+        assert!(condition::is_true(&s.conditions, condition::SYNCED));
     }
 
     #[test]

@@ -370,7 +370,20 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                 Err(Error::Apply { source, .. }) if api_error_code(&source) == Some(422) => {
                     plan::rejected_start(&mut p, attempt, source.to_string(), now);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The attempt did not start: keep the previous status, report the step.
+                    let mut prev = status.clone();
+                    conditions::set_synced(
+                        &mut prev,
+                        generation,
+                        now,
+                        Some((e.reason(), e.to_string())),
+                    );
+                    if job.status.as_ref() != Some(&prev) {
+                        write_status(&api, &name, &prev).await?;
+                    }
+                    return Err(e);
+                }
             },
             Act::Release { name: cr, attempt } => {
                 match release(ctx, &ns, &name, &cr, attempt).await {
@@ -415,6 +428,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
 
     let mut next = p.status.clone();
     conditions::set_all(&mut next, generation, now, p.releasing, cleanup_error);
+    conditions::set_synced(&mut next, generation, now, None);
     if job.status.as_ref() != Some(&next) {
         write_status(&api, &name, &next).await?;
     }

@@ -30,7 +30,8 @@ pub struct TestEnv {
 
 /// Fast simulator timings for tests.
 pub fn fast_sim() -> SimConfig {
-    SimConfig { provision_ms: 50, boot_ms: 300, ..SimConfig::default() }
+    // The sim's reporting wrapper is off: these tests play the workload's side themselves.
+    SimConfig { provision_ms: 50, boot_ms: 300, reporting: false, ..SimConfig::default() }
 }
 
 /// Controller settings with short intervals for tests.

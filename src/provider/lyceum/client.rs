@@ -153,6 +153,9 @@ impl Client {
             Answer::Ok(text) => Self::decode(&what, &text).map(Some),
             Answer::Status(404, _, _) if absent_ok => Ok(None),
             Answer::Status(status, text, retry_after) => {
+                // Scrub the body before classify cuts it: a key across the cut would survive in
+                // part otherwise.
+                let text = errors::scrub(&text, &[&self.api_key]);
                 Err(self.scrubbed(errors::classify(&what, status, &text, retry_after)))
             }
         }

@@ -41,7 +41,7 @@ pub fn describe(status: u16, body: &[u8]) -> (Option<Problem>, String) {
     } else {
         text
     };
-    (problem, truncate(&text))
+    (problem, text)
 }
 
 /// Maps an error answer (not 2xx) to its class. `secrets` are scrubbed from the message.
@@ -52,7 +52,8 @@ pub fn classify(
     secrets: &[&str],
 ) -> ProviderError {
     let (_, text) = describe(status, body);
-    let text = scrub(&text, secrets);
+    // Scrub before cutting: a secret across the cut would otherwise survive in part.
+    let text = truncate(&scrub(&text, secrets));
     let message = format!("RunPod answered {status}: {text}");
     match status {
         400 if is_capacity_detail(&text) => ProviderError::Capacity { message },
@@ -213,5 +214,9 @@ mod tests {
         let long = "x".repeat(1000);
         let e = classify(500, long.as_bytes(), None, &[]);
         assert!(e.message().len() < 400);
+        // A secret straddling the length limit is removed whole, not cut in half.
+        let straddling = format!("{}rpa_SECRET123{}", "y".repeat(MAX_MESSAGE - 5), "z".repeat(50));
+        let e = classify(500, straddling.as_bytes(), None, &["rpa_SECRET123"]);
+        assert!(!e.message().contains("rpa_SEC"), "{e}");
     }
 }

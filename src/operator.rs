@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::OperatorConfig;
 use crate::controller::backoff::BackoffConfig;
+use crate::controller::reaper::{Reaper, ReaperConfig, ReaperMetrics};
 use crate::controller::{Context, ControllerConfig, cloud_resource};
 use crate::crd::{CloudResource, TrainingJob};
 use crate::metrics::Metrics;
@@ -92,6 +93,8 @@ pub struct Operator {
     pub lease: Option<LeaseConfig>,
     /// Where to serve metrics and health; `None` serves nothing.
     pub http_addr: Option<SocketAddr>,
+    /// Orphan reaper settings; `None` runs no reaper.
+    pub reaper: Option<ReaperConfig>,
 }
 
 impl Operator {
@@ -106,6 +109,7 @@ impl Operator {
             controllers: controller_config(config, identity),
             lease,
             http_addr: Some(http_addr),
+            reaper: Some(ReaperConfig { status_namespace: Some(config.namespace.clone()), ..ReaperConfig::default() }),
         })
     }
 
@@ -132,6 +136,7 @@ impl Operator {
             }
         };
         ready.store(true, Ordering::SeqCst);
+        let reaper_metrics = self.reaper.as_ref().map(|_| Arc::new(ReaperMetrics::new(&self.metrics)));
         loop {
             let leading = tokio::select! {
                 _ = shutdown.cancelled() => false,
@@ -145,6 +150,14 @@ impl Operator {
             let term = shutdown.child_token();
             let ctx = Arc::new(Context::new(self.client.clone(), self.registry.clone(), self.metrics.clone(), self.controllers.clone()));
             let stop = term.clone();
+            let reaper = match (&self.reaper, &reaper_metrics) {
+                (Some(config), Some(metrics)) => {
+                    let reaper = Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
+                    let stop = term.clone();
+                    Some(tokio::spawn(reaper.run(async move { stop.cancelled().await })))
+                }
+                _ => None,
+            };
             let controllers = tokio::spawn(cloud_resource::run(ctx, async move { stop.cancelled().await }));
             // The elector's sender closes only when it stops, which it does on shutdown.
             let lost = tokio::select! {
@@ -153,6 +166,9 @@ impl Operator {
             };
             term.cancel();
             let _ = controllers.await;
+            if let Some(r) = reaper {
+                let _ = r.await;
+            }
             self.metrics.set_leader(false);
             if !lost {
                 break;

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod cloud_resource;
 pub mod fleet;
+pub mod reaper;
 
 use std::sync::Arc;
 use std::time::Duration;

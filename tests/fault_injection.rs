@@ -12,7 +12,7 @@ mod support;
 use fault::backend::BackendKind;
 use fault::{Summary, run_many};
 
-/// Seeds of the short mode; fixed so that `cargo test` is repeatable.
+/// First seed of the short mode; fixed so that `cargo test` is repeatable.
 const SHORT_SEED: u64 = 0x5eed_0001;
 
 fn env_u64(name: &str) -> Option<u64> {

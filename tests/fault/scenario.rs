@@ -123,8 +123,8 @@ fn op(rng: &mut StdRng) -> Op {
 fn lifetime(rng: &mut StdRng, objects: usize, timeouts: bool) -> Lifetime {
     let mut provider_faults = Vec::new();
     for _ in 0..rng.random_range(0..=3) {
-        let f = match rng.random_range(0..7) {
-            0 => ProviderFault::LoseCreateResponse,
+        let f = match rng.random_range(0..8) {
+            0 | 7 => ProviderFault::LoseCreateResponse,
             1 => ProviderFault::ErrorAfterCreate,
             2 => ProviderFault::ServerError(op(rng)),
             3 => ProviderFault::RateLimitedRetryAfter(op(rng)),
@@ -151,8 +151,8 @@ fn lifetime(rng: &mut StdRng, objects: usize, timeouts: bool) -> Lifetime {
         2 => KillPoint::CreateCalled,
         _ => KillPoint::IdRecorded,
     };
-    let delete_during = rng.random_bool(0.25).then(|| (rng.random_range(0..objects), rng.random_range(0..500)));
-    let delete_while_down = rng.random_bool(0.2).then(|| rng.random_range(0..objects));
+    let delete_during = rng.random_bool(0.35).then(|| (rng.random_range(0..objects), rng.random_range(0..500)));
+    let delete_while_down = rng.random_bool(0.5).then(|| rng.random_range(0..objects));
     Lifetime { provider_faults, api_faults, kill, kill_jitter_ms: rng.random_range(0..40), delete_during, delete_while_down }
 }
 

@@ -2,8 +2,10 @@
 //! server (which enforces runctl's CRD schemas and CEL rules like a real API server) and must be
 //! rejected with the message the file's `# expect:` line names, leaving nothing behind. Files
 //! with an `# update:` line hold two documents: the first is created, the second is applied as
-//! a merge patch and must be rejected, leaving the object unchanged.
+//! a merge patch and must be rejected, leaving the object unchanged. Property tests of the pure
+//! code that handles provider answers are in `tests/hostile/`.
 
+mod hostile;
 mod support;
 
 use std::path::{Path, PathBuf};

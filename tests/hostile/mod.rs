@@ -2,6 +2,8 @@
 //! normalization of arbitrary provider statuses, error classification of arbitrary answers,
 //! and status merging of arbitrary observations. None may panic, and each keeps its invariants.
 
+pub mod answers;
+
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};

@@ -126,11 +126,13 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     let mut sim = sim_config();
     sim.provision_ms /= speed;
     sim.boot_ms /= speed;
-    let mut config = OperatorConfig::default();
-    config.installation_id = "demo".into();
-    config.namespace = "default".into();
-    config.metrics_addr = "127.0.0.1:0".into();
-    config.poll_interval_seconds = 1;
+    let mut config = OperatorConfig {
+        installation_id: "demo".into(),
+        namespace: "default".into(),
+        metrics_addr: "127.0.0.1:0".into(),
+        poll_interval_seconds: 1,
+        ..OperatorConfig::default()
+    };
     config.providers.sim = sim.clone();
     let cloud = Arc::new(SimCloud::new(sim));
     let registry = Arc::new(ProviderRegistry::with_sim("demo", config.providers.clone(), cloud.clone()));
@@ -154,12 +156,16 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     let mut settled_ticks = 0;
     for _ in 0..(120 * speed.min(10)) {
         let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
-        if !interrupted {
-            if let Some(id) = crs.iter().find(|c| c.name_any() == "spot-a100").and_then(|c| c.status.as_ref()).filter(|s| s.state == Some(ResourceState::Running)).and_then(|s| s.provider_id.clone()) {
-                let _ = cloud.interrupt(&id);
-                interrupted = true;
-                println!("\n>>> the simulated cloud reclaims spot machine {id}");
-            }
+        let spot_running = crs
+            .iter()
+            .find(|c| c.name_any() == "spot-a100")
+            .and_then(|c| c.status.as_ref())
+            .filter(|s| s.state == Some(ResourceState::Running))
+            .and_then(|s| s.provider_id.clone());
+        if let (false, Some(id)) = (interrupted, spot_running) {
+            let _ = cloud.interrupt(&id);
+            interrupted = true;
+            println!("\n>>> the simulated cloud reclaims spot machine {id}");
         }
         let table = render(&crs);
         let states: BTreeMap<String, Option<ResourceState>> = crs.iter().map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state))).collect();

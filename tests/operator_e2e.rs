@@ -17,10 +17,12 @@ use support::{TestEnv, eventually, fast_sim};
 use tokio_util::sync::CancellationToken;
 
 fn replica(env: &TestEnv, identity: &str) -> Operator {
-    let mut config = OperatorConfig::default();
-    config.installation_id = "test".into();
-    config.namespace = "default".into();
-    config.poll_interval_seconds = 1;
+    let mut config = OperatorConfig {
+        installation_id: "test".into(),
+        namespace: "default".into(),
+        poll_interval_seconds: 1,
+        ..OperatorConfig::default()
+    };
     config.leader_election.lease_duration_seconds = 15;
     config.leader_election.renew_interval_seconds = 1;
     config.providers = env.providers.clone();

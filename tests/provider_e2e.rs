@@ -65,3 +65,75 @@ async fn runpod_cloud_resource_end_to_end() {
     assert!(standin.pods().is_empty(), "no pod left: {:?}", standin.pods().len());
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lyceum_cloud_resource_end_to_end() {
+    use runctl_standins::lyceum::LyceumStandin;
+    let standin = LyceumStandin::start().await;
+    standin.set_step(Duration::from_millis(100));
+    standin.set_create_delay(Duration::from_millis(100));
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    let id = lifecycle(
+        &env,
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "ly"},
+            "spec": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 1,
+                     "credentialsSecretRef": {"name": "lyceum"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"],
+                                  "env": [{"name": "EPOCHS", "value": "3"}]}}
+        })),
+    )
+    .await;
+    let runs = standin.runs();
+    assert_eq!(runs.len(), 1, "exactly one run was started");
+    assert!(id.ends_with(&runs[0].id), "{id} is the run {}", runs[0].id);
+    assert!(!runs[0].is_live(), "the run was aborted on delete: {}", runs[0].status);
+    assert!(runs[0].env.contains("EPOCHS=3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cloud_resource_end_to_end() {
+    use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
+    use runctl_standins::aws::{Ec2Proxy, MotoServer};
+    let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
+    let direct = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(moto.url())
+            .credentials_provider(AwsCredentials::new("testing", "testing", None, None, "test"))
+            .build(),
+    );
+    let images = direct.describe_images().owners("amazon").send().await.expect("moto images");
+    let ami = images.images().first().and_then(|i| i.image_id()).expect("an AMI").to_string();
+    let mut providers = ProvidersConfig::default();
+    providers.aws.endpoint_url = Some(proxy.url());
+    providers.aws.default_ami_id = Some(ami);
+    providers.aws.max_attempts = 1;
+    let env = TestEnv::start_with(providers).await;
+    env.secret("aws", &[("accessKeyId", "AKIATESTING"), ("secretAccessKey", "testing-secret")]).await;
+    let id = lifecycle(
+        &env,
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "ec2"},
+            "spec": {"provider": "aws", "instanceType": "g5.xlarge", "region": "us-east-1",
+                     "credentialsSecretRef": {"name": "aws"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}}
+        })),
+    )
+    .await;
+    let out = direct.describe_instances().instance_ids(&id).send().await.expect("describe");
+    let states: Vec<String> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+        .collect();
+    assert_eq!(states, vec!["terminated".to_string()], "the instance is terminated after delete");
+    let all = direct.describe_instances().send().await.expect("describe all");
+    assert_eq!(all.reservations().iter().map(|r| r.instances().len()).sum::<usize>(), 1, "exactly one instance was launched");
+}

@@ -3,9 +3,13 @@
 //! The Rust types here are the single source of the CRDs: `runctl crd` prints them and the
 //! files in `crds/` are generated from them (a test fails when they drift).
 
+// kube's `printcolumn(...)` attributes repeat keys such as `type_` by design; clippy reads them
+// as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 pub mod cloud_resource;
 pub mod common;
 pub mod condition;
+#[allow(clippy::duplicated_attributes)]
 pub mod training_job;
 
 pub use cloud_resource::{CloudResource, CloudResourceSpec, CloudResourceStatus};

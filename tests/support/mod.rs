@@ -49,9 +49,7 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
 impl TestEnv {
     /// Starts the API server, installs the CRDs and creates a simulated cloud.
     pub async fn start(sim: SimConfig) -> Self {
-        let mut providers = ProvidersConfig::default();
-        providers.sim = sim;
-        Self::start_with(providers).await
+        Self::start_with(ProvidersConfig { sim, ..ProvidersConfig::default() }).await
     }
 
     /// Like [`start`](Self::start) with a full provider configuration (real providers pointed

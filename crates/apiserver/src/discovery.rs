@@ -145,21 +145,53 @@ pub(crate) fn openapi_v3(registry: &Registry) -> Value {
     json!({"paths": paths})
 }
 
-/// A minimal OpenAPI v3 document for one group/version: schemas of custom resources.
+/// A minimal OpenAPI v3 document for one group/version: each kind's schema, and its paths with
+/// the write operations and the `fieldValidation` parameter kubectl looks for before it relies
+/// on server-side field validation.
 pub(crate) fn openapi_v3_group(registry: &Registry, group: &str, version: &str) -> Value {
     let mut schemas = serde_json::Map::new();
+    let mut paths = serde_json::Map::new();
     for rt in registry
         .all()
         .filter(|rt| rt.group == group && rt.version == version)
     {
+        let gvk = json!({"group": group, "version": version, "kind": rt.kind});
         let mut schema = rt.schema.as_deref().cloned().unwrap_or_else(
             || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         );
-        schema["x-kubernetes-group-version-kind"] =
-            json!([{"group": group, "version": version, "kind": rt.kind}]);
-        schemas.insert(format!("{}.{}.{}", group, version, rt.kind), schema);
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        let schema_name = format!("{}.{}.{}", group, version, rt.kind);
+        schemas.insert(schema_name.clone(), schema);
+        let prefix = if group.is_empty() {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let scope = if rt.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let collection = format!("{prefix}{scope}/{}", rt.plural);
+        let operation = |action: &str| {
+            json!({
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [
+                    {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+                    {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                    {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema_name}")}}}}},
+            })
+        };
+        paths.insert(collection.clone(), json!({"post": operation("post")}));
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({"put": operation("put"), "patch": operation("patch")}),
+        );
     }
-    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.34.0"}, "paths": {}, "components": {"schemas": schemas}})
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.34.0"}, "paths": paths, "components": {"schemas": schemas}})
 }
 
 #[cfg(test)]
@@ -171,6 +203,20 @@ mod tests {
         let mut versions = vec!["v1alpha1", "v2", "v1beta2", "v1", "v1beta1"];
         versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(versions, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1"]);
+    }
+
+    #[test]
+    fn openapi_v3_paths_offer_field_validation() {
+        let registry = Registry::with_builtins();
+        let doc = openapi_v3_group(&registry, "coordination.k8s.io", "v1");
+        let patch = &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"]
+            ["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            json!("Lease")
+        );
+        let params = patch["parameters"].as_array().cloned().unwrap_or_default();
+        assert!(params.iter().any(|p| p["name"] == "fieldValidation"));
     }
 
     #[test]

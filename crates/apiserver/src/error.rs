@@ -145,6 +145,19 @@ impl ApiError {
         }))
     }
 
+    /// 403 Forbidden for a write the server refuses (not an authorization decision).
+    pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                group_resource(group, plural)
+            ),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
     /// 422 Invalid; `kind_group` is `Kind[.group]`.
     pub fn invalid(
         kind_group: &str,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::delete;
 use crate::store::{EventKind, ObjKey, Store, owner_uids};
-use crate::write;
 
 /// The finalizer holding an owner in foreground deletion.
 pub(crate) const FOREGROUND: &str = "foregroundDeletion";
@@ -59,12 +59,12 @@ fn retain_refs(store: &mut Store, key: &ObjKey, obj: Arc<Value>, keep: impl Fn(&
 }
 
 /// Delete `obj` as the garbage collector does: mark it while finalizers remain, else remove.
-fn collect(store: &mut Store, key: &ObjKey, obj: Arc<Value>, now: &str) {
+pub(crate) fn collect(store: &mut Store, key: &ObjKey, obj: Arc<Value>, now: &str) {
     let Some(rt) = store.registry.by_storage_key(&key.0) else {
         return;
     };
     if finalizers(&obj).is_empty() {
-        write::remove(store, &rt, obj, now);
+        delete::remove(store, &rt, obj, now);
     } else if obj["metadata"]["deletionTimestamp"].is_null() {
         let mut next = (*obj).clone();
         next["metadata"]["deletionTimestamp"] = json!(now);
@@ -168,7 +168,7 @@ fn settle_foreground(store: &mut Store, key: &ObjKey, owner: Arc<Value>, now: &s
             meta.remove("finalizers");
         }
         if let Some(rt) = store.registry.by_storage_key(&key.0) {
-            write::remove(store, &rt, Arc::new(next), now);
+            delete::remove(store, &rt, Arc::new(next), now);
         }
     } else {
         rewrite(store, key, owner, next);

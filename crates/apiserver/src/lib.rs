@@ -6,6 +6,22 @@
 //! `kubectl` pointed at [`ApiServer::kubeconfig_yaml`]. It knows nothing of runctl's types:
 //! custom kinds come from the CustomResourceDefinitions a test installs.
 //!
+//! ```no_run
+//! use runctl_apiserver::{ApiServer, Verb, WriteFault};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = ApiServer::start().await?;
+//! let client = server.client(); // default namespace "default"
+//! // The next status patch of a CloudResource answers 409, as a lost race would.
+//! server.faults().fail_writes(WriteFault::conflict(1).on_resource("cloudresources").on_verb(Verb::Patch));
+//! // ... run the operator against `client` ...
+//! let writes = server.stats().writes();
+//! # let _ = (client, writes);
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Implemented conventions
 //! - Storage in memory with one global, monotonically increasing resourceVersion; every object
 //!   carries `resourceVersion`, `uid`, `creationTimestamp` (and `generation` for custom
@@ -22,14 +38,21 @@
 //!   `Conflict` on a stale resourceVersion; custom resources need one), delete (finalizers hold
 //!   the object with `deletionTimestamp`, no new finalizers afterwards, `uid`/`resourceVersion`
 //!   preconditions), deletecollection, and `dryRun=All`.
+//! - Namespace deletion: the namespace turns `Terminating` (no new objects: 403), its objects
+//!   are deleted with finalizers honoured, and it disappears once empty.
 //! - Garbage collection through `ownerReferences`: background (dependents whose owners are all
 //!   gone are deleted, finalizers honoured), `Orphan`, and `Foreground` (the owner keeps the
 //!   `foregroundDeletion` finalizer until no dependent with `blockOwnerDeletion` remains).
 //! - PATCH: merge, JSON patch (`test` of a missing path compares against null), strategic merge
-//!   for built-ins (handled as a merge patch; 415 for custom resources), and server-side apply:
+//!   for built-ins (a merge patch where finalizers, ownerReferences and conditions merge by
+//!   value or key, with the `$patch` and `$deleteFromPrimitiveList` directives; other lists are
+//!   replaced; 415 for custom resources), and server-side apply:
 //!   creates when missing, records `managedFields` per `fieldManager`, removes fields the same
 //!   manager stopped applying, 409 on fields another manager owns with a different value unless
-//!   `force=true`. Non-apply writes take ownership of the fields they change.
+//!   `force=true`. Lists merge as the schema says (`x-kubernetes-list-type` `map` by its keys,
+//!   `set` by value, otherwise atomic); `metadata.finalizers` is a set and
+//!   `metadata.ownerReferences` a map by `uid`. Non-apply writes take ownership of the fields
+//!   they change.
 //! - Status subresource isolation both ways; `generation` bumps only when something outside
 //!   `metadata` and (subresource) `status` changes; a write that changes nothing keeps the
 //!   resourceVersion and emits no event.
@@ -45,7 +68,8 @@
 //!   real apiserver's. `fieldValidation=Strict` turns pruned unknown fields into a 400
 //!   (`Warn` is treated as `Ignore`: no `Warning` headers are sent).
 //! - Errors are `metav1.Status` with the standard reasons (NotFound, AlreadyExists, Conflict,
-//!   Invalid, Expired, BadRequest, MethodNotAllowed, UnsupportedMediaType for protobuf bodies).
+//!   Invalid, Expired, BadRequest, Forbidden, MethodNotAllowed, UnsupportedMediaType for
+//!   protobuf bodies).
 //! - Discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]` with short names,
 //!   categories and subresources), `/version`, minimal `/openapi/v2` and `/openapi/v3`,
 //!   `PartialObjectMetadata` responses when asked for in `Accept`.
@@ -57,16 +81,21 @@
 //! aggregation, protobuf and Table output (JSON objects and lists are returned instead),
 //! aggregated discovery, version conversion beyond rewriting `apiVersion` (all versions of a
 //! CRD share one storage), list pagination, `resourceVersionMatch` on lists (lists always
-//! return the latest state), strategic-merge list semantics (lists are replaced), SSA list
-//! item ownership (lists are atomic), validation ratcheting, namespace termination phases
-//! (deleting a namespace removes its objects at once), graceful deletion of pods, and the
-//! asynchrony of the real garbage collector (here dependents are collected within the delete).
+//! return the latest state), strategic-merge keys of built-in lists beyond the three above
+//! (e.g. containers by name), `x-kubernetes-map-type: atomic` maps, validation ratcheting,
+//! graceful deletion of pods, `Warning` headers, and the asynchrony of the real garbage
+//! collector and namespace controller (here dependents and namespace contents are deleted
+//! within the request that deletes their owner).
 
+mod crds;
+mod delete;
 mod discovery;
 mod error;
 mod faults;
+mod fieldpath;
 mod gc;
 mod managed;
+mod namespaces;
 mod patch;
 mod resources;
 mod schema;
@@ -74,6 +103,7 @@ mod selectors;
 mod server;
 mod stats;
 mod store;
+mod verbs;
 mod watch;
 mod write;
 

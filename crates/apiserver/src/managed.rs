@@ -1,21 +1,18 @@
 //! `metadata.managedFields` and server-side apply.
 //!
-//! Field ownership is tracked per (manager, operation, subresource) as a set of leaf paths:
-//! objects are maps merged key by key, lists and scalars are atomic leaves. Apply takes the
+//! Field ownership is tracked per (manager, operation, subresource) as a set of leaf paths (see
+//! [`crate::fieldpath`] for maps, sets, associative and atomic lists). Apply takes the
 //! fields it sets, reports a conflict when another manager owns a field it would change (unless
 //! forced, which moves ownership), and removes fields the same manager applied before but no
 //! longer applies when nobody else owns them. Other writes (create, update, patch) take
 //! ownership of the fields they change, as the real apiserver's "Update" operations do.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value, json};
 
 use crate::error::Cause;
-
-/// A field path such as `["spec", "gpuCount"]`.
-pub(crate) type FieldPath = Vec<String>;
-pub(crate) type FieldSet = BTreeSet<FieldPath>;
+use crate::fieldpath::{
+    self, FieldPath, FieldSet, Lists, from_fields_v1, item_keys, leaf_paths, to_fields_v1, value_at,
+};
 
 /// Which part of an object a write may touch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,85 +86,12 @@ pub(crate) fn tracked(object: &Value, scope: Scope) -> Value {
     Value::Object(out)
 }
 
-/// Leaf paths of `value`: non-empty maps are walked, everything else is a leaf. Nulls are
-/// not fields.
-pub(crate) fn leaf_paths(value: &Value) -> FieldSet {
-    fn walk(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
-        match value {
-            Value::Object(map) if !map.is_empty() => {
-                for (key, child) in map {
-                    path.push(key.clone());
-                    walk(child, path, out);
-                    path.pop();
-                }
-            }
-            Value::Null => {}
-            _ if !path.is_empty() => {
-                out.insert(path.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut out = FieldSet::new();
-    walk(value, &mut Vec::new(), &mut out);
-    out
-}
-
-fn value_at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(value, |node, key| node.get(key.as_str()))
-}
-
 fn overlaps(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
 fn shorter<'a>(a: &'a [String], b: &'a [String]) -> &'a [String] {
     if a.len() <= b.len() { a } else { b }
-}
-
-/// Render a field set as `fieldsV1` (`{"f:spec": {"f:x": {}}}`).
-pub(crate) fn to_fields_v1(fields: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for path in fields {
-        let mut node = &mut root;
-        for key in path {
-            let entry = node
-                .entry(format!("f:{key}"))
-                .or_insert_with(|| Value::Object(Map::new()));
-            let Value::Object(next) = entry else { break };
-            node = next;
-        }
-    }
-    Value::Object(root)
-}
-
-/// Parse `fieldsV1`; list item keys (`k:`, `v:`, `i:`) make their list an atomic leaf.
-pub(crate) fn from_fields_v1(value: &Value) -> FieldSet {
-    fn walk(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
-        let Some(map) = value.as_object() else { return };
-        let atomic = map
-            .keys()
-            .any(|k| k.starts_with("k:") || k.starts_with("v:") || k.starts_with("i:"));
-        let children: Vec<_> = map
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("f:").map(|n| (n, v)))
-            .collect();
-        if atomic || children.is_empty() {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
-            return;
-        }
-        for (name, child) in children {
-            path.push(name.to_string());
-            walk(child, path, out);
-            path.pop();
-        }
-    }
-    let mut out = FieldSet::new();
-    walk(value, &mut Vec::new(), &mut out);
-    out
 }
 
 /// Entries stored on `object`.
@@ -233,6 +157,8 @@ pub(crate) struct Writer<'a> {
     pub api_version: &'a str,
     pub now: &'a str,
     pub scope: Scope,
+    /// List semantics of the object's schema.
+    pub lists: Lists<'a>,
 }
 
 fn entry_mut<'e>(
@@ -264,62 +190,18 @@ fn entry_mut<'e>(
     entry
 }
 
-fn remove_path(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    if let Some(map) = parents
-        .iter()
-        .try_fold(&mut *object, |node, key| node.get_mut(key.as_str()))
-        .and_then(Value::as_object_mut)
-    {
-        map.remove(last);
-    }
-    // Drop maps left empty below the top level.
+/// Remove the leaf at `path` and the maps it leaves empty below the top level.
+fn remove_leaf(object: &mut Value, path: &[String]) {
+    fieldpath::remove(object, path);
     for depth in (2..path.len()).rev() {
         let parent = &path[..depth];
-        if value_at(object, parent)
+        let empty_map = value_at(object, parent)
             .and_then(Value::as_object)
-            .is_some_and(Map::is_empty)
-        {
-            remove_path_shallow(object, parent);
-        } else {
+            .is_some_and(Map::is_empty);
+        if !empty_map || parent.last().is_some_and(|s| s.starts_with("k:")) {
             break;
         }
-    }
-}
-
-fn remove_path_shallow(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    if let Some(map) = parents
-        .iter()
-        .try_fold(&mut *object, |node, key| node.get_mut(key.as_str()))
-        .and_then(Value::as_object_mut)
-    {
-        map.remove(last);
-    }
-}
-
-/// Merge `src` into `dst`: maps key by key, everything else replaced; nulls skipped.
-pub(crate) fn deep_merge(dst: &mut Value, src: &Value) {
-    let (Some(dst_map), Some(src_map)) = (dst.as_object_mut(), src.as_object()) else {
-        if !src.is_null() {
-            *dst = src.clone();
-        }
-        return;
-    };
-    for (key, value) in src_map {
-        match dst_map.get_mut(key) {
-            Some(existing) if existing.is_object() && value.is_object() => {
-                deep_merge(existing, value)
-            }
-            _ if value.is_null() => {}
-            _ => {
-                dst_map.insert(key.clone(), value.clone());
-            }
-        }
+        fieldpath::remove(object, parent);
     }
 }
 
@@ -332,7 +214,7 @@ pub(crate) fn apply(
     writer: &Writer<'_>,
 ) -> Result<(Value, Vec<Entry>), Vec<Cause>> {
     let cfg = tracked(config, writer.scope);
-    let cfg_fields = leaf_paths(&cfg);
+    let cfg_fields = leaf_paths(&cfg, writer.lists);
     let mut entries = parse_entries(current);
     let sub = writer.scope.subresource();
 
@@ -361,7 +243,7 @@ pub(crate) fn apply(
                 let e = &entries[*i];
                 Cause::new(
                     "FieldManagerConflict",
-                    format!(".{}", path.join(".")),
+                    fieldpath::display(path),
                     format!("conflict with \"{}\" using {}", e.manager, e.api_version),
                 )
             })
@@ -377,17 +259,41 @@ pub(crate) fn apply(
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     let mut merged = current.clone();
-    for stale in previous.difference(&cfg_fields) {
-        let still_applied = cfg_fields.iter().any(|p| overlaps(p, stale));
-        let owned_elsewhere = entries
+    let owned_by_others = |path: &[String]| {
+        entries
             .iter()
             .filter(|e| !e.same_slot(writer.manager, "Apply", sub))
-            .any(|e| e.fields.iter().any(|q| overlaps(q, stale)));
-        if !still_applied && !owned_elsewhere {
-            remove_path(&mut merged, stale);
+            .any(|e| e.fields.iter().any(|q| overlaps(q, path)))
+    };
+    let mut items = Vec::new();
+    for stale in previous.difference(&cfg_fields) {
+        // Still applied: set below it now, or replaced whole by a value (not an empty map) above.
+        let still_applied = cfg_fields.iter().any(|p| {
+            p.starts_with(stale)
+                || (stale.starts_with(p) && !value_at(&cfg, p).is_some_and(Value::is_object))
+        });
+        if still_applied || owned_by_others(stale) {
+            continue;
+        }
+        // Associative list items go as a whole once nobody owns anything in them; their key
+        // fields stay while they remain.
+        let item_prefix = stale
+            .iter()
+            .rposition(|s| s.starts_with("k:"))
+            .map(|i| stale[..=i].to_vec());
+        let is_key = matches!(stale.split_last(), Some((last, rest)) if rest.last().is_some_and(|seg| item_keys(seg).contains(last)));
+        if !is_key {
+            remove_leaf(&mut merged, stale);
+        }
+        items.extend(item_prefix);
+    }
+    for item in items {
+        let owned = cfg_fields.iter().any(|p| p.starts_with(&item)) || owned_by_others(&item);
+        if !owned {
+            fieldpath::remove(&mut merged, &item);
         }
     }
-    deep_merge(&mut merged, &cfg);
+    fieldpath::merge(&mut merged, &cfg, writer.lists);
     entry_mut(&mut entries, writer, "Apply").fields = cfg_fields;
     entries.retain(|e| !e.fields.is_empty());
     Ok((merged, entries))
@@ -400,8 +306,8 @@ pub(crate) fn record_update(old: Option<&Value>, new: &Value, writer: &Writer<'_
         .map(|o| tracked(o, writer.scope))
         .unwrap_or_else(|| json!({}));
     let new_t = tracked(new, writer.scope);
-    let old_fields = leaf_paths(&old_t);
-    let new_fields = leaf_paths(&new_t);
+    let old_fields = leaf_paths(&old_t, writer.lists);
+    let new_fields = leaf_paths(&new_t, writer.lists);
     let changed: FieldSet = new_fields
         .iter()
         .filter(|p| value_at(&old_t, p) != value_at(&new_t, p))
@@ -442,6 +348,7 @@ mod tests {
             scope: Scope::Main {
                 exclude_status: true,
             },
+            lists: Lists::default(),
         }
     }
 
@@ -453,12 +360,15 @@ mod tests {
     #[test]
     fn fields_v1_round_trip() {
         let obj = json!({"metadata": {"labels": {"a": "1"}, "name": "x"}, "spec": {"x": 1, "list": [1, 2], "m": {}}, "status": {"s": 1}});
-        let fields = leaf_paths(&tracked(
-            &obj,
-            Scope::Main {
-                exclude_status: true,
-            },
-        ));
+        let fields = leaf_paths(
+            &tracked(
+                &obj,
+                Scope::Main {
+                    exclude_status: true,
+                },
+            ),
+            Lists::default(),
+        );
         let expect: FieldSet = [
             vec!["metadata", "labels", "a"],
             vec!["spec", "list"],
@@ -470,10 +380,14 @@ mod tests {
         .collect();
         assert_eq!(fields, expect);
         assert_eq!(from_fields_v1(&to_fields_v1(&fields)), fields);
-        let atomic = json!({"f:spec": {"f:items": {"k:{\"name\":\"a\"}": {".": {}}}}});
+        let keyed = json!({"f:spec": {"f:items": {"k:{\"name\":\"a\"}": {".": {}}}}});
         assert_eq!(
-            from_fields_v1(&atomic).into_iter().next(),
-            Some(vec!["spec".to_string(), "items".to_string()])
+            from_fields_v1(&keyed).into_iter().next(),
+            Some(vec![
+                "spec".to_string(),
+                "items".to_string(),
+                "k:{\"name\":\"a\"}".to_string()
+            ])
         );
     }
 
@@ -497,6 +411,91 @@ mod tests {
             "b is no longer applied and removed"
         );
         assert_eq!(entries2.len(), 1);
+    }
+
+    #[test]
+    fn associative_lists_and_sets_are_shared_between_managers() {
+        let schema = json!({"type": "object", "properties": {"status": {"type": "object", "properties": {
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"], "items": {"type": "object"}}}}}});
+        let lists = Lists::new(Some(&schema));
+        let w = |manager| Writer {
+            scope: Scope::Status,
+            lists,
+            ..writer(manager)
+        };
+        let base = json!({"metadata": {"name": "x"}});
+        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let synced = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}]}});
+        let (obj, entries) = apply(&base, &ready, false, &w("a")).expect("a");
+        let obj = with_entries(obj, &entries);
+        let (obj, entries) = apply(&obj, &synced, false, &w("b")).expect("b adds its own item");
+        let obj = with_entries(obj, &entries);
+        assert_eq!(
+            obj["status"]["conditions"].as_array().map(Vec::len),
+            Some(2)
+        );
+        let flip = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        assert!(
+            apply(&obj, &flip, false, &w("b")).is_err(),
+            "a owns Ready's status"
+        );
+        let (obj, _) = apply(&obj, &json!({"status": {"conditions": []}}), false, &w("a"))
+            .expect("a drops Ready");
+        assert_eq!(
+            obj["status"]["conditions"],
+            json!([{"type": "Synced", "status": "False"}])
+        );
+    }
+
+    #[test]
+    fn finalizers_are_a_set() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"metadata": {"finalizers": ["a/f"]}}),
+            false,
+            &writer("a"),
+        )
+        .expect("a");
+        let obj = with_entries(obj, &entries);
+        let mut patched = obj.clone();
+        patched["metadata"]["finalizers"] = json!(["a/f", "b/f"]);
+        let entries = record_update(Some(&obj), &patched, &writer("b"));
+        let obj = with_entries(patched, &entries);
+        let (obj, _) = apply(
+            &obj,
+            &json!({"metadata": {"labels": {"l": "v"}}}),
+            false,
+            &writer("a"),
+        )
+        .expect("a stops");
+        assert_eq!(
+            obj["metadata"]["finalizers"],
+            json!(["b/f"]),
+            "only a's finalizer goes"
+        );
+    }
+
+    #[test]
+    fn applying_an_empty_map_releases_what_was_below_it() {
+        let base = json!({"metadata": {"name": "x"}});
+        let (obj, entries) = apply(
+            &base,
+            &json!({"spec": {"a": {"b": 1}, "keep": 1}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("apply");
+        let obj = with_entries(obj, &entries);
+        let (obj, _) = apply(
+            &obj,
+            &json!({"spec": {"a": {}, "keep": 1}}),
+            false,
+            &writer("m1"),
+        )
+        .expect("apply");
+        assert_eq!(obj["spec"], json!({"a": {}, "keep": 1}));
     }
 
     #[test]
@@ -559,6 +558,7 @@ mod tests {
     #[test]
     fn status_scope_only_touches_status() {
         let w = Writer {
+            lists: Lists::default(),
             scope: Scope::Status,
             ..writer("ctl")
         };

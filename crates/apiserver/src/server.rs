@@ -16,15 +16,13 @@ use tokio::sync::watch;
 
 use crate::discovery;
 use crate::error::{ApiError, group_resource, json_response};
-use crate::faults::{FaultKind, Faults};
-use crate::managed::{self, Writer};
-use crate::patch::{self, PatchKind};
+use crate::faults::Faults;
 use crate::resources::ResourceType;
 use crate::selectors::Selector;
 use crate::stats::{StatsRecorder, Verb};
 use crate::store::Store;
+use crate::verbs;
 use crate::watch::{self as watching, WatchRequest};
-use crate::write::{self, Deleted, WriteCtx};
 
 /// Shared server state.
 pub(crate) struct App {
@@ -54,7 +52,7 @@ pub(crate) enum Presenter {
 }
 
 impl Presenter {
-    fn from_accept(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_accept(headers: &HeaderMap) -> Self {
         let accept = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -114,38 +112,45 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         query: &query,
         body: &body,
     };
+    // Paths and query strings name objects, never secret values; bodies are not logged.
     match dispatch(&call, &path) {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+        Ok(response) => {
+            tracing::debug!(method = %parts.method, %path, status = response.status().as_u16(), "api request");
+            response
+        }
+        Err(error) => {
+            tracing::debug!(method = %parts.method, %path, status = error.code, reason = error.reason, "api request failed");
+            error.into_response()
+        }
     }
 }
 
 /// One request.
-struct Call<'a> {
-    app: &'a Arc<App>,
-    method: &'a Method,
-    headers: &'a HeaderMap,
-    query: &'a Query,
-    body: &'a Bytes,
+pub(crate) struct Call<'a> {
+    pub app: &'a Arc<App>,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: &'a Query,
+    pub body: &'a Bytes,
 }
 
 impl Call<'_> {
-    fn param(&self, key: &str) -> Option<&str> {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }
 
-    fn flag(&self, key: &str) -> bool {
+    pub(crate) fn flag(&self, key: &str) -> bool {
         matches!(self.param(key), Some("true" | "1"))
     }
 
-    fn content_type(&self) -> &str {
+    pub(crate) fn content_type(&self) -> &str {
         self.headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/json")
     }
 
-    fn manager(&self) -> String {
+    pub(crate) fn manager(&self) -> String {
         if let Some(m) = self.param("fieldManager").filter(|m| !m.is_empty()) {
             return m.to_string();
         }
@@ -158,7 +163,7 @@ impl Call<'_> {
     }
 
     /// A create/update body: JSON (or YAML); protobuf and others are refused with 415.
-    fn object_body(&self) -> Result<Value, ApiError> {
+    pub(crate) fn object_body(&self) -> Result<Value, ApiError> {
         let content_type = self.content_type();
         match content_type.split(';').next().unwrap_or_default().trim() {
             "application/json" | "" | "*/*" => serde_json::from_slice(self.body).map_err(|e| {
@@ -177,7 +182,7 @@ impl Call<'_> {
     }
 }
 
-fn yaml(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn yaml(body: &[u8]) -> Result<Value, ApiError> {
     serde_yaml::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("failed to decode the request body as YAML: {e}"))
     })
@@ -217,19 +222,19 @@ fn dispatch(call: &Call<'_>, path: &str) -> Result<Response, ApiError> {
 }
 
 /// A resolved resource path.
-struct Target {
-    rt: Arc<ResourceType>,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: Option<String>,
+pub(crate) struct Target {
+    pub rt: Arc<ResourceType>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
 }
 
 impl Target {
-    fn namespace_key(&self) -> &str {
+    pub(crate) fn namespace_key(&self) -> &str {
         self.namespace.as_deref().unwrap_or_default()
     }
 
-    fn group_resource(&self) -> String {
+    pub(crate) fn group_resource(&self) -> String {
         group_resource(&self.rt.group, &self.rt.plural)
     }
 }
@@ -281,11 +286,11 @@ fn resource(
         (Method::GET, Some(name)) => get(call, &target, &name, presenter),
         (Method::GET, None) if call.flag("watch") => watch(call, &target, presenter),
         (Method::GET, None) => list(call, &target, presenter),
-        (Method::POST, None) => create(call, &target),
-        (Method::PUT, Some(name)) => update(call, &target, &name),
-        (Method::PATCH, Some(name)) => patch(call, &target, &name),
-        (Method::DELETE, Some(name)) => delete(call, &target, &name),
-        (Method::DELETE, None) => delete_collection(call, &target),
+        (Method::POST, None) => verbs::create(call, &target),
+        (Method::PUT, Some(name)) => verbs::update(call, &target, &name),
+        (Method::PATCH, Some(name)) => verbs::patch(call, &target, &name),
+        (Method::DELETE, Some(name)) => verbs::delete(call, &target, &name),
+        (Method::DELETE, None) => verbs::delete_collection(call, &target),
         (method, _) => Err(ApiError::method_not_allowed(method.as_str())),
     }
 }
@@ -309,7 +314,7 @@ fn get(
     ))
 }
 
-fn selector(call: &Call<'_>) -> Result<Selector, ApiError> {
+pub(crate) fn selector(call: &Call<'_>) -> Result<Selector, ApiError> {
     Selector::parse(call.param("labelSelector"), call.param("fieldSelector"))
 }
 
@@ -350,247 +355,4 @@ fn watch(call: &Call<'_>, target: &Target, presenter: Presenter) -> Result<Respo
         presenter,
     };
     watching::start(call.app.clone(), request)
-}
-
-/// Consume an injected write fault, if one matches.
-fn injected(call: &Call<'_>, verb: Verb, target: &Target, name: &str) -> Result<(), ApiError> {
-    call.app.stats.record(verb, &target.group_resource());
-    match call
-        .app
-        .faults
-        .take_write_fault(verb, &target.rt.plural, &target.group_resource())
-    {
-        Some(FaultKind::Conflict) => {
-            Err(ApiError::stale(&target.rt.group, &target.rt.plural, name))
-        }
-        Some(FaultKind::ServerError) => Err(ApiError::internal(
-            "injected fault: the server is unable to handle the request",
-        )),
-        None => Ok(()),
-    }
-}
-
-fn ctx<'a>(call: &Call<'_>, target: &'a Target, manager: &'a str, now: &'a str) -> WriteCtx<'a> {
-    WriteCtx {
-        rt: &target.rt,
-        namespace: target.namespace_key(),
-        manager,
-        now,
-        dry_run: call.param("dryRun") == Some("All"),
-        scope: write::scope_for(&target.rt, target.subresource.as_deref()),
-        strict: call.param("fieldValidation") == Some("Strict"),
-    }
-}
-
-fn present(target: &Target, obj: &Value, code: StatusCode) -> Response {
-    json_response(code, &Presenter::Full.present(&target.rt, obj))
-}
-
-fn create(call: &Call<'_>, target: &Target) -> Result<Response, ApiError> {
-    let body = call.object_body()?;
-    injected(call, Verb::Create, target, write::name_of(&body))?;
-    let (manager, now) = (call.manager(), now());
-    let ctx = ctx(call, target, &manager, &now);
-    let created = write::create(&mut call.app.store.lock(), &ctx, body, None)?;
-    Ok(present(target, &created, StatusCode::CREATED))
-}
-
-fn update(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
-    let body = call.object_body()?;
-    injected(call, Verb::Update, target, name)?;
-    let (manager, now) = (call.manager(), now());
-    let ctx = ctx(call, target, &manager, &now);
-    let mut store = call.app.store.lock();
-    let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
-    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
-    if target.rt.custom
-        && body["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .is_empty()
-    {
-        let cause = crate::error::Cause::new(
-            "FieldValueInvalid",
-            "metadata.resourceVersion",
-            "Invalid value: 0x0: must be specified for an update",
-        );
-        return Err(ApiError::invalid(
-            &target.rt.kind_group(),
-            &target.rt.group,
-            &target.rt.kind,
-            name,
-            vec![cause],
-        ));
-    }
-    let updated = write::update(&mut store, &ctx, old, body, None)?;
-    Ok(present(target, &updated, StatusCode::OK))
-}
-
-fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
-    let content_type = call.content_type();
-    let kind = PatchKind::from_content_type(content_type)
-        .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-    if kind == PatchKind::Strategic && target.rt.custom {
-        return Err(ApiError::unsupported_media_type(content_type));
-    }
-    injected(call, Verb::Patch, target, name)?;
-    let (manager, now) = (call.manager(), now());
-    let ctx = ctx(call, target, &manager, &now);
-    let mut store = call.app.store.lock();
-    let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
-    if kind == PatchKind::Apply {
-        return apply(call, target, &ctx, &mut store, old, name);
-    }
-    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
-    let current = Presenter::Full.present(&target.rt, &old);
-    let patched = match kind {
-        PatchKind::Json => patch::json(&current, call.body)?,
-        _ => {
-            let body: Value = serde_json::from_slice(call.body).map_err(|e| {
-                ApiError::bad_request(format!("failed to decode the patch as JSON: {e}"))
-            })?;
-            patch::merge(&current, &body)
-        }
-    };
-    let updated = write::update(&mut store, &ctx, old, patched, None)?;
-    Ok(present(target, &updated, StatusCode::OK))
-}
-
-fn apply(
-    call: &Call<'_>,
-    target: &Target,
-    ctx: &WriteCtx<'_>,
-    store: &mut Store,
-    old: Option<Arc<Value>>,
-    name: &str,
-) -> Result<Response, ApiError> {
-    if call.param("fieldManager").is_none_or(str::is_empty) {
-        return Err(ApiError::unprocessable(
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-        ));
-    }
-    let config = yaml(call.body)?;
-    if !config.is_object()
-        || config["apiVersion"].as_str().is_none()
-        || config["kind"].as_str().is_none()
-    {
-        return Err(ApiError::bad_request(
-            "apiVersion and kind must be set in an apply patch",
-        ));
-    }
-    if config["metadata"]["name"]
-        .as_str()
-        .is_some_and(|n| n != name)
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({}) does not match the name on the URL ({name})",
-            write::name_of(&config)
-        )));
-    }
-    let force = call.flag("force");
-    let writer = Writer {
-        manager: ctx.manager,
-        api_version: "",
-        now: ctx.now,
-        scope: ctx.scope,
-    };
-    let conflict =
-        |causes| ApiError::apply_conflict(&target.rt.group, &target.rt.plural, name, causes);
-    match old {
-        None => {
-            if target.subresource.is_some() {
-                return Err(ApiError::not_found(
-                    &target.rt.group,
-                    &target.rt.plural,
-                    name,
-                ));
-            }
-            let mut base = json!({"apiVersion": target.rt.api_version(), "kind": target.rt.kind, "metadata": {"name": name}});
-            if let Some(ns) = &target.namespace {
-                base["metadata"]["namespace"] = json!(ns);
-            }
-            let (merged, entries) =
-                managed::apply(&base, &config, force, &writer).map_err(conflict)?;
-            let created = write::create(store, ctx, merged, Some(entries))?;
-            Ok(present(target, &created, StatusCode::CREATED))
-        }
-        Some(old) => {
-            write::check_rv(ctx, &config, &old)?;
-            let current = Presenter::Full.present(&target.rt, &old);
-            let (merged, entries) =
-                managed::apply(&current, &config, force, &writer).map_err(conflict)?;
-            let updated = write::update(store, ctx, old, merged, Some(entries))?;
-            Ok(present(target, &updated, StatusCode::OK))
-        }
-    }
-}
-
-fn delete_options(call: &Call<'_>) -> Result<Value, ApiError> {
-    if call.body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(call.body)
-        .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))
-}
-
-/// `dryRun: ["All"]` in DeleteOptions.
-fn dry_run_in(options: &Value) -> bool {
-    options["dryRun"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "All"))
-}
-
-fn delete(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
-    let options = delete_options(call)?;
-    injected(call, Verb::Delete, target, name)?;
-    let (manager, now) = (call.manager(), now());
-    let mut ctx = ctx(call, target, &manager, &now);
-    ctx.dry_run |= dry_run_in(&options);
-    let mut store = call.app.store.lock();
-    let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
-    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
-    match write::delete(&mut store, &ctx, old, &options)? {
-        Deleted::Pending(obj) => Ok(present(target, &obj, StatusCode::OK)),
-        Deleted::Gone(obj) => {
-            let status = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "group": target.rt.group, "kind": target.rt.plural, "uid": obj["metadata"]["uid"]},
-            });
-            Ok(json_response(StatusCode::OK, &status))
-        }
-    }
-}
-
-fn delete_collection(call: &Call<'_>, target: &Target) -> Result<Response, ApiError> {
-    let options = delete_options(call)?;
-    injected(call, Verb::Delete, target, "")?;
-    let selector = selector(call)?;
-    let (manager, now) = (call.manager(), now());
-    let mut ctx = ctx(call, target, &manager, &now);
-    ctx.dry_run |= dry_run_in(&options);
-    let mut store = call.app.store.lock();
-    let victims: Vec<Arc<Value>> = store
-        .collection(&target.rt.storage_key())
-        .in_namespace(target.namespace.as_deref())
-        .filter(|o| selector.matches(o))
-        .cloned()
-        .collect();
-    let mut items = Vec::new();
-    for victim in victims {
-        // Garbage collection of an earlier victim may have removed this one.
-        let Some(victim) = store.get(
-            &target.rt.storage_key(),
-            target.namespace_key(),
-            write::name_of(&victim),
-        ) else {
-            continue;
-        };
-        let obj = match write::delete(&mut store, &ctx, victim, &options)? {
-            Deleted::Pending(obj) | Deleted::Gone(obj) => obj,
-        };
-        items.push(Presenter::Full.present(&target.rt, &obj));
-    }
-    let body = json!({"kind": format!("{}List", target.rt.kind), "apiVersion": target.rt.api_version(),
-                      "metadata": {"resourceVersion": store.rv.to_string()}, "items": items});
-    Ok(json_response(StatusCode::OK, &body))
 }

@@ -120,6 +120,8 @@ struct Start {
     backlog: Vec<Arc<Event>>,
     rx: broadcast::Receiver<Arc<Event>>,
     rv: u64,
+    /// Subscribed before the stream starts, so an expiry right after the request counts.
+    expiry: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Open a watch stream.
@@ -132,6 +134,8 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
         ),
     };
     let (tx, out) = mpsc::channel::<Bytes>(256);
+    let mut expiry = app.faults.expiry();
+    expiry.borrow_and_update();
     let start = {
         let mut store = app.store.lock();
         let current = store.rv;
@@ -151,6 +155,7 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
                 backlog: collection.events_after(rv),
                 rx: collection.tx.subscribe(),
                 rv,
+                expiry,
             },
             _ => {
                 let initial = collection
@@ -163,6 +168,7 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
                     backlog: Vec::new(),
                     rx: collection.tx.subscribe(),
                     rv: current,
+                    expiry,
                 }
             }
         }
@@ -202,9 +208,8 @@ async fn run(app: Arc<App>, request: WatchRequest, start: Start, tx: mpsc::Sende
         backlog,
         mut rx,
         rv,
+        mut expiry,
     } = start;
-    let mut expiry = app.faults.expiry();
-    expiry.borrow_and_update();
     let mut shutdown = app.shutdown.clone();
     let deadline = request.timeout.map(|t| Instant::now() + t);
     let mut last_rv = rv;

@@ -1,17 +1,20 @@
-//! The write pipeline shared by create, update, patch, apply and delete: metadata rules,
-//! status isolation, admission of custom resources, generation, no-op detection, finalizers,
-//! CRD installation and namespace cleanup. Everything here runs under the store lock.
+//! The write pipeline shared by create, update, patch and apply: metadata rules, status
+//! isolation, admission of custom resources, generation, no-op detection and finalizers.
+//! Everything here runs under the store lock.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::crds;
+use crate::delete;
 use crate::error::{ApiError, Cause};
-use crate::gc;
+use crate::fieldpath::Lists;
 use crate::managed::{self, Entry, Scope, Writer};
+use crate::namespaces;
 use crate::resources::ResourceType;
 use crate::schema;
-use crate::store::{EventKind, ObjKey, Store};
+use crate::store::{EventKind, Store};
 
 /// Who writes, when, and how.
 pub(crate) struct WriteCtx<'a> {
@@ -26,12 +29,14 @@ pub(crate) struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
-    fn writer(&self) -> Writer<'_> {
+    /// The writer for ownership records.
+    pub(crate) fn writer(&self) -> Writer<'_> {
         Writer {
             manager: self.manager,
             api_version: "",
             now: self.now,
             scope: self.scope,
+            lists: Lists::new(self.rt.schema.as_deref()),
         }
     }
 
@@ -39,7 +44,7 @@ impl WriteCtx<'_> {
         ApiError::stale(&self.rt.group, &self.rt.plural, name)
     }
 
-    fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
+    pub(crate) fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
         ApiError::invalid(
             &self.rt.kind_group(),
             &self.rt.group,
@@ -60,11 +65,11 @@ pub(crate) fn scope_for(rt: &ResourceType, subresource: Option<&str>) -> Scope {
     }
 }
 
-fn meta(obj: &Value) -> &Value {
+pub(crate) fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -78,18 +83,18 @@ pub(crate) fn name_of(obj: &Value) -> &str {
     meta(obj)["name"].as_str().unwrap_or_default()
 }
 
-fn rv_of(obj: &Value) -> &str {
+pub(crate) fn rv_of(obj: &Value) -> &str {
     meta(obj)["resourceVersion"].as_str().unwrap_or_default()
 }
 
-fn finalizers(obj: &Value) -> Vec<&str> {
+pub(crate) fn finalizers(obj: &Value) -> Vec<&str> {
     meta(obj)["finalizers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
 }
 
-fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     meta(obj)
         .get("deletionTimestamp")
         .is_some_and(|t| !t.is_null())
@@ -138,9 +143,21 @@ fn type_meta(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             rt.kind
         )));
     }
+    check_api_version(rt, obj)?;
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
     Ok(())
+}
+
+/// A body's `apiVersion`, when given, must be the one in the URL.
+pub(crate) fn check_api_version(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let expected = rt.api_version();
+    match obj["apiVersion"].as_str() {
+        Some(sent) if !sent.is_empty() && sent != expected => Err(ApiError::bad_request(format!(
+            "the API version in the data ({sent}) does not match the expected API version ({expected})"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn set_managed(obj: &mut Value, entries: &[Entry], api_version: &str) {
@@ -188,21 +205,42 @@ fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// A body's `metadata.namespace`, when given, must be the one in the URL.
+pub(crate) fn check_namespace(ctx: &WriteCtx<'_>, obj: &Value) -> Result<(), ApiError> {
+    match meta(obj)["namespace"].as_str() {
+        Some(ns) if ctx.rt.namespaced && !ns.is_empty() && ns != ctx.namespace => {
+            Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Normalise a create body: type meta, namespace, name or generateName, system metadata.
 fn prepare_create(store: &Store, ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let rt = ctx.rt;
     type_meta(rt, obj)?;
+    if !rv_of(obj).is_empty() {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
     if rt.namespaced {
-        match meta(obj)["namespace"].as_str() {
-            Some(ns) if !ns.is_empty() && ns != ctx.namespace => {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            _ => {}
-        }
+        check_namespace(ctx, obj)?;
         if store.get("/namespaces", "", ctx.namespace).is_none() {
             return Err(ApiError::not_found("", "namespaces", ctx.namespace));
+        }
+        if namespaces::is_terminating(store, ctx.namespace) {
+            return Err(ApiError::forbidden(
+                &rt.group,
+                &rt.plural,
+                name_of(obj),
+                &format!(
+                    "unable to create new content in namespace {} because it is being terminated",
+                    ctx.namespace
+                ),
+            ));
         }
         meta_mut(obj).insert("namespace".into(), json!(ctx.namespace));
     } else {
@@ -267,10 +305,10 @@ impl WriteCtx<'_> {
     }
 }
 
-/// Prune, default and validate a custom resource.
-fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let rt = ctx.rt;
-    let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
+/// Drop fields a custom resource's schema does not declare (a 400 under
+/// `fieldValidation=Strict`). Runs before ownership is recorded, so nobody owns pruned fields.
+pub(crate) fn prune_unknown(ctx: &WriteCtx<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    let (true, Some(schema)) = (ctx.rt.custom, ctx.rt.schema.as_deref()) else {
         return Ok(());
     };
     let unknown = schema::prune(schema, obj);
@@ -284,6 +322,15 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
             fields.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// Default and validate a (pruned) custom resource.
+fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let rt = ctx.rt;
+    let (true, Some(schema)) = (rt.custom, rt.schema.as_deref()) else {
+        return Ok(());
+    };
     *obj = schema::default(schema, obj);
     let causes = schema::validate(schema, rt.cel.as_deref(), obj, old);
     if causes.is_empty() {
@@ -291,64 +338,6 @@ fn admit(ctx: &WriteCtx<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(),
     } else {
         Err(ctx.invalid(name_of(obj), causes))
     }
-}
-
-/// CRDs: the name must be `<plural>.<group>` and at least one version must be served.
-fn check_crd(ctx: &WriteCtx<'_>, crd: &Value) -> Result<(), ApiError> {
-    let name = name_of(crd);
-    let spec = &crd["spec"];
-    let expected = format!(
-        "{}.{}",
-        spec["names"]["plural"].as_str().unwrap_or_default(),
-        spec["group"].as_str().unwrap_or_default()
-    );
-    let mut causes = Vec::new();
-    if name != expected {
-        causes.push(Cause::new(
-            "FieldValueInvalid",
-            "metadata.name",
-            format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
-        ));
-    }
-    if crate::resources::types_from_crd(crd).is_empty() {
-        causes.push(Cause::new(
-            "FieldValueInvalid",
-            "spec.versions",
-            "Invalid value: \"array\": must have exactly one version marked as storage version and at least one served",
-        ));
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ctx.invalid(name, causes))
-    }
-}
-
-/// CRDs: accept names and mark Established.
-fn crd_status(obj: &mut Value, old: Option<&Value>, now: &str) {
-    let old_status = old.map(|o| o["status"].clone()).unwrap_or(Value::Null);
-    let condition = |type_: &str, reason: &str, message: &str| {
-        let kept = old_status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-            .cloned();
-        kept.unwrap_or_else(|| json!({"type": type_, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now}))
-    };
-    let stored: Vec<Value> = obj["spec"]["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v["storage"].as_bool() == Some(true))
-        .map(|v| v["name"].clone())
-        .collect();
-    obj["status"] = json!({
-        "conditions": [
-            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-        ],
-        "acceptedNames": obj["spec"]["names"].clone(),
-        "storedVersions": stored,
-    });
 }
 
 /// Create `obj` (already carrying its managedFields when `entries` is None).
@@ -370,6 +359,7 @@ pub(crate) fn create(
             &name,
         ));
     }
+    prune_unknown(ctx, &mut obj)?;
     let entries = entries.unwrap_or_else(|| managed::record_update(None, &obj, &ctx.writer()));
     set_managed(&mut obj, &entries, &ctx.rt.api_version());
     admit(ctx, &mut obj, None)?;
@@ -377,8 +367,8 @@ pub(crate) fn create(
         obj["status"] = json!({"phase": "Active"});
     }
     if ctx.rt.plural == "customresourcedefinitions" {
-        check_crd(ctx, &obj)?;
-        crd_status(&mut obj, None, ctx.now);
+        crds::check(ctx, &obj)?;
+        crds::status(&mut obj, None, ctx.now);
     }
     if ctx.dry_run {
         return Ok(Arc::new(obj));
@@ -420,6 +410,7 @@ pub(crate) fn update(
         )));
     }
     check_rv(ctx, &new, &old)?;
+    check_namespace(ctx, &new)?;
     let (sent_uid, uid) = (
         meta(&new)["uid"].as_str().unwrap_or_default(),
         meta(&old)["uid"].as_str().unwrap_or_default(),
@@ -479,11 +470,17 @@ pub(crate) fn update(
                 .filter(|f| !before.contains(f))
                 .collect();
             if !added.is_empty() {
-                return Err(ctx.invalid(&name, vec![Cause::new("FieldValueForbidden", "metadata.finalizers", format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"))]));
+                let message = format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, \
+                     found new finalizers {added:?}"
+                );
+                let cause = Cause::new("FieldValueForbidden", "metadata.finalizers", message);
+                return Err(ctx.invalid(&name, vec![cause]));
             }
         }
     }
     meta_mut(&mut next).insert("resourceVersion".into(), json!(rv_of(&old)));
+    prune_unknown(ctx, &mut next)?;
     let entries =
         entries.unwrap_or_else(|| managed::record_update(Some(&old), &next, &ctx.writer()));
     set_managed(&mut next, &entries, &rt.api_version());
@@ -498,8 +495,8 @@ pub(crate) fn update(
         meta_mut(&mut next).insert("generation".into(), json!(bumped));
     }
     if rt.plural == "customresourcedefinitions" {
-        check_crd(ctx, &next)?;
-        crd_status(&mut next, Some(&old), ctx.now);
+        crds::check(ctx, &next)?;
+        crds::status(&mut next, Some(&old), ctx.now);
     }
     if same_content(&old, &next) {
         return Ok(old);
@@ -515,175 +512,15 @@ pub(crate) fn update(
         store.registry.install_crd(&stored);
     }
     if release {
-        return Ok(remove(store, rt, stored, ctx.now));
+        return Ok(delete::remove(store, rt, stored, ctx.now));
     }
     Ok(stored)
-}
-
-/// Delete preconditions from a DeleteOptions body.
-pub(crate) fn check_preconditions(
-    ctx: &WriteCtx<'_>,
-    options: &Value,
-    old: &Value,
-) -> Result<(), ApiError> {
-    let pre = &options["preconditions"];
-    let name = name_of(old);
-    if let Some(uid) = pre["uid"].as_str() {
-        let actual = meta(old)["uid"].as_str().unwrap_or_default();
-        if uid != actual {
-            let why = format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-            );
-            return Err(ApiError::conflict(
-                &ctx.rt.group,
-                &ctx.rt.plural,
-                name,
-                &why,
-            ));
-        }
-    }
-    if let Some(rv) = pre["resourceVersion"].as_str() {
-        let actual = rv_of(old);
-        if rv != actual {
-            let why = format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in meta: {actual}"
-            );
-            return Err(ApiError::conflict(
-                &ctx.rt.group,
-                &ctx.rt.plural,
-                name,
-                &why,
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Outcome of a delete request.
-pub(crate) enum Deleted {
-    /// Finalizers keep the object; it now carries deletionTimestamp.
-    Pending(Arc<Value>),
-    /// The object is gone.
-    Gone(Arc<Value>),
-}
-
-/// DELETE: mark for deletion while finalizers remain, otherwise remove; dependents follow the
-/// propagation policy (background by default).
-pub(crate) fn delete(
-    store: &mut Store,
-    ctx: &WriteCtx<'_>,
-    old: Arc<Value>,
-    options: &Value,
-) -> Result<Deleted, ApiError> {
-    check_preconditions(ctx, options, &old)?;
-    if ctx.dry_run {
-        return Ok(if finalizers(&old).is_empty() {
-            Deleted::Gone(old)
-        } else {
-            Deleted::Pending(old)
-        });
-    }
-    let orphan_flag = options["orphanDependents"].as_bool() == Some(true);
-    let policy = options["propagationPolicy"]
-        .as_str()
-        .or(orphan_flag.then_some("Orphan"));
-    let key: ObjKey = (
-        ctx.rt.storage_key(),
-        ctx.namespace_key().to_string(),
-        name_of(&old).to_string(),
-    );
-    if policy == Some("Orphan") {
-        gc::orphan(store, &old);
-    }
-    if policy == Some("Foreground") && gc::has_dependents(store, &old) {
-        gc::foreground(store, &key, old.clone(), ctx.now);
-        return Ok(match store.get(&key.0, &key.1, &key.2) {
-            Some(current) => Deleted::Pending(current),
-            None => Deleted::Gone(old),
-        });
-    }
-    if !finalizers(&old).is_empty() {
-        if is_deleting(&old) {
-            return Ok(Deleted::Pending(old));
-        }
-        let mut next = (*old).clone();
-        let m = meta_mut(&mut next);
-        m.insert("deletionTimestamp".into(), json!(ctx.now));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        let rv = store.next_rv();
-        meta_mut(&mut next).insert("resourceVersion".into(), json!(rv.to_string()));
-        return Ok(Deleted::Pending(store.commit(
-            &key.0,
-            EventKind::Modified,
-            rv,
-            next,
-            Some(old),
-        )));
-    }
-    Ok(Deleted::Gone(remove(store, ctx.rt, old, ctx.now)))
-}
-
-/// Remove an object for good, with the side effects of its kind.
-pub(crate) fn remove(
-    store: &mut Store,
-    rt: &ResourceType,
-    old: Arc<Value>,
-    now: &str,
-) -> Arc<Value> {
-    let rv = store.next_rv();
-    let mut last = (*old).clone();
-    meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
-    let gone = store.commit(&rt.storage_key(), EventKind::Deleted, rv, last, Some(old));
-    if rt.plural == "customresourcedefinitions" {
-        let keys: Vec<String> = crate::resources::types_from_crd(&gone)
-            .iter()
-            .map(ResourceType::storage_key)
-            .collect();
-        store.registry.remove_crd(&gone);
-        for key in keys {
-            store.drop_collection(&key);
-        }
-    }
-    if rt.group.is_empty() && rt.plural == "namespaces" {
-        purge_namespace(store, name_of(&gone), now);
-    }
-    gc::after_removal(store, &gone, now);
-    gone
-}
-
-/// Delete every object in a deleted namespace.
-fn purge_namespace(store: &mut Store, namespace: &str, now: &str) {
-    let types: Vec<Arc<ResourceType>> = store
-        .registry
-        .all()
-        .filter(|rt| rt.namespaced)
-        .cloned()
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    for rt in types {
-        if !seen.insert(rt.storage_key()) {
-            continue;
-        }
-        let victims: Vec<Arc<Value>> = store
-            .collection(&rt.storage_key())
-            .in_namespace(Some(namespace))
-            .cloned()
-            .collect();
-        for victim in victims {
-            // Earlier removals may have collected this one already.
-            if store
-                .get(&rt.storage_key(), namespace, name_of(&victim))
-                .is_some()
-            {
-                remove(store, &rt, victim, now);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delete::{Deleted, delete};
     use crate::resources::Registry;
     use crate::store::StoreLimits;
 

@@ -1,2 +1,7 @@
-//! Stand-in servers for runctl tests.
+//! Stand-in servers for runctl's tests, each following `shared/reference/providers.md`: the
+//! RunPod REST v2 API, the Lyceum AI API, and a fault-injecting EC2 proxy in front of moto
+//! (with a launcher for moto's server).
+
+pub mod aws;
+pub mod lyceum;
 pub mod runpod;

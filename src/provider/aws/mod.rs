@@ -1,8 +1,26 @@
-//! AWS EC2 provider (placeholder until the AWS issue lands).
+//! AWS EC2 provider: one instance per region and account. Machines are EC2 instances launched
+//! with RunInstances under a deterministic ClientToken and runctl's ownership tags, found again
+//! by those tags, listed in one paginated DescribeInstances per region, and terminated with
+//! TerminateInstances. See `docs/providers/aws.md`.
+//!
+//! Files: [`client`] (SDK client), [`launch`] (RunInstances parameters), [`userdata`] (the
+//! workload script), [`instance`] and [`state`] (reading instances), [`classify`] (errors),
+//! [`pricing`] (on-demand table and spot prices), [`provider`] (the [`Provider`] impl).
+
+pub mod classify;
+pub mod client;
+pub mod instance;
+pub mod launch;
+pub mod pricing;
+pub mod provider;
+pub mod state;
+pub mod userdata;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+pub use provider::AwsProvider;
 
 use super::registry::{BuildContext, NamespacedSecretRef};
 use super::{Provider, ProviderError};
@@ -31,6 +49,20 @@ pub struct AwsConfig {
     pub root_volume_type: String,
     /// Default credentials Secret; the default AWS chain (IRSA, instance profile) when absent.
     pub credentials_secret: Option<NamespacedSecretRef>,
+    /// Attempts per SDK call including the first (SDK retries of throttling, 5xx and network
+    /// errors); 1 turns SDK retries off and leaves retrying to the controller.
+    pub max_attempts: u32,
+    /// Connect timeout per attempt, seconds.
+    pub connect_timeout_seconds: u64,
+    /// Timeout of one attempt of a call, seconds.
+    pub attempt_timeout_seconds: u64,
+    /// For this long after runctl launched an instance, `InvalidInstanceID.NotFound` for it is
+    /// EC2's eventual consistency (retryable) rather than "gone", seconds.
+    pub not_found_grace_seconds: u64,
+    /// DescribeInstances page size (5 to 1000).
+    pub describe_page_size: i32,
+    /// How long a spot price read from DescribeSpotPriceHistory is reused, seconds.
+    pub spot_price_ttl_seconds: u64,
 }
 
 impl Default for AwsConfig {
@@ -46,11 +78,29 @@ impl Default for AwsConfig {
             root_volume_size_gb: 100,
             root_volume_type: "gp3".into(),
             credentials_secret: None,
+            max_attempts: 3,
+            connect_timeout_seconds: 5,
+            attempt_timeout_seconds: 30,
+            not_found_grace_seconds: 300,
+            describe_page_size: 500,
+            spot_price_ttl_seconds: 600,
         }
     }
 }
 
-/// Builds an EC2 provider.
-pub async fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec { message: "the aws provider is not built yet".into() })
+/// Builds an EC2 provider for the context's region (else the configured default region) with
+/// the context's credentials (else AWS's default chain).
+pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+    let config = ctx.config.aws.clone();
+    let region = ctx
+        .region
+        .map(str::to_string)
+        .unwrap_or_else(|| config.default_region.clone());
+    let client = client::build(&config, &region, ctx.credentials).await?;
+    Ok(Arc::new(AwsProvider::new(
+        client,
+        ctx.installation,
+        region,
+        config,
+    )))
 }

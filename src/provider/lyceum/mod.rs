@@ -1,8 +1,38 @@
-//! Lyceum AI provider (placeholder until the Lyceum issue lands).
+//! Lyceum AI provider: two kinds of Lyceum compute behind the one [`Provider`] trait.
+//!
+//! - A CloudResource with a workload becomes a **container run** (`/execution/image/start`):
+//!   Lyceum pulls the image, runs the command and ends with it; the machine id is
+//!   `run:<execution_id>`.
+//! - A CloudResource without a workload becomes a **VM** (`/vms/create`), a bare machine reached
+//!   over SSH; the machine id is `vm:<vm_id>`. VMs take no start-up script, so a workload never
+//!   goes to a VM.
+//!
+//! `spec.lyceum.mode` overrides the default (Run with a workload, Vm without). Lyceum has no
+//! idempotency key: the run or VM gets runctl's deterministic name, and `create` lists before
+//! creating and again after an ambiguous failure, adopting what it finds. See
+//! `docs/providers/lyceum.md`.
+//!
+//! Files: [`api`] wire types, [`client`] transport, [`errors`] classification, [`ids`] machine
+//! ids and ownership, `create` creation with adoption, [`state`] status mapping, [`machine`]
+//! records to machines, [`request`] spec to requests, [`pricing`] prices, [`provider`] the trait
+//! implementation.
+
+pub mod api;
+pub mod client;
+mod create;
+pub mod errors;
+pub mod ids;
+pub mod machine;
+pub mod pricing;
+pub mod provider;
+pub mod request;
+pub mod state;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+pub use provider::LyceumProvider;
 
 use super::registry::{BuildContext, NamespacedSecretRef};
 use super::{Provider, ProviderError};
@@ -19,6 +49,14 @@ pub struct LyceumConfig {
     pub default_run_timeout_seconds: u32,
     /// Default credentials Secret (key `apiKey`).
     pub credentials_secret: Option<NamespacedSecretRef>,
+    /// Attempts of a call that is safe to repeat (lists, status, abort, delete); creates are
+    /// never repeated blindly.
+    pub request_attempts: u32,
+    /// First backoff delay between attempts in milliseconds (doubles per attempt, at most 10 s;
+    /// a `Retry-After` wins).
+    pub retry_backoff_ms: u64,
+    /// How long fetched prices are reused, in seconds.
+    pub price_cache_seconds: u64,
 }
 
 impl Default for LyceumConfig {
@@ -28,11 +66,22 @@ impl Default for LyceumConfig {
             request_timeout_seconds: 180,
             default_run_timeout_seconds: 86_400,
             credentials_secret: None,
+            request_attempts: 3,
+            retry_backoff_ms: 500,
+            price_cache_seconds: 600,
         }
     }
 }
 
-/// Builds a Lyceum provider.
-pub fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
-    Err(ProviderError::InvalidSpec { message: "the lyceum provider is not built yet".into() })
+/// Builds a Lyceum provider from the credentials Secret (key `apiKey`) and the configuration.
+pub fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+    let credentials = ctx.credentials.ok_or_else(|| ProviderError::Authentication {
+        message: "provider lyceum needs a credentials Secret with key \"apiKey\" (a Lyceum API key, lk_…)".into(),
+    })?;
+    let api_key = credentials.require("apiKey")?;
+    Ok(Arc::new(LyceumProvider::new(
+        &ctx.config.lyceum,
+        ctx.installation,
+        api_key,
+    )?))
 }

@@ -192,6 +192,26 @@ async fn generate_name_and_invalid_name() {
         ),
         (422, "Invalid".into())
     );
+    let mut versioned = configmap("versioned", "1");
+    versioned.metadata.resource_version = Some("7".into());
+    let err = cms
+        .create(&PostParams::default(), &versioned)
+        .await
+        .expect_err("rv on create");
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.message.contains("resourceVersion should not be set"))
+    );
+    let mut elsewhere = configmap("elsewhere", "1");
+    elsewhere.metadata.namespace = Some("kube-system".into());
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &elsewhere)
+                .await
+                .expect_err("namespace mismatch")
+        )
+        .0,
+        400
+    );
 }
 
 #[tokio::test]
@@ -363,6 +383,76 @@ async fn secrets_fold_string_data_and_namespaces_cascade() {
 }
 
 #[tokio::test]
+async fn terminating_namespace_waits_for_finalizers() {
+    let server = ApiServer::start().await.expect("starts");
+    let namespaces: Api<Namespace> = Api::all(server.client());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("doomed".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Active")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "doomed");
+    let mut held = configmap("held", "1");
+    held.metadata.finalizers = Some(vec!["test/hold".into()]);
+    cms.create(&PostParams::default(), &held)
+        .await
+        .expect("held");
+    cms.create(&PostParams::default(), &configmap("free", "1"))
+        .await
+        .expect("free");
+
+    let pending = namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("terminating");
+    assert_eq!(
+        pending.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    assert!(cms.get_opt("free").await.expect("get").is_none());
+    assert!(
+        cms.get("held")
+            .await
+            .expect("held back")
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    assert_eq!(
+        code(
+            cms.create(&PostParams::default(), &configmap("new", "1"))
+                .await
+                .expect_err("forbidden")
+        ),
+        (403, "Forbidden".into())
+    );
+
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release");
+    assert!(
+        namespaces.get_opt("doomed").await.expect("get").is_none(),
+        "namespace goes once empty"
+    );
+}
+
+#[tokio::test]
 async fn content_types_methods_and_discovery() {
     let server = ApiServer::start().await.expect("starts");
     let protobuf = Request::post("/api/v1/namespaces/default/configmaps")
@@ -469,4 +559,29 @@ async fn faults_and_stats() {
     assert_eq!(server.faults().pending_write_faults(), 0);
     server.reset_stats();
     assert_eq!(server.stats().writes(), 0);
+}
+
+#[tokio::test]
+async fn kubeconfig_yaml_works_for_a_new_client() {
+    let server = ApiServer::start().await.expect("starts");
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).expect("client");
+    let namespaces: Api<Namespace> = Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(
+        names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
+        "{names:?}"
+    );
 }

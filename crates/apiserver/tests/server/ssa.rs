@@ -163,3 +163,28 @@ async fn apply_status_and_update_ownership() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn pruned_fields_are_owned_by_nobody() {
+    let (_server, widgets) = server().await;
+    let obj = json!({"apiVersion": "test.runctl.dev/v1", "kind": "Widget", "metadata": {"name": "p"},
+                     "spec": {"provider": "aws", "bogus": 1}});
+    let created = widgets
+        .patch("p", &apply("alice"), &Patch::Apply(obj.clone()))
+        .await
+        .expect("apply");
+    let fields = serde_json::to_string(&created.metadata.managed_fields).expect("json");
+    assert!(
+        fields.contains("f:provider") && !fields.contains("f:bogus"),
+        "{fields}"
+    );
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..apply("alice")
+    };
+    let err = widgets
+        .patch("p", &strict, &Patch::Apply(obj))
+        .await
+        .expect_err("strict apply");
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 400));
+}

@@ -449,3 +449,36 @@ async fn metadata_watcher_gets_partial_objects() {
     }
     assert!(saw_init_apply);
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let watching = tokio::spawn(async move {
+        let mut events = watcher(cms, watcher::Config::default()).boxed();
+        // Runs until the server goes away and the watcher starts failing.
+        while let Some(event) = events.next().await {
+            if event.is_err() {
+                break;
+            }
+        }
+    });
+    eventually_watching(&server).await;
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown completes with a watch open");
+    tokio::time::timeout(Duration::from_secs(5), watching)
+        .await
+        .expect("watcher sees the end")
+        .expect("task");
+}
+
+async fn eventually_watching(server: &ApiServer) {
+    for _ in 0..250 {
+        if server.stats().watches_opened > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no watch opened");
+}

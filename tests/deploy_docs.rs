@@ -1,0 +1,247 @@
+//! `docs/crd-reference.md` is generated from the CRDs (`runctl::crd::all()`); this test
+//! regenerates it in memory and fails on drift. Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test deploy_docs`. It also checks that the operator docs'
+//! relative links point at files that exist.
+
+mod deploy_support;
+
+use deploy_support::*;
+use serde_json::Value;
+
+/// One line of a Markdown table cell: no newlines, no bare pipes.
+fn cell(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// A schema's type in words: `string (enum: a, b)`, `[]object`, `integer (int32, 1–16)`.
+fn type_of(schema: &Value) -> String {
+    let mut t = match schema["type"].as_str() {
+        Some("array") => format!("[]{}", type_of(&schema["items"])),
+        Some(other) => other.to_string(),
+        None if schema["x-kubernetes-int-or-string"] == true => "int-or-string".to_string(),
+        None if schema["x-kubernetes-preserve-unknown-fields"] == true => "any".to_string(),
+        None => "object".to_string(),
+    };
+    if schema["type"] == "object" && schema["additionalProperties"].is_object() {
+        t = format!("map[string]{}", type_of(&schema["additionalProperties"]));
+    }
+    let mut notes = vec![];
+    if let Some(f) = schema["format"].as_str() {
+        notes.push(f.to_string());
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        notes.push(format!(
+            "one of: {}",
+            values
+                .iter()
+                .map(|v| v
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let num = |v: &Value| {
+        v.as_f64().map(|f| {
+            if f.fract() == 0.0 {
+                format!("{}", f as i64)
+            } else {
+                f.to_string()
+            }
+        })
+    };
+    match (num(&schema["minimum"]), num(&schema["maximum"])) {
+        (Some(a), Some(b)) => notes.push(format!("{a}–{b}")),
+        (Some(a), None) => notes.push(format!("≥ {a}")),
+        (None, Some(b)) => notes.push(format!("≤ {b}")),
+        _ => {}
+    }
+    if let Some(n) = schema["maxLength"].as_u64() {
+        notes.push(format!("max length {n}"));
+    }
+    if let Some(p) = schema["pattern"].as_str() {
+        notes.push(format!("pattern `{p}`"));
+    }
+    if notes.is_empty() {
+        t
+    } else {
+        format!("{t} ({})", notes.join(", "))
+    }
+}
+
+/// Rows `(path, type, required, description)` for every field under `schema`, depth first.
+fn walk(
+    path: &str,
+    schema: &Value,
+    rows: &mut Vec<[String; 4]>,
+    rules: &mut Vec<(String, String, String)>,
+) {
+    collect_rules(path, schema, rules);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, child) in props {
+            let p = format!("{path}.{name}");
+            rows.push([
+                format!("`{p}`"),
+                cell(&type_of(child)),
+                if required.contains(&name.as_str()) {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+                cell(child["description"].as_str().unwrap_or("")),
+            ]);
+            walk(&p, child, rows, rules);
+        }
+    }
+    if schema["type"] == "array" {
+        walk(&format!("{path}[]"), &schema["items"], rows, rules);
+    }
+}
+
+fn collect_rules(path: &str, schema: &Value, rules: &mut Vec<(String, String, String)>) {
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        rules.push((
+            path.to_string(),
+            cell(rule["rule"].as_str().unwrap_or("")),
+            cell(rule["message"].as_str().unwrap_or("")),
+        ));
+    }
+}
+
+/// The whole reference, from the CRDs.
+fn generate() -> String {
+    let mut out = String::from(
+        "# CRD reference\n\n<!-- Generated from the Rust types by tests/deploy_docs.rs; do not edit.\n     \
+         Regenerate: UPDATE_GOLDEN=1 cargo test --test deploy_docs -->\n\n\
+         runctl's API group is `runctl.dev`, version `v1alpha1`. The same schemas are in `crds/`;\n\
+         `kubectl explain trainingjob.spec` shows them in a cluster.\n",
+    );
+    for crd in runctl::crd::all() {
+        let v = serde_json::to_value(&crd).expect("CRD serializes");
+        let spec = &v["spec"];
+        let names = &spec["names"];
+        let version = &spec["versions"][0];
+        let kind = names["kind"].as_str().unwrap_or_default();
+        out.push_str(&format!("\n## {kind}\n\n"));
+        out.push_str(&format!(
+            "`{}/{}`, {} scope; plural `{}`",
+            spec["group"].as_str().unwrap_or_default(),
+            version["name"].as_str().unwrap_or_default(),
+            spec["scope"].as_str().unwrap_or_default().to_lowercase(),
+            names["plural"].as_str().unwrap_or_default()
+        ));
+        if let Some(short) = names["shortNames"].as_array() {
+            let s: Vec<String> = short
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| format!("`{s}`"))
+                .collect();
+            out.push_str(&format!(", short names {}", s.join(", ")));
+        }
+        out.push_str(".\n");
+        let schema = &version["schema"]["openAPIV3Schema"];
+        if let Some(d) = schema["description"].as_str() {
+            out.push_str(&format!("\n{}\n", cell(d)));
+        }
+        if let Some(cols) = version["additionalPrinterColumns"].as_array() {
+            out.push_str(
+                "\n`kubectl get` columns:\n\n| Column | JSON path | Shown |\n|---|---|---|\n",
+            );
+            for c in cols {
+                let wide = c["priority"].as_i64().unwrap_or(0) > 0;
+                out.push_str(&format!(
+                    "| {} | `{}` | {} |\n",
+                    cell(c["name"].as_str().unwrap_or_default()),
+                    c["jsonPath"].as_str().unwrap_or_default(),
+                    if wide { "`-o wide`" } else { "always" }
+                ));
+            }
+        }
+        for part in ["spec", "status"] {
+            let mut rows = vec![];
+            let mut rules = vec![];
+            walk(part, &schema["properties"][part], &mut rows, &mut rules);
+            out.push_str(&format!("\n### {kind} {part}\n\n| Field | Type | Required | Description |\n|---|---|---|---|\n"));
+            for r in rows {
+                out.push_str(&format!("| {} | {} | {} | {} |\n", r[0], r[1], r[2], r[3]));
+            }
+            if !rules.is_empty() {
+                out.push_str(&format!("\nValidation rules on {part} (CEL, checked by the API server):\n\n| At | Rule | Message |\n|---|---|---|\n"));
+                for (at, rule, message) in rules {
+                    out.push_str(&format!("| `{at}` | `{rule}` | {message} |\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crd_reference_is_up_to_date() {
+    let path = root().join("docs/crd-reference.md");
+    let generated = generate();
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &generated).expect("write docs/crd-reference.md");
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "docs/crd-reference.md is out of date with the CRDs; regenerate: UPDATE_GOLDEN=1 cargo test --test deploy_docs"
+    );
+}
+
+#[test]
+fn crd_reference_covers_every_field() {
+    let doc = generate();
+    for needle in [
+        "`spec.placement.provider`",
+        "`spec.workload.image`",
+        "`status.phase`",
+        "`spec.provider`",
+        "`status.state`",
+        "`status.conditions[].type`",
+    ] {
+        assert!(doc.contains(needle), "the reference documents {needle}");
+    }
+}
+
+#[test]
+fn operator_docs_links_resolve() {
+    for doc in [
+        "getting-started",
+        "operations",
+        "security",
+        "gitops",
+        "observability",
+        "crd-reference",
+    ] {
+        let rel = format!("docs/{doc}.md");
+        let text = read(&rel);
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let end = rest.find(')').expect("closed link");
+            let target = rest[..end].split('#').next().unwrap_or_default();
+            if !target.is_empty() && !target.contains("://") && !target.starts_with("mailto:") {
+                let path = root().join("docs").join(target);
+                assert!(
+                    path.exists(),
+                    "{rel} links to {target}, which does not exist"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The Helm chart (`charts/runctl`): `helm lint` is clean, and `helm template` with the default
+//! values and with every option on (`ci/all-options-values.yaml`) renders what a platform team
+//! expects: exactly the RBAC the operator needs, the image, probes, restricted security context,
+//! HA replicas with a PodDisruptionBudget, the optional objects only when asked for, CRDs that
+//! survive `helm uninstall`, and a values schema that rejects bad values.
+//!
+//! Needs helm in `.tools/bin` (`bash scripts/setup-tools.sh`).
+
+mod deploy_support;
+
+use deploy_support::*;
+use serde_json::{Value, json};
+
+/// The operator's Kubernetes calls, cluster-wide: `(apiGroup, resource, verbs)`.
+fn expected_cluster_rules() -> Vec<(String, String, Vec<String>)> {
+    let all = [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
+    let mut rules: Vec<(String, String, Vec<String>)> = vec![];
+    let mut add = |group: &str, resource: &str, verbs: &[&str]| {
+        let mut v: Vec<String> = verbs.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        rules.push((group.into(), resource.into(), v));
+    };
+    for kind in ["cloudresources", "trainingjobs"] {
+        add("runctl.dev", kind, &all);
+        add(
+            "runctl.dev",
+            &format!("{kind}/status"),
+            &["get", "patch", "update"],
+        );
+        add("runctl.dev", &format!("{kind}/finalizers"), &["update"]);
+    }
+    add("", "secrets", &all);
+    add("events.k8s.io", "events", &["create", "patch"]);
+    rules.sort();
+    rules
+}
+
+/// The leader-election Role's rules, in the release namespace only.
+fn expected_lease_rules() -> Vec<(String, String, Vec<String>)> {
+    vec![(
+        "coordination.k8s.io".into(),
+        "leases".into(),
+        vec!["create".into(), "get".into(), "update".into()],
+    )]
+}
+
+fn template_error(extra: &[&str]) -> String {
+    let mut args = vec![
+        "template",
+        "runctl",
+        "charts/runctl",
+        "--namespace",
+        "runctl-system",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_tool_raw("helm", &args);
+    assert!(!out.status.success(), "helm template {extra:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn helm_lint_is_clean_with_default_and_all_options() {
+    for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
+        let mut args = vec!["lint", "--strict", "charts/runctl"];
+        args.extend(extra.iter());
+        let out = run_tool("helm", &args);
+        assert!(out.contains("0 chart(s) failed"), "helm lint: {out}");
+    }
+}
+
+#[test]
+fn rbac_grants_exactly_the_operators_calls() {
+    for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
+        let docs = helm_template(&extra);
+        let cluster_role = one(&docs, "ClusterRole");
+        assert_eq!(canonical_rules(cluster_role), expected_cluster_rules());
+        let role = one(&docs, "Role");
+        assert_eq!(role["metadata"]["namespace"], "runctl-system");
+        assert_eq!(canonical_rules(role), expected_lease_rules());
+
+        let sa = one(&docs, "ServiceAccount");
+        for binding in [one(&docs, "ClusterRoleBinding"), one(&docs, "RoleBinding")] {
+            let subjects = binding["subjects"].as_array().expect("subjects");
+            assert_eq!(subjects.len(), 1);
+            assert_eq!(subjects[0]["name"], sa["metadata"]["name"]);
+            assert_eq!(subjects[0]["namespace"], "runctl-system");
+        }
+        assert_eq!(
+            one(&docs, "ClusterRoleBinding")["roleRef"]["name"],
+            cluster_role["metadata"]["name"]
+        );
+        assert_eq!(
+            one(&docs, "RoleBinding")["roleRef"]["name"],
+            role["metadata"]["name"]
+        );
+        // No wildcard anywhere, and no access to CRDs themselves.
+        let text = serde_json::to_string(
+            &docs
+                .iter()
+                .filter(|d| d["kind"].as_str().is_some_and(|k| k.contains("Role")))
+                .collect::<Vec<_>>(),
+        )
+        .expect("json");
+        assert!(!text.contains("\"*\""), "RBAC uses a wildcard");
+        assert!(!text.contains("customresourcedefinitions"));
+    }
+}
+
+#[test]
+fn default_rendering_has_the_operator_with_ha_and_restricted_security() {
+    let docs = helm_template(&[]);
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["serviceAccountName"],
+        one(&docs, "ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(
+        pod["securityContext"],
+        json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+               "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    let c = operator_container(deployment);
+    assert_eq!(
+        c["image"], "ghcr.io/runctl/runctl:0.1.0",
+        "image defaults to the chart's appVersion"
+    );
+    assert_eq!(
+        c["args"],
+        json!(["run", "--config", "/etc/runctl/config.yaml"])
+    );
+    assert_eq!(
+        c["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
+               "capabilities": {"drop": ["ALL"]}})
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+               {"name": "callback", "containerPort": 8443, "protocol": "TCP"}])
+    );
+    for key in ["requests", "limits"] {
+        for res in ["cpu", "memory"] {
+            assert!(
+                c["resources"][key][res].is_string(),
+                "resources.{key}.{res} is set"
+            );
+        }
+    }
+    let env: Vec<&Value> = c["env"].as_array().expect("env").iter().collect();
+    let pod_ns = env
+        .iter()
+        .find(|e| e["name"] == "POD_NAMESPACE")
+        .expect("POD_NAMESPACE for the leader Lease");
+    assert_eq!(
+        pod_ns["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert!(env.iter().any(|e| e["name"] == "POD_NAME"));
+    // The root filesystem is read-only: the config comes from a ConfigMap, /tmp is an emptyDir.
+    let mounts = c["volumeMounts"].as_array().expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/runctl" && m["readOnly"] == true)
+    );
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    let service = one(&docs, "Service");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let ports: Vec<(&str, i64, &str)> = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["port"].as_i64().expect("port"),
+                p["targetPort"].as_str().expect("target"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [("metrics", 8080, "metrics"), ("callback", 8443, "callback")]
+    );
+}
+
+#[test]
+fn optional_objects_render_only_when_enabled() {
+    let default = helm_template(&[]);
+    for kind in ["ServiceMonitor", "NetworkPolicy", "Ingress"] {
+        assert!(
+            all_of(&default, kind).is_empty(),
+            "{kind} is off by default"
+        );
+    }
+    let docs = helm_template(&["--values", ALL_OPTIONS]);
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        operator_container(deployment)["image"],
+        "registry.example.com/platform/runctl:0.1.0-test"
+    );
+    assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 2);
+
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    let np = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let ingress_rules = np["spec"]["ingress"].as_array().expect("ingress rules");
+    let ports: Vec<&Value> = ingress_rules
+        .iter()
+        .map(|r| &r["ports"][0]["port"])
+        .collect();
+    assert_eq!(ports, [&json!("metrics"), &json!("callback")]);
+    assert_eq!(
+        ingress_rules[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+
+    let ing = one(&docs, "Ingress");
+    let path = &ing["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["path"], "/callback/");
+    assert_eq!(path["pathType"], "Prefix");
+    assert_eq!(
+        path["backend"]["service"]["name"],
+        one(&docs, "Service")["metadata"]["name"]
+    );
+    assert_eq!(path["backend"]["service"]["port"]["name"], "callback");
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "runctl-callback-tls");
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+
+    // IRSA: the role ARN lands on the ServiceAccount.
+    let sa = one(&docs, "ServiceAccount");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/runctl-operator"
+    );
+
+    let metrics_backend = helm_template(&[
+        "--values",
+        ALL_OPTIONS,
+        "--set",
+        "ingress.servicePort=metrics",
+    ]);
+    let path = &one(&metrics_backend, "Ingress")["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(
+        path["path"], "/callback/",
+        "only the callback routes are exposed"
+    );
+    assert_eq!(path["backend"]["service"]["port"]["name"], "metrics");
+
+    let no_pdb = helm_template(&["--set", "podDisruptionBudget.enabled=false"]);
+    assert!(all_of(&no_pdb, "PodDisruptionBudget").is_empty());
+}
+
+fn rendered_config(docs: &[Value]) -> Value {
+    let cm = one(docs, "ConfigMap");
+    let text = cm["data"]["config.yaml"].as_str().expect("config.yaml");
+    serde_yaml::from_str(text).expect("config.yaml is YAML")
+}
+
+#[test]
+fn configmap_renders_the_operator_config_with_secret_references_only() {
+    let docs = helm_template(&[]);
+    let config = rendered_config(&docs);
+    assert_eq!(config["metricsAddr"], "0.0.0.0:8080");
+    assert_eq!(config["installationId"], "default");
+    assert_eq!(config["leaderElection"]["enabled"], true);
+    assert_eq!(
+        config["providers"],
+        json!({"aws": {"defaultRegion": "us-east-1"}})
+    );
+    assert!(
+        config.get("namespace").is_none(),
+        "namespace comes from POD_NAMESPACE"
+    );
+
+    let docs = helm_template(&["--values", ALL_OPTIONS]);
+    let config = rendered_config(&docs);
+    assert_eq!(config["watchNamespace"], "ml-team");
+    assert_eq!(config["installationId"], "prod-eu");
+    assert_eq!(
+        config["providers"]["runpod"],
+        json!({"credentialsSecret": {"namespace": "runctl-system", "name": "runpod-credentials"}})
+    );
+    assert_eq!(
+        config["providers"]["lyceum"],
+        json!({"credentialsSecret": {"namespace": "runctl-system", "name": "lyceum-credentials"}})
+    );
+    assert_eq!(
+        config["providers"]["aws"],
+        json!({"defaultRegion": "eu-west-1", "subnetId": "subnet-0abc"})
+    );
+    // The pods roll when the configuration changes.
+    let checksum = |docs: &[Value]| {
+        one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .clone()
+    };
+    assert_ne!(checksum(&docs), checksum(&helm_template(&[])));
+    // The chart creates no Secret: credentials are only ever referenced.
+    assert!(all_of(&docs, "Secret").is_empty());
+}
+
+#[test]
+fn a_provider_without_a_credentials_secret_is_refused() {
+    let err = template_error(&["--set", "providers.runpod.enabled=true"]);
+    assert!(
+        err.contains("providers.runpod.existingSecret is required"),
+        "{err}"
+    );
+}
+
+#[test]
+fn values_schema_rejects_bad_values() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "replicaCount=0"], "replicaCount"),
+        (
+            &["--set", "securityContext.readOnlyRootFilesystem=false"],
+            "readOnlyRootFilesystem",
+        ),
+        (
+            &["--set", "securityContext.allowPrivilegeEscalation=true"],
+            "allowPrivilegeEscalation",
+        ),
+        (
+            &["--set", "podSecurityContext.runAsNonRoot=false"],
+            "runAsNonRoot",
+        ),
+        (&["--set", "podSecurityContext.runAsUser=0"], "runAsUser"),
+        (&["--set", "ports.metrics=70000"], "metrics"),
+        (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (&["--set", "config.log.format=xml"], "format"),
+        (&["--set", "config.installationId=-bad-"], "installationId"),
+        (&["--set", "providers.aws.roleArn=not-an-arn"], "roleArn"),
+        (
+            &["--set", "providers.runpod.settings.apiKey=abc"],
+            "settings",
+        ),
+        (
+            &["--set", "providers.aws.settings.secretAccessKey=abc"],
+            "settings",
+        ),
+        (&["--set", "providers.runpod.apiKey=abc"], "apiKey"),
+        (&["--set", "replicas=2"], "replicas"),
+        (&["--set", "ingress.servicePort=admin"], "servicePort"),
+        (
+            &[
+                "--set",
+                "extraEnv[0].name=AWS_SECRET_ACCESS_KEY",
+                "--set",
+                "extraEnv[0].value=x",
+            ],
+            "name",
+        ),
+    ];
+    for (args, needle) in cases {
+        let err = template_error(args);
+        assert!(
+            err.contains(needle),
+            "{args:?}: the error should name {needle}: {err}"
+        );
+    }
+}
+
+#[test]
+fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
+    // The chart's copies are byte-identical to the generated crds/.
+    let chart_copies = list_yaml(&root().join("charts/runctl/files/crds"));
+    let repo = repo_crds();
+    assert_eq!(
+        chart_copies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        repo.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "charts/runctl/files/crds must hold the same files as crds/"
+    );
+    for ((name, chart), (_, repo)) in chart_copies.iter().zip(&repo) {
+        assert!(
+            chart == repo,
+            "charts/runctl/files/crds/{name} differs from crds/{name}; copy it: cp crds/*.yaml charts/runctl/files/crds/"
+        );
+    }
+
+    // Rendered: the same objects, plus the keep policy (Helm upgrades templates, unlike crds/).
+    let docs = helm_template(&[]);
+    let rendered = all_of(&docs, "CustomResourceDefinition");
+    assert_eq!(rendered.len(), repo.len());
+    for (name, text) in &repo {
+        let expected = parse_docs(text).remove(0);
+        let crd_name = expected["metadata"]["name"].clone();
+        let got = rendered
+            .iter()
+            .find(|d| d["metadata"]["name"] == crd_name)
+            .unwrap_or_else(|| panic!("{name} is rendered"));
+        assert_eq!(
+            got["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+        assert_eq!(
+            got["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "Helm"
+        );
+        assert_eq!(
+            normalize_numbers(&got["spec"]),
+            normalize_numbers(&expected["spec"]),
+            "{name}: rendered spec differs"
+        );
+    }
+
+    let without_keep = helm_template(&["--set", "crds.keep=false"]);
+    for crd in all_of(&without_keep, "CustomResourceDefinition") {
+        assert!(
+            crd["metadata"]["annotations"]
+                .get("helm.sh/resource-policy")
+                .is_none()
+        );
+    }
+    let without = helm_template(&["--set", "crds.install=false"]);
+    assert!(all_of(&without, "CustomResourceDefinition").is_empty());
+}
+
+#[test]
+fn notes_tell_the_next_step() {
+    // `helm install --dry-run=client` renders NOTES.txt without a cluster.
+    let out = run_tool(
+        "helm",
+        &[
+            "install",
+            "runctl",
+            "charts/runctl",
+            "--namespace",
+            "runctl-system",
+            "--dry-run=client",
+        ],
+    );
+    let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
+    for needle in [
+        "rollout status deployment/runctl",
+        "get lease runctl-leader",
+        "aws: the default AWS credential chain",
+        "config/samples/trainingjob-sim.yaml",
+        "docs/getting-started.md",
+    ] {
+        assert!(
+            notes.contains(needle),
+            "NOTES should mention {needle:?}:\n{notes}"
+        );
+    }
+    let out = run_tool(
+        "helm",
+        &[
+            "install",
+            "runctl",
+            "charts/runctl",
+            "--namespace",
+            "runctl-system",
+            "--dry-run=client",
+            "--values",
+            ALL_OPTIONS,
+        ],
+    );
+    let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
+    assert!(
+        notes.contains("runpod: Secret runpod-credentials"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("IRSA role arn:aws:iam::123456789012:role/runctl-operator"),
+        "{notes}"
+    );
+}

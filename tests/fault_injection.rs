@@ -2,7 +2,7 @@
 //! `docs/reliability.md`).
 //!
 //! Short mode (part of `cargo test`): a few dozen seeded runs per provider.
-//! Long mode: `RUNCTL_FAULT_RUNS=1000 cargo test --release --test fault_injection -- --ignored
+//! Long mode: `RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored
 //! --nocapture` runs 1,000 runs per provider and prints the counts. Replay one seed with
 //! `RUNCTL_FAULT_SEED=<seed> RUNCTL_FAULT_RUNS=1` (short or long mode).
 
@@ -50,14 +50,27 @@ async fn short_mode_runpod() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --release --test fault_injection -- --ignored --nocapture"]
+async fn short_mode_lyceum() {
+    let s = suite(BackendKind::Lyceum, 8, 4).await;
+    assert_clean(BackendKind::Lyceum, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored --nocapture"]
+async fn long_mode_lyceum() {
+    let s = suite(BackendKind::Lyceum, 1000, 6).await;
+    assert_clean(BackendKind::Lyceum, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored --nocapture"]
 async fn long_mode_sim() {
     let s = suite(BackendKind::Sim, 1000, 6).await;
     assert_clean(BackendKind::Sim, &s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --release --test fault_injection -- --ignored --nocapture"]
+#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored --nocapture"]
 async fn long_mode_runpod() {
     let s = suite(BackendKind::RunPod, 1000, 6).await;
     assert_clean(BackendKind::RunPod, &s);

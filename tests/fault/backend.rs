@@ -9,6 +9,7 @@ use runctl::crd::CloudResource;
 use runctl::provider::registry::{Credentials, ProviderKey};
 use runctl::provider::sim::{SimFault, SimOp};
 use runctl::provider::{Machine, Provider, ProviderKind, ProvidersConfig, ResourceState};
+use runctl_standins::lyceum::{self as ly, LyceumStandin};
 use runctl_standins::runpod::{self as rp, RunPodStandin};
 
 use super::scenario::{Op, ProviderFault};
@@ -21,6 +22,8 @@ pub enum BackendKind {
     Sim,
     /// RunPod against its REST v2 stand-in.
     RunPod,
+    /// Lyceum AI container runs against its stand-in.
+    Lyceum,
 }
 
 impl BackendKind {
@@ -29,12 +32,13 @@ impl BackendKind {
         match self {
             Self::Sim => "sim",
             Self::RunPod => "runpod",
+            Self::Lyceum => "lyceum",
         }
     }
 
     /// Whether the backend can hang a call past the client timeout.
     pub fn timeouts(self) -> bool {
-        self == Self::RunPod
+        self != Self::Sim
     }
 }
 
@@ -58,6 +62,7 @@ pub struct Backend {
     /// API server, client, simulated cloud.
     pub env: TestEnv,
     standin: Option<RunPodStandin>,
+    lyceum: Option<LyceumStandin>,
     checker: Arc<dyn Provider>,
 }
 
@@ -70,7 +75,7 @@ impl Backend {
             BackendKind::Sim => {
                 let env = TestEnv::start(fast_sim()).await;
                 let checker: Arc<dyn Provider> = Arc::new(runctl::provider::sim::SimProvider::new(env.sim.clone(), "test", "sim-1"));
-                Self { kind, env, standin: None, checker }
+                Self { kind, env, standin: None, lyceum: None, checker }
             }
             BackendKind::RunPod => {
                 let standin = RunPodStandin::start().await;
@@ -87,7 +92,23 @@ impl Backend {
                 let creds = Credentials::new(BTreeMap::from([("apiKey".to_string(), standin.api_key())]));
                 let key = ProviderKey { kind: ProviderKind::Runpod, region: None, credentials: Some("checker".into()) };
                 let checker = registry.get(&key, Some(&creds)).await.expect("RunPod checker provider");
-                Self { kind, env, standin: Some(standin), checker }
+                Self { kind, env, standin: Some(standin), lyceum: None, checker }
+            }
+            BackendKind::Lyceum => {
+                let standin = LyceumStandin::start().await;
+                standin.set_step(Duration::from_millis(50));
+                let mut providers = ProvidersConfig::default();
+                providers.sim = fast_sim();
+                providers.lyceum.base_url = standin.url();
+                providers.lyceum.request_timeout_seconds = 1;
+                providers.lyceum.retry_backoff_ms = 10;
+                let env = TestEnv::start_with(providers).await;
+                env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+                let registry = env.registry();
+                let creds = Credentials::new(BTreeMap::from([("apiKey".to_string(), standin.api_key().to_string())]));
+                let key = ProviderKey { kind: ProviderKind::Lyceum, region: None, credentials: Some("checker".into()) };
+                let checker = registry.get(&key, Some(&creds)).await.expect("Lyceum checker provider");
+                Self { kind, env, standin: None, lyceum: Some(standin), checker }
             }
         }
     }
@@ -101,6 +122,11 @@ impl Backend {
                 "credentialsSecretRef": {"name": "runpod"},
                 "workload": {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"]}
             }),
+            BackendKind::Lyceum => serde_json::json!({
+                "provider": "lyceum", "gpuType": "a100", "gpuCount": 1,
+                "credentialsSecretRef": {"name": "lyceum"},
+                "workload": {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"]}
+            }),
         };
         serde_json::from_value(serde_json::json!({
             "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource",
@@ -111,6 +137,18 @@ impl Backend {
 
     /// Queues one provider fault.
     pub fn inject(&self, fault: ProviderFault) {
+        if let Some(ly) = &self.lyceum {
+            // The Lyceum stand-in's faults hit the next create call.
+            ly.push_fault(match fault {
+                ProviderFault::LoseCreateResponse => ly::Fault::DropAfterCreate,
+                ProviderFault::ErrorAfterCreate => ly::Fault::ServerErrorAfterCreate,
+                ProviderFault::ServerError(_) => ly::Fault::ServerError,
+                ProviderFault::RateLimitedRetryAfter(_) | ProviderFault::RateLimited(_) => ly::Fault::RateLimit,
+                ProviderFault::Capacity => ly::Fault::Capacity,
+                ProviderFault::Timeout(_) => ly::Fault::Delay(Duration::from_millis(1500)),
+            });
+            return;
+        }
         match (&self.standin, self.kind) {
             (None, _) => {
                 let sim = &self.env.sim;
@@ -143,6 +181,8 @@ impl Backend {
     /// Drops every queued provider fault.
     pub fn clear_faults(&self) {
         self.env.sim.clear_faults();
+        // The Lyceum stand-in has no clear knob: a queued create fault (all retryable) is
+        // consumed by the final operator's next create.
         if let Some(s) = &self.standin {
             s.clear_faults();
         }
@@ -150,6 +190,9 @@ impl Backend {
 
     /// Create calls the provider has seen.
     pub fn create_calls(&self) -> u64 {
+        if let Some(ly) = &self.lyceum {
+            return u64::from(ly.calls("POST /execution/image/start"));
+        }
         match &self.standin {
             None => self.env.sim.stats().calls(SimOp::Create),
             Some(s) => s.calls(rp::Op::Create),
@@ -158,6 +201,18 @@ impl Backend {
 
     /// Every machine the provider ever made (ended and deleted ones included).
     pub fn all_machines(&self) -> Vec<Seen> {
+        if let Some(ly) = &self.lyceum {
+            return ly
+                .runs()
+                .into_iter()
+                .map(|r| Seen {
+                    owner: r.metadata.get("runctl.dev/owner-uid").and_then(|v| v.as_str()).map(str::to_string),
+                    billable: r.is_live(),
+                    terminating: false,
+                    id: r.id,
+                })
+                .collect();
+        }
         match &self.standin {
             None => self
                 .env

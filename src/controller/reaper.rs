@@ -161,6 +161,9 @@ impl ReaperMetrics {
     }
 }
 
+/// A provider instance as a creation record names it: provider, region, Secret (namespace, name).
+type InstanceRef = (ProviderKind, Option<String>, Option<(String, String)>);
+
 /// One provider instance and what its list returned.
 struct Listed {
     key: ProviderKey,
@@ -440,7 +443,7 @@ impl Reaper {
         records: &[record::CreationRecord],
     ) -> Vec<(ProviderKey, Arc<dyn Provider>)> {
         let mut out: Vec<(ProviderKey, Arc<dyn Provider>)> = Vec::new();
-        let mut wanted: Vec<(ProviderKind, Option<String>, Option<(String, String)>)> = Vec::new();
+        let mut wanted: Vec<InstanceRef> = Vec::new();
         for r in records {
             let secret = r
                 .credentials

@@ -79,8 +79,7 @@ impl Backend {
             }
             BackendKind::RunPod => {
                 let standin = RunPodStandin::start().await;
-                let mut providers = ProvidersConfig::default();
-                providers.sim = fast_sim();
+                let mut providers = ProvidersConfig { sim: fast_sim(), ..ProvidersConfig::default() };
                 providers.runpod.base_url = standin.url();
                 providers.runpod.request_timeout_millis = Some(RUNPOD_TIMEOUT_MS);
                 providers.runpod.retry_base_millis = 10;
@@ -97,8 +96,7 @@ impl Backend {
             BackendKind::Lyceum => {
                 let standin = LyceumStandin::start().await;
                 standin.set_step(Duration::from_millis(50));
-                let mut providers = ProvidersConfig::default();
-                providers.sim = fast_sim();
+                let mut providers = ProvidersConfig { sim: fast_sim(), ..ProvidersConfig::default() };
                 providers.lyceum.base_url = standin.url();
                 providers.lyceum.request_timeout_seconds = 1;
                 providers.lyceum.retry_backoff_ms = 10;

@@ -33,7 +33,11 @@ fn assert_clean(kind: BackendKind, s: &Summary) {
         s.failed.is_empty() && s.duplicates == 0 && s.orphans == 0,
         "{}\nfailed seeds (replay with RUNCTL_FAULT_SEED=<seed> RUNCTL_FAULT_RUNS=1):\n{}",
         s.line(kind.name()),
-        s.failed.iter().map(|(seed, v)| format!("  {seed}: {v:?}")).collect::<Vec<_>>().join("\n")
+        s.failed
+            .iter()
+            .map(|(seed, v)| format!("  {seed}: {v:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -85,40 +89,71 @@ async fn faults_are_reported_then_recovered(kind: BackendKind) {
     use runctl::crd::{CloudResource, condition};
     let mut cases = vec![
         (ProviderFault::Capacity, "InsufficientCapacity"),
-        (ProviderFault::ServerError(Op::Create), "ProviderUnavailable"),
-        (ProviderFault::RateLimitedRetryAfter(Op::Create), "RateLimited"),
+        (
+            ProviderFault::ServerError(Op::Create),
+            "ProviderUnavailable",
+        ),
+        (
+            ProviderFault::RateLimitedRetryAfter(Op::Create),
+            "RateLimited",
+        ),
     ];
     // A lost create answer may be absorbed within the call (RunPod adopts the pod it finds by
     // name) or by the next observation, so only the outcome is checked for it.
-    let lost = [ProviderFault::LoseCreateResponse, ProviderFault::ErrorAfterCreate, ProviderFault::Timeout(Op::Create)];
+    let lost = [
+        ProviderFault::LoseCreateResponse,
+        ProviderFault::ErrorAfterCreate,
+        ProviderFault::Timeout(Op::Create),
+    ];
     if kind == BackendKind::Sim {
         cases.push((ProviderFault::RateLimited(Op::Create), "RateLimited"));
     }
     let backend = fault::backend::Backend::start(kind).await;
-    let op = backend.env.start_controller(support::test_controller_config("conditions"));
+    let op = backend
+        .env
+        .start_controller(support::test_controller_config("conditions"));
     let api: Api<CloudResource> = Api::namespaced(backend.env.client.clone(), "default");
-    let cases = cases.into_iter().map(|(f, r)| (f, Some(r))).chain(lost.into_iter().map(|f| (f, None)));
+    let cases = cases
+        .into_iter()
+        .map(|(f, r)| (f, Some(r)))
+        .chain(lost.into_iter().map(|f| (f, None)));
     for (i, (f, reason)) in cases.enumerate() {
         for _ in 0..3 {
             backend.inject(f);
         }
         let name = format!("fault-{i}");
-        let uid = api.create(&PostParams::default(), &backend.manifest(&name)).await.unwrap().metadata.uid.unwrap();
+        let uid = api
+            .create(&PostParams::default(), &backend.manifest(&name))
+            .await
+            .unwrap()
+            .metadata
+            .uid
+            .unwrap();
         if let Some(reason) = reason {
-            support::eventually(30, &format!("{name}: Synced=False/{reason} for {f:?}"), || async {
-                let s = api.get(&name).await.ok()?.status?;
-                let c = condition::get(&s.conditions, condition::SYNCED)?;
-                (c.status == "False" && c.reason == reason).then_some(())
-            })
+            support::eventually(
+                30,
+                &format!("{name}: Synced=False/{reason} for {f:?}"),
+                || async {
+                    let s = api.get(&name).await.ok()?.status?;
+                    let c = condition::get(&s.conditions, condition::SYNCED)?;
+                    (c.status == "False" && c.reason == reason).then_some(())
+                },
+            )
             .await;
         }
         support::eventually(30, &format!("{name} running after {f:?}"), || async {
             let s = api.get(&name).await.ok()?.status?;
-            (s.state == Some(ResourceState::Running) && condition::is_true(&s.conditions, condition::SYNCED)).then_some(())
+            (s.state == Some(ResourceState::Running)
+                && condition::is_true(&s.conditions, condition::SYNCED))
+            .then_some(())
         })
         .await;
         backend.clear_faults();
-        let mine = backend.all_machines().into_iter().filter(|m| m.owner.as_deref() == Some(uid.as_str())).count();
+        let mine = backend
+            .all_machines()
+            .into_iter()
+            .filter(|m| m.owner.as_deref() == Some(uid.as_str()))
+            .count();
         assert_eq!(mine, 1, "{f:?}: exactly one machine");
     }
     op.stop().await;

@@ -37,7 +37,11 @@ fn load() -> Vec<Case> {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("readable corpus file");
-            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let file = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let expect = text
                 .lines()
                 .find_map(|l| l.strip_prefix("# expect: "))
@@ -45,17 +49,31 @@ fn load() -> Vec<Case> {
                 .to_string();
             let update = text.lines().any(|l| l.starts_with("# update:"));
             let docs = serde_yaml::Deserializer::from_str(&text)
-                .map(|d| serde_json::Value::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}")))
+                .map(|d| {
+                    serde_json::Value::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}"))
+                })
                 .collect();
-            Case { file, expect, update, docs }
+            Case {
+                file,
+                expect,
+                update,
+                docs,
+            }
         })
         .collect()
 }
 
 fn api_for(env: &TestEnv, obj: &serde_json::Value) -> Api<DynamicObject> {
     let kind = obj["kind"].as_str().unwrap_or("CloudResource");
-    let plural = if kind == "TrainingJob" { "trainingjobs" } else { "cloudresources" };
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("runctl.dev", "v1alpha1", kind), plural);
+    let plural = if kind == "TrainingJob" {
+        "trainingjobs"
+    } else {
+        "cloudresources"
+    };
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("runctl.dev", "v1alpha1", kind),
+        plural,
+    );
     Api::namespaced_with(env.client.clone(), "default", &ar)
 }
 
@@ -75,33 +93,63 @@ fn rejection<T>(result: Result<T, kube::Error>) -> Option<(u16, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invalid_manifest_is_rejected_with_an_actionable_message() {
     let cases = load();
-    assert!(cases.len() >= 50, "the corpus holds at least 50 manifests, found {}", cases.len());
-    let trainingjobs = cases.iter().filter(|c| c.docs[0]["kind"] == "TrainingJob").count();
-    assert!(trainingjobs >= 10, "TrainingJobs are covered too ({trainingjobs})");
+    assert!(
+        cases.len() >= 50,
+        "the corpus holds at least 50 manifests, found {}",
+        cases.len()
+    );
+    let trainingjobs = cases
+        .iter()
+        .filter(|c| c.docs[0]["kind"] == "TrainingJob")
+        .count();
+    assert!(
+        trainingjobs >= 10,
+        "TrainingJobs are covered too ({trainingjobs})"
+    );
     let env = TestEnv::start(support::fast_sim()).await;
     let mut failures = Vec::new();
     for case in &cases {
         let first = &case.docs[0];
         let api = api_for(&env, first);
-        let name = first["metadata"]["name"].as_str().unwrap_or("x").to_string();
+        let name = first["metadata"]["name"]
+            .as_str()
+            .unwrap_or("x")
+            .to_string();
         let outcome = if case.update {
             if let Err(e) = api.create(&PostParams::default(), &dynamic(first)).await {
                 failures.push(format!("{}: the base object was rejected: {e}", case.file));
                 continue;
             }
-            let before = api.get(&name).await.ok().and_then(|o| o.metadata.resource_version);
+            let before = api
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|o| o.metadata.resource_version);
             let patch = case.docs.get(1).cloned().unwrap_or_default();
-            let r = rejection(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await);
-            let after = api.get(&name).await.ok().and_then(|o| o.metadata.resource_version);
+            let r = rejection(
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await,
+            );
+            let after = api
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|o| o.metadata.resource_version);
             if before != after {
-                failures.push(format!("{}: a rejected update changed the object", case.file));
+                failures.push(format!(
+                    "{}: a rejected update changed the object",
+                    case.file
+                ));
             }
             let _ = api.delete(&name, &DeleteParams::default()).await;
             r
         } else {
             let r = rejection(api.create(&PostParams::default(), &dynamic(first)).await);
             if r.is_some() && api.get_opt(&name).await.ok().flatten().is_some() {
-                failures.push(format!("{}: a rejected create left an object behind", case.file));
+                failures.push(format!(
+                    "{}: a rejected create left an object behind",
+                    case.file
+                ));
             }
             if r.is_none() {
                 let _ = api.delete(&name, &DeleteParams::default()).await;
@@ -109,15 +157,30 @@ async fn every_invalid_manifest_is_rejected_with_an_actionable_message() {
             r
         };
         match outcome {
-            None => failures.push(format!("{}: accepted, expected a rejection mentioning {:?}", case.file, case.expect)),
+            None => failures.push(format!(
+                "{}: accepted, expected a rejection mentioning {:?}",
+                case.file, case.expect
+            )),
             Some((code, message)) => {
                 if !(400..500).contains(&code) {
-                    failures.push(format!("{}: answered {code} instead of a 4xx: {message}", case.file));
+                    failures.push(format!(
+                        "{}: answered {code} instead of a 4xx: {message}",
+                        case.file
+                    ));
                 } else if !message.contains(&case.expect) {
-                    failures.push(format!("{}: message does not mention {:?}: {message}", case.file, case.expect));
+                    failures.push(format!(
+                        "{}: message does not mention {:?}: {message}",
+                        case.file, case.expect
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} corpus cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -80,23 +80,58 @@ async fn sim_run() -> String {
     env.secret("wandb", &[("key", WANDB)]).await;
     let op = env.start_controller(test_controller_config("scrub-sim"));
     let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &CloudResourceBuilder::sim("with-secret").env_from_secret("WANDB_API_KEY", "wandb", "key").build())
+    api.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("with-secret")
+            .env_from_secret("WANDB_API_KEY", "wandb", "key")
+            .build(),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("missing-key")
+            .env_from_secret("WANDB_API_KEY", "wandb", "nope")
+            .build(),
+    )
+    .await
+    .unwrap();
+    wait_state(&api, "with-secret", |o| {
+        o.status.as_ref().and_then(|s| s.state) == Some(ResourceState::Running)
+    })
+    .await;
+    wait_state(&api, "missing-key", |o| {
+        o.status.as_ref().is_some_and(|s| !s.conditions.is_empty())
+    })
+    .await;
+    let id = api
+        .get("with-secret")
         .await
+        .unwrap()
+        .status
+        .unwrap()
+        .provider_id
         .unwrap();
-    api.create(&PostParams::default(), &CloudResourceBuilder::sim("missing-key").env_from_secret("WANDB_API_KEY", "wandb", "nope").build())
-        .await
-        .unwrap();
-    wait_state(&api, "with-secret", |o| o.status.as_ref().and_then(|s| s.state) == Some(ResourceState::Running)).await;
-    wait_state(&api, "missing-key", |o| o.status.as_ref().is_some_and(|s| !s.conditions.is_empty())).await;
-    let id = api.get("with-secret").await.unwrap().status.unwrap().provider_id.unwrap();
     let workload = env.sim.workload(&id).expect("the machine got its workload");
-    assert_eq!(workload.env.get("WANDB_API_KEY").map(String::as_str), Some(WANDB), "the value reached the machine");
+    assert_eq!(
+        workload.env.get("WANDB_API_KEY").map(String::as_str),
+        Some(WANDB),
+        "the value reached the machine"
+    );
     let mut text = cluster_text(&env).await;
     text += &op.ctx.metrics.encode();
     for n in ["with-secret", "missing-key"] {
         api.delete(n, &DeleteParams::default()).await.unwrap();
     }
-    eventually(30, "objects gone", || async { api.list(&Default::default()).await.ok()?.items.is_empty().then_some(()) }).await;
+    eventually(30, "objects gone", || async {
+        api.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     op.stop().await;
     text
 }
@@ -109,7 +144,8 @@ async fn runpod_run() -> String {
     providers.runpod.retry_base_millis = 10;
     providers.runpod.request_timeout_millis = Some(500);
     let env = TestEnv::start_with(providers).await;
-    env.secret("runpod", &[("apiKey", &standin.api_key())]).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())])
+        .await;
     env.secret("bad-runpod", &[("apiKey", WRONG_KEY)]).await;
     env.secret("hf", &[("token", HF)]).await;
     standin.push_fault(rp::Op::Create, rp::Fault::DropAfterCreate);
@@ -124,15 +160,30 @@ async fn runpod_run() -> String {
                                   "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]}}
         }))
     };
-    api.create(&PostParams::default(), &manifest("good", "runpod")).await.unwrap();
-    api.create(&PostParams::default(), &manifest("bad-key", "bad-runpod")).await.unwrap();
-    wait_state(&api, "good", |o| o.status.as_ref().and_then(|s| s.state) == Some(ResourceState::Running)).await;
-    wait_state(&api, "bad-key", |o| {
-        o.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("AuthenticationFailed")
-            || o.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "AuthenticationFailed"))
+    api.create(&PostParams::default(), &manifest("good", "runpod"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &manifest("bad-key", "bad-runpod"))
+        .await
+        .unwrap();
+    wait_state(&api, "good", |o| {
+        o.status.as_ref().and_then(|s| s.state) == Some(ResourceState::Running)
     })
     .await;
-    assert_eq!(standin.live_pods_with_env("HF_TOKEN", HF), 1, "the token reached the pod");
+    wait_state(&api, "bad-key", |o| {
+        o.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("AuthenticationFailed")
+            || o.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason == "AuthenticationFailed")
+            })
+    })
+    .await;
+    assert_eq!(
+        standin.live_pods_with_env("HF_TOKEN", HF),
+        1,
+        "the token reached the pod"
+    );
     let mut text = cluster_text(&env).await;
     text += &op.ctx.metrics.encode();
     for n in ["good", "bad-key"] {
@@ -140,10 +191,26 @@ async fn runpod_run() -> String {
     }
     // With rejected credentials runctl cannot prove that no machine exists, so the object keeps
     // its finalizer until the credentials are fixed.
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), "default");
     let fix = serde_json::json!({"stringData": {"apiKey": standin.api_key()}});
-    secrets.patch("bad-runpod", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&fix)).await.unwrap();
-    eventually(30, "objects gone", || async { api.list(&Default::default()).await.ok()?.items.is_empty().then_some(()) }).await;
+    secrets
+        .patch(
+            "bad-runpod",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&fix),
+        )
+        .await
+        .unwrap();
+    eventually(30, "objects gone", || async {
+        api.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     op.stop().await;
     text
 }
@@ -157,10 +224,21 @@ async fn no_secret_value_appears_in_logs_events_status_or_metrics() {
     let summary = fault::run_many(fault::backend::BackendKind::RunPod, 77..80, 3).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let log_text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
-    assert!(log_text.lines().count() > 100, "logs were captured ({} lines)", log_text.lines().count());
+    assert!(
+        log_text.lines().count() > 100,
+        "logs were captured ({} lines)",
+        log_text.lines().count()
+    );
     for secret in [WANDB, HF, WRONG_KEY, rp::DEFAULT_API_KEY] {
-        let in_logs: Vec<&str> = log_text.lines().filter(|l| l.contains(secret)).take(3).collect();
+        let in_logs: Vec<&str> = log_text
+            .lines()
+            .filter(|l| l.contains(secret))
+            .take(3)
+            .collect();
         assert!(in_logs.is_empty(), "secret value in logs: {in_logs:?}");
-        assert!(!seen.contains(secret), "secret value {secret:.6}… in events, status, ConfigMaps or metrics");
+        assert!(
+            !seen.contains(secret),
+            "secret value {secret:.6}… in events, status, ConfigMaps or metrics"
+        );
     }
 }

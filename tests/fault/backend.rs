@@ -74,39 +74,86 @@ impl Backend {
         match kind {
             BackendKind::Sim => {
                 let env = TestEnv::start(fast_sim()).await;
-                let checker: Arc<dyn Provider> = Arc::new(runctl::provider::sim::SimProvider::new(env.sim.clone(), "test", "sim-1"));
-                Self { kind, env, standin: None, lyceum: None, checker }
+                let checker: Arc<dyn Provider> = Arc::new(runctl::provider::sim::SimProvider::new(
+                    env.sim.clone(),
+                    "test",
+                    "sim-1",
+                ));
+                Self {
+                    kind,
+                    env,
+                    standin: None,
+                    lyceum: None,
+                    checker,
+                }
             }
             BackendKind::RunPod => {
                 let standin = RunPodStandin::start().await;
-                let mut providers = ProvidersConfig { sim: fast_sim(), ..ProvidersConfig::default() };
+                let mut providers = ProvidersConfig {
+                    sim: fast_sim(),
+                    ..ProvidersConfig::default()
+                };
                 providers.runpod.base_url = standin.url();
                 providers.runpod.request_timeout_millis = Some(RUNPOD_TIMEOUT_MS);
                 providers.runpod.retry_base_millis = 10;
                 providers.runpod.max_rate_limit_wait_millis = 300;
                 providers.runpod.list_cache_millis = 100;
                 let env = TestEnv::start_with(providers.clone()).await;
-                env.secret("runpod", &[("apiKey", &standin.api_key())]).await;
+                env.secret("runpod", &[("apiKey", &standin.api_key())])
+                    .await;
                 let registry = env.registry();
-                let creds = Credentials::new(BTreeMap::from([("apiKey".to_string(), standin.api_key())]));
-                let key = ProviderKey { kind: ProviderKind::Runpod, region: None, credentials: Some("checker".into()) };
-                let checker = registry.get(&key, Some(&creds)).await.expect("RunPod checker provider");
-                Self { kind, env, standin: Some(standin), lyceum: None, checker }
+                let creds =
+                    Credentials::new(BTreeMap::from([("apiKey".to_string(), standin.api_key())]));
+                let key = ProviderKey {
+                    kind: ProviderKind::Runpod,
+                    region: None,
+                    credentials: Some("checker".into()),
+                };
+                let checker = registry
+                    .get(&key, Some(&creds))
+                    .await
+                    .expect("RunPod checker provider");
+                Self {
+                    kind,
+                    env,
+                    standin: Some(standin),
+                    lyceum: None,
+                    checker,
+                }
             }
             BackendKind::Lyceum => {
                 let standin = LyceumStandin::start().await;
                 standin.set_step(Duration::from_millis(50));
-                let mut providers = ProvidersConfig { sim: fast_sim(), ..ProvidersConfig::default() };
+                let mut providers = ProvidersConfig {
+                    sim: fast_sim(),
+                    ..ProvidersConfig::default()
+                };
                 providers.lyceum.base_url = standin.url();
                 providers.lyceum.request_timeout_seconds = 1;
                 providers.lyceum.retry_backoff_ms = 10;
                 let env = TestEnv::start_with(providers).await;
                 env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
                 let registry = env.registry();
-                let creds = Credentials::new(BTreeMap::from([("apiKey".to_string(), standin.api_key().to_string())]));
-                let key = ProviderKey { kind: ProviderKind::Lyceum, region: None, credentials: Some("checker".into()) };
-                let checker = registry.get(&key, Some(&creds)).await.expect("Lyceum checker provider");
-                Self { kind, env, standin: None, lyceum: Some(standin), checker }
+                let creds = Credentials::new(BTreeMap::from([(
+                    "apiKey".to_string(),
+                    standin.api_key().to_string(),
+                )]));
+                let key = ProviderKey {
+                    kind: ProviderKind::Lyceum,
+                    region: None,
+                    credentials: Some("checker".into()),
+                };
+                let checker = registry
+                    .get(&key, Some(&creds))
+                    .await
+                    .expect("Lyceum checker provider");
+                Self {
+                    kind,
+                    env,
+                    standin: None,
+                    lyceum: Some(standin),
+                    checker,
+                }
             }
         }
     }
@@ -141,7 +188,9 @@ impl Backend {
                 ProviderFault::LoseCreateResponse => ly::Fault::DropAfterCreate,
                 ProviderFault::ErrorAfterCreate => ly::Fault::ServerErrorAfterCreate,
                 ProviderFault::ServerError(_) => ly::Fault::ServerError,
-                ProviderFault::RateLimitedRetryAfter(_) | ProviderFault::RateLimited(_) => ly::Fault::RateLimit,
+                ProviderFault::RateLimitedRetryAfter(_) | ProviderFault::RateLimited(_) => {
+                    ly::Fault::RateLimit
+                }
                 ProviderFault::Capacity => ly::Fault::Capacity,
                 ProviderFault::Timeout(_) => ly::Fault::Delay(Duration::from_millis(1500)),
             });
@@ -151,10 +200,19 @@ impl Backend {
             (None, _) => {
                 let sim = &self.env.sim;
                 let (op, f) = match fault {
-                    ProviderFault::LoseCreateResponse | ProviderFault::ErrorAfterCreate => (SimOp::Create, SimFault::LoseResponse),
+                    ProviderFault::LoseCreateResponse | ProviderFault::ErrorAfterCreate => {
+                        (SimOp::Create, SimFault::LoseResponse)
+                    }
                     ProviderFault::ServerError(op) => (sim_op(op), SimFault::ServerError),
-                    ProviderFault::RateLimitedRetryAfter(op) => (sim_op(op), SimFault::RateLimited { retry_after: Some(Duration::from_millis(300)) }),
-                    ProviderFault::RateLimited(op) => (sim_op(op), SimFault::RateLimited { retry_after: None }),
+                    ProviderFault::RateLimitedRetryAfter(op) => (
+                        sim_op(op),
+                        SimFault::RateLimited {
+                            retry_after: Some(Duration::from_millis(300)),
+                        },
+                    ),
+                    ProviderFault::RateLimited(op) => {
+                        (sim_op(op), SimFault::RateLimited { retry_after: None })
+                    }
                     ProviderFault::Capacity => (SimOp::Create, SimFault::Capacity),
                     ProviderFault::Timeout(op) => (sim_op(op), SimFault::LoseResponse),
                 };
@@ -162,14 +220,28 @@ impl Backend {
             }
             (Some(standin), _) => {
                 let (op, f) = match fault {
-                    ProviderFault::LoseCreateResponse => (rp::Op::Create, rp::Fault::DropAfterCreate),
-                    ProviderFault::ErrorAfterCreate => (rp::Op::Create, rp::Fault::ErrorAfterCreate(502)),
+                    ProviderFault::LoseCreateResponse => {
+                        (rp::Op::Create, rp::Fault::DropAfterCreate)
+                    }
+                    ProviderFault::ErrorAfterCreate => {
+                        (rp::Op::Create, rp::Fault::ErrorAfterCreate(502))
+                    }
                     ProviderFault::ServerError(op) => (rp_op(op), rp::Fault::Status(503)),
-                    ProviderFault::RateLimitedRetryAfter(op) => (rp_op(op), rp::Fault::RateLimited { retry_after_secs: 1 }),
+                    ProviderFault::RateLimitedRetryAfter(op) => (
+                        rp_op(op),
+                        rp::Fault::RateLimited {
+                            retry_after_secs: 1,
+                        },
+                    ),
                     ProviderFault::RateLimited(op) => (rp_op(op), rp::Fault::Status(429)),
                     ProviderFault::Capacity => (rp::Op::Create, rp::Fault::Capacity),
-                    ProviderFault::Timeout(Op::Create) => (rp::Op::Create, rp::Fault::HangAfterCreate),
-                    ProviderFault::Timeout(op) => (rp_op(op), rp::Fault::Delay(Duration::from_millis(RUNPOD_TIMEOUT_MS * 2))),
+                    ProviderFault::Timeout(Op::Create) => {
+                        (rp::Op::Create, rp::Fault::HangAfterCreate)
+                    }
+                    ProviderFault::Timeout(op) => (
+                        rp_op(op),
+                        rp::Fault::Delay(Duration::from_millis(RUNPOD_TIMEOUT_MS * 2)),
+                    ),
                 };
                 standin.push_fault(op, f);
             }
@@ -204,7 +276,11 @@ impl Backend {
                 .runs()
                 .into_iter()
                 .map(|r| Seen {
-                    owner: r.metadata.get("runctl.dev/owner-uid").and_then(|v| v.as_str()).map(str::to_string),
+                    owner: r
+                        .metadata
+                        .get("runctl.dev/owner-uid")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
                     billable: r.is_live(),
                     terminating: false,
                     id: r.id,
@@ -229,9 +305,19 @@ impl Backend {
                 let mut out: Vec<Seen> = s
                     .pods()
                     .iter()
-                    .map(|p| Seen { id: p.id.clone(), owner: owner(p), billable: p.phase.bills(), terminating: false })
+                    .map(|p| Seen {
+                        id: p.id.clone(),
+                        owner: owner(p),
+                        billable: p.phase.bills(),
+                        terminating: false,
+                    })
                     .collect();
-                out.extend(s.removed().iter().map(|p| Seen { id: p.id.clone(), owner: owner(p), billable: false, terminating: false }));
+                out.extend(s.removed().iter().map(|p| Seen {
+                    id: p.id.clone(),
+                    owner: owner(p),
+                    billable: false,
+                    terminating: false,
+                }));
                 out
             }
         }

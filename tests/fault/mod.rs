@@ -94,9 +94,15 @@ impl Summary {
 }
 
 /// Runs `seeds` with up to `parallel` runs at once and sums them up.
-pub async fn run_many(kind: BackendKind, seeds: impl Iterator<Item = u64>, parallel: usize) -> Summary {
+pub async fn run_many(
+    kind: BackendKind,
+    seeds: impl Iterator<Item = u64>,
+    parallel: usize,
+) -> Summary {
     let mut summary = Summary::default();
-    let mut outcomes = futures::stream::iter(seeds).map(|seed| run(kind, seed)).buffer_unordered(parallel.max(1));
+    let mut outcomes = futures::stream::iter(seeds)
+        .map(|seed| run(kind, seed))
+        .buffer_unordered(parallel.max(1));
     while let Some(o) = outcomes.next().await {
         if !o.violations.is_empty() {
             eprintln!("FAILED {} seed {}: {:?}", kind.name(), o.seed, o.violations);
@@ -114,20 +120,34 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
     let scenario = Scenario::from_seed(seed, kind.timeouts());
     let backend = Arc::new(Backend::start(kind).await);
     let api: Api<CloudResource> = Api::namespaced(backend.env.client.clone(), "default");
-    let mut outcome = Outcome { seed, faults: scenario.fault_count(), kills: scenario.lifetimes.len(), ..Outcome::default() };
+    let mut outcome = Outcome {
+        seed,
+        faults: scenario.fault_count(),
+        kills: scenario.lifetimes.len(),
+        ..Outcome::default()
+    };
 
     let violations = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let monitor = tokio::spawn(watch_billing(backend.clone(), stop.clone(), violations.clone()));
+    let monitor = tokio::spawn(watch_billing(
+        backend.clone(),
+        stop.clone(),
+        violations.clone(),
+    ));
 
     let mut uids = BTreeMap::new();
     for i in 0..scenario.objects {
         let name = format!("obj-{i}");
-        match api.create(&PostParams::default(), &backend.manifest(&name)).await {
+        match api
+            .create(&PostParams::default(), &backend.manifest(&name))
+            .await
+        {
             Ok(cr) => {
                 uids.insert(name, cr.metadata.uid.unwrap_or_default());
             }
-            Err(e) => violations.lock().push(format!("creating {name} failed: {e}")),
+            Err(e) => violations
+                .lock()
+                .push(format!("creating {name} failed: {e}")),
         }
     }
     let mut deleted = BTreeSet::new();
@@ -140,8 +160,12 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
         for f in &life.api_faults {
             let faults = backend.env.server.faults();
             match *f {
-                ApiFault::Conflicts(k) => faults.fail_writes(WriteFault::conflict(k).on_resource("cloudresources")),
-                ApiFault::ServerErrors(k) => faults.fail_writes(WriteFault::server_error(k).on_resource("cloudresources")),
+                ApiFault::Conflicts(k) => {
+                    faults.fail_writes(WriteFault::conflict(k).on_resource("cloudresources"))
+                }
+                ApiFault::ServerErrors(k) => {
+                    faults.fail_writes(WriteFault::server_error(k).on_resource("cloudresources"))
+                }
                 ApiFault::Latency(ms) => faults.set_latency(Duration::from_millis(ms)),
                 ApiFault::ExpireWatchesAfter(ms) => {
                     let b = backend.clone();
@@ -153,7 +177,9 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
             }
         }
         let creates_before = backend.create_calls();
-        let op = backend.env.start_controller(test_controller_config(&format!("life-{n}")));
+        let op = backend
+            .env
+            .start_controller(test_controller_config(&format!("life-{n}")));
         if let Some((i, ms)) = life.delete_during {
             let name = format!("obj-{i}");
             deleted.insert(name.clone());
@@ -183,7 +209,9 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
 
     backend.clear_faults();
     backend.env.server.faults().clear();
-    let last = backend.env.start_controller(test_controller_config("final"));
+    let last = backend
+        .env
+        .start_controller(test_controller_config("final"));
     let mut last_problems = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(CONVERGE_SECS);
     let converged = loop {
@@ -202,7 +230,9 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
 
     let mut v = std::mem::take(&mut *violations.lock());
     if !converged {
-        v.push(format!("did not converge within {CONVERGE_SECS}s: {last_problems:?}"));
+        v.push(format!(
+            "did not converge within {CONVERGE_SECS}s: {last_problems:?}"
+        ));
     }
     // Duplicates: more than one machine ever made for one object (no scenario starts a new
     // attempt, so one machine per object is the whole truth).
@@ -241,7 +271,12 @@ fn kill(op: Running) {
 }
 
 /// Waits until the kill point is reached (bounded).
-async fn wait_kill_point(backend: &Backend, api: &Api<CloudResource>, point: KillPoint, creates_before: u64) {
+async fn wait_kill_point(
+    backend: &Backend,
+    api: &Api<CloudResource>,
+    point: KillPoint,
+    creates_before: u64,
+) {
     if let KillPoint::After(ms) = point {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return;
@@ -250,16 +285,20 @@ async fn wait_kill_point(backend: &Backend, api: &Api<CloudResource>, point: Kil
     while tokio::time::Instant::now() < deadline {
         let reached = match point {
             KillPoint::CreateCalled => backend.create_calls() > creates_before,
-            KillPoint::IntentRecorded | KillPoint::IdRecorded => match api.list(&Default::default()).await {
-                Ok(l) => l.items.iter().any(|o| {
-                    let s = o.status.clone().unwrap_or_default();
-                    match point {
-                        KillPoint::IntentRecorded => s.pending_create.is_some() && s.provider_id.is_none(),
-                        _ => s.provider_id.is_some(),
-                    }
-                }),
-                Err(_) => false,
-            },
+            KillPoint::IntentRecorded | KillPoint::IdRecorded => {
+                match api.list(&Default::default()).await {
+                    Ok(l) => l.items.iter().any(|o| {
+                        let s = o.status.clone().unwrap_or_default();
+                        match point {
+                            KillPoint::IntentRecorded => {
+                                s.pending_create.is_some() && s.provider_id.is_none()
+                            }
+                            _ => s.provider_id.is_some(),
+                        }
+                    }),
+                    Err(_) => false,
+                }
+            }
             KillPoint::After(_) => true,
         };
         if reached {
@@ -270,7 +309,11 @@ async fn wait_kill_point(backend: &Backend, api: &Api<CloudResource>, point: Kil
 }
 
 /// Samples the provider throughout the run: never two billable machines for one owner.
-async fn watch_billing(backend: Arc<Backend>, stop: Arc<AtomicBool>, violations: Arc<Mutex<Vec<String>>>) {
+async fn watch_billing(
+    backend: Arc<Backend>,
+    stop: Arc<AtomicBool>,
+    violations: Arc<Mutex<Vec<String>>>,
+) {
     while !stop.load(Ordering::SeqCst) {
         let mut per_owner: HashMap<String, Vec<String>> = HashMap::new();
         for m in backend.all_machines() {
@@ -280,7 +323,10 @@ async fn watch_billing(backend: Arc<Backend>, stop: Arc<AtomicBool>, violations:
         }
         for (owner, ids) in per_owner {
             if ids.len() > 1 {
-                let msg = format!("owner {owner} had {} billable machines at once: {ids:?}", ids.len());
+                let msg = format!(
+                    "owner {owner} had {} billable machines at once: {ids:?}",
+                    ids.len()
+                );
                 let mut v = violations.lock();
                 if !v.contains(&msg) {
                     v.push(msg);
@@ -293,10 +339,21 @@ async fn watch_billing(backend: Arc<Backend>, stop: Arc<AtomicBool>, violations:
 
 /// The converged state: deleted objects are gone, every other object is Running on exactly the
 /// machine the provider reports for it, and nothing else bills.
-async fn check(backend: &Backend, api: &Api<CloudResource>, deleted: &BTreeSet<String>) -> Result<(), Vec<String>> {
+async fn check(
+    backend: &Backend,
+    api: &Api<CloudResource>,
+    deleted: &BTreeSet<String>,
+) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    let objects = api.list(&Default::default()).await.map_err(|e| vec![format!("list objects: {e}")])?.items;
-    let machines = backend.list().await.map_err(|e| vec![format!("list machines: {e}")])?;
+    let objects = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| vec![format!("list objects: {e}")])?
+        .items;
+    let machines = backend
+        .list()
+        .await
+        .map_err(|e| vec![format!("list machines: {e}")])?;
     let by_id: HashMap<&str, _> = machines.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut live = BTreeSet::new();
     for o in &objects {
@@ -309,7 +366,10 @@ async fn check(backend: &Backend, api: &Api<CloudResource>, deleted: &BTreeSet<S
         live.insert(uid.clone());
         let s = o.status.clone().unwrap_or_default();
         let Some(id) = s.provider_id.as_deref() else {
-            problems.push(format!("{name} has no provider id: {:?}/{:?}", s.state, s.reason));
+            problems.push(format!(
+                "{name} has no provider id: {:?}/{:?}",
+                s.state, s.reason
+            ));
             continue;
         };
         match by_id.get(id) {
@@ -319,15 +379,25 @@ async fn check(backend: &Backend, api: &Api<CloudResource>, deleted: &BTreeSet<S
                     problems.push(format!("{name}: machine {id} belongs to {:?}", m.owner_uid));
                 }
                 if m.state != ResourceState::Running || s.state != Some(ResourceState::Running) {
-                    problems.push(format!("{name}: status {:?} vs provider {:?}", s.state, m.state));
+                    problems.push(format!(
+                        "{name}: status {:?} vs provider {:?}",
+                        s.state, m.state
+                    ));
                 }
             }
         }
     }
     for m in backend.all_machines() {
         if m.billable && !m.terminating && !m.owner.as_ref().is_some_and(|o| live.contains(o)) {
-            problems.push(format!("machine {} of {:?} bills without a live object", m.id, m.owner));
+            problems.push(format!(
+                "machine {} of {:?} bills without a live object",
+                m.id, m.owner
+            ));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }

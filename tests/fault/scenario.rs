@@ -98,15 +98,26 @@ impl Scenario {
         let mut rng = StdRng::seed_from_u64(seed);
         let objects = rng.random_range(1..=3);
         let n = rng.random_range(1..=3);
-        let lifetimes = (0..n).map(|_| lifetime(&mut rng, objects, timeouts)).collect();
-        Self { seed, objects, lifetimes }
+        let lifetimes = (0..n)
+            .map(|_| lifetime(&mut rng, objects, timeouts))
+            .collect();
+        Self {
+            seed,
+            objects,
+            lifetimes,
+        }
     }
 
     /// Faults this scenario injects (provider, API server, kills, deletes while down).
     pub fn fault_count(&self) -> usize {
         self.lifetimes
             .iter()
-            .map(|l| l.provider_faults.len() + l.api_faults.len() + 1 + usize::from(l.delete_while_down.is_some()))
+            .map(|l| {
+                l.provider_faults.len()
+                    + l.api_faults.len()
+                    + 1
+                    + usize::from(l.delete_while_down.is_some())
+            })
             .sum()
     }
 }
@@ -151,9 +162,18 @@ fn lifetime(rng: &mut StdRng, objects: usize, timeouts: bool) -> Lifetime {
         2 => KillPoint::CreateCalled,
         _ => KillPoint::IdRecorded,
     };
-    let delete_during = rng.random_bool(0.35).then(|| (rng.random_range(0..objects), rng.random_range(0..500)));
+    let delete_during = rng
+        .random_bool(0.35)
+        .then(|| (rng.random_range(0..objects), rng.random_range(0..500)));
     let delete_while_down = rng.random_bool(0.5).then(|| rng.random_range(0..objects));
-    Lifetime { provider_faults, api_faults, kill, kill_jitter_ms: rng.random_range(0..40), delete_during, delete_while_down }
+    Lifetime {
+        provider_faults,
+        api_faults,
+        kill,
+        kill_jitter_ms: rng.random_range(0..40),
+        delete_during,
+        delete_while_down,
+    }
 }
 
 #[cfg(test)]

@@ -38,30 +38,60 @@ enum Answer {
 }
 
 async fn serve(answer: Answer) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let _ = sock.read(&mut buf).await;
                 let (head, body): (&str, Vec<u8>) = match answer {
-                    Answer::Truncated => ("200 OK\r\nContent-Type: application/json\r\nContent-Length: 400", b"{\"pods\": [{\"id\": \"abc\", \"desiredStatus\": \"RUN".to_vec()),
-                    Answer::Html => ("200 OK\r\nContent-Type: text/html", b"<html><body>Maintenance</body></html>".to_vec()),
-                    Answer::WrongShape => ("200 OK\r\nContent-Type: application/json", b"{\"pods\": 42, \"id\": [1,2,3]}".to_vec()),
-                    Answer::Binary => ("200 OK\r\nContent-Type: application/json", vec![0xff, 0xfe, 0x00, 0x01, b'{', 0x80, 0x7f]),
-                    Answer::BadGateway => ("502 Bad Gateway\r\nContent-Type: text/html", b"<html>502 Bad Gateway</html>".to_vec()),
-                    Answer::RateLimitedBare => ("429 Too Many Requests\r\nContent-Type: application/json", b"{}".to_vec()),
-                    Answer::RateLimitedGarbage => ("429 Too Many Requests\r\nRetry-After: soon-ish\r\nContent-Type: application/json", b"{}".to_vec()),
+                    Answer::Truncated => (
+                        "200 OK\r\nContent-Type: application/json\r\nContent-Length: 400",
+                        b"{\"pods\": [{\"id\": \"abc\", \"desiredStatus\": \"RUN".to_vec(),
+                    ),
+                    Answer::Html => (
+                        "200 OK\r\nContent-Type: text/html",
+                        b"<html><body>Maintenance</body></html>".to_vec(),
+                    ),
+                    Answer::WrongShape => (
+                        "200 OK\r\nContent-Type: application/json",
+                        b"{\"pods\": 42, \"id\": [1,2,3]}".to_vec(),
+                    ),
+                    Answer::Binary => (
+                        "200 OK\r\nContent-Type: application/json",
+                        vec![0xff, 0xfe, 0x00, 0x01, b'{', 0x80, 0x7f],
+                    ),
+                    Answer::BadGateway => (
+                        "502 Bad Gateway\r\nContent-Type: text/html",
+                        b"<html>502 Bad Gateway</html>".to_vec(),
+                    ),
+                    Answer::RateLimitedBare => (
+                        "429 Too Many Requests\r\nContent-Type: application/json",
+                        b"{}".to_vec(),
+                    ),
+                    Answer::RateLimitedGarbage => (
+                        "429 Too Many Requests\r\nRetry-After: soon-ish\r\nContent-Type: application/json",
+                        b"{}".to_vec(),
+                    ),
                     Answer::Reset => return,
                     Answer::Silence => {
                         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                         return;
                     }
                 };
-                let declared = if head.contains("Content-Length") { String::new() } else { format!("\r\nContent-Length: {}", body.len()) };
-                let mut out = format!("HTTP/1.1 {head}{declared}\r\nConnection: close\r\n\r\n").into_bytes();
+                let declared = if head.contains("Content-Length") {
+                    String::new()
+                } else {
+                    format!("\r\nContent-Length: {}", body.len())
+                };
+                let mut out =
+                    format!("HTTP/1.1 {head}{declared}\r\nConnection: close\r\n\r\n").into_bytes();
                 out.extend_from_slice(&body);
                 let _ = sock.write_all(&out).await;
                 let _ = sock.shutdown().await;
@@ -85,20 +115,41 @@ fn provider(base_url: String) -> Arc<dyn Provider> {
         ..ProvidersConfig::default()
     };
     let sim = Arc::new(SimCloud::new(SimConfig::default()));
-    let creds = Credentials::new(BTreeMap::from([("apiKey".to_string(), API_KEY.to_string())]));
-    let ctx = BuildContext { installation: "hostile", region: None, credentials: Some(&creds), config: &config, sim: &sim };
+    let creds = Credentials::new(BTreeMap::from([(
+        "apiKey".to_string(),
+        API_KEY.to_string(),
+    )]));
+    let ctx = BuildContext {
+        installation: "hostile",
+        region: None,
+        credentials: Some(&creds),
+        config: &config,
+        sim: &sim,
+    };
     Arc::new(build_provider(&ctx).expect("provider builds"))
 }
 
 fn key() -> ResourceKey {
-    ResourceKey { installation: "hostile".into(), namespace: "default".into(), name: "x".into(), uid: "0000-hostile".into(), attempt: 1 }
+    ResourceKey {
+        installation: "hostile".into(),
+        namespace: "default".into(),
+        name: "x".into(),
+        uid: "0000-hostile".into(),
+        attempt: 1,
+    }
 }
 
 fn spec() -> MachineSpec {
     MachineSpec {
         gpu_type: Some("NVIDIA L40S".into()),
         gpu_count: 1,
-        workload: Some(Workload { image: "busybox".into(), command: vec![], args: vec![], env: Default::default(), reporting: None }),
+        workload: Some(Workload {
+            image: "busybox".into(),
+            command: vec![],
+            args: vec![],
+            env: Default::default(),
+            reporting: None,
+        }),
         ..MachineSpec::default()
     }
 }
@@ -128,11 +179,18 @@ async fn garbage_answers_are_classified_retryable_and_never_leak_the_key() {
         for (call, r) in results {
             match r {
                 // A 2xx to DELETE is an acceptance whatever its body says.
-                Ok(()) if call == "terminate" && matches!(answer, Answer::Html | Answer::WrongShape | Answer::Binary) => {}
+                Ok(())
+                    if call == "terminate"
+                        && matches!(answer, Answer::Html | Answer::WrongShape | Answer::Binary) => {
+                }
                 Ok(()) => problems.push(format!("{answer:?}: {call} succeeded on garbage")),
                 Err(e) => {
                     if e.class() != ErrorClass::Retryable {
-                        problems.push(format!("{answer:?}: {call} classified {:?} ({}): {e}", e.class(), e.reason()));
+                        problems.push(format!(
+                            "{answer:?}: {call} classified {:?} ({}): {e}",
+                            e.class(),
+                            e.reason()
+                        ));
                     }
                     if e.to_string().contains(API_KEY) || format!("{e:?}").contains(API_KEY) {
                         problems.push(format!("{answer:?}: {call} error carries the API key"));

@@ -52,8 +52,13 @@ fn machine_strategy() -> impl Strategy<Value = Machine> {
 }
 
 fn prev_strategy() -> impl Strategy<Value = CloudResourceStatus> {
-    (proptest::option::of("[a-z0-9-]{1,20}"), proptest::option::of(0..STATES.len()), any::<bool>(), proptest::option::of(0.0f64..100.0)).prop_map(
-        |(id, s, intent, cost)| CloudResourceStatus {
+    (
+        proptest::option::of("[a-z0-9-]{1,20}"),
+        proptest::option::of(0..STATES.len()),
+        any::<bool>(),
+        proptest::option::of(0.0f64..100.0),
+    )
+        .prop_map(|(id, s, intent, cost)| CloudResourceStatus {
             provider_id: id,
             state: s.map(|i| STATES[i]),
             cost_per_hour: cost,
@@ -65,8 +70,7 @@ fn prev_strategy() -> impl Strategy<Value = CloudResourceStatus> {
                 generation: 1,
             }),
             ..CloudResourceStatus::default()
-        },
-    )
+        })
 }
 
 proptest! {

@@ -61,8 +61,47 @@ pub struct OperatorConfig {
     pub backoff: BackoffConfig,
     /// Objects reconciled in parallel per controller. Default 16.
     pub reconcile_concurrency: u16,
+    /// TrainingJob settings: the callback endpoint machines report to, heartbeats, retries.
+    pub jobs: JobsConfig,
     /// Provider settings.
     pub providers: ProvidersConfig,
+}
+
+/// TrainingJob settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Listen address (`ip:port`) of the job callback endpoint. Default `0.0.0.0:8443`.
+    pub callback_addr: String,
+    /// Base URL machines use to reach the callback endpoint (the Service, or an Ingress in front
+    /// of it). Default `https://runctl.runctl-system.svc:8443`.
+    pub callback_url: String,
+    /// Seconds between the reporting wrapper's heartbeats. Default 30.
+    pub heartbeat_interval_seconds: u32,
+    /// Seconds without an acknowledged heartbeat after which the wrapper stops the workload and
+    /// the machine powers off. Default 1800.
+    pub self_terminate_after_seconds: u32,
+    /// Seconds an exit report may still arrive after the machine ended before the attempt is
+    /// `MachineLost`. Default 90.
+    pub report_grace_seconds: u64,
+    /// First wait before a retried attempt, in seconds (doubles per failure). Default 10.
+    pub retry_base_seconds: u64,
+    /// Longest wait before a retried attempt, in seconds. Default 600.
+    pub retry_max_seconds: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            callback_addr: "0.0.0.0:8443".into(),
+            callback_url: "https://runctl.runctl-system.svc:8443".into(),
+            heartbeat_interval_seconds: 30,
+            self_terminate_after_seconds: 1800,
+            report_grace_seconds: 90,
+            retry_base_seconds: 10,
+            retry_max_seconds: 600,
+        }
+    }
 }
 
 /// Logging settings.
@@ -113,6 +152,7 @@ impl Default for OperatorConfig {
             leader_election: LeaderElectionConfig::default(),
             backoff: BackoffConfig::default(),
             reconcile_concurrency: 16,
+            jobs: JobsConfig::default(),
             providers: ProvidersConfig::default(),
         }
     }
@@ -467,6 +507,33 @@ impl OperatorConfig {
     /// The longest retry delay after failed reconciles.
     pub fn backoff_max(&self) -> Duration {
         Duration::from_secs(self.backoff.max_seconds)
+    }
+
+    /// The job callback endpoint's listen address.
+    pub fn callback_socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_socket_addr(&self.jobs.callback_addr).map_err(|e| ConfigError::Invalid {
+            field: "jobs.callbackAddr",
+            origin: Origin::Default,
+            message: format!("{:?} is not an ip:port address ({e})", self.jobs.callback_addr),
+        })
+    }
+
+    /// The TrainingJob controller's settings.
+    pub fn training_job_config(&self) -> crate::controller::training_job::TrainingJobConfig {
+        use crate::controller::training_job::TrainingJobConfig;
+        use crate::controller::training_job::resources::ReportingSettings;
+        TrainingJobConfig {
+            reporting: ReportingSettings {
+                callback_base_url: self.jobs.callback_url.trim_end_matches('/').to_string(),
+                heartbeat_interval_seconds: self.jobs.heartbeat_interval_seconds,
+                self_terminate_after_seconds: self.jobs.self_terminate_after_seconds,
+            },
+            report_grace: Duration::from_secs(self.jobs.report_grace_seconds),
+            retry: crate::controller::backoff::BackoffConfig {
+                base: Duration::from_secs(self.jobs.retry_base_seconds.max(1)),
+                max: Duration::from_secs(self.jobs.retry_max_seconds.max(1)),
+            },
+        }
     }
 
     /// The Lease settings for a replica named `identity`.

@@ -14,13 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OperatorConfig;
 use crate::controller::FIELD_MANAGER;
-use crate::crd::CloudResource;
 use crate::crd::cloud_resource::ResourceState;
+use crate::crd::training_job::JobPhase;
+use crate::crd::{CloudResource, TrainingJob};
 use crate::operator::Operator;
 use crate::provider::ProviderRegistry;
 use crate::provider::sim::{SimCloud, SimConfig};
 
-/// The example manifests the demo applies (embedded so the demo runs from any directory).
+/// The example TrainingJob the demo applies.
+pub const JOB_EXAMPLE: (&str, &str) = ("trainingjob.yaml", include_str!("../examples/sim/trainingjob.yaml"));
+
+/// The example CloudResources the demo applies (embedded so the demo runs from any directory).
 pub const EXAMPLES: [(&str, &str); 4] = [
     ("train-a100.yaml", include_str!("../examples/sim/train-a100.yaml")),
     ("notebook-h100.yaml", include_str!("../examples/sim/notebook-h100.yaml")),
@@ -44,7 +48,7 @@ pub enum DemoError {
         source: kube::Error,
     },
     /// An example manifest did not parse.
-    #[error("example {file} is not a valid CloudResource: {source}")]
+    #[error("example {file} does not parse: {source}")]
     Example {
         /// File name.
         file: &'static str,
@@ -104,6 +108,28 @@ fn render(crs: &[CloudResource]) -> String {
 
 /// True when every machine is where it will stay: ended, or running a workload with no end of
 /// its own (no `RUNCTL_SIM_RUN_MS`).
+fn render_jobs(jobs: &[TrainingJob]) -> String {
+    let mut out = format!("{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n", "TRAININGJOB", "PHASE", "REASON", "PROVIDER", "ATTEMPTS", "$/H", "COST");
+    for job in jobs {
+        let s = job.status.clone().unwrap_or_default();
+        out.push_str(&format!(
+            "{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n",
+            job.name_any(),
+            s.phase.map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
+            s.reason.as_deref().unwrap_or("-"),
+            s.provider.map_or("-", |p| p.as_str()),
+            s.attempt_count,
+            fmt_money(s.cost_per_hour),
+            fmt_money(s.accrued_cost),
+        ));
+    }
+    out
+}
+
+fn jobs_settled(jobs: &[TrainingJob]) -> bool {
+    jobs.iter().all(|j| j.status.as_ref().and_then(|s| s.phase).is_some_and(|p| matches!(p, JobPhase::Succeeded | JobPhase::Failed)))
+}
+
 fn settled(crs: &[CloudResource]) -> bool {
     crs.iter().all(|cr| {
         let ends = cr.spec.workload.as_ref().is_some_and(|w| w.env.iter().any(|e| e.name == "RUNCTL_SIM_RUN_MS"));
@@ -134,6 +160,12 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         ..OperatorConfig::default()
     };
     config.providers.sim = sim.clone();
+    // The simulated machines post their reports to this address, so it must be known up front.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| DemoError::ApiServer(e.to_string()))?.port();
+    config.jobs.callback_addr = format!("127.0.0.1:{port}");
+    config.jobs.callback_url = format!("http://127.0.0.1:{port}");
+    config.jobs.heartbeat_interval_seconds = 1;
+    config.jobs.report_grace_seconds = 10;
     let cloud = Arc::new(SimCloud::new(sim));
     let registry = Arc::new(ProviderRegistry::with_sim("demo", config.providers.clone(), cloud.clone()));
     let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;
@@ -150,12 +182,24 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         println!("applied examples/sim/{name}.yaml");
     }
 
+    let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), "default");
+    {
+        let (file, text) = JOB_EXAMPLE;
+        let job: TrainingJob = serde_yaml::from_str(text).map_err(|source| DemoError::Example { file, source })?;
+        let name = job.name_any();
+        let mut body = serde_json::to_value(&job).map_err(|e| DemoError::ApiServer(e.to_string()))?;
+        body["metadata"]["namespace"] = "default".into();
+        jobs.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await.map_err(kube_err("applying the examples"))?;
+        println!("applied examples/sim/{file} (a TrainingJob: runctl makes its CloudResource {name}-a1)");
+    }
+
     let tick = Duration::from_millis(1000 / speed.min(10));
     let mut interrupted = false;
     let mut last = String::new();
     let mut settled_ticks = 0;
     for _ in 0..(120 * speed.min(10)) {
         let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
+        let job_list = jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items;
         let spot_running = crs
             .iter()
             .find(|c| c.name_any() == "spot-a100")
@@ -167,14 +211,15 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
             interrupted = true;
             println!("\n>>> the simulated cloud reclaims spot machine {id}");
         }
-        let table = render(&crs);
+        let table = format!("{}\n{}", render(&crs), render_jobs(&job_list));
         let states: BTreeMap<String, Option<ResourceState>> = crs.iter().map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state))).collect();
-        let shape = format!("{states:?}");
+        let phases: BTreeMap<String, Option<JobPhase>> = job_list.iter().map(|j| (j.name_any(), j.status.as_ref().and_then(|s| s.phase))).collect();
+        let shape = format!("{states:?}{phases:?}");
         if shape != last {
             println!("\n{table}");
             last = shape;
         }
-        if settled(&crs) && interrupted {
+        if settled(&crs) && jobs_settled(&job_list) && interrupted {
             settled_ticks += 1;
             if settled_ticks > 2 {
                 println!("\nsettled:\n{table}");
@@ -184,14 +229,18 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         tokio::time::sleep(tick).await;
     }
 
-    println!("deleting every CloudResource: each running machine is terminated before its object goes away");
+    println!("deleting the TrainingJob and every CloudResource: each running machine is terminated before its object goes away");
+    for job in jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items {
+        jobs.delete(&job.name_any(), &DeleteParams::default()).await.map_err(kube_err("deleting the jobs"))?;
+    }
     for cr in api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items {
         api.delete(&cr.name_any(), &DeleteParams::default()).await.map_err(kube_err("deleting the machines"))?;
     }
     let mut gone = false;
     for _ in 0..(60 * speed.min(10)) {
         let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
-        if crs.is_empty() {
+        let remaining_jobs = jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items;
+        if crs.is_empty() && remaining_jobs.is_empty() {
             gone = true;
             break;
         }

@@ -4,6 +4,7 @@
 //! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
 //! - [`controller`]: the controllers (observe → plan → act → write status).
+//! - [`callback`]: the job callback endpoint (heartbeat, progress, exit reports).
 //! - [`operator`]: the operator process: preflight, endpoints, leader election, controllers.
 //! - [`demo`]: `runctl demo`, the operator against an embedded API server and `sim`.
 //! - [`config`]: the operator's configuration (file, environment, flags).
@@ -11,6 +12,7 @@
 //! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
 //! - [`telemetry`]: logging setup.
 
+pub mod callback;
 pub mod config;
 pub mod controller;
 pub mod crd;

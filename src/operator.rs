@@ -16,6 +16,8 @@ use tracing::{info, warn};
 use crate::config::OperatorConfig;
 use crate::controller::backoff::BackoffConfig;
 use crate::controller::reaper::{Reaper, ReaperConfig, ReaperMetrics};
+use crate::callback::{self, CallbackState, Reports};
+use crate::controller::training_job::{self, TrainingJobConfig};
 use crate::controller::{Context, ControllerConfig, cloud_resource};
 use crate::crd::{CloudResource, TrainingJob};
 use crate::metrics::Metrics;
@@ -95,12 +97,18 @@ pub struct Operator {
     pub http_addr: Option<SocketAddr>,
     /// Orphan reaper settings; `None` runs no reaper.
     pub reaper: Option<ReaperConfig>,
+    /// TrainingJob settings.
+    pub jobs: TrainingJobConfig,
+    /// Where to serve the job callback endpoint; `None` serves nothing (reports are then
+    /// never received, and attempts end as MachineLost).
+    pub callback_addr: Option<SocketAddr>,
 }
 
 impl Operator {
     /// Builds an operator from configuration.
     pub fn from_config(client: Client, config: &OperatorConfig, registry: Arc<ProviderRegistry>, identity: &str) -> Result<Self, OperatorError> {
         let http_addr = config.metrics_socket_addr().map_err(|e| OperatorError::Http(e.to_string()))?;
+        let callback_addr = config.callback_socket_addr().map_err(|e| OperatorError::Http(e.to_string()))?;
         let lease = config.leader_election.enabled.then(|| config.lease_config(identity));
         Ok(Self {
             client,
@@ -110,6 +118,8 @@ impl Operator {
             lease,
             http_addr: Some(http_addr),
             reaper: Some(ReaperConfig { status_namespace: Some(config.namespace.clone()), ..ReaperConfig::default() }),
+            jobs: config.training_job_config(),
+            callback_addr: Some(callback_addr),
         })
     }
 
@@ -123,6 +133,30 @@ impl Operator {
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
+        // Job reports live in the memory of the replica whose controller reads them, so only the
+        // leader accepts them; a standby answers 503 and the reporting wrapper retries (a
+        // Service routes the retry to any replica).
+        let reports = Arc::new(Reports::new());
+        if let Some(addr) = self.callback_addr {
+            let leading = leader_rx.clone();
+            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone())).layer(
+                axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let leading = *leading.borrow();
+                    async move {
+                        if leading {
+                            next.run(req).await
+                        } else {
+                            axum::response::IntoResponse::into_response((
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                "not the leader; retry\n",
+                            ))
+                        }
+                    }
+                }),
+            );
+            let bound = callback::serve(addr, router, shutdown.clone()).await.map_err(|e| OperatorError::Http(e.to_string()))?;
+            info!(%bound, "serving the job callback endpoint");
+        }
         let mut _always_leader = None;
         let elector = match self.lease.clone() {
             Some(lease) => {
@@ -158,14 +192,17 @@ impl Operator {
                 }
                 _ => None,
             };
-            let controllers = tokio::spawn(cloud_resource::run(ctx, async move { stop.cancelled().await }));
+            let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move { stop.cancelled().await }));
+            let stop = term.clone();
+            let jobs = tokio::spawn(training_job::run(ctx, self.jobs.clone(), reports.clone(), async move { stop.cancelled().await }));
             // The elector's sender closes only when it stops, which it does on shutdown.
             let lost = tokio::select! {
                 _ = shutdown.cancelled() => false,
                 r = leader_rx.wait_for(|l| !*l) => r.is_ok(),
             };
             term.cancel();
-            let _ = controllers.await;
+            let _ = machines.await;
+            let _ = jobs.await;
             if let Some(r) = reaper {
                 let _ = r.await;
             }

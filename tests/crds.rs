@@ -11,7 +11,7 @@ fn crd_files_match_the_rust_types() {
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             on_disk == runctl::crd::to_yaml(&crd),
-            "{} is out of date with the Rust types; regenerate with `cargo run -- crd --write crds`",
+            "{} is out of date with the Rust types; regenerate every generated file with `scripts/generate.sh`",
             path.display()
         );
     }

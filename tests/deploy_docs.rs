@@ -199,7 +199,7 @@ fn crd_reference_is_up_to_date() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == generated,
-        "docs/crd-reference.md is out of date with the CRDs; regenerate: UPDATE_GOLDEN=1 cargo test --test deploy_docs"
+        "docs/crd-reference.md is out of date with the CRDs; regenerate every generated file with scripts/generate.sh"
     );
 }
 

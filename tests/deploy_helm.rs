@@ -426,7 +426,7 @@ fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
     for ((name, chart), (_, repo)) in chart_copies.iter().zip(&repo) {
         assert!(
             chart == repo,
-            "charts/runctl/files/crds/{name} differs from crds/{name}; copy it: cp crds/*.yaml charts/runctl/files/crds/"
+            "charts/runctl/files/crds/{name} differs from crds/{name}; regenerate every generated file with scripts/generate.sh"
         );
     }
 

@@ -27,7 +27,7 @@ fn config_crd_equals_crds_dir() {
         assert_eq!(name, repo_name);
         assert!(
             copy == text,
-            "config/crd/{name} differs from crds/{name}; copy it: cp crds/*.yaml config/crd/"
+            "config/crd/{name} differs from crds/{name}; regenerate every generated file with scripts/generate.sh"
         );
     }
     let kustomization = read("config/crd/kustomization.yaml");

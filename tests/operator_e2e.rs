@@ -29,6 +29,7 @@ fn replica(env: &TestEnv, identity: &str) -> Operator {
     let registry = Arc::new(ProviderRegistry::with_sim("test", env.providers.clone(), env.sim.clone()));
     let mut op = Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
     op.http_addr = None;
+    op.callback_addr = None;
     op.controllers.transition_poll_interval = Duration::from_millis(200);
     op
 }

@@ -1,12 +1,13 @@
-//! `TrainingJob`: what ML engineers write. A first sketch of the API; its controller is built
-//! separately and turns each attempt into a CloudResource.
+//! `TrainingJob`: what ML engineers write. The TrainingJob controller turns each attempt into a
+//! CloudResource (`<job>-a<N>`), follows the workload to a truthful outcome through the callback
+//! endpoint, and cleans up. See `docs/training-jobs.md` for the lifecycle.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, EnvVar, SecretRef};
+use super::common::{DeletionPolicy, EnvVar, ProviderKind, SecretRef};
 
 /// Where a job may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +23,19 @@ pub enum PlacementProvider {
     Sim,
     /// The cheapest offer among the allowed providers.
     Auto,
+}
+
+impl PlacementProvider {
+    /// The single provider, or `None` for `auto`.
+    pub fn fixed(self) -> Option<ProviderKind> {
+        match self {
+            Self::Aws => Some(ProviderKind::Aws),
+            Self::Runpod => Some(ProviderKind::Runpod),
+            Self::Lyceum => Some(ProviderKind::Lyceum),
+            Self::Sim => Some(ProviderKind::Sim),
+            Self::Auto => None,
+        }
+    }
 }
 
 /// Capacity type of the machine.
@@ -43,7 +57,7 @@ pub enum CapacityType {
 pub enum RetryOn {
     /// No capacity for the requested machine.
     Capacity,
-    /// Spot interruption or machine lost.
+    /// Spot interruption, or the machine ended without a report (MachineLost).
     Interruption,
     /// The workload exited non-zero.
     Failure,
@@ -52,41 +66,50 @@ pub enum RetryOn {
 /// The machine the job needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("placement.provider aws needs placement.instanceType"))]
-#[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("allowedProviders is only used with provider auto"))]
+#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("placement.provider aws needs placement.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
+#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || has(self.gpuType)").message("placement.provider runpod and lyceum need placement.gpuType").field_path(".gpuType"))]
+#[x_kube(validation = Rule::new("self.provider != 'auto' || has(self.instanceType) || has(self.gpuType)").message("placement.provider auto needs placement.gpuType or placement.instanceType to compare offers"))]
+#[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("placement.allowedProviders is only used with provider auto").field_path(".allowedProviders"))]
+#[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.capacityType == 'spot')").message("RunPod offers no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
+#[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
 pub struct Placement {
     /// aws, runpod, lyceum, sim, or auto (cheapest allowed offer).
     pub provider: PlacementProvider,
-    /// EC2 instance type.
+    /// Instance type (EC2 `g5.xlarge`; a priced machine type for sim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("instanceType must be 1 to 64 characters"))]
     pub instance_type: Option<String>,
-    /// GPU type (RunPod id or Lyceum profile).
+    /// GPU type (RunPod GPU id or Lyceum profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("gpuType must be 1 to 64 characters"))]
     pub gpu_type: Option<String>,
     /// Number of GPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub gpu_count: Option<u32>,
-    /// Allowed regions, in order of preference.
+    /// Allowed regions, in order of preference (providers with regions only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(r, r.matches('^[a-z0-9-]{1,32}$'))").message("regions must be lower-case letters, digits and dashes, e.g. us-east-1"))]
     pub regions: Vec<String>,
     /// onDemand (default), spot, or spotWithFallback.
     #[serde(default)]
     pub capacity_type: CapacityType,
-    /// Highest acceptable price per hour in USD.
+    /// Highest acceptable price per hour in USD; dearer offers are rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_hourly_price: Option<f64>,
-    /// Providers that `auto` may choose from; all configured providers when absent.
+    /// Providers that `auto` may choose from; every provider when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_providers: Option<Vec<String>>,
+    #[x_kube(validation = Rule::new("self.size() > 0").message("allowedProviders must name at least one provider"))]
+    pub allowed_providers: Option<Vec<ProviderKind>>,
 }
 
 /// The training container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingWorkload {
     /// Container image.
+    #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be a non-empty image reference without spaces"))]
     pub image: String,
     /// Entrypoint override.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -94,16 +117,19 @@ pub struct TrainingWorkload {
     /// Arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Environment (literal values or Secret keys).
+    /// Environment (literal values or Secret keys). The names runctl sets itself (job context,
+    /// reporting wrapper, ownership markers) are reserved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['RUNCTL_JOB_NAME', 'RUNCTL_JOB_NAMESPACE', 'RUNCTL_ATTEMPT', 'RUNCTL_CHECKPOINT_DIR', 'RUNCTL_DATA_SOURCE', 'RUNCTL_OUTPUT_DEST', 'RUNCTL_REPORT_URL', 'RUNCTL_REPORT_TOKEN', 'RUNCTL_HEARTBEAT_INTERVAL', 'RUNCTL_SELF_TERMINATE_AFTER', 'RUNCTL_OWNER', 'RUNCTL_INSTALLATION']))").message("env names set by runctl (RUNCTL_JOB_NAME, RUNCTL_ATTEMPT, RUNCTL_CHECKPOINT_DIR, RUNCTL_REPORT_TOKEN…) are reserved"))]
     pub env: Vec<EnvVar>,
-    /// Training data URI, passed as RUNCTL_DATA_SOURCE.
+    /// Training data, passed as RUNCTL_DATA_SOURCE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_source: Option<DataSource>,
     /// Where outputs go, passed as RUNCTL_OUTPUT_DEST.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dest: Option<String>,
-    /// Checkpoint directory, passed as RUNCTL_CHECKPOINT_DIR; retries resume from it.
+    /// Checkpoint directory, passed as RUNCTL_CHECKPOINT_DIR; every attempt gets the same one, so
+    /// a retried or resumed job continues from its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_dir: Option<String>,
 }
@@ -114,13 +140,14 @@ pub struct TrainingWorkload {
 pub struct DataSource {
     /// URI such as `s3://bucket/prefix`.
     pub uri: String,
-    /// Secret with credentials for the data source.
+    /// Secret with credentials for the data source; each key whose name is a C identifier is
+    /// passed to the workload as an env variable of that name (values resolved at create time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
 }
 
 /// A training job: a container run to completion on a rented GPU machine.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "runctl.dev",
     version = "v1alpha1",
@@ -134,40 +161,56 @@ pub struct DataSource {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
     printcolumn(name = "GPU", type_ = "string", json_path = ".status.machineType"),
-    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attemptCount"),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".status.attemptCount"
+    ),
     printcolumn(name = "$/h", type_ = "number", json_path = ".status.costPerHour"),
     printcolumn(name = "Cost", type_ = "number", json_path = ".status.accruedCost"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingJobSpec {
-    /// Machine placement.
+    /// Machine placement. Changes apply to the next attempt.
     pub placement: Placement,
-    /// The container to run.
+    /// The container to run. Changes apply to the next attempt.
     pub workload: TrainingWorkload,
-    /// New attempts allowed after failures of the classes in retryOn (default 3).
+    /// New attempts allowed per failure class in retryOn (default 3). Capacity errors,
+    /// interruptions and workload failures are counted separately.
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0, max = 100))]
     pub backoff_limit: u32,
-    /// Failure classes that start a new attempt.
+    /// Failure classes that start a new attempt (default capacity and interruption).
     #[serde(default = "default_retry_on")]
+    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y == x))").message("retryOn must not list a class twice"))]
     pub retry_on: Vec<RetryOn>,
-    /// Wall-clock limit of the job in seconds from its first attempt.
+    /// Wall-clock limit in seconds, counted from the start of the first attempt (reset on resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Delete the job and its machines this long after it finished.
+    /// Delete the job and its machines this long after it finished (from completionTime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
     /// Suspend: terminate the machine and keep status; resuming starts a new attempt.
     #[serde(default)]
     pub suspend: bool,
-    /// Spend ceiling in USD over all attempts.
+    /// Spend ceiling in USD over all attempts; the machine is stopped before it is crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_total_cost: Option<f64>,
-    /// What happens to a machine when its CloudResource is deleted.
+    /// What happens to a machine when its CloudResource is deleted (Delete or Orphan).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -182,18 +225,37 @@ fn default_retry_on() -> Vec<RetryOn> {
 /// Job phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum JobPhase {
-    /// Accepted, no machine requested yet.
+    /// Accepted; no machine requested yet, or waiting (backoff) before the next attempt.
     Pending,
     /// A machine is being rented or is booting.
     Provisioning,
-    /// The workload runs.
+    /// The machine runs the workload.
     Running,
-    /// The workload exited 0.
+    /// The workload reported exit code 0. Final.
     Succeeded,
-    /// The job ended without success (see reason).
+    /// The job ended without success; `reason` says why. Final.
     Failed,
-    /// Suspended by the user.
+    /// `spec.suspend` is true: no machine; status is kept; resuming starts a new attempt.
     Suspended,
+}
+
+impl JobPhase {
+    /// True for Succeeded and Failed: the outcome never changes afterwards.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+
+    /// The phase's name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Provisioning => "Provisioning",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Suspended => "Suspended",
+        }
+    }
 }
 
 /// One machine used by the job.
@@ -203,22 +265,29 @@ pub struct Attempt {
     /// Attempt number from 1.
     pub index: u32,
     /// Provider used.
-    pub provider: String,
+    pub provider: ProviderKind,
     /// Instance or GPU type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_type: Option<String>,
+    /// Region, for providers with regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// True for a spot machine.
+    #[serde(default)]
+    pub spot: bool,
     /// Name of the CloudResource.
     pub cloud_resource: String,
-    /// Start time.
+    /// When the attempt started (CloudResource requested).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// End time.
+    /// When the attempt ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Time>,
-    /// Exit code of the workload.
+    /// Exit code the workload reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Why the attempt ended.
+    /// Why the attempt ended (Completed, ExitCode, SpotInterrupted, InsufficientCapacity,
+    /// MachineLost, DeadlineExceeded, BudgetExceeded, Suspended, InvalidSpec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Cost of this attempt in USD.
@@ -226,47 +295,154 @@ pub struct Attempt {
     pub cost: Option<f64>,
 }
 
+/// A machine offer considered for placement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Offer {
+    /// Provider.
+    pub provider: ProviderKind,
+    /// Instance type, where the provider sizes by instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// GPU type, where the provider sizes by GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    /// GPU count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_count: Option<u32>,
+    /// Region, for providers with regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Spot machine.
+    #[serde(default)]
+    pub spot: bool,
+    /// Price per hour in USD, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_hour: Option<f64>,
+}
+
+/// An offer that was not (or no longer) chosen, with the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedOffer {
+    /// The offer.
+    pub offer: Offer,
+    /// Machine-readable reason (AboveMaxHourlyPrice, NoSpot, NoMachineType, ProviderUnavailable,
+    /// PriceUnavailable, InsufficientCapacity).
+    pub reason: String,
+    /// Detail for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The placement decision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStatus {
+    /// The offer of the current or last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Offer>,
+    /// Offers still to try, cheapest first (used when the chosen one has no capacity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Offer>,
+    /// Offers rejected, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedOffer>,
+}
+
+/// Progress reported by the workload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Fraction done in percent (0 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Training step or epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    /// Free-form message (at most 256 characters are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// Failures counted per class, each limited by `backoffLimit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureCounts {
+    /// Attempts ended by a capacity error.
+    #[serde(default)]
+    pub capacity: u32,
+    /// Attempts ended by spot interruption or a lost machine.
+    #[serde(default)]
+    pub interruption: u32,
+    /// Attempts whose workload exited non-zero.
+    #[serde(default)]
+    pub failure: u32,
+}
+
 /// Observed job.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingJobStatus {
-    /// Phase of the job.
+    /// Pending, Provisioning, Running, Succeeded, Failed or Suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<JobPhase>,
-    /// Machine-readable reason (Completed, ExitCode, BackoffLimitExceeded…).
+    /// Machine-readable outcome reason (Completed, ExitCode, BackoffLimitExceeded,
+    /// DeadlineExceeded, BudgetExceeded, NoCapacity, InvalidSpec, MachineLost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Provider of the current machine.
+    /// Provider of the current (or last) machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    /// Machine type of the current machine.
+    pub provider: Option<ProviderKind>,
+    /// Machine type of the current (or last) machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_type: Option<String>,
+    /// CloudResource of the running attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_cloud_resource: Option<String>,
     /// Number of attempts so far.
     #[serde(default)]
     pub attempt_count: u32,
     /// One entry per machine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Failures per class.
+    #[serde(default)]
+    pub failures: FailureCounts,
     /// Cost per hour of the current machine in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_hour: Option<f64>,
     /// Accrued cost over all attempts in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accrued_cost: Option<f64>,
-    /// When the first attempt started.
+    /// Exit code the workload reported last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// When the job (or, after a resume, its current run) started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// When the job finished.
+    /// When the job reached Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Last heartbeat from the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_time: Option<Time>,
+    /// Last progress report from the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Offer chosen and offers rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementStatus>,
     /// Generation of the spec last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Complete, Failed, Suspended.
+    /// Ready, Complete, Failed, Suspended, MachinesReleased and Synced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

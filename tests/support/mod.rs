@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod builders;
+pub mod jobs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +30,8 @@ pub struct TestEnv {
 
 /// Fast simulator timings for tests.
 pub fn fast_sim() -> SimConfig {
-    SimConfig { provision_ms: 50, boot_ms: 300, ..SimConfig::default() }
+    // The sim's reporting wrapper is off: these tests play the workload's side themselves.
+    SimConfig { provision_ms: 50, boot_ms: 300, reporting: false, ..SimConfig::default() }
 }
 
 /// Controller settings with short intervals for tests.

@@ -3,6 +3,7 @@
 //! (fault injection, capacity limits, spot interruptions, vanishing machines) plus inspection.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -141,6 +142,7 @@ pub struct SimCloud {
     config: SimConfig,
     clock: SimClock,
     inner: Mutex<Inner>,
+    reporter: AtomicBool,
 }
 
 impl SimCloud {
@@ -162,6 +164,7 @@ impl SimCloud {
             config,
             clock,
             inner: Mutex::new(inner),
+            reporter: AtomicBool::new(false),
         }
     }
 
@@ -356,7 +359,11 @@ impl SimCloud {
         let num = parse_id(id)?;
         let now = self.now();
         let retain = self.config.retain_ms;
-        self.inner.lock().store.get_mut(num, now, retain).and_then(|r| r.workload.clone())
+        self.inner
+            .lock()
+            .store
+            .get_mut(num, now, retain)
+            .and_then(|r| r.workload.clone())
     }
 
     /// Machines of owner `uid` that still bill (any installation and region).
@@ -390,6 +397,29 @@ impl SimCloud {
         inner.stats = SimStats::default();
         inner.capacity.clear();
         inner.rng = StdRng::seed_from_u64(self.config.seed);
+    }
+
+    // ---- the simulated reporting wrapper ----
+
+    /// True for the one caller that gets to start the wrapper task.
+    pub(super) fn claim_reporter(&self) -> bool {
+        !self.reporter.swap(true, Ordering::SeqCst)
+    }
+
+    /// The reports the wrappers of all machines should send now (see [`super::wrapper`]).
+    pub(super) fn due_reports(
+        &self,
+        tracks: &mut HashMap<u64, super::wrapper::Track>,
+    ) -> Vec<super::wrapper::Post> {
+        let now = self.now();
+        let inner = self.inner.lock();
+        super::wrapper::collect(
+            inner.store.iter(),
+            tracks,
+            now,
+            self.config.report_tick_ms,
+            self.config.heartbeat_ms_per_second,
+        )
     }
 
     // ---- the provider's calls ----

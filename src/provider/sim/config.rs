@@ -39,6 +39,18 @@ pub struct SimConfig {
     /// Up to this many milliseconds, drawn from the seeded generator, are added to each
     /// machine's provisioning, so that many machines do not all change state at once.
     pub jitter_ms: u64,
+    /// Run the reporting wrapper for workloads that ask for reporting (heartbeats and the exit
+    /// report to the callback endpoint). Off: machines never report (as if the image had no
+    /// `curl`), so a job can be tested for a lost machine.
+    pub reporting: bool,
+    /// Simulated milliseconds per second of a workload's heartbeat interval (1000: real time;
+    /// tests and the benchmark shrink it).
+    pub heartbeat_ms_per_second: u64,
+    /// Milliseconds between two passes of the wrapper task over all machines; an exit report is
+    /// sent up to this long before the machine ends.
+    pub report_tick_ms: u64,
+    /// Most reports in flight at once.
+    pub report_concurrency: usize,
 }
 
 impl Default for SimConfig {
@@ -55,6 +67,10 @@ impl Default for SimConfig {
             terminate_ms: 500,
             retain_ms: 3_600_000,
             jitter_ms: 0,
+            reporting: true,
+            heartbeat_ms_per_second: 1000,
+            report_tick_ms: 100,
+            report_concurrency: 64,
         }
     }
 }

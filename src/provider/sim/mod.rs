@@ -6,7 +6,7 @@
 //! Layout: [`config`] (settings and price table), [`clock`] (real or manual time),
 //! [`timeline`] (pure state machine), [`fault`] (fault injection), [`store`] (indexed machine
 //! records), [`cloud`] ([`SimCloud`]: the shared cloud, test knobs, inspection), [`provider`]
-//! ([`SimProvider`]). Knobs are described in `docs/providers/sim.md`.
+//! ([`SimProvider`]), [`wrapper`] (the simulated reporting wrapper). Knobs are described in `docs/providers/sim.md`.
 
 pub mod clock;
 pub mod cloud;
@@ -15,6 +15,7 @@ pub mod fault;
 pub mod provider;
 pub mod store;
 pub mod timeline;
+pub mod wrapper;
 
 #[cfg(test)]
 mod tests;

@@ -68,9 +68,18 @@ impl Provider for SimProvider {
         key: &ResourceKey,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
-        self.cloud
+        let machine = self
+            .cloud
             .create(&self.installation, &self.region, key, spec)
-            .await
+            .await?;
+        if spec
+            .workload
+            .as_ref()
+            .is_some_and(|w| w.reporting.is_some())
+        {
+            super::wrapper::ensure_started(&self.cloud);
+        }
+        Ok(machine)
     }
 
     async fn observe(

@@ -291,6 +291,11 @@ impl Store {
     }
 
     /// Every machine, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.machines.values()
+    }
+
+    /// Every record, oldest first.
     pub fn all(&self) -> Vec<&Record> {
         let mut v: Vec<&Record> = self.machines.values().collect();
         v.sort_by_key(|r| r.num);

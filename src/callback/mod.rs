@@ -1,0 +1,248 @@
+//! The job callback endpoint: workloads (through runctl's reporting wrapper) report heartbeats,
+//! progress and their exit code to
+//! `POST /callback/<namespace>/<job>/<attempt>/{heartbeat,progress,exit}` with
+//! `Authorization: Bearer <token>`, where the token is the attempt's random token kept in a
+//! Secret owned by the job. Served as its own axum [`Router`] on its own port (default 8443),
+//! with TLS terminated by the operator's listener or an ingress.
+//!
+//! Tokens are compared by SHA-256 digest in constant time and never logged; a wrong or missing
+//! token gets 401 whether or not the job exists.
+
+pub mod reports;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, Client};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::crd::training_job::Progress;
+pub use reports::{AttemptId, AttemptReport, Report, Reports};
+
+/// Default port of the callback endpoint.
+pub const DEFAULT_PORT: u16 = 8443;
+/// Longest progress message kept.
+pub const MAX_PROGRESS_MESSAGE: usize = 256;
+
+/// What the endpoint needs: a client to read token Secrets, and the report store it fills.
+pub struct CallbackState {
+    client: Client,
+    reports: Arc<Reports>,
+}
+
+impl CallbackState {
+    /// State over `reports`, which the TrainingJob controller of this process reads.
+    pub fn new(client: Client, reports: Arc<Reports>) -> Arc<Self> {
+        Arc::new(Self { client, reports })
+    }
+
+    async fn verify(&self, id: &AttemptId, presented: &str) -> Result<bool, kube::Error> {
+        let cached = self.reports.token_digest(id);
+        let stored = match cached {
+            Some(d) => d,
+            None => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &id.namespace);
+                let Some(secret) = api
+                    .get_opt(&token::secret_name(&id.job, id.attempt))
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                let Some(t) = token::from_secret(&secret) else {
+                    return Ok(false);
+                };
+                let d = token::digest(&t);
+                self.reports.cache_token_digest(id.clone(), d);
+                d
+            }
+        };
+        Ok(token::matches(presented, &stored))
+    }
+}
+
+/// The callback router.
+pub fn router(state: Arc<CallbackState>) -> Router {
+    Router::new()
+        .route("/callback/{namespace}/{job}/{attempt}/{kind}", post(report))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves `router` until `shutdown` is cancelled; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            warn!(error = %e, "callback endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExitBody {
+    exit_code: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgressBody {
+    #[serde(default)]
+    percent: Option<f64>,
+    #[serde(default)]
+    step: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Parses a report body of the given kind.
+fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode, &'static str)> {
+    match kind {
+        "heartbeat" => Ok(Report::Heartbeat),
+        "exit" => serde_json::from_slice::<ExitBody>(body)
+            .map(|b| Report::Exit(b.exit_code))
+            .map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    "exit needs a JSON body with an integer exitCode",
+                )
+            }),
+        "progress" => {
+            let b: ProgressBody = serde_json::from_slice(body)
+                .map_err(|_| (StatusCode::BAD_REQUEST, "progress needs a JSON body"))?;
+            let message = b.message.map(|mut m| {
+                if m.len() > MAX_PROGRESS_MESSAGE {
+                    let mut cut = MAX_PROGRESS_MESSAGE;
+                    while !m.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    m.truncate(cut);
+                }
+                m
+            });
+            let percent = b
+                .percent
+                .filter(|p| p.is_finite())
+                .map(|p| p.clamp(0.0, 100.0));
+            Ok(Report::Progress(Progress {
+                percent,
+                step: b.step,
+                message,
+                time: Some(Time(now)),
+            }))
+        }
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            "unknown report kind; expected heartbeat, progress or exit",
+        )),
+    }
+}
+
+async fn report(
+    State(state): State<Arc<CallbackState>>,
+    Path((namespace, job, attempt, kind)): Path<(String, String, u32, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let Some(presented) = bearer(&headers) else {
+        return (StatusCode::UNAUTHORIZED, "missing bearer token");
+    };
+    let id = AttemptId {
+        namespace,
+        job,
+        attempt,
+    };
+    match state.verify(&id, presented).await {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(namespace = %id.namespace, job = %id.job, attempt, "callback with an invalid token rejected");
+            return (StatusCode::UNAUTHORIZED, "invalid token");
+        }
+        Err(e) => {
+            warn!(error = %e, "failed to read the attempt's token Secret");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot verify the token right now",
+            );
+        }
+    }
+    let now = Timestamp::now();
+    let parsed = match parse(&kind, &body, now) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    debug!(namespace = %id.namespace, job = %id.job, attempt, kind = %kind, "callback report");
+    state.reports.record(id, parsed, now);
+    (StatusCode::OK, "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let now = Timestamp::now();
+        assert_eq!(parse("heartbeat", b"", now), Ok(Report::Heartbeat));
+        assert_eq!(
+            parse("exit", br#"{"kind":"exit","exitCode":3}"#, now),
+            Ok(Report::Exit(3))
+        );
+        assert_eq!(
+            parse("exit", b"{}", now).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        let Ok(Report::Progress(p)) = parse(
+            "progress",
+            br#"{"percent":150,"step":7,"message":"epoch 2"}"#,
+            now,
+        ) else {
+            panic!("progress parses")
+        };
+        assert_eq!(
+            (p.percent, p.step, p.message.as_deref()),
+            (Some(100.0), Some(7), Some("epoch 2"))
+        );
+        assert_eq!(
+            parse("reboot", b"", now).unwrap_err().0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn bearer_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}

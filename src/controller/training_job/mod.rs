@@ -1,0 +1,628 @@
+//! The TrainingJob controller: turns a job into one CloudResource per attempt and follows the
+//! workload to a truthful outcome. It never talks to clouds: it applies and deletes
+//! CloudResources (server-side apply, controller ownerReferences) and reads their status, and
+//! reads the workload's reports from the callback endpoint ([`crate::callback`]).
+//!
+//! Each reconcile: observe (the job, its CloudResources by label, the attempt's reports) → plan
+//! (pure, `plan.rs`; asks for offers from the providers' `price()` when an attempt is to start)
+//! → act (token Secret, apply or delete CloudResources, delete the job after its TTL) → write
+//! status (server-side apply, field manager `runctl`, only when something changed).
+//!
+//! Delete path (finalizer `runctl.dev/cloudresources`): delete every CloudResource and token
+//! Secret of the job and keep the job until the CloudResources are gone (their own finalizer
+//! waits for the machines), so deleting a job at any phase leaves no machine behind.
+
+pub mod conditions;
+pub mod offers;
+pub mod outcome;
+pub mod plan;
+pub mod resources;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::backoff::BackoffConfig;
+use super::cloud_resource::spec::read_secret;
+use super::{Context, FIELD_MANAGER};
+use crate::callback::{AttemptId, AttemptReport, Reports, token};
+use crate::crd::cloud_resource::CloudResource;
+use crate::crd::training_job::{JobPhase, Offer, TrainingJob, TrainingJobStatus};
+use plan::{Act, Input, Settings};
+use resources::ReportingSettings;
+use view::{LABEL_JOB, MachineView};
+
+/// Finalizer that keeps a job until its CloudResources are gone.
+pub const FINALIZER: &str = "runctl.dev/cloudresources";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "trainingjob";
+
+/// TrainingJob controller settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingJobConfig {
+    /// How workloads report back (callback URL base, heartbeat, self-termination).
+    pub reporting: ReportingSettings,
+    /// How long after a machine ended its exit report may still arrive before the attempt is
+    /// `MachineLost`.
+    pub report_grace: Duration,
+    /// Wait before a retried attempt, doubling per failure of the same class.
+    pub retry: BackoffConfig,
+}
+
+impl Default for TrainingJobConfig {
+    fn default() -> Self {
+        Self {
+            reporting: ReportingSettings {
+                callback_base_url: format!(
+                    "https://runctl.runctl-system.svc:{}",
+                    crate::callback::DEFAULT_PORT
+                ),
+                heartbeat_interval_seconds: 30,
+                self_terminate_after_seconds: 1800,
+            },
+            report_grace: Duration::from_secs(90),
+            retry: BackoffConfig {
+                base: Duration::from_secs(10),
+                max: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
+/// Reconcile errors, named after the failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object lacks namespace or name.
+    #[error("object has no namespace")]
+    MissingMetadata,
+    /// Reading the job failed.
+    #[error("failed to read the job: {0}")]
+    Get(#[source] kube::Error),
+    /// Listing the job's CloudResources failed.
+    #[error("failed to list the job's CloudResources: {0}")]
+    List(#[source] kube::Error),
+    /// Creating or reading the attempt's token Secret failed.
+    #[error("failed to create the attempt's callback token Secret: {0}")]
+    TokenSecret(#[source] kube::Error),
+    /// Reading the data-source credentials Secret failed.
+    #[error("failed to read the data-source credentials Secret: {0}")]
+    DataCredentials(#[source] super::cloud_resource::spec::SecretError),
+    /// Applying a CloudResource failed.
+    #[error("failed to apply CloudResource {name}: {source}")]
+    Apply {
+        /// Object name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a CloudResource, Secret or the job failed.
+    #[error("failed to delete {what}: {source}")]
+    Delete {
+        /// What.
+        what: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing status failed.
+    #[error("failed to write status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    /// The finalizer bookkeeping failed.
+    #[error("finalizer bookkeeping failed: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Not an error: CloudResources are still being deleted; check again after the delay.
+    #[error("CloudResources still being deleted")]
+    StillReleasing(Duration),
+}
+
+impl Error {
+    /// Static reason for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingMetadata => "MissingMetadata",
+            Self::Get(_) => "GetFailed",
+            Self::List(_) => "ListFailed",
+            Self::TokenSecret(_) => "TokenSecretFailed",
+            Self::DataCredentials(e) => e.reason(),
+            Self::Apply { .. } => "ApplyFailed",
+            Self::Delete { .. } => "DeleteFailed",
+            Self::WriteStatus(_) => "StatusWriteFailed",
+            Self::Finalizer(_) => "FinalizerFailed",
+            Self::StillReleasing(_) => "Releasing",
+        }
+    }
+
+    fn flatten(e: finalizer::Error<Error>) -> Self {
+        match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Self::Finalizer(Box::new(other)),
+        }
+    }
+}
+
+/// What every TrainingJob reconcile gets.
+pub struct JobContext {
+    /// The shared controller context (client, registry, events, backoff).
+    pub ctx: Arc<Context>,
+    /// TrainingJob settings.
+    pub config: TrainingJobConfig,
+    /// Callback reports (filled by the callback endpoint of this process).
+    pub reports: Arc<Reports>,
+}
+
+fn api_error_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+async fn list_machines(ctx: &Context, ns: &str, job: &str) -> Result<Vec<CloudResource>, Error> {
+    let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{LABEL_JOB}={job}"));
+    let list = api.list(&lp).await.map_err(Error::List)?;
+    // Only objects this job controls (a label alone could be copied by hand).
+    let uid = |cr: &CloudResource| {
+        cr.owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.kind == "TrainingJob" && o.name == job)
+    };
+    Ok(list.items.into_iter().filter(uid).collect())
+}
+
+async fn data_credential_keys(
+    ctx: &Context,
+    job: &TrainingJob,
+    ns: &str,
+) -> Result<Vec<String>, Error> {
+    let Some(secret) = job
+        .spec
+        .workload
+        .data_source
+        .as_ref()
+        .and_then(|d| d.credentials_secret_ref.as_ref())
+    else {
+        return Ok(vec![]);
+    };
+    let (data, _) = read_secret(&ctx.client, ns, &secret.name)
+        .await
+        .map_err(Error::DataCredentials)?;
+    Ok(data.into_keys().collect())
+}
+
+/// Creates the token Secret (once) and applies the attempt's CloudResource.
+async fn start(
+    job: &TrainingJob,
+    jc: &JobContext,
+    ns: &str,
+    attempt: u32,
+    offer: &Offer,
+) -> Result<(), Error> {
+    let ctx = &jc.ctx;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let name = token::secret_name(&job.name_any(), attempt);
+    if secrets
+        .get_opt(&name)
+        .await
+        .map_err(Error::TokenSecret)?
+        .is_none()
+    {
+        let secret = resources::token_secret(job, attempt, &token::generate());
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => {}
+            Err(e) if api_error_code(&e) == Some(409) => {}
+            Err(e) => return Err(Error::TokenSecret(e)),
+        }
+    }
+    let keys = data_credential_keys(ctx, job, ns).await?;
+    let cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, &keys);
+    let cr_name = cr.name_any();
+    let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &cr_name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&cr),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        name: cr_name.clone(),
+        source,
+    })?;
+    info!(job = %job.name_any(), namespace = %ns, attempt, provider = %offer.provider, cloud_resource = %cr_name, "attempt started");
+    Ok(())
+}
+
+async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_error_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes an ended attempt's CloudResource and token Secret.
+async fn release(
+    ctx: &Context,
+    ns: &str,
+    job: &str,
+    name: &str,
+    attempt: u32,
+) -> Result<(), Error> {
+    let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
+    delete_ignoring_missing(&crs, name)
+        .await
+        .map_err(|source| Error::Delete {
+            what: format!("CloudResource {name}"),
+            source,
+        })?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = token::secret_name(job, attempt);
+    delete_ignoring_missing(&secrets, &secret)
+        .await
+        .map_err(|source| Error::Delete {
+            what: format!("Secret {secret}"),
+            source,
+        })
+}
+
+async fn write_status(
+    api: &Api<TrainingJob>,
+    name: &str,
+    status: &TrainingJobStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "status": status});
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
+    let ctx = &jc.ctx;
+    let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
+    let name = cached.name_any();
+    let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
+    // The cache may not hold this controller's last status write yet (a reconcile triggered by
+    // a CloudResource event can run first); planning from a stale status could undo a final
+    // outcome or start a needless machine. Reconciles of one object never overlap, so a fresh
+    // read sees every earlier write.
+    let Some(job) = api.get_opt(&name).await.map_err(Error::Get)? else {
+        return Ok(Action::await_change());
+    };
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::requeue(ctx.config.transition_poll_interval));
+    }
+    let job = Arc::new(job);
+    let generation = job.metadata.generation.unwrap_or(0);
+    let machines: Vec<MachineView> = list_machines(ctx, &ns, &name)
+        .await?
+        .iter()
+        .filter_map(MachineView::of)
+        .collect();
+    let status = job.status.clone().unwrap_or_default();
+    let mut reports: BTreeMap<u32, AttemptReport> = BTreeMap::new();
+    for attempt in status
+        .attempts
+        .iter()
+        .map(|a| a.index)
+        .chain(machines.iter().map(|v| v.attempt))
+    {
+        if let Some(r) = jc.reports.get(&AttemptId {
+            namespace: ns.clone(),
+            job: name.clone(),
+            attempt,
+        }) {
+            reports.insert(attempt, r);
+        }
+    }
+    let settings = Settings {
+        poll_interval: ctx.config.poll_interval,
+        report_grace: jc.config.report_grace,
+        retry: jc.config.retry,
+    };
+    let now = Timestamp::now();
+    let input = Input {
+        job: &name,
+        spec: &job.spec,
+        status: &status,
+        generation,
+        machines: &machines,
+        reports: &reports,
+        offers: None,
+        settings: &settings,
+        now,
+    };
+    let mut p = plan::plan(input);
+    if p.acts.contains(&Act::CollectOffers) {
+        let offers = offers::collect(ctx, &job.spec.placement).await;
+        p = plan::plan(Input {
+            offers: Some(&offers),
+            ..input
+        });
+    }
+    debug!(job = %name, namespace = %ns, acts = ?p.acts, phase = ?p.status.phase, "planned");
+
+    let mut cleanup_error = None;
+    for act in p.acts.clone() {
+        match act {
+            Act::Start { attempt, offer } => match start(&job, jc, &ns, attempt, &offer).await {
+                Ok(()) => {}
+                Err(Error::Apply { source, .. }) if api_error_code(&source) == Some(422) => {
+                    plan::rejected_start(&mut p, attempt, source.to_string(), now);
+                }
+                Err(e) => {
+                    // The attempt did not start: keep the previous status, report the step.
+                    let mut prev = status.clone();
+                    conditions::set_synced(
+                        &mut prev,
+                        generation,
+                        now,
+                        Some((e.reason(), e.to_string())),
+                    );
+                    if job.status.as_ref() != Some(&prev) {
+                        write_status(&api, &name, &prev).await?;
+                    }
+                    return Err(e);
+                }
+            },
+            Act::Release { name: cr, attempt } => {
+                match release(ctx, &ns, &name, &cr, attempt).await {
+                    Ok(()) => jc.reports.forget(&AttemptId {
+                        namespace: ns.clone(),
+                        job: name.clone(),
+                        attempt,
+                    }),
+                    Err(e) => {
+                        warn!(job = %name, namespace = %ns, error = %e, "cleanup failed");
+                        ctx.publish(
+                            job.as_ref(),
+                            EventType::Warning,
+                            "CleanupFailed",
+                            "Release",
+                            e.to_string(),
+                        )
+                        .await;
+                        cleanup_error = Some(e.to_string());
+                    }
+                }
+            }
+            Act::DeleteJob => {
+                ctx.publish(
+                    job.as_ref(),
+                    EventType::Normal,
+                    "TTLExpired",
+                    "Delete",
+                    "ttlSecondsAfterFinished passed; deleting the job and its machines".into(),
+                )
+                .await;
+                delete_ignoring_missing(&api, &name)
+                    .await
+                    .map_err(|source| Error::Delete {
+                        what: format!("TrainingJob {name}"),
+                        source,
+                    })?;
+            }
+            Act::CollectOffers => {}
+        }
+    }
+
+    let mut next = p.status.clone();
+    conditions::set_all(&mut next, generation, now, p.releasing, cleanup_error);
+    conditions::set_synced(&mut next, generation, now, None);
+    if job.status.as_ref() != Some(&next) {
+        write_status(&api, &name, &next).await?;
+    }
+    for n in &p.notes {
+        let type_ = if n.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(
+            job.as_ref(),
+            type_,
+            n.reason,
+            "Reconcile",
+            n.message.clone(),
+        )
+        .await;
+    }
+    Ok(match p.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
+    let ctx = &jc.ctx;
+    let ns = job.namespace().ok_or(Error::MissingMetadata)?;
+    let name = job.name_any();
+    let machines = list_machines(ctx, &ns, &name).await?;
+    let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
+    for cr in machines
+        .iter()
+        .filter(|cr| cr.metadata.deletion_timestamp.is_none())
+    {
+        let n = cr.name_any();
+        delete_ignoring_missing(&crs, &n)
+            .await
+            .map_err(|source| Error::Delete {
+                what: format!("CloudResource {n}"),
+                source,
+            })?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let owned = secrets
+        .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
+        .await
+        .map_err(Error::List)?;
+    for s in owned.items {
+        let n = s.name_any();
+        delete_ignoring_missing(&secrets, &n)
+            .await
+            .map_err(|source| Error::Delete {
+                what: format!("Secret {n}"),
+                source,
+            })?;
+    }
+    if !machines.is_empty() {
+        debug!(job = %name, namespace = %ns, remaining = machines.len(), "waiting for CloudResources to be deleted");
+        return Err(Error::StillReleasing(ctx.config.transition_poll_interval));
+    }
+    jc.reports.forget_job(&ns, &name);
+    ctx.publish(
+        job.as_ref(),
+        EventType::Normal,
+        "MachinesReleased",
+        "Delete",
+        "every CloudResource of the job is gone".into(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn reconcile(job: Arc<TrainingJob>, jc: Arc<JobContext>) -> Result<Action, Error> {
+    let ctx = &jc.ctx;
+    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
+    let ns = job.namespace().ok_or(Error::MissingMetadata)?;
+    let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let uid = job.uid().unwrap_or_default();
+    let result = finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            FinalizerEvent::Apply(j) => apply(j, &jc).await,
+            FinalizerEvent::Cleanup(j) => cleanup(j, &jc).await,
+        }
+    })
+    .await
+    .map_err(Error::flatten);
+    if result.is_ok() {
+        ctx.backoff.success(&uid);
+        ctx.metrics.reconcile_ok(CONTROLLER);
+    }
+    result
+}
+
+fn error_policy(job: Arc<TrainingJob>, err: &Error, jc: Arc<JobContext>) -> Action {
+    if let Error::StillReleasing(after) = err {
+        return Action::requeue(*after);
+    }
+    jc.ctx.metrics.reconcile_error(CONTROLLER, err.reason());
+    let delay = jc.ctx.backoff.failure(&job.uid().unwrap_or_default(), None);
+    warn!(name = %job.name_any(), namespace = ?job.namespace(), reason = err.reason(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the TrainingJob controller until `shutdown` completes. `reports` must be the store the
+/// callback endpoint of this process fills ([`crate::callback::CallbackState::new`]).
+pub async fn run(
+    ctx: Arc<Context>,
+    config: TrainingJobConfig,
+    reports: Arc<Reports>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (jobs, crs): (Api<TrainingJob>, Api<CloudResource>) = match &ctx.config.watch_namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let exits = futures::stream::unfold(reports.subscribe_exits(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
+    let config_rt = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
+    let jc = Arc::new(JobContext {
+        ctx: ctx.clone(),
+        config,
+        reports,
+    });
+    let controller = Controller::new(jobs, watcher::Config::default());
+    let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
+    controller
+        .owns(crs, watcher::Config::default().labels(LABEL_JOB))
+        .reconcile_all_on(exits)
+        .with_config(config_rt)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, jc)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    gauges.abort();
+}
+
+/// Rows of the objects gauge: TrainingJobs by provider and phase, from the controller's cache.
+pub fn gauge_rows(jobs: &[Arc<TrainingJob>]) -> Vec<(&'static str, &'static str, i64)> {
+    let mut counts: BTreeMap<(&'static str, &'static str), i64> = BTreeMap::new();
+    for job in jobs {
+        let status = job.status.as_ref();
+        let provider = status
+            .and_then(|s| s.provider)
+            .map_or("none", |p| p.as_str());
+        let phase = status
+            .and_then(|s| s.phase)
+            .map_or("Pending", JobPhase::as_str);
+        *counts.entry((provider, phase)).or_default() += 1;
+    }
+    counts.into_iter().map(|((p, s), n)| (p, s, n)).collect()
+}
+
+async fn publish_gauges(store: kube::runtime::reflector::Store<TrainingJob>, ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(ctx.config.poll_interval.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        ctx.metrics
+            .set_objects("TrainingJob", &gauge_rows(&store.state()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_rows_count_jobs_by_provider_and_phase() {
+        let job = |phase: Option<JobPhase>| {
+            let spec = serde_json::from_value(serde_json::json!({
+                "placement": {"provider": "sim", "instanceType": "t"}, "workload": {"image": "x"}
+            }))
+            .unwrap();
+            let mut j = TrainingJob::new("j", spec);
+            j.status = phase.map(|p| TrainingJobStatus {
+                phase: Some(p),
+                provider: Some(crate::crd::ProviderKind::Sim),
+                ..Default::default()
+            });
+            Arc::new(j)
+        };
+        let rows = gauge_rows(&[
+            job(None),
+            job(Some(JobPhase::Running)),
+            job(Some(JobPhase::Running)),
+        ]);
+        assert_eq!(rows, vec![("none", "Pending", 1), ("sim", "Running", 2)]);
+    }
+}

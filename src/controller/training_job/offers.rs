@@ -1,0 +1,314 @@
+//! Placement offers: which (provider, machine type, region, spot) combinations a job's
+//! placement allows ([`candidates`], pure), their prices and capabilities from each provider
+//! through the registry ([`collect`]), and the ranking by price within `maxHourlyPrice`
+//! ([`rank`], pure).
+
+use crate::controller::Context;
+use crate::controller::cloud_resource::spec::read_secret;
+use crate::crd::ProviderKind;
+use crate::crd::training_job::{CapacityType, Offer, Placement, PlacementStatus, RejectedOffer};
+use crate::provider::registry::{Credentials, ProviderKey};
+use crate::provider::{MachineSpec, Provider};
+
+/// Rejection: the placement names no machine type this provider understands.
+pub const NO_MACHINE_TYPE: &str = "NoMachineType";
+/// Rejection: the provider has no spot machines.
+pub const NO_SPOT: &str = "NoSpot";
+/// Rejection: the provider client could not be set up (credentials, configuration).
+pub const PROVIDER_UNAVAILABLE: &str = "ProviderUnavailable";
+/// Rejection: the price could not be looked up.
+pub const PRICE_UNAVAILABLE: &str = "PriceUnavailable";
+/// Rejection: dearer than `maxHourlyPrice`.
+pub const ABOVE_MAX_HOURLY_PRICE: &str = "AboveMaxHourlyPrice";
+
+fn reject(offer: Offer, reason: &str, message: impl Into<String>) -> RejectedOffer {
+    RejectedOffer {
+        offer,
+        reason: reason.into(),
+        message: Some(message.into()),
+    }
+}
+
+fn has_regions(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Aws | ProviderKind::Sim)
+}
+
+/// Every offer the placement allows, before prices, and those rejected outright.
+pub fn candidates(p: &Placement) -> (Vec<Offer>, Vec<RejectedOffer>) {
+    let kinds: Vec<ProviderKind> = match p.provider.fixed() {
+        Some(k) => vec![k],
+        None => p
+            .allowed_providers
+            .clone()
+            .unwrap_or_else(|| ProviderKind::ALL.to_vec()),
+    };
+    let spots: &[bool] = match p.capacity_type {
+        CapacityType::OnDemand => &[false],
+        CapacityType::Spot => &[true],
+        CapacityType::SpotWithFallback => &[true, false],
+    };
+    let (mut offers, mut rejected) = (vec![], vec![]);
+    for kind in kinds {
+        let (instance_type, gpu_type, gpu_count) = match kind {
+            ProviderKind::Aws => (p.instance_type.clone(), None, None),
+            ProviderKind::Runpod | ProviderKind::Lyceum => (None, p.gpu_type.clone(), p.gpu_count),
+            ProviderKind::Sim => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
+        };
+        let regions: Vec<Option<String>> = if has_regions(kind) && !p.regions.is_empty() {
+            p.regions.iter().cloned().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for region in regions {
+            for &spot in spots {
+                let offer = Offer {
+                    provider: kind,
+                    instance_type: instance_type.clone(),
+                    gpu_type: gpu_type.clone(),
+                    gpu_count,
+                    region: region.clone(),
+                    spot,
+                    price_per_hour: None,
+                };
+                if offer.instance_type.is_none() && offer.gpu_type.is_none() {
+                    let need = if kind == ProviderKind::Aws {
+                        "instanceType"
+                    } else {
+                        "gpuType"
+                    };
+                    rejected.push(reject(
+                        offer,
+                        NO_MACHINE_TYPE,
+                        format!("{kind} needs placement.{need}"),
+                    ));
+                } else if spot && kind == ProviderKind::Runpod {
+                    rejected.push(reject(offer, NO_SPOT, "RunPod offers no spot machines"));
+                } else {
+                    offers.push(offer);
+                }
+            }
+        }
+    }
+    (offers, rejected)
+}
+
+/// Ranks priced offers cheapest first and rejects those above `maxHourlyPrice`. Offers without
+/// a price are kept last when `allow_unpriced` (a fixed provider), else rejected (auto compares
+/// prices).
+pub fn rank(
+    offers: Vec<Offer>,
+    mut rejected: Vec<RejectedOffer>,
+    max_hourly_price: Option<f64>,
+    allow_unpriced: bool,
+) -> PlacementStatus {
+    let mut kept = vec![];
+    for o in offers {
+        match (o.price_per_hour, max_hourly_price) {
+            (Some(price), Some(max)) if price > max => rejected.push(reject(
+                o,
+                ABOVE_MAX_HOURLY_PRICE,
+                format!("{price:.4} USD/h is above maxHourlyPrice {max}"),
+            )),
+            (None, _) if !allow_unpriced => {
+                rejected.push(reject(o, PRICE_UNAVAILABLE, "no price to compare"))
+            }
+            _ => kept.push(o),
+        }
+    }
+    kept.sort_by(|a, b| match (a.price_per_hour, b.price_per_hour) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    PlacementStatus {
+        chosen: None,
+        remaining: kept,
+        rejected,
+    }
+}
+
+/// The machine spec used for a price quote.
+pub fn quote_spec(o: &Offer, region: Option<String>) -> MachineSpec {
+    MachineSpec {
+        instance_type: o.instance_type.clone(),
+        gpu_type: o.gpu_type.clone(),
+        gpu_count: o.gpu_count.unwrap_or(1),
+        region,
+        spot: o.spot,
+        ..Default::default()
+    }
+}
+
+async fn provider(
+    ctx: &Context,
+    kind: ProviderKind,
+    region: Option<String>,
+) -> Result<std::sync::Arc<dyn Provider>, String> {
+    let (credentials, cred_id) = match ctx.registry.config().default_credentials(kind) {
+        None => (None, None),
+        Some(r) => {
+            let (data, rv) = read_secret(&ctx.client, &r.namespace, &r.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            (
+                Some(Credentials::new(data)),
+                Some(format!("{}/{}@{rv}", r.namespace, r.name)),
+            )
+        }
+    };
+    let key = ProviderKey {
+        kind,
+        region,
+        credentials: cred_id,
+    };
+    ctx.registry
+        .get(&key, credentials.as_ref())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Collects prices and capabilities for every candidate and ranks them.
+pub async fn collect(ctx: &Context, p: &Placement) -> PlacementStatus {
+    let (offers, mut rejected) = candidates(p);
+    let mut priced = vec![];
+    for mut o in offers {
+        let region = o
+            .region
+            .clone()
+            .or_else(|| ctx.registry.config().default_region(o.provider));
+        let prov = match provider(ctx, o.provider, region.clone()).await {
+            Ok(prov) => prov,
+            Err(e) => {
+                rejected.push(reject(o, PROVIDER_UNAVAILABLE, e));
+                continue;
+            }
+        };
+        if o.spot && !prov.capabilities().spot {
+            let msg = format!("{} offers no spot machines", o.provider);
+            rejected.push(reject(o, NO_SPOT, msg));
+            continue;
+        }
+        match prov.price(&quote_spec(&o, region)).await {
+            Ok(q) => {
+                o.price_per_hour = Some(crate::provider::pricing::round_cents(q.per_hour));
+                priced.push(o);
+            }
+            Err(e) if p.provider.fixed().is_some() => {
+                tracing::debug!(error = %e, "price lookup failed; the fixed provider is used unpriced");
+                priced.push(o);
+            }
+            Err(e) => rejected.push(reject(o, PRICE_UNAVAILABLE, e.to_string())),
+        }
+    }
+    rank(
+        priced,
+        rejected,
+        p.max_hourly_price,
+        p.provider.fixed().is_some(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(v: serde_json::Value) -> Placement {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn candidates_per_provider_region_and_capacity_type() {
+        let (offers, rejected) = candidates(&placement(serde_json::json!({
+            "provider": "auto", "gpuType": "a100", "gpuCount": 2, "regions": ["r1", "r2"], "capacityType": "spotWithFallback"
+        })));
+        let names: Vec<String> = offers
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}:{}:{}",
+                    o.provider,
+                    o.region.as_deref().unwrap_or("-"),
+                    o.spot
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "runpod:-:false",
+                "lyceum:-:true",
+                "lyceum:-:false",
+                "sim:r1:true",
+                "sim:r1:false",
+                "sim:r2:true",
+                "sim:r2:false"
+            ]
+        );
+        let why: Vec<(String, &str)> = rejected
+            .iter()
+            .map(|r| (r.offer.provider.to_string(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("aws".into(), NO_MACHINE_TYPE),
+                ("aws".into(), NO_MACHINE_TYPE),
+                ("aws".into(), NO_MACHINE_TYPE),
+                ("aws".into(), NO_MACHINE_TYPE),
+                ("runpod".into(), NO_SPOT)
+            ]
+        );
+        assert_eq!(offers[0].gpu_count, Some(2));
+    }
+
+    #[test]
+    fn fixed_provider_and_allowed_list() {
+        let (offers, rejected) = candidates(&placement(
+            serde_json::json!({"provider": "aws", "instanceType": "g5.xlarge"}),
+        ));
+        assert_eq!((offers.len(), rejected.len()), (1, 0));
+        assert_eq!(offers[0].instance_type.as_deref(), Some("g5.xlarge"));
+        let (offers, _) = candidates(&placement(
+            serde_json::json!({"provider": "auto", "instanceType": "x", "allowedProviders": ["sim"]}),
+        ));
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].provider, ProviderKind::Sim);
+    }
+
+    #[test]
+    fn ranking() {
+        let o = |p: Option<f64>, spot| Offer {
+            provider: ProviderKind::Sim,
+            instance_type: Some("t".into()),
+            gpu_type: None,
+            gpu_count: None,
+            region: None,
+            spot,
+            price_per_hour: p,
+        };
+        let ranked = rank(
+            vec![
+                o(Some(3.0), false),
+                o(None, false),
+                o(Some(1.0), true),
+                o(Some(9.0), false),
+            ],
+            vec![],
+            Some(5.0),
+            true,
+        );
+        let prices: Vec<Option<f64>> = ranked.remaining.iter().map(|o| o.price_per_hour).collect();
+        assert_eq!(prices, [Some(1.0), Some(3.0), None]);
+        assert_eq!(ranked.rejected.len(), 1);
+        assert_eq!(ranked.rejected[0].reason, ABOVE_MAX_HOURLY_PRICE);
+        let auto = rank(
+            vec![o(None, false), o(Some(2.0), false)],
+            vec![],
+            None,
+            false,
+        );
+        assert_eq!(auto.remaining.len(), 1);
+        assert_eq!(auto.rejected[0].reason, PRICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,300 @@
+//! Pure classification of how an attempt ended, from its CloudResource and the workload's
+//! callback reports. The workload's own exit report is the only way to success: a machine that
+//! ends without one is `MachineLost`, never `Completed`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::view::MachineView;
+use crate::callback::AttemptReport;
+use crate::crd::cloud_resource::ResourceState;
+use crate::crd::training_job::RetryOn;
+use crate::provider::reasons;
+
+/// Attempt reason: the workload reported exit code 0.
+pub const COMPLETED: &str = "Completed";
+/// Attempt reason: the workload reported a non-zero exit code.
+pub const EXIT_CODE: &str = "ExitCode";
+/// Attempt reason: the machine ended (or vanished) without an exit report.
+pub const MACHINE_LOST: &str = "MachineLost";
+/// Attempt reason: the provider had no capacity for the offer.
+pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+/// Attempt reason: the provider rejected the machine spec.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Attempt reason: `activeDeadlineSeconds` was reached.
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+/// Attempt reason: `maxTotalCost` would have been crossed.
+pub const BUDGET_EXCEEDED: &str = "BudgetExceeded";
+/// Attempt reason: the job was suspended.
+pub const SUSPENDED: &str = "Suspended";
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Exit code 0 reported.
+    Completed,
+    /// Non-zero exit code reported.
+    ExitCode(i32),
+    /// The provider took the machine back (spot interruption, capacity lost).
+    Interrupted {
+        /// `SpotInterrupted` or `CapacityLost`.
+        reason: String,
+    },
+    /// The machine ended or vanished without an exit report.
+    MachineLost {
+        /// What was seen.
+        message: String,
+    },
+    /// No capacity for the offer.
+    NoCapacity {
+        /// Provider message.
+        message: String,
+    },
+    /// The provider rejected the spec.
+    InvalidSpec {
+        /// Provider message.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The attempt's reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Completed => COMPLETED,
+            Self::ExitCode(_) => EXIT_CODE,
+            Self::Interrupted { reason } => reason,
+            Self::MachineLost { .. } => MACHINE_LOST,
+            Self::NoCapacity { .. } => INSUFFICIENT_CAPACITY,
+            Self::InvalidSpec { .. } => INVALID_SPEC,
+        }
+    }
+
+    /// The retry class this outcome counts against, if any.
+    pub fn class(&self) -> Option<RetryOn> {
+        match self {
+            Self::Completed | Self::InvalidSpec { .. } => None,
+            Self::ExitCode(_) => Some(RetryOn::Failure),
+            Self::Interrupted { .. } | Self::MachineLost { .. } => Some(RetryOn::Interruption),
+            Self::NoCapacity { .. } => Some(RetryOn::Capacity),
+        }
+    }
+
+    /// Human-readable detail.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Completed => "the workload exited 0".into(),
+            Self::ExitCode(c) => format!("the workload exited {c}"),
+            Self::Interrupted { reason } => format!("the provider ended the machine ({reason})"),
+            Self::MachineLost { message }
+            | Self::NoCapacity { message }
+            | Self::InvalidSpec { message } => message.clone(),
+        }
+    }
+}
+
+/// Maps an attempt reason back to its retry class (for backoff of the next attempt).
+pub fn class_of_reason(reason: &str) -> Option<RetryOn> {
+    match reason {
+        EXIT_CODE => Some(RetryOn::Failure),
+        MACHINE_LOST | reasons::SPOT_INTERRUPTED | reasons::CAPACITY_LOST => {
+            Some(RetryOn::Interruption)
+        }
+        INSUFFICIENT_CAPACITY => Some(RetryOn::Capacity),
+        _ => None,
+    }
+}
+
+/// Result of looking at an open attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seen {
+    /// The attempt has ended.
+    Ended(Outcome),
+    /// The machine ended without a report; a report may still be in flight until `until`.
+    AwaitingReport {
+        /// When the attempt becomes `MachineLost`.
+        until: Timestamp,
+    },
+    /// Still going (or blocked on something the CloudResource reports).
+    Open,
+}
+
+/// Classifies an open attempt from its CloudResource (`None`: it is gone) and its reports.
+pub fn classify(
+    view: Option<&MachineView>,
+    report: Option<&AttemptReport>,
+    grace: Duration,
+    now: Timestamp,
+) -> Seen {
+    if let Some(code) = report.and_then(|r| r.exit_code) {
+        return Seen::Ended(if code == 0 {
+            Outcome::Completed
+        } else {
+            Outcome::ExitCode(code)
+        });
+    }
+    let Some(v) = view else {
+        return Seen::Ended(Outcome::MachineLost {
+            message: "the attempt's CloudResource was deleted outside runctl".into(),
+        });
+    };
+    if v.deleting {
+        return Seen::Ended(Outcome::MachineLost {
+            message: format!("CloudResource {} was deleted outside runctl", v.name),
+        });
+    }
+    let reason = v.reason.as_deref().unwrap_or_default();
+    let ended = v.state.is_some_and(ResourceState::is_final);
+    if !v.has_machine {
+        if ended && reason == INVALID_SPEC {
+            return Seen::Ended(Outcome::InvalidSpec {
+                message: v
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the provider rejected the machine spec".into()),
+            });
+        }
+        if reason == INSUFFICIENT_CAPACITY
+            || v.synced_reason.as_deref() == Some(INSUFFICIENT_CAPACITY)
+        {
+            return Seen::Ended(Outcome::NoCapacity {
+                message: v.message.clone().unwrap_or_else(|| "no capacity".into()),
+            });
+        }
+        return Seen::Open;
+    }
+    if !ended {
+        return Seen::Open;
+    }
+    if reason == reasons::SPOT_INTERRUPTED || reason == reasons::CAPACITY_LOST {
+        return Seen::Ended(Outcome::Interrupted {
+            reason: reason.to_string(),
+        });
+    }
+    let since = v.end_time.unwrap_or(now);
+    let until = since + jiff::SignedDuration::try_from(grace).unwrap_or_default();
+    if now < until {
+        return Seen::AwaitingReport { until };
+    }
+    Seen::Ended(Outcome::MachineLost {
+        message: format!(
+            "the machine ended ({}{}) without the workload reporting an exit code",
+            v.state.map_or("Unknown", ResourceState::as_str),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(", {reason}")
+            }
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ProviderKind;
+
+    fn view(state: ResourceState, reason: &str, has_machine: bool) -> MachineView {
+        MachineView {
+            name: "j-a1".into(),
+            attempt: 1,
+            provider: ProviderKind::Sim,
+            machine_type: Some("sim.a100".into()),
+            region: None,
+            spot: false,
+            state: Some(state),
+            reason: Some(reason.into()),
+            message: Some("msg".into()),
+            synced_reason: None,
+            has_machine,
+            cost_per_hour: Some(1.0),
+            accrued_cost: None,
+            launch_time: None,
+            end_time: None,
+            deleting: false,
+        }
+    }
+
+    fn exit(code: i32) -> AttemptReport {
+        AttemptReport {
+            exit_code: Some(code),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let grace = Duration::from_secs(10);
+        let mut ended_long_ago = view(ResourceState::Terminated, "Completed", true);
+        ended_long_ago.end_time = Some(now - jiff::SignedDuration::from_secs(60));
+        let mut ended_just_now = view(ResourceState::Error, "WorkloadFailed", true);
+        ended_just_now.end_time = Some(now);
+        let mut deleting = view(ResourceState::Running, "Running", true);
+        deleting.deleting = true;
+        let mut synced_capacity = view(ResourceState::Starting, "Provisioning", false);
+        synced_capacity.synced_reason = Some("InsufficientCapacity".into());
+        let cases: Vec<(&str, Option<MachineView>, Option<AttemptReport>, Seen)> = vec![
+            ("exit 0 wins over anything", Some(view(ResourceState::Running, "Running", true)), Some(exit(0)), Seen::Ended(Outcome::Completed)),
+            ("exit 3 is a failure", Some(view(ResourceState::Running, "Running", true)), Some(exit(3)), Seen::Ended(Outcome::ExitCode(3))),
+            ("report even after the machine is gone", None, Some(exit(0)), Seen::Ended(Outcome::Completed)),
+            ("running without report", Some(view(ResourceState::Running, "Running", true)), None, Seen::Open),
+            ("booting", Some(view(ResourceState::Starting, "Booting", true)), None, Seen::Open),
+            ("spot interruption", Some(view(ResourceState::Error, "SpotInterrupted", true)), None, Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
+            ("capacity on create", Some(view(ResourceState::Starting, "InsufficientCapacity", false)), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
+            ("capacity in Synced", Some(synced_capacity), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
+            ("invalid spec", Some(view(ResourceState::Error, "InvalidSpec", false)), None, Seen::Ended(Outcome::InvalidSpec { message: "msg".into() })),
+            ("auth failure waits", Some(view(ResourceState::Error, "AuthenticationFailed", false)), None, Seen::Open),
+            ("machine ended, report may be in flight", Some(ended_just_now), None, Seen::AwaitingReport { until: now + jiff::SignedDuration::from_secs(10) }),
+            ("machine ended long ago without report: never success", Some(ended_long_ago), None, Seen::Ended(Outcome::MachineLost { message: "the machine ended (Terminated, Completed) without the workload reporting an exit code".into() })),
+            ("CloudResource gone", None, None, Seen::Ended(Outcome::MachineLost { message: "the attempt's CloudResource was deleted outside runctl".into() })),
+            ("CloudResource deleted by someone", Some(deleting), None, Seen::Ended(Outcome::MachineLost { message: "CloudResource j-a1 was deleted outside runctl".into() })),
+        ];
+        for (name, v, r, want) in cases {
+            assert_eq!(classify(v.as_ref(), r.as_ref(), grace, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(Outcome::ExitCode(1).class(), Some(RetryOn::Failure));
+        assert_eq!(
+            Outcome::Interrupted {
+                reason: "SpotInterrupted".into()
+            }
+            .class(),
+            Some(RetryOn::Interruption)
+        );
+        assert_eq!(
+            Outcome::MachineLost {
+                message: String::new()
+            }
+            .class(),
+            Some(RetryOn::Interruption)
+        );
+        assert_eq!(
+            Outcome::NoCapacity {
+                message: String::new()
+            }
+            .class(),
+            Some(RetryOn::Capacity)
+        );
+        assert_eq!(Outcome::Completed.class(), None);
+        for o in [
+            Outcome::ExitCode(1),
+            Outcome::MachineLost {
+                message: String::new(),
+            },
+            Outcome::NoCapacity {
+                message: String::new(),
+            },
+        ] {
+            assert_eq!(class_of_reason(o.reason()), o.class());
+        }
+        assert_eq!(
+            class_of_reason("SpotInterrupted"),
+            Some(RetryOn::Interruption)
+        );
+    }
+}

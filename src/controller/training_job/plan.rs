@@ -1,0 +1,816 @@
+//! Pure decisions of the TrainingJob controller: from the job, its CloudResources and the
+//! workload's reports to the next status and the actions that bring the world there. No I/O, so
+//! every branch is table-tested.
+//!
+//! Rules:
+//! - An open attempt ends when the workload reports its exit code, when the provider takes the
+//!   machine back, when the machine ends without a report (after a grace for an in-flight
+//!   report: `MachineLost`), on a capacity or spec error, or when a policy stops it (deadline,
+//!   budget, suspend).
+//! - A new attempt follows a failure of a class listed in `retryOn`, while that class has failed
+//!   at most `backoffLimit` times, after an exponential backoff; a capacity error moves at once
+//!   to the next offer while one remains.
+//! - Succeeded and Failed are final: afterwards only cleanup and the TTL act.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::outcome::{self, Outcome, Seen, class_of_reason, classify};
+use super::resources::cloud_resource_name;
+use super::view::MachineView;
+use crate::callback::AttemptReport;
+use crate::controller::backoff::BackoffConfig;
+use crate::crd::cloud_resource::ResourceState;
+use crate::crd::training_job::{
+    Attempt, JobPhase, Offer, PlacementStatus, RejectedOffer, RetryOn, TrainingJobSpec,
+    TrainingJobStatus,
+};
+use crate::provider::pricing;
+
+/// Job reason: the workload exited 0.
+pub const REASON_COMPLETED: &str = "Completed";
+/// Job reason: the workload exited non-zero and failures are not retried.
+pub const REASON_EXIT_CODE: &str = "ExitCode";
+/// Job reason: a retried class failed more than `backoffLimit` times.
+pub const REASON_BACKOFF_LIMIT: &str = "BackoffLimitExceeded";
+/// Job reason: `activeDeadlineSeconds` passed.
+pub const REASON_DEADLINE: &str = "DeadlineExceeded";
+/// Job reason: `maxTotalCost` would have been crossed.
+pub const REASON_BUDGET: &str = "BudgetExceeded";
+/// Job reason: no offer had capacity.
+pub const REASON_NO_CAPACITY: &str = "NoCapacity";
+/// Job reason: the provider rejected the machine spec.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Job reason: the machine was lost (interruption or no report) and that is not retried.
+pub const REASON_MACHINE_LOST: &str = "MachineLost";
+
+/// Controller settings the plan uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// How often a running job is looked at; also the budget's look-ahead.
+    pub poll_interval: Duration,
+    /// How long after a machine ended an exit report may still arrive.
+    pub report_grace: Duration,
+    /// Wait before a retried attempt (doubling per failure of the class).
+    pub retry: BackoffConfig,
+}
+
+/// Everything the plan looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    /// The job's name (attempts' CloudResources are `<job>-a<N>`).
+    pub job: &'a str,
+    /// The job's spec.
+    pub spec: &'a TrainingJobSpec,
+    /// The job's current status.
+    pub status: &'a TrainingJobStatus,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The job's CloudResources.
+    pub machines: &'a [MachineView],
+    /// Callback reports by attempt.
+    pub reports: &'a BTreeMap<u32, AttemptReport>,
+    /// Freshly collected offers, when the previous plan asked for them.
+    pub offers: Option<&'a PlacementStatus>,
+    /// Settings.
+    pub settings: &'a Settings,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Something to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Act {
+    /// Collect offers (prices, capabilities) and plan again with them.
+    CollectOffers,
+    /// Create the attempt's token Secret and apply its CloudResource.
+    Start {
+        /// Attempt number.
+        attempt: u32,
+        /// Where.
+        offer: Offer,
+    },
+    /// Delete an ended attempt's CloudResource (the machine is terminated) and token Secret.
+    Release {
+        /// CloudResource name.
+        name: String,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// The TTL after completion passed: delete the job.
+    DeleteJob,
+}
+
+/// An event to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    /// Warning instead of Normal.
+    pub warning: bool,
+    /// Event reason.
+    pub reason: &'static str,
+    /// Event note.
+    pub message: String,
+}
+
+/// The plan: next status, actions, events, and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Next status (conditions are set by the caller after acting).
+    pub status: TrainingJobStatus,
+    /// Actions, in order.
+    pub acts: Vec<Act>,
+    /// Events.
+    pub notes: Vec<Note>,
+    /// Look again after this long.
+    pub requeue: Option<Duration>,
+    /// CloudResources of ended attempts that still exist.
+    pub releasing: usize,
+}
+
+impl Plan {
+    fn wake_in(&mut self, d: Duration) {
+        self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
+    }
+
+    fn wake_at(&mut self, at: Timestamp, now: Timestamp) {
+        let d = at.duration_since(now);
+        self.wake_in(
+            Duration::try_from(d)
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(50)),
+        );
+    }
+
+    fn note(&mut self, warning: bool, reason: &'static str, message: String) {
+        self.notes.push(Note {
+            warning,
+            reason,
+            message,
+        });
+    }
+}
+
+fn delay_for(retry: BackoffConfig, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    retry.base.saturating_mul(1u32 << exp).min(retry.max)
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// Live cost of a machine: price times uptime, else what its CloudResource last reported.
+fn machine_cost(v: &MachineView, now: Timestamp) -> Option<f64> {
+    pricing::accrued_cost(None, v.cost_per_hour, v.launch_time, v.end_time, now).or(v.accrued_cost)
+}
+
+fn ended_cost(s: &TrainingJobStatus) -> f64 {
+    s.attempts
+        .iter()
+        .filter(|a| a.end_time.is_some())
+        .filter_map(|a| a.cost)
+        .sum()
+}
+
+fn deadline(spec: &TrainingJobSpec, s: &TrainingJobStatus) -> Option<Timestamp> {
+    let start = s.start_time.as_ref()?.0;
+    Some(start + SignedDuration::from_secs(spec.active_deadline_seconds?))
+}
+
+fn count_failure(s: &mut TrainingJobStatus, class: RetryOn) -> u32 {
+    let c = match class {
+        RetryOn::Capacity => &mut s.failures.capacity,
+        RetryOn::Interruption => &mut s.failures.interruption,
+        RetryOn::Failure => &mut s.failures.failure,
+    };
+    *c += 1;
+    *c
+}
+
+fn class_count(s: &TrainingJobStatus, class: RetryOn) -> u32 {
+    match class {
+        RetryOn::Capacity => s.failures.capacity,
+        RetryOn::Interruption => s.failures.interruption,
+        RetryOn::Failure => s.failures.failure,
+    }
+}
+
+fn finish(
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    phase: JobPhase,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
+    s.phase = Some(phase);
+    s.reason = Some(reason.to_string());
+    s.message = Some(message.clone());
+    s.completion_time = Some(Time(now));
+    s.current_cloud_resource = None;
+    s.cost_per_hour = None;
+    let warning = phase == JobPhase::Failed;
+    p.note(
+        warning,
+        if warning { "JobFailed" } else { "JobSucceeded" },
+        format!("{reason}: {message}"),
+    );
+}
+
+/// How an attempt ends.
+struct Ending<'a> {
+    reason: &'a str,
+    exit: Option<i32>,
+    message: &'a str,
+}
+
+/// Ends the open attempt `k`.
+fn end_attempt(
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    k: usize,
+    view: Option<&MachineView>,
+    end: Ending<'_>,
+    now: Timestamp,
+) {
+    let Ending {
+        reason,
+        exit,
+        message,
+    } = end;
+    let a = &mut s.attempts[k];
+    a.end_time = Some(Time(now));
+    a.reason = Some(reason.to_string());
+    if exit.is_some() {
+        a.exit_code = exit;
+    }
+    if let Some(v) = view {
+        a.cost = machine_cost(v, now);
+        if v.machine_type.is_some() {
+            a.machine_type = v.machine_type.clone();
+        }
+    }
+    let index = a.index;
+    if exit.is_some() {
+        s.exit_code = exit;
+    }
+    s.current_cloud_resource = None;
+    s.cost_per_hour = None;
+    let warning = reason != outcome::COMPLETED;
+    p.note(
+        warning,
+        "AttemptEnded",
+        format!("attempt {index} ended: {reason}: {message}"),
+    );
+}
+
+/// After an outcome that ended the open attempt: the job's next phase, or a retry.
+fn after(
+    spec: &TrainingJobSpec,
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    o: &Outcome,
+    now: Timestamp,
+) {
+    match o {
+        Outcome::Completed => {
+            return finish(
+                s,
+                p,
+                JobPhase::Succeeded,
+                REASON_COMPLETED,
+                o.message(),
+                now,
+            );
+        }
+        Outcome::InvalidSpec { message } => {
+            return finish(
+                s,
+                p,
+                JobPhase::Failed,
+                REASON_INVALID_SPEC,
+                message.clone(),
+                now,
+            );
+        }
+        _ => {}
+    }
+    let Some(class) = o.class() else { return };
+    let n = count_failure(s, class);
+    if class == RetryOn::Capacity {
+        let placement = s.placement.get_or_insert_with(Default::default);
+        if let Some(chosen) = placement.chosen.take() {
+            placement.rejected.push(RejectedOffer {
+                offer: chosen,
+                reason: outcome::INSUFFICIENT_CAPACITY.into(),
+                message: Some(o.message()),
+            });
+        }
+        if !placement.remaining.is_empty() {
+            return;
+        }
+    }
+    let retried = spec.retry_on.contains(&class);
+    if retried && n <= spec.backoff_limit {
+        return;
+    }
+    let reason = match o {
+        Outcome::NoCapacity { .. } => REASON_NO_CAPACITY,
+        _ if retried => REASON_BACKOFF_LIMIT,
+        Outcome::ExitCode(_) => REASON_EXIT_CODE,
+        _ => REASON_MACHINE_LOST,
+    };
+    let message = format!(
+        "{} (failures of this class: {n}, backoffLimit {})",
+        o.message(),
+        spec.backoff_limit
+    );
+    finish(s, p, JobPhase::Failed, reason, message, now);
+}
+
+/// When the next attempt may start, from the last ended attempt.
+fn next_start(s: &TrainingJobStatus, settings: &Settings) -> Option<Timestamp> {
+    let last = s.attempts.last()?;
+    let end = last.end_time.as_ref()?.0;
+    let reason = last.reason.as_deref().unwrap_or_default();
+    if reason == outcome::INSUFFICIENT_CAPACITY
+        && s.placement
+            .as_ref()
+            .is_some_and(|pl| !pl.remaining.is_empty())
+    {
+        return None;
+    }
+    let class = class_of_reason(reason)?;
+    Some(end + signed(delay_for(settings.retry, class_count(s, class))))
+}
+
+/// The CloudResource of attempt `attempt` could not be applied because the API server rejected
+/// it (422): the attempt ends `InvalidSpec` and so does the job.
+pub fn rejected_start(plan: &mut Plan, attempt: u32, message: String, now: Timestamp) {
+    let mut s = std::mem::take(&mut plan.status);
+    if let Some(k) = s.attempts.iter().position(|a| a.index == attempt) {
+        end_attempt(
+            &mut s,
+            plan,
+            k,
+            None,
+            Ending {
+                reason: outcome::INVALID_SPEC,
+                exit: None,
+                message: &message,
+            },
+            now,
+        );
+    }
+    finish(
+        &mut s,
+        plan,
+        JobPhase::Failed,
+        REASON_INVALID_SPEC,
+        message,
+        now,
+    );
+    plan.status = s;
+    plan.acts.retain(|a| !matches!(a, Act::Start { .. }));
+}
+
+/// Decides the next status and actions.
+pub fn plan(i: Input<'_>) -> Plan {
+    let now = i.now;
+    let mut s = i.status.clone();
+    let mut p = Plan {
+        status: TrainingJobStatus::default(),
+        acts: vec![],
+        notes: vec![],
+        requeue: None,
+        releasing: 0,
+    };
+    s.observed_generation = Some(i.generation);
+    let terminal = s.phase.is_some_and(JobPhase::is_terminal);
+    if s.phase.is_none() {
+        s.phase = Some(if i.spec.suspend {
+            JobPhase::Suspended
+        } else {
+            JobPhase::Pending
+        });
+    }
+
+    // A CloudResource applied for an attempt whose status write was lost is adopted.
+    let recorded = s.attempts.iter().map(|a| a.index).max().unwrap_or(0);
+    let mut strays: Vec<&MachineView> = i
+        .machines
+        .iter()
+        .filter(|v| v.attempt > recorded && !v.deleting)
+        .collect();
+    strays.sort_by_key(|v| v.attempt);
+    if !terminal {
+        for v in strays {
+            if let Some(open) = s.attempts.iter_mut().find(|a| a.end_time.is_none()) {
+                open.end_time = Some(Time(now));
+                open.reason
+                    .get_or_insert_with(|| outcome::MACHINE_LOST.to_string());
+            }
+            s.attempts.push(Attempt {
+                index: v.attempt,
+                provider: v.provider,
+                machine_type: v.machine_type.clone(),
+                region: v.region.clone(),
+                spot: v.spot,
+                cloud_resource: v.name.clone(),
+                start_time: Some(Time(now)),
+                end_time: None,
+                exit_code: None,
+                reason: None,
+                cost: None,
+            });
+            s.start_time.get_or_insert(Time(now));
+        }
+    }
+
+    let open = s.attempts.iter().position(|a| a.end_time.is_none());
+    if let Some(k) = open
+        && let Some(r) = i.reports.get(&s.attempts[k].index)
+    {
+        if let Some(hb) = r.last_heartbeat {
+            s.last_heartbeat_time = Some(Time(hb));
+        }
+        if r.progress.is_some() {
+            s.progress = r.progress.clone();
+        }
+    }
+
+    if !terminal {
+        if let Some(k) = open {
+            follow_open(&i, &mut s, &mut p, k);
+        }
+        let still_open = s.attempts.iter().any(|a| a.end_time.is_none());
+        if !still_open && !s.phase.is_some_and(JobPhase::is_terminal) {
+            between_attempts(&i, &mut s, &mut p);
+            if p.acts.contains(&Act::CollectOffers) {
+                return Plan {
+                    status: i.status.clone(),
+                    acts: vec![Act::CollectOffers],
+                    notes: vec![],
+                    requeue: None,
+                    releasing: 0,
+                };
+            }
+        }
+    }
+
+    // Costs.
+    let open_index = s
+        .attempts
+        .iter()
+        .find(|a| a.end_time.is_none())
+        .map(|a| a.index);
+    let live = open_index
+        .and_then(|n| i.machines.iter().find(|v| v.attempt == n))
+        .and_then(|v| v.accrued_cost)
+        .unwrap_or(0.0);
+    if !s.attempts.is_empty() {
+        s.accrued_cost = Some(pricing::round_cents(ended_cost(&s) + live));
+    }
+    s.attempt_count = s.attempts.len() as u32;
+
+    // Release every CloudResource that is not the open attempt's.
+    for v in i.machines {
+        if Some(v.attempt) == open_index {
+            continue;
+        }
+        p.releasing += 1;
+        if !v.deleting {
+            p.acts.push(Act::Release {
+                name: v.name.clone(),
+                attempt: v.attempt,
+            });
+        }
+    }
+    if p.releasing > 0 {
+        p.wake_in(i.settings.poll_interval);
+    }
+
+    // TTL after a final outcome.
+    if s.phase.is_some_and(JobPhase::is_terminal)
+        && let (Some(ttl), Some(done)) = (
+            i.spec.ttl_seconds_after_finished,
+            s.completion_time.as_ref(),
+        )
+    {
+        let at = done.0 + SignedDuration::from_secs(ttl);
+        if now >= at {
+            p.acts.push(Act::DeleteJob);
+        } else {
+            p.wake_at(at, now);
+        }
+    }
+    p.status = s;
+    p
+}
+
+/// The open attempt: follow it, end it when it is over or a policy stops it.
+fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize) {
+    let now = i.now;
+    let a = s.attempts[k].clone();
+    let view = i.machines.iter().find(|v| v.attempt == a.index);
+    let report = i.reports.get(&a.index);
+    s.current_cloud_resource = Some(a.cloud_resource.clone());
+    s.provider = Some(a.provider);
+    s.machine_type = view
+        .and_then(|v| v.machine_type.clone())
+        .or(a.machine_type.clone());
+    s.cost_per_hour = view.and_then(|v| v.cost_per_hour);
+
+    let seen = classify(view, report, i.settings.report_grace, now);
+    if let Seen::Ended(o) = &seen {
+        let exit = match o {
+            Outcome::Completed => Some(0),
+            Outcome::ExitCode(c) => Some(*c),
+            _ => None,
+        };
+        end_attempt(
+            s,
+            p,
+            k,
+            view,
+            Ending {
+                reason: o.reason(),
+                exit,
+                message: &o.message(),
+            },
+            now,
+        );
+        after(i.spec, s, p, o, now);
+        return;
+    }
+
+    // Policies that stop a running attempt.
+    if i.spec.suspend {
+        end_attempt(
+            s,
+            p,
+            k,
+            view,
+            Ending {
+                reason: outcome::SUSPENDED,
+                exit: None,
+                message: "spec.suspend is true",
+            },
+            now,
+        );
+        // `between_attempts` marks the job Suspended.
+        return;
+    }
+    if let Some(at) = deadline(i.spec, s) {
+        if now >= at {
+            let msg = format!(
+                "activeDeadlineSeconds {} passed",
+                i.spec.active_deadline_seconds.unwrap_or_default()
+            );
+            end_attempt(
+                s,
+                p,
+                k,
+                view,
+                Ending {
+                    reason: outcome::DEADLINE_EXCEEDED,
+                    exit: None,
+                    message: &msg,
+                },
+                now,
+            );
+            return finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
+        }
+        p.wake_at(at, now);
+    }
+    if let (Some(max), Some(v)) = (i.spec.max_total_cost, view) {
+        let running = machine_cost(v, now).unwrap_or(0.0);
+        let ahead = v.cost_per_hour.map_or(0.0, |c| {
+            crate::provider::cost_for(c, i.settings.poll_interval.as_secs_f64())
+        });
+        let projected = ended_cost(s) + running + ahead;
+        if projected > max {
+            let msg = format!(
+                "spend would reach {projected:.4} USD by the next check; maxTotalCost is {max}"
+            );
+            end_attempt(
+                s,
+                p,
+                k,
+                view,
+                Ending {
+                    reason: outcome::BUDGET_EXCEEDED,
+                    exit: None,
+                    message: &msg,
+                },
+                now,
+            );
+            return finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+        }
+    }
+
+    match seen {
+        Seen::AwaitingReport { until } => {
+            s.message =
+                Some("the machine ended; waiting briefly for the workload's exit report".into());
+            p.wake_at(until, now);
+        }
+        _ => {
+            let running = view.is_some_and(|v| v.state == Some(ResourceState::Running));
+            s.phase = Some(if running {
+                JobPhase::Running
+            } else {
+                JobPhase::Provisioning
+            });
+            s.reason = None;
+            s.message = Some(match view {
+                Some(v) if running => format!(
+                    "attempt {} runs on {} ({})",
+                    a.index,
+                    v.provider,
+                    v.machine_type.as_deref().unwrap_or("-")
+                ),
+                Some(v) => format!(
+                    "attempt {}: machine {}{}",
+                    a.index,
+                    v.state.map_or("requested", ResourceState::as_str),
+                    v.message
+                        .as_deref()
+                        .or(v.synced_reason.as_deref())
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                None => format!("attempt {}: requesting a machine", a.index),
+            });
+            p.wake_in(i.settings.poll_interval);
+        }
+    }
+}
+
+/// No attempt is open: suspend, stop on policy, wait for backoff, or start the next attempt.
+fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
+    let now = i.now;
+    if i.spec.suspend {
+        if s.phase != Some(JobPhase::Suspended) {
+            p.note(false, "Suspended", "job suspended".into());
+        }
+        s.phase = Some(JobPhase::Suspended);
+        s.reason = None;
+        s.message = Some("suspended: no machine; resuming starts a new attempt".into());
+        s.current_cloud_resource = None;
+        s.cost_per_hour = None;
+        return;
+    }
+    let resuming = s.phase == Some(JobPhase::Suspended);
+    if resuming {
+        // Like a Kubernetes Job, the deadline counts again from the resume.
+        s.start_time = None;
+    }
+    if let Some(at) = deadline(i.spec, s) {
+        if now >= at {
+            let msg = format!(
+                "activeDeadlineSeconds {} passed",
+                i.spec.active_deadline_seconds.unwrap_or_default()
+            );
+            return finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
+        }
+        p.wake_at(at, now);
+    }
+    if let Some(max) = i.spec.max_total_cost {
+        let spent = ended_cost(s);
+        if spent >= max {
+            return finish(
+                s,
+                p,
+                JobPhase::Failed,
+                REASON_BUDGET,
+                format!("{spent:.4} USD spent; maxTotalCost is {max}"),
+                now,
+            );
+        }
+    }
+    if !resuming
+        && let Some(at) = next_start(s, i.settings)
+        && now < at
+    {
+        s.phase = Some(JobPhase::Pending);
+        s.reason = None;
+        s.message = Some(format!(
+            "retrying after attempt {} ended ({})",
+            s.attempts.len(),
+            s.attempts
+                .last()
+                .and_then(|a| a.reason.clone())
+                .unwrap_or_default()
+        ));
+        p.wake_at(at, now);
+        return;
+    }
+    // The offer: the next one after a capacity error, else a fresh ranking.
+    let fallback = s
+        .attempts
+        .last()
+        .is_some_and(|a| a.reason.as_deref() == Some(outcome::INSUFFICIENT_CAPACITY))
+        && s.placement
+            .as_ref()
+            .is_some_and(|pl| !pl.remaining.is_empty());
+    if !fallback {
+        match i.offers {
+            None => {
+                p.acts.push(Act::CollectOffers);
+                return;
+            }
+            Some(fresh) => s.placement = Some(fresh.clone()),
+        }
+    }
+    let placement = s.placement.get_or_insert_with(Default::default);
+    if placement.remaining.is_empty() {
+        let why: Vec<String> = placement
+            .rejected
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}: {}",
+                    r.offer.provider,
+                    r.offer
+                        .instance_type
+                        .as_deref()
+                        .or(r.offer.gpu_type.as_deref())
+                        .unwrap_or("-"),
+                    r.reason
+                )
+            })
+            .collect();
+        let msg = format!(
+            "no offer fits the placement ({})",
+            if why.is_empty() {
+                "no candidates".into()
+            } else {
+                why.join("; ")
+            }
+        );
+        return finish(s, p, JobPhase::Failed, REASON_NO_CAPACITY, msg, now);
+    }
+    let offer = placement.remaining.remove(0);
+    placement.chosen = Some(offer.clone());
+    let index = s.attempts.iter().map(|a| a.index).max().unwrap_or(0) + 1;
+    s.attempts.push(Attempt {
+        index,
+        provider: offer.provider,
+        machine_type: offer.instance_type.clone().or(offer.gpu_type.clone()),
+        region: offer.region.clone(),
+        spot: offer.spot,
+        cloud_resource: cloud_resource_name(i.job, index),
+        start_time: Some(Time(now)),
+        end_time: None,
+        exit_code: None,
+        reason: None,
+        cost: None,
+    });
+    s.start_time.get_or_insert(Time(now));
+    s.phase = Some(JobPhase::Provisioning);
+    s.reason = None;
+    s.message = Some(format!(
+        "attempt {index}: requesting {} {}{}",
+        offer.provider,
+        offer
+            .instance_type
+            .as_deref()
+            .or(offer.gpu_type.as_deref())
+            .unwrap_or("-"),
+        if offer.spot { " (spot)" } else { "" }
+    ));
+    s.provider = Some(offer.provider);
+    s.machine_type = offer.instance_type.clone().or(offer.gpu_type.clone());
+    s.cost_per_hour = None;
+    s.last_heartbeat_time = None;
+    p.note(
+        false,
+        "AttemptStarted",
+        format!(
+            "attempt {index} on {} {}{} at {} USD/h",
+            offer.provider,
+            offer
+                .instance_type
+                .as_deref()
+                .or(offer.gpu_type.as_deref())
+                .unwrap_or("-"),
+            if offer.spot { " (spot)" } else { "" },
+            offer
+                .price_per_hour
+                .map_or("unknown".into(), |p| format!("{p:.4}"))
+        ),
+    );
+    p.acts.push(Act::Start {
+        attempt: index,
+        offer,
+    });
+    p.wake_in(i.settings.poll_interval);
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,590 @@
+//! Table tests of the TrainingJob plan.
+
+use super::*;
+use crate::crd::ProviderKind;
+
+fn t0() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(secs: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(secs)
+}
+
+fn settings() -> Settings {
+    Settings {
+        poll_interval: Duration::from_secs(10),
+        report_grace: Duration::from_secs(30),
+        retry: BackoffConfig {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        },
+    }
+}
+
+fn spec(extra: serde_json::Value) -> TrainingJobSpec {
+    let mut v = serde_json::json!({
+        "placement": {"provider": "sim", "instanceType": "sim.a100"},
+        "workload": {"image": "train:1", "checkpointDir": "s3://ckpt"}
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in e {
+            o.insert(k.clone(), val.clone());
+        }
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn offer(spot: bool, price: f64) -> Offer {
+    Offer {
+        provider: ProviderKind::Sim,
+        instance_type: Some("sim.a100".into()),
+        gpu_type: None,
+        gpu_count: None,
+        region: None,
+        spot,
+        price_per_hour: Some(price),
+    }
+}
+
+fn offers(list: Vec<Offer>) -> PlacementStatus {
+    PlacementStatus {
+        chosen: None,
+        remaining: list,
+        rejected: vec![],
+    }
+}
+
+fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
+    MachineView {
+        name: format!("job-a{attempt}"),
+        attempt,
+        provider: ProviderKind::Sim,
+        machine_type: Some("sim.a100".into()),
+        region: None,
+        spot: false,
+        state: Some(state),
+        reason: Some(reason.into()),
+        message: None,
+        synced_reason: None,
+        has_machine: state != ResourceState::Starting || reason == "Booting",
+        cost_per_hour: Some(3.6),
+        accrued_cost: Some(0.01),
+        launch_time: Some(t0()),
+        end_time: if state.is_final() { Some(t0()) } else { None },
+        deleting: false,
+    }
+}
+
+struct Case {
+    spec: TrainingJobSpec,
+    status: TrainingJobStatus,
+    machines: Vec<MachineView>,
+    reports: BTreeMap<u32, AttemptReport>,
+    offers: Option<PlacementStatus>,
+    now: Timestamp,
+}
+
+impl Case {
+    fn new(spec: TrainingJobSpec) -> Self {
+        Self {
+            spec,
+            status: TrainingJobStatus::default(),
+            machines: vec![],
+            reports: BTreeMap::new(),
+            offers: None,
+            now: t0(),
+        }
+    }
+
+    fn run(&self) -> Plan {
+        let s = settings();
+        plan(Input {
+            job: "job",
+            spec: &self.spec,
+            status: &self.status,
+            generation: 1,
+            machines: &self.machines,
+            reports: &self.reports,
+            offers: self.offers.as_ref(),
+            settings: &s,
+            now: self.now,
+        })
+    }
+
+    /// Runs the plan and takes its status as the next status (as the controller would).
+    fn step(&mut self) -> Plan {
+        let p = self.run();
+        self.status = p.status.clone();
+        p
+    }
+}
+
+fn exit(code: i32) -> AttemptReport {
+    AttemptReport {
+        exit_code: Some(code),
+        last_heartbeat: Some(t0()),
+        progress: None,
+    }
+}
+
+/// A job whose attempt 1 is running on a machine.
+fn running(spec: TrainingJobSpec) -> Case {
+    let mut c = Case::new(spec);
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.step();
+    c.offers = None;
+    c.machines = vec![machine(1, ResourceState::Running, "Running")];
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+    c
+}
+
+#[test]
+fn a_new_job_collects_offers_then_starts_attempt_one() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    let p = c.run();
+    assert_eq!(p.acts, vec![Act::CollectOffers]);
+    assert_eq!(
+        p.status,
+        TrainingJobStatus::default(),
+        "nothing is written before offers are known"
+    );
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![Act::Start {
+            attempt: 1,
+            offer: offer(false, 3.6)
+        }]
+    );
+    let s = &p.status;
+    assert_eq!(s.phase, Some(JobPhase::Provisioning));
+    assert_eq!(s.attempts[0].cloud_resource, "job-a1");
+    assert_eq!(s.attempt_count, 1);
+    assert_eq!(s.start_time, Some(Time(t0())));
+    assert_eq!(
+        s.placement.as_ref().unwrap().chosen,
+        Some(offer(false, 3.6))
+    );
+    assert_eq!(p.requeue, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn phases_follow_the_machine() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.step();
+    let cases = [
+        (
+            ResourceState::Starting,
+            "Provisioning",
+            JobPhase::Provisioning,
+        ),
+        (ResourceState::Starting, "Booting", JobPhase::Provisioning),
+        (ResourceState::Running, "Running", JobPhase::Running),
+    ];
+    for (state, reason, want) in cases {
+        c.machines = vec![machine(1, state, reason)];
+        let p = c.run();
+        assert_eq!(p.status.phase, Some(want), "{reason}");
+        assert!(p.acts.is_empty(), "{reason}: {:?}", p.acts);
+        assert_eq!(p.status.current_cloud_resource.as_deref(), Some("job-a1"));
+    }
+}
+
+#[test]
+fn exit_zero_succeeds_and_releases_the_machine() {
+    let mut c = running(spec(serde_json::json!({"ttlSecondsAfterFinished": 60})));
+    c.reports.insert(1, exit(0));
+    c.now = at(100);
+    let p = c.step();
+    let s = &p.status;
+    assert_eq!(
+        (s.phase, s.reason.as_deref(), s.exit_code),
+        (Some(JobPhase::Succeeded), Some("Completed"), Some(0))
+    );
+    assert_eq!(s.completion_time, Some(Time(at(100))));
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("Completed"));
+    assert_eq!(s.attempts[0].cost, Some(0.1), "3.6 USD/h for 100 s");
+    assert_eq!(
+        p.acts,
+        vec![Act::Release {
+            name: "job-a1".into(),
+            attempt: 1
+        }]
+    );
+    assert_eq!(p.releasing, 1);
+
+    // Final: a later machine state never changes the outcome; the TTL deletes the job.
+    c.machines[0] = machine(1, ResourceState::Error, "SpotInterrupted");
+    c.machines[0].deleting = true;
+    c.reports.clear();
+    c.now = at(120);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Succeeded));
+    assert!(p.acts.is_empty());
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(10)),
+        "waits for the machine, and for the TTL"
+    );
+    c.machines.clear();
+    c.now = at(160);
+    assert_eq!(c.run().acts, vec![Act::DeleteJob]);
+}
+
+#[test]
+fn workload_failures_retry_up_to_the_backoff_limit() {
+    let mut c = running(spec(
+        serde_json::json!({"backoffLimit": 1, "retryOn": ["failure"]}),
+    ));
+    c.reports.insert(1, exit(2));
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Pending));
+    assert_eq!(p.status.failures.failure, 1);
+    assert_eq!(p.status.attempts[0].exit_code, Some(2));
+    assert_eq!(
+        p.acts,
+        vec![Act::Release {
+            name: "job-a1".into(),
+            attempt: 1
+        }]
+    );
+    assert_eq!(p.requeue, Some(Duration::from_secs(10)), "backoff");
+    // During backoff nothing starts.
+    c.machines.clear();
+    c.now = at(5);
+    assert!(c.run().acts.is_empty());
+    // After it, offers are collected again and attempt 2 starts.
+    c.now = at(11);
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![Act::Start {
+            attempt: 2,
+            offer: offer(false, 3.6)
+        }]
+    );
+    assert_eq!(p.status.attempts[1].cloud_resource, "job-a2");
+    c.machines = vec![machine(2, ResourceState::Running, "Running")];
+    c.reports.insert(2, exit(2));
+    let p = c.step();
+    let s = &p.status;
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("BackoffLimitExceeded"))
+    );
+    assert_eq!(s.attempt_count, 2);
+}
+
+#[test]
+fn failures_not_in_retry_on_fail_the_job_with_their_reason() {
+    let cases: Vec<(&str, Option<AttemptReport>, MachineView, &str)> = vec![
+        (
+            "exit code",
+            Some(exit(1)),
+            machine(1, ResourceState::Running, "Running"),
+            "ExitCode",
+        ),
+        (
+            "interruption",
+            None,
+            machine(1, ResourceState::Error, "SpotInterrupted"),
+            "MachineLost",
+        ),
+    ];
+    for (name, report, m, want) in cases {
+        let mut c = running(spec(serde_json::json!({"retryOn": []})));
+        if let Some(r) = report {
+            c.reports.insert(1, r);
+        }
+        c.machines = vec![m];
+        let p = c.step();
+        assert_eq!(
+            (p.status.phase, p.status.reason.as_deref()),
+            (Some(JobPhase::Failed), Some(want)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn spot_interruption_is_a_new_attempt_counted_apart_from_failures() {
+    let mut c = running(spec(
+        serde_json::json!({"retryOn": ["interruption", "failure"], "backoffLimit": 1}),
+    ));
+    c.status.failures.failure = 1;
+    c.machines = vec![machine(1, ResourceState::Error, "SpotInterrupted")];
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Pending));
+    assert_eq!(
+        (p.status.failures.interruption, p.status.failures.failure),
+        (1, 1)
+    );
+    assert_eq!(
+        p.status.attempts[0].reason.as_deref(),
+        Some("SpotInterrupted")
+    );
+}
+
+#[test]
+fn a_machine_that_ends_without_a_report_is_lost_not_successful() {
+    let mut c = running(spec(
+        serde_json::json!({"retryOn": ["interruption"], "backoffLimit": 0}),
+    ));
+    c.machines = vec![machine(1, ResourceState::Terminated, "Completed")];
+    c.now = at(10);
+    let p = c.step();
+    assert_ne!(p.status.phase, Some(JobPhase::Succeeded));
+    assert!(
+        p.status.attempts[0].end_time.is_none(),
+        "a report may still be in flight"
+    );
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(20)),
+        "until the grace ends"
+    );
+    c.now = at(31);
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("BackoffLimitExceeded"))
+    );
+    assert_eq!(p.status.attempts[0].reason.as_deref(), Some("MachineLost"));
+}
+
+#[test]
+fn capacity_errors_move_to_the_next_offer_at_once() {
+    let mut c = Case::new(spec(
+        serde_json::json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "capacityType": "spotWithFallback"}}),
+    ));
+    c.offers = Some(offers(vec![offer(true, 1.0), offer(false, 3.0)]));
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![Act::Start {
+            attempt: 1,
+            offer: offer(true, 1.0)
+        }]
+    );
+    let mut m = machine(1, ResourceState::Starting, "InsufficientCapacity");
+    m.has_machine = false;
+    c.machines = vec![m];
+    c.offers = None;
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![
+            Act::Start {
+                attempt: 2,
+                offer: offer(false, 3.0)
+            },
+            Act::Release {
+                name: "job-a1".into(),
+                attempt: 1
+            }
+        ]
+    );
+    let pl = p.status.placement.clone().unwrap();
+    assert_eq!(pl.chosen, Some(offer(false, 3.0)));
+    assert_eq!(pl.rejected.len(), 1);
+    assert_eq!(pl.rejected[0].reason, "InsufficientCapacity");
+    assert_eq!(
+        p.status.attempts[0].reason.as_deref(),
+        Some("InsufficientCapacity")
+    );
+    // The last offer has no capacity either, and capacity is retried once after a backoff.
+    let mut m2 = machine(2, ResourceState::Starting, "InsufficientCapacity");
+    m2.has_machine = false;
+    c.machines = vec![m2];
+    c.spec.backoff_limit = 0;
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("NoCapacity"))
+    );
+}
+
+#[test]
+fn no_offer_within_the_price_fails_with_no_capacity() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.offers = Some(PlacementStatus {
+        chosen: None,
+        remaining: vec![],
+        rejected: vec![RejectedOffer {
+            offer: offer(false, 9.0),
+            reason: "AboveMaxHourlyPrice".into(),
+            message: None,
+        }],
+    });
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("NoCapacity"))
+    );
+    assert!(p.status.message.unwrap().contains("AboveMaxHourlyPrice"));
+}
+
+#[test]
+fn the_deadline_stops_the_machine_and_fails_the_job() {
+    let mut c = running(spec(serde_json::json!({"activeDeadlineSeconds": 60})));
+    c.now = at(30);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+    assert_eq!(p.requeue, Some(Duration::from_secs(10)));
+    c.now = at(60);
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("DeadlineExceeded"))
+    );
+    assert_eq!(
+        p.acts,
+        vec![Act::Release {
+            name: "job-a1".into(),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn the_budget_stops_the_machine_before_it_is_crossed() {
+    // 3.6 USD/h = 0.001 USD/s; a 10 s poll adds 0.01.
+    let mut c = running(spec(serde_json::json!({"maxTotalCost": 0.1})));
+    c.now = at(80);
+    assert_eq!(
+        c.step().status.phase,
+        Some(JobPhase::Running),
+        "0.08 + 0.01 is within 0.1"
+    );
+    c.now = at(95);
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("BudgetExceeded"))
+    );
+    assert_eq!(p.status.attempts[0].cost, Some(0.095));
+}
+
+#[test]
+fn suspend_releases_the_machine_and_resume_starts_a_new_attempt() {
+    let mut c = running(spec(serde_json::json!({"activeDeadlineSeconds": 100})));
+    c.spec.suspend = true;
+    c.now = at(50);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Suspended));
+    assert_eq!(p.status.attempts[0].reason.as_deref(), Some("Suspended"));
+    assert_eq!(
+        p.acts,
+        vec![Act::Release {
+            name: "job-a1".into(),
+            attempt: 1
+        }]
+    );
+    assert_eq!(
+        p.status.failures,
+        Default::default(),
+        "suspension is no failure"
+    );
+    c.machines.clear();
+    c.now = at(500);
+    assert_eq!(
+        c.step().status.phase,
+        Some(JobPhase::Suspended),
+        "no deadline while suspended"
+    );
+    c.spec.suspend = false;
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![Act::Start {
+            attempt: 2,
+            offer: offer(false, 3.6)
+        }]
+    );
+    assert_eq!(
+        p.status.start_time,
+        Some(Time(at(500))),
+        "the deadline counts from the resume"
+    );
+}
+
+#[test]
+fn a_cloud_resource_applied_before_a_lost_status_write_is_adopted() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.machines = vec![machine(1, ResourceState::Running, "Running")];
+    let p = c.step();
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert_eq!(p.status.attempts.len(), 1);
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+}
+
+#[test]
+fn cloud_resources_of_ended_attempts_are_released_once() {
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(1, exit(0));
+    c.step();
+    let mut m = machine(1, ResourceState::Terminating, "Deleting");
+    m.deleting = true;
+    c.machines = vec![m];
+    let p = c.run();
+    assert!(p.acts.is_empty(), "already deleting");
+    assert_eq!(p.releasing, 1);
+}
+
+#[test]
+fn invalid_spec_from_the_provider_fails_the_job() {
+    let mut c = running(spec(serde_json::json!({})));
+    let mut m = machine(1, ResourceState::Error, "InvalidSpec");
+    m.has_machine = false;
+    c.machines = vec![m];
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("InvalidSpec"))
+    );
+}
+
+#[test]
+fn reports_reach_status() {
+    let mut c = running(spec(serde_json::json!({})));
+    let progress = crate::crd::training_job::Progress {
+        percent: Some(40.0),
+        step: Some(4),
+        message: None,
+        time: Some(Time(at(5))),
+    };
+    c.reports.insert(
+        1,
+        AttemptReport {
+            last_heartbeat: Some(at(5)),
+            progress: Some(progress.clone()),
+            exit_code: None,
+        },
+    );
+    let p = c.step();
+    assert_eq!(p.status.last_heartbeat_time, Some(Time(at(5))));
+    assert_eq!(p.status.progress, Some(progress));
+    assert_eq!(p.status.accrued_cost, Some(0.01));
+    assert_eq!(p.status.cost_per_hour, Some(3.6));
+}
+
+#[test]
+fn a_rejected_cloud_resource_fails_the_job_as_invalid_spec() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    let mut p = c.run();
+    rejected_start(&mut p, 1, "denied".into(), t0());
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("InvalidSpec"))
+    );
+    assert!(p.acts.is_empty());
+}

@@ -1,0 +1,321 @@
+//! The simulated reporting wrapper: what runctl's `WRAPPER_SCRIPT` does on a real machine, done
+//! by the simulated cloud for every machine whose workload asks for reporting. While a machine is
+//! `Running` it posts heartbeats to `RUNCTL_REPORT_URL` every `heartbeat_interval_seconds`
+//! (times `SimConfig::heartbeat_ms_per_second` simulated milliseconds), and when a timed workload
+//! ends it posts the exit report (the same JSON bodies as the wrapper) just before the machine
+//! ends. One background task per cloud drives every machine, with one shared HTTP client and at
+//! most `SimConfig::report_concurrency` requests in flight. The bearer token is never logged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tracing::debug;
+
+use super::clock::SimMillis;
+use super::cloud::SimCloud;
+use super::store::Record;
+use super::timeline::Phase;
+use crate::provider::ResourceState;
+
+/// How many times an exit report is tried before the wrapper gives up (the shell wrapper tries
+/// as often).
+pub const EXIT_ATTEMPTS: u32 = 6;
+
+/// What the wrapper knows about one machine between ticks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Track {
+    /// Simulated instant of the next heartbeat (0: at once).
+    pub next_heartbeat: SimMillis,
+    /// The exit report was acknowledged (or given up on).
+    pub exit_done: bool,
+    /// Exit reports tried so far.
+    pub exit_attempts: u32,
+}
+
+/// Kind of report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `POST <url>/heartbeat` with `{"kind":"heartbeat"}`.
+    Heartbeat,
+    /// `POST <url>/exit` with `{"kind":"exit","exitCode":<code>}`.
+    Exit(i32),
+}
+
+impl Kind {
+    /// The path segment after the callback URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Heartbeat => "heartbeat",
+            Kind::Exit(_) => "exit",
+        }
+    }
+
+    /// The JSON body, as the shell wrapper sends it.
+    pub fn body(self) -> String {
+        match self {
+            Kind::Heartbeat => r#"{"kind":"heartbeat"}"#.to_string(),
+            Kind::Exit(code) => format!(r#"{{"kind":"exit","exitCode":{code}}}"#),
+        }
+    }
+}
+
+/// One report to send.
+pub struct Post {
+    /// Machine sequence number.
+    pub num: u64,
+    /// Report kind.
+    pub kind: Kind,
+    url: String,
+    token: String,
+}
+
+impl std::fmt::Debug for Post {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Post")
+            .field("num", &self.num)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the wrapper of one machine should send now, from its record, its track and the time:
+/// the exit report once the workload has ended (or is due to end within `lead_ms`), else a
+/// heartbeat when the machine runs and one is due. Pure, for table tests.
+pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<Kind> {
+    let status = rec.status(now);
+    if !track.exit_done {
+        if let Some(code) = status.exit_code.filter(|_| status.state.is_final()) {
+            return Some(Kind::Exit(code));
+        }
+        let seg = rec.current();
+        if let Phase::Launch {
+            provision_ms,
+            running_ms,
+            run: Some(run),
+        } = seg.phase
+        {
+            let exit_at = seg
+                .at
+                .saturating_add(running_ms.max(provision_ms))
+                .saturating_add(run.run_ms);
+            if status.state == ResourceState::Running && now.saturating_add(lead_ms) >= exit_at {
+                return Some(Kind::Exit(run.exit_code));
+            }
+        }
+    }
+    (status.state == ResourceState::Running && now >= track.next_heartbeat)
+        .then_some(Kind::Heartbeat)
+}
+
+/// Collects the reports due now and updates the tracks (heartbeats are rescheduled when
+/// collected; exits are marked done when acknowledged). Tracks of machines that are gone or
+/// done are dropped.
+pub(super) fn collect<'a>(
+    records: impl Iterator<Item = &'a Record>,
+    tracks: &mut HashMap<u64, Track>,
+    now: SimMillis,
+    lead_ms: u64,
+    ms_per_second: u64,
+) -> Vec<Post> {
+    let mut posts = Vec::new();
+    let mut seen = HashSet::new();
+    for rec in records {
+        let Some(reporting) = rec.workload.as_ref().and_then(|w| w.reporting.as_ref()) else {
+            continue;
+        };
+        let interval_ms = u64::from(reporting.heartbeat_interval_seconds.max(1))
+            .saturating_mul(ms_per_second.max(1));
+        let track = tracks.entry(rec.num).or_default();
+        let status = rec.status(now);
+        if status.state.is_final() && (track.exit_done || status.exit_code.is_none()) {
+            continue;
+        }
+        seen.insert(rec.num);
+        let Some(kind) = due(rec, track, now, lead_ms) else {
+            continue;
+        };
+        if kind == Kind::Heartbeat {
+            track.next_heartbeat = now.saturating_add(interval_ms);
+        }
+        posts.push(Post {
+            num: rec.num,
+            kind,
+            url: format!(
+                "{}/{}",
+                reporting.callback_url.trim_end_matches('/'),
+                kind.path()
+            ),
+            token: reporting.token.clone(),
+        });
+    }
+    tracks.retain(|num, _| seen.contains(num));
+    posts
+}
+
+/// Starts the cloud's wrapper task unless it runs already; it stops when the cloud is dropped.
+/// Must be called inside a tokio runtime.
+pub fn ensure_started(cloud: &Arc<SimCloud>) {
+    if !cloud.config().reporting || !cloud.claim_reporter() {
+        return;
+    }
+    let weak = Arc::downgrade(cloud);
+    tokio::spawn(run(weak));
+}
+
+async fn run(cloud: Weak<SimCloud>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "sim wrapper: cannot build an HTTP client; reports are off");
+            return;
+        }
+    };
+    let mut tracks: HashMap<u64, Track> = HashMap::new();
+    loop {
+        let Some(c) = cloud.upgrade() else { return };
+        let tick = Duration::from_millis(c.config().report_tick_ms.max(1));
+        let concurrency = c.config().report_concurrency.max(1);
+        let posts = c.due_reports(&mut tracks);
+        drop(c);
+        let results: Vec<(u64, Kind, bool)> = futures::stream::iter(posts)
+            .map(|p| {
+                let client = client.clone();
+                async move {
+                    let ok = client
+                        .post(&p.url)
+                        .bearer_auth(&p.token)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(p.kind.body())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    (p.num, p.kind, ok)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (num, kind, ok) in results {
+            if let (Kind::Exit(_), Some(t)) = (kind, tracks.get_mut(&num)) {
+                t.exit_attempts += 1;
+                t.exit_done = ok || t.exit_attempts >= EXIT_ATTEMPTS;
+            }
+            if !ok {
+                debug!(
+                    machine = num,
+                    kind = kind.path(),
+                    "sim wrapper: report not acknowledged"
+                );
+            }
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::sim::timeline::{Segment, WorkloadRun};
+
+    fn record(run: Option<WorkloadRun>) -> Record {
+        Record {
+            num: 1,
+            name: "m".into(),
+            installation: "i".into(),
+            region: "r".into(),
+            owner_uid: None,
+            attempt: None,
+            tags: Default::default(),
+            machine_type: "sim.cpu".into(),
+            spot: false,
+            price_per_hour: 0.1,
+            created: 0,
+            run,
+            workload: None,
+            foreign: false,
+            segments: vec![Segment {
+                at: 0,
+                phase: Phase::Launch {
+                    provision_ms: 10,
+                    running_ms: 100,
+                    run,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn what_is_due_when() {
+        let timed = record(Some(WorkloadRun {
+            run_ms: 1000,
+            exit_code: 3,
+        }));
+        let endless = record(None);
+        let fresh = Track::default();
+        let later = Track {
+            next_heartbeat: 500,
+            ..Track::default()
+        };
+        let exited = Track {
+            exit_done: true,
+            ..Track::default()
+        };
+        let cases = [
+            (&endless, fresh, 50, None, "booting: nothing"),
+            (
+                &endless,
+                fresh,
+                100,
+                Some(Kind::Heartbeat),
+                "running: first heartbeat at once",
+            ),
+            (&endless, later, 400, None, "next heartbeat not yet due"),
+            (
+                &endless,
+                later,
+                500,
+                Some(Kind::Heartbeat),
+                "next heartbeat due",
+            ),
+            (
+                &timed,
+                later,
+                1000,
+                Some(Kind::Exit(3)),
+                "exit within the lead, before the end",
+            ),
+            (
+                &timed,
+                fresh,
+                1200,
+                Some(Kind::Exit(3)),
+                "ended without a report: report now",
+            ),
+            (&timed, exited, 1200, None, "ended and reported"),
+            (
+                &timed,
+                exited,
+                1050,
+                Some(Kind::Heartbeat),
+                "reported, still running",
+            ),
+        ];
+        for (rec, track, now, want, what) in cases {
+            assert_eq!(due(rec, &track, now, 100), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn bodies_match_the_shell_wrapper() {
+        assert_eq!(Kind::Heartbeat.body(), r#"{"kind":"heartbeat"}"#);
+        assert_eq!(Kind::Exit(7).body(), r#"{"kind":"exit","exitCode":7}"#);
+        assert_eq!(Kind::Exit(7).path(), "exit");
+    }
+}

@@ -1,0 +1,172 @@
+//! TrainingJob test bed: the CloudResource controller, the TrainingJob controller and the
+//! callback endpoint (on 127.0.0.1, a free port) started against a [`TestEnv`], plus a client
+//! that plays the workload's side of the callback.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use runctl::callback::{self, CallbackState, Reports};
+use runctl::controller::backoff::BackoffConfig;
+use runctl::controller::training_job::TrainingJobConfig;
+use runctl::controller::training_job::resources::ReportingSettings;
+use runctl::controller::{Context, ControllerConfig};
+use runctl::crd::CloudResource;
+use runctl::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
+
+use super::TestEnv;
+
+/// TrainingJob settings with short waits for tests (the callback URL is filled in at start).
+pub fn test_job_config() -> TrainingJobConfig {
+    TrainingJobConfig {
+        reporting: ReportingSettings {
+            callback_base_url: String::new(),
+            heartbeat_interval_seconds: 5,
+            self_terminate_after_seconds: 600,
+        },
+        report_grace: Duration::from_millis(800),
+        retry: BackoffConfig {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+        },
+    }
+}
+
+/// A running operator: both controllers and the callback endpoint.
+pub struct JobOperator {
+    pub token: CancellationToken,
+    pub handles: Vec<tokio::task::JoinHandle<()>>,
+    pub ctx: Arc<Context>,
+    pub reports: Arc<Reports>,
+    /// `http://127.0.0.1:<port>` of the callback endpoint.
+    pub callback_base: String,
+}
+
+impl JobOperator {
+    /// Stops everything and waits.
+    pub async fn stop(self) {
+        self.token.cancel();
+        for h in self.handles {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+    }
+}
+
+impl TestEnv {
+    /// Starts the CloudResource controller, the TrainingJob controller and the callback
+    /// endpoint, wired the way the operator wires them.
+    pub async fn start_training_job_controller(
+        &self,
+        config: ControllerConfig,
+        mut jobs: TrainingJobConfig,
+    ) -> JobOperator {
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.registry(),
+            Arc::new(Metrics::new()),
+            config,
+        ));
+        let token = CancellationToken::new();
+        let reports = Arc::new(Reports::new());
+        let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()));
+        let addr = callback::serve(
+            "127.0.0.1:0".parse().expect("loopback address"),
+            router,
+            token.clone(),
+        )
+        .await
+        .expect("bind the callback endpoint");
+        let callback_base = format!("http://{addr}");
+        jobs.reporting.callback_base_url = callback_base.clone();
+        let stop = token.clone();
+        let machines = tokio::spawn(runctl::controller::cloud_resource::run(
+            ctx.clone(),
+            async move { stop.cancelled().await },
+        ));
+        let stop = token.clone();
+        let trainer = tokio::spawn(runctl::controller::training_job::run(
+            ctx.clone(),
+            jobs,
+            reports.clone(),
+            async move { stop.cancelled().await },
+        ));
+        JobOperator {
+            token,
+            handles: vec![machines, trainer],
+            ctx,
+            reports,
+            callback_base,
+        }
+    }
+}
+
+/// Plays the reporting wrapper of one attempt: the callback URL comes from the attempt's
+/// CloudResource, the token from its Secret (what the machine gets in its env).
+pub struct Workload {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Workload {
+    /// The workload of CloudResource `cr` in `default`.
+    pub async fn of(client: &kube::Client, cr: &str) -> Self {
+        let crs: Api<CloudResource> = Api::namespaced(client.clone(), "default");
+        let cr = crs
+            .get(cr)
+            .await
+            .expect("the attempt's CloudResource exists");
+        let reporting = cr
+            .spec
+            .workload
+            .and_then(|w| w.reporting)
+            .expect("the CloudResource asks for reporting");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let secret = secrets
+            .get(&reporting.token_secret_ref.name)
+            .await
+            .expect("token Secret");
+        let token = runctl::callback::token::from_secret(&secret).expect("token in the Secret");
+        Self {
+            url: reporting.callback_url,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Posts a report with this attempt's token; returns the HTTP status.
+    pub async fn post(&self, kind: &str, body: serde_json::Value) -> u16 {
+        self.post_with(kind, body, Some(&self.token)).await
+    }
+
+    /// Posts a report with the given token (or none).
+    pub async fn post_with(&self, kind: &str, body: serde_json::Value, token: Option<&str>) -> u16 {
+        let mut req = self.http.post(format!("{}/{kind}", self.url)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+            .await
+            .expect("callback request")
+            .status()
+            .as_u16()
+    }
+
+    /// Heartbeat.
+    pub async fn heartbeat(&self) -> u16 {
+        self.post("heartbeat", serde_json::json!({"kind": "heartbeat"}))
+            .await
+    }
+
+    /// Exit with `code`.
+    pub async fn exit(&self, code: i32) -> u16 {
+        self.post(
+            "exit",
+            serde_json::json!({"kind": "exit", "exitCode": code}),
+        )
+        .await
+    }
+}

@@ -1,0 +1,696 @@
+//! TrainingJob end to end: the real CloudResource and TrainingJob controllers and the callback
+//! endpoint against the in-process API test server over HTTP, with the simulated cloud; the
+//! tests play the workload's side of the callback with reqwest. Also the TrainingJob CRD's CEL
+//! rules.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::CustomResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
+use runctl::crd::{CloudResource, condition};
+use runctl::provider::sim::{SimConfig, SimFault, SimOp};
+use serde_json::{Value, json};
+use support::jobs::{JobOperator, Workload, test_job_config};
+use support::{TestEnv, eventually, fast_sim, test_controller_config};
+
+fn jobs(env: &TestEnv) -> Api<TrainingJob> {
+    Api::namespaced(env.client.clone(), "default")
+}
+
+fn crs(env: &TestEnv) -> Api<CloudResource> {
+    Api::namespaced(env.client.clone(), "default")
+}
+
+/// A TrainingJob from a JSON spec (placement defaults to sim, sim.a100).
+fn job(name: &str, extra: Value) -> TrainingJob {
+    let mut spec = json!({
+        "placement": {"provider": "sim", "instanceType": "sim.a100"},
+        "workload": {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"], "checkpointDir": "s3://ckpt/run-1"}
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        spec[k] = v;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("valid job")
+}
+
+async fn start(env: &TestEnv) -> JobOperator {
+    env.start_training_job_controller(test_controller_config("op"), test_job_config())
+        .await
+}
+
+async fn wait_job(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&TrainingJobStatus) -> bool,
+) -> TrainingJobStatus {
+    let api = jobs(env);
+    eventually(30, &format!("{name}: {what}"), || {
+        let api = api.clone();
+        let pred = &pred;
+        async move {
+            let s = api.get_opt(name).await.ok().flatten()?.status?;
+            pred(&s).then_some(s)
+        }
+    })
+    .await
+}
+
+async fn wait_phase(env: &TestEnv, name: &str, phase: JobPhase) -> TrainingJobStatus {
+    wait_job(env, name, &format!("phase {phase:?}"), |s| {
+        s.phase == Some(phase)
+    })
+    .await
+}
+
+/// Waits until attempt `n` runs and returns its workload.
+async fn running_attempt(env: &TestEnv, name: &str, n: u32) -> Workload {
+    wait_job(env, name, &format!("attempt {n} running"), |s| {
+        s.phase == Some(JobPhase::Running) && s.attempts.last().is_some_and(|a| a.index == n)
+    })
+    .await;
+    Workload::of(&env.client, &format!("{name}-a{n}")).await
+}
+
+async fn wait_no_machines(env: &TestEnv, name: &str) {
+    let api = crs(env);
+    eventually(
+        30,
+        &format!("{name}: every CloudResource gone and no machine billing"),
+        || {
+            let api = api.clone();
+            async move {
+                let left = api
+                    .list(&ListParams::default().labels(&format!("runctl.dev/job={name}")))
+                    .await
+                    .ok()?;
+                (left.items.is_empty() && env.sim.live_total() == 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
+    jobs(env)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
+        .await
+        .expect("patch job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_reports_and_succeeds() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("ok", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "ok", 1).await;
+    assert_eq!(w.heartbeat().await, 200);
+    assert_eq!(
+        w.post(
+            "progress",
+            json!({"percent": 50, "step": 100, "message": "epoch 1"})
+        )
+        .await,
+        200
+    );
+    let s = wait_job(&env, "ok", "progress in status", |s| {
+        s.progress.as_ref().and_then(|p| p.step) == Some(100)
+    })
+    .await;
+    assert!(s.last_heartbeat_time.is_some());
+    assert!(s.cost_per_hour.unwrap_or(0.0) > 0.0, "{s:?}");
+    assert_eq!(s.provider.map(|p| p.to_string()).as_deref(), Some("sim"));
+    assert_eq!(s.current_cloud_resource.as_deref(), Some("ok-a1"));
+    assert!(condition::is_true(&s.conditions, condition::READY));
+
+    assert_eq!(w.exit(0).await, 200);
+    let s = wait_phase(&env, "ok", JobPhase::Succeeded).await;
+    assert_eq!(
+        (s.reason.as_deref(), s.exit_code),
+        (Some("Completed"), Some(0))
+    );
+    assert!(s.completion_time.is_some());
+    assert_eq!(s.attempts.len(), 1);
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("Completed"));
+    assert!(condition::is_true(&s.conditions, "Complete"));
+    assert!(!condition::is_true(&s.conditions, "Failed"));
+    let job = jobs(&env).get("ok").await.unwrap();
+    for c in &s.conditions {
+        assert_eq!(c.observed_generation, job.metadata.generation, "{c:?}");
+    }
+    assert_eq!(s.observed_generation, job.metadata.generation);
+    wait_no_machines(&env, "ok").await;
+    // The token never appears in the job, its CloudResources or events.
+    let everything = format!(
+        "{}{}",
+        serde_json::to_string(&jobs(&env).get("ok").await.unwrap()).unwrap(),
+        serde_json::to_string(
+            &Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), "default")
+                .list(&Default::default())
+                .await
+                .unwrap()
+        )
+        .unwrap()
+    );
+    assert!(!everything.contains(&w.token), "the callback token leaked");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_with_a_wrong_or_missing_token_are_rejected() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("guarded", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "guarded", 1).await;
+    let exit = json!({"kind": "exit", "exitCode": 0});
+    assert_eq!(
+        w.post_with("exit", exit.clone(), Some("not-the-token"))
+            .await,
+        401
+    );
+    assert_eq!(w.post_with("exit", exit.clone(), None).await, 401);
+    // Another attempt's URL with this token.
+    let other = Workload {
+        url: w.url.replace("/guarded/1", "/guarded/2"),
+        ..Workload::of(&env.client, "guarded-a1").await
+    };
+    assert_eq!(other.post("exit", exit).await, 401);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s = jobs(&env).get("guarded").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.phase,
+        Some(JobPhase::Running),
+        "rejected reports change nothing"
+    );
+    assert_eq!(w.post("reboot", json!({})).await, 404);
+    assert_eq!(w.post("exit", json!({"no": "code"})).await, 400);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_failures_are_retried_up_to_the_backoff_limit() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("flaky", json!({"backoffLimit": 1, "retryOn": ["failure"]})),
+        )
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "flaky", 1).await;
+    assert_eq!(w.exit(3).await, 200);
+    let w = running_attempt(&env, "flaky", 2).await;
+    let s = jobs(&env).get("flaky").await.unwrap().status.unwrap();
+    assert_eq!(
+        (s.attempts[0].reason.as_deref(), s.attempts[0].exit_code),
+        (Some("ExitCode"), Some(3))
+    );
+    assert_eq!(s.failures.failure, 1);
+    assert_eq!(w.exit(3).await, 200);
+    let s = wait_phase(&env, "flaky", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("BackoffLimitExceeded"));
+    assert_eq!(
+        (s.attempt_count, s.failures.failure, s.exit_code),
+        (2, 2, Some(3))
+    );
+    assert!(condition::is_true(&s.conditions, "Failed"));
+    wait_no_machines(&env, "flaky").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_interruption_resumes_as_a_new_attempt_with_the_same_checkpoint_dir() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.a100", "capacityType": "spot"}, "backoffLimit": 1, "retryOn": ["interruption"]});
+    jobs(&env)
+        .create(&PostParams::default(), &job("spotty", spec))
+        .await
+        .unwrap();
+    running_attempt(&env, "spotty", 1).await;
+    let id = crs(&env)
+        .get("spotty-a1")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .provider_id
+        .unwrap();
+    assert!(env.sim.machine(&id).unwrap().spot);
+    env.sim.interrupt(&id).unwrap();
+    let w = running_attempt(&env, "spotty", 2).await;
+    let s = jobs(&env).get("spotty").await.unwrap().status.unwrap();
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("SpotInterrupted"));
+    assert_eq!((s.failures.interruption, s.failures.failure), (1, 0));
+    let checkpoint = |cr: CloudResource| {
+        cr.spec
+            .workload
+            .unwrap()
+            .env
+            .into_iter()
+            .find(|e| e.name == "RUNCTL_CHECKPOINT_DIR")
+            .and_then(|e| e.value)
+    };
+    assert_eq!(
+        checkpoint(crs(&env).get("spotty-a2").await.unwrap()).as_deref(),
+        Some("s3://ckpt/run-1")
+    );
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "spotty", JobPhase::Succeeded).await;
+    wait_no_machines(&env, "spotty").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_placement_moves_to_the_next_offer_on_a_capacity_error() {
+    let env = TestEnv::start(fast_sim()).await;
+    // Slow CloudResource retries, so the job sees the capacity error before a retry succeeds.
+    let mut cfg = test_controller_config("op");
+    cfg.backoff.base = Duration::from_secs(5);
+    cfg.backoff.max = Duration::from_secs(5);
+    let op = env
+        .start_training_job_controller(cfg, test_job_config())
+        .await;
+    env.sim.fail_next(SimOp::Create, SimFault::Capacity, 1);
+    let spec = json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "capacityType": "spotWithFallback", "allowedProviders": ["sim"]}});
+    jobs(&env)
+        .create(&PostParams::default(), &job("auto", spec))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "auto", 2).await;
+    let s = jobs(&env).get("auto").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("InsufficientCapacity")
+    );
+    assert!(s.attempts[0].spot, "the cheapest offer (spot) came first");
+    assert!(!s.attempts[1].spot, "then the on-demand offer");
+    let placement = s.placement.unwrap();
+    assert_eq!(placement.chosen.as_ref().map(|o| o.spot), Some(false));
+    assert!(
+        placement
+            .rejected
+            .iter()
+            .any(|r| r.reason == "InsufficientCapacity" && r.offer.spot),
+        "{placement:?}"
+    );
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "auto", JobPhase::Succeeded).await;
+    wait_no_machines(&env, "auto").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_stops_the_machine_and_fails_the_job() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("late", json!({"activeDeadlineSeconds": 2})),
+        )
+        .await
+        .unwrap();
+    running_attempt(&env, "late", 1).await;
+    let s = wait_phase(&env, "late", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("DeadlineExceeded"));
+    wait_no_machines(&env, "late").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_stops_the_machine_before_it_is_crossed() {
+    // 3600 USD/h: one dollar a second.
+    let mut sim: SimConfig = fast_sim();
+    sim.prices.insert("sim.pricey".into(), 3600.0);
+    let env = TestEnv::start(sim).await;
+    let op = start(&env).await;
+    let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.pricey"}, "maxTotalCost": 2.0});
+    jobs(&env)
+        .create(&PostParams::default(), &job("pricey", spec))
+        .await
+        .unwrap();
+    let s = wait_phase(&env, "pricey", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("BudgetExceeded"));
+    let spent = s.attempts[0].cost.unwrap_or(0.0);
+    assert!(spent <= 2.0, "stopped before the ceiling, at {spent}");
+    wait_no_machines(&env, "pricey").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_releases_the_machine_and_resume_starts_a_new_attempt() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("pause", json!({})))
+        .await
+        .unwrap();
+    running_attempt(&env, "pause", 1).await;
+    patch_spec(&env, "pause", json!({"suspend": true})).await;
+    let s = wait_phase(&env, "pause", JobPhase::Suspended).await;
+    assert!(condition::is_true(&s.conditions, "Suspended"));
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("Suspended"));
+    wait_no_machines(&env, "pause").await;
+    patch_spec(&env, "pause", json!({"suspend": false})).await;
+    let w = running_attempt(&env, "pause", 2).await;
+    let s = jobs(&env).get("pause").await.unwrap().status.unwrap();
+    assert_eq!(s.failures, Default::default(), "suspension is no failure");
+    assert!(!condition::is_true(&s.conditions, "Suspended"));
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "pause", JobPhase::Succeeded).await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_is_deleted_with_its_machines_after_its_ttl() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("brief", json!({"ttlSecondsAfterFinished": 1})),
+        )
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "brief", 1).await;
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "brief", JobPhase::Succeeded).await;
+    let api = jobs(&env);
+    eventually(30, "the job to be deleted after its TTL", || {
+        let api = api.clone();
+        async move {
+            api.get_opt("brief")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    wait_no_machines(&env, "brief").await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let left = secrets
+        .list(&ListParams::default().labels("runctl.dev/job=brief"))
+        .await
+        .unwrap();
+    assert!(
+        left.items.is_empty(),
+        "token Secrets are deleted with the job"
+    );
+    op.stop().await;
+}
+
+async fn delete_and_expect_nothing_left(env: &TestEnv, name: &str) {
+    jobs(env)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let api = jobs(env);
+    eventually(30, "the job to be gone", || {
+        let api = api.clone();
+        async move {
+            api.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        env.sim.live_total(),
+        0,
+        "the finalizer waits until no machine is left"
+    );
+    wait_no_machines(env, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_job_while_provisioning_leaves_no_machine() {
+    let env = TestEnv::start(SimConfig {
+        provision_ms: 200,
+        boot_ms: 60_000,
+        ..fast_sim()
+    })
+    .await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("early", json!({})))
+        .await
+        .unwrap();
+    wait_job(&env, "early", "a machine being provisioned", |s| {
+        s.phase == Some(JobPhase::Provisioning)
+    })
+    .await;
+    eventually(30, "the machine to exist", || async {
+        (env.sim.live_total() == 1).then_some(())
+    })
+    .await;
+    delete_and_expect_nothing_left(&env, "early").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_job_leaves_no_machine() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("busy", json!({})))
+        .await
+        .unwrap();
+    running_attempt(&env, "busy", 1).await;
+    delete_and_expect_nothing_left(&env, "busy").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_ends_without_a_report_is_lost_not_successful() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    // The sim workload exits 0 after 300 ms, but nothing reports it.
+    let spec = json!({
+        "workload": {"image": "x", "env": [{"name": "RUNCTL_SIM_RUN_MS", "value": "300"}]},
+        "retryOn": []
+    });
+    jobs(&env)
+        .create(&PostParams::default(), &job("silent", spec))
+        .await
+        .unwrap();
+    let s = wait_phase(&env, "silent", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("MachineLost"));
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("MachineLost"));
+    assert_eq!(s.exit_code, None, "no exit code is made up");
+    wait_no_machines(&env, "silent").await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_jobs_are_rejected_by_the_api_server() {
+    let env = TestEnv::start(fast_sim()).await;
+    let bad = job(
+        "bad",
+        json!({"placement": {"provider": "aws", "gpuType": "a100"}}),
+    );
+    let err = jobs(&env)
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("aws needs instanceType");
+    assert!(
+        err.to_string()
+            .contains("placement.provider aws needs placement.instanceType"),
+        "{err}"
+    );
+}
+
+// CEL rules of the TrainingJob CRD, evaluated with kube's validator.
+
+fn cel_errors(spec: Value) -> Vec<String> {
+    let crd = serde_json::to_value(TrainingJob::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let obj = json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "x"}, "spec": spec});
+    match kube::core::cel::Validator::new().validate(schema, &obj, None) {
+        Ok(()) => vec![],
+        Err(e) => e.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
+    let w = json!({"image": "train:1"});
+    let valid = [
+        json!({"placement": {"provider": "sim", "instanceType": "sim.a100"}, "workload": w}),
+        json!({"placement": {"provider": "auto", "gpuType": "a100", "gpuCount": 2, "allowedProviders": ["runpod", "lyceum"], "capacityType": "spotWithFallback", "maxHourlyPrice": 4.0}, "workload": w}),
+        json!({"placement": {"provider": "aws", "instanceType": "g5.xlarge", "regions": ["us-east-1"], "capacityType": "spot"}, "workload": {"image": "x", "env": [{"name": "RUNCTL_SIM_RUN_MS", "value": "1"}]}, "retryOn": ["failure", "interruption"]}),
+    ];
+    for spec in valid {
+        assert_eq!(cel_errors(spec.clone()), Vec::<String>::new(), "{spec}");
+    }
+    let invalid = [
+        (
+            json!({"placement": {"provider": "aws", "gpuType": "a100"}, "workload": w}),
+            "placement.provider aws needs placement.instanceType",
+        ),
+        (
+            json!({"placement": {"provider": "runpod"}, "workload": w}),
+            "placement.provider runpod and lyceum need placement.gpuType",
+        ),
+        (
+            json!({"placement": {"provider": "auto"}, "workload": w}),
+            "placement.provider auto needs placement.gpuType or placement.instanceType",
+        ),
+        (
+            json!({"placement": {"provider": "sim", "instanceType": "t", "allowedProviders": ["sim"]}, "workload": w}),
+            "allowedProviders is only used with provider auto",
+        ),
+        (
+            json!({"placement": {"provider": "runpod", "gpuType": "g", "capacityType": "spot"}, "workload": w}),
+            "RunPod offers no spot machines",
+        ),
+        (
+            json!({"placement": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}, "workload": w}),
+            "Lyceum machines take 1, 2, 4 or 8 GPUs",
+        ),
+        (
+            json!({"placement": {"provider": "sim", "instanceType": "t"}, "workload": {"image": "a b"}}),
+            "image must be a non-empty image reference",
+        ),
+        (
+            json!({"placement": {"provider": "sim", "instanceType": "t"}, "workload": {"image": "x", "env": [{"name": "RUNCTL_REPORT_TOKEN", "value": "x"}]}}),
+            "are reserved",
+        ),
+        (
+            json!({"placement": {"provider": "sim", "instanceType": "t"}, "workload": w, "retryOn": ["failure", "failure"]}),
+            "retryOn must not list a class twice",
+        ),
+        (
+            json!({"placement": {"provider": "sim", "instanceType": "t", "regions": ["US East"]}, "workload": w}),
+            "regions must be lower-case",
+        ),
+    ];
+    for (spec, want) in invalid {
+        let errs = cel_errors(spec.clone());
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{spec}: want {want:?}, got {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn every_example_job_parses_and_passes_the_cel_rules() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for provider in ["aws", "runpod", "lyceum", "sim"] {
+        for entry in std::fs::read_dir(root.join(provider)).expect("examples dir") {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            if !file.starts_with("trainingjob") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let job: TrainingJob =
+                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let spec = serde_json::to_value(&job.spec).unwrap();
+            assert_eq!(cel_errors(spec), Vec::<String>::new(), "{provider}/{file}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "one example per provider at least");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_keeps_following_the_job() {
+    let env = TestEnv::start(fast_sim()).await;
+    let first = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("durable", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "durable", 1).await;
+    let old_base = first.callback_base.clone();
+    first.stop().await;
+
+    // A new operator (empty report store and token cache) on another port.
+    let second = start(&env).await;
+    let w = Workload {
+        url: w.url.replace(&old_base, &second.callback_base),
+        ..w
+    };
+    assert_eq!(
+        w.heartbeat().await,
+        200,
+        "the token is verified from its Secret"
+    );
+    assert_eq!(w.exit(0).await, 200);
+    let s = wait_phase(&env, "durable", JobPhase::Succeeded).await;
+    assert_eq!(s.attempt_count, 1, "no second machine after the restart");
+    wait_no_machines(&env, "durable").await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_source_credentials_are_passed_as_secret_references() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    let spec = json!({"workload": {
+        "image": "x",
+        "dataSource": {"uri": "s3://data/set", "credentialsSecretRef": {"name": "s3-creds"}}
+    }});
+    jobs(&env)
+        .create(&PostParams::default(), &job("data", spec))
+        .await
+        .unwrap();
+    let s = wait_job(&env, "data", "the missing Secret reported in Synced", |s| {
+        condition::get(&s.conditions, condition::SYNCED)
+            .is_some_and(|c| c.status == "False" && c.reason == "SecretNotFound")
+    })
+    .await;
+    assert!(s.attempts.is_empty(), "no attempt without its Secret");
+    let value = "AKIA-very-secret-value";
+    env.secret(
+        "s3-creds",
+        &[("AWS_ACCESS_KEY_ID", value), ("not-an-env-name", "x")],
+    )
+    .await;
+    running_attempt(&env, "data", 1).await;
+    let cr = crs(&env).get("data-a1").await.unwrap();
+    let envs = cr.spec.workload.clone().unwrap().env;
+    let key = envs.iter().find(|e| e.name == "AWS_ACCESS_KEY_ID").unwrap();
+    assert!(key.value.is_none());
+    assert_eq!(
+        key.value_from.as_ref().unwrap().secret_key_ref.name,
+        "s3-creds"
+    );
+    let source = envs
+        .iter()
+        .find(|e| e.name == "RUNCTL_DATA_SOURCE")
+        .unwrap();
+    assert_eq!(source.value.as_deref(), Some("s3://data/set"));
+    assert!(!serde_json::to_string(&cr).unwrap().contains(value));
+    let s = jobs(&env).get("data").await.unwrap().status.unwrap();
+    assert!(condition::is_true(&s.conditions, condition::SYNCED));
+    op.stop().await;
+}

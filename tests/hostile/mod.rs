@@ -3,6 +3,7 @@
 //! and status merging of arbitrary observations. None may panic, and each keeps its invariants.
 
 pub mod answers;
+pub mod callback;
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::OperatorConfig;
 use crate::controller::backoff::BackoffConfig;
+use crate::controller::reaper::{Reaper, ReaperConfig, ReaperMetrics};
 use crate::callback::{self, CallbackState, Reports};
 use crate::controller::training_job::{self, TrainingJobConfig};
 use crate::controller::{Context, ControllerConfig, cloud_resource};
@@ -94,6 +95,8 @@ pub struct Operator {
     pub lease: Option<LeaseConfig>,
     /// Where to serve metrics and health; `None` serves nothing.
     pub http_addr: Option<SocketAddr>,
+    /// Orphan reaper settings; `None` runs no reaper.
+    pub reaper: Option<ReaperConfig>,
     /// TrainingJob settings.
     pub jobs: TrainingJobConfig,
     /// Where to serve the job callback endpoint; `None` serves nothing (reports are then
@@ -114,6 +117,7 @@ impl Operator {
             controllers: controller_config(config, identity),
             lease,
             http_addr: Some(http_addr),
+            reaper: Some(ReaperConfig { status_namespace: Some(config.namespace.clone()), ..ReaperConfig::default() }),
             jobs: config.training_job_config(),
             callback_addr: Some(callback_addr),
         })
@@ -166,6 +170,7 @@ impl Operator {
             }
         };
         ready.store(true, Ordering::SeqCst);
+        let reaper_metrics = self.reaper.as_ref().map(|_| Arc::new(ReaperMetrics::new(&self.metrics)));
         loop {
             let leading = tokio::select! {
                 _ = shutdown.cancelled() => false,
@@ -179,6 +184,14 @@ impl Operator {
             let term = shutdown.child_token();
             let ctx = Arc::new(Context::new(self.client.clone(), self.registry.clone(), self.metrics.clone(), self.controllers.clone()));
             let stop = term.clone();
+            let reaper = match (&self.reaper, &reaper_metrics) {
+                (Some(config), Some(metrics)) => {
+                    let reaper = Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
+                    let stop = term.clone();
+                    Some(tokio::spawn(reaper.run(async move { stop.cancelled().await })))
+                }
+                _ => None,
+            };
             let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move { stop.cancelled().await }));
             let stop = term.clone();
             let jobs = tokio::spawn(training_job::run(ctx, self.jobs.clone(), reports.clone(), async move { stop.cancelled().await }));
@@ -190,6 +203,9 @@ impl Operator {
             term.cancel();
             let _ = machines.await;
             let _ = jobs.await;
+            if let Some(r) = reaper {
+                let _ = r.await;
+            }
             self.metrics.set_leader(false);
             if !lost {
                 break;

@@ -15,6 +15,7 @@
 //! at once; one with an intent but no id is looked up by owner first.
 
 pub mod plan;
+pub mod record;
 pub mod spec;
 pub mod status;
 
@@ -75,6 +76,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("failed to write status: {0}")]
     WriteStatus(#[source] kube::Error),
+    /// Writing or removing the creation record failed.
+    #[error("failed to write the creation record: {0}")]
+    Record(#[source] kube::Error),
     /// Reading the latest status before a create failed.
     #[error("failed to read the latest status: {0}")]
     ReadStatus(#[source] kube::Error),
@@ -95,6 +99,7 @@ impl Error {
             Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.reason(),
             Self::WriteStatus(_) => "StatusWriteFailed",
             Self::ReadStatus(_) => "StatusReadFailed",
+            Self::Record(_) => "CreationRecordFailed",
             Self::Finalizer(_) => "FinalizerFailed",
             Self::StillTerminating(_) => "Terminating",
         }
@@ -180,11 +185,18 @@ async fn provider_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Result<(
     let kind = cr.spec.provider;
     let cfg = ctx.registry.config();
     let region = spec::region_for(&cr.spec, cfg.default_region(kind));
-    let secret = match (&cr.spec.credentials_secret_ref, cfg.default_credentials(kind)) {
-        (Some(own), _) => Some((t.namespace.clone(), own.name.clone())),
-        (None, Some(default)) => Some((default.namespace.clone(), default.name.clone())),
-        (None, None) => None,
-    };
+    let secret = credentials_ref(cr, &t.namespace, ctx);
+    provider_instance(ctx, kind, region, secret).await
+}
+
+/// The provider instance of `kind` in `region` with the credentials in Secret `(namespace,
+/// name)` (shared with the orphan reaper, which knows instances from creation records).
+pub async fn provider_instance(
+    ctx: &Context,
+    kind: crate::crd::ProviderKind,
+    region: Option<String>,
+    secret: Option<(String, String)>,
+) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
     let (credentials, cred_id) = match secret {
         None => (None, None),
         Some((ns, name)) => {
@@ -195,6 +207,40 @@ async fn provider_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Result<(
     let key = ProviderKey { kind, region, credentials: cred_id };
     let provider = ctx.registry.get(&key, credentials.as_ref()).await.map_err(Error::ProviderSetup)?;
     Ok((key, provider))
+}
+
+/// The credentials Secret (namespace, name) of an object: its own, else the operator default.
+fn credentials_ref(cr: &CloudResource, namespace: &str, ctx: &Context) -> Option<(String, String)> {
+    match (&cr.spec.credentials_secret_ref, ctx.registry.config().default_credentials(cr.spec.provider)) {
+        (Some(own), _) => Some((namespace.to_string(), own.name.clone())),
+        (None, Some(default)) => Some((default.namespace.clone(), default.name.clone())),
+        (None, None) => None,
+    }
+}
+
+/// The creation record of `key`'s attempt.
+fn creation_record(cr: &CloudResource, t: &Target, ctx: &Context, pkey: &ProviderKey, key: &ResourceKey) -> record::CreationRecord {
+    record::CreationRecord {
+        installation: key.installation.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        uid: t.uid.clone(),
+        attempt: key.attempt,
+        token: key.token(),
+        machine_name: key.machine_name(),
+        provider: pkey.kind,
+        region: pkey.region.clone(),
+        credentials: credentials_ref(cr, &t.namespace, ctx).map(|(ns, name)| format!("{ns}/{name}")),
+        created_at: Timestamp::now(),
+    }
+}
+
+/// Removes the creation record of the object's current attempt, if it has one.
+async fn forget_record(t: &Target, ctx: &Context) -> Result<(), Error> {
+    match &t.status.pending_create {
+        Some(intent) => record::forget(&ctx.client, &t.namespace, &intent.token).await.map_err(Error::Record),
+        None => Ok(()),
+    }
 }
 
 fn requeue_for(state: Option<ResourceState>, ctx: &Context) -> Action {
@@ -360,6 +406,9 @@ async fn create(
             None
         }
     };
+    // The creation record must be durable before the create call: the orphan reaper deletes
+    // only machines it holds a record for.
+    record::ensure(&ctx.client, &creation_record(cr, t, ctx, pkey, key)).await.map_err(Error::Record)?;
     info!(name = %t.name, namespace = %t.namespace, provider = %provider.kind(), machine = %spec.machine_type(), attempt = key.attempt, "creating machine");
     let result = metered(&ctx.metrics, provider, "create", provider.create(key, &spec)).await;
     let now = Timestamp::now();
@@ -390,6 +439,8 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
     let now = Timestamp::now();
     let id = match plan::plan_cleanup(cr.spec.deletion_policy, &t.status) {
         CleanupPlan::Release { reason } => {
+            // A released machine is no longer runctl's: the reaper must not touch it.
+            forget_record(&t, ctx).await?;
             let note = match reason {
                 "Orphaned" => format!("deletionPolicy Orphan: machine {} left running", t.status.provider_id.as_deref().unwrap_or("-")),
                 _ => "no machine was created".to_string(),
@@ -410,6 +461,9 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
                     m.id
                 }
                 _ => {
+                    if let Err(e) = forget_record(&t, ctx).await {
+                        warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
+                    }
                     ctx.publish(cr.as_ref(), EventType::Normal, "NothingToDelete", "Delete", "no machine exists for the recorded create intent".into()).await;
                     return Ok(Action::await_change());
                 }
@@ -429,6 +483,9 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
                 next.end_time = Some(Time(now));
             }
             t.write(ctx, next).await?;
+            if let Err(e) = forget_record(&t, ctx).await {
+                warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
+            }
             ctx.publish(cr.as_ref(), EventType::Normal, "MachineTerminated", "Delete", format!("machine {id} is gone")).await;
             Ok(Action::await_change())
         }

@@ -1,0 +1,148 @@
+//! Fuzzing the job callback endpoint: seeded random requests (malformed, truncated, binary and
+//! huge bodies, unknown kinds, garbage paths, wrong, missing and almost-right tokens, replays)
+//! against the real router. It must never fail with a 5xx or stop serving, must refuse every
+//! request without the right token (401, or a closed connection for a large body) and record
+//! nothing for it, and must refuse huge bodies. Rate limiting is not checked (not implemented).
+
+use std::sync::Arc;
+
+use kube::api::{Api, ObjectMeta, PostParams};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use runctl::callback::{self, AttemptId, CallbackState, Reports, token};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TestEnv, fast_sim};
+
+fn body(rng: &mut StdRng) -> Vec<u8> {
+    match rng.random_range(0..7) {
+        0 => Vec::new(),
+        1 => br#"{"exitCode": 0}"#.to_vec(),
+        2 => br#"{"exitCode": "#.to_vec(),
+        3 => br#"{"percent": 1e308, "step": -9223372036854775808, "message": "xxxxxxxx"}"#.to_vec(),
+        4 => (0..rng.random_range(1..512))
+            .map(|_| rng.random())
+            .collect(),
+        5 => format!(r#"{{"message": "{}"}}"#, "m".repeat(100_000)).into_bytes(),
+        _ => br#"{"exitCode": 4294967296}"#.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() {
+    let env = TestEnv::start(fast_sim()).await;
+    let good = token::generate();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), "default");
+    let meta = ObjectMeta {
+        name: Some(token::secret_name("job", 1)),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &token::secret(meta, &good))
+        .await
+        .expect("token Secret");
+    let reports = Arc::new(Reports::new());
+    let state = CallbackState::new(env.client.clone(), reports.clone());
+    let stop = CancellationToken::new();
+    let addr = callback::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        callback::router(state),
+        stop.clone(),
+    )
+    .await
+    .expect("serve");
+    let http = reqwest::Client::new();
+    let id = AttemptId {
+        namespace: "default".into(),
+        job: "job".into(),
+        attempt: 1,
+    };
+    let mut rng = StdRng::seed_from_u64(0xca11_bac5);
+    let mut problems = Vec::new();
+    for i in 0..300 {
+        let kind =
+            ["heartbeat", "progress", "exit", "EXIT", "../exit", "x"][rng.random_range(0..6)];
+        let (ns, job, attempt) = match rng.random_range(0..5) {
+            0 => ("default", "job", "1".to_string()),
+            1 => ("default", "job", "99999999999".to_string()),
+            2 => ("other", "job", "1".to_string()),
+            3 => ("default", "j%00b", "-1".to_string()),
+            _ => ("default", "job", "1".to_string()),
+        };
+        let presented = match rng.random_range(0..5) {
+            0 => None,
+            1 => Some(String::new()),
+            2 => Some(format!("{}x", &good[..good.len() - 1])),
+            3 => Some("wrong".to_string()),
+            _ => Some(good.clone()),
+        };
+        let right_token = presented.as_deref() == Some(good.as_str())
+            && ns == "default"
+            && job == "job"
+            && attempt == "1";
+        let before = reports.get(&id);
+        let mut req = http
+            .post(format!(
+                "http://{addr}/callback/{ns}/{job}/{attempt}/{kind}"
+            ))
+            .body(body(&mut rng));
+        if let Some(t) = &presented {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let status = match req.send().await {
+            Ok(r) => r.status().as_u16(),
+            // The server may answer (401) before reading a large body and close the
+            // connection; the client then sees a reset. That is a refusal, not a failure.
+            Err(_) => 0,
+        };
+        if status >= 500 {
+            problems.push(format!(
+                "request {i} ({kind}, {ns}/{job}/{attempt}) answered {status}"
+            ));
+        }
+        if !right_token {
+            if ![0, 400, 401, 404, 413].contains(&status) {
+                problems.push(format!(
+                    "request {i} without the right token answered {status}"
+                ));
+            }
+            if reports.get(&id) != before {
+                problems.push(format!(
+                    "request {i} without the right token changed the reports"
+                ));
+            }
+        }
+    }
+    // Huge bodies are refused, and the endpoint still serves a good report afterwards.
+    let huge = vec![b'x'; 8 * 1024 * 1024];
+    let before = reports.get(&id);
+    if let Ok(r) = http
+        .post(format!("http://{addr}/callback/default/job/1/progress"))
+        .bearer_auth(&good)
+        .body(huge)
+        .send()
+        .await
+        && r.status().is_success()
+    {
+        problems.push(format!("an 8 MiB body was accepted: {}", r.status()));
+    }
+    if reports.get(&id) != before {
+        problems.push("a refused huge body changed the reports".into());
+    }
+    let ok = http
+        .post(format!("http://{addr}/callback/default/job/1/heartbeat"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .expect("still serving");
+    if !ok.status().is_success() {
+        problems.push(format!(
+            "a good heartbeat after the storm answered {}",
+            ok.status()
+        ));
+    }
+    stop.cancel();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

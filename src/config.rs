@@ -63,6 +63,9 @@ pub struct OperatorConfig {
     pub reconcile_concurrency: u16,
     /// TrainingJob settings: the callback endpoint machines report to, heartbeats, retries.
     pub jobs: JobsConfig,
+    /// The orphan reaper: terminates machines whose CloudResource is gone (see
+    /// `docs/reliability.md`).
+    pub reaper: ReaperSettings,
     /// Provider settings.
     pub providers: ProvidersConfig,
 }
@@ -88,6 +91,29 @@ pub struct JobsConfig {
     pub retry_base_seconds: u64,
     /// Longest wait before a retried attempt, in seconds. Default 600.
     pub retry_max_seconds: u64,
+}
+
+/// Orphan reaper settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ReaperSettings {
+    /// Run the reaper. Default true.
+    pub enabled: bool,
+    /// Seconds between passes. Default 300.
+    pub interval_seconds: u64,
+    /// Seconds a machine must look orphaned before it is terminated. Default 900.
+    pub grace_seconds: u64,
+    /// Report orphans (metrics, status ConfigMap) but terminate nothing. Default false.
+    pub dry_run: bool,
+    /// Halt (terminate nothing, raise `runctl_reaper_halted`) when more than this fraction of
+    /// the billable fleet looks orphaned. Default 0.3333.
+    pub max_orphan_fraction: f64,
+}
+
+impl Default for ReaperSettings {
+    fn default() -> Self {
+        Self { enabled: true, interval_seconds: 300, grace_seconds: 900, dry_run: false, max_orphan_fraction: 1.0 / 3.0 }
+    }
 }
 
 impl Default for JobsConfig {
@@ -153,6 +179,7 @@ impl Default for OperatorConfig {
             backoff: BackoffConfig::default(),
             reconcile_concurrency: 16,
             jobs: JobsConfig::default(),
+            reaper: ReaperSettings::default(),
             providers: ProvidersConfig::default(),
         }
     }
@@ -515,6 +542,18 @@ impl OperatorConfig {
             field: "jobs.callbackAddr",
             origin: Origin::Default,
             message: format!("{:?} is not an ip:port address ({e})", self.jobs.callback_addr),
+        })
+    }
+
+    /// The orphan reaper's settings; `None` when disabled.
+    pub fn reaper_config(&self) -> Option<crate::controller::reaper::ReaperConfig> {
+        let r = &self.reaper;
+        r.enabled.then(|| crate::controller::reaper::ReaperConfig {
+            interval: Duration::from_secs(r.interval_seconds.max(1)),
+            grace: Duration::from_secs(r.grace_seconds),
+            dry_run: r.dry_run,
+            max_orphan_fraction: r.max_orphan_fraction.clamp(0.0, 1.0),
+            status_namespace: Some(self.namespace.clone()),
         })
     }
 

@@ -117,7 +117,7 @@ impl Operator {
             controllers: controller_config(config, identity),
             lease,
             http_addr: Some(http_addr),
-            reaper: Some(ReaperConfig { status_namespace: Some(config.namespace.clone()), ..ReaperConfig::default() }),
+            reaper: config.reaper_config(),
             jobs: config.training_job_config(),
             callback_addr: Some(callback_addr),
         })

@@ -194,24 +194,12 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     // machine (sent when it started running) is picked up within one poll first.
     let poll = Duration::from_secs(opts.poll_interval_seconds.max(1));
     tokio::time::sleep(poll + Duration::from_millis(500)).await;
-    let probe: Api<CloudResource> = Api::namespaced(client.clone(), NAMESPACE);
-    let a = probe.get("bench-0-a1").await.ok();
-    let ja = jobs.get("bench-0").await.ok();
     let writes0 = server.stats();
     let sim0 = cloud.stats();
     let window = Instant::now();
     tokio::time::sleep(poll * opts.steady_intervals.max(1)).await;
     let intervals = window.elapsed().as_secs_f64() / poll.as_secs_f64();
     let writes1 = server.stats();
-    let b = probe.get("bench-0-a1").await.ok();
-    let jb = jobs.get("bench-0").await.ok();
-    eprintln!(
-        "CR A {}\nCR B {}\nJ A {}\nJ B {}",
-        serde_json::to_string(&a.and_then(|x| x.status)).unwrap_or_default(),
-        serde_json::to_string(&b.and_then(|x| x.status)).unwrap_or_default(),
-        serde_json::to_string(&ja.and_then(|x| x.status)).unwrap_or_default(),
-        serde_json::to_string(&jb.and_then(|x| x.status)).unwrap_or_default()
-    );
     let sim1 = cloud.stats();
     let (steady_rss_kib, _) = measure::rss_kib();
     let noop_writes = writes1.writes().saturating_sub(writes0.writes());

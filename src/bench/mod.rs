@@ -171,9 +171,9 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     };
     wait(opts.deadline, "every machine to run", || running() == n)
         .await
-        .map_err(|e| {
+        .map_err(|_| {
             BenchError::Timeout(format!(
-                "{e} ({} of {n} running, {} made)",
+                "every machine to run ({} of {n} running, {} made)",
                 running(),
                 cloud.stats().machines_created
             ))
@@ -183,9 +183,9 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         seen.count(ResourceState::Running) == n
     })
     .await
-    .map_err(|e| {
+    .map_err(|_| {
         BenchError::Timeout(format!(
-            "{e} ({} of {n})",
+            "every status to show Running ({} of {n})",
             seen.count(ResourceState::Running)
         ))
     })?;

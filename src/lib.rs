@@ -12,6 +12,7 @@
 //! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
 //! - [`telemetry`]: logging setup.
 
+pub mod bench;
 pub mod callback;
 pub mod config;
 pub mod controller;

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cloud_resource;
 pub mod fleet;
 pub mod reaper;
+pub mod stored;
 pub mod training_job;
 
 use std::sync::Arc;

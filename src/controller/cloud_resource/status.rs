@@ -173,8 +173,9 @@ pub fn blocked(prev: &CloudResourceStatus, reason: &str, message: String, genera
     s
 }
 
-/// True when `next` differs from `prev` in anything but the fields that move with the clock
-/// (accrued cost, last observation time), or when those are older than `refresh`.
+/// True when `next` differs from `prev`, as stored (times in whole seconds), in anything but the
+/// fields that move with the clock (accrued cost, last observation time), or when those are
+/// older than `refresh`.
 pub fn worth_writing(prev: &CloudResourceStatus, next: &CloudResourceStatus, refresh: Duration, now: Timestamp) -> bool {
     let strip = |s: &CloudResourceStatus| {
         let mut s = s.clone();
@@ -182,7 +183,7 @@ pub fn worth_writing(prev: &CloudResourceStatus, next: &CloudResourceStatus, ref
         s.last_observed_time = None;
         s
     };
-    if strip(prev) != strip(next) {
+    if !crate::controller::stored::same_when_stored(&strip(prev), &strip(next)) {
         return true;
     }
     if prev.accrued_cost == next.accrued_cost {

@@ -429,7 +429,12 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     let mut next = p.status.clone();
     conditions::set_all(&mut next, generation, now, p.releasing, cleanup_error);
     conditions::set_synced(&mut next, generation, now, None);
-    if job.status.as_ref() != Some(&next) {
+    // Compared as stored: a sub-second difference (e.g. a heartbeat time) writes nothing.
+    let unchanged = job
+        .status
+        .as_ref()
+        .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
+    if !unchanged {
         write_status(&api, &name, &next).await?;
     }
     for n in &p.notes {

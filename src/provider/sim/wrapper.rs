@@ -112,8 +112,8 @@ pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<
 }
 
 /// Collects the reports due now and updates the tracks (heartbeats are rescheduled when
-/// collected; exits are marked done when acknowledged). Tracks of machines that are gone or
-/// done are dropped.
+/// collected; exits are marked done when acknowledged). Tracks of machines the cloud forgot
+/// are dropped.
 pub(super) fn collect<'a>(
     records: impl Iterator<Item = &'a Record>,
     tracks: &mut HashMap<u64, Track>,
@@ -129,12 +129,8 @@ pub(super) fn collect<'a>(
         };
         let interval_ms = u64::from(reporting.heartbeat_interval_seconds.max(1))
             .saturating_mul(ms_per_second.max(1));
-        let track = tracks.entry(rec.num).or_default();
-        let status = rec.status(now);
-        if status.state.is_final() && (track.exit_done || status.exit_code.is_none()) {
-            continue;
-        }
         seen.insert(rec.num);
+        let track = tracks.entry(rec.num).or_default();
         let Some(kind) = due(rec, track, now, lead_ms) else {
             continue;
         };

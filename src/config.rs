@@ -112,7 +112,13 @@ pub struct ReaperSettings {
 
 impl Default for ReaperSettings {
     fn default() -> Self {
-        Self { enabled: true, interval_seconds: 300, grace_seconds: 900, dry_run: false, max_orphan_fraction: 1.0 / 3.0 }
+        Self {
+            enabled: true,
+            interval_seconds: 300,
+            grace_seconds: 900,
+            dry_run: false,
+            max_orphan_fraction: 1.0 / 3.0,
+        }
     }
 }
 
@@ -541,7 +547,10 @@ impl OperatorConfig {
         parse_socket_addr(&self.jobs.callback_addr).map_err(|e| ConfigError::Invalid {
             field: "jobs.callbackAddr",
             origin: Origin::Default,
-            message: format!("{:?} is not an ip:port address ({e})", self.jobs.callback_addr),
+            message: format!(
+                "{:?} is not an ip:port address ({e})",
+                self.jobs.callback_addr
+            ),
         })
     }
 

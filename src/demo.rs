@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OperatorConfig;
@@ -22,14 +22,29 @@ use crate::provider::ProviderRegistry;
 use crate::provider::sim::{SimCloud, SimConfig};
 
 /// The example TrainingJob the demo applies.
-pub const JOB_EXAMPLE: (&str, &str) = ("trainingjob.yaml", include_str!("../examples/sim/trainingjob.yaml"));
+pub const JOB_EXAMPLE: (&str, &str) = (
+    "trainingjob.yaml",
+    include_str!("../examples/sim/trainingjob.yaml"),
+);
 
 /// The example CloudResources the demo applies (embedded so the demo runs from any directory).
 pub const EXAMPLES: [(&str, &str); 4] = [
-    ("train-a100.yaml", include_str!("../examples/sim/train-a100.yaml")),
-    ("notebook-h100.yaml", include_str!("../examples/sim/notebook-h100.yaml")),
-    ("spot-a100.yaml", include_str!("../examples/sim/spot-a100.yaml")),
-    ("failing-job.yaml", include_str!("../examples/sim/failing-job.yaml")),
+    (
+        "train-a100.yaml",
+        include_str!("../examples/sim/train-a100.yaml"),
+    ),
+    (
+        "notebook-h100.yaml",
+        include_str!("../examples/sim/notebook-h100.yaml"),
+    ),
+    (
+        "spot-a100.yaml",
+        include_str!("../examples/sim/spot-a100.yaml"),
+    ),
+    (
+        "failing-job.yaml",
+        include_str!("../examples/sim/failing-job.yaml"),
+    ),
 ];
 
 /// Demo failures.
@@ -72,12 +87,19 @@ fn kube_err(step: &'static str) -> impl FnOnce(kube::Error) -> DemoError {
 pub fn examples() -> Result<Vec<CloudResource>, DemoError> {
     EXAMPLES
         .iter()
-        .map(|(file, text)| serde_yaml::from_str::<CloudResource>(text).map_err(|source| DemoError::Example { file, source }))
+        .map(|(file, text)| {
+            serde_yaml::from_str::<CloudResource>(text)
+                .map_err(|source| DemoError::Example { file, source })
+        })
         .collect()
 }
 
 fn sim_config() -> SimConfig {
-    SimConfig { provision_ms: 1_500, boot_ms: 4_000, ..SimConfig::default() }
+    SimConfig {
+        provision_ms: 1_500,
+        boot_ms: 4_000,
+        ..SimConfig::default()
+    }
 }
 
 fn fmt_money(v: Option<f64>) -> String {
@@ -95,7 +117,10 @@ fn render(crs: &[CloudResource]) -> String {
             "{:<15} {:<9} {:<14} {:<12} {:<18} {:>8} {:>9}  {}\n",
             cr.name_any(),
             cr.spec.provider.as_str(),
-            s.machine_type.as_deref().or(cr.spec.instance_type.as_deref()).unwrap_or("-"),
+            s.machine_type
+                .as_deref()
+                .or(cr.spec.instance_type.as_deref())
+                .unwrap_or("-"),
             s.state.map_or("Pending", ResourceState::as_str),
             s.reason.as_deref().unwrap_or("-"),
             fmt_money(s.cost_per_hour),
@@ -109,13 +134,17 @@ fn render(crs: &[CloudResource]) -> String {
 /// True when every machine is where it will stay: ended, or running a workload with no end of
 /// its own (no `RUNCTL_SIM_RUN_MS`).
 fn render_jobs(jobs: &[TrainingJob]) -> String {
-    let mut out = format!("{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n", "TRAININGJOB", "PHASE", "REASON", "PROVIDER", "ATTEMPTS", "$/H", "COST");
+    let mut out = format!(
+        "{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n",
+        "TRAININGJOB", "PHASE", "REASON", "PROVIDER", "ATTEMPTS", "$/H", "COST"
+    );
     for job in jobs {
         let s = job.status.clone().unwrap_or_default();
         out.push_str(&format!(
             "{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n",
             job.name_any(),
-            s.phase.map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
+            s.phase
+                .map_or_else(|| "-".to_string(), |p| format!("{p:?}")),
             s.reason.as_deref().unwrap_or("-"),
             s.provider.map_or("-", |p| p.as_str()),
             s.attempt_count,
@@ -127,25 +156,45 @@ fn render_jobs(jobs: &[TrainingJob]) -> String {
 }
 
 fn jobs_settled(jobs: &[TrainingJob]) -> bool {
-    jobs.iter().all(|j| j.status.as_ref().and_then(|s| s.phase).is_some_and(|p| matches!(p, JobPhase::Succeeded | JobPhase::Failed)))
+    jobs.iter().all(|j| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| matches!(p, JobPhase::Succeeded | JobPhase::Failed))
+    })
 }
 
 fn settled(crs: &[CloudResource]) -> bool {
     crs.iter().all(|cr| {
-        let ends = cr.spec.workload.as_ref().is_some_and(|w| w.env.iter().any(|e| e.name == "RUNCTL_SIM_RUN_MS"));
-        cr.status.as_ref().and_then(|s| s.state).is_some_and(|s| s.is_final() || (s == ResourceState::Running && !ends))
+        let ends = cr
+            .spec
+            .workload
+            .as_ref()
+            .is_some_and(|w| w.env.iter().any(|e| e.name == "RUNCTL_SIM_RUN_MS"));
+        cr.status
+            .as_ref()
+            .and_then(|s| s.state)
+            .is_some_and(|s| s.is_final() || (s == ResourceState::Running && !ends))
     })
 }
 
 /// Runs the demo; `speed` divides the simulator's timings (tests use a high speed).
 pub async fn run(speed: u64) -> Result<(), DemoError> {
     let speed = speed.max(1);
-    let server = runctl_apiserver::ApiServer::start().await.map_err(|e| DemoError::ApiServer(e.to_string()))?;
+    let server = runctl_apiserver::ApiServer::start()
+        .await
+        .map_err(|e| DemoError::ApiServer(e.to_string()))?;
     let client = server.client();
-    println!("runctl demo: embedded Kubernetes API test server at {}", server.url());
+    println!(
+        "runctl demo: embedded Kubernetes API test server at {}",
+        server.url()
+    );
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::crd::all() {
-        crd_api.create(&PostParams::default(), &crd).await.map_err(kube_err("installing the CRDs"))?;
+        crd_api
+            .create(&PostParams::default(), &crd)
+            .await
+            .map_err(kube_err("installing the CRDs"))?;
     }
     println!("installed CRDs: cloudresources.runctl.dev, trainingjobs.runctl.dev");
 
@@ -161,13 +210,20 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     };
     config.providers.sim = sim.clone();
     // The simulated machines post their reports to this address, so it must be known up front.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| DemoError::ApiServer(e.to_string()))?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| DemoError::ApiServer(e.to_string()))?
+        .port();
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
     config.jobs.callback_url = format!("http://127.0.0.1:{port}");
     config.jobs.heartbeat_interval_seconds = 1;
     config.jobs.report_grace_seconds = 10;
     let cloud = Arc::new(SimCloud::new(sim));
-    let registry = Arc::new(ProviderRegistry::with_sim("demo", config.providers.clone(), cloud.clone()));
+    let registry = Arc::new(ProviderRegistry::with_sim(
+        "demo",
+        config.providers.clone(),
+        cloud.clone(),
+    ));
     let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;
     operator.controllers.transition_poll_interval = Duration::from_millis(500);
     let shutdown = CancellationToken::new();
@@ -176,21 +232,38 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     let api: Api<CloudResource> = Api::namespaced(client.clone(), "default");
     for cr in examples()? {
         let name = cr.name_any();
-        let mut body = serde_json::to_value(&cr).map_err(|e| DemoError::ApiServer(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(&cr).map_err(|e| DemoError::ApiServer(e.to_string()))?;
         body["metadata"]["namespace"] = "default".into();
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await.map_err(kube_err("applying the examples"))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err("applying the examples"))?;
         println!("applied examples/sim/{name}.yaml");
     }
 
     let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), "default");
     {
         let (file, text) = JOB_EXAMPLE;
-        let job: TrainingJob = serde_yaml::from_str(text).map_err(|source| DemoError::Example { file, source })?;
+        let job: TrainingJob =
+            serde_yaml::from_str(text).map_err(|source| DemoError::Example { file, source })?;
         let name = job.name_any();
-        let mut body = serde_json::to_value(&job).map_err(|e| DemoError::ApiServer(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(&job).map_err(|e| DemoError::ApiServer(e.to_string()))?;
         body["metadata"]["namespace"] = "default".into();
-        jobs.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await.map_err(kube_err("applying the examples"))?;
-        println!("applied examples/sim/{file} (a TrainingJob: runctl makes its CloudResource {name}-a1)");
+        jobs.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err("applying the examples"))?;
+        println!(
+            "applied examples/sim/{file} (a TrainingJob: runctl makes its CloudResource {name}-a1)"
+        );
     }
 
     let tick = Duration::from_millis(1000 / speed.min(10));
@@ -198,8 +271,16 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     let mut last = String::new();
     let mut settled_ticks = 0;
     for _ in 0..(120 * speed.min(10)) {
-        let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
-        let job_list = jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items;
+        let crs = api
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("listing machines"))?
+            .items;
+        let job_list = jobs
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("listing jobs"))?
+            .items;
         let spot_running = crs
             .iter()
             .find(|c| c.name_any() == "spot-a100")
@@ -212,8 +293,14 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
             println!("\n>>> the simulated cloud reclaims spot machine {id}");
         }
         let table = format!("{}\n{}", render(&crs), render_jobs(&job_list));
-        let states: BTreeMap<String, Option<ResourceState>> = crs.iter().map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state))).collect();
-        let phases: BTreeMap<String, Option<JobPhase>> = job_list.iter().map(|j| (j.name_any(), j.status.as_ref().and_then(|s| s.phase))).collect();
+        let states: BTreeMap<String, Option<ResourceState>> = crs
+            .iter()
+            .map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state)))
+            .collect();
+        let phases: BTreeMap<String, Option<JobPhase>> = job_list
+            .iter()
+            .map(|j| (j.name_any(), j.status.as_ref().and_then(|s| s.phase)))
+            .collect();
         let shape = format!("{states:?}{phases:?}");
         if shape != last {
             println!("\n{table}");
@@ -229,17 +316,41 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         tokio::time::sleep(tick).await;
     }
 
-    println!("deleting the TrainingJob and every CloudResource: each running machine is terminated before its object goes away");
-    for job in jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items {
-        jobs.delete(&job.name_any(), &DeleteParams::default()).await.map_err(kube_err("deleting the jobs"))?;
+    println!(
+        "deleting the TrainingJob and every CloudResource: each running machine is terminated before its object goes away"
+    );
+    for job in jobs
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("listing jobs"))?
+        .items
+    {
+        jobs.delete(&job.name_any(), &DeleteParams::default())
+            .await
+            .map_err(kube_err("deleting the jobs"))?;
     }
-    for cr in api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items {
-        api.delete(&cr.name_any(), &DeleteParams::default()).await.map_err(kube_err("deleting the machines"))?;
+    for cr in api
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("listing machines"))?
+        .items
+    {
+        api.delete(&cr.name_any(), &DeleteParams::default())
+            .await
+            .map_err(kube_err("deleting the machines"))?;
     }
     let mut gone = false;
     for _ in 0..(60 * speed.min(10)) {
-        let crs = api.list(&ListParams::default()).await.map_err(kube_err("listing machines"))?.items;
-        let remaining_jobs = jobs.list(&ListParams::default()).await.map_err(kube_err("listing jobs"))?.items;
+        let crs = api
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("listing machines"))?
+            .items;
+        let remaining_jobs = jobs
+            .list(&ListParams::default())
+            .await
+            .map_err(kube_err("listing jobs"))?
+            .items;
         if crs.is_empty() && remaining_jobs.is_empty() {
             gone = true;
             break;

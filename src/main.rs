@@ -9,7 +9,11 @@ use runctl::config::{OperatorConfig, Overrides};
 use runctl::telemetry::LogFormat;
 
 #[derive(Parser)]
-#[command(name = "runctl", version, about = "Kubernetes operator that rents GPU machines for training jobs")]
+#[command(
+    name = "runctl",
+    version,
+    about = "Kubernetes operator that rents GPU machines for training jobs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,16 +90,22 @@ impl RunArgs {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
-    let config = OperatorConfig::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+    let config = OperatorConfig::load(args.config.as_deref(), &args.overrides())
+        .map_err(|e| e.to_string())?;
     runctl::telemetry::init(config.log.format, &config.log.level).map_err(|e| e.to_string())?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot build a Kubernetes client (kubeconfig or in-cluster config): {e}"))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot build a Kubernetes client (kubeconfig or in-cluster config): {e}")
+    })?;
     let identity = runctl::runtime::leader::default_identity();
-    let registry = std::sync::Arc::new(runctl::provider::ProviderRegistry::new(config.installation_id.clone(), config.providers.clone()));
-    let operator = runctl::operator::Operator::from_config(client, &config, registry, &identity).map_err(|e| e.to_string())?;
+    let registry = std::sync::Arc::new(runctl::provider::ProviderRegistry::new(
+        config.installation_id.clone(),
+        config.providers.clone(),
+    ));
+    let operator = runctl::operator::Operator::from_config(client, &config, registry, &identity)
+        .map_err(|e| e.to_string())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let _signals = runctl::runtime::shutdown::cancel_on_signal(shutdown.clone()).map_err(|e| e.to_string())?;
+    let _signals =
+        runctl::runtime::shutdown::cancel_on_signal(shutdown.clone()).map_err(|e| e.to_string())?;
     operator.run(shutdown).await.map_err(|e| e.to_string())
 }
 

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kube::api::{Api, ListParams};
 use kube::Client;
+use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::callback::{self, CallbackState, Reports};
 use crate::config::OperatorConfig;
 use crate::controller::backoff::BackoffConfig;
 use crate::controller::reaper::{Reaper, ReaperConfig, ReaperMetrics};
-use crate::callback::{self, CallbackState, Reports};
 use crate::controller::training_job::{self, TrainingJobConfig};
 use crate::controller::{Context, ControllerConfig, cloud_resource};
 use crate::crd::{CloudResource, TrainingJob};
@@ -106,10 +106,22 @@ pub struct Operator {
 
 impl Operator {
     /// Builds an operator from configuration.
-    pub fn from_config(client: Client, config: &OperatorConfig, registry: Arc<ProviderRegistry>, identity: &str) -> Result<Self, OperatorError> {
-        let http_addr = config.metrics_socket_addr().map_err(|e| OperatorError::Http(e.to_string()))?;
-        let callback_addr = config.callback_socket_addr().map_err(|e| OperatorError::Http(e.to_string()))?;
-        let lease = config.leader_election.enabled.then(|| config.lease_config(identity));
+    pub fn from_config(
+        client: Client,
+        config: &OperatorConfig,
+        registry: Arc<ProviderRegistry>,
+        identity: &str,
+    ) -> Result<Self, OperatorError> {
+        let http_addr = config
+            .metrics_socket_addr()
+            .map_err(|e| OperatorError::Http(e.to_string()))?;
+        let callback_addr = config
+            .callback_socket_addr()
+            .map_err(|e| OperatorError::Http(e.to_string()))?;
+        let lease = config
+            .leader_election
+            .enabled
+            .then(|| config.lease_config(identity));
         Ok(Self {
             client,
             registry,
@@ -129,7 +141,9 @@ impl Operator {
         let ready = Arc::new(AtomicBool::new(false));
         if let Some(addr) = self.http_addr {
             let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));
-            let bound = http::serve(addr, router, shutdown.clone()).await.map_err(|e| OperatorError::Http(e.to_string()))?;
+            let bound = http::serve(addr, router, shutdown.clone())
+                .await
+                .map_err(|e| OperatorError::Http(e.to_string()))?;
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
@@ -139,29 +153,33 @@ impl Operator {
         let reports = Arc::new(Reports::new());
         if let Some(addr) = self.callback_addr {
             let leading = leader_rx.clone();
-            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone())).layer(
-                axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-                    let leading = *leading.borrow();
-                    async move {
-                        if leading {
-                            next.run(req).await
-                        } else {
-                            axum::response::IntoResponse::into_response((
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                "not the leader; retry\n",
-                            ))
+            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()))
+                .layer(axum::middleware::from_fn(
+                    move |req: axum::extract::Request, next: axum::middleware::Next| {
+                        let leading = *leading.borrow();
+                        async move {
+                            if leading {
+                                next.run(req).await
+                            } else {
+                                axum::response::IntoResponse::into_response((
+                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                    "not the leader; retry\n",
+                                ))
+                            }
                         }
-                    }
-                }),
-            );
-            let bound = callback::serve(addr, router, shutdown.clone()).await.map_err(|e| OperatorError::Http(e.to_string()))?;
+                    },
+                ));
+            let bound = callback::serve(addr, router, shutdown.clone())
+                .await
+                .map_err(|e| OperatorError::Http(e.to_string()))?;
             info!(%bound, "serving the job callback endpoint");
         }
         let mut _always_leader = None;
         let elector = match self.lease.clone() {
             Some(lease) => {
                 info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election enabled");
-                let elector = LeaderElector::new(self.client.clone(), lease).with_metrics(self.metrics.clone());
+                let elector = LeaderElector::new(self.client.clone(), lease)
+                    .with_metrics(self.metrics.clone());
                 Some(tokio::spawn(elector.run(leader_tx, shutdown.clone())))
             }
             None => {
@@ -170,7 +188,10 @@ impl Operator {
             }
         };
         ready.store(true, Ordering::SeqCst);
-        let reaper_metrics = self.reaper.as_ref().map(|_| Arc::new(ReaperMetrics::new(&self.metrics)));
+        let reaper_metrics = self
+            .reaper
+            .as_ref()
+            .map(|_| Arc::new(ReaperMetrics::new(&self.metrics)));
         loop {
             let leading = tokio::select! {
                 _ = shutdown.cancelled() => false,
@@ -182,19 +203,34 @@ impl Operator {
             info!("leading: starting controllers");
             self.metrics.set_leader(true);
             let term = shutdown.child_token();
-            let ctx = Arc::new(Context::new(self.client.clone(), self.registry.clone(), self.metrics.clone(), self.controllers.clone()));
+            let ctx = Arc::new(Context::new(
+                self.client.clone(),
+                self.registry.clone(),
+                self.metrics.clone(),
+                self.controllers.clone(),
+            ));
             let stop = term.clone();
             let reaper = match (&self.reaper, &reaper_metrics) {
                 (Some(config), Some(metrics)) => {
-                    let reaper = Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
+                    let reaper =
+                        Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
                     let stop = term.clone();
-                    Some(tokio::spawn(reaper.run(async move { stop.cancelled().await })))
+                    Some(tokio::spawn(
+                        reaper.run(async move { stop.cancelled().await }),
+                    ))
                 }
                 _ => None,
             };
-            let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move { stop.cancelled().await }));
+            let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move {
+                stop.cancelled().await
+            }));
             let stop = term.clone();
-            let jobs = tokio::spawn(training_job::run(ctx, self.jobs.clone(), reports.clone(), async move { stop.cancelled().await }));
+            let jobs = tokio::spawn(training_job::run(
+                ctx,
+                self.jobs.clone(),
+                reports.clone(),
+                async move { stop.cancelled().await },
+            ));
             // The elector's sender closes only when it stops, which it does on shutdown.
             let lost = tokio::select! {
                 _ = shutdown.cancelled() => false,

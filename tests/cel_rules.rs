@@ -19,7 +19,11 @@ fn errors(spec: Value, old: Option<Value>) -> Vec<String> {
     let old = old.map(object);
     match kube::core::cel::Validator::new().validate(&schema(), &object(spec), old.as_ref()) {
         Ok(()) => vec![],
-        Err(e) => e.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect(),
+        Err(e) => e
+            .into_vec()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field_path, e.message))
+            .collect(),
     }
 }
 
@@ -39,22 +43,61 @@ fn valid_specs_pass() {
 #[test]
 fn invalid_specs_are_rejected_with_a_clear_message() {
     let cases = [
-        (json!({"provider": "aws"}), "provider aws needs spec.instanceType"),
-        (json!({"provider": "runpod", "workload": {"image": "x"}}), "need spec.gpuType"),
-        (json!({"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}), "1, 2, 4 or 8 GPUs"),
-        (json!({"provider": "runpod", "gpuType": "g", "spot": true}), "no spot"),
-        (json!({"provider": "aws", "instanceType": "g5.xlarge", "maxPricePerHour": 1.0}), "needs spot: true"),
-        (json!({"provider": "sim", "aws": {"amiId": "ami-1"}}), "only valid with provider aws"),
-        (json!({"provider": "lyceum", "gpuType": "a100", "workload": {"image": "x"}, "lyceum": {"mode": "Vm"}}), "Lyceum VMs take no start-up script"),
-        (json!({"provider": "sim", "workload": {"image": "x", "env": [{"name": "1BAD", "value": "v"}]}}), "C identifiers"),
-        (json!({"provider": "sim", "workload": {"image": "x", "env": [{"name": "A"}]}}), "exactly one of value or valueFrom"),
-        (json!({"provider": "sim", "workload": {"image": "has space"}}), "image must be"),
-        (json!({"provider": "sim", "tags": {"runctl.dev/owner": "me"}}), "reserved"),
-        (json!({"provider": "sim", "region": "US East"}), "region must be"),
+        (
+            json!({"provider": "aws"}),
+            "provider aws needs spec.instanceType",
+        ),
+        (
+            json!({"provider": "runpod", "workload": {"image": "x"}}),
+            "need spec.gpuType",
+        ),
+        (
+            json!({"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}),
+            "1, 2, 4 or 8 GPUs",
+        ),
+        (
+            json!({"provider": "runpod", "gpuType": "g", "spot": true}),
+            "no spot",
+        ),
+        (
+            json!({"provider": "aws", "instanceType": "g5.xlarge", "maxPricePerHour": 1.0}),
+            "needs spot: true",
+        ),
+        (
+            json!({"provider": "sim", "aws": {"amiId": "ami-1"}}),
+            "only valid with provider aws",
+        ),
+        (
+            json!({"provider": "lyceum", "gpuType": "a100", "workload": {"image": "x"}, "lyceum": {"mode": "Vm"}}),
+            "Lyceum VMs take no start-up script",
+        ),
+        (
+            json!({"provider": "sim", "workload": {"image": "x", "env": [{"name": "1BAD", "value": "v"}]}}),
+            "C identifiers",
+        ),
+        (
+            json!({"provider": "sim", "workload": {"image": "x", "env": [{"name": "A"}]}}),
+            "exactly one of value or valueFrom",
+        ),
+        (
+            json!({"provider": "sim", "workload": {"image": "has space"}}),
+            "image must be",
+        ),
+        (
+            json!({"provider": "sim", "tags": {"runctl.dev/owner": "me"}}),
+            "reserved",
+        ),
+        (
+            json!({"provider": "sim", "region": "US East"}),
+            "region must be",
+        ),
     ];
     for (spec, want) in cases {
         let errs = errors(spec.clone(), None);
-        assert!(errs.iter().any(|e| e.contains(want)), "{spec} should fail with {want:?}, got {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{spec} should fail with {want:?}, got {errs:?}"
+        );
     }
 }
 
@@ -62,15 +105,33 @@ fn invalid_specs_are_rejected_with_a_clear_message() {
 fn placement_is_immutable_on_update() {
     let old = json!({"provider": "aws", "instanceType": "g5.xlarge", "region": "us-east-1"});
     let cases = [
-        (json!({"provider": "sim", "instanceType": "g5.xlarge", "region": "us-east-1"}), "provider is immutable"),
-        (json!({"provider": "aws", "instanceType": "g5.2xlarge", "region": "us-east-1"}), "instanceType is immutable"),
-        (json!({"provider": "aws", "instanceType": "g5.xlarge", "region": "eu-west-1"}), "region is immutable"),
-        (json!({"provider": "aws", "instanceType": "g5.xlarge"}), "cannot be added or removed"),
+        (
+            json!({"provider": "sim", "instanceType": "g5.xlarge", "region": "us-east-1"}),
+            "provider is immutable",
+        ),
+        (
+            json!({"provider": "aws", "instanceType": "g5.2xlarge", "region": "us-east-1"}),
+            "instanceType is immutable",
+        ),
+        (
+            json!({"provider": "aws", "instanceType": "g5.xlarge", "region": "eu-west-1"}),
+            "region is immutable",
+        ),
+        (
+            json!({"provider": "aws", "instanceType": "g5.xlarge"}),
+            "cannot be added or removed",
+        ),
     ];
     for (spec, want) in cases {
         let errs = errors(spec.clone(), Some(old.clone()));
-        assert!(errs.iter().any(|e| e.contains(want)), "{spec} should fail with {want:?}, got {errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{spec} should fail with {want:?}, got {errs:?}"
+        );
     }
     let same_with_new_policy = json!({"provider": "aws", "instanceType": "g5.xlarge", "region": "us-east-1", "deletionPolicy": "Orphan"});
-    assert_eq!(errors(same_with_new_policy, Some(old)), Vec::<String>::new());
+    assert_eq!(
+        errors(same_with_new_policy, Some(old)),
+        Vec::<String>::new()
+    );
 }

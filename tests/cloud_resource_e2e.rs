@@ -6,8 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use runctl::crd::cloud_resource::ResourceState;
 use runctl::crd::{CloudResource, DeletionPolicy, condition};
@@ -28,7 +28,15 @@ async fn wait_state(api: &Api<CloudResource>, name: &str, state: ResourceState) 
 }
 
 async fn wait_gone(api: &Api<CloudResource>, name: &str) {
-    eventually(20, &format!("{name} to be deleted"), || async { api.get_opt(name).await.ok().flatten().is_none().then_some(()) }).await
+    eventually(20, &format!("{name} to be deleted"), || async {
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,12 +44,28 @@ async fn a_machine_is_created_runs_and_is_terminated_on_delete() {
     let env = TestEnv::start(fast_sim()).await;
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("train-1").image("busybox").build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("train-1")
+            .image("busybox")
+            .build(),
+    )
+    .await
+    .unwrap();
 
     let cr = wait_state(&crs, "train-1", ResourceState::Running).await;
     let status = cr.status.clone().unwrap();
-    assert!(cr.metadata.finalizers.iter().flatten().any(|f| f == "runctl.dev/machine"));
-    assert!(status.cost_per_hour.unwrap_or(0.0) > 0.0, "cost per hour in status: {status:?}");
+    assert!(
+        cr.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "runctl.dev/machine")
+    );
+    assert!(
+        status.cost_per_hour.unwrap_or(0.0) > 0.0,
+        "cost per hour in status: {status:?}"
+    );
     assert!(status.provider_id.is_some());
     assert!(status.pending_create.is_some(), "the intent stays recorded");
     assert_eq!(status.observed_generation, cr.metadata.generation);
@@ -49,9 +73,15 @@ async fn a_machine_is_created_runs_and_is_terminated_on_delete() {
     assert!(condition::is_true(&status.conditions, condition::SYNCED));
     assert_eq!(env.sim.live_total(), 1);
 
-    crs.delete("train-1", &DeleteParams::default()).await.unwrap();
+    crs.delete("train-1", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_gone(&crs, "train-1").await;
-    assert_eq!(env.sim.live_total(), 0, "the machine is terminated before the finalizer is released");
+    assert_eq!(
+        env.sim.live_total(),
+        0,
+        "the machine is terminated before the finalizer is released"
+    );
     op.stop().await;
 }
 
@@ -61,20 +91,36 @@ async fn an_operator_stopped_right_after_the_create_call_adopts_on_restart() {
     // The create takes effect but its response is lost, and the provider answers nothing else
     // (so the operator cannot learn the id); then the operator is killed.
     env.sim.fail_next(SimOp::Create, SimFault::LoseResponse, 1);
-    env.sim.fail_next(SimOp::List, SimFault::ServerError, 10_000);
-    env.sim.fail_next(SimOp::Observe, SimFault::ServerError, 10_000);
+    env.sim
+        .fail_next(SimOp::List, SimFault::ServerError, 10_000);
+    env.sim
+        .fail_next(SimOp::Observe, SimFault::ServerError, 10_000);
     let first = env.start_controller(test_controller_config("first"));
     let crs = api(&env);
-    let created = crs.create(&PostParams::default(), &CloudResourceBuilder::sim("crash").build()).await.unwrap();
+    let created = crs
+        .create(
+            &PostParams::default(),
+            &CloudResourceBuilder::sim("crash").build(),
+        )
+        .await
+        .unwrap();
     let uid = created.metadata.uid.clone().unwrap();
-    eventually(20, "the machine to exist", || async { (env.sim.live_count(&uid) == 1).then_some(()) }).await;
+    eventually(20, "the machine to exist", || async {
+        (env.sim.live_count(&uid) == 1).then_some(())
+    })
+    .await;
     let cr = eventually(20, "the failed create to be reported", || async {
         let cr = crs.get("crash").await.ok()?;
         let s = cr.status.clone()?;
-        (s.pending_create.is_some() && condition::get(&s.conditions, condition::SYNCED)?.status == "False").then_some(cr)
+        (s.pending_create.is_some()
+            && condition::get(&s.conditions, condition::SYNCED)?.status == "False")
+            .then_some(cr)
     })
     .await;
-    assert!(cr.status.unwrap().provider_id.is_none(), "the id was never recorded");
+    assert!(
+        cr.status.unwrap().provider_id.is_none(),
+        "the id was never recorded"
+    );
     first.kill();
     env.sim.clear_faults();
 
@@ -82,7 +128,14 @@ async fn an_operator_stopped_right_after_the_create_call_adopts_on_restart() {
     let cr = wait_state(&crs, "crash", ResourceState::Running).await;
     assert!(cr.status.unwrap().provider_id.is_some());
     assert_eq!(env.sim.live_count(&uid), 1, "adopted, not duplicated");
-    assert_eq!(env.sim.machines().iter().filter(|m| m.owner_uid.as_deref() == Some(uid.as_str())).count(), 1);
+    assert_eq!(
+        env.sim
+            .machines()
+            .iter()
+            .filter(|m| m.owner_uid.as_deref() == Some(uid.as_str()))
+            .count(),
+        1
+    );
     second.stop().await;
 }
 
@@ -96,20 +149,45 @@ async fn invalid_cloud_resources_are_rejected_at_create_and_update() {
         "spec": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}
     }))
     .unwrap();
-    let err = crs.create(&PostParams::default(), &bad).await.expect_err("gpuCount 3 on lyceum is invalid");
+    let err = crs
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("gpuCount 3 on lyceum is invalid");
     let msg = err.to_string();
-    assert!(msg.contains("Lyceum machines take 1, 2, 4 or 8 GPUs"), "{msg}");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{err:?}");
+    assert!(
+        msg.contains("Lyceum machines take 1, 2, 4 or 8 GPUs"),
+        "{msg}"
+    );
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422),
+        "{err:?}"
+    );
 
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("good").build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("good").build(),
+    )
+    .await
+    .unwrap();
     let patch = serde_json::json!({"spec": {"instanceType": "sim.h100"}});
-    let err = crs.patch("good", &PatchParams::default(), &Patch::Merge(&patch)).await.expect_err("instanceType is immutable");
-    assert!(err.to_string().contains("instanceType is immutable"), "{err}");
+    let err = crs
+        .patch("good", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("instanceType is immutable");
+    assert!(
+        err.to_string().contains("instanceType is immutable"),
+        "{err}"
+    );
     let patch = serde_json::json!({"spec": {"provider": "aws"}});
-    let err = crs.patch("good", &PatchParams::default(), &Patch::Merge(&patch)).await.expect_err("provider is immutable");
+    let err = crs
+        .patch("good", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("provider is immutable");
     assert!(err.to_string().contains("provider is immutable"), "{err}");
     let ok = serde_json::json!({"spec": {"deletionPolicy": "Orphan"}});
-    crs.patch("good", &PatchParams::default(), &Patch::Merge(&ok)).await.expect("deletionPolicy may change");
+    crs.patch("good", &PatchParams::default(), &Patch::Merge(&ok))
+        .await
+        .expect("deletionPolicy may change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,22 +196,47 @@ async fn secret_env_reaches_the_machine_but_never_status_or_events() {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
     let value = "hunter2-very-secret-value";
     let secret = Secret {
-        metadata: kube::api::ObjectMeta { name: Some("wandb".into()), ..Default::default() },
-        data: Some(BTreeMap::from([("key".to_string(), ByteString(value.as_bytes().to_vec()))])),
+        metadata: kube::api::ObjectMeta {
+            name: Some("wandb".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "key".to_string(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
         ..Default::default()
     };
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
-    let op = env.start_controller(test_controller_config("a"));
-    let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("with-secret").env_from_secret("WANDB_API_KEY", "wandb", "key").build())
+    secrets
+        .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+    let op = env.start_controller(test_controller_config("a"));
+    let crs = api(&env);
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("with-secret")
+            .env_from_secret("WANDB_API_KEY", "wandb", "key")
+            .build(),
+    )
+    .await
+    .unwrap();
     let cr = wait_state(&crs, "with-secret", ResourceState::Running).await;
-    let workload = env.sim.workload(cr.status.as_ref().unwrap().provider_id.as_deref().unwrap()).expect("machine has a workload");
-    assert_eq!(workload.env.get("WANDB_API_KEY").map(String::as_str), Some(value), "the machine gets the value");
+    let workload = env
+        .sim
+        .workload(cr.status.as_ref().unwrap().provider_id.as_deref().unwrap())
+        .expect("machine has a workload");
+    assert_eq!(
+        workload.env.get("WANDB_API_KEY").map(String::as_str),
+        Some(value),
+        "the machine gets the value"
+    );
     let everything = serde_json::to_string(&crs.get("with-secret").await.unwrap()).unwrap();
-    assert!(!everything.contains(value), "secret value leaked into the object");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), "default");
+    assert!(
+        !everything.contains(value),
+        "secret value leaked into the object"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), "default");
     let evs = serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap();
     assert!(!evs.contains(value), "secret value leaked into events");
     op.stop().await;
@@ -144,7 +247,14 @@ async fn orphan_policy_releases_without_terminating() {
     let env = TestEnv::start(fast_sim()).await;
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("keep").deletion_policy(DeletionPolicy::Orphan).build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("keep")
+            .deletion_policy(DeletionPolicy::Orphan)
+            .build(),
+    )
+    .await
+    .unwrap();
     wait_state(&crs, "keep", ResourceState::Running).await;
     crs.delete("keep", &DeleteParams::default()).await.unwrap();
     wait_gone(&crs, "keep").await;
@@ -158,18 +268,32 @@ async fn a_terminal_create_error_marks_the_object_and_stops_calling_create() {
     env.sim.fail_next(SimOp::Create, SimFault::InvalidSpec, 1);
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("rejected").build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("rejected").build(),
+    )
+    .await
+    .unwrap();
     let cr = wait_state(&crs, "rejected", ResourceState::Error).await;
     let s = cr.status.unwrap();
     assert_eq!(s.reason.as_deref(), Some("InvalidSpec"));
     let synced = condition::get(&s.conditions, condition::SYNCED).unwrap();
-    assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", "InvalidSpec"));
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
     let calls = env.sim.stats().calls(SimOp::Create);
     // Several poll intervals later, no further create was attempted.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.sim.stats().calls(SimOp::Create), calls, "terminal errors wait for a spec change");
+    assert_eq!(
+        env.sim.stats().calls(SimOp::Create),
+        calls,
+        "terminal errors wait for a spec change"
+    );
     assert_eq!(env.sim.live_total(), 0);
-    crs.delete("rejected", &DeleteParams::default()).await.unwrap();
+    crs.delete("rejected", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_gone(&crs, "rejected").await;
     op.stop().await;
 }
@@ -180,13 +304,27 @@ async fn capacity_errors_are_retried_and_reported() {
     env.sim.fail_next(SimOp::Create, SimFault::Capacity, 2);
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("busy").build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("busy").build(),
+    )
+    .await
+    .unwrap();
     let cr = wait_state(&crs, "busy", ResourceState::Running).await;
-    assert!(condition::is_true(&cr.status.unwrap().conditions, condition::SYNCED));
+    assert!(condition::is_true(
+        &cr.status.unwrap().conditions,
+        condition::SYNCED
+    ));
     assert_eq!(env.sim.live_total(), 1);
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), "default");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), "default");
     let evs = events.list(&Default::default()).await.unwrap();
-    assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("InsufficientCapacity")), "capacity shown as an event");
+    assert!(
+        evs.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("InsufficientCapacity")),
+        "capacity shown as an event"
+    );
     op.stop().await;
 }
 
@@ -206,7 +344,9 @@ async fn deleting_an_object_whose_create_never_happened_does_not_hang() {
         (condition::get(&s.conditions, condition::SYNCED)?.reason == "SecretNotFound").then_some(())
     })
     .await;
-    crs.delete("no-creds", &DeleteParams::default()).await.unwrap();
+    crs.delete("no-creds", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_gone(&crs, "no-creds").await;
     assert_eq!(env.sim.stats().calls(SimOp::Create), 0);
     op.stop().await;
@@ -217,9 +357,16 @@ async fn a_machine_deleted_outside_runctl_is_reported_lost() {
     let env = TestEnv::start(fast_sim()).await;
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("vanishing").build()).await.unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("vanishing").build(),
+    )
+    .await
+    .unwrap();
     let cr = wait_state(&crs, "vanishing", ResourceState::Running).await;
-    env.sim.vanish(cr.status.unwrap().provider_id.as_deref().unwrap()).unwrap();
+    env.sim
+        .vanish(cr.status.unwrap().provider_id.as_deref().unwrap())
+        .unwrap();
     let cr = wait_state(&crs, "vanishing", ResourceState::Error).await;
     assert_eq!(cr.status.unwrap().reason.as_deref(), Some("Disappeared"));
     op.stop().await;
@@ -230,19 +377,35 @@ async fn spot_interruption_and_workload_exit_are_reported() {
     let env = TestEnv::start(fast_sim()).await;
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("spot").spot().build()).await.unwrap();
-    crs.create(&PostParams::default(), &CloudResourceBuilder::sim("job").env("RUNCTL_SIM_RUN_MS", "300").env("RUNCTL_SIM_EXIT_CODE", "3").build())
-        .await
-        .unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("spot").spot().build(),
+    )
+    .await
+    .unwrap();
+    crs.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("job")
+            .env("RUNCTL_SIM_RUN_MS", "300")
+            .env("RUNCTL_SIM_EXIT_CODE", "3")
+            .build(),
+    )
+    .await
+    .unwrap();
     let cr = wait_state(&crs, "spot", ResourceState::Running).await;
-    env.sim.interrupt(cr.status.unwrap().provider_id.as_deref().unwrap()).unwrap();
+    env.sim
+        .interrupt(cr.status.unwrap().provider_id.as_deref().unwrap())
+        .unwrap();
     let cr = wait_state(&crs, "spot", ResourceState::Error).await;
     let s = cr.status.unwrap();
     assert_eq!(s.reason.as_deref(), Some("SpotInterrupted"));
     assert!(s.end_time.is_some());
     let job = wait_state(&crs, "job", ResourceState::Error).await;
     let s = job.status.unwrap();
-    assert_eq!((s.reason.as_deref(), s.exit_code), (Some("WorkloadFailed"), Some(3)));
+    assert_eq!(
+        (s.reason.as_deref(), s.exit_code),
+        (Some("WorkloadFailed"), Some(3))
+    );
     op.stop().await;
 }
 
@@ -252,7 +415,12 @@ async fn steady_state_polling_uses_the_batched_list() {
     let op = env.start_controller(test_controller_config("a"));
     let crs = api(&env);
     for i in 0..20 {
-        crs.create(&PostParams::default(), &CloudResourceBuilder::sim(&format!("m{i}")).build()).await.unwrap();
+        crs.create(
+            &PostParams::default(),
+            &CloudResourceBuilder::sim(&format!("m{i}")).build(),
+        )
+        .await
+        .unwrap();
     }
     for i in 0..20 {
         wait_state(&crs, &format!("m{i}"), ResourceState::Running).await;
@@ -264,7 +432,10 @@ async fn steady_state_polling_uses_the_batched_list() {
     let lists = after.calls(SimOp::List) - before.calls(SimOp::List);
     let observes = after.calls(SimOp::Observe) - before.calls(SimOp::Observe);
     assert!(lists >= 1, "status is polled");
-    assert!(lists <= 6, "about one list per poll interval for 20 objects, got {lists}");
+    assert!(
+        lists <= 6,
+        "about one list per poll interval for 20 objects, got {lists}"
+    );
     assert_eq!(observes, 0, "no per-object observe calls in steady state");
     op.stop().await;
 }

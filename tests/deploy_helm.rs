@@ -32,7 +32,11 @@ fn expected_cluster_rules() -> Vec<(String, String, Vec<String>)> {
         add("runctl.dev", &format!("{kind}/finalizers"), &["update"]);
     }
     add("", "secrets", &all);
-    add("", "configmaps", &["create", "delete", "get", "list", "patch"]);
+    add(
+        "",
+        "configmaps",
+        &["create", "delete", "get", "list", "patch"],
+    );
     add("events.k8s.io", "events", &["create", "patch"]);
     rules.sort();
     rules

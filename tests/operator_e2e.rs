@@ -26,8 +26,13 @@ fn replica(env: &TestEnv, identity: &str) -> Operator {
     config.leader_election.lease_duration_seconds = 15;
     config.leader_election.renew_interval_seconds = 1;
     config.providers = env.providers.clone();
-    let registry = Arc::new(ProviderRegistry::with_sim("test", env.providers.clone(), env.sim.clone()));
-    let mut op = Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
+    let registry = Arc::new(ProviderRegistry::with_sim(
+        "test",
+        env.providers.clone(),
+        env.sim.clone(),
+    ));
+    let mut op =
+        Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
     op.http_addr = None;
     op.callback_addr = None;
     op.controllers.transition_poll_interval = Duration::from_millis(200);
@@ -60,25 +65,45 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     let (sa, sb) = (CancellationToken::new(), CancellationToken::new());
     let ta = tokio::spawn(a.run(sa.clone()));
     // Let replica a take the Lease first.
-    eventually(10, "replica a to lead", || async { ma.encode().contains("runctl_leader 1").then_some(()) }).await;
+    eventually(10, "replica a to lead", || async {
+        ma.encode().contains("runctl_leader 1").then_some(())
+    })
+    .await;
     let tb = tokio::spawn(b.run(sb.clone()));
 
     let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
     for i in 0..3 {
-        api.create(&PostParams::default(), &CloudResourceBuilder::sim(&format!("ha-{i}")).build()).await.unwrap();
+        api.create(
+            &PostParams::default(),
+            &CloudResourceBuilder::sim(&format!("ha-{i}")).build(),
+        )
+        .await
+        .unwrap();
     }
     for i in 0..3 {
         running(&api, &format!("ha-{i}")).await;
     }
     assert!(reconciles(&ma) > 0.0, "the leader reconciles");
-    assert_eq!(reconciles(&mb), 0.0, "the standby does nothing while it does not lead");
+    assert_eq!(
+        reconciles(&mb),
+        0.0,
+        "the standby does nothing while it does not lead"
+    );
     assert_eq!(env.sim.live_total(), 3, "one machine per object");
 
     // The leader shuts down and releases the Lease; the standby takes over.
     sa.cancel();
     let _ = ta.await;
-    eventually(20, "replica b to lead", || async { mb.encode().contains("runctl_leader 1").then_some(()) }).await;
-    api.create(&PostParams::default(), &CloudResourceBuilder::sim("after-failover").build()).await.unwrap();
+    eventually(20, "replica b to lead", || async {
+        mb.encode().contains("runctl_leader 1").then_some(())
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &CloudResourceBuilder::sim("after-failover").build(),
+    )
+    .await
+    .unwrap();
     running(&api, "after-failover").await;
     assert!(reconciles(&mb) > 0.0);
     assert_eq!(env.sim.live_total(), 4);
@@ -101,7 +126,10 @@ async fn run_exits_with_a_clear_message_when_the_crds_are_missing() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("CRDs are not installed") && stderr.contains("kubectl apply -f crds/"), "{stderr}");
+    assert!(
+        stderr.contains("CRDs are not installed") && stderr.contains("kubectl apply -f crds/"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +137,11 @@ async fn run_exits_with_a_clear_message_when_the_cluster_is_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &kubeconfig,
         format!(
@@ -125,7 +157,10 @@ async fn run_exits_with_a_clear_message_when_the_cluster_is_unreachable() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot reach the Kubernetes API server"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API server"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

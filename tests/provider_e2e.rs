@@ -21,7 +21,9 @@ async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
     let name = obj.metadata.name.clone().unwrap();
     let op = env.start_controller(test_controller_config("e2e"));
     let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &obj).await.expect("create");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
     let running = eventually(60, &format!("{name} running"), || async {
         let cr = api.get_opt(&name).await.ok().flatten()?;
         let s = cr.status.clone()?;
@@ -33,11 +35,24 @@ async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
     })
     .await;
     let s = running.status.clone().unwrap();
-    assert!(s.cost_per_hour.unwrap_or(0.0) > 0.0, "cost per hour in status: {s:?}");
+    assert!(
+        s.cost_per_hour.unwrap_or(0.0) > 0.0,
+        "cost per hour in status: {s:?}"
+    );
     assert!(condition::is_true(&s.conditions, condition::READY));
     let id = s.provider_id.clone().expect("provider id");
-    api.delete(&name, &DeleteParams::default()).await.expect("delete");
-    eventually(60, &format!("{name} deleted"), || async { api.get_opt(&name).await.ok().flatten().is_none().then_some(()) }).await;
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(60, &format!("{name} deleted"), || async {
+        api.get_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     op.stop().await;
     id
 }
@@ -50,7 +65,8 @@ async fn runpod_cloud_resource_end_to_end() {
     providers.runpod.base_url = standin.url();
     providers.runpod.list_cache_millis = 100;
     let env = TestEnv::start_with(providers).await;
-    env.secret("runpod", &[("apiKey", &standin.api_key())]).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())])
+        .await;
     let id = lifecycle(
         &env,
         cr(serde_json::json!({
@@ -62,7 +78,11 @@ async fn runpod_cloud_resource_end_to_end() {
     )
     .await;
     assert!(standin.pod(&id).is_none(), "the pod is gone after delete");
-    assert!(standin.pods().is_empty(), "no pod left: {:?}", standin.pods().len());
+    assert!(
+        standin.pods().is_empty(),
+        "no pod left: {:?}",
+        standin.pods().len()
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
@@ -90,7 +110,11 @@ async fn lyceum_cloud_resource_end_to_end() {
     let runs = standin.runs();
     assert_eq!(runs.len(), 1, "exactly one run was started");
     assert!(id.ends_with(&runs[0].id), "{id} is the run {}", runs[0].id);
-    assert!(!runs[0].is_live(), "the run was aborted on delete: {}", runs[0].status);
+    assert!(
+        !runs[0].is_live(),
+        "the run was aborted on delete: {}",
+        runs[0].status
+    );
     assert!(runs[0].env.contains("EPOCHS=3"));
 }
 
@@ -105,17 +129,36 @@ async fn aws_cloud_resource_end_to_end() {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(moto.url())
-            .credentials_provider(AwsCredentials::new("testing", "testing", None, None, "test"))
+            .credentials_provider(AwsCredentials::new(
+                "testing", "testing", None, None, "test",
+            ))
             .build(),
     );
-    let images = direct.describe_images().owners("amazon").send().await.expect("moto images");
-    let ami = images.images().first().and_then(|i| i.image_id()).expect("an AMI").to_string();
+    let images = direct
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("moto images");
+    let ami = images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("an AMI")
+        .to_string();
     let mut providers = ProvidersConfig::default();
     providers.aws.endpoint_url = Some(proxy.url());
     providers.aws.default_ami_id = Some(ami);
     providers.aws.max_attempts = 1;
     let env = TestEnv::start_with(providers).await;
-    env.secret("aws", &[("accessKeyId", "AKIATESTING"), ("secretAccessKey", "testing-secret")]).await;
+    env.secret(
+        "aws",
+        &[
+            ("accessKeyId", "AKIATESTING"),
+            ("secretAccessKey", "testing-secret"),
+        ],
+    )
+    .await;
     let id = lifecycle(
         &env,
         cr(serde_json::json!({
@@ -126,14 +169,38 @@ async fn aws_cloud_resource_end_to_end() {
         })),
     )
     .await;
-    let out = direct.describe_instances().instance_ids(&id).send().await.expect("describe");
+    let out = direct
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("describe");
     let states: Vec<String> = out
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .filter_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+        .filter_map(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+        })
         .collect();
-    assert_eq!(states, vec!["terminated".to_string()], "the instance is terminated after delete");
-    let all = direct.describe_instances().send().await.expect("describe all");
-    assert_eq!(all.reservations().iter().map(|r| r.instances().len()).sum::<usize>(), 1, "exactly one instance was launched");
+    assert_eq!(
+        states,
+        vec!["terminated".to_string()],
+        "the instance is terminated after delete"
+    );
+    let all = direct
+        .describe_instances()
+        .send()
+        .await
+        .expect("describe all");
+    assert_eq!(
+        all.reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum::<usize>(),
+        1,
+        "exactly one instance was launched"
+    );
 }

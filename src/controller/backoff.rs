@@ -20,7 +20,10 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        Self { base: Duration::from_secs(1), max: Duration::from_secs(300) }
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff with the given settings.
     pub fn new(config: BackoffConfig) -> Self {
-        Self { config, failures: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a failure and returns how long to wait before the next try.
@@ -69,7 +75,10 @@ mod tests {
 
     #[test]
     fn doubles_caps_and_resets() {
-        let b = Backoff::new(BackoffConfig { base: Duration::from_secs(1), max: Duration::from_secs(10) });
+        let b = Backoff::new(BackoffConfig {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        });
         let waits: Vec<u64> = (0..6).map(|_| b.failure("u", None).as_secs()).collect();
         assert_eq!(waits, vec![1, 2, 4, 8, 10, 10]);
         b.success("u");
@@ -79,9 +88,18 @@ mod tests {
 
     #[test]
     fn retry_after_extends_but_stays_capped() {
-        let b = Backoff::new(BackoffConfig { base: Duration::from_secs(1), max: Duration::from_secs(60) });
-        assert_eq!(b.failure("u", Some(Duration::from_secs(30))), Duration::from_secs(30));
-        assert_eq!(b.failure("v", Some(Duration::from_secs(600))), Duration::from_secs(60));
+        let b = Backoff::new(BackoffConfig {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        });
+        assert_eq!(
+            b.failure("u", Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            b.failure("v", Some(Duration::from_secs(600))),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

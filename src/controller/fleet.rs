@@ -35,7 +35,10 @@ impl Snapshot {
         for m in machines {
             if let (Some(uid), Some(attempt)) = (&m.owner_uid, m.attempt) {
                 // Prefer a live machine over a finished one of the same owner and attempt.
-                let replace = match by_owner.get(&(uid.clone(), attempt)).and_then(|id: &String| by_id.get(id)) {
+                let replace = match by_owner
+                    .get(&(uid.clone(), attempt))
+                    .and_then(|id: &String| by_id.get(id))
+                {
                     Some(existing) => {
                         let existing: &Machine = existing;
                         !existing.is_billable() && m.is_billable()
@@ -48,7 +51,12 @@ impl Snapshot {
             }
             by_id.insert(m.id.clone(), m);
         }
-        Self { taken, taken_at, by_id, by_owner }
+        Self {
+            taken,
+            taken_at,
+            by_id,
+            by_owner,
+        }
     }
 
     /// A machine by id.
@@ -58,7 +66,9 @@ impl Snapshot {
 
     /// The machine of an owner's attempt.
     pub fn find_owner(&self, uid: &str, attempt: u32) -> Option<&Machine> {
-        self.by_owner.get(&(uid.to_string(), attempt)).and_then(|id| self.by_id.get(id))
+        self.by_owner
+            .get(&(uid.to_string(), attempt))
+            .and_then(|id| self.by_id.get(id))
     }
 
     /// Every machine in the snapshot.
@@ -88,19 +98,37 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet cache whose snapshots live for `max_age` (the poll interval).
     pub fn new(max_age: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { max_age, metrics, snapshots: Mutex::new(HashMap::new()), refreshing: Mutex::new(HashMap::new()) }
+        Self {
+            max_age,
+            metrics,
+            snapshots: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(HashMap::new()),
+        }
     }
 
     fn fresh(&self, key: &ProviderKey) -> Option<Arc<Snapshot>> {
-        self.snapshots.lock().get(key).filter(|s| s.taken.elapsed() < self.max_age).cloned()
+        self.snapshots
+            .lock()
+            .get(key)
+            .filter(|s| s.taken.elapsed() < self.max_age)
+            .cloned()
     }
 
     /// The provider's snapshot, refreshed with one `list` call when older than the poll interval.
-    pub async fn snapshot(&self, key: &ProviderKey, provider: &dyn Provider) -> Result<Arc<Snapshot>, ProviderError> {
+    pub async fn snapshot(
+        &self,
+        key: &ProviderKey,
+        provider: &dyn Provider,
+    ) -> Result<Arc<Snapshot>, ProviderError> {
         if let Some(s) = self.fresh(key) {
             return Ok(s);
         }
-        let lock = self.refreshing.lock().entry(key.clone()).or_default().clone();
+        let lock = self
+            .refreshing
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let _guard = lock.lock().await;
         if let Some(s) = self.fresh(key) {
             return Ok(s);
@@ -130,7 +158,13 @@ impl Fleet {
         if let Some(m) = hit {
             return Ok(Some(m.clone()));
         }
-        metered(&self.metrics, provider, "observe", provider.observe(rkey, known_id)).await
+        metered(
+            &self.metrics,
+            provider,
+            "observe",
+            provider.observe(rkey, known_id),
+        )
+        .await
     }
 
     /// Drops a provider's snapshot (after a create or terminate, so the next poll sees it).
@@ -140,7 +174,11 @@ impl Fleet {
 
     /// Every snapshot currently held (for the objects-by-state metrics and garbage collection).
     pub fn snapshots(&self) -> Vec<(ProviderKey, Arc<Snapshot>)> {
-        self.snapshots.lock().iter().map(|(k, s)| (k.clone(), s.clone())).collect()
+        self.snapshots
+            .lock()
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
     }
 }
 
@@ -157,7 +195,12 @@ pub async fn metered<T>(
         Ok(_) => "success",
         Err(e) => e.reason(),
     };
-    metrics.provider_call(provider.kind().as_str(), operation, outcome, started.elapsed().as_secs_f64());
+    metrics.provider_call(
+        provider.kind().as_str(),
+        operation,
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
     result
 }
 

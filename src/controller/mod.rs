@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::metrics::Metrics;
 use crate::provider::ProviderRegistry;
@@ -82,8 +82,19 @@ pub struct Context {
 
 impl Context {
     /// Builds the context.
-    pub fn new(client: Client, registry: Arc<ProviderRegistry>, metrics: Arc<Metrics>, config: ControllerConfig) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter { controller: "runctl".into(), instance: Some(config.instance.clone()) });
+    pub fn new(
+        client: Client,
+        registry: Arc<ProviderRegistry>,
+        metrics: Arc<Metrics>,
+        config: ControllerConfig,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "runctl".into(),
+                instance: Some(config.instance.clone()),
+            },
+        );
         Self {
             fleet: Fleet::new(config.poll_interval, metrics.clone()),
             backoff: Backoff::new(config.backoff),
@@ -104,7 +115,13 @@ impl Context {
         action: &'static str,
         note: String,
     ) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
         let reference = obj.object_ref(&());
         self.metrics.event_published(reason);
         if let Err(e) = self.recorder.publish(&ev, &reference).await {

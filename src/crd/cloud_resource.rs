@@ -28,9 +28,23 @@ use super::common::{DeletionPolicy, ProviderKind, SecretRef, Tags, WorkloadSpec}
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "$/h", type_ = "number", json_path = ".status.costPerHour"),
     printcolumn(name = "Accrued", type_ = "number", json_path = ".status.accruedCost"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Provider-ID", type_ = "string", json_path = ".status.providerId", priority = 1),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1)
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Provider-ID",
+        type_ = "string",
+        json_path = ".status.providerId",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("provider aws needs spec.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
@@ -217,7 +231,9 @@ pub struct LyceumOptions {
 }
 
 /// Normalized machine state, the same for every provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum ResourceState {
     /// Requested, provisioning or booting.
     Starting,

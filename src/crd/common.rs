@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A cloud that runctl can rent machines from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// Amazon EC2 (on-demand and spot instances).
@@ -47,7 +49,9 @@ impl std::str::FromStr for ProviderKind {
         Self::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown provider {s:?}; expected one of aws, runpod, lyceum, sim"))
+            .ok_or_else(|| {
+                format!("unknown provider {s:?}; expected one of aws, runpod, lyceum, sim")
+            })
     }
 }
 

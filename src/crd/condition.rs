@@ -34,7 +34,12 @@ pub const MAX_MESSAGE: usize = 1024;
 
 /// Sets `new` in `conditions`: `lastTransitionTime` changes only when the status changes.
 /// Returns true when anything changed.
-pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, generation: Option<i64>, now: Timestamp) -> bool {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    new: NewCondition<'_>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
     let mut message = new.message;
     if message.len() > MAX_MESSAGE {
         let mut cut = MAX_MESSAGE;
@@ -54,7 +59,11 @@ pub fn set(conditions: &mut Vec<Condition>, new: NewCondition<'_>, generation: O
     };
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
-            let ltt = if existing.status == new.status { existing.last_transition_time.clone() } else { Time(now) };
+            let ltt = if existing.status == new.status {
+                existing.last_transition_time.clone()
+            } else {
+                Time(now)
+            };
             let next = desired(ltt);
             if *existing == next {
                 false
@@ -85,7 +94,12 @@ mod tests {
     use super::*;
 
     fn c(status: &'static str, reason: &'static str) -> NewCondition<'static> {
-        NewCondition { type_: READY, status, reason, message: "m".into() }
+        NewCondition {
+            type_: READY,
+            status,
+            reason,
+            message: "m".into(),
+        }
     }
 
     #[test]
@@ -97,7 +111,10 @@ mod tests {
         assert!(set(&mut cs, c(FALSE, "Provisioning"), Some(1), t0));
         assert!(set(&mut cs, c(FALSE, "Booting"), Some(1), t1));
         assert_eq!(cs[0].last_transition_time.0, t0);
-        assert!(!set(&mut cs, c(FALSE, "Booting"), Some(1), t2), "same condition is a no-op");
+        assert!(
+            !set(&mut cs, c(FALSE, "Booting"), Some(1), t2),
+            "same condition is a no-op"
+        );
         assert!(set(&mut cs, c(TRUE, "Running"), Some(1), t2));
         assert_eq!(cs[0].last_transition_time.0, t2);
         assert!(is_true(&cs, READY));
@@ -107,7 +124,17 @@ mod tests {
     fn long_messages_are_cut_on_a_char_boundary() {
         let mut cs = vec![];
         let msg = "é".repeat(MAX_MESSAGE);
-        set(&mut cs, NewCondition { type_: SYNCED, status: FALSE, reason: "X", message: msg }, None, Timestamp::now());
+        set(
+            &mut cs,
+            NewCondition {
+                type_: SYNCED,
+                status: FALSE,
+                reason: "X",
+                message: msg,
+            },
+            None,
+            Timestamp::now(),
+        );
         assert!(cs[0].message.len() <= MAX_MESSAGE + '…'.len_utf8());
     }
 }

@@ -16,8 +16,8 @@ pub use cloud_resource::{CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use common::*;
 pub use training_job::{TrainingJob, TrainingJobSpec, TrainingJobStatus};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every runctl kind.
 pub const GROUP: &str = "runctl.dev";

@@ -81,22 +81,33 @@ pub enum ProviderError {
 impl ProviderError {
     /// A retryable error without a source.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self::Retryable { message: message.into(), retry_after: None, source: None }
+        Self::Retryable {
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
     }
 
     /// A retryable error keeping its source.
     pub fn retryable_from(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Retryable { message: message.into(), retry_after: None, source: Some(source.into()) }
+        Self::Retryable {
+            message: message.into(),
+            retry_after: None,
+            source: Some(source.into()),
+        }
     }
 
     /// How the controller treats this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Retryable { .. } | Self::RateLimited { .. } | Self::Quota { .. } | Self::NotFound { .. } => {
-                ErrorClass::Retryable
-            }
+            Self::Retryable { .. }
+            | Self::RateLimited { .. }
+            | Self::Quota { .. }
+            | Self::NotFound { .. } => ErrorClass::Retryable,
             Self::Capacity { .. } => ErrorClass::Capacity,
-            Self::Authentication { .. } | Self::Billing { .. } | Self::InvalidSpec { .. } => ErrorClass::Terminal,
+            Self::Authentication { .. } | Self::Billing { .. } | Self::InvalidSpec { .. } => {
+                ErrorClass::Terminal
+            }
         }
     }
 
@@ -113,7 +124,9 @@ impl ProviderError {
     /// The provider's suggested wait, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Retryable { retry_after, .. } | Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::Retryable { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -154,18 +167,61 @@ mod tests {
     #[test]
     fn classes_and_reasons() {
         let cases: Vec<(ProviderError, ErrorClass, &str)> = vec![
-            (ProviderError::retryable("x"), ErrorClass::Retryable, "ProviderUnavailable"),
             (
-                ProviderError::RateLimited { message: "x".into(), retry_after: Some(Duration::from_secs(3)) },
+                ProviderError::retryable("x"),
+                ErrorClass::Retryable,
+                "ProviderUnavailable",
+            ),
+            (
+                ProviderError::RateLimited {
+                    message: "x".into(),
+                    retry_after: Some(Duration::from_secs(3)),
+                },
                 ErrorClass::Retryable,
                 "RateLimited",
             ),
-            (ProviderError::Capacity { message: "x".into() }, ErrorClass::Capacity, "InsufficientCapacity"),
-            (ProviderError::Quota { message: "x".into() }, ErrorClass::Retryable, "QuotaExceeded"),
-            (ProviderError::Authentication { message: "x".into() }, ErrorClass::Terminal, "AuthenticationFailed"),
-            (ProviderError::Billing { message: "x".into() }, ErrorClass::Terminal, "InsufficientFunds"),
-            (ProviderError::InvalidSpec { message: "x".into() }, ErrorClass::Terminal, "InvalidSpec"),
-            (ProviderError::NotFound { message: "x".into() }, ErrorClass::Retryable, "NotFound"),
+            (
+                ProviderError::Capacity {
+                    message: "x".into(),
+                },
+                ErrorClass::Capacity,
+                "InsufficientCapacity",
+            ),
+            (
+                ProviderError::Quota {
+                    message: "x".into(),
+                },
+                ErrorClass::Retryable,
+                "QuotaExceeded",
+            ),
+            (
+                ProviderError::Authentication {
+                    message: "x".into(),
+                },
+                ErrorClass::Terminal,
+                "AuthenticationFailed",
+            ),
+            (
+                ProviderError::Billing {
+                    message: "x".into(),
+                },
+                ErrorClass::Terminal,
+                "InsufficientFunds",
+            ),
+            (
+                ProviderError::InvalidSpec {
+                    message: "x".into(),
+                },
+                ErrorClass::Terminal,
+                "InvalidSpec",
+            ),
+            (
+                ProviderError::NotFound {
+                    message: "x".into(),
+                },
+                ErrorClass::Retryable,
+                "NotFound",
+            ),
         ];
         for (err, class, reason) in cases {
             assert_eq!(err.class(), class, "{err}");
@@ -173,7 +229,10 @@ mod tests {
             assert_eq!(err.is_retryable(), class != ErrorClass::Terminal);
             assert_eq!(err.message(), "x");
         }
-        let rl = ProviderError::RateLimited { message: "x".into(), retry_after: Some(Duration::from_secs(3)) };
+        let rl = ProviderError::RateLimited {
+            message: "x".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
         assert_eq!(rl.retry_after(), Some(Duration::from_secs(3)));
     }
 }

@@ -55,11 +55,26 @@ impl ResourceKey {
         let safe: String = self
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(30)
             .collect();
-        let uid: String = self.uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
-        format!("{NAME_PREFIX}-{}-{uid}-a{}", safe.trim_end_matches('-'), self.attempt)
+        let uid: String = self
+            .uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
+        format!(
+            "{NAME_PREFIX}-{}-{uid}-a{}",
+            safe.trim_end_matches('-'),
+            self.attempt
+        )
     }
 
     /// Ownership tags put on the machine at create time.
@@ -67,7 +82,10 @@ impl ResourceKey {
         BTreeMap::from([
             (TAG_INSTALLATION.to_string(), self.installation.clone()),
             (TAG_OWNER_UID.to_string(), self.uid.clone()),
-            (TAG_OWNER.to_string(), format!("{}/{}", self.namespace, self.name)),
+            (
+                TAG_OWNER.to_string(),
+                format!("{}/{}", self.namespace, self.name),
+            ),
             (TAG_ATTEMPT.to_string(), self.attempt.to_string()),
         ])
     }

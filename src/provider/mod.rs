@@ -236,11 +236,16 @@ pub trait Provider: Send + Sync {
     /// Creates the machine for `key`, idempotently: a repeated call for the same key (same
     /// attempt) returns the machine created before, whether or not the first response arrived.
     /// Implementations look for an existing machine of the owner before creating.
-    async fn create(&self, key: &ResourceKey, spec: &MachineSpec) -> Result<Machine, ProviderError>;
+    async fn create(&self, key: &ResourceKey, spec: &MachineSpec)
+    -> Result<Machine, ProviderError>;
 
     /// Finds the machine of `key`: by `known_id` if given, else by owner tag or deterministic
     /// name. `Ok(None)` when none exists (or it is gone from the provider's listing).
-    async fn observe(&self, key: &ResourceKey, known_id: Option<&str>) -> Result<Option<Machine>, ProviderError>;
+    async fn observe(
+        &self,
+        key: &ResourceKey,
+        known_id: Option<&str>,
+    ) -> Result<Option<Machine>, ProviderError>;
 
     /// Every machine of this installation in the account/region, terminated ones included while
     /// the provider still lists them. One batched call (paginated where needed).

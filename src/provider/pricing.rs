@@ -35,7 +35,10 @@ mod tests {
     #[test]
     fn billed_wins_over_estimate() {
         let now = Timestamp::now();
-        assert_eq!(accrued_cost(Some(1.23456), Some(10.0), Some(now), None, now), Some(1.2346));
+        assert_eq!(
+            accrued_cost(Some(1.23456), Some(10.0), Some(now), None, now),
+            Some(1.2346)
+        );
     }
 
     #[test]
@@ -43,8 +46,20 @@ mod tests {
         let t0 = Timestamp::now();
         let end = t0 + SignedDuration::from_mins(30);
         let later = t0 + SignedDuration::from_hours(5);
-        assert_eq!(accrued_cost(None, Some(2.0), Some(t0), Some(end), later), Some(1.0));
-        assert_eq!(accrued_cost(None, Some(2.0), Some(t0), None, t0 + SignedDuration::from_hours(1)), Some(2.0));
+        assert_eq!(
+            accrued_cost(None, Some(2.0), Some(t0), Some(end), later),
+            Some(1.0)
+        );
+        assert_eq!(
+            accrued_cost(
+                None,
+                Some(2.0),
+                Some(t0),
+                None,
+                t0 + SignedDuration::from_hours(1)
+            ),
+            Some(2.0)
+        );
         assert_eq!(accrued_cost(None, None, Some(t0), None, later), None);
     }
 }

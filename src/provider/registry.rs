@@ -76,9 +76,11 @@ impl Credentials {
 
     /// A required value, as a provider error naming the missing key.
     pub fn require(&self, key: &str) -> Result<&str, ProviderError> {
-        self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| ProviderError::Authentication {
-            message: format!("credentials Secret has no key {key:?}"),
-        })
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ProviderError::Authentication {
+                message: format!("credentials Secret has no key {key:?}"),
+            })
     }
 
     /// All values, for secret scrubbing.
@@ -89,7 +91,9 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("keys", &self.values.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Credentials")
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -120,7 +124,10 @@ pub struct BuildContext<'a> {
 }
 
 /// Builds a provider instance; one line per provider.
-async fn build(kind: ProviderKind, ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+async fn build(
+    kind: ProviderKind,
+    ctx: &BuildContext<'_>,
+) -> Result<Arc<dyn Provider>, ProviderError> {
     match kind {
         ProviderKind::Aws => aws::build(ctx).await,
         ProviderKind::Runpod => runpod::build(ctx),
@@ -145,8 +152,17 @@ impl ProviderRegistry {
     }
 
     /// A registry sharing an existing simulated cloud (tests and the demo inspect it).
-    pub fn with_sim(installation: impl Into<String>, config: ProvidersConfig, sim: Arc<sim::SimCloud>) -> Self {
-        Self { installation: installation.into(), config, sim, cache: Mutex::new(HashMap::new()) }
+    pub fn with_sim(
+        installation: impl Into<String>,
+        config: ProvidersConfig,
+        sim: Arc<sim::SimCloud>,
+    ) -> Self {
+        Self {
+            installation: installation.into(),
+            config,
+            sim,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// This installation's id.
@@ -165,7 +181,11 @@ impl ProviderRegistry {
     }
 
     /// The provider for `key`, built on first use with `credentials`.
-    pub async fn get(&self, key: &ProviderKey, credentials: Option<&Credentials>) -> Result<Arc<dyn Provider>, ProviderError> {
+    pub async fn get(
+        &self,
+        key: &ProviderKey,
+        credentials: Option<&Credentials>,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         if let Some(p) = self.cache.lock().get(key) {
             return Ok(p.clone());
         }
@@ -184,7 +204,9 @@ impl ProviderRegistry {
             cache.retain(|k, _| {
                 k.kind != key.kind
                     || k.region != key.region
-                    || k.credentials.as_deref().is_none_or(|c| c.split('@').next() != Some(base))
+                    || k.credentials
+                        .as_deref()
+                        .is_none_or(|c| c.split('@').next() != Some(base))
             });
         }
         Ok(cache.entry(key.clone()).or_insert(provider).clone())
@@ -192,7 +214,12 @@ impl ProviderRegistry {
 
     /// Every provider instance built so far (what the poller and the garbage collector list).
     pub fn instances(&self) -> Vec<(ProviderKey, Arc<dyn Provider>)> {
-        let mut v: Vec<_> = self.cache.lock().iter().map(|(k, p)| (k.clone(), p.clone())).collect();
+        let mut v: Vec<_> = self
+            .cache
+            .lock()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -31,8 +31,14 @@ impl fmt::Debug for Reporting {
         f.debug_struct("Reporting")
             .field("callback_url", &self.callback_url)
             .field("token", &"<redacted>")
-            .field("heartbeat_interval_seconds", &self.heartbeat_interval_seconds)
-            .field("self_terminate_after_seconds", &self.self_terminate_after_seconds)
+            .field(
+                "heartbeat_interval_seconds",
+                &self.heartbeat_interval_seconds,
+            )
+            .field(
+                "self_terminate_after_seconds",
+                &self.self_terminate_after_seconds,
+            )
             .finish()
     }
 }
@@ -111,11 +117,21 @@ impl Workload {
     /// set. Empty when neither command nor args are given and no wrapper is needed (the image's
     /// entrypoint runs).
     pub fn argv(&self) -> Vec<String> {
-        let mut inner: Vec<String> = self.command.iter().chain(self.args.iter()).cloned().collect();
+        let mut inner: Vec<String> = self
+            .command
+            .iter()
+            .chain(self.args.iter())
+            .cloned()
+            .collect();
         if self.reporting.is_none() {
             return inner;
         }
-        let mut argv = vec!["/bin/sh".to_string(), "-c".to_string(), WRAPPER_SCRIPT.to_string(), "runctl-wrapper".to_string()];
+        let mut argv = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            WRAPPER_SCRIPT.to_string(),
+            "runctl-wrapper".to_string(),
+        ];
         argv.append(&mut inner);
         argv
     }
@@ -126,8 +142,14 @@ impl Workload {
         if let Some(r) = &self.reporting {
             env.insert(ENV_REPORT_URL.into(), r.callback_url.clone());
             env.insert(ENV_REPORT_TOKEN.into(), r.token.clone());
-            env.insert(ENV_HEARTBEAT_INTERVAL.into(), r.heartbeat_interval_seconds.to_string());
-            env.insert(ENV_SELF_TERMINATE_AFTER.into(), r.self_terminate_after_seconds.to_string());
+            env.insert(
+                ENV_HEARTBEAT_INTERVAL.into(),
+                r.heartbeat_interval_seconds.to_string(),
+            );
+            env.insert(
+                ENV_SELF_TERMINATE_AFTER.into(),
+                r.self_terminate_after_seconds.to_string(),
+            );
         }
         env
     }
@@ -144,7 +166,10 @@ impl Workload {
 
 /// Quotes a string for a POSIX shell (single quotes, with embedded quotes escaped).
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -174,7 +199,10 @@ mod tests {
             self_terminate_after_seconds: 600,
         });
         let dbg = format!("{wl:?}");
-        assert!(!dbg.contains("s3cr3t") && !dbg.contains("tok-secret"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t") && !dbg.contains("tok-secret"),
+            "{dbg}"
+        );
         assert!(dbg.contains("API_KEY"));
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runctl::provider::{
-    ErrorClass, Machine, MachineSpec, Provider, ProviderError, ResourceKey, ResourceState, Termination,
+    ErrorClass, Machine, MachineSpec, Provider, ProviderError, ResourceKey, ResourceState,
+    Termination,
 };
 
 /// A fault the backend injects into its next create call.
@@ -72,7 +73,9 @@ pub trait Harness: Send + Sync {
         match fault {
             Fault::Capacity => ErrorClass::Capacity,
             Fault::Unauthorized => ErrorClass::Terminal,
-            Fault::RateLimit | Fault::ServerError | Fault::LoseCreateResponse => ErrorClass::Retryable,
+            Fault::RateLimit | Fault::ServerError | Fault::LoseCreateResponse => {
+                ErrorClass::Retryable
+            }
         }
     }
 }
@@ -133,11 +136,18 @@ pub async fn create_is_idempotent<H: Harness>(h: &H) {
     let k = key("idempotent", 1);
     let a = create_with_retries(h, &k).await;
     let b = create_with_retries(h, &k).await;
-    assert_eq!(a.id, b.id, "a repeated create must return the first machine");
+    assert_eq!(
+        a.id, b.id,
+        "a repeated create must return the first machine"
+    );
     assert_eq!(h.live_machines(&k.uid).await, 1);
     assert_eq!(a.owner_uid.as_deref(), Some(k.uid.as_str()));
     assert_eq!(a.attempt, Some(1), "a created machine reports its attempt");
-    assert!(!a.state.is_final(), "a new machine is not already ended: {:?}", a.state);
+    assert!(
+        !a.state.is_final(),
+        "a new machine is not already ended: {:?}",
+        a.state
+    );
 }
 
 /// A create whose response was lost is not repeated as a second machine.
@@ -148,23 +158,40 @@ pub async fn lost_create_response_does_not_duplicate<H: Harness>(h: &H) {
     let k = key("lost-response", 1);
     let first = h.provider().create(&k, &h.spec()).await;
     if let Err(e) = &first {
-        assert!(e.is_retryable(), "a lost response must be retryable, got {e}");
+        assert!(
+            e.is_retryable(),
+            "a lost response must be retryable, got {e}"
+        );
     }
     let m = create_with_retries(h, &k).await;
     if let Ok(f) = first {
         assert_eq!(f.id, m.id);
     }
-    assert_eq!(h.live_machines(&k.uid).await, 1, "exactly one machine after a lost response");
+    assert_eq!(
+        h.live_machines(&k.uid).await,
+        1,
+        "exactly one machine after a lost response"
+    );
 }
 
 /// A machine whose id was lost is found by owner.
 pub async fn lost_id_is_adopted<H: Harness>(h: &H) {
     let k = key("adopt", 1);
     let m = create_with_retries(h, &k).await;
-    let found = h.provider().observe(&k, None).await.expect("observe by owner");
+    let found = h
+        .provider()
+        .observe(&k, None)
+        .await
+        .expect("observe by owner");
     assert_eq!(found.map(|f| f.id), Some(m.id));
     let other = key("adopt-other", 1);
-    assert!(h.provider().observe(&other, None).await.expect("observe").is_none());
+    assert!(
+        h.provider()
+            .observe(&other, None)
+            .await
+            .expect("observe")
+            .is_none()
+    );
 }
 
 /// Different attempts of one owner are different machines.
@@ -186,9 +213,15 @@ pub async fn list_is_batched<H: Harness>(h: &H) {
     }
     let all = h.provider().list().await.expect("list");
     let mut seen = std::collections::HashSet::new();
-    assert!(all.iter().all(|m| seen.insert(m.id.as_str())), "list returns each machine once");
+    assert!(
+        all.iter().all(|m| seen.insert(m.id.as_str())),
+        "list returns each machine once"
+    );
     for (k, id) in ks.iter().zip(&ids) {
-        let m = all.iter().find(|m| &m.id == id).unwrap_or_else(|| panic!("{id} missing from list"));
+        let m = all
+            .iter()
+            .find(|m| &m.id == id)
+            .unwrap_or_else(|| panic!("{id} missing from list"));
         assert_eq!(m.owner_uid.as_deref(), Some(k.uid.as_str()));
         assert_eq!(m.attempt, Some(1));
     }
@@ -206,18 +239,30 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
         Drive::Vanish,
     ];
     for event in events {
-        let Some((state, reason)) = h.expected(event) else { continue };
+        let Some((state, reason)) = h.expected(event) else {
+            continue;
+        };
         let k = key("states", 1);
         let m = create_with_retries(h, &k).await;
         // Events happen to running machines; a backend that cannot force booting lets it boot.
         if event != Drive::Running {
             let _ = h.drive(&m.id, Drive::Running).await;
-            observe_until(h, &k, &m.id, |o| o.as_ref().is_some_and(|x| x.state == ResourceState::Running)).await;
+            observe_until(h, &k, &m.id, |o| {
+                o.as_ref()
+                    .is_some_and(|x| x.state == ResourceState::Running)
+            })
+            .await;
         }
-        assert!(h.drive(&m.id, event).await, "backend could not drive {event:?}");
+        assert!(
+            h.drive(&m.id, event).await,
+            "backend could not drive {event:?}"
+        );
         let seen = observe_until(h, &k, &m.id, |o| match o {
             Some(x) => x.state == state && x.reason == reason,
-            None => state == ResourceState::Terminated || reason == runctl::provider::reasons::DISAPPEARED,
+            None => {
+                state == ResourceState::Terminated
+                    || reason == runctl::provider::reasons::DISAPPEARED
+            }
         })
         .await;
         if let Some(x) = &seen {
@@ -233,16 +278,33 @@ pub async fn states_are_normalized<H: Harness>(h: &H) {
 
 /// Each injected fault comes back with its class.
 pub async fn errors_are_classified<H: Harness>(h: &H) {
-    for fault in [Fault::Capacity, Fault::RateLimit, Fault::ServerError, Fault::Unauthorized] {
+    for fault in [
+        Fault::Capacity,
+        Fault::RateLimit,
+        Fault::ServerError,
+        Fault::Unauthorized,
+    ] {
         if !h.inject(fault).await {
             continue;
         }
         let k = key("errors", 1);
-        let err = h.provider().create(&k, &h.spec()).await.expect_err(&format!("{fault:?} must fail the create"));
+        let err = h
+            .provider()
+            .create(&k, &h.spec())
+            .await
+            .expect_err(&format!("{fault:?} must fail the create"));
         assert_eq!(err.class(), h.expected_class(fault), "{fault:?}: {err}");
-        assert_eq!(h.live_machines(&k.uid).await, 0, "{fault:?} must not leave a machine");
+        assert_eq!(
+            h.live_machines(&k.uid).await,
+            0,
+            "{fault:?} must not leave a machine"
+        );
         let m = create_with_retries(h, &k).await;
-        assert_eq!(m.owner_uid.as_deref(), Some(k.uid.as_str()), "{fault:?} must fail one call only");
+        assert_eq!(
+            m.owner_uid.as_deref(),
+            Some(k.uid.as_str()),
+            "{fault:?} must fail one call only"
+        );
         assert_eq!(h.live_machines(&k.uid).await, 1);
     }
 }
@@ -264,14 +326,31 @@ pub async fn terminate_is_idempotent<H: Harness>(h: &H) {
     }
     assert!(gone, "terminate must reach Gone");
     assert_eq!(h.live_machines(&k.uid).await, 0);
-    let after = p.observe(&k, Some(&m.id)).await.expect("observe after terminate");
+    let after = p
+        .observe(&k, Some(&m.id))
+        .await
+        .expect("observe after terminate");
     if let Some(x) = after {
-        assert!(x.state.is_final(), "a terminated machine reports a final state, got {:?}", x.state);
+        assert!(
+            x.state.is_final(),
+            "a terminated machine reports a final state, got {:?}",
+            x.state
+        );
     }
-    let by_owner = p.observe(&k, None).await.expect("observe by owner after terminate");
+    let by_owner = p
+        .observe(&k, None)
+        .await
+        .expect("observe by owner after terminate");
     if let Some(x) = by_owner {
-        assert_eq!(x.id, m.id, "observe by owner finds the terminated machine or nothing");
-        assert!(x.state.is_final(), "a terminated machine reports a final state, got {:?}", x.state);
+        assert_eq!(
+            x.id, m.id,
+            "observe by owner finds the terminated machine or nothing"
+        );
+        assert!(
+            x.state.is_final(),
+            "a terminated machine reports a final state, got {:?}",
+            x.state
+        );
     }
 }
 
@@ -285,24 +364,40 @@ pub async fn vanished_machine_is_gone<H: Harness>(h: &H) {
     let p = h.provider();
     let mut gone = false;
     for _ in 0..100 {
-        if p.terminate(&m.id).await.expect("terminate a vanished machine") == Termination::Gone {
+        if p.terminate(&m.id)
+            .await
+            .expect("terminate a vanished machine")
+            == Termination::Gone
+        {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "terminating a vanished machine must reach Gone");
-    if let Some(x) = p.observe(&k, Some(&m.id)).await.expect("observe a vanished machine") {
-        assert!(x.state.is_final(), "a vanished machine is not billing, got {:?}", x.state);
+    if let Some(x) = p
+        .observe(&k, Some(&m.id))
+        .await
+        .expect("observe a vanished machine")
+    {
+        assert!(
+            x.state.is_final(),
+            "a vanished machine is not billing, got {:?}",
+            x.state
+        );
     }
 }
 
 /// Workload env values (which may be Secret values) never show in what the provider returns.
 pub async fn secrets_stay_out_of_machines<H: Harness>(h: &H) {
     let mut spec = h.spec();
-    let Some(workload) = spec.workload.as_mut() else { return };
+    let Some(workload) = spec.workload.as_mut() else {
+        return;
+    };
     let secret = format!("conformance-secret-{}", uuid::Uuid::new_v4().simple());
-    workload.env.insert("RUNCTL_CONFORMANCE_SECRET".into(), secret.clone());
+    workload
+        .env
+        .insert("RUNCTL_CONFORMANCE_SECRET".into(), secret.clone());
     let k = key("secrets", 1);
     let p = h.provider();
     let mut created = None;
@@ -313,7 +408,10 @@ pub async fn secrets_stay_out_of_machines<H: Harness>(h: &H) {
                 break;
             }
             Err(e) => {
-                assert!(!format!("{e} {e:?}").contains(&secret), "an error shows a secret: {e}");
+                assert!(
+                    !format!("{e} {e:?}").contains(&secret),
+                    "an error shows a secret: {e}"
+                );
                 assert!(e.is_retryable(), "create failed terminally: {e}");
             }
         }
@@ -323,13 +421,19 @@ pub async fn secrets_stay_out_of_machines<H: Harness>(h: &H) {
     let observed = p.observe(&k, Some(&m.id)).await.expect("observe");
     let listed = p.list().await.expect("list");
     let text = format!("{m:?} {observed:?} {listed:?}");
-    assert!(!text.contains(&secret), "a machine shows a workload env value");
+    assert!(
+        !text.contains(&secret),
+        "a machine shows a workload env value"
+    );
 }
 
 /// Prices are positive.
 pub async fn prices_are_quoted<H: Harness>(h: &H) {
     let q = h.provider().price(&h.spec()).await.expect("price");
-    assert!(q.per_hour > 0.0 && q.per_hour.is_finite(), "price per hour must be positive: {q:?}");
+    assert!(
+        q.per_hour > 0.0 && q.per_hour.is_finite(),
+        "price per hour must be positive: {q:?}"
+    );
 }
 
 /// Runs every check.

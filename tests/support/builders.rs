@@ -13,9 +13,14 @@ pub struct CloudResourceBuilder {
 impl CloudResourceBuilder {
     /// A sim machine of type `sim.a100`.
     pub fn sim(name: &str) -> Self {
-        let spec: CloudResourceSpec = serde_json::from_value(serde_json::json!({"provider": "sim", "instanceType": "sim.a100"}))
-            .expect("valid spec");
-        Self { name: name.into(), spec }
+        let spec: CloudResourceSpec = serde_json::from_value(
+            serde_json::json!({"provider": "sim", "instanceType": "sim.a100"}),
+        )
+        .expect("valid spec");
+        Self {
+            name: name.into(),
+            spec,
+        }
     }
 
     /// Sets the provider.
@@ -53,7 +58,11 @@ impl CloudResourceBuilder {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self = self.image("busybox");
         if let Some(w) = self.spec.workload.as_mut() {
-            w.env.push(EnvVar { name: name.into(), value: Some(value.into()), value_from: None });
+            w.env.push(EnvVar {
+                name: name.into(),
+                value: Some(value.into()),
+                value_from: None,
+            });
         }
         self
     }
@@ -65,7 +74,12 @@ impl CloudResourceBuilder {
             w.env.push(EnvVar {
                 name: name.into(),
                 value: None,
-                value_from: Some(EnvVarSource { secret_key_ref: SecretKeyRef { name: secret.into(), key: key.into() } }),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: SecretKeyRef {
+                        name: secret.into(),
+                        key: key.into(),
+                    },
+                }),
             });
         }
         self

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use runctl::controller::backoff::BackoffConfig;
 use runctl::controller::{Context, ControllerConfig};
 use runctl::metrics::Metrics;
@@ -31,7 +31,12 @@ pub struct TestEnv {
 /// Fast simulator timings for tests.
 pub fn fast_sim() -> SimConfig {
     // The sim's reporting wrapper is off: these tests play the workload's side themselves.
-    SimConfig { provision_ms: 50, boot_ms: 300, reporting: false, ..SimConfig::default() }
+    SimConfig {
+        provision_ms: 50,
+        boot_ms: 300,
+        reporting: false,
+        ..SimConfig::default()
+    }
 }
 
 /// Controller settings with short intervals for tests.
@@ -41,7 +46,10 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
         poll_interval: Duration::from_millis(500),
         transition_poll_interval: Duration::from_millis(200),
         cost_refresh_interval: Duration::from_secs(1),
-        backoff: BackoffConfig { base: Duration::from_millis(200), max: Duration::from_secs(2) },
+        backoff: BackoffConfig {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
         concurrency: 8,
         watch_namespace: None,
         instance: instance.into(),
@@ -51,7 +59,11 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
 impl TestEnv {
     /// Starts the API server, installs the CRDs and creates a simulated cloud.
     pub async fn start(sim: SimConfig) -> Self {
-        Self::start_with(ProvidersConfig { sim, ..ProvidersConfig::default() }).await
+        Self::start_with(ProvidersConfig {
+            sim,
+            ..ProvidersConfig::default()
+        })
+        .await
     }
 
     /// Like [`start`](Self::start) with a full provider configuration (real providers pointed
@@ -61,7 +73,12 @@ impl TestEnv {
         let client = server.client();
         install_crds(&client).await;
         let sim = Arc::new(SimCloud::new(providers.sim.clone()));
-        Self { server, client, sim, providers }
+        Self {
+            server,
+            client,
+            sim,
+            providers,
+        }
     }
 
     /// Creates a Secret in `default` with string data.
@@ -69,28 +86,50 @@ impl TestEnv {
         use k8s_openapi::api::core::v1::Secret;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), "default");
         let secret = Secret {
-            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             data: Some(
                 data.iter()
-                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
                     .collect(),
             ),
             ..Default::default()
         };
-        api.create(&PostParams::default(), &secret).await.expect("create Secret");
+        api.create(&PostParams::default(), &secret)
+            .await
+            .expect("create Secret");
     }
 
     /// A provider registry bound to this environment's simulated cloud.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
-        Arc::new(ProviderRegistry::with_sim("test", self.providers.clone(), self.sim.clone()))
+        Arc::new(ProviderRegistry::with_sim(
+            "test",
+            self.providers.clone(),
+            self.sim.clone(),
+        ))
     }
 
     /// Starts the CloudResource controller (the same code `runctl run` runs).
     pub fn start_controller(&self, config: ControllerConfig) -> Running {
-        let ctx = Arc::new(Context::new(self.client.clone(), self.registry(), Arc::new(Metrics::new()), config));
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.registry(),
+            Arc::new(Metrics::new()),
+            config,
+        ));
         let token = CancellationToken::new();
         let stop = token.clone();
-        let handle = tokio::spawn(runctl::controller::cloud_resource::run(ctx.clone(), async move { stop.cancelled().await }));
+        let handle = tokio::spawn(runctl::controller::cloud_resource::run(
+            ctx.clone(),
+            async move { stop.cancelled().await },
+        ));
         Running { token, handle, ctx }
     }
 }
@@ -119,7 +158,9 @@ impl Running {
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in runctl::crd::all() {
-        api.create(&PostParams::default(), &crd).await.expect("install CRD");
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("install CRD");
     }
 }
 

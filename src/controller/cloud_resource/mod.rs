@@ -35,7 +35,9 @@ use tracing::{debug, info, warn};
 
 use super::fleet::metered;
 use super::{Context, FIELD_MANAGER};
-use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, PendingCreate, ResourceState};
+use crate::crd::cloud_resource::{
+    CloudResource, CloudResourceStatus, PendingCreate, ResourceState,
+};
 use crate::provider::registry::{Credentials, ProviderKey};
 use crate::provider::{Provider, ProviderError, ResourceKey, Termination};
 use plan::{ApplyInput, ApplyPlan, CleanupPlan};
@@ -96,7 +98,9 @@ impl Error {
         match self {
             Self::MissingMetadata => "MissingMetadata",
             Self::Credentials(e) | Self::Workload(e) => e.reason(),
-            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.reason(),
+            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => {
+                e.reason()
+            }
             Self::WriteStatus(_) => "StatusWriteFailed",
             Self::ReadStatus(_) => "StatusReadFailed",
             Self::Record(_) => "CreationRecordFailed",
@@ -107,7 +111,9 @@ impl Error {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => e.retry_after(),
+            Self::ProviderSetup(e) | Self::Observe(e) | Self::Create(e) | Self::Terminate(e) => {
+                e.retry_after()
+            }
             _ => None,
         }
     }
@@ -160,7 +166,12 @@ impl Target {
 
     /// Writes `next` with server-side apply when it is worth a write; remembers it as current.
     async fn write(&mut self, ctx: &Context, next: CloudResourceStatus) -> Result<(), Error> {
-        if !status::worth_writing(&self.status, &next, ctx.config.cost_refresh_interval, Timestamp::now()) {
+        if !status::worth_writing(
+            &self.status,
+            &next,
+            ctx.config.cost_refresh_interval,
+            Timestamp::now(),
+        ) {
             return Ok(());
         }
         let patch = serde_json::json!({
@@ -168,11 +179,21 @@ impl Target {
             "kind": "CloudResource",
             "status": next,
         });
-        match self.api.patch_status(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
+        match self
+            .api
+            .patch_status(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             // The object is gone (a reconcile from a cache that has not seen the deletion yet):
             // there is no status left to write.
-            Err(kube::Error::Api(s)) if s.code == 404 => debug!(name = %self.name, "object gone; status not written"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                debug!(name = %self.name, "object gone; status not written")
+            }
             Err(e) => return Err(Error::WriteStatus(e)),
         }
         self.status = next;
@@ -181,7 +202,11 @@ impl Target {
 }
 
 /// Resolves the provider instance (account and region) of an object.
-async fn provider_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
+async fn provider_for(
+    cr: &CloudResource,
+    t: &Target,
+    ctx: &Context,
+) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
     let kind = cr.spec.provider;
     let cfg = ctx.registry.config();
     let region = spec::region_for(&cr.spec, cfg.default_region(kind));
@@ -200,18 +225,34 @@ pub async fn provider_instance(
     let (credentials, cred_id) = match secret {
         None => (None, None),
         Some((ns, name)) => {
-            let (data, rv) = spec::read_secret(&ctx.client, &ns, &name).await.map_err(Error::Credentials)?;
-            (Some(Credentials::new(data)), Some(format!("{ns}/{name}@{rv}")))
+            let (data, rv) = spec::read_secret(&ctx.client, &ns, &name)
+                .await
+                .map_err(Error::Credentials)?;
+            (
+                Some(Credentials::new(data)),
+                Some(format!("{ns}/{name}@{rv}")),
+            )
         }
     };
-    let key = ProviderKey { kind, region, credentials: cred_id };
-    let provider = ctx.registry.get(&key, credentials.as_ref()).await.map_err(Error::ProviderSetup)?;
+    let key = ProviderKey {
+        kind,
+        region,
+        credentials: cred_id,
+    };
+    let provider = ctx
+        .registry
+        .get(&key, credentials.as_ref())
+        .await
+        .map_err(Error::ProviderSetup)?;
     Ok((key, provider))
 }
 
 /// The credentials Secret (namespace, name) of an object: its own, else the operator default.
 fn credentials_ref(cr: &CloudResource, namespace: &str, ctx: &Context) -> Option<(String, String)> {
-    match (&cr.spec.credentials_secret_ref, ctx.registry.config().default_credentials(cr.spec.provider)) {
+    match (
+        &cr.spec.credentials_secret_ref,
+        ctx.registry.config().default_credentials(cr.spec.provider),
+    ) {
         (Some(own), _) => Some((namespace.to_string(), own.name.clone())),
         (None, Some(default)) => Some((default.namespace.clone(), default.name.clone())),
         (None, None) => None,
@@ -219,7 +260,13 @@ fn credentials_ref(cr: &CloudResource, namespace: &str, ctx: &Context) -> Option
 }
 
 /// The creation record of `key`'s attempt.
-fn creation_record(cr: &CloudResource, t: &Target, ctx: &Context, pkey: &ProviderKey, key: &ResourceKey) -> record::CreationRecord {
+fn creation_record(
+    cr: &CloudResource,
+    t: &Target,
+    ctx: &Context,
+    pkey: &ProviderKey,
+    key: &ResourceKey,
+) -> record::CreationRecord {
     record::CreationRecord {
         installation: key.installation.clone(),
         namespace: t.namespace.clone(),
@@ -230,7 +277,8 @@ fn creation_record(cr: &CloudResource, t: &Target, ctx: &Context, pkey: &Provide
         machine_name: key.machine_name(),
         provider: pkey.kind,
         region: pkey.region.clone(),
-        credentials: credentials_ref(cr, &t.namespace, ctx).map(|(ns, name)| format!("{ns}/{name}")),
+        credentials: credentials_ref(cr, &t.namespace, ctx)
+            .map(|(ns, name)| format!("{ns}/{name}")),
         created_at: Timestamp::now(),
     }
 }
@@ -238,7 +286,9 @@ fn creation_record(cr: &CloudResource, t: &Target, ctx: &Context, pkey: &Provide
 /// Removes the creation record of the object's current attempt, if it has one.
 async fn forget_record(t: &Target, ctx: &Context) -> Result<(), Error> {
     match &t.status.pending_create {
-        Some(intent) => record::forget(&ctx.client, &t.namespace, &intent.token).await.map_err(Error::Record),
+        Some(intent) => record::forget(&ctx.client, &t.namespace, &intent.token)
+            .await
+            .map_err(Error::Record),
         None => Ok(()),
     }
 }
@@ -254,7 +304,12 @@ fn requeue_for(state: Option<ResourceState>, ctx: &Context) -> Action {
 }
 
 /// Records a state transition as an event.
-async fn announce(cr: &CloudResource, ctx: &Context, before: Option<ResourceState>, after: &CloudResourceStatus) {
+async fn announce(
+    cr: &CloudResource,
+    ctx: &Context,
+    before: Option<ResourceState>,
+    after: &CloudResourceStatus,
+) {
     if before == after.state {
         return;
     }
@@ -273,7 +328,11 @@ async fn announce(cr: &CloudResource, ctx: &Context, before: Option<ResourceStat
         "{} ({}){}",
         state.as_str(),
         after.reason.as_deref().unwrap_or("-"),
-        after.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        after
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
     );
     ctx.publish(cr, type_, reason, "Observe", note).await;
 }
@@ -283,14 +342,29 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     let (pkey, provider) = match provider_for(&cr, &t, ctx).await {
         Ok(p) => p,
         Err(e) => {
-            let next = status::blocked(&t.status, e.reason(), e.to_string(), t.generation, Timestamp::now());
+            let next = status::blocked(
+                &t.status,
+                e.reason(),
+                e.to_string(),
+                t.generation,
+                Timestamp::now(),
+            );
             t.write(ctx, next).await?;
             return Err(e);
         }
     };
     let rkey = t.key(ctx, t.attempt());
     let machine = if plan::needs_observation(&t.status) {
-        match ctx.fleet.observe(&pkey, provider.as_ref(), &rkey, t.status.provider_id.as_deref()).await {
+        match ctx
+            .fleet
+            .observe(
+                &pkey,
+                provider.as_ref(),
+                &rkey,
+                t.status.provider_id.as_deref(),
+            )
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 let next = status::failed(&t.status, &e, false, t.generation, Timestamp::now());
@@ -318,7 +392,13 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
         // wrote last (a terminal failure, an id), and planning on a stale view would call create
         // again. Creates are rare, so the extra read is cheap. When the cache is behind, try
         // again shortly instead of acting on it.
-        let fresh = t.api.get_status(&t.name).await.map_err(Error::ReadStatus)?.status.unwrap_or_default();
+        let fresh = t
+            .api
+            .get_status(&t.name)
+            .await
+            .map_err(Error::ReadStatus)?
+            .status
+            .unwrap_or_default();
         if fresh != t.status {
             debug!(name = %t.name, "cache behind our last status write; replanning shortly");
             return Ok(Action::requeue(Duration::from_millis(250)));
@@ -336,15 +416,26 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
                 generation: t.generation,
             };
             // The intent must be durable before the create call.
-            t.write(ctx, status::intent(&t.status, intent, t.generation, now)).await?;
+            t.write(ctx, status::intent(&t.status, intent, t.generation, now))
+                .await?;
             create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &key).await
         }
         ApplyPlan::Create => create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &rkey).await,
         ApplyPlan::Track => {
-            let m = machine.as_ref().expect("Track is planned only with a machine");
-            let (quote, source) = if t.status.cost_per_hour.is_none() && m.price_per_hour.is_none() {
+            let m = machine
+                .as_ref()
+                .expect("Track is planned only with a machine");
+            let (quote, source) = if t.status.cost_per_hour.is_none() && m.price_per_hour.is_none()
+            {
                 let spec = spec::build(&cr.spec, pkey.region.clone(), None);
-                match metered(&ctx.metrics, provider.as_ref(), "price", provider.price(&spec)).await {
+                match metered(
+                    &ctx.metrics,
+                    provider.as_ref(),
+                    "price",
+                    provider.price(&spec),
+                )
+                .await
+                {
                     Ok(q) => (Some(q.per_hour), Some(q.source)),
                     Err(e) => {
                         warn!(name = %t.name, error = %e, "price lookup failed");
@@ -360,22 +451,42 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             Ok(requeue_for(t.status.state, ctx))
         }
         ApplyPlan::Terminate { reason } => {
-            let id = t.status.provider_id.clone().or_else(|| machine.as_ref().map(|m| m.id.clone()));
+            let id = t
+                .status
+                .provider_id
+                .clone()
+                .or_else(|| machine.as_ref().map(|m| m.id.clone()));
             if let Some(id) = id {
-                metered(&ctx.metrics, provider.as_ref(), "terminate", provider.terminate(&id)).await.map_err(Error::Terminate)?;
+                metered(
+                    &ctx.metrics,
+                    provider.as_ref(),
+                    "terminate",
+                    provider.terminate(&id),
+                )
+                .await
+                .map_err(Error::Terminate)?;
                 ctx.fleet.invalidate(&pkey);
-                ctx.publish(cr.as_ref(), EventType::Normal, "MaxLifetimeExceeded", "Terminate", format!("terminating machine {id}: maxLifetimeSeconds reached")).await;
+                ctx.publish(
+                    cr.as_ref(),
+                    EventType::Normal,
+                    "MaxLifetimeExceeded",
+                    "Terminate",
+                    format!("terminating machine {id}: maxLifetimeSeconds reached"),
+                )
+                .await;
             }
             let mut next = t.status.clone();
             if let Some(m) = &machine {
                 next = status::track(&next, m, None, None, t.generation, now);
             }
-            t.write(ctx, status::terminating(&next, reason, t.generation, now)).await?;
+            t.write(ctx, status::terminating(&next, reason, t.generation, now))
+                .await?;
             Ok(Action::requeue(ctx.config.transition_poll_interval))
         }
         ApplyPlan::WaitForChange | ApplyPlan::Done => Ok(Action::await_change()),
         ApplyPlan::Lost => {
-            t.write(ctx, status::lost(&t.status, t.generation, now)).await?;
+            t.write(ctx, status::lost(&t.status, t.generation, now))
+                .await?;
             announce(&cr, ctx, before, &t.status).await;
             Ok(Action::await_change())
         }
@@ -394,7 +505,13 @@ async fn create(
         Ok(s) => s,
         Err(e) => {
             let err = Error::Workload(e);
-            let next = status::blocked(&t.status, err.reason(), err.to_string(), t.generation, Timestamp::now());
+            let next = status::blocked(
+                &t.status,
+                err.reason(),
+                err.to_string(),
+                t.generation,
+                Timestamp::now(),
+            );
             t.write(ctx, next).await?;
             return Err(err);
         }
@@ -408,26 +525,58 @@ async fn create(
     };
     // The creation record must be durable before the create call: the orphan reaper deletes
     // only machines it holds a record for.
-    record::ensure(&ctx.client, &creation_record(cr, t, ctx, pkey, key)).await.map_err(Error::Record)?;
+    record::ensure(&ctx.client, &creation_record(cr, t, ctx, pkey, key))
+        .await
+        .map_err(Error::Record)?;
     info!(name = %t.name, namespace = %t.namespace, provider = %provider.kind(), machine = %spec.machine_type(), attempt = key.attempt, "creating machine");
-    let result = metered(&ctx.metrics, provider, "create", provider.create(key, &spec)).await;
+    let result = metered(
+        &ctx.metrics,
+        provider,
+        "create",
+        provider.create(key, &spec),
+    )
+    .await;
     let now = Timestamp::now();
     let before = t.status.state;
     match result {
         Ok(m) => {
             ctx.fleet.invalidate(pkey);
-            let next = status::track(&t.status, &m, quote.as_ref().map(|q| q.per_hour), quote.as_ref().map(|q| q.source), t.generation, now);
+            let next = status::track(
+                &t.status,
+                &m,
+                quote.as_ref().map(|q| q.per_hour),
+                quote.as_ref().map(|q| q.source),
+                t.generation,
+                now,
+            );
             t.write(ctx, next).await?;
-            ctx.publish(cr, EventType::Normal, "MachineCreated", "Create", format!("{} machine {} ({}) for attempt {}", provider.kind(), m.id, spec.machine_type(), key.attempt)).await;
+            ctx.publish(
+                cr,
+                EventType::Normal,
+                "MachineCreated",
+                "Create",
+                format!(
+                    "{} machine {} ({}) for attempt {}",
+                    provider.kind(),
+                    m.id,
+                    spec.machine_type(),
+                    key.attempt
+                ),
+            )
+            .await;
             announce(cr, ctx, before, &t.status).await;
             Ok(requeue_for(t.status.state, ctx))
         }
         Err(e) => {
-            t.write(ctx, status::failed(&t.status, &e, true, t.generation, now)).await?;
-            ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string()).await;
+            t.write(ctx, status::failed(&t.status, &e, true, t.generation, now))
+                .await?;
+            ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string())
+                .await;
             match e {
                 ProviderError::InvalidSpec { .. } => Ok(Action::await_change()),
-                ProviderError::Authentication { .. } | ProviderError::Billing { .. } => Ok(Action::requeue(ACCOUNT_RETRY)),
+                ProviderError::Authentication { .. } | ProviderError::Billing { .. } => {
+                    Ok(Action::requeue(ACCOUNT_RETRY))
+                }
                 other => Err(Error::Create(other)),
             }
         }
@@ -442,17 +591,28 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             // A released machine is no longer runctl's: the reaper must not touch it.
             forget_record(&t, ctx).await?;
             let note = match reason {
-                "Orphaned" => format!("deletionPolicy Orphan: machine {} left running", t.status.provider_id.as_deref().unwrap_or("-")),
+                "Orphaned" => format!(
+                    "deletionPolicy Orphan: machine {} left running",
+                    t.status.provider_id.as_deref().unwrap_or("-")
+                ),
                 _ => "no machine was created".to_string(),
             };
-            ctx.publish(cr.as_ref(), EventType::Normal, reason, "Delete", note).await;
+            ctx.publish(cr.as_ref(), EventType::Normal, reason, "Delete", note)
+                .await;
             return Ok(Action::await_change());
         }
         CleanupPlan::Terminate { id } => id,
         CleanupPlan::FindByOwner => {
             let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
             let key = t.key(ctx, t.attempt());
-            let found = metered(&ctx.metrics, provider.as_ref(), "observe", provider.observe(&key, None)).await.map_err(Error::Observe)?;
+            let found = metered(
+                &ctx.metrics,
+                provider.as_ref(),
+                "observe",
+                provider.observe(&key, None),
+            )
+            .await
+            .map_err(Error::Observe)?;
             match found {
                 Some(m) if m.is_billable() => {
                     ctx.fleet.invalidate(&pkey);
@@ -464,14 +624,27 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
                     if let Err(e) = forget_record(&t, ctx).await {
                         warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
                     }
-                    ctx.publish(cr.as_ref(), EventType::Normal, "NothingToDelete", "Delete", "no machine exists for the recorded create intent".into()).await;
+                    ctx.publish(
+                        cr.as_ref(),
+                        EventType::Normal,
+                        "NothingToDelete",
+                        "Delete",
+                        "no machine exists for the recorded create intent".into(),
+                    )
+                    .await;
                     return Ok(Action::await_change());
                 }
             }
         }
     };
     let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
-    let outcome = metered(&ctx.metrics, provider.as_ref(), "terminate", provider.terminate(&id)).await;
+    let outcome = metered(
+        &ctx.metrics,
+        provider.as_ref(),
+        "terminate",
+        provider.terminate(&id),
+    )
+    .await;
     ctx.fleet.invalidate(&pkey);
     match outcome {
         Ok(Termination::Gone) => {
@@ -486,18 +659,37 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             if let Err(e) = forget_record(&t, ctx).await {
                 warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
             }
-            ctx.publish(cr.as_ref(), EventType::Normal, "MachineTerminated", "Delete", format!("machine {id} is gone")).await;
+            ctx.publish(
+                cr.as_ref(),
+                EventType::Normal,
+                "MachineTerminated",
+                "Delete",
+                format!("machine {id} is gone"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Ok(Termination::InProgress) => {
             let before = t.status.state;
-            t.write(ctx, status::terminating(&t.status, "Deleting", t.generation, now)).await?;
+            t.write(
+                ctx,
+                status::terminating(&t.status, "Deleting", t.generation, now),
+            )
+            .await?;
             announce(&cr, ctx, before, &t.status).await;
             Err(Error::StillTerminating(ctx.config.transition_poll_interval))
         }
         Err(e) => {
-            t.write(ctx, status::failed(&t.status, &e, false, t.generation, now)).await?;
-            ctx.publish(cr.as_ref(), EventType::Warning, e.reason(), "Delete", format!("terminating machine {id} failed: {e}")).await;
+            t.write(ctx, status::failed(&t.status, &e, false, t.generation, now))
+                .await?;
+            ctx.publish(
+                cr.as_ref(),
+                EventType::Warning,
+                e.reason(),
+                "Delete",
+                format!("terminating machine {id} failed: {e}"),
+            )
+            .await;
             Err(Error::Terminate(e))
         }
     }
@@ -518,7 +710,9 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
     let result = match result {
         // Removing the finalizer of an object that is already gone: a reconcile from a cache
         // that had not seen the deletion yet. Nothing is left to do.
-        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => Ok(Action::await_change()),
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
         other => other.map_err(Error::flatten),
     };
     if result.is_ok() {
@@ -533,13 +727,18 @@ fn error_policy(cr: Arc<CloudResource>, err: &Error, ctx: Arc<Context>) -> Actio
         return Action::requeue(*after);
     }
     ctx.metrics.reconcile_error(CONTROLLER, err.reason());
-    let delay = ctx.backoff.failure(&cr.uid().unwrap_or_default(), err.retry_after());
+    let delay = ctx
+        .backoff
+        .failure(&cr.uid().unwrap_or_default(), err.retry_after());
     warn!(name = %cr.name_any(), namespace = ?cr.namespace(), reason = err.reason(), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 /// Runs the CloudResource controller until `shutdown` completes.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let api: Api<CloudResource> = match &ctx.config.watch_namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
@@ -565,7 +764,8 @@ async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, c
     let mut tick = tokio::time::interval(ctx.config.poll_interval.max(Duration::from_secs(1)));
     loop {
         tick.tick().await;
-        let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = Default::default();
+        let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> =
+            Default::default();
         let mut spend: std::collections::BTreeMap<&'static str, (f64, f64)> = Default::default();
         for cr in store.state() {
             let provider = cr.spec.provider.as_str();
@@ -578,7 +778,8 @@ async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, c
             }
             entry.1 += status.accrued_cost.unwrap_or(0.0);
         }
-        let rows: Vec<(&'static str, &'static str, i64)> = counts.into_iter().map(|((p, s), n)| (p, s, n)).collect();
+        let rows: Vec<(&'static str, &'static str, i64)> =
+            counts.into_iter().map(|((p, s), n)| (p, s, n)).collect();
         ctx.metrics.set_objects("CloudResource", &rows);
         for (provider, (per_hour, accrued)) in spend {
             ctx.metrics.set_spend(provider, per_hour, accrued);

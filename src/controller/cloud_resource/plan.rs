@@ -8,7 +8,8 @@ use crate::crd::{DeletionPolicy, condition};
 use crate::provider::Machine;
 
 /// Condition reasons that mean "do not call create again until something changes".
-pub const TERMINAL_REASONS: [&str; 3] = ["InvalidSpec", "AuthenticationFailed", "InsufficientFunds"];
+pub const TERMINAL_REASONS: [&str; 3] =
+    ["InvalidSpec", "AuthenticationFailed", "InsufficientFunds"];
 
 /// Reason: the machine outlived `maxLifetimeSeconds`.
 pub const MAX_LIFETIME_EXCEEDED: &str = "MaxLifetimeExceeded";
@@ -72,7 +73,9 @@ pub fn plan_apply(input: ApplyInput<'_>) -> ApplyPlan {
     }
     if let Some(m) = input.machine {
         if m.is_billable() && lifetime_exceeded(m, input.max_lifetime_seconds, input.now) {
-            return ApplyPlan::Terminate { reason: MAX_LIFETIME_EXCEEDED };
+            return ApplyPlan::Terminate {
+                reason: MAX_LIFETIME_EXCEEDED,
+            };
         }
         return ApplyPlan::Track;
     }
@@ -88,7 +91,9 @@ pub fn plan_apply(input: ApplyInput<'_>) -> ApplyPlan {
         }
         // The spec changed after a terminal failure: a new attempt gets a new token (EC2 rejects
         // a reused token with different parameters).
-        return ApplyPlan::RecordIntent { attempt: intent.attempt + 1 };
+        return ApplyPlan::RecordIntent {
+            attempt: intent.attempt + 1,
+        };
     }
     ApplyPlan::Create
 }
@@ -132,7 +137,9 @@ pub fn plan_cleanup(policy: DeletionPolicy, status: &CloudResourceStatus) -> Cle
     match (&status.provider_id, &status.pending_create) {
         (Some(id), _) => CleanupPlan::Terminate { id: id.clone() },
         (None, Some(_)) => CleanupPlan::FindByOwner,
-        (None, None) => CleanupPlan::Release { reason: "NothingToDelete" },
+        (None, None) => CleanupPlan::Release {
+            reason: "NothingToDelete",
+        },
     }
 }
 
@@ -165,13 +172,28 @@ mod tests {
     }
 
     fn input<'a>(status: &'a CloudResourceStatus, m: Option<&'a Machine>) -> ApplyInput<'a> {
-        ApplyInput { generation: 1, status, machine: m, max_lifetime_seconds: None, now: now() }
+        ApplyInput {
+            generation: 1,
+            status,
+            machine: m,
+            max_lifetime_seconds: None,
+            now: now(),
+        }
     }
 
-    fn with_synced_failure(status: &mut CloudResourceStatus, reason: &'static str, generation: i64) {
+    fn with_synced_failure(
+        status: &mut CloudResourceStatus,
+        reason: &'static str,
+        generation: i64,
+    ) {
         condition::set(
             &mut status.conditions,
-            NewCondition { type_: condition::SYNCED, status: condition::FALSE, reason, message: "x".into() },
+            NewCondition {
+                type_: condition::SYNCED,
+                status: condition::FALSE,
+                reason,
+                message: "x".into(),
+            },
             Some(generation),
             now(),
         );
@@ -181,26 +203,41 @@ mod tests {
     fn a_new_object_records_intent_before_anything_else() {
         let s = CloudResourceStatus::default();
         assert!(!needs_observation(&s));
-        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::RecordIntent { attempt: 1 });
+        assert_eq!(
+            plan_apply(input(&s, None)),
+            ApplyPlan::RecordIntent { attempt: 1 }
+        );
     }
 
     #[test]
     fn an_intent_without_a_machine_creates() {
-        let s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
-        assert!(needs_observation(&s), "the create may have happened: look first");
+        let s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
+        assert!(
+            needs_observation(&s),
+            "the create may have happened: look first"
+        );
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Create);
     }
 
     #[test]
     fn an_intent_with_a_found_machine_adopts_it() {
-        let s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        let s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
         let m = machine(ResourceState::Starting);
         assert_eq!(plan_apply(input(&s, Some(&m))), ApplyPlan::Track);
     }
 
     #[test]
     fn terminal_failure_waits_for_a_spec_change_then_starts_a_new_attempt() {
-        let mut s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
         with_synced_failure(&mut s, "InvalidSpec", 1);
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::WaitForChange);
         let mut i = input(&s, None);
@@ -210,7 +247,10 @@ mod tests {
 
     #[test]
     fn retryable_failures_keep_creating() {
-        let mut s = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
         with_synced_failure(&mut s, "InsufficientCapacity", 1);
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Create);
     }
@@ -231,11 +271,19 @@ mod tests {
 
     #[test]
     fn lifetime_is_enforced_on_live_machines_only() {
-        let s = CloudResourceStatus { provider_id: Some("i-1".into()), ..Default::default() };
+        let s = CloudResourceStatus {
+            provider_id: Some("i-1".into()),
+            ..Default::default()
+        };
         let m = machine(ResourceState::Running);
         let mut i = input(&s, Some(&m));
         i.max_lifetime_seconds = Some(3600);
-        assert_eq!(plan_apply(i), ApplyPlan::Terminate { reason: MAX_LIFETIME_EXCEEDED });
+        assert_eq!(
+            plan_apply(i),
+            ApplyPlan::Terminate {
+                reason: MAX_LIFETIME_EXCEEDED
+            }
+        );
         i.max_lifetime_seconds = Some(3 * 3600);
         assert_eq!(plan_apply(i), ApplyPlan::Track);
         let ended = machine(ResourceState::Terminated);
@@ -247,11 +295,31 @@ mod tests {
     #[test]
     fn cleanup_paths() {
         let none = CloudResourceStatus::default();
-        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &none), CleanupPlan::Release { reason: "NothingToDelete" });
-        let pending = CloudResourceStatus { pending_create: Some(intent(1)), ..Default::default() };
-        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &pending), CleanupPlan::FindByOwner);
-        let known = CloudResourceStatus { provider_id: Some("i-9".into()), ..pending.clone() };
-        assert_eq!(plan_cleanup(DeletionPolicy::Delete, &known), CleanupPlan::Terminate { id: "i-9".into() });
-        assert_eq!(plan_cleanup(DeletionPolicy::Orphan, &known), CleanupPlan::Release { reason: "Orphaned" });
+        assert_eq!(
+            plan_cleanup(DeletionPolicy::Delete, &none),
+            CleanupPlan::Release {
+                reason: "NothingToDelete"
+            }
+        );
+        let pending = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_cleanup(DeletionPolicy::Delete, &pending),
+            CleanupPlan::FindByOwner
+        );
+        let known = CloudResourceStatus {
+            provider_id: Some("i-9".into()),
+            ..pending.clone()
+        };
+        assert_eq!(
+            plan_cleanup(DeletionPolicy::Delete, &known),
+            CleanupPlan::Terminate { id: "i-9".into() }
+        );
+        assert_eq!(
+            plan_cleanup(DeletionPolicy::Orphan, &known),
+            CleanupPlan::Release { reason: "Orphaned" }
+        );
     }
 }

@@ -65,8 +65,15 @@ pub async fn read_secret(
     let secret = api
         .get_opt(name)
         .await
-        .map_err(|source| SecretError::Read { namespace: namespace.into(), name: name.into(), source })?
-        .ok_or_else(|| SecretError::NotFound { namespace: namespace.into(), name: name.into() })?;
+        .map_err(|source| SecretError::Read {
+            namespace: namespace.into(),
+            name: name.into(),
+            source,
+        })?
+        .ok_or_else(|| SecretError::NotFound {
+            namespace: namespace.into(),
+            name: name.into(),
+        })?;
     let mut out = BTreeMap::new();
     for (k, v) in secret.data.unwrap_or_default() {
         if let Ok(s) = String::from_utf8(v.0) {
@@ -79,13 +86,19 @@ pub async fn read_secret(
     Ok((out, secret.metadata.resource_version.unwrap_or_default()))
 }
 
-async fn read_key(client: &Client, namespace: &str, r: &SecretKeyRef) -> Result<String, SecretError> {
+async fn read_key(
+    client: &Client,
+    namespace: &str,
+    r: &SecretKeyRef,
+) -> Result<String, SecretError> {
     let (data, _) = read_secret(client, namespace, &r.name).await?;
-    data.get(&r.key).cloned().ok_or_else(|| SecretError::MissingKey {
-        namespace: namespace.into(),
-        name: r.name.clone(),
-        key: r.key.clone(),
-    })
+    data.get(&r.key)
+        .cloned()
+        .ok_or_else(|| SecretError::MissingKey {
+            namespace: namespace.into(),
+            name: r.name.clone(),
+            key: r.key.clone(),
+        })
 }
 
 /// Builds the machine spec, reading the Secrets the workload refers to.
@@ -116,14 +129,24 @@ pub async fn resolve(
                     self_terminate_after_seconds: r.self_terminate_after_seconds,
                 }),
             };
-            Some(Workload { image: w.image.clone(), command: w.command.clone(), args: w.args.clone(), env, reporting })
+            Some(Workload {
+                image: w.image.clone(),
+                command: w.command.clone(),
+                args: w.args.clone(),
+                env,
+                reporting,
+            })
         }
     };
     Ok(build(spec, region, workload))
 }
 
 /// The pure part: spec plus resolved workload to machine spec.
-pub fn build(spec: &CloudResourceSpec, region: Option<String>, workload: Option<Workload>) -> MachineSpec {
+pub fn build(
+    spec: &CloudResourceSpec,
+    region: Option<String>,
+    workload: Option<Workload>,
+) -> MachineSpec {
     MachineSpec {
         instance_type: spec.instance_type.clone(),
         gpu_type: spec.gpu_type.clone(),
@@ -175,9 +198,15 @@ mod tests {
     #[test]
     fn regions_only_for_providers_with_regions() {
         let mut s = spec();
-        assert_eq!(region_for(&s, Some("us-east-1".into())).as_deref(), Some("us-east-1"));
+        assert_eq!(
+            region_for(&s, Some("us-east-1".into())).as_deref(),
+            Some("us-east-1")
+        );
         s.region = Some("eu-west-1".into());
-        assert_eq!(region_for(&s, Some("us-east-1".into())).as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            region_for(&s, Some("us-east-1".into())).as_deref(),
+            Some("eu-west-1")
+        );
         s.provider = ProviderKind::Runpod;
         assert_eq!(region_for(&s, Some("x".into())), None);
     }

@@ -16,7 +16,12 @@ pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
 pub const DISAPPEARED: &str = reasons::DISAPPEARED;
 
 /// Sets `Ready` from the state and `Synced` from the reconcile outcome.
-fn set_conditions(s: &mut CloudResourceStatus, generation: i64, now: Timestamp, synced: Result<(), (&str, String)>) {
+fn set_conditions(
+    s: &mut CloudResourceStatus,
+    generation: i64,
+    now: Timestamp,
+    synced: Result<(), (&str, String)>,
+) {
     let (ready_status, ready_reason) = match s.state {
         Some(ResourceState::Running) => (condition::TRUE, reasons::RUNNING),
         None => (condition::FALSE, "Pending"),
@@ -30,24 +35,43 @@ fn set_conditions(s: &mut CloudResourceStatus, generation: i64, now: Timestamp, 
     };
     condition::set(
         &mut s.conditions,
-        NewCondition { type_: condition::READY, status: ready_status, reason: &ready_reason, message: ready_message },
+        NewCondition {
+            type_: condition::READY,
+            status: ready_status,
+            reason: &ready_reason,
+            message: ready_message,
+        },
         Some(generation),
         now,
     );
     let (st, reason, message) = match synced {
-        Ok(()) => (condition::TRUE, RECONCILE_SUCCESS.to_string(), "in sync with the provider".to_string()),
+        Ok(()) => (
+            condition::TRUE,
+            RECONCILE_SUCCESS.to_string(),
+            "in sync with the provider".to_string(),
+        ),
         Err((reason, message)) => (condition::FALSE, reason.to_string(), message),
     };
     condition::set(
         &mut s.conditions,
-        NewCondition { type_: condition::SYNCED, status: st, reason: &reason, message },
+        NewCondition {
+            type_: condition::SYNCED,
+            status: st,
+            reason: &reason,
+            message,
+        },
         Some(generation),
         now,
     );
 }
 
 /// Status after recording a create intent.
-pub fn intent(prev: &CloudResourceStatus, intent: PendingCreate, generation: i64, now: Timestamp) -> CloudResourceStatus {
+pub fn intent(
+    prev: &CloudResourceStatus,
+    intent: PendingCreate,
+    generation: i64,
+    now: Timestamp,
+) -> CloudResourceStatus {
     let mut s = prev.clone();
     s.pending_create = Some(intent);
     s.state = Some(ResourceState::Starting);
@@ -91,8 +115,18 @@ pub fn track(
         s.cost_per_hour = Some(pricing::round_cents(p));
         s.price_source = price_source.map(str::to_string);
     }
-    let launch = s.launch_time.as_ref().map(|t| t.0).or_else(|| s.pending_create.as_ref().map(|i| i.since.0));
-    let accrued = pricing::accrued_cost(m.billed, s.cost_per_hour, launch, s.end_time.as_ref().map(|t| t.0), now);
+    let launch = s
+        .launch_time
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| s.pending_create.as_ref().map(|i| i.since.0));
+    let accrued = pricing::accrued_cost(
+        m.billed,
+        s.cost_per_hour,
+        launch,
+        s.end_time.as_ref().map(|t| t.0),
+        now,
+    );
     if accrued.is_some() {
         s.accrued_cost = accrued;
     }
@@ -109,9 +143,17 @@ pub fn track(
 pub fn lost(prev: &CloudResourceStatus, generation: i64, now: Timestamp) -> CloudResourceStatus {
     let mut s = prev.clone();
     let (state, reason, message) = if prev.state == Some(ResourceState::Terminating) {
-        (ResourceState::Terminated, reasons::TERMINATED, "machine terminated".to_string())
+        (
+            ResourceState::Terminated,
+            reasons::TERMINATED,
+            "machine terminated".to_string(),
+        )
     } else {
-        (ResourceState::Error, DISAPPEARED, "the provider no longer knows this machine; it was deleted outside runctl".to_string())
+        (
+            ResourceState::Error,
+            DISAPPEARED,
+            "the provider no longer knows this machine; it was deleted outside runctl".to_string(),
+        )
     };
     s.state = Some(state);
     s.reason = Some(reason.to_string());
@@ -120,7 +162,13 @@ pub fn lost(prev: &CloudResourceStatus, generation: i64, now: Timestamp) -> Clou
         s.end_time = Some(Time(now));
     }
     if let (Some(p), Some(l)) = (s.cost_per_hour, s.launch_time.as_ref()) {
-        s.accrued_cost = pricing::accrued_cost(None, Some(p), Some(l.0), s.end_time.as_ref().map(|t| t.0), now);
+        s.accrued_cost = pricing::accrued_cost(
+            None,
+            Some(p),
+            Some(l.0),
+            s.end_time.as_ref().map(|t| t.0),
+            now,
+        );
     }
     s.observed_generation = Some(generation);
     s.last_observed_time = Some(Time(now));
@@ -129,7 +177,12 @@ pub fn lost(prev: &CloudResourceStatus, generation: i64, now: Timestamp) -> Clou
 }
 
 /// Status when runctl asked the provider to terminate the machine.
-pub fn terminating(prev: &CloudResourceStatus, reason: &str, generation: i64, now: Timestamp) -> CloudResourceStatus {
+pub fn terminating(
+    prev: &CloudResourceStatus,
+    reason: &str,
+    generation: i64,
+    now: Timestamp,
+) -> CloudResourceStatus {
     let mut s = prev.clone();
     if !s.state.is_some_and(ResourceState::is_final) {
         s.state = Some(ResourceState::Terminating);
@@ -161,12 +214,23 @@ pub fn failed(
         s.message = Some(err.message().to_string());
     }
     s.observed_generation = Some(generation);
-    set_conditions(&mut s, generation, now, Err((err.reason(), err.to_string())));
+    set_conditions(
+        &mut s,
+        generation,
+        now,
+        Err((err.reason(), err.to_string())),
+    );
     s
 }
 
 /// Status after a failure that is not the provider's (credentials Secret missing…).
-pub fn blocked(prev: &CloudResourceStatus, reason: &str, message: String, generation: i64, now: Timestamp) -> CloudResourceStatus {
+pub fn blocked(
+    prev: &CloudResourceStatus,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: Timestamp,
+) -> CloudResourceStatus {
     let mut s = prev.clone();
     s.observed_generation = Some(generation);
     set_conditions(&mut s, generation, now, Err((reason, message)));
@@ -176,7 +240,12 @@ pub fn blocked(prev: &CloudResourceStatus, reason: &str, message: String, genera
 /// True when `next` differs from `prev`, as stored (times in whole seconds), in anything but the
 /// fields that move with the clock (accrued cost, last observation time), or when those are
 /// older than `refresh`.
-pub fn worth_writing(prev: &CloudResourceStatus, next: &CloudResourceStatus, refresh: Duration, now: Timestamp) -> bool {
+pub fn worth_writing(
+    prev: &CloudResourceStatus,
+    next: &CloudResourceStatus,
+    refresh: Duration,
+    now: Timestamp,
+) -> bool {
     let strip = |s: &CloudResourceStatus| {
         let mut s = s.clone();
         s.accrued_cost = None;
@@ -213,7 +282,14 @@ mod tests {
 
     #[test]
     fn tracking_a_running_machine_sets_cost_and_ready() {
-        let s = track(&CloudResourceStatus::default(), &running(), Some(1.006), Some("ec2-on-demand-table"), 3, now());
+        let s = track(
+            &CloudResourceStatus::default(),
+            &running(),
+            Some(1.006),
+            Some("ec2-on-demand-table"),
+            3,
+            now(),
+        );
         assert_eq!(s.state, Some(ResourceState::Running));
         assert_eq!(s.cost_per_hour, Some(1.006));
         assert_eq!(s.accrued_cost, Some(1.006));
@@ -227,7 +303,14 @@ mod tests {
     fn provider_billed_figure_wins() {
         let mut m = running();
         m.billed = Some(0.42);
-        let s = track(&CloudResourceStatus::default(), &m, Some(5.0), None, 1, now());
+        let s = track(
+            &CloudResourceStatus::default(),
+            &m,
+            Some(5.0),
+            None,
+            1,
+            now(),
+        );
         assert_eq!(s.accrued_cost, Some(0.42));
     }
 
@@ -235,36 +318,79 @@ mod tests {
     fn a_final_state_freezes_the_end_time() {
         let mut m = running();
         m.state = ResourceState::Terminated;
-        let s1 = track(&CloudResourceStatus::default(), &m, Some(2.0), None, 1, now());
+        let s1 = track(
+            &CloudResourceStatus::default(),
+            &m,
+            Some(2.0),
+            None,
+            1,
+            now(),
+        );
         let later = now() + SignedDuration::from_hours(3);
         let s2 = track(&s1, &m, Some(2.0), None, 1, later);
         assert_eq!(s2.end_time, s1.end_time);
-        assert_eq!(s2.accrued_cost, Some(2.0), "cost stops accruing once the machine ended");
+        assert_eq!(
+            s2.accrued_cost,
+            Some(2.0),
+            "cost stops accruing once the machine ended"
+        );
     }
 
     #[test]
     fn terminal_create_errors_mark_error_retryable_ones_do_not() {
         let prev = CloudResourceStatus::default();
-        let t = failed(&prev, &ProviderError::InvalidSpec { message: "bad AMI".into() }, true, 1, now());
+        let t = failed(
+            &prev,
+            &ProviderError::InvalidSpec {
+                message: "bad AMI".into(),
+            },
+            true,
+            1,
+            now(),
+        );
         assert_eq!(t.state, Some(ResourceState::Error));
         assert_eq!(t.reason.as_deref(), Some("InvalidSpec"));
-        let c = failed(&prev, &ProviderError::Capacity { message: "none".into() }, true, 1, now());
+        let c = failed(
+            &prev,
+            &ProviderError::Capacity {
+                message: "none".into(),
+            },
+            true,
+            1,
+            now(),
+        );
         assert_eq!(c.state, Some(ResourceState::Starting));
         let synced = condition::get(&c.conditions, condition::SYNCED).unwrap();
-        assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", "InsufficientCapacity"));
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "InsufficientCapacity")
+        );
     }
 
     #[test]
     fn a_vanished_machine_is_error_unless_we_were_terminating_it() {
-        let prev = CloudResourceStatus { state: Some(ResourceState::Running), ..Default::default() };
+        let prev = CloudResourceStatus {
+            state: Some(ResourceState::Running),
+            ..Default::default()
+        };
         assert_eq!(lost(&prev, 1, now()).state, Some(ResourceState::Error));
-        let prev = CloudResourceStatus { state: Some(ResourceState::Terminating), ..Default::default() };
+        let prev = CloudResourceStatus {
+            state: Some(ResourceState::Terminating),
+            ..Default::default()
+        };
         assert_eq!(lost(&prev, 1, now()).state, Some(ResourceState::Terminated));
     }
 
     #[test]
     fn clock_only_changes_are_written_at_most_every_refresh() {
-        let s1 = track(&CloudResourceStatus::default(), &running(), Some(1.0), None, 1, now());
+        let s1 = track(
+            &CloudResourceStatus::default(),
+            &running(),
+            Some(1.0),
+            None,
+            1,
+            now(),
+        );
         let t2 = now() + SignedDuration::from_secs(10);
         let s2 = track(&s1, &running(), Some(1.0), None, 1, t2);
         assert!(!worth_writing(&s1, &s2, Duration::from_secs(60), t2));
@@ -275,6 +401,11 @@ mod tests {
         stopped.state = ResourceState::Stopped;
         let s4 = track(&s1, &stopped, Some(1.0), None, 1, t2);
         assert!(worth_writing(&s1, &s4, Duration::from_secs(60), t2));
-        assert!(!worth_writing(&s1, &s1.clone(), Duration::from_secs(60), t3));
+        assert!(!worth_writing(
+            &s1,
+            &s1.clone(),
+            Duration::from_secs(60),
+            t3
+        ));
     }
 }

@@ -215,7 +215,11 @@ mod tests {
         let e = classify(500, long.as_bytes(), None, &[]);
         assert!(e.message().len() < 400);
         // A secret straddling the length limit is removed whole, not cut in half.
-        let straddling = format!("{}rpa_SECRET123{}", "y".repeat(MAX_MESSAGE - 5), "z".repeat(50));
+        let straddling = format!(
+            "{}rpa_SECRET123{}",
+            "y".repeat(MAX_MESSAGE - 5),
+            "z".repeat(50)
+        );
         let e = classify(500, straddling.as_bytes(), None, &["rpa_SECRET123"]);
         assert!(!e.message().contains("rpa_SEC"), "{e}");
     }

@@ -59,6 +59,20 @@ async fn short_mode_lyceum() {
     assert_clean(BackendKind::Lyceum, &s);
 }
 
+/// AWS runs share one moto (reset between runs), so they run one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_mode_aws() {
+    let s = suite(BackendKind::Aws, 5, 1).await;
+    assert_clean(BackendKind::Aws, &s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored --nocapture"]
+async fn long_mode_aws() {
+    let s = suite(BackendKind::Aws, 1000, 1).await;
+    assert_clean(BackendKind::Aws, &s);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long mode: RUNCTL_FAULT_RUNS=1000 cargo test --test fault_injection -- --ignored --nocapture"]
 async fn long_mode_lyceum() {
@@ -151,6 +165,7 @@ async fn faults_are_reported_then_recovered(kind: BackendKind) {
         backend.clear_faults();
         let mine = backend
             .all_machines()
+            .await
             .into_iter()
             .filter(|m| m.owner.as_deref() == Some(uid.as_str()))
             .count();

@@ -1,14 +1,17 @@
-//! The providers the fault harness runs against (the simulated cloud, the RunPod stand-in), each
-//! with its fault knobs mapped from [`ProviderFault`] and a view of every machine it ever made.
+//! The providers the fault harness runs against (the simulated cloud, the RunPod and Lyceum
+//! stand-ins, moto's EC2 behind runctl's EC2 proxy), each with its fault knobs mapped from
+//! [`ProviderFault`] and a view of every machine it ever made.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use runctl::crd::CloudResource;
+use runctl::provider::identity::TAG_OWNER_UID;
 use runctl::provider::registry::{Credentials, ProviderKey};
 use runctl::provider::sim::{SimFault, SimOp};
 use runctl::provider::{Machine, Provider, ProviderKind, ProvidersConfig, ResourceState};
+use runctl_standins::aws::{Ec2Fault, Ec2Proxy, MotoServer};
 use runctl_standins::lyceum::{self as ly, LyceumStandin};
 use runctl_standins::runpod::{self as rp, RunPodStandin};
 
@@ -24,6 +27,8 @@ pub enum BackendKind {
     RunPod,
     /// Lyceum AI container runs against its stand-in.
     Lyceum,
+    /// AWS EC2 against moto behind the EC2 fault proxy.
+    Aws,
 }
 
 impl BackendKind {
@@ -33,6 +38,7 @@ impl BackendKind {
             Self::Sim => "sim",
             Self::RunPod => "runpod",
             Self::Lyceum => "lyceum",
+            Self::Aws => "aws",
         }
     }
 
@@ -63,15 +69,145 @@ pub struct Backend {
     pub env: TestEnv,
     standin: Option<RunPodStandin>,
     lyceum: Option<LyceumStandin>,
+    aws: Option<AwsParts>,
     checker: Arc<dyn Provider>,
 }
 
 const RUNPOD_TIMEOUT_MS: u64 = 400;
+/// How long the EC2 proxy shows a new instance as `pending`.
+const AWS_PENDING_MS: u64 = 300;
+/// The region every AWS run uses.
+const AWS_REGION: &str = "us-east-1";
+
+/// The EC2 side of an AWS backend: the run's own proxy and a client that reads moto directly
+/// (past the proxy and its faults).
+struct AwsParts {
+    proxy: Ec2Proxy,
+    direct: aws_sdk_ec2::Client,
+}
+
+/// What outlives one run: moto, which takes a second or two to start, is started once per
+/// test function and reset before each run. Runs on a fixture are therefore sequential.
+pub struct Fixture {
+    /// Which provider.
+    pub kind: BackendKind,
+    moto: Option<(MotoServer, String)>,
+}
+
+impl Fixture {
+    /// Starts what the runs of `kind` share (moto and its default AMI for AWS, nothing else
+    /// for the others).
+    pub async fn start(kind: BackendKind) -> Self {
+        let moto = match kind {
+            BackendKind::Aws => {
+                let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+                let ami = amazon_ami(&direct_client(&moto.url())).await;
+                Some((moto, ami))
+            }
+            _ => None,
+        };
+        Self { kind, moto }
+    }
+
+    /// Whether runs may share this fixture at the same time (not when they share moto, which
+    /// is reset between runs).
+    pub fn parallel_runs(&self) -> bool {
+        self.moto.is_none()
+    }
+
+    /// A fresh backend for one run (moto reset first).
+    pub async fn backend(&self) -> Backend {
+        match &self.moto {
+            None => Backend::start(self.kind).await,
+            Some((moto, ami)) => {
+                moto.reset().await.expect("reset moto");
+                Backend::start_aws(moto, ami).await
+            }
+        }
+    }
+}
+
+fn direct_client(url: &str) -> aws_sdk_ec2::Client {
+    use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
+    aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(AWS_REGION))
+            .endpoint_url(url)
+            .credentials_provider(AwsCredentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
+/// The first of moto's Amazon-owned images.
+async fn amazon_ami(client: &aws_sdk_ec2::Client) -> String {
+    let images = client
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("moto images");
+    images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .expect("an AMI")
+        .to_string()
+}
 
 impl Backend {
-    /// Starts the API server and the provider.
+    /// Starts an AWS backend: a new EC2 proxy in front of `moto`, the API server, and the AWS
+    /// provider pointed at the proxy.
+    pub async fn start_aws(moto: &MotoServer, ami: &str) -> Self {
+        let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
+        proxy.hold_pending(Duration::from_millis(AWS_PENDING_MS));
+        let mut providers = ProvidersConfig {
+            sim: fast_sim(),
+            ..ProvidersConfig::default()
+        };
+        providers.aws.endpoint_url = Some(proxy.url());
+        providers.aws.default_ami_id = Some(ami.to_string());
+        providers.aws.max_attempts = 1;
+        let env = TestEnv::start_with(providers).await;
+        let (key_id, secret) = ("AKIATESTING", "testing-secret");
+        env.secret(
+            "aws",
+            &[("accessKeyId", key_id), ("secretAccessKey", secret)],
+        )
+        .await;
+        let creds = Credentials::new(BTreeMap::from([
+            ("accessKeyId".to_string(), key_id.to_string()),
+            ("secretAccessKey".to_string(), secret.to_string()),
+        ]));
+        let key = ProviderKey {
+            kind: ProviderKind::Aws,
+            region: Some(AWS_REGION.into()),
+            credentials: Some("checker".into()),
+        };
+        let checker = env
+            .registry()
+            .get(&key, Some(&creds))
+            .await
+            .expect("AWS checker provider");
+        Self {
+            kind: BackendKind::Aws,
+            env,
+            standin: None,
+            lyceum: None,
+            aws: Some(AwsParts {
+                proxy,
+                direct: direct_client(&moto.url()),
+            }),
+            checker,
+        }
+    }
+
+    /// Starts the API server and the provider (AWS needs a [`Fixture`]).
     pub async fn start(kind: BackendKind) -> Self {
         match kind {
+            BackendKind::Aws => panic!("AWS backends are made by a Fixture (shared moto)"),
             BackendKind::Sim => {
                 let env = TestEnv::start(fast_sim()).await;
                 let checker: Arc<dyn Provider> = Arc::new(runctl::provider::sim::SimProvider::new(
@@ -84,6 +220,7 @@ impl Backend {
                     env,
                     standin: None,
                     lyceum: None,
+                    aws: None,
                     checker,
                 }
             }
@@ -118,6 +255,7 @@ impl Backend {
                     env,
                     standin: Some(standin),
                     lyceum: None,
+                    aws: None,
                     checker,
                 }
             }
@@ -152,6 +290,7 @@ impl Backend {
                     env,
                     standin: None,
                     lyceum: Some(standin),
+                    aws: None,
                     checker,
                 }
             }
@@ -172,6 +311,11 @@ impl Backend {
                 "credentialsSecretRef": {"name": "lyceum"},
                 "workload": {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"]}
             }),
+            BackendKind::Aws => serde_json::json!({
+                "provider": "aws", "instanceType": "g5.xlarge", "region": AWS_REGION,
+                "credentialsSecretRef": {"name": "aws"},
+                "workload": {"image": "ghcr.io/acme/train:1", "command": ["python", "train.py"]}
+            }),
         };
         serde_json::from_value(serde_json::json!({
             "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource",
@@ -182,6 +326,28 @@ impl Backend {
 
     /// Queues one provider fault.
     pub fn inject(&self, fault: ProviderFault) {
+        if let Some(aws) = &self.aws {
+            // The proxy has no "act, then answer 5xx": a create whose answer never arrives is
+            // the same puzzle for the operator, so both map to a lost response. A hang past
+            // the client timeout is a lost response too.
+            let proxy = &aws.proxy;
+            match fault {
+                ProviderFault::LoseCreateResponse | ProviderFault::ErrorAfterCreate => {
+                    proxy.lose_next_response("RunInstances")
+                }
+                ProviderFault::ServerError(op) => {
+                    proxy.fail_next(ec2_action(op), Ec2Fault::InternalError)
+                }
+                ProviderFault::RateLimitedRetryAfter(op) | ProviderFault::RateLimited(op) => {
+                    proxy.fail_next(ec2_action(op), Ec2Fault::RequestLimitExceeded)
+                }
+                ProviderFault::Capacity => {
+                    proxy.fail_next("RunInstances", Ec2Fault::InsufficientInstanceCapacity)
+                }
+                ProviderFault::Timeout(op) => proxy.lose_next_response(ec2_action(op)),
+            }
+            return;
+        }
         if let Some(ly) = &self.lyceum {
             // The Lyceum stand-in's faults hit the next create call.
             ly.push_fault(match fault {
@@ -260,6 +426,9 @@ impl Backend {
 
     /// Create calls the provider has seen.
     pub fn create_calls(&self) -> u64 {
+        if let Some(aws) = &self.aws {
+            return aws.proxy.forwarded("RunInstances").len() as u64;
+        }
         if let Some(ly) = &self.lyceum {
             return u64::from(ly.calls("POST /execution/image/start"));
         }
@@ -270,7 +439,10 @@ impl Backend {
     }
 
     /// Every machine the provider ever made (ended and deleted ones included).
-    pub fn all_machines(&self) -> Vec<Seen> {
+    pub async fn all_machines(&self) -> Vec<Seen> {
+        if let Some(aws) = &self.aws {
+            return ec2_machines(&aws.direct).await;
+        }
         if let Some(ly) = &self.lyceum {
             return ly
                 .runs()
@@ -336,6 +508,44 @@ fn sim_op(op: Op) -> SimOp {
         Op::List => SimOp::List,
         Op::Terminate => SimOp::Terminate,
     }
+}
+
+fn ec2_action(op: Op) -> &'static str {
+    match op {
+        Op::Create => "RunInstances",
+        Op::Observe | Op::List => "DescribeInstances",
+        Op::Terminate => "TerminateInstances",
+    }
+}
+
+/// Every instance moto knows, read past the proxy (no faults, no pending hold). A failed read
+/// (moto busy) counts as an empty sample; the final checks retry until they converge.
+async fn ec2_machines(client: &aws_sdk_ec2::Client) -> Vec<Seen> {
+    use aws_sdk_ec2::types::InstanceStateName as S;
+    let Ok(out) = client.describe_instances().send().await else {
+        return Vec::new();
+    };
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            let state = i.state().and_then(|s| s.name()).cloned();
+            Seen {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                owner: i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_OWNER_UID))
+                    .and_then(|t| t.value())
+                    .map(str::to_string),
+                billable: matches!(
+                    state,
+                    Some(S::Pending | S::Running | S::ShuttingDown | S::Stopping)
+                ),
+                terminating: matches!(state, Some(S::ShuttingDown | S::Stopping)),
+            }
+        })
+        .collect()
 }
 
 fn rp_op(op: Op) -> rp::Op {

@@ -25,7 +25,7 @@ use runctl::crd::cloud_resource::ResourceState;
 use runctl_apiserver::WriteFault;
 
 use crate::support::{Running, test_controller_config};
-use backend::{Backend, BackendKind};
+use backend::{Backend, BackendKind, Fixture};
 use scenario::{ApiFault, KillPoint, Scenario};
 
 /// How long the final, fault-free operator gets to converge.
@@ -93,15 +93,19 @@ impl Summary {
     }
 }
 
-/// Runs `seeds` with up to `parallel` runs at once and sums them up.
+/// Runs `seeds` with up to `parallel` runs at once (one at a time when the runs share moto)
+/// and sums them up.
 pub async fn run_many(
     kind: BackendKind,
     seeds: impl Iterator<Item = u64>,
     parallel: usize,
 ) -> Summary {
+    let fixture = Fixture::start(kind).await;
+    let parallel = if fixture.parallel_runs() { parallel } else { 1 };
     let mut summary = Summary::default();
+    let fixture = &fixture;
     let mut outcomes = futures::stream::iter(seeds)
-        .map(|seed| run(kind, seed))
+        .map(|seed| run(fixture, seed))
         .buffer_unordered(parallel.max(1));
     while let Some(o) = outcomes.next().await {
         if !o.violations.is_empty() {
@@ -115,10 +119,10 @@ pub async fn run_many(
     summary
 }
 
-/// One run of the scenario of `seed`.
-pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
-    let scenario = Scenario::from_seed(seed, kind.timeouts());
-    let backend = Arc::new(Backend::start(kind).await);
+/// One run of the scenario of `seed`, on a fresh backend from `fixture`.
+pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
+    let scenario = Scenario::from_seed(seed, fixture.kind.timeouts());
+    let backend = Arc::new(fixture.backend().await);
     let api: Api<CloudResource> = Api::namespaced(backend.env.client.clone(), "default");
     let mut outcome = Outcome {
         seed,
@@ -237,7 +241,7 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
     // Duplicates: more than one machine ever made for one object (no scenario starts a new
     // attempt, so one machine per object is the whole truth).
     let mut per_owner: HashMap<String, usize> = HashMap::new();
-    for m in backend.all_machines() {
+    for m in backend.all_machines().await {
         if let Some(o) = m.owner {
             *per_owner.entry(o).or_default() += 1;
         }
@@ -256,7 +260,7 @@ pub async fn run(kind: BackendKind, seed: u64) -> Outcome {
             BTreeSet::new()
         }
     };
-    for m in backend.all_machines() {
+    for m in backend.all_machines().await {
         if m.billable && !m.terminating && !m.owner.as_ref().is_some_and(|o| live.contains(o)) {
             outcome.orphans += 1;
             v.push(format!("orphaned machine {} of owner {:?}", m.id, m.owner));
@@ -316,7 +320,7 @@ async fn watch_billing(
 ) {
     while !stop.load(Ordering::SeqCst) {
         let mut per_owner: HashMap<String, Vec<String>> = HashMap::new();
-        for m in backend.all_machines() {
+        for m in backend.all_machines().await {
             if let (true, Some(o)) = (m.billable, m.owner) {
                 per_owner.entry(o).or_default().push(m.id);
             }
@@ -387,7 +391,7 @@ async fn check(
             }
         }
     }
-    for m in backend.all_machines() {
+    for m in backend.all_machines().await {
         if m.billable && !m.terminating && !m.owner.as_ref().is_some_and(|o| live.contains(o)) {
             problems.push(format!(
                 "machine {} of {:?} bills without a live object",

@@ -252,6 +252,13 @@ pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
             outcome.duplicates += n - 1;
             v.push(format!("{name} ({uid}) got {n} machines"));
         }
+        // A converged, undeleted object runs on a machine, so the provider's records must show
+        // it: this guards the counts above against a blind view of the provider.
+        if n == 0 && converged && !deleted.contains(name) {
+            v.push(format!(
+                "{name} ({uid}) runs, but no provider record shows its machine"
+            ));
+        }
     }
     let live: BTreeSet<String> = match api.list(&Default::default()).await {
         Ok(l) => l.items.into_iter().filter_map(|o| o.metadata.uid).collect(),

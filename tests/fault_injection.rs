@@ -122,7 +122,9 @@ async fn faults_are_reported_then_recovered(kind: BackendKind) {
     if kind == BackendKind::Sim {
         cases.push((ProviderFault::RateLimited(Op::Create), "RateLimited"));
     }
-    let backend = fault::backend::Backend::start(kind).await;
+    // The fixture holds moto for AWS: it lives as long as the backend.
+    let fixture = fault::backend::Fixture::start(kind).await;
+    let backend = fixture.backend().await;
     let op = backend
         .env
         .start_controller(support::test_controller_config("conditions"));
@@ -182,4 +184,9 @@ async fn provider_faults_show_in_conditions_and_recover_sim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_faults_show_in_conditions_and_recover_runpod() {
     faults_are_reported_then_recovered(BackendKind::RunPod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_faults_show_in_conditions_and_recover_aws() {
+    faults_are_reported_then_recovered(BackendKind::Aws).await;
 }

@@ -8,6 +8,7 @@
 //! Tokens are compared by SHA-256 digest in constant time and never logged; a wrong or missing
 //! token gets 401 whether or not the job exists.
 
+pub mod limit;
 pub mod reports;
 pub mod token;
 
@@ -39,12 +40,26 @@ pub const MAX_PROGRESS_MESSAGE: usize = 256;
 pub struct CallbackState {
     client: Client,
     reports: Arc<Reports>,
+    limiter: limit::Limiter,
 }
 
 impl CallbackState {
     /// State over `reports`, which the TrainingJob controller of this process reads.
     pub fn new(client: Client, reports: Arc<Reports>) -> Arc<Self> {
-        Arc::new(Self { client, reports })
+        Self::with_limiter(client, reports, limit::Limiter::default())
+    }
+
+    /// Like [`new`](Self::new) with explicit request limits.
+    pub fn with_limiter(
+        client: Client,
+        reports: Arc<Reports>,
+        limiter: limit::Limiter,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            reports,
+            limiter,
+        })
     }
 
     async fn verify(&self, id: &AttemptId, presented: &str) -> Result<bool, kube::Error> {
@@ -75,6 +90,7 @@ impl CallbackState {
 pub fn router(state: Arc<CallbackState>) -> Router {
     Router::new()
         .route("/callback/{namespace}/{job}/{attempt}/{kind}", post(report))
+        .layer(axum::extract::DefaultBodyLimit::max(limit::MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -171,6 +187,12 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
+    if !state.limiter.allow(&format!("{namespace}/{job}/{attempt}")) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many reports; retry later",
+        );
+    }
     let Some(presented) = bearer(&headers) else {
         return (StatusCode::UNAUTHORIZED, "missing bearer token");
     };

@@ -2,13 +2,14 @@
 //! huge bodies, unknown kinds, garbage paths, wrong, missing and almost-right tokens, replays)
 //! against the real router. It must never fail with a 5xx or stop serving, must refuse every
 //! request without the right token (401, or a closed connection for a large body) and record
-//! nothing for it, and must refuse huge bodies. Rate limiting is not checked (not implemented).
+//! nothing for it, and must refuse huge bodies. The rate limits are checked on their own.
 
 use std::sync::Arc;
 
 use kube::api::{Api, ObjectMeta, PostParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use runctl::callback::limit::{Limiter, Rate};
 use runctl::callback::{self, AttemptId, CallbackState, Reports, token};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,17 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
         .await
         .expect("token Secret");
     let reports = Arc::new(Reports::new());
-    let state = CallbackState::new(env.client.clone(), reports.clone());
+    // The storm is faster than any real workload; lift the rate limits here (they are tested in
+    // `the_callback_endpoint_limits_rate_and_body_size`).
+    let unlimited = Rate {
+        per_second: 1e9,
+        burst: 1e9,
+    };
+    let state = CallbackState::with_limiter(
+        env.client.clone(),
+        reports.clone(),
+        Limiter::new(unlimited, unlimited, 1_000_000),
+    );
     let stop = CancellationToken::new();
     let addr = callback::serve(
         "127.0.0.1:0".parse().expect("addr"),
@@ -145,4 +156,68 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     }
     stop.cancel();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_endpoint_limits_rate_and_body_size() {
+    let env = TestEnv::start(fast_sim()).await;
+    let reports = Arc::new(Reports::new());
+    let stop = CancellationToken::new();
+    let addr = callback::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        callback::router(CallbackState::new(env.client.clone(), reports.clone())),
+        stop.clone(),
+    )
+    .await
+    .expect("serve");
+    let http = reqwest::Client::new();
+    let burst = callback::limit::PER_ATTEMPT.burst as usize;
+    let mut statuses = Vec::new();
+    for _ in 0..burst + 10 {
+        let r = http
+            .post(format!("http://{addr}/callback/default/flood/1/heartbeat"))
+            .bearer_auth("forged")
+            .body("{}")
+            .send()
+            .await
+            .expect("answer");
+        statuses.push(r.status().as_u16());
+    }
+    assert!(
+        statuses[..burst].iter().all(|s| *s == 401),
+        "within the burst: {statuses:?}"
+    );
+    assert!(
+        statuses[burst..].contains(&429),
+        "past the burst: {statuses:?}"
+    );
+    // Another attempt has its own bucket.
+    let other = http
+        .post(format!("http://{addr}/callback/default/other/1/heartbeat"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(other.status().as_u16(), 401);
+    // Bodies over the limit are refused before anything else.
+    let big = vec![b'x'; callback::limit::MAX_BODY_BYTES * 2];
+    let r = http
+        .post(format!("http://{addr}/callback/default/big/1/progress"))
+        .bearer_auth("forged")
+        .body(big)
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert!([401, 413].contains(&r.status().as_u16()), "{}", r.status());
+    }
+    assert!(
+        reports
+            .get(&AttemptId {
+                namespace: "default".into(),
+                job: "flood".into(),
+                attempt: 1
+            })
+            .is_none()
+    );
+    stop.cancel();
 }

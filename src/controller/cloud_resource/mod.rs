@@ -586,8 +586,9 @@ async fn create(
 async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     let mut t = Target::of(&cr, ctx)?;
     let now = Timestamp::now();
-    let id = match plan::plan_cleanup(cr.spec.deletion_policy, &t.status) {
-        CleanupPlan::Release { reason } => {
+    let plan = plan::plan_cleanup(cr.spec.deletion_policy, &t.status);
+    if let CleanupPlan::Release { reason } = plan {
+        {
             // A released machine is no longer runctl's: the reaper must not touch it.
             forget_record(&t, ctx).await?;
             let note = match reason {
@@ -601,9 +602,14 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
                 .await;
             return Ok(Action::await_change());
         }
+    }
+    // One provider lookup (and credentials read) serves both the owner search and terminate.
+    let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
+    let id = match plan {
+        // Released above.
+        CleanupPlan::Release { .. } => return Ok(Action::await_change()),
         CleanupPlan::Terminate { id } => id,
         CleanupPlan::FindByOwner => {
-            let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
             let key = t.key(ctx, t.attempt());
             let found = metered(
                 &ctx.metrics,
@@ -615,7 +621,6 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             .map_err(Error::Observe)?;
             match found {
                 Some(m) if m.is_billable() => {
-                    ctx.fleet.invalidate(&pkey);
                     let next = status::track(&t.status, &m, None, None, t.generation, now);
                     t.write(ctx, next).await?;
                     m.id
@@ -637,7 +642,6 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             }
         }
     };
-    let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
     let outcome = metered(
         &ctx.metrics,
         provider.as_ref(),

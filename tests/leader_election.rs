@@ -325,7 +325,7 @@ async fn one_leader_and_release_hands_over_at_once() {
             .with_metrics(metrics.clone()),
     );
     wait_for(&mut a.leader, true).await;
-    assert!(metrics.encode().contains("runctl_leader 1"));
+    assert!(metrics.encode().lines().any(|l| l == "runctl_leader 1"));
 
     let mut b = run(LeaderElector::new(client, lease_config("b", 60, 100, 50)));
     let seen = api.requests();
@@ -346,7 +346,7 @@ async fn one_leader_and_release_hands_over_at_once() {
         .expect("a stops")
         .expect("no panic");
     assert!(!*a.leader.borrow(), "a stepped down on shutdown");
-    assert!(metrics.encode().contains("runctl_leader 0"));
+    assert!(metrics.encode().lines().any(|l| l == "runctl_leader 0"));
     wait_for(&mut b.leader, true).await;
     let spec = api.spec();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));

@@ -39,6 +39,12 @@ fn replica(env: &TestEnv, identity: &str) -> Operator {
     op
 }
 
+/// Whether the replica's `runctl_leader` gauge reads 1 (its HELP text also contains
+/// "runctl_leader 1", so match the sample line exactly).
+fn leads(metrics: &runctl::metrics::Metrics) -> bool {
+    metrics.encode().lines().any(|l| l == "runctl_leader 1")
+}
+
 fn reconciles(metrics: &runctl::metrics::Metrics) -> f64 {
     metrics
         .encode()
@@ -66,7 +72,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     let ta = tokio::spawn(a.run(sa.clone()));
     // Let replica a take the Lease first.
     eventually(10, "replica a to lead", || async {
-        ma.encode().contains("runctl_leader 1").then_some(())
+        leads(&ma).then_some(())
     })
     .await;
     let tb = tokio::spawn(b.run(sb.clone()));
@@ -95,7 +101,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     sa.cancel();
     let _ = ta.await;
     eventually(20, "replica b to lead", || async {
-        mb.encode().contains("runctl_leader 1").then_some(())
+        leads(&mb).then_some(())
     })
     .await;
     api.create(

@@ -205,7 +205,12 @@ async fn the_reaper_halts_when_more_than_a_third_of_the_fleet_looks_orphaned() {
     for (name, _, id) in &objs {
         assert!(billing(&env, id), "{name}: nothing is deleted while halted");
     }
-    assert!(metrics.encode().contains("runctl_reaper_halted 1"));
+    assert!(
+        metrics
+            .encode()
+            .lines()
+            .any(|l| l == "runctl_reaper_halted 1")
+    );
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     let status = cms.get(STATUS_CONFIGMAP).await.expect("status ConfigMap");
     let data = status.data.unwrap();

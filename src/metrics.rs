@@ -55,6 +55,7 @@ pub struct Metrics {
     accrued_cost: GaugeVec,
     leader: IntGauge,
     events: IntCounterVec,
+    events_dropped: IntCounterVec,
 }
 
 /// Times one reconcile; records `runctl_reconcile_duration_seconds` when dropped.
@@ -180,6 +181,16 @@ impl Metrics {
                 &["reason"],
             ),
         );
+        let events_dropped = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "runctl_events_dropped_total",
+                    "Kubernetes events not written, by why: queue_full (the publisher fell behind) or write_failed.",
+                ),
+                &["why"],
+            ),
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -207,6 +218,7 @@ impl Metrics {
             accrued_cost,
             leader,
             events,
+            events_dropped,
         }
     }
 
@@ -295,6 +307,11 @@ impl Metrics {
     /// Counts a published Kubernetes event.
     pub fn event_published(&self, reason: &'static str) {
         self.events.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an event that was not written (`queue_full` or `write_failed`).
+    pub fn event_dropped(&self, why: &'static str) {
+        self.events_dropped.with_label_values(&[why]).inc();
     }
 
     /// The registry, for callers that register metrics of their own.

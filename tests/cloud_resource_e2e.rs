@@ -318,13 +318,15 @@ async fn capacity_errors_are_retried_and_reported() {
     assert_eq!(env.sim.live_total(), 1);
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(env.client.clone(), "default");
-    let evs = events.list(&Default::default()).await.unwrap();
-    assert!(
+    // Events are written off the reconcile path: wait for it.
+    eventually(10, "capacity shown as an event", || async {
+        let evs = events.list(&Default::default()).await.ok()?;
         evs.items
             .iter()
-            .any(|e| e.reason.as_deref() == Some("InsufficientCapacity")),
-        "capacity shown as an event"
-    );
+            .any(|e| e.reason.as_deref() == Some("InsufficientCapacity"))
+            .then_some(())
+    })
+    .await;
     op.stop().await;
 }
 

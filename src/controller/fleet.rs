@@ -5,9 +5,17 @@
 //! for the one refresh in progress). Lookups fall back to a direct `observe` only when the
 //! snapshot cannot know the answer: the machine was created after the snapshot was taken, or
 //! an adopted machine must be found by owner.
+//!
+//! A create marks the snapshot stale instead of dropping it ([`Fleet::mark_stale`]): the new
+//! machine is observed directly until the next lookup refreshes the snapshot, which happens once
+//! it is at least [`MIN_REFRESH`] old. A burst of creates therefore costs at most one list call
+//! per provider instance per [`MIN_REFRESH`], not one per create. A terminate drops the snapshot
+//! ([`Fleet::invalidate`]): the snapshot still shows the machine running, and planning on that
+//! would undo the Terminating status just written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -16,6 +24,9 @@ use parking_lot::Mutex;
 use crate::metrics::Metrics;
 use crate::provider::registry::ProviderKey;
 use crate::provider::{Machine, Provider, ProviderError, ResourceKey};
+
+/// The youngest a stale snapshot may be refreshed at.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 
 /// One provider's machines at one moment.
 #[derive(Debug)]
@@ -26,6 +37,8 @@ pub struct Snapshot {
     pub taken_at: Timestamp,
     by_id: HashMap<String, Machine>,
     by_owner: HashMap<(String, u32), String>,
+    /// A create or terminate happened after the list call.
+    stale: AtomicBool,
 }
 
 impl Snapshot {
@@ -56,6 +69,7 @@ impl Snapshot {
             taken_at,
             by_id,
             by_owner,
+            stale: AtomicBool::new(false),
         }
     }
 
@@ -90,6 +104,7 @@ impl Snapshot {
 /// Snapshots per provider instance.
 pub struct Fleet {
     max_age: Duration,
+    min_refresh: Duration,
     metrics: Arc<Metrics>,
     snapshots: Mutex<HashMap<ProviderKey, Arc<Snapshot>>>,
     refreshing: Mutex<HashMap<ProviderKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -100,17 +115,28 @@ impl Fleet {
     pub fn new(max_age: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             max_age,
+            min_refresh: MIN_REFRESH.min(max_age),
             metrics,
             snapshots: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Sets how young a stale snapshot may be refreshed at (default [`MIN_REFRESH`]).
+    pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
+        self.min_refresh = min_refresh.min(self.max_age);
+        self
+    }
+
     fn fresh(&self, key: &ProviderKey) -> Option<Arc<Snapshot>> {
+        let min = self.min_refresh;
         self.snapshots
             .lock()
             .get(key)
-            .filter(|s| s.taken.elapsed() < self.max_age)
+            .filter(|s| {
+                let age = s.taken.elapsed();
+                age < self.max_age && !(s.stale.load(Ordering::Relaxed) && age >= min)
+            })
             .cloned()
     }
 
@@ -167,7 +193,15 @@ impl Fleet {
         .await
     }
 
-    /// Drops a provider's snapshot (after a create or terminate, so the next poll sees it).
+    /// Marks a provider's snapshot stale (after a create): the next lookup after
+    /// [`MIN_REFRESH`] lists again.
+    pub fn mark_stale(&self, key: &ProviderKey) {
+        if let Some(s) = self.snapshots.lock().get(key) {
+            s.stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops a provider's snapshot (after a terminate, so the next lookup lists again).
     pub fn invalidate(&self, key: &ProviderKey) {
         self.snapshots.lock().remove(key);
     }
@@ -214,6 +248,40 @@ mod tests {
         m.owner_uid = Some(uid.into());
         m.attempt = Some(attempt);
         m
+    }
+
+    async fn lists_after_create(min_refresh: Duration) -> u64 {
+        use crate::provider::sim::{SimCloud, SimConfig, SimOp, SimProvider};
+        let cloud = Arc::new(SimCloud::new(SimConfig::default()));
+        let provider = SimProvider::new(cloud.clone(), "t", cloud.config().region.clone());
+        let fleet = Fleet::new(Duration::from_secs(3600), Arc::new(Metrics::new()))
+            .with_min_refresh(min_refresh);
+        let key = ProviderKey {
+            kind: crate::crd::ProviderKind::Sim,
+            region: None,
+            credentials: None,
+        };
+        fleet.snapshot(&key, &provider).await.unwrap();
+        fleet.snapshot(&key, &provider).await.unwrap();
+        assert_eq!(
+            cloud.stats().calls(SimOp::List),
+            1,
+            "fresh snapshots are reused"
+        );
+        fleet.mark_stale(&key);
+        fleet.snapshot(&key, &provider).await.unwrap();
+        fleet.snapshot(&key, &provider).await.unwrap();
+        cloud.stats().calls(SimOp::List)
+    }
+
+    #[tokio::test]
+    async fn a_stale_snapshot_is_listed_again_once_old_enough() {
+        assert_eq!(lists_after_create(Duration::ZERO).await, 2);
+        assert_eq!(
+            lists_after_create(Duration::from_secs(3600)).await,
+            1,
+            "too young to refresh: a create burst does not list per create"
+        );
     }
 
     #[test]

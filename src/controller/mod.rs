@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod cloud_resource;
+pub mod events;
 pub mod fleet;
 pub mod reaper;
 pub mod stored;
@@ -16,11 +17,12 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 
 use crate::metrics::Metrics;
 use crate::provider::ProviderRegistry;
 use backoff::{Backoff, BackoffConfig};
+use events::{EventSink, Pending, Reporter};
 use fleet::Fleet;
 
 /// Field manager of every write runctl makes.
@@ -70,8 +72,8 @@ pub struct Context {
     pub registry: Arc<ProviderRegistry>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder (shared, so repeated events become series).
-    pub recorder: Recorder,
+    /// Event publisher (off the reconcile path; repeated events become series).
+    pub events: EventSink,
     /// Batched machine observations.
     pub fleet: Fleet,
     /// Per-object backoff.
@@ -81,19 +83,20 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context.
+    /// Builds the context. Starts the event workers, so it must run inside a Tokio runtime.
     pub fn new(
         client: Client,
         registry: Arc<ProviderRegistry>,
         metrics: Arc<Metrics>,
         config: ControllerConfig,
     ) -> Self {
-        let recorder = Recorder::new(
+        let events = EventSink::start(
             client.clone(),
             Reporter {
                 controller: "runctl".into(),
-                instance: Some(config.instance.clone()),
+                instance: config.instance.clone(),
             },
+            metrics.clone(),
         );
         Self {
             fleet: Fleet::new(config.poll_interval, metrics.clone()),
@@ -101,12 +104,12 @@ impl Context {
             client,
             registry,
             metrics,
-            recorder,
+            events,
             config,
         }
     }
 
-    /// Publishes an event about `obj`; failures are logged, never fatal.
+    /// Publishes an event about `obj`: queued, written by the event workers, never fatal.
     pub async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -115,17 +118,12 @@ impl Context {
         action: &'static str,
         note: String,
     ) {
-        let ev = Event {
+        self.events.publish(Pending {
+            regarding: obj.object_ref(&()),
             type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        let reference = obj.object_ref(&());
-        self.metrics.event_published(reason);
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, reason, "failed to publish event");
-        }
+            reason,
+            action,
+            note,
+        });
     }
 }

@@ -540,7 +540,7 @@ async fn create(
     let before = t.status.state;
     match result {
         Ok(m) => {
-            ctx.fleet.invalidate(pkey);
+            ctx.fleet.mark_stale(pkey);
             let next = status::track(
                 &t.status,
                 &m,

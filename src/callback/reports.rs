@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::crd::training_job::Progress;
 
@@ -50,7 +50,11 @@ pub struct Reports {
     by_attempt: Mutex<HashMap<AttemptId, AttemptReport>>,
     token_digests: Mutex<HashMap<AttemptId, [u8; 32]>>,
     exits: watch::Sender<u64>,
+    exit_ids: broadcast::Sender<AttemptId>,
 }
+
+/// Exit reports a subscriber may fall behind by before it is told it lagged.
+pub const EXIT_BACKLOG: usize = 4096;
 
 impl Default for Reports {
     fn default() -> Self {
@@ -65,12 +69,14 @@ impl Reports {
             by_attempt: Mutex::new(HashMap::new()),
             token_digests: Mutex::new(HashMap::new()),
             exits: watch::channel(0).0,
+            exit_ids: broadcast::channel(EXIT_BACKLOG).0,
         }
     }
 
     /// Records a report received at `now`. The first exit code of an attempt is kept.
     pub fn record(&self, id: AttemptId, report: Report, now: Timestamp) {
         let is_exit = matches!(report, Report::Exit(_));
+        let id_for_wakeup = id.clone();
         {
             let mut map = self.by_attempt.lock();
             let entry = map.entry(id).or_default();
@@ -85,6 +91,8 @@ impl Reports {
         }
         if is_exit {
             self.exits.send_modify(|n| *n += 1);
+            // No subscriber (no controller running) is fine: the report is stored.
+            let _ = self.exit_ids.send(id_for_wakeup);
         }
     }
 
@@ -122,6 +130,12 @@ impl Reports {
     /// A receiver that changes on every exit report.
     pub fn subscribe_exits(&self) -> watch::Receiver<u64> {
         self.exits.subscribe()
+    }
+
+    /// The attempt of every exit report from now on (to reconcile just that job). A subscriber
+    /// that falls more than [`EXIT_BACKLOG`] reports behind gets `Lagged`.
+    pub fn subscribe_exit_ids(&self) -> broadcast::Receiver<AttemptId> {
+        self.exit_ids.subscribe()
     }
 }
 

@@ -748,7 +748,8 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let config = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
-    let controller = Controller::new(api, watcher::Config::default()).with_config(config);
+    let (store, events) = super::cached_watch(api, watcher::Config::default());
+    let controller = Controller::for_stream(events, store).with_config(config);
     let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
     controller
         .graceful_shutdown_on(shutdown)
@@ -773,14 +774,16 @@ async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, c
         let mut spend: std::collections::BTreeMap<&'static str, (f64, f64)> = Default::default();
         for cr in store.state() {
             let provider = cr.spec.provider.as_str();
-            let status = cr.status.clone().unwrap_or_default();
-            let state = status.state.map_or("Pending", ResourceState::as_str);
-            *counts.entry((provider, state)).or_default() += 1;
+            let status = cr.status.as_ref();
+            let state = status.and_then(|s| s.state);
+            *counts
+                .entry((provider, state.map_or("Pending", ResourceState::as_str)))
+                .or_default() += 1;
             let entry = spend.entry(provider).or_default();
-            if status.state.is_some_and(|s| !s.is_final()) {
-                entry.0 += status.cost_per_hour.unwrap_or(0.0);
+            if state.is_some_and(|s| !s.is_final()) {
+                entry.0 += status.and_then(|s| s.cost_per_hour).unwrap_or(0.0);
             }
-            entry.1 += status.accrued_cost.unwrap_or(0.0);
+            entry.1 += status.and_then(|s| s.accrued_cost).unwrap_or(0.0);
         }
         let rows: Vec<(&'static str, &'static str, i64)> =
             counts.into_iter().map(|((p, s), n)| (p, s, n)).collect();

@@ -3,7 +3,8 @@
 //! CloudResources (server-side apply, controller ownerReferences) and reads their status, and
 //! reads the workload's reports from the callback endpoint ([`crate::callback`]).
 //!
-//! Each reconcile: observe (the job, its CloudResources by label, the attempt's reports) → plan
+//! Each reconcile: observe (the job, its CloudResources from the in-memory index of the
+//! controller's CloudResource watch, `machines.rs`, the attempt's reports) → plan
 //! (pure, `plan.rs`; asks for offers from the providers' `price()` when an attempt is to start)
 //! → act (token Secret, apply or delete CloudResources, delete the job after its TTL) → write
 //! status (server-side apply, field manager `runctl`, only when something changed).
@@ -13,25 +14,28 @@
 //! waits for the machines), so deleting a job at any phase leaves no machine behind.
 
 pub mod conditions;
+pub mod machines;
 pub mod offers;
 pub mod outcome;
 pub mod plan;
 pub mod resources;
 pub mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
+use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
 use super::backoff::BackoffConfig;
@@ -40,6 +44,7 @@ use super::{Context, FIELD_MANAGER};
 use crate::callback::{AttemptId, AttemptReport, Reports, token};
 use crate::crd::cloud_resource::CloudResource;
 use crate::crd::training_job::{JobPhase, Offer, TrainingJob, TrainingJobStatus};
+use machines::{JobKey, MachineIndex};
 use plan::{Act, Input, Settings};
 use resources::ReportingSettings;
 use view::{LABEL_JOB, MachineView};
@@ -161,6 +166,36 @@ pub struct JobContext {
     pub config: TrainingJobConfig,
     /// Callback reports (filled by the callback endpoint of this process).
     pub reports: Arc<Reports>,
+    /// Every job's CloudResources, from the controller's watch.
+    pub machines: Arc<MachineIndex>,
+    /// The resourceVersion of each job as this controller last read or wrote it: a cached job of
+    /// that version holds every status write of ours, so it needs no fresh read.
+    pub known_versions: Mutex<HashMap<JobKey, String>>,
+}
+
+impl JobContext {
+    /// A context with an empty index.
+    pub fn new(ctx: Arc<Context>, config: TrainingJobConfig, reports: Arc<Reports>) -> Self {
+        Self {
+            ctx,
+            config,
+            reports,
+            machines: Arc::new(MachineIndex::new()),
+            known_versions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remember_version(&self, job: &JobKey, version: Option<&String>) {
+        let mut known = self.known_versions.lock();
+        match version {
+            Some(v) => {
+                known.insert(job.clone(), v.clone());
+            }
+            None => {
+                known.remove(job);
+            }
+        }
+    }
 }
 
 fn api_error_code(e: &kube::Error) -> Option<u16> {
@@ -170,17 +205,29 @@ fn api_error_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-async fn list_machines(ctx: &Context, ns: &str, job: &str) -> Result<Vec<CloudResource>, Error> {
-    let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("{LABEL_JOB}={job}"));
-    let list = api.list(&lp).await.map_err(Error::List)?;
-    // Only objects this job controls (a label alone could be copied by hand).
-    let uid = |cr: &CloudResource| {
-        cr.owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && o.kind == "TrainingJob" && o.name == job)
-    };
-    Ok(list.items.into_iter().filter(uid).collect())
+/// The job's CloudResources: from the index, plus a direct read of each one this controller
+/// applied that the watch has not shown yet.
+async fn machines_of(jc: &JobContext, key: &JobKey) -> Result<Vec<MachineView>, Error> {
+    let lookup = jc.machines.lookup(key);
+    let mut views = lookup.views;
+    if lookup.missing.is_empty() {
+        return Ok(views);
+    }
+    let api: Api<CloudResource> = Api::namespaced(jc.ctx.client.clone(), &key.0);
+    for name in lookup.missing {
+        match api.get_opt(&name).await.map_err(Error::List)? {
+            Some(cr) => {
+                if let Some((_, v)) = machines::owned_view(&cr)
+                    && !views.iter().any(|w| w.name == v.name)
+                {
+                    views.push(v);
+                }
+            }
+            None => jc.machines.forget_expected(key, &name),
+        }
+    }
+    views.sort_by_key(|v| v.attempt);
+    Ok(views)
 }
 
 async fn data_credential_keys(
@@ -241,6 +288,8 @@ async fn start(
         name: cr_name.clone(),
         source,
     })?;
+    jc.machines
+        .expect(&(ns.to_string(), job.name_any()), &cr_name);
     info!(job = %job.name_any(), namespace = %ns, attempt, provider = %offer.provider, cloud_resource = %cr_name, "attempt started");
     Ok(())
 }
@@ -281,19 +330,23 @@ async fn release(
         })
 }
 
+/// Writes the job's status and remembers the version it made.
 async fn write_status(
+    jc: &JobContext,
     api: &Api<TrainingJob>,
-    name: &str,
+    key: &JobKey,
     status: &TrainingJobStatus,
 ) -> Result<(), Error> {
     let patch = serde_json::json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
+    let written = api
+        .patch_status(
+            &key.1,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    jc.remember_version(key, written.metadata.resource_version.as_ref());
     Ok(())
 }
 
@@ -302,23 +355,28 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
     let name = cached.name_any();
     let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let key: JobKey = (ns.clone(), name.clone());
     // The cache may not hold this controller's last status write yet (a reconcile triggered by
     // a CloudResource event can run first); planning from a stale status could undo a final
-    // outcome or start a needless machine. Reconciles of one object never overlap, so a fresh
-    // read sees every earlier write.
-    let Some(job) = api.get_opt(&name).await.map_err(Error::Get)? else {
-        return Ok(Action::await_change());
+    // outcome or start a needless machine. A cached job of the version we last wrote or read
+    // holds every earlier write (reconciles of one object never overlap); any other version is
+    // read fresh.
+    let known = jc.known_versions.lock().get(&key).cloned();
+    let job = if known.is_some() && known == cached.metadata.resource_version {
+        cached
+    } else {
+        let Some(job) = api.get_opt(&name).await.map_err(Error::Get)? else {
+            jc.remember_version(&key, None);
+            return Ok(Action::await_change());
+        };
+        jc.remember_version(&key, job.metadata.resource_version.as_ref());
+        Arc::new(job)
     };
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::requeue(ctx.config.transition_poll_interval));
     }
-    let job = Arc::new(job);
     let generation = job.metadata.generation.unwrap_or(0);
-    let machines: Vec<MachineView> = list_machines(ctx, &ns, &name)
-        .await?
-        .iter()
-        .filter_map(MachineView::of)
-        .collect();
+    let machines: Vec<MachineView> = machines_of(jc, &key).await?;
     let status = job.status.clone().unwrap_or_default();
     let mut reports: BTreeMap<u32, AttemptReport> = BTreeMap::new();
     for attempt in status
@@ -380,7 +438,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                         Some((e.reason(), e.to_string())),
                     );
                     if job.status.as_ref() != Some(&prev) {
-                        write_status(&api, &name, &prev).await?;
+                        write_status(jc, &api, &key, &prev).await?;
                     }
                     return Err(e);
                 }
@@ -435,7 +493,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         .as_ref()
         .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
     if !unchanged {
-        write_status(&api, &name, &next).await?;
+        write_status(jc, &api, &key, &next).await?;
     }
     for n in &p.notes {
         let type_ = if n.warning {
@@ -462,27 +520,29 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
     let ctx = &jc.ctx;
     let ns = job.namespace().ok_or(Error::MissingMetadata)?;
     let name = job.name_any();
-    let machines = list_machines(ctx, &ns, &name).await?;
+    let key: JobKey = (ns.clone(), name.clone());
+    let machines = machines_of(jc, &key).await?;
     let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
-    for cr in machines
-        .iter()
-        .filter(|cr| cr.metadata.deletion_timestamp.is_none())
-    {
-        let n = cr.name_any();
-        delete_ignoring_missing(&crs, &n)
+    for v in machines.iter().filter(|v| !v.deleting) {
+        delete_ignoring_missing(&crs, &v.name)
             .await
             .map_err(|source| Error::Delete {
-                what: format!("CloudResource {n}"),
+                what: format!("CloudResource {}", v.name),
                 source,
             })?;
     }
+    // Token Secrets by name (no list: a label list scans every Secret of the namespace). A
+    // Secret of an attempt recorded nowhere is still owned by the job, so the garbage collector
+    // removes it with the job.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let owned = secrets
-        .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
-        .await
-        .map_err(Error::List)?;
-    for s in owned.items {
-        let n = s.name_any();
+    let attempts: std::collections::BTreeSet<u32> = job
+        .status
+        .iter()
+        .flat_map(|s| s.attempts.iter().map(|a| a.index))
+        .chain(machines.iter().map(|v| v.attempt))
+        .collect();
+    for attempt in attempts {
+        let n = token::secret_name(&name, attempt);
         delete_ignoring_missing(&secrets, &n)
             .await
             .map_err(|source| Error::Delete {
@@ -495,6 +555,8 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
         return Err(Error::StillReleasing(ctx.config.transition_poll_interval));
     }
     jc.reports.forget_job(&ns, &name);
+    jc.machines.forget_job(&key);
+    jc.remember_version(&key, None);
     ctx.publish(
         job.as_ref(),
         EventType::Normal,
@@ -539,6 +601,10 @@ fn error_policy(job: Arc<TrainingJob>, err: &Error, jc: Arc<JobContext>) -> Acti
 
 /// Runs the TrainingJob controller until `shutdown` completes. `reports` must be the store the
 /// callback endpoint of this process fills ([`crate::callback::CallbackState::new`]).
+///
+/// Triggers: the jobs' own watch; each CloudResource event reconciles its owner (and updates the
+/// [`MachineIndex`] first); each exit report reconciles its job. Should the exit subscription
+/// fall behind, every job is reconciled once (the reports themselves are never lost).
 pub async fn run(
     ctx: Arc<Context>,
     config: TrainingJobConfig,
@@ -552,21 +618,45 @@ pub async fn run(
         ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    let exits = futures::stream::unfold(reports.subscribe_exits(), |mut rx| async move {
+    let (lagged_tx, lagged_rx) = tokio::sync::watch::channel(0u64);
+    let exit_refs = futures::stream::unfold(
+        (reports.subscribe_exit_ids(), lagged_tx),
+        |(mut rx, lagged)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let next = match rx.recv().await {
+                Ok(id) => Some(ObjectRef::<TrainingJob>::new(&id.job).within(&id.namespace)),
+                Err(RecvError::Lagged(n)) => {
+                    warn!(
+                        missed = n,
+                        "fell behind exit reports; reconciling every job"
+                    );
+                    lagged.send_modify(|c| *c += 1);
+                    None
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            Some((next, (rx, lagged)))
+        },
+    )
+    .filter_map(futures::future::ready);
+    let lagged = futures::stream::unfold(lagged_rx, |mut rx| async move {
         rx.changed().await.ok()?;
         Some(((), rx))
     });
     let config_rt = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
-    let jc = Arc::new(JobContext {
-        ctx: ctx.clone(),
-        config,
-        reports,
-    });
-    let controller = Controller::new(jobs, watcher::Config::default());
+    let jc = Arc::new(JobContext::new(ctx.clone(), config, reports));
+    let index = jc.machines.clone();
+    let cr_events = watcher(crs, watcher::Config::default().labels(LABEL_JOB))
+        .default_backoff()
+        .inspect_ok(move |event| index.apply(event))
+        .touched_objects();
+    let (store, job_events) = super::cached_watch(jobs, watcher::Config::default());
+    let controller = Controller::for_stream(job_events, store);
     let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
     controller
-        .owns(crs, watcher::Config::default().labels(LABEL_JOB))
-        .reconcile_all_on(exits)
+        .owns_stream(cr_events)
+        .reconcile_on(exit_refs)
+        .reconcile_all_on(lagged)
         .with_config(config_rt)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, jc)

@@ -1,0 +1,257 @@
+//! The CloudResources of every job, kept in memory from the controller's CloudResource watch and
+//! indexed by job, so that a reconcile finds its job's machines without a list request (a label
+//! list scans every CloudResource on the API server: at 10,000 jobs, per reconcile).
+//!
+//! Only [`MachineView`]s are kept (a few hundred bytes each), and only of objects a TrainingJob
+//! controls (ownerReference with `controller: true`, kind `TrainingJob`, the job's name); a copied
+//! label alone does not make an object a job's.
+//!
+//! Read-your-writes: a CloudResource the controller has just applied may not have come through the
+//! watch yet, and planning without it would call the attempt lost. [`MachineIndex::expect`]
+//! remembers each applied name until the watch shows it; [`MachineIndex::lookup`] returns such names
+//! as `missing`, and the reconcile reads them directly.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kube::ResourceExt;
+use kube::runtime::watcher;
+use parking_lot::Mutex;
+
+use super::view::{LABEL_JOB, MachineView};
+use crate::crd::cloud_resource::CloudResource;
+
+/// A job: (namespace, name).
+pub type JobKey = (String, String);
+
+type ByJob = HashMap<JobKey, BTreeMap<String, MachineView>>;
+
+/// What the index knows of one job.
+#[derive(Debug, Default, PartialEq)]
+pub struct Lookup {
+    /// Views of the job's CloudResources, by attempt order of their names.
+    pub views: Vec<MachineView>,
+    /// Applied by this controller but not seen through the watch yet: read them directly.
+    pub missing: Vec<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_job: ByJob,
+    /// Objects of a relist in progress (between `Init` and `InitDone`).
+    relist: Option<ByJob>,
+    expected: HashMap<JobKey, BTreeSet<String>>,
+}
+
+/// The index. Shared between the watch stream (writer) and reconciles (readers).
+#[derive(Default)]
+pub struct MachineIndex {
+    inner: Mutex<Inner>,
+}
+
+/// The job `cr` belongs to and its view, when a TrainingJob controls it.
+pub fn owned_view(cr: &CloudResource) -> Option<(JobKey, MachineView)> {
+    let job = cr.labels().get(LABEL_JOB)?;
+    let controlled = cr
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.kind == "TrainingJob" && &o.name == job);
+    if !controlled {
+        return None;
+    }
+    let view = MachineView::of(cr)?;
+    Some(((cr.namespace().unwrap_or_default(), job.clone()), view))
+}
+
+fn key_of(cr: &CloudResource) -> Option<JobKey> {
+    Some((
+        cr.namespace().unwrap_or_default(),
+        cr.labels().get(LABEL_JOB)?.clone(),
+    ))
+}
+
+fn insert(map: &mut ByJob, cr: &CloudResource) {
+    let name = cr.name_any();
+    match owned_view(cr) {
+        Some((key, view)) => {
+            map.entry(key).or_default().insert(name, view);
+        }
+        // No longer a job's (label or owner changed): drop what was known.
+        None => {
+            if let Some(key) = key_of(cr) {
+                remove(map, &key, &name);
+            }
+        }
+    }
+}
+
+fn remove(map: &mut ByJob, key: &JobKey, name: &str) {
+    if let Some(views) = map.get_mut(key) {
+        views.remove(name);
+        if views.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl MachineIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&self, event: &watcher::Event<CloudResource>) {
+        let mut inner = self.inner.lock();
+        match event {
+            watcher::Event::Apply(cr) => insert(&mut inner.by_job, cr),
+            watcher::Event::Delete(cr) => {
+                if let Some(key) = key_of(cr) {
+                    remove(&mut inner.by_job, &key, &cr.name_any());
+                }
+            }
+            watcher::Event::Init => inner.relist = Some(ByJob::new()),
+            watcher::Event::InitApply(cr) => {
+                let relist = inner.relist.get_or_insert_with(ByJob::new);
+                insert(relist, cr);
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = inner.relist.take() {
+                    inner.by_job = fresh;
+                }
+            }
+        }
+    }
+
+    /// Remembers that CloudResource `name` of `job` was applied.
+    pub fn expect(&self, job: &JobKey, name: &str) {
+        self.inner
+            .lock()
+            .expected
+            .entry(job.clone())
+            .or_default()
+            .insert(name.to_string());
+    }
+
+    /// Forgets an expectation (the object turned out to be gone).
+    pub fn forget_expected(&self, job: &JobKey, name: &str) {
+        let mut inner = self.inner.lock();
+        if let Some(names) = inner.expected.get_mut(job) {
+            names.remove(name);
+            if names.is_empty() {
+                inner.expected.remove(job);
+            }
+        }
+    }
+
+    /// Forgets everything expected of a job (it is gone).
+    pub fn forget_job(&self, job: &JobKey) {
+        self.inner.lock().expected.remove(job);
+    }
+
+    /// The job's CloudResources as the watch shows them, and the applied ones it does not show
+    /// yet. Expectations the watch has met are dropped.
+    pub fn lookup(&self, job: &JobKey) -> Lookup {
+        let mut inner = self.inner.lock();
+        let Inner {
+            by_job, expected, ..
+        } = &mut *inner;
+        let known = by_job.get(job);
+        let views: Vec<MachineView> = known
+            .map(|v| v.values().cloned().collect())
+            .unwrap_or_default();
+        let mut missing = Vec::new();
+        if let Some(names) = expected.get_mut(job) {
+            names.retain(|n| !known.is_some_and(|k| k.contains_key(n)));
+            missing = names.iter().cloned().collect();
+            if names.is_empty() {
+                expected.remove(job);
+            }
+        }
+        Lookup { views, missing }
+    }
+
+    /// Jobs with at least one CloudResource (for tests and gauges).
+    pub fn jobs(&self) -> usize {
+        self.inner.lock().by_job.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cr(name: &str, job: &str, attempt: u32, owner: Option<&str>) -> CloudResource {
+        let owners = owner
+            .map(|o| serde_json::json!([{"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "name": o, "uid": "u", "controller": true}]))
+            .unwrap_or(serde_json::json!([]));
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource",
+            "metadata": {"name": name, "namespace": "ns", "ownerReferences": owners,
+                "labels": {"runctl.dev/job": job, "runctl.dev/attempt": attempt.to_string()}},
+            "spec": {"provider": "sim", "instanceType": "t"}
+        }))
+        .unwrap()
+    }
+
+    fn job(name: &str) -> JobKey {
+        ("ns".into(), name.into())
+    }
+
+    fn names(l: &Lookup) -> Vec<&str> {
+        l.views.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    #[test]
+    fn indexes_by_job_and_ignores_objects_the_job_does_not_control() {
+        let idx = MachineIndex::new();
+        idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
+        idx.apply(&watcher::Event::Apply(cr("j-a2", "j", 2, Some("j"))));
+        idx.apply(&watcher::Event::Apply(cr("k-a1", "k", 1, Some("k"))));
+        // A copied label without the owner, and an owner of another name.
+        idx.apply(&watcher::Event::Apply(cr("fake", "j", 3, None)));
+        idx.apply(&watcher::Event::Apply(cr("other", "j", 4, Some("x"))));
+        assert_eq!(names(&idx.lookup(&job("j"))), vec!["j-a1", "j-a2"]);
+        idx.apply(&watcher::Event::Delete(cr("j-a1", "j", 1, Some("j"))));
+        assert_eq!(names(&idx.lookup(&job("j"))), vec!["j-a2"]);
+        idx.apply(&watcher::Event::Delete(cr("j-a2", "j", 2, Some("j"))));
+        assert!(idx.lookup(&job("j")).views.is_empty());
+        assert_eq!(idx.jobs(), 1, "empty jobs are dropped");
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_at_its_end() {
+        let idx = MachineIndex::new();
+        idx.apply(&watcher::Event::Apply(cr(
+            "gone-a1",
+            "gone",
+            1,
+            Some("gone"),
+        )));
+        idx.apply(&watcher::Event::Init);
+        idx.apply(&watcher::Event::InitApply(cr("j-a1", "j", 1, Some("j"))));
+        // Until the relist is complete, the old view stands.
+        assert_eq!(names(&idx.lookup(&job("gone"))), vec!["gone-a1"]);
+        idx.apply(&watcher::Event::InitDone);
+        assert!(idx.lookup(&job("gone")).views.is_empty());
+        assert_eq!(names(&idx.lookup(&job("j"))), vec!["j-a1"]);
+    }
+
+    #[test]
+    fn applied_objects_are_missing_until_the_watch_shows_them() {
+        let idx = MachineIndex::new();
+        idx.expect(&job("j"), "j-a1");
+        let l = idx.lookup(&job("j"));
+        assert!(l.views.is_empty());
+        assert_eq!(l.missing, vec!["j-a1".to_string()]);
+        idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
+        let l = idx.lookup(&job("j"));
+        assert_eq!(names(&l), vec!["j-a1"]);
+        assert!(l.missing.is_empty(), "met expectations are dropped");
+        // A later delete does not bring the expectation back.
+        idx.apply(&watcher::Event::Delete(cr("j-a1", "j", 1, Some("j"))));
+        assert_eq!(idx.lookup(&job("j")), Lookup::default());
+        idx.expect(&job("j"), "j-a2");
+        idx.forget_expected(&job("j"), "j-a2");
+        assert_eq!(idx.lookup(&job("j")), Lookup::default());
+    }
+}

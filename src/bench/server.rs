@@ -26,7 +26,7 @@ pub enum ServerMode {
 /// The running server.
 pub(crate) enum BenchServer {
     InProcess(ApiServer),
-    Child(ChildApiServer),
+    Child(Box<ChildApiServer>),
 }
 
 impl BenchServer {
@@ -34,11 +34,11 @@ impl BenchServer {
         let api = |e: runctl_apiserver::Error| BenchError::ApiServer(e.to_string());
         Ok(match mode {
             ServerMode::InProcess => BenchServer::InProcess(ApiServer::start().await.map_err(api)?),
-            ServerMode::ChildProcess(program) => BenchServer::Child(
+            ServerMode::ChildProcess(program) => BenchServer::Child(Box::new(
                 ChildApiServer::spawn(program, [SERVE_API_FLAG])
                     .await
                     .map_err(api)?,
-            ),
+            )),
         })
     }
 

@@ -1,9 +1,28 @@
-//! Process measurements for the benchmark (resident memory and CPU time from `/proc/self`, Linux
-//! only; zero elsewhere) and percentiles.
+//! Process measurements for the benchmark (resident memory and CPU time from `/proc/self` or
+//! `/proc/<pid>` of the API test server's child process, Linux only; zero elsewhere) and
+//! percentiles.
 
-/// Resident set size now and its peak, in KiB (`VmRSS`, `VmHWM` of `/proc/self/status`).
-pub fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Which process to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// This process.
+    This,
+    /// Another process of the same user (the API test server's child).
+    Pid(u32),
+}
+
+impl Process {
+    fn file(self, name: &str) -> String {
+        match self {
+            Process::This => format!("/proc/self/{name}"),
+            Process::Pid(pid) => format!("/proc/{pid}/{name}"),
+        }
+    }
+}
+
+/// Resident set size now and its peak, in KiB (`VmRSS`, `VmHWM` of `/proc/<pid>/status`).
+pub fn rss_kib(process: Process) -> (u64, u64) {
+    let status = std::fs::read_to_string(process.file("status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -17,13 +36,17 @@ pub fn rss_kib() -> (u64, u64) {
 
 /// Resets the peak RSS to the current RSS (Linux `clear_refs` value 5), so that each size
 /// reports its own peak; best effort.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+pub fn reset_peak_rss(process: Process) {
+    let _ = std::fs::write(process.file("clear_refs"), "5");
 }
 
-/// User plus system CPU seconds of this process (`/proc/self/stat`, 100 ticks per second).
-pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User plus system CPU seconds of the process (`/proc/<pid>/stat`, 100 ticks per second).
+pub fn cpu_seconds(process: Process) -> f64 {
+    let stat = std::fs::read_to_string(process.file("stat")).unwrap_or_default();
+    cpu_seconds_of_stat(&stat)
+}
+
+fn cpu_seconds_of_stat(stat: &str) -> f64 {
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -62,10 +85,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_this_process() {
-        let (rss, peak) = rss_kib();
+    fn reads_this_process_and_a_child() {
+        let (rss, peak) = rss_kib(Process::This);
         if cfg!(target_os = "linux") {
             assert!(rss > 0 && peak >= rss);
+            let pid = Process::Pid(std::process::id());
+            assert!(rss_kib(pid).0 > 0);
         }
+        assert_eq!(rss_kib(Process::Pid(u32::MAX)), (0, 0), "no such process");
+    }
+
+    #[test]
+    fn cpu_seconds_from_a_stat_line() {
+        let stat = "42 (tokio (rt) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 3 0";
+        assert_eq!(cpu_seconds_of_stat(stat), 3.8);
+        assert_eq!(cpu_seconds_of_stat(""), 0.0);
     }
 }

@@ -1,11 +1,14 @@
-//! The scale benchmark (`runctl-bench`, `docs/benchmarks.md`): starts the API test server and
-//! the operator (sim provider, simulated reporting wrapper) in this process and drives N
-//! TrainingJobs through their whole life: apply burst, provisioning, running, completion, TTL
-//! deletion. It measures memory, CPU, latencies and request counts of that one run; see
-//! [`Report`]. `tests/bench_small.rs` runs N = 100 and checks the counts only.
+//! The scale benchmark (`runctl-bench`, `docs/benchmarks.md`): starts the API test server (in a
+//! child process, or in this one: [`ServerMode`]) and the operator (sim provider, simulated
+//! reporting wrapper) in this process and drives N TrainingJobs through their whole life: apply
+//! burst, provisioning, running, completion, TTL deletion. It measures memory and CPU of this
+//! process and of the server's, latencies and request counts of that one run (see [`Report`]),
+//! and prints progress lines per phase on stderr. `tests/bench_small.rs` runs N = 100 and checks
+//! the counts only.
 
 pub mod measure;
 pub mod report;
+mod server;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +21,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
-use runctl_apiserver::ApiServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OperatorConfig;
@@ -29,7 +31,12 @@ use crate::provider::identity::TAG_OWNER;
 use crate::provider::sim::{SimCloud, SimConfig, SimOp, SimProvider};
 use crate::provider::{Provider, ProviderRegistry, ResourceKey, ResourceState};
 
+use measure::Process;
+use report::ProcessFigures;
+use server::BenchServer;
+
 pub use report::Report;
+pub use server::{SERVE_API_FLAG, ServerMode};
 
 /// Namespace the jobs live in.
 const NAMESPACE: &str = "default";
@@ -47,17 +54,22 @@ pub struct Options {
     pub concurrency: usize,
     /// Longest wait for any phase.
     pub deadline: Duration,
+    /// Where the API test server runs.
+    pub server: ServerMode,
 }
 
 impl Options {
-    /// Defaults for `n` jobs.
+    /// Defaults for `n` jobs, with the API test server in this process; the deadline of each
+    /// phase grows with `n` (120 s plus 30 ms per job).
     pub fn new(n: usize) -> Self {
         Self {
             n,
             poll_interval_seconds: 1,
             steady_intervals: 3,
             concurrency: 32,
-            deadline: Duration::from_secs(300),
+            deadline: Duration::from_secs(120)
+                + Duration::from_millis(30).saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+            server: ServerMode::InProcess,
         }
     }
 }
@@ -95,12 +107,44 @@ pub fn sim_config() -> SimConfig {
     }
 }
 
+/// Progress lines on stderr, so that a long run shows where it is.
+struct Progress {
+    n: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn line(&self, phase: &str, detail: &str) {
+        eprintln!(
+            "[runctl-bench N={}] {:>7.1} s  {phase}: {detail}",
+            self.n,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// Runs one size and returns what it measured.
 pub async fn run(opts: &Options) -> Result<Report, BenchError> {
+    let server = BenchServer::start(&opts.server).await?;
+    let result = run_with(opts, &server).await;
+    server.shutdown().await;
+    result
+}
+
+async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchError> {
     let n = opts.n;
-    let server = ApiServer::start()
-        .await
-        .map_err(|e| BenchError::ApiServer(e.to_string()))?;
+    let progress = Progress {
+        n,
+        started: Instant::now(),
+    };
+    let child = server.process();
+    progress.line(
+        "API test server",
+        &match child {
+            Some(Process::Pid(pid)) => format!("child process {pid}"),
+            _ => "in this process".to_string(),
+        },
+    );
     let client = server.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::crd::all() {
@@ -109,6 +153,24 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
             .map_err(kube_err("installing the CRDs"))?;
     }
     let raw_writes_per_second = raw_write_throughput(&client, n, opts.concurrency).await?;
+    progress.line(
+        "raw API write throughput",
+        &format!("{raw_writes_per_second:.0} writes/s"),
+    );
+
+    // The benchmark's own two watches open before the counts start, so that the counts are the
+    // operator's (and that of the driver's requests, subtracted below).
+    let shutdown = CancellationToken::new();
+    let seen = watch::Seen::start(client.clone(), NAMESPACE, shutdown.clone());
+    let mut ours = Vec::new();
+    for _ in 0..100 {
+        ours.push(server.stats().await?.watches_opened);
+        if ours.last().is_some_and(|w| *w >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.reset_stats().await?;
 
     let port = free_port().map_err(|e| BenchError::Operator(e.to_string()))?;
     let sim = sim_config();
@@ -131,15 +193,99 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     ));
     let operator = Operator::from_config(client.clone(), &config, registry, "runctl-bench-0")
         .map_err(|e| BenchError::Operator(e.to_string()))?;
-    let shutdown = CancellationToken::new();
     let op_task = tokio::spawn(operator.run(shutdown.clone()));
-    let seen = watch::Seen::start(client.clone(), NAMESPACE, shutdown.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let outcome = drive(opts, server, &client, &cloud, &seen, &progress).await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), op_task).await;
+    let mut report = outcome?;
+    report.raw_writes_per_second = raw_writes_per_second;
+    report.create_throughput_ratio = report.creates_per_second / raw_writes_per_second.max(1e-9);
+    Ok(report)
+}
 
-    measure::reset_peak_rss();
-    let (base_rss_kib, _) = measure::rss_kib();
-    let cpu0 = measure::cpu_seconds();
-    server.reset_stats();
+/// Memory and CPU of the benchmark process and of the server's child process, if any.
+struct Meter {
+    server: Option<Process>,
+    cpu0: (f64, f64),
+    base: (u64, u64),
+}
+
+impl Meter {
+    /// Resets both peaks and takes the base figures.
+    fn start(server: Option<Process>) -> Self {
+        measure::reset_peak_rss(Process::This);
+        if let Some(p) = server {
+            measure::reset_peak_rss(p);
+        }
+        let server_cpu = server.map_or(0.0, measure::cpu_seconds);
+        let server_rss = server.map_or(0, |p| measure::rss_kib(p).0);
+        Meter {
+            server,
+            cpu0: (measure::cpu_seconds(Process::This), server_cpu),
+            base: (measure::rss_kib(Process::This).0, server_rss),
+        }
+    }
+
+    /// RSS of both processes now.
+    fn rss(&self) -> (u64, u64) {
+        (
+            measure::rss_kib(Process::This).0,
+            self.server.map_or(0, |p| measure::rss_kib(p).0),
+        )
+    }
+
+    /// (this process, server process) figures from the start to now.
+    fn finish(&self, steady: (u64, u64)) -> (ProcessFigures, Option<ProcessFigures>) {
+        let this = ProcessFigures {
+            peak_rss_kib: measure::rss_kib(Process::This).1,
+            steady_rss_kib: steady.0,
+            base_rss_kib: self.base.0,
+            cpu_seconds: measure::cpu_seconds(Process::This) - self.cpu0.0,
+        };
+        let server = self.server.map(|p| ProcessFigures {
+            peak_rss_kib: measure::rss_kib(p).1,
+            steady_rss_kib: steady.1,
+            base_rss_kib: self.base.1,
+            cpu_seconds: measure::cpu_seconds(p) - self.cpu0.1,
+        });
+        (this, server)
+    }
+}
+
+/// The measured part of a run: the operator runs; the jobs go through their whole life.
+async fn drive(
+    opts: &Options,
+    server: &BenchServer,
+    client: &Client,
+    cloud: &Arc<SimCloud>,
+    seen: &watch::Seen,
+    progress: &Progress,
+) -> Result<Report, BenchError> {
+    let n = opts.n;
+    // Start-up: the operator lists and opens its watches; wait until no new watch opened for
+    // half a second (at most 10 s).
+    let mut watches_startup = 0;
+    let mut quiet = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let opened = server.stats().await?.watches_opened;
+        quiet = if opened == watches_startup {
+            quiet + 1
+        } else {
+            0
+        };
+        watches_startup = opened;
+        if watches_startup > 0 && quiet >= 2 {
+            break;
+        }
+    }
+    progress.line(
+        "operator started",
+        &format!("{watches_startup} watch streams opened"),
+    );
+
+    let meter = Meter::start(server.process());
+    server.reset_stats().await?;
     let started = Instant::now();
 
     // Apply burst.
@@ -160,6 +306,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         .into_iter()
         .collect::<Result<_, _>>()
         .map_err(kube_err("applying the jobs"))?;
+    progress.line("applied", &format!("{n} jobs"));
 
     // Every machine running, and every status showing it.
     let running = || {
@@ -169,69 +316,100 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
             .filter(|m| m.state == ResourceState::Running)
             .count()
     };
-    wait(opts.deadline, "every machine to run", || running() == n)
-        .await
-        .map_err(|_| {
-            BenchError::Timeout(format!(
-                "every machine to run ({} of {n} running, {} made)",
+    wait(
+        opts.deadline,
+        progress,
+        "every machine to run",
+        || running() == n,
+        || {
+            format!(
+                "{} of {n} running, {} made",
                 running(),
                 cloud.stats().machines_created
-            ))
-        })?;
+            )
+        },
+    )
+    .await?;
     let creates_done = started.elapsed();
-    wait(opts.deadline, "every status to show Running", || {
-        seen.count(ResourceState::Running) == n
-    })
-    .await
-    .map_err(|_| {
-        BenchError::Timeout(format!(
-            "every status to show Running ({} of {n})",
-            seen.count(ResourceState::Running)
-        ))
-    })?;
+    wait(
+        opts.deadline,
+        progress,
+        "every status to show Running",
+        || seen.count(ResourceState::Running) == n,
+        || format!("{} of {n}", seen.count(ResourceState::Running)),
+    )
+    .await?;
 
     // Steady window: nothing changes, so nothing may be written. The first heartbeat of each
     // machine (sent when it started running) is picked up within one poll first.
     let poll = Duration::from_secs(opts.poll_interval_seconds.max(1));
     tokio::time::sleep(poll + Duration::from_millis(500)).await;
-    let writes0 = server.stats();
+    let writes0 = server.stats().await?;
     let sim0 = cloud.stats();
     let window = Instant::now();
     tokio::time::sleep(poll * opts.steady_intervals.max(1)).await;
     let intervals = window.elapsed().as_secs_f64() / poll.as_secs_f64();
-    let writes1 = server.stats();
+    let writes1 = server.stats().await?;
     let sim1 = cloud.stats();
-    let (steady_rss_kib, _) = measure::rss_kib();
+    let steady_rss = meter.rss();
     let noop_writes = writes1.writes().saturating_sub(writes0.writes());
     let calls = |op| (sim1.calls(op).saturating_sub(sim0.calls(op))) as f64 / intervals;
     let list_calls_per_interval = calls(SimOp::List);
     let observe_calls_per_interval = calls(SimOp::Observe);
+    progress.line(
+        "steady window",
+        &format!("{intervals:.1} intervals, {noop_writes} writes"),
+    );
 
-    let observe_vs_list = batched_vs_single(&cloud).await;
+    let observe_vs_list = batched_vs_single(cloud).await;
 
-    // Completion: every workload exits 0; the wrapper reports it; TTL deletes the jobs.
+    // Completion: every workload exits 0; the wrapper reports it; TTL deletes the jobs. The
+    // benchmark's watches see the deletions; a list confirms them (and its reads are not the
+    // operator's).
     for m in cloud.machines() {
         let _ = cloud.exit(&m.id, 0);
     }
+    progress.line("completion", &format!("{n} workloads exited"));
     let crs: Api<CloudResource> = Api::namespaced(client.clone(), NAMESPACE);
-    wait_async(
-        opts.deadline,
-        "every job to be deleted after its TTL",
-        || {
-            let (jobs, crs) = (jobs.clone(), crs.clone());
-            async move {
-                let lp = ListParams::default().limit(1);
-                let j = jobs.list_metadata(&lp).await.map(|l| l.items.is_empty());
-                let c = crs.list_metadata(&lp).await.map(|l| l.items.is_empty());
-                matches!((j, c), (Ok(true), Ok(true)))
+    let mut driver_reads = 0u64;
+    let mut left = (n, n);
+    let mut last_list = Instant::now();
+    let mut last_line = Instant::now();
+    let completion = Instant::now();
+    loop {
+        let (jobs_gone, crs_gone) = seen.deleted();
+        if (jobs_gone >= n && crs_gone >= n) || last_list.elapsed() >= Duration::from_secs(10) {
+            let lp = ListParams::default();
+            let j = jobs.list_metadata(&lp).await;
+            let c = crs.list_metadata(&lp).await;
+            driver_reads += 2;
+            last_list = Instant::now();
+            if let (Ok(j), Ok(c)) = (j, c) {
+                left = (j.items.len(), c.items.len());
+                if left == (0, 0) {
+                    break;
+                }
             }
-        },
-    )
-    .await?;
+        }
+        if completion.elapsed() >= opts.deadline {
+            return Err(BenchError::Timeout(format!(
+                "every job to be deleted after its TTL ({} jobs, {} CloudResources left)",
+                left.0, left.1
+            )));
+        }
+        if last_line.elapsed() >= Duration::from_secs(10) {
+            progress.line(
+                "waiting for TTL deletion",
+                &format!("{jobs_gone} jobs, {crs_gone} CloudResources deleted"),
+            );
+            last_line = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let wall_seconds = started.elapsed().as_secs_f64();
-    let cpu_seconds = measure::cpu_seconds() - cpu0;
-    let (_, peak_rss_kib) = measure::rss_kib();
-    let stats = server.stats();
+    progress.line("deleted", &format!("{n} jobs and CloudResources"));
+    let (this, server_figures) = meter.finish(steady_rss);
+    let stats = server.stats().await?;
     let machines = cloud.machines();
 
     // Latencies.
@@ -259,25 +437,26 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     }
     let mut reads = 0;
     let mut writes = 0;
-    let mut watches = 0;
     for (verb, _, count) in stats.iter() {
         use runctl_apiserver::Verb;
         match verb {
             Verb::Get | Verb::List => reads += count,
-            Verb::Watch => watches += count,
+            Verb::Watch => {}
             _ => writes += count,
         }
     }
-    let report = Report {
+    Ok(Report {
         n,
         succeeded: seen.succeeded(),
         machines_created: cloud.stats().machines_created,
         machines_leaked: cloud.live_total(),
-        objects_left: 0,
-        peak_rss_kib,
-        steady_rss_kib,
-        base_rss_kib,
-        cpu_seconds,
+        objects_left: left.0 + left.1,
+        server_in_process: server.process().is_none(),
+        peak_rss_kib: this.peak_rss_kib,
+        steady_rss_kib: this.steady_rss_kib,
+        base_rss_kib: this.base_rss_kib,
+        cpu_seconds: this.cpu_seconds,
+        server: server_figures,
         wall_seconds,
         apply_to_create_ms: (
             measure::quantile(&mut apply_to_create, 0.5),
@@ -287,25 +466,20 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
             measure::quantile(&mut status_lag, 0.5),
             measure::quantile(&mut status_lag, 0.99),
         ),
-        // The benchmark's own job creates are not the operator's.
-        reads_per_job: reads as f64 / n.max(1) as f64,
+        // The benchmark's own job creates and deletion checks are not the operator's.
+        reads_per_job: reads.saturating_sub(driver_reads) as f64 / n.max(1) as f64,
         writes_per_job: writes.saturating_sub(n as u64) as f64 / n.max(1) as f64,
-        watches,
+        watches_startup,
+        watches: stats.watches_opened,
+        watches_open: writes1.watches_open,
         list_calls_per_interval,
         observe_calls_per_interval,
         noop_writes,
         create_throughput_ratio: 0.0,
-        raw_writes_per_second,
+        raw_writes_per_second: 0.0,
         creates_per_second: n as f64 / creates_done.as_secs_f64().max(1e-3),
         observe_vs_list,
         noop_writes_by_resource: writes_by_resource(&writes0, &writes1),
-    };
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), op_task).await;
-    server.shutdown().await;
-    Ok(Report {
-        create_throughput_ratio: report.creates_per_second / report.raw_writes_per_second.max(1e-9),
-        ..report
     })
 }
 
@@ -401,25 +575,29 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// Polls `done` every 100 ms until it holds, printing `status` every 10 s; times out after
+/// `deadline`.
 async fn wait(
     deadline: Duration,
+    progress: &Progress,
     what: &str,
     mut done: impl FnMut() -> bool,
+    status: impl Fn() -> String,
 ) -> Result<(), BenchError> {
-    wait_async(deadline, what, || std::future::ready(done())).await
-}
-
-async fn wait_async<F, Fut>(deadline: Duration, what: &str, mut done: F) -> Result<(), BenchError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
     let start = Instant::now();
-    while start.elapsed() < deadline {
-        if done().await {
+    let mut last_line = Instant::now();
+    loop {
+        if done() {
+            progress.line(what, &format!("done ({})", status()));
             return Ok(());
+        }
+        if start.elapsed() >= deadline {
+            return Err(BenchError::Timeout(format!("{what} ({})", status())));
+        }
+        if last_line.elapsed() >= Duration::from_secs(10) {
+            progress.line(what, &status());
+            last_line = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(BenchError::Timeout(what.to_string()))
 }

@@ -16,27 +16,37 @@ pub struct Report {
     pub machines_leaked: usize,
     /// Jobs or CloudResources left at the end (must be 0 once TTL deletion ran).
     pub objects_left: usize,
-    /// Peak RSS of the process during the run, KiB.
+    /// Whether the API test server ran in the benchmark's process (then the figures of the
+    /// benchmark process include it, and [`Report::server`] is `None`).
+    pub server_in_process: bool,
+    /// Peak RSS of the benchmark process (operator, sim, driver) during the run, KiB.
     pub peak_rss_kib: u64,
-    /// RSS while all jobs were running, KiB.
+    /// RSS of the benchmark process while all jobs were running, KiB.
     pub steady_rss_kib: u64,
-    /// RSS before the jobs were applied, KiB.
+    /// RSS of the benchmark process before the jobs were applied, KiB.
     pub base_rss_kib: u64,
-    /// CPU seconds of the process during the run.
+    /// CPU seconds of the benchmark process during the run.
     pub cpu_seconds: f64,
+    /// The API test server's process, when it ran in a child process.
+    pub server: Option<ProcessFigures>,
     /// Wall seconds of the run (apply to last deletion).
     pub wall_seconds: f64,
     /// Apply-to-create-call latency percentiles, ms.
     pub apply_to_create_ms: (f64, f64),
     /// Provider-state-change-to-status latency percentiles, ms.
     pub status_lag_ms: (f64, f64),
-    /// API requests over the whole lifecycle per job: reads (get, list), writes, and watch
-    /// requests in total.
+    /// API requests of the operator over the whole lifecycle per job: reads (get, list).
     pub reads_per_job: f64,
     /// Writes per job.
     pub writes_per_job: f64,
-    /// Watch requests in total.
+    /// Watch streams opened during the operator's start-up (before the apply burst).
+    pub watches_startup: u64,
+    /// Watch streams opened from the apply burst to the last deletion (re-opened watches of the
+    /// operator, and of the benchmark's own two, if any).
     pub watches: u64,
+    /// Watch streams open at the end of the steady window (the operator's and the benchmark's
+    /// own two).
+    pub watches_open: u64,
     /// Provider list calls per poll interval (while jobs ran).
     pub list_calls_per_interval: f64,
     /// Provider observe calls per poll interval (while jobs ran).
@@ -53,6 +63,19 @@ pub struct Report {
     pub observe_vs_list: f64,
     /// What the steady window's writes were (verb and resource), if any.
     pub noop_writes_by_resource: BTreeMap<String, u64>,
+}
+
+/// Memory and CPU of one process over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessFigures {
+    /// Peak RSS during the run, KiB.
+    pub peak_rss_kib: u64,
+    /// RSS while all jobs were running, KiB.
+    pub steady_rss_kib: u64,
+    /// RSS before the jobs were applied, KiB.
+    pub base_rss_kib: u64,
+    /// CPU seconds during the run.
+    pub cpu_seconds: f64,
 }
 
 impl Report {
@@ -73,22 +96,40 @@ impl fmt::Display for Report {
             "| jobs succeeded / machines created / leaked / objects left | {} / {} / {} / {} |",
             self.succeeded, self.machines_created, self.machines_leaked, self.objects_left
         )?;
+        let process = if self.server_in_process {
+            "benchmark process: operator + sim + driver + API test server"
+        } else {
+            "benchmark process: operator + sim + driver"
+        };
         writeln!(
             f,
-            "| peak RSS (process) | {:.1} MiB |",
+            "| peak RSS ({process}) | {:.1} MiB |",
             mib(self.peak_rss_kib)
         )?;
         writeln!(
             f,
-            "| steady RSS (all running) | {:.1} MiB ({:.1} KiB per job) |",
+            "| steady RSS ({process}, all running) | {:.1} MiB ({:.1} KiB per job) |",
             mib(self.steady_rss_kib),
             self.kib_per_object()
         )?;
         writeln!(
             f,
-            "| CPU seconds / wall seconds | {:.1} / {:.1} |",
+            "| CPU seconds ({process}) / wall seconds | {:.1} / {:.1} |",
             self.cpu_seconds, self.wall_seconds
         )?;
+        match &self.server {
+            Some(s) => writeln!(
+                f,
+                "| API test server process: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+                mib(s.peak_rss_kib),
+                mib(s.steady_rss_kib),
+                s.cpu_seconds
+            )?,
+            None => writeln!(
+                f,
+                "| API test server process | in the benchmark process (counted above) |"
+            )?,
+        }
         writeln!(
             f,
             "| apply → create call p50 / p99 | {:.0} / {:.0} ms |",
@@ -101,8 +142,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "| API requests per job: reads / writes; watches in total | {:.1} / {:.1}; {} |",
-            self.reads_per_job, self.writes_per_job, self.watches
+            "| operator API requests per job: reads / writes | {:.1} / {:.1} |",
+            self.reads_per_job, self.writes_per_job
+        )?;
+        writeln!(
+            f,
+            "| watch streams opened: start-up / apply to last deletion; open when steady (incl. the benchmark's 2) | {} / {}; {} |",
+            self.watches_startup, self.watches, self.watches_open
         )?;
         writeln!(
             f,

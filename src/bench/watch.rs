@@ -1,14 +1,16 @@
 //! The benchmark's own view of status changes: when each CloudResource first showed each state,
-//! and which TrainingJobs succeeded, from two watches (what a user's `kubectl get -w` sees).
+//! which TrainingJobs succeeded, and which objects were deleted, from two watches (what a user's
+//! `kubectl get -w` sees).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::crd::CloudResource;
@@ -20,6 +22,8 @@ use crate::provider::ResourceState;
 pub struct Seen {
     states: Arc<Mutex<HashMap<(String, ResourceState), Timestamp>>>,
     succeeded: Arc<Mutex<HashSet<String>>>,
+    deleted_jobs: Arc<Mutex<HashSet<String>>>,
+    deleted_crs: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Seen {
@@ -27,53 +31,45 @@ impl Seen {
     pub fn start(client: Client, namespace: &str, stop: CancellationToken) -> Self {
         let seen = Self::default();
         let crs: Api<CloudResource> = Api::namespaced(client.clone(), namespace);
-        let s = seen.clone();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            let stream = watcher(crs, watcher::Config::default()).applied_objects();
-            futures::pin_mut!(stream);
-            loop {
-                let next = tokio::select! {
-                    _ = token.cancelled() => return,
-                    n = stream.next() => n,
-                };
-                match next {
-                    Some(Ok(cr)) => {
-                        if let Some(state) = cr.status.as_ref().and_then(|st| st.state) {
-                            s.states
-                                .lock()
-                                .entry((cr.name_any(), state))
-                                .or_insert_with(Timestamp::now);
-                        }
-                    }
-                    Some(Err(_)) => {}
-                    None => return,
+        let (s, d) = (seen.clone(), seen.clone());
+        follow(
+            crs,
+            stop.clone(),
+            move |cr: &CloudResource| {
+                if let Some(state) = cr.status.as_ref().and_then(|st| st.state) {
+                    s.states
+                        .lock()
+                        .entry((cr.name_any(), state))
+                        .or_insert_with(Timestamp::now);
                 }
-            }
-        });
+            },
+            move |cr| {
+                d.deleted_crs.lock().insert(cr.name_any());
+            },
+        );
         let jobs: Api<TrainingJob> = Api::namespaced(client, namespace);
-        let s = seen.clone();
-        tokio::spawn(async move {
-            let stream = watcher(jobs, watcher::Config::default()).applied_objects();
-            futures::pin_mut!(stream);
-            loop {
-                let next = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    n = stream.next() => n,
-                };
-                match next {
-                    Some(Ok(job)) => {
-                        if job.status.as_ref().and_then(|st| st.phase) == Some(JobPhase::Succeeded)
-                        {
-                            s.succeeded.lock().insert(job.name_any());
-                        }
-                    }
-                    Some(Err(_)) => {}
-                    None => return,
+        let (s, d) = (seen.clone(), seen.clone());
+        follow(
+            jobs,
+            stop,
+            move |job: &TrainingJob| {
+                if job.status.as_ref().and_then(|st| st.phase) == Some(JobPhase::Succeeded) {
+                    s.succeeded.lock().insert(job.name_any());
                 }
-            }
-        });
+            },
+            move |job| {
+                d.deleted_jobs.lock().insert(job.name_any());
+            },
+        );
         seen
+    }
+
+    /// TrainingJobs and CloudResources seen deleted.
+    pub fn deleted(&self) -> (usize, usize) {
+        (
+            self.deleted_jobs.lock().len(),
+            self.deleted_crs.lock().len(),
+        )
     }
 
     /// CloudResources seen in `state`.
@@ -94,4 +90,32 @@ impl Seen {
     pub fn succeeded(&self) -> usize {
         self.succeeded.lock().len()
     }
+}
+
+/// Watches `api` until `stop`, calling `applied` for every added or changed object and `deleted`
+/// for every deletion event.
+fn follow<K>(
+    api: Api<K>,
+    stop: CancellationToken,
+    applied: impl Fn(&K) + Send + 'static,
+    deleted: impl Fn(&K) + Send + 'static,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default());
+        futures::pin_mut!(stream);
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                n = stream.next() => n,
+            };
+            match next {
+                Some(Ok(Event::Apply(obj) | Event::InitApply(obj))) => applied(&obj),
+                Some(Ok(Event::Delete(obj))) => deleted(&obj),
+                Some(Ok(Event::Init | Event::InitDone) | Err(_)) => {}
+                None => return,
+            }
+        }
+    });
 }

@@ -1,14 +1,16 @@
-//! `runctl-bench`: the scale benchmark. Runs the API test server, the operator and the simulated
-//! cloud in this process and drives N TrainingJobs through their whole life for each size given
-//! (default 100 1000 10000), printing one table per size. See `docs/benchmarks.md`:
+//! `runctl-bench`: the scale benchmark. Runs the operator and the simulated cloud in this process
+//! and the API test server in a child process (this program again, with the hidden argument
+//! `--serve-api`), drives N TrainingJobs through their whole life for each size given (default
+//! 100 1000 10000), and prints one table per size with the memory and CPU of both processes.
+//! Progress goes to stderr. See `docs/benchmarks.md`:
 //!
 //! ```sh
-//! cargo run --release --bin runctl-bench -- 100 1000 10000
+//! cargo run --profile scale --bin runctl-bench -- 100 1000 10000
 //! ```
 
 use std::process::ExitCode;
 
-use runctl::bench::{self, Options};
+use runctl::bench::{self, Options, SERVE_API_FLAG, ServerMode};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,8 +20,18 @@ async fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(SERVE_API_FLAG) {
+        return match runctl_apiserver::serve_until_stdin_closes().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("runctl-bench {SERVE_API_FLAG}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut sizes = Vec::new();
-    for arg in std::env::args().skip(1) {
+    for arg in &args {
         match arg.parse::<usize>() {
             Ok(n) if n > 0 => sizes.push(n),
             _ => {
@@ -31,12 +43,25 @@ async fn main() -> ExitCode {
     if sizes.is_empty() {
         sizes = vec![100, 1000, 10_000];
     }
+    let server = match std::env::current_exe() {
+        Ok(exe) => ServerMode::ChildProcess(exe),
+        Err(e) => {
+            eprintln!(
+                "runctl-bench: cannot find its own executable to run the API test server: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
         "runctl scale benchmark: {} CPUs, sizes {sizes:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for n in sizes {
-        match bench::run(&Options::new(n)).await {
+        let opts = Options {
+            server: server.clone(),
+            ..Options::new(n)
+        };
+        match bench::run(&opts).await {
             Ok(report) => println!("\n{report}"),
             Err(e) => {
                 eprintln!("N = {n}: {e}");

@@ -14,6 +14,12 @@ pub enum Error {
     /// A kube client for the server could not be built.
     #[error("failed to build a kube client for the test API server")]
     Client(#[source] kube::Error),
+    /// The child process serving the API could not be started or read.
+    #[error("failed to run the test API server's child process")]
+    Spawn(#[source] std::io::Error),
+    /// The child process serving the API did not announce its URL.
+    #[error("the test API server's child process {0}")]
+    Child(String),
 }
 
 /// One entry of `details.causes[]` in an `Invalid` status.

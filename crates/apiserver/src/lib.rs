@@ -74,7 +74,9 @@
 //!   categories and subresources), `/version`, minimal `/openapi/v2` and `/openapi/v3`,
 //!   `PartialObjectMetadata` responses when asked for in `Accept`.
 //! - [`Faults`] (failed writes, expired watches, latency) and [`RequestStats`] for tests and
-//!   benchmarks.
+//!   benchmarks; the counts are also served as JSON at `GET /_runctl/stats` (reset with
+//!   `POST /_runctl/stats/reset`) for a server in a child process ([`ChildApiServer`],
+//!   [`serve_until_stdin_closes`], [`RemoteApiServer`]).
 //!
 //! # Not implemented
 //! Authentication and authorization (every request is allowed), admission webhooks, API
@@ -97,6 +99,7 @@ mod gc;
 mod managed;
 mod namespaces;
 mod patch;
+mod remote;
 mod resources;
 mod schema;
 mod selectors;
@@ -118,6 +121,7 @@ use tokio::task::JoinHandle;
 
 pub use error::Error;
 pub use faults::{FaultKind, Faults, WriteFault};
+pub use remote::{ChildApiServer, RemoteApiServer, serve_until_stdin_closes};
 pub use stats::{RequestStats, Verb};
 
 use server::App;
@@ -198,10 +202,7 @@ impl ApiServer {
                 tracing::warn!(%error, "test API server stopped with an error");
             }
         });
-        let uri: http::Uri = format!("http://{addr}")
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| Error::Client(kube::Error::Service(e.into())))?;
-        let client = kube::Client::try_from(kube::Config::new(uri)).map_err(Error::Client)?;
+        let client = remote::client_for(&format!("http://{addr}"))?;
         Ok(ApiServer {
             addr,
             client,
@@ -224,16 +225,7 @@ impl ApiServer {
 
     /// A kubeconfig pointing at this server (no credentials), for `kubectl --kubeconfig`.
     pub fn kubeconfig_yaml(&self) -> String {
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "runctl-test", "cluster": {"server": self.url()}}],
-            "users": [{"name": "runctl-test", "user": {}}],
-            "contexts": [{"name": "runctl-test", "context": {"cluster": "runctl-test", "user": "runctl-test", "namespace": "default"}}],
-            "current-context": "runctl-test",
-            "preferences": {},
-        });
-        serde_yaml::to_string(&config).unwrap_or_default()
+        remote::kubeconfig_for(&self.url())
     }
 
     /// Request counts so far.

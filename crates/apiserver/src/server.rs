@@ -188,12 +188,31 @@ pub(crate) fn yaml(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// First path segment of the test-only endpoints: `GET /_runctl/stats`, `POST /_runctl/stats/reset`.
+pub(crate) const STATS_PREFIX: &str = "_runctl";
+
+fn stats_json(stats: &crate::stats::RequestStats) -> Value {
+    serde_json::to_value(stats).unwrap_or_default()
+}
+
 fn dispatch(call: &Call<'_>, path: &str) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let registry = || call.app.store.lock().registry.clone();
     match segments.as_slice() {
         ["version"] => call.only_get(discovery::version()),
         ["healthz" | "livez" | "readyz"] => Ok((StatusCode::OK, "ok").into_response()),
+        // Test-only endpoints (not counted): the request counts, for a driver in another process.
+        [STATS_PREFIX, "stats"] => call.only_get(stats_json(&call.app.stats.snapshot())),
+        [STATS_PREFIX, "stats", "reset"] => {
+            if call.method != Method::POST {
+                return Err(ApiError::method_not_allowed(call.method.as_str()));
+            }
+            call.app.stats.reset();
+            Ok(json_response(
+                StatusCode::OK,
+                &stats_json(&call.app.stats.snapshot()),
+            ))
+        }
         ["openapi", "v2"] => call.only_get(discovery::openapi_v2()),
         ["openapi", "v3"] => call.only_get(discovery::openapi_v3(&registry())),
         ["openapi", "v3", "api", "v1"] => {

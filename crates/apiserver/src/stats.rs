@@ -1,12 +1,18 @@
-//! Request counters for benchmarks: requests per verb and resource, and watch streams opened.
+//! Request counters for benchmarks: requests per verb and resource, watch streams opened, and
+//! watch streams open now. [`RequestStats`] travels as JSON (`GET /_runctl/stats`, see
+//! [`crate::RemoteApiServer`]) when the server runs in another process.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 /// The API verbs the server counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verb {
     Get,
     List,
@@ -43,11 +49,64 @@ impl fmt::Display for Verb {
 }
 
 /// A snapshot of request counts. Resources are named `plural` (core) or `plural.group`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StatsJson", from = "StatsJson")]
 pub struct RequestStats {
     counts: BTreeMap<(Verb, String), u64>,
     /// Watch streams opened since the last reset.
     pub watches_opened: u64,
+    /// Watch streams open when the snapshot was taken (a gauge: a reset leaves it alone).
+    pub watches_open: u64,
+}
+
+/// The JSON shape of [`RequestStats`]:
+/// `{"requests": [{"verb": "get", "resource": "configmaps", "count": 2}], "watchesOpened": 1,
+/// "watchesOpen": 1}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsJson {
+    requests: Vec<RequestCount>,
+    watches_opened: u64,
+    watches_open: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RequestCount {
+    verb: Verb,
+    resource: String,
+    count: u64,
+}
+
+impl From<RequestStats> for StatsJson {
+    fn from(stats: RequestStats) -> Self {
+        StatsJson {
+            requests: stats
+                .counts
+                .into_iter()
+                .map(|((verb, resource), count)| RequestCount {
+                    verb,
+                    resource,
+                    count,
+                })
+                .collect(),
+            watches_opened: stats.watches_opened,
+            watches_open: stats.watches_open,
+        }
+    }
+}
+
+impl From<StatsJson> for RequestStats {
+    fn from(json: StatsJson) -> Self {
+        let mut counts = BTreeMap::new();
+        for r in json.requests {
+            *counts.entry((r.verb, r.resource)).or_default() += r.count;
+        }
+        RequestStats {
+            counts,
+            watches_opened: json.watches_opened,
+            watches_open: json.watches_open,
+        }
+    }
 }
 
 impl RequestStats {
@@ -88,6 +147,7 @@ impl RequestStats {
 #[derive(Debug, Default)]
 pub(crate) struct StatsRecorder {
     inner: Mutex<RequestStats>,
+    open: AtomicU64,
 }
 
 impl StatsRecorder {
@@ -103,11 +163,30 @@ impl StatsRecorder {
     }
 
     pub fn snapshot(&self) -> RequestStats {
-        self.inner.lock().clone()
+        RequestStats {
+            watches_open: self.open.load(Ordering::Relaxed),
+            ..self.inner.lock().clone()
+        }
     }
 
+    /// Counts to zero; the open-watches gauge stays.
     pub fn reset(&self) {
         *self.inner.lock() = RequestStats::default();
+    }
+
+    /// Counts one watch stream as open until the guard drops.
+    pub fn watch_open(self: &Arc<Self>) -> OpenWatch {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenWatch(self.clone())
+    }
+}
+
+/// One open watch stream (see [`StatsRecorder::watch_open`]).
+pub(crate) struct OpenWatch(Arc<StatsRecorder>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -129,5 +208,42 @@ mod tests {
         assert_eq!(s.watches_opened, 1);
         rec.reset();
         assert_eq!(rec.snapshot(), RequestStats::default());
+    }
+
+    #[test]
+    fn open_watches_are_a_gauge() {
+        let rec = Arc::new(StatsRecorder::default());
+        let a = rec.watch_open();
+        let b = rec.watch_open();
+        assert_eq!(rec.snapshot().watches_open, 2);
+        rec.reset();
+        assert_eq!(rec.snapshot().watches_open, 2, "a reset keeps the gauge");
+        drop(a);
+        assert_eq!(rec.snapshot().watches_open, 1);
+        drop(b);
+        assert_eq!(rec.snapshot().watches_open, 0);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let rec = StatsRecorder::default();
+        rec.record(Verb::Get, "configmaps");
+        rec.record(Verb::Patch, "cloudresources.runctl.dev");
+        rec.record(Verb::Watch, "trainingjobs.runctl.dev");
+        let stats = RequestStats {
+            watches_open: 3,
+            ..rec.snapshot()
+        };
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["watchesOpened"], 1);
+        assert_eq!(json["watchesOpen"], 3);
+        assert!(
+            json["requests"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({"verb": "patch", "resource": "cloudresources.runctl.dev", "count": 1}))
+        );
+        let back: RequestStats = serde_json::from_value(json).unwrap();
+        assert_eq!(back, stats);
     }
 }

@@ -173,7 +173,11 @@ pub(crate) fn start(app: Arc<App>, request: WatchRequest) -> Result<Response, Ap
             }
         }
     };
-    tokio::spawn(run(app, request, start, tx));
+    let open = app.stats.watch_open();
+    tokio::spawn(async move {
+        let _open = open;
+        run(app, request, start, tx).await;
+    });
     Ok(stream_response(out))
 }
 

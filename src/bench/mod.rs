@@ -52,6 +52,8 @@ pub struct Options {
     pub steady_intervals: u32,
     /// Requests the benchmark's client keeps in flight when it applies.
     pub concurrency: usize,
+    /// Reconciles at once per controller (`None`: the operator's default).
+    pub reconcile_concurrency: Option<u16>,
     /// Longest wait for any phase.
     pub deadline: Duration,
     /// Where the API test server runs.
@@ -67,6 +69,7 @@ impl Options {
             poll_interval_seconds: 1,
             steady_intervals: 3,
             concurrency: 32,
+            reconcile_concurrency: None,
             deadline: Duration::from_secs(120)
                 + Duration::from_millis(30).saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
             server: ServerMode::InProcess,
@@ -181,6 +184,9 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
         poll_interval_seconds: opts.poll_interval_seconds,
         ..OperatorConfig::default()
     };
+    if let Some(c) = opts.reconcile_concurrency {
+        config.reconcile_concurrency = c;
+    }
     config.leader_election.enabled = false;
     config.providers.sim = sim.clone();
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
@@ -480,6 +486,10 @@ async fn drive(
         creates_per_second: n as f64 / creates_done.as_secs_f64().max(1e-3),
         observe_vs_list,
         noop_writes_by_resource: writes_by_resource(&writes0, &writes1),
+        writes_per_job_by_resource: writes_by_resource(&Default::default(), &stats)
+            .into_iter()
+            .map(|(k, v)| (k, v as f64 / n.max(1) as f64))
+            .collect(),
     })
 }
 

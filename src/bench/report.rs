@@ -63,6 +63,9 @@ pub struct Report {
     pub observe_vs_list: f64,
     /// What the steady window's writes were (verb and resource), if any.
     pub noop_writes_by_resource: BTreeMap<String, u64>,
+    /// Every write of the run per job, by verb and resource (the benchmark's own job creates
+    /// included: one `Create trainingjobs.runctl.dev` per job).
+    pub writes_per_job_by_resource: BTreeMap<String, f64>,
 }
 
 /// Memory and CPU of one process over a run.
@@ -144,6 +147,16 @@ impl fmt::Display for Report {
             f,
             "| operator API requests per job: reads / writes | {:.1} / {:.1} |",
             self.reads_per_job, self.writes_per_job
+        )?;
+        let by_resource: Vec<String> = self
+            .writes_per_job_by_resource
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        writeln!(
+            f,
+            "| writes per job by verb and resource | {} |",
+            by_resource.join(", ")
         )?;
         writeln!(
             f,

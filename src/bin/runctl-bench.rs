@@ -31,13 +31,18 @@ async fn main() -> ExitCode {
         };
     }
     let mut sizes = Vec::new();
+    let mut reconcile_concurrency = None;
     for arg in &args {
+        if let Some(c) = arg.strip_prefix("--concurrency=") {
+            match c.parse::<u16>() {
+                Ok(c) if c > 0 => reconcile_concurrency = Some(c),
+                _ => return usage(),
+            }
+            continue;
+        }
         match arg.parse::<usize>() {
             Ok(n) if n > 0 => sizes.push(n),
-            _ => {
-                eprintln!("usage: runctl-bench [N ...]   (default: 100 1000 10000)");
-                return ExitCode::from(2);
-            }
+            _ => return usage(),
         }
     }
     if sizes.is_empty() {
@@ -59,6 +64,7 @@ async fn main() -> ExitCode {
     for n in sizes {
         let opts = Options {
             server: server.clone(),
+            reconcile_concurrency,
             ..Options::new(n)
         };
         match bench::run(&opts).await {
@@ -70,4 +76,11 @@ async fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: runctl-bench [--concurrency=C] [N ...]   (default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured)"
+    );
+    ExitCode::from(2)
 }

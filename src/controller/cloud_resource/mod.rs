@@ -313,6 +313,10 @@ async fn announce(
     if before == after.state {
         return;
     }
+    // A new machine starting was announced as MachineCreated.
+    if before.is_none() && after.state == Some(ResourceState::Starting) {
+        return;
+    }
     let Some(state) = after.state else { return };
     let (type_, reason) = match state {
         ResourceState::Running => (EventType::Normal, "MachineRunning"),
@@ -596,6 +600,8 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
                     "deletionPolicy Orphan: machine {} left running",
                     t.status.provider_id.as_deref().unwrap_or("-")
                 ),
+                // MachineTerminated was announced when the machine was seen terminated.
+                plan::ALREADY_TERMINATED => return Ok(Action::await_change()),
                 _ => "no machine was created".to_string(),
             };
             ctx.publish(cr.as_ref(), EventType::Normal, reason, "Delete", note)

@@ -130,11 +130,19 @@ pub enum CleanupPlan {
 }
 
 /// Decides the delete path's next step.
+/// Release reason of an object whose machine was already seen terminated.
+pub const ALREADY_TERMINATED: &str = "AlreadyTerminated";
+
+/// Decides the delete path's next step.
 pub fn plan_cleanup(policy: DeletionPolicy, status: &CloudResourceStatus) -> CleanupPlan {
     if policy == DeletionPolicy::Orphan {
         return CleanupPlan::Release { reason: "Orphaned" };
     }
     match (&status.provider_id, &status.pending_create) {
+        // Observed terminated: a terminated machine never comes back, nothing is left to do.
+        (Some(_), _) if status.state == Some(ResourceState::Terminated) => CleanupPlan::Release {
+            reason: ALREADY_TERMINATED,
+        },
         (Some(id), _) => CleanupPlan::Terminate { id: id.clone() },
         (None, Some(_)) => CleanupPlan::FindByOwner,
         (None, None) => CleanupPlan::Release {
@@ -267,6 +275,31 @@ mod tests {
         s.state = Some(ResourceState::Terminated);
         assert!(!needs_observation(&s));
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Done);
+    }
+
+    #[test]
+    fn cleanup_terminates_live_machines_and_releases_terminated_ones() {
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            provider_id: Some("i-1".into()),
+            state: Some(ResourceState::Running),
+            ..Default::default()
+        };
+        let plan = |s: &CloudResourceStatus| plan_cleanup(DeletionPolicy::Delete, s);
+        assert_eq!(plan(&s), CleanupPlan::Terminate { id: "i-1".into() });
+        // An Error machine may still bill: terminate it.
+        s.state = Some(ResourceState::Error);
+        assert_eq!(plan(&s), CleanupPlan::Terminate { id: "i-1".into() });
+        s.state = Some(ResourceState::Terminated);
+        assert_eq!(
+            plan(&s),
+            CleanupPlan::Release {
+                reason: ALREADY_TERMINATED
+            }
+        );
+        s.provider_id = None;
+        s.state = None;
+        assert_eq!(plan(&s), CleanupPlan::FindByOwner);
     }
 
     #[test]

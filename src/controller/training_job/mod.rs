@@ -260,19 +260,13 @@ async fn start(
 ) -> Result<(), Error> {
     let ctx = &jc.ctx;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let name = token::secret_name(&job.name_any(), attempt);
-    if secrets
-        .get_opt(&name)
-        .await
-        .map_err(Error::TokenSecret)?
-        .is_none()
-    {
-        let secret = resources::token_secret(job, attempt, &token::generate());
-        match secrets.create(&PostParams::default(), &secret).await {
-            Ok(_) => {}
-            Err(e) if api_error_code(&e) == Some(409) => {}
-            Err(e) => return Err(Error::TokenSecret(e)),
-        }
+    // Create without reading first: an existing Secret (a start retried after a lost status
+    // write) answers 409 and keeps its token, which a running workload may already hold.
+    let secret = resources::token_secret(job, attempt, &token::generate());
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => {}
+        Err(e) if api_error_code(&e) == Some(409) => {}
+        Err(e) => return Err(Error::TokenSecret(e)),
     }
     let keys = data_credential_keys(ctx, job, ns).await?;
     let cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, &keys);
@@ -557,14 +551,7 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
     jc.reports.forget_job(&ns, &name);
     jc.machines.forget_job(&key);
     jc.remember_version(&key, None);
-    ctx.publish(
-        job.as_ref(),
-        EventType::Normal,
-        "MachinesReleased",
-        "Delete",
-        "every CloudResource of the job is gone".into(),
-    )
-    .await;
+    // No event: the job is gone a moment later, and its events with it.
     Ok(Action::await_change())
 }
 

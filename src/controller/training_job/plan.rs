@@ -507,6 +507,13 @@ pub fn plan(i: Input<'_>) -> Plan {
             p.wake_at(at, now);
         }
     }
+    // A job that ends with this attempt says so once: the job's event carries the reason.
+    if p.notes
+        .iter()
+        .any(|n| matches!(n.reason, "JobSucceeded" | "JobFailed"))
+    {
+        p.notes.retain(|n| n.reason != "AttemptEnded");
+    }
     p.status = s;
     p
 }

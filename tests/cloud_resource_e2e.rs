@@ -441,3 +441,38 @@ async fn steady_state_polling_uses_the_batched_list() {
     assert_eq!(observes, 0, "no per-object observe calls in steady state");
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_machine_that_changes_is_noticed_without_its_resync() {
+    let env = TestEnv::start(fast_sim()).await;
+    // Steady objects are looked at once an hour: only the fleet's change detection can notice
+    // the workload's exit below in time.
+    let mut config = test_controller_config("a");
+    config.resync_interval = Duration::from_secs(3600);
+    let op = env.start_controller(config);
+    let crs = api(&env);
+    for name in ["steady-1", "steady-2"] {
+        crs.create(
+            &PostParams::default(),
+            &CloudResourceBuilder::sim(name).build(),
+        )
+        .await
+        .unwrap();
+    }
+    let cr = wait_state(&crs, "steady-1", ResourceState::Running).await;
+    wait_state(&crs, "steady-2", ResourceState::Running).await;
+    let observes = env.sim.stats().calls(SimOp::Observe);
+    env.sim
+        .exit(cr.status.unwrap().provider_id.as_deref().unwrap(), 0)
+        .unwrap();
+    let cr = wait_state(&crs, "steady-1", ResourceState::Terminated).await;
+    assert_eq!(cr.status.unwrap().exit_code, Some(0));
+    assert_eq!(
+        env.sim.stats().calls(SimOp::Observe),
+        observes,
+        "seen through the batched list, not a direct observe"
+    );
+    let other = crs.get("steady-2").await.unwrap();
+    assert_eq!(other.status.unwrap().state, Some(ResourceState::Running));
+    op.stop().await;
+}

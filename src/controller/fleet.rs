@@ -12,6 +12,13 @@
 //! per provider instance per [`MIN_REFRESH`], not one per create. A terminate drops the snapshot
 //! ([`Fleet::invalidate`]): the snapshot still shows the machine running, and planning on that
 //! would undo the Terminating status just written.
+//!
+//! Change detection: objects register the provider instance that serves them ([`Fleet::track`]).
+//! [`Fleet::refresh_tracked`], called once per poll interval by the CloudResource controller,
+//! refreshes every tracked instance's snapshot (the one `list` call per interval) and returns the
+//! objects whose machine changed (appeared, vanished, or a different state, reason, address,
+//! price or exit code). Only those are reconciled; a steady object waits for its long resync
+//! instead of a timer per poll interval, so the cost of a poll does not grow with the fleet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +28,9 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use parking_lot::Mutex;
 
+use kube::runtime::reflector::ObjectRef;
+
+use crate::crd::cloud_resource::CloudResource;
 use crate::metrics::Metrics;
 use crate::provider::registry::ProviderKey;
 use crate::provider::{Machine, Provider, ProviderError, ResourceKey};
@@ -101,6 +111,52 @@ impl Snapshot {
     }
 }
 
+/// Objects served by one provider instance, and the instance.
+struct Tracked {
+    provider: Arc<dyn Provider>,
+    /// Object UID → object.
+    objects: HashMap<String, ObjectRef<CloudResource>>,
+}
+
+/// Whether an object must look at its machine again: anything its status shows changed. The
+/// provider's running bill (`billed`) is left out: it moves on every list, and the object's
+/// resync picks it up.
+pub fn changed(before: &Machine, after: &Machine) -> bool {
+    before.state != after.state
+        || before.reason != after.reason
+        || before.message != after.message
+        || before.public_address != after.public_address
+        || before.price_per_hour != after.price_per_hour
+        || before.exit_code != after.exit_code
+        || before.machine_type != after.machine_type
+        || before.launch_time != after.launch_time
+}
+
+/// Owner UIDs of the machines that differ between two snapshots.
+pub fn changed_owners(before: Option<&Snapshot>, after: &Snapshot) -> Vec<String> {
+    let mut owners = Vec::new();
+    for m in after.machines() {
+        let differs = before
+            .and_then(|b| b.get(&m.id))
+            .is_none_or(|old| changed(old, m));
+        if differs && let Some(uid) = &m.owner_uid {
+            owners.push(uid.clone());
+        }
+    }
+    if let Some(b) = before {
+        for m in b.machines() {
+            if after.get(&m.id).is_none()
+                && let Some(uid) = &m.owner_uid
+            {
+                owners.push(uid.clone());
+            }
+        }
+    }
+    owners.sort();
+    owners.dedup();
+    owners
+}
+
 /// Snapshots per provider instance.
 pub struct Fleet {
     max_age: Duration,
@@ -108,6 +164,9 @@ pub struct Fleet {
     metrics: Arc<Metrics>,
     snapshots: Mutex<HashMap<ProviderKey, Arc<Snapshot>>>,
     refreshing: Mutex<HashMap<ProviderKey, Arc<tokio::sync::Mutex<()>>>>,
+    tracked: Mutex<HashMap<ProviderKey, Tracked>>,
+    /// The snapshot [`Fleet::refresh_tracked`] compared last, per instance.
+    diffed: Mutex<HashMap<ProviderKey, Arc<Snapshot>>>,
 }
 
 impl Fleet {
@@ -119,6 +178,8 @@ impl Fleet {
             metrics,
             snapshots: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(HashMap::new()),
+            tracked: Mutex::new(HashMap::new()),
+            diffed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -206,6 +267,82 @@ impl Fleet {
         self.snapshots.lock().remove(key);
     }
 
+    /// Registers `object` (UID `uid`) as served by the provider instance `key`.
+    pub fn track(
+        &self,
+        key: &ProviderKey,
+        provider: &Arc<dyn Provider>,
+        uid: &str,
+        object: ObjectRef<CloudResource>,
+    ) {
+        let mut tracked = self.tracked.lock();
+        let entry = tracked.entry(key.clone()).or_insert_with(|| Tracked {
+            provider: provider.clone(),
+            objects: HashMap::new(),
+        });
+        entry.provider = provider.clone();
+        if !entry.objects.contains_key(uid) {
+            entry.objects.insert(uid.to_string(), object);
+        }
+    }
+
+    /// Forgets an object (its machine ended or it is gone); an instance serving no object any
+    /// more is no longer listed.
+    pub fn untrack(&self, uid: &str) {
+        let mut gone = Vec::new();
+        self.tracked.lock().retain(|k, t| {
+            t.objects.remove(uid);
+            let keep = !t.objects.is_empty();
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        let mut diffed = self.diffed.lock();
+        for k in gone {
+            diffed.remove(&k);
+        }
+    }
+
+    /// Objects tracked (for tests and metrics).
+    pub fn tracked_objects(&self) -> usize {
+        self.tracked.lock().values().map(|t| t.objects.len()).sum()
+    }
+
+    /// Refreshes the snapshot of every tracked provider instance that is due (one `list` each)
+    /// and returns the tracked objects whose machine changed since the previous snapshot. A
+    /// failed list is logged and retried at the next call.
+    pub async fn refresh_tracked(&self) -> Vec<ObjectRef<CloudResource>> {
+        let instances: Vec<(ProviderKey, Arc<dyn Provider>)> = self
+            .tracked
+            .lock()
+            .iter()
+            .map(|(k, t)| (k.clone(), t.provider.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (key, provider) in instances {
+            let after = match self.snapshot(&key, provider.as_ref()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(provider = %key.kind, error = %e, "fleet list failed");
+                    continue;
+                }
+            };
+            // The baseline is the snapshot this function compared last, whoever refreshed
+            // the current one (a reconcile may have).
+            let before = self.diffed.lock().insert(key.clone(), after.clone());
+            if before.as_ref().is_some_and(|b| Arc::ptr_eq(b, &after)) {
+                continue;
+            }
+            let owners = changed_owners(before.as_deref(), &after);
+            let tracked = self.tracked.lock();
+            if let Some(t) = tracked.get(&key) {
+                out.extend(owners.iter().filter_map(|uid| t.objects.get(uid).cloned()));
+            }
+        }
+        out
+    }
+
     /// Every snapshot currently held (for the objects-by-state metrics and garbage collection).
     pub fn snapshots(&self) -> Vec<(ProviderKey, Arc<Snapshot>)> {
         self.snapshots
@@ -282,6 +419,32 @@ mod tests {
             1,
             "too young to refresh: a create burst does not list per create"
         );
+    }
+
+    #[test]
+    fn changed_owners_are_new_changed_and_vanished_machines() {
+        let snap = |ms: Vec<Machine>| Snapshot::new(ms, Instant::now(), Timestamp::now());
+        let mut billed = m("b", "u2", 1, ResourceState::Running);
+        billed.billed = Some(1.0);
+        let before = snap(vec![
+            m("a", "u1", 1, ResourceState::Running),
+            m("b", "u2", 1, ResourceState::Running),
+            m("c", "u3", 1, ResourceState::Running),
+        ]);
+        let mut billed_more = billed.clone();
+        billed_more.billed = Some(2.0);
+        let after = snap(vec![
+            m("a", "u1", 1, ResourceState::Stopping),
+            billed_more,
+            m("d", "u4", 1, ResourceState::Starting),
+        ]);
+        assert_eq!(
+            changed_owners(Some(&before), &after),
+            vec!["u1", "u3", "u4"],
+            "a's state changed, c vanished, d is new; b's running bill alone is no change"
+        );
+        assert_eq!(changed_owners(None, &after).len(), 3, "no baseline: all");
+        assert!(changed_owners(Some(&after), &after).is_empty());
     }
 
     #[test]

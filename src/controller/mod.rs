@@ -41,6 +41,9 @@ pub struct ControllerConfig {
     pub transition_poll_interval: Duration,
     /// Accrued cost alone is written to status at most this often.
     pub cost_refresh_interval: Duration,
+    /// How often a steady object (running machine, running job) is looked at when nothing
+    /// changed; changes wake objects at once (fleet change detection, watches, reports).
+    pub resync_interval: Duration,
     /// Per-object error backoff.
     pub backoff: BackoffConfig,
     /// Reconciles running at once.
@@ -58,6 +61,7 @@ impl Default for ControllerConfig {
             poll_interval: Duration::from_secs(30),
             transition_poll_interval: Duration::from_secs(5),
             cost_refresh_interval: Duration::from_secs(60),
+            resync_interval: Duration::from_secs(60),
             backoff: BackoffConfig::default(),
             concurrency: 16,
             watch_namespace: None,

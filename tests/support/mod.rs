@@ -46,6 +46,7 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
         poll_interval: Duration::from_millis(500),
         transition_poll_interval: Duration::from_millis(200),
         cost_refresh_interval: Duration::from_secs(1),
+        resync_interval: Duration::from_secs(1),
         backoff: BackoffConfig {
             base: Duration::from_millis(200),
             max: Duration::from_secs(2),

@@ -29,6 +29,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
@@ -293,13 +294,23 @@ async fn forget_record(t: &Target, ctx: &Context) -> Result<(), Error> {
     }
 }
 
-fn requeue_for(state: Option<ResourceState>, ctx: &Context) -> Action {
-    match state {
-        Some(ResourceState::Running | ResourceState::Stopped | ResourceState::Unknown) => {
-            Action::requeue(ctx.config.poll_interval)
+fn requeue_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Action {
+    let intervals = plan::RevisitIntervals {
+        transition: ctx.config.transition_poll_interval,
+        resync: ctx.config.resync_interval,
+    };
+    match plan::revisit(
+        &t.status,
+        cr.spec.max_lifetime_seconds,
+        intervals,
+        Timestamp::now(),
+    ) {
+        plan::Revisit::OnChange => {
+            // The machine has ended: no more change detection for it.
+            ctx.fleet.untrack(&t.uid);
+            Action::await_change()
         }
-        Some(s) if s.is_final() => Action::await_change(),
-        _ => Action::requeue(ctx.config.transition_poll_interval),
+        plan::Revisit::After(d) => Action::requeue(d),
     }
 }
 
@@ -357,6 +368,8 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             return Err(e);
         }
     };
+    ctx.fleet
+        .track(&pkey, &provider, &t.uid, ObjectRef::from_obj(cr.as_ref()));
     let rkey = t.key(ctx, t.attempt());
     let machine = if plan::needs_observation(&t.status) {
         match ctx
@@ -452,7 +465,7 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             let next = status::track(&t.status, m, quote, source, t.generation, now);
             t.write(ctx, next).await?;
             announce(&cr, ctx, before, &t.status).await;
-            Ok(requeue_for(t.status.state, ctx))
+            Ok(requeue_for(&cr, &t, ctx))
         }
         ApplyPlan::Terminate { reason } => {
             let id = t
@@ -569,7 +582,7 @@ async fn create(
             )
             .await;
             announce(cr, ctx, before, &t.status).await;
-            Ok(requeue_for(t.status.state, ctx))
+            Ok(requeue_for(&cr, &t, ctx))
         }
         Err(e) => {
             t.write(ctx, status::failed(&t.status, &e, true, t.generation, now))
@@ -589,6 +602,8 @@ async fn create(
 
 async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     let mut t = Target::of(&cr, ctx)?;
+    // The delete path polls the machine itself until it is gone.
+    ctx.fleet.untrack(&t.uid);
     let now = Timestamp::now();
     let plan = plan::plan_cleanup(cr.spec.deletion_policy, &t.status);
     if let CleanupPlan::Release { reason } = plan {
@@ -757,7 +772,15 @@ pub async fn run(
     let (store, events) = super::cached_watch(api, watcher::Config::default());
     let controller = Controller::for_stream(events, store).with_config(config);
     let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
+    // One list per provider instance per poll interval; only objects whose machine changed are
+    // reconciled.
+    let (changed_tx, changed_rx) = tokio::sync::mpsc::channel::<ObjectRef<CloudResource>>(1024);
+    let refresher = tokio::spawn(refresh_fleet(ctx.clone(), changed_tx));
+    let changed = futures::stream::unfold(changed_rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
     controller
+        .reconcile_on(changed)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -767,6 +790,25 @@ pub async fn run(
         })
         .await;
     gauges.abort();
+    refresher.abort();
+}
+
+/// Every poll interval: refresh the tracked provider instances' snapshots and wake the objects
+/// whose machine changed.
+async fn refresh_fleet(
+    ctx: Arc<Context>,
+    changed: tokio::sync::mpsc::Sender<ObjectRef<CloudResource>>,
+) {
+    let mut tick = tokio::time::interval(ctx.config.poll_interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for object in ctx.fleet.refresh_tracked().await {
+            if changed.send(object).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Keeps the objects-by-state and spend gauges current from the controller's cache (no extra

@@ -112,6 +112,53 @@ fn lifetime_exceeded(m: &Machine, max: Option<i64>, now: Timestamp) -> bool {
     }
 }
 
+/// When to look at an object again after an apply step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revisit {
+    /// Not before something changes (final states).
+    OnChange,
+    /// After this long.
+    After(std::time::Duration),
+}
+
+/// The intervals [`revisit`] chooses from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RevisitIntervals {
+    /// Machines in transition (starting, stopping, terminating).
+    pub transition: std::time::Duration,
+    /// Steady machines: the fleet's change detection wakes them on any change, so this is only
+    /// a safety net and the accrued-cost refresh.
+    pub resync: std::time::Duration,
+}
+
+/// When to look at an object in `status` again. A running machine with a lifetime limit is
+/// looked at when the limit is reached, if that comes before the resync.
+pub fn revisit(
+    status: &CloudResourceStatus,
+    max_lifetime_seconds: Option<i64>,
+    intervals: RevisitIntervals,
+    now: Timestamp,
+) -> Revisit {
+    match status.state {
+        Some(s) if s.is_final() => Revisit::OnChange,
+        Some(ResourceState::Running | ResourceState::Stopped | ResourceState::Unknown) => {
+            let until_limit = match (max_lifetime_seconds, status.launch_time.as_ref()) {
+                (Some(max), Some(launch)) => {
+                    let at = launch.0 + jiff::SignedDuration::from_secs(max);
+                    Some(
+                        std::time::Duration::try_from(at.duration_since(now))
+                            .unwrap_or_default()
+                            .max(std::time::Duration::from_secs(1)),
+                    )
+                }
+                _ => None,
+            };
+            Revisit::After(until_limit.map_or(intervals.resync, |d| d.min(intervals.resync)))
+        }
+        _ => Revisit::After(intervals.transition),
+    }
+}
+
 /// Next step of the delete path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CleanupPlan {
@@ -275,6 +322,39 @@ mod tests {
         s.state = Some(ResourceState::Terminated);
         assert!(!needs_observation(&s));
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Done);
+    }
+
+    #[test]
+    fn steady_machines_wait_for_the_resync_or_their_lifetime_limit() {
+        use std::time::Duration;
+        let iv = RevisitIntervals {
+            transition: Duration::from_secs(5),
+            resync: Duration::from_secs(60),
+        };
+        let mut s = CloudResourceStatus {
+            state: Some(ResourceState::Starting),
+            ..Default::default()
+        };
+        assert_eq!(revisit(&s, None, iv, now()), Revisit::After(iv.transition));
+        s.state = Some(ResourceState::Running);
+        assert_eq!(revisit(&s, None, iv, now()), Revisit::After(iv.resync));
+        s.launch_time = Some(Time(now() - jiff::SignedDuration::from_secs(3590)));
+        assert_eq!(
+            revisit(&s, Some(3600), iv, now()),
+            Revisit::After(Duration::from_secs(10)),
+            "the lifetime limit comes first"
+        );
+        assert_eq!(
+            revisit(&s, Some(7200), iv, now()),
+            Revisit::After(iv.resync)
+        );
+        assert_eq!(
+            revisit(&s, Some(60), iv, now()),
+            Revisit::After(Duration::from_secs(1)),
+            "overdue: at once (but not in a loop)"
+        );
+        s.state = Some(ResourceState::Terminated);
+        assert_eq!(revisit(&s, None, iv, now()), Revisit::OnChange);
     }
 
     #[test]

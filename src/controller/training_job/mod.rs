@@ -389,6 +389,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     }
     let settings = Settings {
         poll_interval: ctx.config.poll_interval,
+        resync: ctx.config.resync_interval,
         report_grace: jc.config.report_grace,
         retry: jc.config.retry,
     };

@@ -50,8 +50,12 @@ pub const REASON_MACHINE_LOST: &str = "MachineLost";
 /// Controller settings the plan uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// How often a running job is looked at; also the budget's look-ahead.
+    /// The provider poll interval: the budget's look-ahead, and how often a job whose old
+    /// CloudResources are being released is looked at.
     pub poll_interval: Duration,
+    /// How often an open attempt is looked at when nothing changed (CloudResource changes and
+    /// exit reports wake the job at once; deadline and budget set their own wake-ups).
+    pub resync: Duration,
     /// How long after a machine ended an exit report may still arrive.
     pub report_grace: Duration,
     /// Wait before a retried attempt (doubling per failure of the class).
@@ -599,6 +603,15 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             crate::provider::cost_for(c, i.settings.poll_interval.as_secs_f64())
         });
         let projected = ended_cost(s) + running + ahead;
+        // Not over yet: look again when it would be, one look-ahead early.
+        if let Some(per_hour) = v.cost_per_hour.filter(|c| *c > 0.0)
+            && projected <= max
+        {
+            let hours_left = (max - projected) / per_hour;
+            p.wake_in(Duration::from_secs_f64(
+                (hours_left * 3600.0).clamp(1.0, 86_400.0),
+            ));
+        }
         if projected > max {
             let msg = format!(
                 "spend would reach {projected:.4} USD by the next check; maxTotalCost is {max}"
@@ -652,7 +665,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 ),
                 None => format!("attempt {}: requesting a machine", a.index),
             });
-            p.wake_in(i.settings.poll_interval);
+            p.wake_in(i.settings.resync);
         }
     }
 }

@@ -14,6 +14,7 @@ fn at(secs: i64) -> Timestamp {
 fn settings() -> Settings {
     Settings {
         poll_interval: Duration::from_secs(10),
+        resync: Duration::from_secs(60),
         report_grace: Duration::from_secs(30),
         retry: BackoffConfig {
             base: Duration::from_secs(10),
@@ -436,7 +437,11 @@ fn the_deadline_stops_the_machine_and_fails_the_job() {
     c.now = at(30);
     let p = c.step();
     assert_eq!(p.status.phase, Some(JobPhase::Running));
-    assert_eq!(p.requeue, Some(Duration::from_secs(10)));
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(30)),
+        "wakes at the deadline, before the resync"
+    );
     c.now = at(60);
     let p = c.step();
     assert_eq!(
@@ -456,6 +461,14 @@ fn the_deadline_stops_the_machine_and_fails_the_job() {
 fn the_budget_stops_the_machine_before_it_is_crossed() {
     // 3.6 USD/h = 0.001 USD/s; a 10 s poll adds 0.01.
     let mut c = running(spec(serde_json::json!({"maxTotalCost": 0.1})));
+    c.now = at(40);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(50)),
+        "0.04 spent + 0.01 ahead: the next look is when 0.1 is one look-ahead away"
+    );
     c.now = at(80);
     assert_eq!(
         c.step().status.phase,

@@ -582,7 +582,7 @@ async fn create(
             )
             .await;
             announce(cr, ctx, before, &t.status).await;
-            Ok(requeue_for(&cr, &t, ctx))
+            Ok(requeue_for(cr, t, ctx))
         }
         Err(e) => {
             t.write(ctx, status::failed(&t.status, &e, true, t.generation, now))

@@ -55,6 +55,9 @@ pub struct OperatorConfig {
     pub log: LogConfig,
     /// Seconds between provider status polls. Default 30.
     pub poll_interval_seconds: u64,
+    /// Seconds between looks at a steady object (running machine or job) when nothing changed;
+    /// also how often accrued cost alone is written. Default 60; at least the poll interval.
+    pub resync_interval_seconds: u64,
     /// Leader election.
     pub leader_election: LeaderElectionConfig,
     /// Retry backoff of failed reconciles.
@@ -181,6 +184,7 @@ impl Default for OperatorConfig {
             metrics_addr: "0.0.0.0:8080".into(),
             log: LogConfig::default(),
             poll_interval_seconds: 30,
+            resync_interval_seconds: 60,
             leader_election: LeaderElectionConfig::default(),
             backoff: BackoffConfig::default(),
             reconcile_concurrency: 16,

@@ -70,8 +70,8 @@ pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerC
         installation: config.installation_id.clone(),
         poll_interval: poll,
         transition_poll_interval: poll.min(Duration::from_secs(5)),
-        cost_refresh_interval: poll.max(Duration::from_secs(60)),
-        resync_interval: poll.max(Duration::from_secs(60)),
+        cost_refresh_interval: poll.max(Duration::from_secs(config.resync_interval_seconds)),
+        resync_interval: poll.max(Duration::from_secs(config.resync_interval_seconds)),
         backoff: BackoffConfig {
             base: Duration::from_secs(config.backoff.base_seconds.max(1)),
             max: Duration::from_secs(config.backoff.max_seconds.max(1)),

@@ -56,6 +56,15 @@ impl OperatorConfig {
         if self.poll_interval_seconds < 1 {
             return Err(fail("pollIntervalSeconds", "must be at least 1".into()));
         }
+        if self.resync_interval_seconds < self.poll_interval_seconds {
+            return Err(fail(
+                "resyncIntervalSeconds",
+                format!(
+                    "must be at least pollIntervalSeconds ({})",
+                    self.poll_interval_seconds
+                ),
+            ));
+        }
         let le = &self.leader_election;
         if !is_dns_subdomain(&le.lease_name) {
             return Err(fail(

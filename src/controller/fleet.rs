@@ -189,14 +189,14 @@ impl Fleet {
         self
     }
 
-    fn fresh(&self, key: &ProviderKey) -> Option<Arc<Snapshot>> {
+    fn fresh(&self, key: &ProviderKey, max_age: Duration) -> Option<Arc<Snapshot>> {
         let min = self.min_refresh;
         self.snapshots
             .lock()
             .get(key)
             .filter(|s| {
                 let age = s.taken.elapsed();
-                age < self.max_age && !(s.stale.load(Ordering::Relaxed) && age >= min)
+                age < max_age && !(s.stale.load(Ordering::Relaxed) && age >= min)
             })
             .cloned()
     }
@@ -207,7 +207,17 @@ impl Fleet {
         key: &ProviderKey,
         provider: &dyn Provider,
     ) -> Result<Arc<Snapshot>, ProviderError> {
-        if let Some(s) = self.fresh(key) {
+        self.snapshot_younger_than(key, provider, self.max_age)
+            .await
+    }
+
+    async fn snapshot_younger_than(
+        &self,
+        key: &ProviderKey,
+        provider: &dyn Provider,
+        max_age: Duration,
+    ) -> Result<Arc<Snapshot>, ProviderError> {
+        if let Some(s) = self.fresh(key, max_age) {
             return Ok(s);
         }
         let lock = self
@@ -217,7 +227,7 @@ impl Fleet {
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        if let Some(s) = self.fresh(key) {
+        if let Some(s) = self.fresh(key, max_age) {
             return Ok(s);
         }
         let taken = Instant::now();
@@ -321,7 +331,13 @@ impl Fleet {
             .collect();
         let mut out = Vec::new();
         for (key, provider) in instances {
-            let after = match self.snapshot(&key, provider.as_ref()).await {
+            // A little under the poll interval, so that a tick never finds the snapshot a hair
+            // too young and skips a whole interval.
+            let due = self.max_age.mul_f64(0.9);
+            let after = match self
+                .snapshot_younger_than(&key, provider.as_ref(), due)
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(provider = %key.kind, error = %e, "fleet list failed");

@@ -10,6 +10,10 @@
 
 use std::process::ExitCode;
 
+/// The operator binary's allocator, so that the benchmark measures what `runctl run` uses.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use runctl::bench::{self, Options, SERVE_API_FLAG, ServerMode};
 
 #[tokio::main]

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod cloud_resource;
 pub mod events;
+pub mod finalizers;
 pub mod fleet;
 pub mod reaper;
 pub mod stored;

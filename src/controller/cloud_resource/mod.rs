@@ -88,6 +88,9 @@ pub enum Error {
     /// The finalizer bookkeeping failed.
     #[error("finalizer bookkeeping failed: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Adding the finalizer failed.
+    #[error("failed to add the finalizer: {0}")]
+    AddFinalizer(#[source] kube::Error),
     /// Not an error: the machine is still terminating; check again after the delay.
     #[error("machine still terminating")]
     StillTerminating(Duration),
@@ -105,7 +108,7 @@ impl Error {
             Self::WriteStatus(_) => "StatusWriteFailed",
             Self::ReadStatus(_) => "StatusReadFailed",
             Self::Record(_) => "CreationRecordFailed",
-            Self::Finalizer(_) => "FinalizerFailed",
+            Self::Finalizer(_) | Self::AddFinalizer(_) => "FinalizerFailed",
             Self::StillTerminating(_) => "Terminating",
         }
     }
@@ -725,6 +728,12 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
     let ns = cr.namespace().ok_or(Error::MissingMetadata)?;
     let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cr.uid().unwrap_or_default();
+    // Add the finalizer and go on in the same reconcile (see `controller::finalizers`).
+    let cr = match super::finalizers::ensure(&api, cr, FINALIZER).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+        Err(e) => return Err(Error::AddFinalizer(e)),
+    };
     let result = finalizer(&api, FINALIZER, cr, |event| async {
         match event {
             FinalizerEvent::Apply(cr) => apply(cr, &ctx).await,

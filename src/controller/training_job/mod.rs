@@ -128,6 +128,9 @@ pub enum Error {
     /// The finalizer bookkeeping failed.
     #[error("finalizer bookkeeping failed: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Adding the finalizer failed.
+    #[error("failed to add the finalizer: {0}")]
+    AddFinalizer(#[source] kube::Error),
     /// Not an error: CloudResources are still being deleted; check again after the delay.
     #[error("CloudResources still being deleted")]
     StillReleasing(Duration),
@@ -145,7 +148,7 @@ impl Error {
             Self::Apply { .. } => "ApplyFailed",
             Self::Delete { .. } => "DeleteFailed",
             Self::WriteStatus(_) => "StatusWriteFailed",
-            Self::Finalizer(_) => "FinalizerFailed",
+            Self::Finalizer(_) | Self::AddFinalizer(_) => "FinalizerFailed",
             Self::StillReleasing(_) => "Releasing",
         }
     }
@@ -562,6 +565,20 @@ async fn reconcile(job: Arc<TrainingJob>, jc: Arc<JobContext>) -> Result<Action,
     let ns = job.namespace().ok_or(Error::MissingMetadata)?;
     let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = job.uid().unwrap_or_default();
+    // Add the finalizer and go on in the same reconcile (see `controller::finalizers`); the
+    // patched object is fresh, so planning needs no read of it.
+    let before = job.metadata.resource_version.clone();
+    let job = match super::finalizers::ensure(&api, job, FINALIZER).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+        Err(e) => return Err(Error::AddFinalizer(e)),
+    };
+    if job.metadata.resource_version != before {
+        jc.remember_version(
+            &(ns.clone(), job.name_any()),
+            job.metadata.resource_version.as_ref(),
+        );
+    }
     let result = finalizer(&api, FINALIZER, job, |event| async {
         match event {
             FinalizerEvent::Apply(j) => apply(j, &jc).await,

@@ -609,7 +609,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
         {
             let hours_left = (max - projected) / per_hour;
             p.wake_in(Duration::from_secs_f64(
-                (hours_left * 3600.0).clamp(1.0, 86_400.0),
+                (hours_left * 3600.0).clamp(0.05, 86_400.0),
             ));
         }
         if projected > max {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::Stream;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 
 use crate::metrics::Metrics;
@@ -137,7 +137,11 @@ impl Context {
 
 /// A watch of `api` with a reflector cache, for `Controller::for_stream`. Cached objects carry no
 /// `managedFields` (runctl never reads them, and at 10,000 objects they are a large share of the
-/// operator's memory).
+/// operator's memory) and no `kubectl.kubernetes.io/last-applied-configuration` annotation (a
+/// second copy of the spec on objects applied with client-side `kubectl apply`).
+///
+/// The cache sees every change; the returned trigger stream only the ones a controller acts on
+/// ([`wakes_controller`]): the controllers' own status writes do not reconcile the object again.
 pub fn cached_watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -157,8 +161,33 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .modify(|o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove(LAST_APPLIED);
+            }
+        })
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(wakes_controller, PredicateConfig::default());
     (reader, stream)
+}
+
+/// `kubectl apply`'s client-side record of the last applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What of an object makes its controller look at it: the spec (`generation`), deletion,
+/// finalizers, labels and annotations. Status changes are the controllers' own writes (or
+/// observations they will make at their next wake-up), so they do not trigger a reconcile.
+pub fn wakes_controller<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.as_ref().map(|t| t.0).hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    Some(h.finish())
 }

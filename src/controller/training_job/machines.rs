@@ -69,28 +69,36 @@ fn key_of(cr: &CloudResource) -> Option<JobKey> {
     ))
 }
 
-fn insert(map: &mut ByJob, cr: &CloudResource) {
+/// Inserts or updates `cr`; true when what the job sees of it changed.
+fn insert(map: &mut ByJob, cr: &CloudResource) -> bool {
     let name = cr.name_any();
     match owned_view(cr) {
         Some((key, view)) => {
-            map.entry(key).or_default().insert(name, view);
+            let views = map.entry(key).or_default();
+            if views.get(&name) == Some(&view) {
+                return false;
+            }
+            views.insert(name, view);
+            true
         }
         // No longer a job's (label or owner changed): drop what was known.
-        None => {
-            if let Some(key) = key_of(cr) {
-                remove(map, &key, &name);
-            }
-        }
+        None => match key_of(cr) {
+            Some(key) => remove(map, &key, &name),
+            None => false,
+        },
     }
 }
 
-fn remove(map: &mut ByJob, key: &JobKey, name: &str) {
-    if let Some(views) = map.get_mut(key) {
-        views.remove(name);
-        if views.is_empty() {
-            map.remove(key);
-        }
+/// Removes one object; true when it was known.
+fn remove(map: &mut ByJob, key: &JobKey, name: &str) -> bool {
+    let Some(views) = map.get_mut(key) else {
+        return false;
+    };
+    let was = views.remove(name).is_some();
+    if views.is_empty() {
+        map.remove(key);
     }
+    was
 }
 
 impl MachineIndex {
@@ -99,8 +107,10 @@ impl MachineIndex {
         Self::default()
     }
 
-    /// Applies one watch event.
-    pub fn apply(&self, event: &watcher::Event<CloudResource>) {
+    /// Applies one watch event. Returns whether the event may matter to a job: false for an
+    /// object whose view did not change (its controller's bookkeeping, a cost refresh that
+    /// rounds the same), so that it does not wake the job.
+    pub fn apply(&self, event: &watcher::Event<CloudResource>) -> bool {
         let mut inner = self.inner.lock();
         match event {
             watcher::Event::Apply(cr) => insert(&mut inner.by_job, cr),
@@ -108,16 +118,22 @@ impl MachineIndex {
                 if let Some(key) = key_of(cr) {
                     remove(&mut inner.by_job, &key, &cr.name_any());
                 }
+                true
             }
-            watcher::Event::Init => inner.relist = Some(ByJob::new()),
+            watcher::Event::Init => {
+                inner.relist = Some(ByJob::new());
+                true
+            }
             watcher::Event::InitApply(cr) => {
                 let relist = inner.relist.get_or_insert_with(ByJob::new);
                 insert(relist, cr);
+                true
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = inner.relist.take() {
                     inner.by_job = fresh;
                 }
+                true
             }
         }
     }
@@ -215,6 +231,14 @@ mod tests {
         assert_eq!(names(&idx.lookup(&job("j"))), vec!["j-a2"]);
         idx.apply(&watcher::Event::Delete(cr("j-a2", "j", 2, Some("j"))));
         assert!(idx.lookup(&job("j")).views.is_empty());
+        // An update that changes nothing the job sees does not wake it.
+        assert!(idx.apply(&watcher::Event::Apply(cr("k-a1", "k", 1, Some("k")))) == false);
+        let mut running = cr("k-a1", "k", 1, Some("k"));
+        running.status = Some(crate::crd::cloud_resource::CloudResourceStatus {
+            state: Some(crate::crd::cloud_resource::ResourceState::Running),
+            ..Default::default()
+        });
+        assert!(idx.apply(&watcher::Event::Apply(running)));
         assert_eq!(idx.jobs(), 1, "empty jobs are dropped");
     }
 

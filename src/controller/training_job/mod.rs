@@ -651,9 +651,10 @@ pub async fn run(
     let config_rt = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
     let jc = Arc::new(JobContext::new(ctx.clone(), config, reports));
     let index = jc.machines.clone();
+    // A CloudResource event wakes its job only when what the job sees of it changed.
     let cr_events = watcher(crs, watcher::Config::default().labels(LABEL_JOB))
         .default_backoff()
-        .inspect_ok(move |event| index.apply(event))
+        .try_filter(move |event| futures::future::ready(index.apply(event)))
         .touched_objects();
     let (store, job_events) = super::cached_watch(jobs, watcher::Config::default());
     let controller = Controller::for_stream(job_events, store);

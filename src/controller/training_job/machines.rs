@@ -232,7 +232,7 @@ mod tests {
         idx.apply(&watcher::Event::Delete(cr("j-a2", "j", 2, Some("j"))));
         assert!(idx.lookup(&job("j")).views.is_empty());
         // An update that changes nothing the job sees does not wake it.
-        assert!(idx.apply(&watcher::Event::Apply(cr("k-a1", "k", 1, Some("k")))) == false);
+        assert!(!idx.apply(&watcher::Event::Apply(cr("k-a1", "k", 1, Some("k")))));
         let mut running = cr("k-a1", "k", 1, Some("k"));
         running.status = Some(crate::crd::cloud_resource::CloudResourceStatus {
             state: Some(crate::crd::cloud_resource::ResourceState::Running),

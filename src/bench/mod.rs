@@ -10,7 +10,7 @@
 pub mod measure;
 mod remote_sim;
 pub mod report;
-mod rss;
+pub mod rss;
 mod server;
 mod sim_server;
 mod sim_wire;

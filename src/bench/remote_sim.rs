@@ -218,10 +218,10 @@ impl Provider for RemoteSim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::ResourceState;
-    use crate::provider::sim::{SimCloud, SimFault, SimOp};
     use crate::provider::ProviderRegistry;
+    use crate::provider::ResourceState;
     use crate::provider::registry::ProviderKey;
+    use crate::provider::sim::{SimCloud, SimFault, SimOp};
 
     use super::super::sim_server::SimServer;
 

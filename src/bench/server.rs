@@ -80,7 +80,7 @@ impl BenchServer {
                         Err(e) => last = Some(e),
                     }
                 }
-                Err(last.map_or_else(|| BenchError::ApiServer("not started".into()), |e| api(e)))
+                Err(last.map_or_else(|| BenchError::ApiServer("not started".into()), api))
             }
         }
     }

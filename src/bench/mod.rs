@@ -663,18 +663,18 @@ async fn raw_write_throughput(
 }
 
 /// Time of one observe call per machine over the time of one list call, same machines (both
-/// through the remote sim, as the operator calls it).
+/// through the remote sim, as the operator calls it; the machines are those of the timed list,
+/// so the driver holds no more of them than the operator's own poll does).
 async fn batched_vs_single(sim: &RemoteSim) -> Result<f64, BenchError> {
-    let machines = sim.machines().await.map_err(sim_err("sim machines"))?;
     let t = Instant::now();
-    let _ = sim.list().await;
+    let machines = sim.list().await.map_err(sim_err("sim list"))?;
     let list = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for m in &machines {
         let key = ResourceKey {
             installation: "bench".into(),
             namespace: NAMESPACE.into(),
-            name: m.name.clone(),
+            name: m.name.clone().unwrap_or_default(),
             uid: m.owner_uid.clone().unwrap_or_default(),
             attempt: m.attempt.unwrap_or(1),
         };

@@ -126,7 +126,7 @@ pub struct Report {
     /// own two).
     pub watches_open: u64,
     /// The operator's list requests from the apply burst to the last deletion, by resource: its
-    /// watches' relists (after a 410 Gone or a broken stream).
+    /// watches' relists (after a 410 Gone) and the orphan reaper's periodic lists.
     pub operator_lists: BTreeMap<String, u64>,
     /// Relists of the benchmark's own two watches in the same time.
     pub driver_relists: u64,
@@ -293,7 +293,7 @@ impl fmt::Display for Report {
             .collect();
         writeln!(
             f,
-            "| watch relists, apply to last deletion: operator (list requests by resource); benchmark's watches | {}; {} |",
+            "| list requests, apply to last deletion: operator's by resource (its watches' relists after a 410, the orphan reaper's pass every 300 s); the benchmark's watches' relists | {}; {} |",
             if lists.is_empty() {
                 "0".to_string()
             } else {

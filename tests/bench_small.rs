@@ -74,3 +74,15 @@ async fn one_hundred_jobs_through_their_whole_life() {
         "no per-object observe while steady"
     );
 }
+
+/// The same life with the API test server and the sim in the test's own process (the operator
+/// still reaches the sim over HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_mode_runs_the_same_life() {
+    let report = bench::run(&Options::new(20)).await.expect("benchmark run");
+    assert!(report.server_in_process && report.server.is_none());
+    assert_eq!(report.succeeded, 20, "not succeeded: {:?}", report.failed);
+    assert_eq!(report.machines_created, 20);
+    assert_eq!(report.machines_leaked, 0);
+    assert_eq!(report.objects_left, 0);
+}

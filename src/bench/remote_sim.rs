@@ -91,7 +91,9 @@ impl RemoteSim {
                 "sim server answered {status}"
             )));
         }
-        response.json().await.map_err(unreachable)
+        response.json().await.map_err(|e| {
+            ProviderError::retryable_from("sim server sent an unreadable answer", e.without_url())
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {

@@ -14,6 +14,7 @@ pub mod rss;
 mod server;
 mod sim_server;
 mod sim_wire;
+mod tally;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,14 +36,13 @@ use crate::crd::CloudResource;
 use crate::crd::cloud_resource::CloudResourceSpec;
 use crate::crd::training_job::{JobPhase, TrainingJob};
 use crate::operator::Operator;
-use crate::provider::identity::TAG_OWNER;
 use crate::provider::registry::ProviderKey;
 use crate::provider::sim::{SimConfig, SimOp};
 use crate::provider::{Provider, ProviderKind, ProviderRegistry, ResourceKey, ResourceState};
 
 use measure::Process;
 use remote_sim::RemoteSim;
-use report::{FailedJob, Latency, ProcessFigures};
+use report::ProcessFigures;
 use rss::{Phase, Sampler};
 use server::BenchServer;
 
@@ -474,88 +474,31 @@ async fn drive(
     let summary = sim.summary().await.map_err(sim_err("sim summary"))?;
     let machines = sim.machines().await.map_err(sim_err("sim machines"))?;
 
-    // Latencies.
-    let mut apply_to_create = Vec::new();
-    let mut status_lag = Vec::new();
-    for m in &machines {
-        let Some(cr) = m
-            .tags
-            .get(TAG_OWNER)
-            .and_then(|o| o.strip_prefix(&format!("{NAMESPACE}/")))
-        else {
-            continue;
-        };
-        let job = cr.strip_suffix("-a1").unwrap_or(cr);
-        if let Some(at) = applied.get(job) {
-            apply_to_create.push(ms_between(*at, m.created_at));
-        }
-        for s in &m.timeline {
-            if matches!(s.state, ResourceState::Running | ResourceState::Terminated)
-                && let Some(observed) = seen.first(cr, s.state)
-            {
-                status_lag.push(ms_between(s.since, observed));
-            }
-        }
-    }
-    let why_empty = format!(
-        "no samples: the sim knew {} machines at the end, {} of them the benchmark's",
-        machines.len(),
-        machines
-            .iter()
-            .filter(|m| m.tags.contains_key(TAG_OWNER))
-            .count()
-    );
-
+    let (apply_to_create, status_lag) =
+        tally::latencies(&machines, NAMESPACE, &applied, |cr, state| {
+            seen.first(cr, state)
+        });
     // Outcomes, from what the jobs' statuses said last.
     let outcomes = seen.outcomes();
-    let mut failed: Vec<FailedJob> = applied
-        .keys()
-        .filter_map(|name| match outcomes.get(name) {
-            Some(o) if o.phase == JobPhase::Succeeded => None,
-            o => Some(FailedJob {
-                name: name.clone(),
-                phase: o.map(|o| format!("{:?}", o.phase)),
-                reason: o.and_then(|o| o.reason.clone()),
-                message: o.and_then(|o| o.message.clone()),
-            }),
-        })
-        .collect();
-    failed.sort_by(|a, b| a.name.cmp(&b.name));
-
+    let failed = tally::not_succeeded(applied.keys(), &outcomes);
     // Requests: the driver's own (job creates, deletion-check lists, its watches' relists) are
     // not the operator's.
-    let job_resource = format!("{}.{}", TrainingJob::plural(&()), TrainingJob::group(&()));
-    let cr_resource = format!(
-        "{}.{}",
-        CloudResource::plural(&()),
-        CloudResource::group(&())
-    );
     let driver_relists = (lists1.0 - lists0.0, lists1.1 - lists0.1);
-    let mut operator_lists = BTreeMap::new();
-    let mut reads = 0;
-    let mut writes = 0;
-    for (verb, resource, count) in stats.iter() {
-        use runctl_apiserver::Verb;
-        match verb {
-            Verb::List => {
-                let ours = if resource == job_resource {
-                    driver_lists + driver_relists.0
-                } else if resource == cr_resource {
-                    driver_lists + driver_relists.1
-                } else {
-                    0
-                };
-                let theirs = count.saturating_sub(ours);
-                reads += theirs;
-                if theirs > 0 {
-                    operator_lists.insert(resource.to_string(), theirs);
-                }
-            }
-            Verb::Get => reads += count,
-            Verb::Watch => {}
-            _ => writes += count,
-        }
-    }
+    let driver = BTreeMap::from([
+        (
+            format!("{}.{}", TrainingJob::plural(&()), TrainingJob::group(&())),
+            driver_lists + driver_relists.0,
+        ),
+        (
+            format!(
+                "{}.{}",
+                CloudResource::plural(&()),
+                CloudResource::group(&())
+            ),
+            driver_lists + driver_relists.1,
+        ),
+    ]);
+    let requests = tally::operator_requests(&stats, &driver);
     Ok(Report {
         n,
         succeeded: outcomes
@@ -576,14 +519,14 @@ async fn drive(
         rss_by_phase,
         server: server_figures,
         wall_seconds,
-        apply_to_create: Latency::of(&mut apply_to_create, &why_empty),
-        status_lag: Latency::of(&mut status_lag, &why_empty),
-        reads_per_job: reads as f64 / n.max(1) as f64,
-        writes_per_job: writes.saturating_sub(n as u64) as f64 / n.max(1) as f64,
+        apply_to_create,
+        status_lag,
+        reads_per_job: requests.reads as f64 / n.max(1) as f64,
+        writes_per_job: requests.writes.saturating_sub(n as u64) as f64 / n.max(1) as f64,
         watches_startup,
         watches: stats.watches_opened,
         watches_open: writes1.watches_open,
-        operator_lists,
+        operator_lists: requests.lists,
         driver_relists: driver_relists.0 + driver_relists.1,
         list_calls_per_interval,
         observe_calls_per_interval,
@@ -681,10 +624,6 @@ async fn batched_vs_single(sim: &RemoteSim) -> Result<f64, BenchError> {
         let _ = sim.observe(&key, Some(&m.id)).await;
     }
     Ok(t.elapsed().as_secs_f64() / list.max(1e-9))
-}
-
-fn ms_between(from: Timestamp, to: Timestamp) -> f64 {
-    to.duration_since(from).as_secs_f64() * 1000.0
 }
 
 fn free_port() -> std::io::Result<u16> {

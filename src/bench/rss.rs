@@ -105,12 +105,18 @@ impl Sampler {
 
     /// Stops sampling (with one last sample) and returns the peaks.
     pub fn finish(self) -> PhasePeaks {
-        self.task.abort();
         let kib = measure::rss_kib(Process::This).0;
         let mut st = self.state.lock();
         let phase = st.0;
         st.1.record(phase, kib);
         st.1
+    }
+}
+
+impl Drop for Sampler {
+    /// A run that fails stops sampling too.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -1,8 +1,11 @@
 //! The scale benchmark at N = 100, as a CI test: it checks counts only, never time. Every job
-//! succeeds and is deleted by its TTL, no machine leaks, a steady window of no-op reconciles
-//! writes nothing, and provider status polling costs one list call per interval whatever N is.
-//! The API test server runs in a child process (the `runctl-bench` binary), as in the benchmark.
+//! succeeds (as its own status says) and is deleted by its TTL, no machine leaks, no exit report
+//! is lost, no watch has to relist, a steady window of no-op reconciles writes nothing, and
+//! provider status polling costs one list call per interval whatever N is. The API test server
+//! and the simulated cloud run in a child process (the `runctl-bench` binary), as in the
+//! benchmark; the operator reaches the sim over HTTP.
 
+use runctl::bench::report::Latency;
 use runctl::bench::{self, Options, ServerMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,6 +17,12 @@ async fn one_hundred_jobs_through_their_whole_life() {
     let report = bench::run(&opts).await.expect("benchmark run");
     println!("{report}");
     assert_eq!(report.succeeded, 100, "every job succeeded");
+    assert!(
+        report.failed.is_empty(),
+        "not succeeded: {:?}",
+        report.failed
+    );
+    assert_eq!(report.exit_reports_given_up, 0, "every exit report arrived");
     assert_eq!(report.machines_created, 100, "one machine per job");
     assert_eq!(report.machines_leaked, 0, "no machine left billing");
     assert_eq!(
@@ -21,6 +30,26 @@ async fn one_hundred_jobs_through_their_whole_life() {
         "TTL deleted every job and CloudResource"
     );
     assert!(report.server.is_some(), "the server's process was measured");
+    assert!(!report.server_in_process);
+    assert!(
+        matches!(
+            report.apply_to_create,
+            Latency::Measured { samples: 100, .. }
+        ),
+        "one apply → create sample per job: {}",
+        report.apply_to_create
+    );
+    assert!(
+        matches!(report.status_lag, Latency::Measured { samples: 200, .. }),
+        "Running and Terminated of each machine: {}",
+        report.status_lag
+    );
+    assert!(
+        report.operator_lists.is_empty() && report.driver_relists == 0,
+        "no watch relisted: {:?}, {}",
+        report.operator_lists,
+        report.driver_relists
+    );
     assert!(
         report.watches_startup > 0,
         "the operator's watches are counted"
@@ -44,4 +73,16 @@ async fn one_hundred_jobs_through_their_whole_life() {
         report.observe_calls_per_interval, 0.0,
         "no per-object observe while steady"
     );
+}
+
+/// The same life with the API test server and the sim in the test's own process (the operator
+/// still reaches the sim over HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_mode_runs_the_same_life() {
+    let report = bench::run(&Options::new(20)).await.expect("benchmark run");
+    assert!(report.server_in_process && report.server.is_none());
+    assert_eq!(report.succeeded, 20, "not succeeded: {:?}", report.failed);
+    assert_eq!(report.machines_created, 20);
+    assert_eq!(report.machines_leaked, 0);
+    assert_eq!(report.objects_left, 0);
 }

@@ -60,14 +60,14 @@ fn cpu_seconds_of_stat(stat: &str) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
-/// The `q`-quantile (0..=1) of `values` (nearest rank); 0 when empty.
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+/// The `q`-quantile (0..=1) of `values` (nearest rank); `None` when empty, never a made-up 0.
+pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
-        return 0.0;
+        return None;
     }
     values.sort_by(f64::total_cmp);
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
+    Some(values[rank - 1])
 }
 
 #[cfg(test)]
@@ -77,11 +77,11 @@ mod tests {
     #[test]
     fn quantiles() {
         let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&mut v, 0.5), 50.0);
-        assert_eq!(quantile(&mut v, 0.99), 99.0);
-        assert_eq!(quantile(&mut v, 1.0), 100.0);
-        assert_eq!(quantile(&mut [], 0.5), 0.0);
-        assert_eq!(quantile(&mut [7.0], 0.99), 7.0);
+        assert_eq!(quantile(&mut v, 0.5), Some(50.0));
+        assert_eq!(quantile(&mut v, 0.99), Some(99.0));
+        assert_eq!(quantile(&mut v, 1.0), Some(100.0));
+        assert_eq!(quantile(&mut [], 0.5), None);
+        assert_eq!(quantile(&mut [7.0], 0.99), Some(7.0));
     }
 
     #[test]

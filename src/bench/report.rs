@@ -3,38 +3,116 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::rss::{Phase, PhasePeaks};
+
+/// The default `resyncIntervalSeconds` of the operator, for the computed refresh-rate row.
+const DEFAULT_RESYNC_SECONDS: f64 = 60.0;
+/// Failed jobs listed by name in the table at most.
+const FAILED_LISTED: usize = 10;
+
+/// Percentiles of a latency, or why there are none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Latency {
+    /// p50 and p99 in ms over `samples` values.
+    Measured {
+        /// Median, ms.
+        p50: f64,
+        /// 99th percentile, ms.
+        p99: f64,
+        /// Values.
+        samples: usize,
+    },
+    /// No values; the text says why.
+    NotMeasured(String),
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::NotMeasured("not measured".into())
+    }
+}
+
+impl Latency {
+    /// The percentiles of `values`, or `why_empty` when there are none.
+    pub fn of(values: &mut [f64], why_empty: &str) -> Self {
+        match (
+            super::measure::quantile(values, 0.5),
+            super::measure::quantile(values, 0.99),
+        ) {
+            (Some(p50), Some(p99)) => Latency::Measured {
+                p50,
+                p99,
+                samples: values.len(),
+            },
+            _ => Latency::NotMeasured(why_empty.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Latency::Measured { p50, p99, samples } => {
+                write!(f, "{p50:.0} / {p99:.0} ms ({samples} samples)")
+            }
+            Latency::NotMeasured(why) => write!(f, "n/a ({why})"),
+        }
+    }
+}
+
+/// A job that did not succeed: its name and what its status said last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailedJob {
+    /// Job name.
+    pub name: String,
+    /// Last phase seen (`None`: never seen in a final phase).
+    pub phase: Option<String>,
+    /// `status.reason`.
+    pub reason: Option<String>,
+    /// `status.message`.
+    pub message: Option<String>,
+}
+
 /// Figures of one run of N jobs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     /// Jobs.
     pub n: usize,
-    /// Jobs that succeeded.
+    /// Jobs whose last phase seen by the benchmark's watch was Succeeded.
     pub succeeded: usize,
+    /// Jobs by the last phase the benchmark's watch saw.
+    pub phases: BTreeMap<String, usize>,
+    /// Jobs that did not succeed, with their reasons.
+    pub failed: Vec<FailedJob>,
+    /// Exit reports the simulated wrapper gave up on (after as many tries as the shell wrapper).
+    pub exit_reports_given_up: u64,
     /// Machines the sim made.
     pub machines_created: u64,
     /// Machines still billing at the end (must be 0).
     pub machines_leaked: usize,
     /// Jobs or CloudResources left at the end (must be 0 once TTL deletion ran).
     pub objects_left: usize,
-    /// Whether the API test server ran in the benchmark's process (then the figures of the
-    /// benchmark process include it, and [`Report::server`] is `None`).
+    /// Whether the API test server and the sim ran in the benchmark's process (then the
+    /// figures of the operator process include them, and [`Report::server`] is `None`).
     pub server_in_process: bool,
-    /// Peak RSS of the benchmark process (operator, sim, driver) during the run, KiB.
+    /// Peak RSS of the operator process (operator and driver) during the run, KiB.
     pub peak_rss_kib: u64,
-    /// RSS of the benchmark process while all jobs were running, KiB.
+    /// RSS of the operator process while all jobs were running, KiB.
     pub steady_rss_kib: u64,
-    /// RSS of the benchmark process before the jobs were applied, KiB.
+    /// RSS of the operator process before the jobs were applied, KiB.
     pub base_rss_kib: u64,
-    /// CPU seconds of the benchmark process during the run.
+    /// CPU seconds of the operator process during the run.
     pub cpu_seconds: f64,
-    /// The API test server's process, when it ran in a child process.
+    /// Highest RSS sample of the operator process per phase (one sample a second).
+    pub rss_by_phase: PhasePeaks,
+    /// The process of the API test server and the sim, when they ran in a child process.
     pub server: Option<ProcessFigures>,
     /// Wall seconds of the run (apply to last deletion).
     pub wall_seconds: f64,
-    /// Apply-to-create-call latency percentiles, ms.
-    pub apply_to_create_ms: (f64, f64),
-    /// Provider-state-change-to-status latency percentiles, ms.
-    pub status_lag_ms: (f64, f64),
+    /// Apply-to-create-call latency.
+    pub apply_to_create: Latency,
+    /// Provider-state-change-to-status latency.
+    pub status_lag: Latency,
     /// API requests of the operator over the whole lifecycle per job: reads (get, list).
     pub reads_per_job: f64,
     /// Writes per job.
@@ -47,11 +125,17 @@ pub struct Report {
     /// Watch streams open at the end of the steady window (the operator's and the benchmark's
     /// own two).
     pub watches_open: u64,
+    /// The operator's list requests from the apply burst to the last deletion, by resource: its
+    /// watches' relists (after a 410 Gone) and the orphan reaper's periodic lists.
+    pub operator_lists: BTreeMap<String, u64>,
+    /// Relists of the benchmark's own two watches in the same time.
+    pub driver_relists: u64,
     /// Provider list calls per poll interval (while jobs ran).
     pub list_calls_per_interval: f64,
     /// Provider observe calls per poll interval (while jobs ran).
     pub observe_calls_per_interval: f64,
-    /// Writes during the steady window, in which nothing changed (must be 0).
+    /// Writes during the steady window, in which nothing changed (must be 0). The benchmark sets
+    /// `resyncIntervalSeconds` to 600, so periodic accrued-cost refreshes fall outside it.
     pub noop_writes: u64,
     /// Operator create throughput over the API server's raw write throughput.
     pub create_throughput_ratio: f64,
@@ -99,15 +183,54 @@ impl fmt::Display for Report {
             "| jobs succeeded / machines created / leaked / objects left | {} / {} / {} / {} |",
             self.succeeded, self.machines_created, self.machines_leaked, self.objects_left
         )?;
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let unseen = self.n.saturating_sub(self.phases.values().sum());
+        writeln!(
+            f,
+            "| jobs by last phase seen (never seen with a phase: {unseen}); exit reports the sim wrapper gave up on | {}; {} |",
+            phases.join(", "),
+            self.exit_reports_given_up
+        )?;
+        for job in self.failed.iter().take(FAILED_LISTED) {
+            writeln!(
+                f,
+                "| not succeeded: {} | {} {} {} |",
+                job.name,
+                job.phase.as_deref().unwrap_or("(no final phase seen)"),
+                job.reason.as_deref().unwrap_or(""),
+                job.message.as_deref().unwrap_or("")
+            )?;
+        }
+        if self.failed.len() > FAILED_LISTED {
+            writeln!(
+                f,
+                "| not succeeded: more | {} more jobs |",
+                self.failed.len() - FAILED_LISTED
+            )?;
+        }
         let process = if self.server_in_process {
-            "benchmark process: operator + sim + driver + API test server"
+            "operator process: operator + driver + API test server + sim"
         } else {
-            "benchmark process: operator + sim + driver"
+            "operator process: operator + driver"
         };
         writeln!(
             f,
             "| peak RSS ({process}) | {:.1} MiB |",
             mib(self.peak_rss_kib)
+        )?;
+        let by_phase: Vec<String> = Phase::ALL
+            .iter()
+            .map(|p| format!("{} {:.1}", p.name(), mib(self.rss_by_phase.0[*p as usize])))
+            .collect();
+        writeln!(
+            f,
+            "| RSS sampled every second by phase, MiB ({process}); peak in | {}; {} |",
+            by_phase.join(", "),
+            self.rss_by_phase.peak().map_or("n/a", |(p, _)| p.name())
         )?;
         writeln!(
             f,
@@ -123,25 +246,25 @@ impl fmt::Display for Report {
         match &self.server {
             Some(s) => writeln!(
                 f,
-                "| API test server process: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+                "| child process (API test server + sim): peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
                 mib(s.peak_rss_kib),
                 mib(s.steady_rss_kib),
                 s.cpu_seconds
             )?,
             None => writeln!(
                 f,
-                "| API test server process | in the benchmark process (counted above) |"
+                "| API test server + sim | in the operator process (counted above) |"
             )?,
         }
         writeln!(
             f,
-            "| apply → create call p50 / p99 | {:.0} / {:.0} ms |",
-            self.apply_to_create_ms.0, self.apply_to_create_ms.1
+            "| apply → create call p50 / p99 | {} |",
+            self.apply_to_create
         )?;
         writeln!(
             f,
-            "| provider state → status p50 / p99 | {:.0} / {:.0} ms |",
-            self.status_lag_ms.0, self.status_lag_ms.1
+            "| provider state → status p50 / p99 | {} |",
+            self.status_lag
         )?;
         writeln!(
             f,
@@ -163,6 +286,21 @@ impl fmt::Display for Report {
             "| watch streams opened: start-up / apply to last deletion; open when steady (incl. the benchmark's 2) | {} / {}; {} |",
             self.watches_startup, self.watches, self.watches_open
         )?;
+        let lists: Vec<String> = self
+            .operator_lists
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        writeln!(
+            f,
+            "| list requests, apply to last deletion: operator's by resource (its watches' relists after a 410, the orphan reaper's pass every 300 s); the benchmark's watches' relists | {}; {} |",
+            if lists.is_empty() {
+                "0".to_string()
+            } else {
+                lists.join(", ")
+            },
+            self.driver_relists
+        )?;
         writeln!(
             f,
             "| provider calls per poll interval: list / observe | {:.2} / {:.2} |",
@@ -170,8 +308,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "| writes by no-op reconciles | {} {:?} |",
+            "| writes in the steady window by no-op reconciles (resyncIntervalSeconds 600: periodic cost refreshes excluded) | {} {:?} |",
             self.noop_writes, self.noop_writes_by_resource
+        )?;
+        writeln!(
+            f,
+            "| periodic status refreshes at default settings (resyncIntervalSeconds 60), computed: 2 × N / 60 s | {:.1} writes/s |",
+            self.periodic_refreshes_per_second()
         )?;
         writeln!(
             f,
@@ -183,5 +326,46 @@ impl fmt::Display for Report {
             "| N observe calls / one list call (time) | {:.1}× |",
             self.observe_vs_list
         )
+    }
+}
+
+impl Report {
+    /// Status writes per second that periodic accrued-cost refreshes cost at the default
+    /// `resyncIntervalSeconds` (one for each job and each CloudResource per interval).
+    pub fn periodic_refreshes_per_second(&self) -> f64 {
+        2.0 * self.n as f64 / DEFAULT_RESYNC_SECONDS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_latencies_say_why() {
+        let none = Latency::of(&mut [], "no machine was known");
+        assert_eq!(none.to_string(), "n/a (no machine was known)");
+        let some = Latency::of(&mut [3.0, 1.0, 2.0], "unused");
+        assert_eq!(some.to_string(), "2 / 3 ms (3 samples)");
+    }
+
+    #[test]
+    fn table_names_the_processes_and_the_refresh_rate() {
+        let report = Report {
+            n: 600,
+            server: Some(ProcessFigures::default()),
+            ..Report::default()
+        };
+        let table = report.to_string();
+        assert!(
+            table.contains("operator process: operator + driver)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("child process (API test server + sim)"),
+            "{table}"
+        );
+        assert!(table.contains("| 20.0 writes/s |"), "{table}");
+        assert!(table.contains("apply → create call p50 / p99 | n/a (not measured)"));
     }
 }

@@ -1,9 +1,11 @@
-//! The benchmark's own view of status changes: when each CloudResource first showed each state,
-//! which TrainingJobs succeeded, and which objects were deleted, from two watches (what a user's
-//! `kubectl get -w` sees).
+//! The benchmark's own view of the objects, from two watches (what a user's `kubectl get -w`
+//! sees): when each CloudResource first showed each state, the last phase (and reason) each
+//! TrainingJob showed, which objects were deleted, and how often a watch had to list again
+//! (after a 410 Gone the watcher relists everything: at 10,000 objects a memory spike).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -17,13 +19,26 @@ use crate::crd::CloudResource;
 use crate::crd::training_job::{JobPhase, TrainingJob};
 use crate::provider::ResourceState;
 
-/// First sightings, filled by background watches until the token is cancelled.
+/// The last phase a job showed, with its reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobOutcome {
+    /// Phase.
+    pub phase: JobPhase,
+    /// `status.reason`.
+    pub reason: Option<String>,
+    /// `status.message`.
+    pub message: Option<String>,
+}
+
+/// What the watches saw, filled by background tasks until the token is cancelled.
 #[derive(Clone, Default)]
 pub struct Seen {
     states: Arc<Mutex<HashMap<(String, ResourceState), Timestamp>>>,
-    succeeded: Arc<Mutex<HashSet<String>>>,
+    jobs: Arc<Mutex<HashMap<String, JobOutcome>>>,
     deleted_jobs: Arc<Mutex<HashSet<String>>>,
     deleted_crs: Arc<Mutex<HashSet<String>>>,
+    job_lists: Arc<AtomicU64>,
+    cr_lists: Arc<AtomicU64>,
 }
 
 impl Seen {
@@ -35,6 +50,7 @@ impl Seen {
         follow(
             crs,
             stop.clone(),
+            seen.cr_lists.clone(),
             move |cr: &CloudResource| {
                 if let Some(state) = cr.status.as_ref().and_then(|st| st.state) {
                     s.states
@@ -52,10 +68,28 @@ impl Seen {
         follow(
             jobs,
             stop,
+            seen.job_lists.clone(),
             move |job: &TrainingJob| {
-                if job.status.as_ref().and_then(|st| st.phase) == Some(JobPhase::Succeeded) {
-                    s.succeeded.lock().insert(job.name_any());
+                let Some(status) = job.status.as_ref() else {
+                    return;
+                };
+                let Some(phase) = status.phase else { return };
+                let mut jobs = s.jobs.lock();
+                // A final phase never changes; a stale event must not overwrite it.
+                if jobs
+                    .get(&job.name_any())
+                    .is_some_and(|o| o.phase.is_terminal())
+                {
+                    return;
                 }
+                jobs.insert(
+                    job.name_any(),
+                    JobOutcome {
+                        phase,
+                        reason: status.reason.clone(),
+                        message: status.message.clone(),
+                    },
+                );
             },
             move |job| {
                 d.deleted_jobs.lock().insert(job.name_any());
@@ -86,17 +120,45 @@ impl Seen {
         self.states.lock().get(&(name.to_string(), state)).copied()
     }
 
-    /// TrainingJobs seen succeeded.
-    pub fn succeeded(&self) -> usize {
-        self.succeeded.lock().len()
+    /// The last phase each job showed.
+    pub fn outcomes(&self) -> HashMap<String, JobOutcome> {
+        self.jobs.lock().clone()
+    }
+
+    /// Jobs by the last phase they showed.
+    pub fn phases(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for o in self.jobs.lock().values() {
+            *out.entry(format!("{:?}", o.phase)).or_default() += 1;
+        }
+        out
+    }
+
+    /// Full lists the watches of TrainingJobs and of CloudResources made so far (each starts
+    /// with one; more are relists after a 410 or a broken stream).
+    pub fn lists(&self) -> (u64, u64) {
+        (
+            self.job_lists.load(Ordering::Relaxed),
+            self.cr_lists.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Jobs seen in a final phase.
+    pub fn finished(&self) -> usize {
+        self.jobs
+            .lock()
+            .values()
+            .filter(|o| o.phase.is_terminal())
+            .count()
     }
 }
 
-/// Watches `api` until `stop`, calling `applied` for every added or changed object and `deleted`
-/// for every deletion event.
+/// Watches `api` until `stop`, counting each (re)list in `lists` and calling `applied` for every
+/// added or changed object (those of a relist included) and `deleted` for every deletion event.
 fn follow<K>(
     api: Api<K>,
     stop: CancellationToken,
+    lists: Arc<AtomicU64>,
     applied: impl Fn(&K) + Send + 'static,
     deleted: impl Fn(&K) + Send + 'static,
 ) where
@@ -113,7 +175,10 @@ fn follow<K>(
             match next {
                 Some(Ok(Event::Apply(obj) | Event::InitApply(obj))) => applied(&obj),
                 Some(Ok(Event::Delete(obj))) => deleted(&obj),
-                Some(Ok(Event::Init | Event::InitDone) | Err(_)) => {}
+                Some(Ok(Event::Init)) => {
+                    lists.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(Event::InitDone) | Err(_)) => {}
                 None => return,
             }
         }

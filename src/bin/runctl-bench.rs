@@ -1,8 +1,8 @@
-//! `runctl-bench`: the scale benchmark. Runs the operator and the simulated cloud in this process
-//! and the API test server in a child process (this program again, with the hidden argument
-//! `--serve-api`), drives N TrainingJobs through their whole life for each size given (default
-//! 100 1000 10000), and prints one table per size with the memory and CPU of both processes.
-//! Progress goes to stderr. See `docs/benchmarks.md`:
+//! `runctl-bench`: the scale benchmark. Runs the operator in this process and the API test server
+//! and the simulated cloud (with its reporting wrapper) in a child process (this program again,
+//! with the hidden arguments `--serve-api --sim-port=PORT`), drives N TrainingJobs through their
+//! whole life for each size given (default 100 1000 10000), and prints one table per size with
+//! the memory and CPU of both processes. Progress goes to stderr. See `docs/benchmarks.md`:
 //!
 //! ```sh
 //! cargo run --profile scale --bin runctl-bench -- 100 1000 10000
@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(SERVE_API_FLAG) {
-        return match runctl_apiserver::serve_until_stdin_closes().await {
+        return match bench::serve_child(&args[1..]).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("runctl-bench {SERVE_API_FLAG}: {e}");

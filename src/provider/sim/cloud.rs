@@ -61,6 +61,8 @@ pub struct SimStats {
     pub faults_injected: u64,
     /// Creates refused for capacity (limits or spot price), injected faults not counted.
     pub capacity_rejections: u64,
+    /// Exit reports the simulated wrapper gave up on after `wrapper::EXIT_ATTEMPTS` tries.
+    pub exit_reports_given_up: u64,
 }
 
 impl SimStats {
@@ -400,6 +402,11 @@ impl SimCloud {
     }
 
     // ---- the simulated reporting wrapper ----
+
+    /// Counts an exit report the wrapper gave up on.
+    pub(super) fn count_exit_report_given_up(&self) {
+        self.inner.lock().stats.exit_reports_given_up += 1;
+    }
 
     /// True for the one caller that gets to start the wrapper task.
     pub(super) fn claim_reporter(&self) -> bool {

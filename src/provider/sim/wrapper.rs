@@ -19,9 +19,13 @@ use super::store::Record;
 use super::timeline::Phase;
 use crate::provider::ResourceState;
 
-/// How many times an exit report is tried before the wrapper gives up (the shell wrapper tries
-/// as often).
-pub const EXIT_ATTEMPTS: u32 = 6;
+/// How many times an exit report is tried before the wrapper gives up: as often as the shell
+/// wrapper (`WRAPPER_SCRIPT` tries 5 times).
+pub const EXIT_ATTEMPTS: u32 = 5;
+/// Seconds between two tries of an exit report, as the shell wrapper sleeps (times
+/// `SimConfig::heartbeat_ms_per_second` simulated milliseconds), so that a callback endpoint that
+/// answers 429 or 503 to a burst of exits gets the reports later instead of never.
+pub const EXIT_RETRY_SECONDS: u64 = 5;
 
 /// What the wrapper knows about one machine between ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +36,8 @@ pub struct Track {
     pub exit_done: bool,
     /// Exit reports tried so far.
     pub exit_attempts: u32,
+    /// Simulated instant before which the exit report is not tried again (0: at once).
+    pub next_exit: SimMillis,
 }
 
 /// Kind of report.
@@ -87,7 +93,7 @@ impl std::fmt::Debug for Post {
 /// heartbeat when the machine runs and one is due. Pure, for table tests.
 pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<Kind> {
     let status = rec.status(now);
-    if !track.exit_done {
+    if !track.exit_done && now >= track.next_exit {
         if let Some(code) = status.exit_code.filter(|_| status.state.is_final()) {
             return Some(Kind::Exit(code));
         }
@@ -178,7 +184,9 @@ async fn run(cloud: Weak<SimCloud>) {
         let Some(c) = cloud.upgrade() else { return };
         let tick = Duration::from_millis(c.config().report_tick_ms.max(1));
         let concurrency = c.config().report_concurrency.max(1);
+        let retry_ms = EXIT_RETRY_SECONDS.saturating_mul(c.config().heartbeat_ms_per_second.max(1));
         let posts = c.due_reports(&mut tracks);
+        let now = c.now();
         drop(c);
         let results: Vec<(u64, Kind, bool)> = futures::stream::iter(posts)
             .map(|p| {
@@ -202,6 +210,17 @@ async fn run(cloud: Weak<SimCloud>) {
             if let (Kind::Exit(_), Some(t)) = (kind, tracks.get_mut(&num)) {
                 t.exit_attempts += 1;
                 t.exit_done = ok || t.exit_attempts >= EXIT_ATTEMPTS;
+                t.next_exit = now.saturating_add(retry_ms);
+                if !ok && t.exit_done {
+                    tracing::warn!(
+                        machine = num,
+                        attempts = t.exit_attempts,
+                        "sim wrapper: exit report not acknowledged; gave up as the shell wrapper does"
+                    );
+                    if let Some(c) = cloud.upgrade() {
+                        c.count_exit_report_given_up();
+                    }
+                }
             }
             if !ok {
                 debug!(
@@ -295,6 +314,28 @@ mod tests {
                 "ended without a report: report now",
             ),
             (&timed, exited, 1200, None, "ended and reported"),
+            (
+                &timed,
+                Track {
+                    exit_attempts: 1,
+                    next_exit: 1300,
+                    ..Track::default()
+                },
+                1200,
+                None,
+                "exit report refused: not again before the retry wait",
+            ),
+            (
+                &timed,
+                Track {
+                    exit_attempts: 1,
+                    next_exit: 1300,
+                    ..Track::default()
+                },
+                1300,
+                Some(Kind::Exit(3)),
+                "exit report refused: again after the retry wait",
+            ),
             (
                 &timed,
                 exited,

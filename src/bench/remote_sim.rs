@@ -151,13 +151,7 @@ impl Provider for RemoteSim {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            spot: true,
-            stop_resume: true,
-            workload: true,
-            bare_machine: true,
-            gpu_types: Vec::clone(&self.gpu_types),
-        }
+        crate::provider::sim::provider::capabilities(Vec::clone(&self.gpu_types))
     }
 
     async fn create(

@@ -47,6 +47,17 @@ impl SimProvider {
     }
 }
 
+/// What the simulated cloud supports, with the machine types it prices.
+pub fn capabilities(gpu_types: Vec<String>) -> Capabilities {
+    Capabilities {
+        spot: true,
+        stop_resume: true,
+        workload: true,
+        bare_machine: true,
+        gpu_types,
+    }
+}
+
 #[async_trait]
 impl Provider for SimProvider {
     fn kind(&self) -> ProviderKind {
@@ -54,13 +65,7 @@ impl Provider for SimProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            spot: true,
-            stop_resume: true,
-            workload: true,
-            bare_machine: true,
-            gpu_types: self.cloud.config().prices.keys().cloned().collect(),
-        }
+        capabilities(self.cloud.config().prices.keys().cloned().collect())
     }
 
     async fn create(

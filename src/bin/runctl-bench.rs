@@ -5,7 +5,7 @@
 //! the memory and CPU of both processes. Progress goes to stderr. See `docs/benchmarks.md`:
 //!
 //! ```sh
-//! cargo run --profile scale --bin runctl-bench -- 100 1000 10000
+//! cargo run --profile scale --no-default-features --bin runctl-bench -- 100 1000 10000
 //! ```
 
 use std::process::ExitCode;

@@ -7,12 +7,23 @@
 //! workload script), [`instance`] and [`state`] (reading instances), [`classify`] (errors),
 //! [`pricing`] (on-demand table and spot prices), [`provider`] (the [`Provider`] impl).
 
+//!
+//! Everything that uses the AWS SDK is behind the `aws` cargo feature (on by default); without
+//! it, the configuration still parses and building an EC2 provider fails with a clear error.
+
+#[cfg(feature = "aws")]
 pub mod classify;
+#[cfg(feature = "aws")]
 pub mod client;
+#[cfg(feature = "aws")]
 pub mod instance;
+#[cfg(feature = "aws")]
 pub mod launch;
+#[cfg(feature = "aws")]
 pub mod pricing;
+#[cfg(feature = "aws")]
 pub mod provider;
+#[cfg(feature = "aws")]
 pub mod state;
 pub mod userdata;
 
@@ -20,6 +31,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "aws")]
 pub use provider::AwsProvider;
 
 use super::registry::{BuildContext, NamespacedSecretRef};
@@ -90,6 +102,7 @@ impl Default for AwsConfig {
 
 /// Builds an EC2 provider for the context's region (else the configured default region) with
 /// the context's credentials (else AWS's default chain).
+#[cfg(feature = "aws")]
 pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
     let config = ctx.config.aws.clone();
     let region = ctx
@@ -103,4 +116,13 @@ pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, Provider
         region,
         config,
     )))
+}
+
+/// Without the `aws` feature there is no EC2 client: every AWS object is refused as invalid.
+#[cfg(not(feature = "aws"))]
+pub async fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
+    Err(ProviderError::InvalidSpec {
+        message: "this runctl binary was built without the `aws` feature; AWS EC2 is not available"
+            .into(),
+    })
 }

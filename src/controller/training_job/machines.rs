@@ -11,7 +11,7 @@
 //! remembers each applied name until the watch shows it; [`MachineIndex::lookup`] returns such names
 //! as `missing`, and the reconcile reads them directly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use kube::ResourceExt;
 use kube::runtime::watcher;
@@ -23,7 +23,44 @@ use crate::crd::cloud_resource::CloudResource;
 /// A job: (namespace, name).
 pub type JobKey = (String, String);
 
-type ByJob = HashMap<JobKey, BTreeMap<String, MachineView>>;
+/// A job's views, sorted by name. Most jobs have one: a `Vec` holds it in one small allocation,
+/// where a `BTreeMap` would allocate a node for eleven (about 3 KiB per job at 10,000 jobs).
+#[derive(Debug, Default)]
+struct Views(Vec<MachineView>);
+
+impl Views {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|v| v.name.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&MachineView> {
+        self.position(name).ok().map(|i| &self.0[i])
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// Inserts or replaces the view of `view.name`.
+    fn insert(&mut self, view: MachineView) {
+        match self.position(&view.name) {
+            Ok(i) => self.0[i] = view,
+            Err(i) => self.0.insert(i, view),
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> bool {
+        match self.position(name) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+type ByJob = HashMap<JobKey, Views>;
 
 /// What the index knows of one job.
 #[derive(Debug, Default, PartialEq)]
@@ -78,7 +115,7 @@ fn insert(map: &mut ByJob, cr: &CloudResource) -> bool {
             if views.get(&name) == Some(&view) {
                 return false;
             }
-            views.insert(name, view);
+            views.insert(view);
             true
         }
         // No longer a job's (label or owner changed): drop what was known.
@@ -94,8 +131,8 @@ fn remove(map: &mut ByJob, key: &JobKey, name: &str) -> bool {
     let Some(views) = map.get_mut(key) else {
         return false;
     };
-    let was = views.remove(name).is_some();
-    if views.is_empty() {
+    let was = views.remove(name);
+    if views.0.is_empty() {
         map.remove(key);
     }
     was
@@ -172,12 +209,10 @@ impl MachineIndex {
             by_job, expected, ..
         } = &mut *inner;
         let known = by_job.get(job);
-        let views: Vec<MachineView> = known
-            .map(|v| v.values().cloned().collect())
-            .unwrap_or_default();
+        let views: Vec<MachineView> = known.map(|v| v.0.clone()).unwrap_or_default();
         let mut missing = Vec::new();
         if let Some(names) = expected.get_mut(job) {
-            names.retain(|n| !known.is_some_and(|k| k.contains_key(n)));
+            names.retain(|n| !known.is_some_and(|k| k.contains(n)));
             missing = names.iter().cloned().collect();
             if names.is_empty() {
                 expected.remove(job);

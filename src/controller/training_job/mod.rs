@@ -265,9 +265,20 @@ async fn start(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     // Create without reading first: an existing Secret (a start retried after a lost status
     // write) answers 409 and keeps its token, which a running workload may already hold.
-    let secret = resources::token_secret(job, attempt, &token::generate());
+    let value = token::generate();
+    let secret = resources::token_secret(job, attempt, &value);
     match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => {}
+        // This process made the token: keep its digest, so that the workload's reports are
+        // verified without reading the Secret back (a burst of exit reports would otherwise
+        // cost one Secret read each).
+        Ok(_) => jc.reports.cache_token_digest(
+            AttemptId {
+                namespace: ns.to_string(),
+                job: job.name_any(),
+                attempt,
+            },
+            token::digest(&value),
+        ),
         Err(e) if api_error_code(&e) == Some(409) => {}
         Err(e) => return Err(Error::TokenSecret(e)),
     }

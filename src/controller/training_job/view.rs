@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use crate::crd::cloud_resource::{CloudResource, ResourceState};
+use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, ResourceState};
 use crate::crd::{ProviderKind, condition};
 
 /// Label on every CloudResource of a job: the job's name.
@@ -58,7 +58,8 @@ impl MachineView {
             .get(LABEL_ATTEMPT)?
             .parse()
             .ok()?;
-        let status = cr.status.clone().unwrap_or_default();
+        let none = CloudResourceStatus::default();
+        let status = cr.status.as_ref().unwrap_or(&none);
         let requested = match (&cr.spec.instance_type, &cr.spec.gpu_type) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(g)) => Some(match cr.spec.gpu_count {

@@ -1,6 +1,7 @@
 //! runctl: a Kubernetes operator that rents GPU machines for training jobs.
 //!
 //! Module map:
+//! - [`allocator`]: the binaries' allocator (jemalloc) and its settings.
 //! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
 //! - [`controller`]: the controllers (observe → plan → act → write status).
@@ -12,6 +13,7 @@
 //! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
 //! - [`telemetry`]: logging setup.
 
+pub mod allocator;
 pub mod bench;
 pub mod callback;
 pub mod config;

@@ -8,10 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use runctl::config::{OperatorConfig, Overrides};
 use runctl::telemetry::LogFormat;
 
-/// jemalloc: lower fragmentation than glibc malloc with a fleet of small, long-lived objects in
-/// the caches (measured in `docs/benchmarks.md`).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+// jemalloc with runctl's settings: lower fragmentation than glibc malloc with a fleet of small,
+// long-lived objects in the caches (measured in `docs/benchmarks.md`).
+runctl::use_jemalloc!();
 
 #[derive(Parser)]
 #[command(

@@ -10,9 +10,9 @@
 
 use std::process::ExitCode;
 
-/// The operator binary's allocator, so that the benchmark measures what `runctl run` uses.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+// The operator binary's allocator and settings, so that the benchmark measures what `runctl run`
+// uses.
+runctl::use_jemalloc!();
 
 use runctl::bench::{self, Options, SERVE_API_FLAG, ServerMode};
 

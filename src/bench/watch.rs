@@ -52,7 +52,11 @@ impl Seen {
             stop.clone(),
             seen.cr_lists.clone(),
             move |cr: &CloudResource| {
-                if let Some(state) = cr.status.as_ref().and_then(|st| st.state) {
+                // Only the states the figures use (latency to Running and to Terminated, the
+                // count of Running): the driver's bookkeeping counts in the operator's RSS.
+                if let Some(state) = cr.status.as_ref().and_then(|st| st.state)
+                    && matches!(state, ResourceState::Running | ResourceState::Terminated)
+                {
                     s.states
                         .lock()
                         .entry((cr.name_any(), state))

@@ -1,6 +1,8 @@
 //! Write verbs over HTTP: create (POST), update (PUT), patch and server-side apply (PATCH),
 //! delete and deletecollection (DELETE). Each takes the store lock once and runs the write
-//! pipeline; injected faults are consumed first.
+//! pipeline; injected faults are consumed first. Request bodies are decoded before the lock is
+//! taken and answers are encoded after it is released, so that concurrent writes only queue for
+//! the part that must be serial.
 
 use std::sync::Arc;
 
@@ -61,7 +63,10 @@ pub(crate) fn create(call: &Call<'_>, target: &Target) -> Result<Response, ApiEr
     injected(call, Verb::Create, target, write::name_of(&body))?;
     let (manager, now) = (call.manager(), now());
     let ctx = ctx(call, target, &manager, &now);
-    let created = write::create(&mut call.app.store.lock(), &ctx, body, None)?;
+    let created = {
+        let mut store = call.app.store.lock();
+        write::create(&mut store, &ctx, body, None)?
+    };
     Ok(present(call, target, &created, StatusCode::CREATED))
 }
 
@@ -70,7 +75,20 @@ pub(crate) fn update(call: &Call<'_>, target: &Target, name: &str) -> Result<Res
     injected(call, Verb::Update, target, name)?;
     let (manager, now) = (call.manager(), now());
     let ctx = ctx(call, target, &manager, &now);
-    let mut store = call.app.store.lock();
+    let updated = {
+        let mut store = call.app.store.lock();
+        update_locked(&mut store, target, &ctx, body, name)?
+    };
+    Ok(present(call, target, &updated, StatusCode::OK))
+}
+
+fn update_locked(
+    store: &mut Store,
+    target: &Target,
+    ctx: &WriteCtx<'_>,
+    body: Value,
+    name: &str,
+) -> Result<Arc<Value>, ApiError> {
     let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
     let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
     if target.rt.custom
@@ -92,8 +110,14 @@ pub(crate) fn update(call: &Call<'_>, target: &Target, name: &str) -> Result<Res
             vec![cause],
         ));
     }
-    let updated = write::update(&mut store, &ctx, old, body, None)?;
-    Ok(present(call, target, &updated, StatusCode::OK))
+    write::update(store, ctx, old, body, None)
+}
+
+/// A decoded patch body: a server-side apply configuration or a patch document.
+enum PatchBody {
+    Apply(Value),
+    Json,
+    Merge(Value),
 }
 
 pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
@@ -106,38 +130,45 @@ pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Resp
     injected(call, Verb::Patch, target, name)?;
     let (manager, now) = (call.manager(), now());
     let ctx = ctx(call, target, &manager, &now);
-    let mut store = call.app.store.lock();
-    let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
-    if kind == PatchKind::Apply {
-        return apply(call, target, &ctx, &mut store, old, name);
-    }
-    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
-    let current = Presenter::Full.present(&target.rt, &old);
-    let patched = match kind {
-        PatchKind::Json => patch::json(&current, call.body)?,
-        _ => {
-            let body: Value = serde_json::from_slice(call.body).map_err(|e| {
-                ApiError::bad_request(format!("failed to decode the patch as JSON: {e}"))
-            })?;
-            if kind == PatchKind::Strategic {
-                patch::strategic(&current, &body)
-            } else {
-                patch::merge(&current, &body)
+    let body = match kind {
+        PatchKind::Apply => PatchBody::Apply(apply_config(call, target, &ctx, name)?),
+        PatchKind::Json => PatchBody::Json,
+        _ => PatchBody::Merge(serde_json::from_slice(call.body).map_err(|e| {
+            ApiError::bad_request(format!("failed to decode the patch as JSON: {e}"))
+        })?),
+    };
+    let (written, code) = {
+        let mut store = call.app.store.lock();
+        let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
+        match body {
+            PatchBody::Apply(config) => apply(call, target, &ctx, &mut store, old, config, name)?,
+            body => {
+                let old = old.ok_or_else(|| {
+                    ApiError::not_found(&target.rt.group, &target.rt.plural, name)
+                })?;
+                let current = Presenter::Full.present(&target.rt, &old);
+                let patched = match body {
+                    PatchBody::Merge(body) if kind == PatchKind::Strategic => {
+                        patch::strategic(&current, &body)
+                    }
+                    PatchBody::Merge(body) => patch::merge(&current, &body),
+                    _ => patch::json(&current, call.body)?,
+                };
+                let updated = write::update(&mut store, &ctx, old, patched, None)?;
+                (updated, StatusCode::OK)
             }
         }
     };
-    let updated = write::update(&mut store, &ctx, old, patched, None)?;
-    Ok(present(call, target, &updated, StatusCode::OK))
+    Ok(present(call, target, &written, code))
 }
 
-fn apply(
+/// Decodes and checks a server-side apply configuration (no store access).
+fn apply_config(
     call: &Call<'_>,
     target: &Target,
     ctx: &WriteCtx<'_>,
-    store: &mut Store,
-    old: Option<Arc<Value>>,
     name: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Value, ApiError> {
     if call.param("fieldManager").is_none_or(str::is_empty) {
         return Err(ApiError::unprocessable(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -164,6 +195,19 @@ fn apply(
     write::check_api_version(&target.rt, &config)?;
     write::check_namespace(ctx, &config)?;
     write::prune_unknown(ctx, &mut config)?;
+    Ok(config)
+}
+
+/// Server-side apply of a checked configuration, under the store lock.
+fn apply(
+    call: &Call<'_>,
+    target: &Target,
+    ctx: &WriteCtx<'_>,
+    store: &mut Store,
+    old: Option<Arc<Value>>,
+    config: Value,
+    name: &str,
+) -> Result<(Arc<Value>, StatusCode), ApiError> {
     let force = call.flag("force");
     let writer = ctx.writer();
     let conflict =
@@ -184,7 +228,7 @@ fn apply(
             let (merged, entries) =
                 managed::apply(&base, &config, force, &writer).map_err(conflict)?;
             let created = write::create(store, ctx, merged, Some(entries))?;
-            Ok(present(call, target, &created, StatusCode::CREATED))
+            Ok((created, StatusCode::CREATED))
         }
         Some(old) => {
             write::check_rv(ctx, &config, &old)?;
@@ -192,7 +236,7 @@ fn apply(
             let (merged, entries) =
                 managed::apply(&current, &config, force, &writer).map_err(conflict)?;
             let updated = write::update(store, ctx, old, merged, Some(entries))?;
-            Ok(present(call, target, &updated, StatusCode::OK))
+            Ok((updated, StatusCode::OK))
         }
     }
 }
@@ -218,10 +262,14 @@ pub(crate) fn delete(call: &Call<'_>, target: &Target, name: &str) -> Result<Res
     let (manager, now) = (call.manager(), now());
     let mut ctx = ctx(call, target, &manager, &now);
     ctx.dry_run |= dry_run_in(&options);
-    let mut store = call.app.store.lock();
-    let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
-    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
-    match deleting::delete(&mut store, &ctx, old, &options)? {
+    let deleted = {
+        let mut store = call.app.store.lock();
+        let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
+        let old =
+            old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
+        deleting::delete(&mut store, &ctx, old, &options)?
+    };
+    match deleted {
         Deleted::Pending(obj) => Ok(present(call, target, &obj, StatusCode::OK)),
         Deleted::Gone(obj) => {
             let status = json!({

@@ -531,7 +531,13 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
     let name = job.name_any();
     let key: JobKey = (ns.clone(), name.clone());
     let machines = machines_of(jc, &key).await?;
+    // Each attempt's token Secret goes with its CloudResource, by name (no list: a label list
+    // scans every Secret of the namespace), once: an attempt whose CloudResource is already being
+    // deleted was released with its Secret, and the passes that wait for the CloudResources to go
+    // delete nothing again. A Secret of an attempt with no CloudResource (a start that failed
+    // after the Secret) is owned by the job, so the garbage collector removes it with the job.
     let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     for v in machines.iter().filter(|v| !v.deleting) {
         delete_ignoring_missing(&crs, &v.name)
             .await
@@ -539,19 +545,7 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
                 what: format!("CloudResource {}", v.name),
                 source,
             })?;
-    }
-    // Token Secrets by name (no list: a label list scans every Secret of the namespace). A
-    // Secret of an attempt recorded nowhere is still owned by the job, so the garbage collector
-    // removes it with the job.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let attempts: std::collections::BTreeSet<u32> = job
-        .status
-        .iter()
-        .flat_map(|s| s.attempts.iter().map(|a| a.index))
-        .chain(machines.iter().map(|v| v.attempt))
-        .collect();
-    for attempt in attempts {
-        let n = token::secret_name(&name, attempt);
+        let n = token::secret_name(&name, v.attempt);
         delete_ignoring_missing(&secrets, &n)
             .await
             .map_err(|source| Error::Delete {

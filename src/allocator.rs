@@ -4,7 +4,7 @@
 //!
 //! - `narenas:1`: one arena. jemalloc's default (four per CPU) spreads the caches over several
 //!   arenas, each keeping its own partly used pages; a controller's allocation rate does not need
-//!   them (measured in `docs/benchmarks.md`: 25 MiB less steady RSS at 10,000 jobs, same CPU).
+//!   them (`docs/benchmarks.md`, "Fixed because of the benchmark", has the measured effect).
 //! - `background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0`: freed pages go back to the
 //!   kernel about a second after a burst instead of ten, so RSS follows the live heap.
 //!

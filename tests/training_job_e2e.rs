@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
 use runctl::crd::{CloudResource, condition};
 use runctl::provider::sim::{SimConfig, SimFault, SimOp};
+use runctl_apiserver::Verb;
 use serde_json::{Value, json};
 use support::jobs::{JobOperator, Workload, test_job_config};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
@@ -446,6 +447,22 @@ async fn delete_and_expect_nothing_left(env: &TestEnv, name: &str) {
         "the finalizer waits until no machine is left"
     );
     wait_no_machines(env, name).await;
+    // The attempt's token Secret goes with its CloudResource, once: not again on every pass the
+    // finalizer waits for the machine.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let left = secrets
+        .list(&ListParams::default().labels(&format!("runctl.dev/job={name}")))
+        .await
+        .unwrap();
+    assert!(
+        left.items.is_empty(),
+        "token Secrets are deleted with the job"
+    );
+    assert_eq!(
+        env.server.stats().count(Verb::Delete, "secrets"),
+        1,
+        "one Secret delete for the one attempt"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,8 +107,21 @@ impl RemoteSim {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ProviderError> {
-        self.send(self.http.get(format!("{}{path}", self.url)))
+    async fn get<T: DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> Result<T, ProviderError> {
+        self.send(client.get(format!("{}{path}", self.url))).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ProviderError> {
+        self.send(client.post(format!("{}{path}", self.url)).json(body))
             .await
     }
 
@@ -128,8 +141,7 @@ impl RemoteSim {
         path: &str,
         body: &B,
     ) -> Result<W, ProviderError> {
-        let request = client.post(format!("{}{path}", self.url)).json(body);
-        match self.send::<Answer<W>>(request).await? {
+        match self.post::<B, Answer<W>>(client, path, body).await? {
             Answer::Ok(v) => Ok(v),
             Answer::Err(e) => Err(e.into()),
         }
@@ -143,23 +155,18 @@ impl RemoteSim {
 
     /// Every machine still known, with its timeline.
     pub async fn machines(&self) -> Result<Vec<WireSimMachine>, ProviderError> {
-        self.send(self.bulk.get(format!("{}/sim/machines", self.url)))
-            .await
+        self.get(&self.bulk, "/sim/machines").await
     }
 
     /// Counters and machines by state.
     pub async fn summary(&self) -> Result<Summary, ProviderError> {
-        self.get("/sim/summary").await
+        self.get(&self.http, "/sim/summary").await
     }
 
     /// Every running workload exits with `code`; returns how many did.
     pub async fn exit_all(&self, code: i32) -> Result<usize, ProviderError> {
-        self.send(
-            self.http
-                .post(format!("{}/sim/exit-all", self.url))
-                .json(&ExitAll { code }),
-        )
-        .await
+        self.post(&self.http, "/sim/exit-all", &ExitAll { code })
+            .await
     }
 }
 

@@ -113,11 +113,13 @@ fn update_locked(
     write::update(store, ctx, old, body, None)
 }
 
-/// A decoded patch body: a server-side apply configuration or a patch document.
+/// A patch body decoded before the store lock: a server-side apply configuration, a merge or
+/// strategic merge document; a JSON patch is read against the object itself, under the lock.
 enum PatchBody {
     Apply(Value),
     Json,
     Merge(Value),
+    Strategic(Value),
 }
 
 pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
@@ -130,36 +132,50 @@ pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Resp
     injected(call, Verb::Patch, target, name)?;
     let (manager, now) = (call.manager(), now());
     let ctx = ctx(call, target, &manager, &now);
+    let document = || {
+        serde_json::from_slice(call.body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode the patch as JSON: {e}")))
+    };
     let body = match kind {
         PatchKind::Apply => PatchBody::Apply(apply_config(call, target, &ctx, name)?),
         PatchKind::Json => PatchBody::Json,
-        _ => PatchBody::Merge(serde_json::from_slice(call.body).map_err(|e| {
-            ApiError::bad_request(format!("failed to decode the patch as JSON: {e}"))
-        })?),
+        PatchKind::Merge => PatchBody::Merge(document()?),
+        PatchKind::Strategic => PatchBody::Strategic(document()?),
     };
     let (written, code) = {
         let mut store = call.app.store.lock();
         let old = store.get(&target.rt.storage_key(), target.namespace_key(), name);
+        let store = &mut store;
         match body {
-            PatchBody::Apply(config) => apply(call, target, &ctx, &mut store, old, config, name)?,
-            body => {
-                let old = old.ok_or_else(|| {
-                    ApiError::not_found(&target.rt.group, &target.rt.plural, name)
-                })?;
-                let current = Presenter::Full.present(&target.rt, &old);
-                let patched = match body {
-                    PatchBody::Merge(body) if kind == PatchKind::Strategic => {
-                        patch::strategic(&current, &body)
-                    }
-                    PatchBody::Merge(body) => patch::merge(&current, &body),
-                    _ => patch::json(&current, call.body)?,
-                };
-                let updated = write::update(&mut store, &ctx, old, patched, None)?;
-                (updated, StatusCode::OK)
-            }
+            PatchBody::Apply(config) => apply(call, target, &ctx, store, old, config, name)?,
+            PatchBody::Json => patch_locked(store, target, &ctx, old, name, |current| {
+                patch::json(current, call.body)
+            })?,
+            PatchBody::Merge(doc) => patch_locked(store, target, &ctx, old, name, |current| {
+                Ok(patch::merge(current, &doc))
+            })?,
+            PatchBody::Strategic(doc) => patch_locked(store, target, &ctx, old, name, |current| {
+                Ok(patch::strategic(current, &doc))
+            })?,
         }
     };
     Ok(present(call, target, &written, code))
+}
+
+/// A JSON, merge or strategic merge patch of the stored object by `edit`, under the store lock.
+fn patch_locked(
+    store: &mut Store,
+    target: &Target,
+    ctx: &WriteCtx<'_>,
+    old: Option<Arc<Value>>,
+    name: &str,
+    edit: impl FnOnce(&Value) -> Result<Value, ApiError>,
+) -> Result<(Arc<Value>, StatusCode), ApiError> {
+    let old = old.ok_or_else(|| ApiError::not_found(&target.rt.group, &target.rt.plural, name))?;
+    let current = Presenter::Full.present(&target.rt, &old);
+    let patched = edit(&current)?;
+    let updated = write::update(store, ctx, old, patched, None)?;
+    Ok((updated, StatusCode::OK))
 }
 
 /// Decodes and checks a server-side apply configuration (no store access).

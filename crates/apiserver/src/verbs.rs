@@ -114,12 +114,13 @@ fn update_locked(
 }
 
 /// A patch body decoded before the store lock: a server-side apply configuration, a merge or
-/// strategic merge document; a JSON patch is read against the object itself, under the lock.
+/// strategic merge document (a decoding error is answered only if the object exists, as when it
+/// was decoded under the lock); a JSON patch is read against the object itself, under the lock.
 enum PatchBody {
     Apply(Value),
     Json,
-    Merge(Value),
-    Strategic(Value),
+    Merge(Result<Value, ApiError>),
+    Strategic(Result<Value, ApiError>),
 }
 
 pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Response, ApiError> {
@@ -139,8 +140,8 @@ pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Resp
     let body = match kind {
         PatchKind::Apply => PatchBody::Apply(apply_config(call, target, &ctx, name)?),
         PatchKind::Json => PatchBody::Json,
-        PatchKind::Merge => PatchBody::Merge(document()?),
-        PatchKind::Strategic => PatchBody::Strategic(document()?),
+        PatchKind::Merge => PatchBody::Merge(document()),
+        PatchKind::Strategic => PatchBody::Strategic(document()),
     };
     let (written, code) = {
         let mut store = call.app.store.lock();
@@ -152,10 +153,10 @@ pub(crate) fn patch(call: &Call<'_>, target: &Target, name: &str) -> Result<Resp
                 patch::json(current, call.body)
             })?,
             PatchBody::Merge(doc) => patch_locked(store, target, &ctx, old, name, |current| {
-                Ok(patch::merge(current, &doc))
+                doc.map(|doc| patch::merge(current, &doc))
             })?,
             PatchBody::Strategic(doc) => patch_locked(store, target, &ctx, old, name, |current| {
-                Ok(patch::strategic(current, &doc))
+                doc.map(|doc| patch::strategic(current, &doc))
             })?,
         }
     };

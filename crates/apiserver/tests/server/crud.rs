@@ -585,3 +585,30 @@ async fn kubeconfig_yaml_works_for_a_new_client() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn an_undecodable_patch_is_answered_after_the_object_is_found() {
+    let server = ApiServer::start().await.expect("starts");
+    let patch = |name: &str| {
+        Request::patch(format!("/api/v1/namespaces/default/configmaps/{name}"))
+            .header("content-type", "application/merge-patch+json")
+            .body(b"{not json".to_vec())
+            .expect("request")
+    };
+    // The object is looked up first: a missing one is NotFound whatever the body.
+    let (status, body, _) = raw(&server, patch("missing")).await;
+    assert_eq!((status, body["reason"].as_str()), (404, Some("NotFound")));
+    let create = Request::post("/api/v1/namespaces/default/configmaps")
+        .header("content-type", "application/json")
+        .body(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"present"}}"#.to_vec())
+        .expect("request");
+    assert_eq!(raw(&server, create).await.0, 201);
+    let (status, body, _) = raw(&server, patch("present")).await;
+    assert_eq!((status, body["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed to decode the patch as JSON")),
+        "{body}"
+    );
+}

@@ -16,7 +16,7 @@ use support::builders::CloudResourceBuilder;
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 fn api(env: &TestEnv) -> Api<CloudResource> {
-    Api::namespaced(env.client.clone(), "default")
+    Api::namespaced(env.client.clone(), &env.ns)
 }
 
 async fn wait_state(api: &Api<CloudResource>, name: &str, state: ResourceState) -> CloudResource {
@@ -193,7 +193,7 @@ async fn invalid_cloud_resources_are_rejected_at_create_and_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_env_reaches_the_machine_but_never_status_or_events() {
     let env = TestEnv::start(fast_sim()).await;
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let value = "hunter2-very-secret-value";
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
@@ -236,7 +236,7 @@ async fn secret_env_reaches_the_machine_but_never_status_or_events() {
         "secret value leaked into the object"
     );
     let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(env.client.clone(), "default");
+        Api::namespaced(env.client.clone(), &env.ns);
     let evs = serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap();
     assert!(!evs.contains(value), "secret value leaked into events");
     op.stop().await;
@@ -317,7 +317,7 @@ async fn capacity_errors_are_retried_and_reported() {
     ));
     assert_eq!(env.sim.live_total(), 1);
     let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(env.client.clone(), "default");
+        Api::namespaced(env.client.clone(), &env.ns);
     // Events are written off the reconcile path: wait for it.
     eventually(10, "capacity shown as an event", || async {
         let evs = events.list(&Default::default()).await.ok()?;

@@ -62,3 +62,55 @@ fn every_schema_field_has_a_description() {
         "fields without a description (kubectl explain shows nothing): {missing:#?}"
     );
 }
+
+/// Every string, list and map under `spec` is bounded (`maxLength` or an enum, `maxItems`,
+/// `maxProperties`): kube-apiserver estimates the cost of each CEL rule from these bounds and
+/// refuses a CRD whose rules could cost too much on the largest object the schema allows
+/// (`tests/real_crds.rs` applies the CRDs to a real one). docs/crd-reference.md lists the bounds.
+#[test]
+fn every_spec_string_list_and_map_is_bounded() {
+    fn walk(path: &str, v: &serde_json::Value, unbounded: &mut Vec<String>) {
+        match v["type"].as_str() {
+            Some("string") if v.get("maxLength").is_none() && v.get("enum").is_none() => {
+                unbounded.push(format!("{path} (string without maxLength)"));
+            }
+            Some("array") => {
+                if v.get("maxItems").is_none() {
+                    unbounded.push(format!("{path} (list without maxItems)"));
+                }
+                walk(&format!("{path}[]"), &v["items"], unbounded);
+            }
+            Some("object") => {
+                if v["additionalProperties"].is_object() {
+                    if v.get("maxProperties").is_none() {
+                        unbounded.push(format!("{path} (map without maxProperties)"));
+                    }
+                    walk(
+                        &format!("{path}{{}}"),
+                        &v["additionalProperties"],
+                        unbounded,
+                    );
+                }
+                for (k, child) in v["properties"].as_object().into_iter().flatten() {
+                    walk(&format!("{path}.{k}"), child, unbounded);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut unbounded = vec![];
+    for crd in runctl::crd::all() {
+        let v = serde_json::to_value(&crd).unwrap();
+        let spec = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        walk(
+            &format!("{}.spec", crd.spec.names.kind),
+            spec,
+            &mut unbounded,
+        );
+    }
+    assert!(
+        unbounded.is_empty(),
+        "unbounded spec fields:\n{}",
+        unbounded.join("\n")
+    );
+}

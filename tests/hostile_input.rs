@@ -74,7 +74,7 @@ fn api_for(env: &TestEnv, obj: &serde_json::Value) -> Api<DynamicObject> {
         &GroupVersionKind::gvk("runctl.dev", "v1alpha1", kind),
         plural,
     );
-    Api::namespaced_with(env.client.clone(), "default", &ar)
+    Api::namespaced_with(env.client.clone(), &env.ns, &ar)
 }
 
 fn dynamic(value: &serde_json::Value) -> DynamicObject {

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 fn replica(env: &TestEnv, identity: &str) -> Operator {
     let mut config = OperatorConfig {
         installation_id: "test".into(),
-        namespace: "default".into(),
+        namespace: env.ns.clone(),
+        watch_namespace: env.is_real().then(|| env.ns.clone()),
         poll_interval_seconds: 1,
         ..OperatorConfig::default()
     };
@@ -77,7 +78,7 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     .await;
     let tb = tokio::spawn(b.run(sb.clone()));
 
-    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), &env.ns);
     for i in 0..3 {
         api.create(
             &PostParams::default(),

@@ -20,7 +20,7 @@ fn cr(value: serde_json::Value) -> CloudResource {
 async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
     let name = obj.metadata.name.clone().unwrap();
     let op = env.start_controller(test_controller_config("e2e"));
-    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), &env.ns);
     api.create(&PostParams::default(), &obj)
         .await
         .expect("create");

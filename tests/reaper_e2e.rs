@@ -21,16 +21,16 @@ use support::builders::CloudResourceBuilder;
 use support::{Running, TestEnv, eventually, fast_sim, test_controller_config};
 
 fn api(env: &TestEnv) -> Api<CloudResource> {
-    Api::namespaced(env.client.clone(), "default")
+    Api::namespaced(env.client.clone(), &env.ns)
 }
 
-fn config(grace_ms: u64, dry_run: bool) -> ReaperConfig {
+fn config(env: &TestEnv, grace_ms: u64, dry_run: bool) -> ReaperConfig {
     ReaperConfig {
         interval: Duration::from_millis(100),
         grace: Duration::from_millis(grace_ms),
         dry_run,
         max_orphan_fraction: 1.0 / 3.0,
-        status_namespace: Some("default".into()),
+        status_namespace: Some(env.ns.clone()),
     }
 }
 
@@ -108,7 +108,7 @@ fn billing(env: &TestEnv, id: &str) -> bool {
 }
 
 async fn records(env: &TestEnv) -> usize {
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     cms.list(&ListParams::default().labels(&format!("{RECORD_LABEL}=true")))
         .await
         .unwrap()
@@ -138,7 +138,7 @@ async fn an_object_deleted_while_the_operator_was_down_is_reaped_after_the_grace
     let victim = objs[3].2.clone();
 
     let op = env.start_controller(test_controller_config("second"));
-    let (reaper, metrics) = reaper(&op, config(400, false));
+    let (reaper, metrics) = reaper(&op, config(&env, 400, false));
     let first = reaper.pass().await.expect("pass");
     assert_eq!(first.orphans, vec![victim.clone()]);
     assert_eq!(
@@ -196,7 +196,7 @@ async fn the_reaper_halts_when_more_than_a_third_of_the_fleet_looks_orphaned() {
     force_delete(&env, "a").await;
     force_delete(&env, "b").await;
     let op = env.start_controller(test_controller_config("second"));
-    let (reaper, metrics) = reaper(&op, config(0, false));
+    let (reaper, metrics) = reaper(&op, config(&env, 0, false));
     for _ in 0..3 {
         let r = reaper.pass().await.expect("pass");
         assert!(r.halted, "{r:?}");
@@ -211,7 +211,7 @@ async fn the_reaper_halts_when_more_than_a_third_of_the_fleet_looks_orphaned() {
             .lines()
             .any(|l| l == "runctl_reaper_halted 1")
     );
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let status = cms.get(STATUS_CONFIGMAP).await.expect("status ConfigMap");
     let data = status.data.unwrap();
     assert_eq!(data.get("halted").map(String::as_str), Some("True"));
@@ -230,7 +230,7 @@ async fn dry_run_reports_and_terminates_nothing() {
     op.kill();
     force_delete(&env, "gone").await;
     let op = env.start_controller(test_controller_config("second"));
-    let (reaper, _) = reaper(&op, config(0, true));
+    let (reaper, _) = reaper(&op, config(&env, 0, true));
     let r = reaper.pass().await.expect("pass");
     assert!(r.dry_run);
     assert_eq!(
@@ -266,7 +266,7 @@ async fn a_machine_released_with_deletion_policy_orphan_is_not_reaped() {
         3,
         "releasing a machine removes its creation record"
     );
-    let (reaper, _) = reaper(&op, config(0, false));
+    let (reaper, _) = reaper(&op, config(&env, 0, false));
     let r = reaper.pass().await.expect("pass");
     assert!(r.orphans.is_empty(), "{r:?}");
     assert!(r.untracked.contains(&objs[3].2));
@@ -296,7 +296,7 @@ async fn no_pass_when_the_live_set_is_unknown() {
     let metrics = Arc::new(Metrics::new());
     let reaper = Reaper::new(
         ctx,
-        config(0, false),
+        config(&env, 0, false),
         Arc::new(ReaperMetrics::new(&metrics)),
     );
     for _ in 0..3 {

@@ -79,7 +79,7 @@ async fn sim_run() -> String {
     let env = TestEnv::start(fast_sim()).await;
     env.secret("wandb", &[("key", WANDB)]).await;
     let op = env.start_controller(test_controller_config("scrub-sim"));
-    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), &env.ns);
     api.create(
         &PostParams::default(),
         &CloudResourceBuilder::sim("with-secret")
@@ -151,7 +151,7 @@ async fn runpod_run() -> String {
     standin.push_fault(rp::Op::Create, rp::Fault::DropAfterCreate);
     standin.push_fault(rp::Op::List, rp::Fault::Status(500));
     let op = env.start_controller(test_controller_config("scrub-runpod"));
-    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<CloudResource> = Api::namespaced(env.client.clone(), &env.ns);
     let manifest = |name: &str, secret: &str| {
         cr(serde_json::json!({
             "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": name},
@@ -192,7 +192,7 @@ async fn runpod_run() -> String {
     // With rejected credentials runctl cannot prove that no machine exists, so the object keeps
     // its finalizer until the credentials are fixed.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(env.client.clone(), "default");
+        Api::namespaced(env.client.clone(), &env.ns);
     let fix = serde_json::json!({"stringData": {"apiKey": standin.api_key()}});
     secrets
         .patch(

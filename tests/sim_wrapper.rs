@@ -38,7 +38,7 @@ fn job(name: &str, run_ms: u64, exit_code: i32) -> TrainingJob {
 }
 
 async fn final_status(env: &TestEnv, name: &str) -> TrainingJobStatus {
-    let api: Api<TrainingJob> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<TrainingJob> = Api::namespaced(env.client.clone(), &env.ns);
     eventually(30, &format!("{name} ends"), || {
         let api = api.clone();
         async move {
@@ -54,7 +54,7 @@ async fn run_one(sim: SimConfig, name: &str, run_ms: u64, exit_code: i32) -> Tra
     let op = env
         .start_training_job_controller(test_controller_config("op"), test_job_config())
         .await;
-    let api: Api<TrainingJob> = Api::namespaced(env.client.clone(), "default");
+    let api: Api<TrainingJob> = Api::namespaced(env.client.clone(), &env.ns);
     api.create(&PostParams::default(), &job(name, run_ms, exit_code))
         .await
         .expect("create job");

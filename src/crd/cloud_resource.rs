@@ -65,6 +65,7 @@ pub struct CloudResourceSpec {
     /// Provider instance type (EC2 `g5.xlarge`, `p5.48xlarge`). Required for aws; for sim it
     /// selects a priced machine type. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("instanceType is immutable"))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("instanceType must be 1 to 64 characters"))]
     pub instance_type: Option<String>,
@@ -72,6 +73,7 @@ pub struct CloudResourceSpec {
     /// GPU type: a RunPod GPU id (`NVIDIA H100 80GB HBM3`) or a Lyceum hardware profile (`a100`,
     /// `h100`). Required for runpod and lyceum. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("gpuType is immutable"))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("gpuType must be 1 to 64 characters"))]
     pub gpu_type: Option<String>,
@@ -86,6 +88,7 @@ pub struct CloudResourceSpec {
     /// Region (EC2 region such as `us-east-1`); defaults to the operator's configured region.
     /// Ignored by providers without regions. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable"))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9-]{1,32}$')").message("region must be lower-case letters, digits and dashes, e.g. us-east-1"))]
     pub region: Option<String>,
@@ -110,6 +113,7 @@ pub struct CloudResourceSpec {
 
     /// Extra tags (EC2 tags, or labels where the provider has them) on the machine.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('runctl.dev/'))").message("tags under runctl.dev/ are reserved for runctl's ownership tags"))]
     pub tags: Tags,
 
@@ -153,18 +157,23 @@ pub struct AwsOptions {
     /// AMI id (`ami-…`). Needs a container runtime and, for GPU types, the NVIDIA driver and
     /// container toolkit (e.g. the AWS Deep Learning Base AMI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub ami_id: Option<String>,
     /// Subnet id (`subnet-…`); the default VPC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub subnet_id: Option<String>,
     /// Security group ids (`sg-…`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 128)))]
     pub security_group_ids: Vec<String>,
     /// EC2 key pair name for SSH access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub key_name: Option<String>,
     /// IAM instance profile name or ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub iam_instance_profile: Option<String>,
     /// Root volume size in GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +181,7 @@ pub struct AwsOptions {
     pub root_volume_size_gb: Option<u32>,
     /// Root volume type (gp3, gp2, io2…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     pub root_volume_type: Option<String>,
 }
 
@@ -194,6 +204,7 @@ pub struct RunPodOptions {
     pub cloud: Option<RunPodCloud>,
     /// Allowed data centre ids (`US-KS-2`…); any when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
     pub data_center_ids: Vec<String>,
     /// Container disk in GB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +212,7 @@ pub struct RunPodOptions {
     pub container_disk_gb: Option<u32>,
     /// Exposed ports such as `8888/http` or `22/tcp`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
     pub ports: Vec<String>,
 }
 
@@ -222,6 +234,7 @@ pub struct LyceumOptions {
     pub mode: Option<LyceumMode>,
     /// SSH public key installed on a VM (mode Vm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
     pub user_public_key: Option<String>,
     /// Run timeout in seconds. Lyceum's default is 60 s, so runctl always sends one: this value,
     /// else `maxLifetimeSeconds`, else the operator's default.

@@ -60,8 +60,10 @@ impl std::str::FromStr for ProviderKind {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret, in the same namespace as the object.
+    #[schemars(length(max = 253))]
     pub name: String,
     /// Key inside the Secret's data.
+    #[schemars(length(max = 253))]
     pub key: String,
 }
 
@@ -70,6 +72,7 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Name of the Secret, in the same namespace as the object.
+    #[schemars(length(max = 253))]
     pub name: String,
 }
 
@@ -88,10 +91,12 @@ pub struct EnvVarSource {
 #[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("an env entry needs exactly one of value or valueFrom"))]
 pub struct EnvVar {
     /// Variable name, a C identifier such as `LEARNING_RATE`.
+    #[schemars(length(max = 256))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("env names must be C identifiers such as MY_VAR"))]
     pub name: String,
     /// Literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32768))]
     pub value: Option<String>,
     /// Value taken from a Secret when the machine is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +109,7 @@ pub struct EnvVar {
 #[serde(rename_all = "camelCase")]
 pub struct ReportingSpec {
     /// Callback URL of the operator for this attempt (HTTPS in production).
+    #[schemars(length(max = 2048))]
     pub callback_url: String,
     /// Secret key holding the per-attempt bearer token the wrapper presents.
     pub token_secret_ref: SecretKeyRef,
@@ -128,16 +134,20 @@ fn default_orphan_timeout() -> u32 {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Container image reference, e.g. `ghcr.io/acme/train:1.4`.
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be a non-empty image reference without spaces"))]
     pub image: String,
     /// Entrypoint override; the image's entrypoint when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
     /// Arguments to the entrypoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512), inner(length(max = 16384)))]
     pub args: Vec<String>,
     /// Environment variables; values from Secrets are resolved at create time only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub env: Vec<EnvVar>,
     /// Reporting wrapper settings, set by the TrainingJob controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -77,10 +77,12 @@ pub struct Placement {
     pub provider: PlacementProvider,
     /// Instance type (EC2 `g5.xlarge`; a priced machine type for sim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("instanceType must be 1 to 64 characters"))]
     pub instance_type: Option<String>,
     /// GPU type (RunPod GPU id or Lyceum profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 64").message("gpuType must be 1 to 64 characters"))]
     pub gpu_type: Option<String>,
     /// Number of GPUs.
@@ -89,6 +91,7 @@ pub struct Placement {
     pub gpu_count: Option<u32>,
     /// Allowed regions, in order of preference (providers with regions only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 32)))]
     #[x_kube(validation = Rule::new("self.all(r, r.matches('^[a-z0-9-]{1,32}$'))").message("regions must be lower-case letters, digits and dashes, e.g. us-east-1"))]
     pub regions: Vec<String>,
     /// onDemand (default), spot, or spotWithFallback.
@@ -100,6 +103,7 @@ pub struct Placement {
     pub max_hourly_price: Option<f64>,
     /// Providers that `auto` may choose from; every provider when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8), extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("allowedProviders must name at least one provider"))]
     pub allowed_providers: Option<Vec<ProviderKind>>,
 }
@@ -109,17 +113,21 @@ pub struct Placement {
 #[serde(rename_all = "camelCase")]
 pub struct TrainingWorkload {
     /// Container image.
+    #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be a non-empty image reference without spaces"))]
     pub image: String,
     /// Entrypoint override.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
     /// Arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512), inner(length(max = 16384)))]
     pub args: Vec<String>,
     /// Environment (literal values or Secret keys). The names runctl sets itself (job context,
     /// reporting wrapper, ownership markers) are reserved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['RUNCTL_JOB_NAME', 'RUNCTL_JOB_NAMESPACE', 'RUNCTL_ATTEMPT', 'RUNCTL_CHECKPOINT_DIR', 'RUNCTL_DATA_SOURCE', 'RUNCTL_OUTPUT_DEST', 'RUNCTL_REPORT_URL', 'RUNCTL_REPORT_TOKEN', 'RUNCTL_HEARTBEAT_INTERVAL', 'RUNCTL_SELF_TERMINATE_AFTER', 'RUNCTL_OWNER', 'RUNCTL_INSTALLATION']))").message("env names set by runctl (RUNCTL_JOB_NAME, RUNCTL_ATTEMPT, RUNCTL_CHECKPOINT_DIR, RUNCTL_REPORT_TOKEN…) are reserved"))]
     pub env: Vec<EnvVar>,
     /// Training data, passed as RUNCTL_DATA_SOURCE.
@@ -127,10 +135,12 @@ pub struct TrainingWorkload {
     pub data_source: Option<DataSource>,
     /// Where outputs go, passed as RUNCTL_OUTPUT_DEST.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub output_dest: Option<String>,
     /// Checkpoint directory, passed as RUNCTL_CHECKPOINT_DIR; every attempt gets the same one, so
     /// a retried or resumed job continues from its last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub checkpoint_dir: Option<String>,
 }
 
@@ -139,6 +149,7 @@ pub struct TrainingWorkload {
 #[serde(rename_all = "camelCase")]
 pub struct DataSource {
     /// URI such as `s3://bucket/prefix`.
+    #[schemars(length(max = 2048))]
     pub uri: String,
     /// Secret with credentials for the data source; each key whose name is a C identifier is
     /// passed to the workload as an env variable of that name (values resolved at create time).
@@ -193,7 +204,7 @@ pub struct TrainingJobSpec {
     pub backoff_limit: u32,
     /// Failure classes that start a new attempt (default capacity and interruption).
     #[serde(default = "default_retry_on")]
-    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y == x))").message("retryOn must not list a class twice"))]
+    #[schemars(length(max = 3), extend("x-kubernetes-list-type" = "set"))]
     pub retry_on: Vec<RetryOn>,
     /// Wall-clock limit in seconds, counted from the start of the first attempt (reset on resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use runctl_standins::lyceum::{self as ly, LyceumStandin};
 use runctl_standins::runpod::{self as rp, RunPodStandin};
 
 use super::scenario::{Op, ProviderFault};
-use crate::support::{TestEnv, fast_sim};
+use crate::support::{Backend as ApiBackend, TestEnv, fast_sim};
 
 /// Which provider a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl Backend {
         providers.aws.endpoint_url = Some(proxy.url());
         providers.aws.default_ami_id = Some(ami.to_string());
         providers.aws.max_attempts = 1;
-        let env = TestEnv::start_with(providers).await;
+        let env = TestEnv::start_on(ApiBackend::InProcess, providers).await;
         let (key_id, secret) = ("AKIATESTING", "testing-secret");
         env.secret(
             "aws",
@@ -209,7 +209,14 @@ impl Backend {
         match kind {
             BackendKind::Aws => panic!("AWS backends are made by a Fixture (shared moto)"),
             BackendKind::Sim => {
-                let env = TestEnv::start(fast_sim()).await;
+                let env = TestEnv::start_on(
+                    ApiBackend::InProcess,
+                    ProvidersConfig {
+                        sim: fast_sim(),
+                        ..ProvidersConfig::default()
+                    },
+                )
+                .await;
                 let checker: Arc<dyn Provider> = Arc::new(runctl::provider::sim::SimProvider::new(
                     env.sim.clone(),
                     "test",
@@ -235,7 +242,7 @@ impl Backend {
                 providers.runpod.retry_base_millis = 10;
                 providers.runpod.max_rate_limit_wait_millis = 300;
                 providers.runpod.list_cache_millis = 100;
-                let env = TestEnv::start_with(providers.clone()).await;
+                let env = TestEnv::start_on(ApiBackend::InProcess, providers.clone()).await;
                 env.secret("runpod", &[("apiKey", &standin.api_key())])
                     .await;
                 let registry = env.registry();
@@ -269,7 +276,7 @@ impl Backend {
                 providers.lyceum.base_url = standin.url();
                 providers.lyceum.request_timeout_seconds = 1;
                 providers.lyceum.retry_backoff_ms = 10;
-                let env = TestEnv::start_with(providers).await;
+                let env = TestEnv::start_on(ApiBackend::InProcess, providers).await;
                 env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
                 let registry = env.registry();
                 let creds = Credentials::new(BTreeMap::from([(

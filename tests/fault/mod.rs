@@ -162,7 +162,7 @@ pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
         }
         let mut side_tasks = Vec::new();
         for f in &life.api_faults {
-            let faults = backend.env.server.faults();
+            let faults = backend.env.server().faults();
             match *f {
                 ApiFault::Conflicts(k) => {
                     faults.fail_writes(WriteFault::conflict(k).on_resource("cloudresources"))
@@ -175,7 +175,7 @@ pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
                     let b = backend.clone();
                     side_tasks.push(tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
-                        b.env.server.faults().expire_watches();
+                        b.env.server().faults().expire_watches();
                     }));
                 }
             }
@@ -199,7 +199,7 @@ pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
         for t in side_tasks {
             t.abort();
         }
-        backend.env.server.faults().clear();
+        backend.env.server().faults().clear();
         if let Some(i) = life.delete_while_down {
             let name = format!("obj-{i}");
             deleted.insert(name.clone());
@@ -212,7 +212,7 @@ pub async fn run(fixture: &Fixture, seed: u64) -> Outcome {
     }
 
     backend.clear_faults();
-    backend.env.server.faults().clear();
+    backend.env.server().faults().clear();
     let last = backend
         .env
         .start_controller(test_controller_config("final"));

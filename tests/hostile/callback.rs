@@ -34,10 +34,10 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     let env = TestEnv::start(fast_sim()).await;
     let good = token::generate();
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(env.client.clone(), "default");
+        Api::namespaced(env.client.clone(), &env.ns);
     let meta = ObjectMeta {
         name: Some(token::secret_name("job", 1)),
-        namespace: Some("default".into()),
+        namespace: Some(env.ns.clone()),
         ..Default::default()
     };
     secrets
@@ -66,7 +66,7 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     .expect("serve");
     let http = reqwest::Client::new();
     let id = AttemptId {
-        namespace: "default".into(),
+        namespace: env.ns.clone(),
         job: "job".into(),
         attempt: 1,
     };
@@ -76,11 +76,11 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
         let kind =
             ["heartbeat", "progress", "exit", "EXIT", "../exit", "x"][rng.random_range(0..6)];
         let (ns, job, attempt) = match rng.random_range(0..5) {
-            0 => ("default", "job", "1".to_string()),
-            1 => ("default", "job", "99999999999".to_string()),
+            0 => (env.ns.as_str(), "job", "1".to_string()),
+            1 => (env.ns.as_str(), "job", "99999999999".to_string()),
             2 => ("other", "job", "1".to_string()),
-            3 => ("default", "j%00b", "-1".to_string()),
-            _ => ("default", "job", "1".to_string()),
+            3 => (env.ns.as_str(), "j%00b", "-1".to_string()),
+            _ => (env.ns.as_str(), "job", "1".to_string()),
         };
         let presented = match rng.random_range(0..5) {
             0 => None,
@@ -90,7 +90,7 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
             _ => Some(good.clone()),
         };
         let right_token = presented.as_deref() == Some(good.as_str())
-            && ns == "default"
+            && ns == env.ns
             && job == "job"
             && attempt == "1";
         let before = reports.get(&id);
@@ -143,7 +143,7 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
         problems.push("a refused huge body changed the reports".into());
     }
     let ok = http
-        .post(format!("http://{addr}/callback/default/job/1/heartbeat"))
+        .post(format!("http://{addr}/callback/{}/job/1/heartbeat", env.ns))
         .bearer_auth(&good)
         .send()
         .await
@@ -213,7 +213,7 @@ async fn the_callback_endpoint_limits_rate_and_body_size() {
     assert!(
         reports
             .get(&AttemptId {
-                namespace: "default".into(),
+                namespace: env.ns.clone(),
                 job: "flood".into(),
                 attempt: 1
             })

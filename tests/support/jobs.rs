@@ -67,7 +67,7 @@ impl TestEnv {
             self.client.clone(),
             self.registry(),
             Arc::new(Metrics::new()),
-            config,
+            self.scoped(config),
         ));
         let token = CancellationToken::new();
         let reports = Arc::new(Reports::new());
@@ -112,9 +112,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The workload of CloudResource `cr` in `default`.
-    pub async fn of(client: &kube::Client, cr: &str) -> Self {
-        let crs: Api<CloudResource> = Api::namespaced(client.clone(), "default");
+    /// The workload of CloudResource `cr` in the test's namespace.
+    pub async fn of(env: &TestEnv, cr: &str) -> Self {
+        let crs: Api<CloudResource> = env.api();
         let cr = crs
             .get(cr)
             .await
@@ -124,7 +124,7 @@ impl Workload {
             .workload
             .and_then(|w| w.reporting)
             .expect("the CloudResource asks for reporting");
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let secrets: Api<Secret> = env.api();
         let secret = secrets
             .get(&reporting.token_secret_ref.name)
             .await

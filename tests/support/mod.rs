@@ -1,5 +1,10 @@
-//! Test bed for controller tests: the in-process API test server with runctl's CRDs installed,
-//! a simulated cloud, and the real operator code started against them over HTTP.
+//! Test bed for controller tests: an API server with runctl's CRDs installed, a simulated cloud,
+//! and the real operator code started against them over HTTP.
+//!
+//! `RUNCTL_TEST_BACKEND` picks the API server: `inprocess` (the default) is runctl's in-process
+//! API test server, one per test; `real` is a real etcd + kube-apiserver + kube-controller-manager
+//! (crates/envtest), one per test binary, with a namespace per test and the controllers watching
+//! only that namespace. `scripts/test.sh` runs the controller scenarios on both.
 #![allow(dead_code)]
 
 pub mod builders;
@@ -18,12 +23,39 @@ use runctl::metrics::Metrics;
 use runctl::provider::sim::{SimCloud, SimConfig};
 use runctl::provider::{ProviderRegistry, ProvidersConfig};
 use runctl_apiserver::ApiServer;
+use runctl_envtest::ControlPlane;
 use tokio_util::sync::CancellationToken;
 
-/// The API server, a client, and the simulated cloud.
+/// The environment variable that selects the API server backend.
+pub const BACKEND_ENV: &str = "RUNCTL_TEST_BACKEND";
+
+/// Which API server the tests talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// runctl's in-process API test server (crates/apiserver).
+    InProcess,
+    /// A real etcd + kube-apiserver + kube-controller-manager (crates/envtest).
+    Real,
+}
+
+/// The backend `RUNCTL_TEST_BACKEND` names (`inprocess` when unset).
+pub fn backend() -> Backend {
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("real") => Backend::Real,
+        Ok("inprocess") | Ok("") | Err(_) => Backend::InProcess,
+        Ok(other) => panic!("{BACKEND_ENV}={other:?}: expected `inprocess` or `real`"),
+    }
+}
+
+/// The API server, a client, the namespace the test works in, and the simulated cloud.
 pub struct TestEnv {
-    pub server: ApiServer,
+    /// The in-process API test server, when that is the backend.
+    pub server: Option<ApiServer>,
+    /// The real control plane, when that is the backend.
+    pub plane: Option<&'static ControlPlane>,
     pub client: Client,
+    /// The test's namespace: `default` in-process, a fresh namespace on the real control plane.
+    pub ns: String,
     pub sim: Arc<SimCloud>,
     pub providers: ProvidersConfig,
 }
@@ -70,22 +102,85 @@ impl TestEnv {
     /// Like [`start`](Self::start) with a full provider configuration (real providers pointed
     /// at their stand-ins).
     pub async fn start_with(providers: ProvidersConfig) -> Self {
-        let server = ApiServer::start().await.expect("start API test server");
-        let client = server.client();
-        install_crds(&client).await;
+        Self::start_on(backend(), providers).await
+    }
+
+    /// Like [`start_with`](Self::start_with) on the given backend, whatever
+    /// `RUNCTL_TEST_BACKEND` says (tests that only make sense on one of them).
+    pub async fn start_on(backend: Backend, providers: ProvidersConfig) -> Self {
         let sim = Arc::new(SimCloud::new(providers.sim.clone()));
-        Self {
-            server,
-            client,
-            sim,
-            providers,
+        match backend {
+            Backend::InProcess => {
+                let server = ApiServer::start().await.expect("start API test server");
+                let client = server.client();
+                install_crds(&client).await;
+                Self {
+                    server: Some(server),
+                    plane: None,
+                    client,
+                    ns: "default".into(),
+                    sim,
+                    providers,
+                }
+            }
+            Backend::Real => {
+                let plane = runctl_envtest::shared().await;
+                let client = plane.client().await.expect("admin client");
+                ensure_crds_on(plane).await;
+                let ns = plane
+                    .create_namespace("test")
+                    .await
+                    .expect("create the test's namespace");
+                Self {
+                    server: None,
+                    plane: Some(plane),
+                    client,
+                    ns,
+                    sim,
+                    providers,
+                }
+            }
         }
     }
 
-    /// Creates a Secret in `default` with string data.
+    /// The in-process API test server; panics on the real control plane (for tests of the
+    /// test server's fault injection and request counts, which only it has).
+    pub fn server(&self) -> &ApiServer {
+        self.server.as_ref().expect(
+            "this test needs the in-process API test server (RUNCTL_TEST_BACKEND=inprocess)",
+        )
+    }
+
+    /// Whether the backend is the real control plane.
+    pub fn is_real(&self) -> bool {
+        self.plane.is_some()
+    }
+
+    /// An `Api` for a namespaced kind in the test's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The controller settings a test asked for, scoped to the test's namespace on the real
+    /// control plane (where other tests' objects share the cluster).
+    pub fn scoped(&self, mut config: ControllerConfig) -> ControllerConfig {
+        if self.is_real() {
+            config.watch_namespace = Some(self.ns.clone());
+        }
+        config
+    }
+
+    /// Creates a Secret in the test's namespace with string data.
     pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
         use k8s_openapi::api::core::v1::Secret;
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), "default");
+        let api: Api<Secret> = self.api();
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
@@ -123,7 +218,7 @@ impl TestEnv {
             self.client.clone(),
             self.registry(),
             Arc::new(Metrics::new()),
-            config,
+            self.scoped(config),
         ));
         let token = CancellationToken::new();
         let stop = token.clone();
@@ -153,6 +248,41 @@ impl Running {
     pub fn kill(self) {
         self.handle.abort();
     }
+}
+
+/// Installs runctl's CRDs on the real control plane once per test binary (server-side apply,
+/// so a CRD left by an earlier run is updated), and waits until both are Established.
+pub async fn ensure_crds_on(plane: &'static ControlPlane) {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            let client = plane.client().await.expect("admin client");
+            let api: Api<CustomResourceDefinition> = Api::all(client);
+            for crd in runctl::crd::all() {
+                let name = crd.metadata.name.clone().expect("CRD name");
+                api.patch(
+                    &name,
+                    &kube::api::PatchParams::apply("runctl-tests").force(),
+                    &kube::api::Patch::Apply(&crd),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("the real API server refused CRD {name}: {e}"));
+                eventually(60, &format!("CRD {name} to be Established"), || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get(&name).await.ok()?;
+                        crd.status?
+                            .conditions?
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                            .then_some(())
+                    }
+                })
+                .await;
+            }
+        })
+        .await;
 }
 
 /// Installs runctl's CRDs.

@@ -177,7 +177,28 @@ fn check_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
             causes.push(invalid(format!("should match '{pattern}'")));
         }
     }
+    if let Some(map) = value.as_object()
+        && let Some(max) = schema["maxProperties"].as_u64()
+        && (map.len() as u64) > max
+    {
+        causes.push(Cause::new(
+            "FieldValueTooMany",
+            path,
+            format!("Too many: {}: must have at most {max} items", map.len()),
+        ));
+    }
     if let Some(items) = value.as_array() {
+        if schema["x-kubernetes-list-type"].as_str() == Some("set") {
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].contains(item) {
+                    causes.push(Cause::new(
+                        "FieldValueDuplicate",
+                        format!("{path}[{i}]"),
+                        format!("Duplicate value: {item}"),
+                    ));
+                }
+            }
+        }
         if let Some(min) = schema["minItems"].as_u64()
             && (items.len() as u64) < min
         {
@@ -343,6 +364,15 @@ pub(crate) fn validate(
     let mut causes = Vec::new();
     structural(schema, object, "", &mut causes);
     if !causes.is_empty() {
+        // Like kube-apiserver: CEL rules run only on a structurally valid object, and the answer
+        // says that some were skipped.
+        if compiled.is_some() {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "<nil>",
+                "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ));
+        }
         return causes;
     }
     if let Some(compiled) = compiled
@@ -390,7 +420,8 @@ mod tests {
                                      "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "gpuCount is immutable"}]},
                         "region": {"type": "string", "maxLength": 5, "pattern": "^[a-z-]+$"},
                         "spot": {"type": "boolean", "default": false},
-                        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "tags": {"type": "object", "maxProperties": 2, "additionalProperties": {"type": "string"}},
+                        "zones": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
                         "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
                     },
                     "x-kubernetes-validations": [
@@ -433,6 +464,11 @@ mod tests {
     #[test]
     fn structural_and_cel_table() {
         type Case = (Value, Option<Value>, Vec<(&'static str, &'static str)>);
+        // kube-apiserver's note that CEL rules were skipped on a structurally invalid object.
+        const SKIPPED: (&str, &str) = (
+            "<nil>",
+            "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        );
         let cases: Vec<Case> = vec![
             (
                 json!({"spec": {"provider": "aws", "gpuCount": 2}}),
@@ -442,39 +478,51 @@ mod tests {
             (
                 json!({"spec": {}}),
                 None,
-                vec![("spec.provider", "Required value")],
+                vec![("spec.provider", "Required value"), SKIPPED],
             ),
             (
                 json!({"spec": {"provider": "gcp"}}),
                 None,
-                vec![(
-                    "spec.provider",
-                    "Unsupported value: \"gcp\": supported values: \"aws\", \"lyceum\"",
-                )],
+                vec![
+                    (
+                        "spec.provider",
+                        "Unsupported value: \"gcp\": supported values: \"aws\", \"lyceum\"",
+                    ),
+                    SKIPPED,
+                ],
             ),
             (
                 json!({"spec": {"provider": "aws", "gpuCount": "two"}}),
                 None,
-                vec![(
-                    "spec.gpuCount",
-                    "Invalid value: \"string\": spec.gpuCount in body must be of type integer: \"string\"",
-                )],
+                vec![
+                    (
+                        "spec.gpuCount",
+                        "Invalid value: \"string\": spec.gpuCount in body must be of type integer: \"string\"",
+                    ),
+                    SKIPPED,
+                ],
             ),
             (
                 json!({"spec": {"provider": "aws", "gpuCount": 0}}),
                 None,
-                vec![(
-                    "spec.gpuCount",
-                    "Invalid value: 0: spec.gpuCount in body should be greater than or equal to 1",
-                )],
+                vec![
+                    (
+                        "spec.gpuCount",
+                        "Invalid value: 0: spec.gpuCount in body should be greater than or equal to 1",
+                    ),
+                    SKIPPED,
+                ],
             ),
             (
                 json!({"spec": {"provider": "aws", "region": "UPPER"}}),
                 None,
-                vec![(
-                    "spec.region",
-                    "Invalid value: \"UPPER\": spec.region in body should match '^[a-z-]+$'",
-                )],
+                vec![
+                    (
+                        "spec.region",
+                        "Invalid value: \"UPPER\": spec.region in body should match '^[a-z-]+$'",
+                    ),
+                    SKIPPED,
+                ],
             ),
             (
                 json!({"spec": {"provider": "lyceum", "gpuCount": 3}}),
@@ -496,6 +544,23 @@ mod tests {
                 json!({"spec": {"provider": "aws", "gpuCount": 4}}),
                 Some(json!({"spec": {"provider": "aws"}})),
                 vec![],
+            ),
+            (
+                json!({"spec": {"provider": "aws", "tags": {"a": "1", "b": "2", "c": "3"}}}),
+                None,
+                vec![
+                    ("spec.tags", "Too many: 3: must have at most 2 items"),
+                    SKIPPED,
+                ],
+            ),
+            (
+                json!({"spec": {"provider": "aws", "zones": ["a", "b", "a", "a"]}}),
+                None,
+                vec![
+                    ("spec.zones[2]", "Duplicate value: \"a\""),
+                    ("spec.zones[3]", "Duplicate value: \"a\""),
+                    SKIPPED,
+                ],
             ),
         ];
         for (object, old, expected) in cases {

@@ -602,14 +602,12 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
             "are reserved",
         ),
         (
-            json!({"placement": {"provider": "sim", "instanceType": "t"}, "workload": w, "retryOn": ["failure", "failure"]}),
-            "retryOn must not list a class twice",
-        ),
-        (
             json!({"placement": {"provider": "sim", "instanceType": "t", "regions": ["US East"]}, "workload": w}),
             "regions must be lower-case",
         ),
     ];
+    // A class listed twice in retryOn is refused by the schema (`x-kubernetes-list-type: set`),
+    // not by a CEL rule: tests/corpus/invalid/081-tj-retry-on-duplicate.yaml.
     for (spec, want) in invalid {
         let errs = cel_errors(spec.clone());
         assert!(
@@ -713,4 +711,64 @@ async fn data_source_credentials_are_passed_as_secret_references() {
     let s = jobs(&env).get("data").await.unwrap().status.unwrap();
     assert!(condition::is_true(&s.conditions, condition::SYNCED));
     op.stop().await;
+}
+
+/// With the operator gone and the finalizers removed by hand (what `kubectl patch` does when
+/// someone forces a job away), the attempt's CloudResource and token Secret are still collected:
+/// both carry an ownerReference to the job, and the garbage collector (kube-controller-manager on
+/// the real control plane) deletes them with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_job_deletion_collects_its_secret_and_cloud_resource_by_owner_reference() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("forced", json!({})))
+        .await
+        .unwrap();
+    running_attempt(&env, "forced", 1).await;
+    let uid = jobs(&env).get("forced").await.unwrap().metadata.uid;
+    let secrets: Api<Secret> = env.api();
+    let by_job = ListParams::default().labels("runctl.dev/job=forced");
+    let secret = secrets.list(&by_job).await.unwrap().items;
+    assert_eq!(secret.len(), 1, "one token Secret for the attempt");
+    let crs: Api<CloudResource> = env.api();
+    let cr = crs.get("forced-a1").await.unwrap();
+    for (what, owners) in [
+        ("token Secret", secret[0].metadata.owner_references.clone()),
+        ("CloudResource", cr.metadata.owner_references.clone()),
+    ] {
+        assert!(
+            owners.iter().flatten().any(|o| Some(&o.uid) == uid.as_ref()
+                && o.kind == "TrainingJob"
+                && o.controller == Some(true)),
+            "the {what} is owned by the job: {owners:?}"
+        );
+    }
+    op.stop().await;
+
+    let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    crs.patch("forced-a1", &PatchParams::default(), &no_finalizers)
+        .await
+        .unwrap();
+    jobs(&env)
+        .patch("forced", &PatchParams::default(), &no_finalizers)
+        .await
+        .unwrap();
+    jobs(&env)
+        .delete("forced", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        60,
+        "the garbage collector to delete the dependents",
+        || async {
+            let secrets_left = secrets.list(&by_job).await.ok()?.items.len();
+            let cr_left = crs.get_opt("forced-a1").await.ok()?.is_some();
+            (secrets_left == 0 && !cr_left).then_some(())
+        },
+    )
+    .await;
+    // The machine itself is left running: that is what removing finalizers by hand means, and
+    // what the orphan reaper (tests/reaper_e2e.rs) exists for.
+    assert_eq!(env.sim.live_total(), 1);
 }

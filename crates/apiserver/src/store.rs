@@ -49,18 +49,19 @@ impl Event {
 pub(crate) struct Collection {
     pub objects: BTreeMap<(String, String), Arc<Value>>,
     history: VecDeque<Arc<Event>>,
-    /// resourceVersion of the newest event dropped from history (0 when none was).
+    /// resourceVersion of the newest event dropped from history ([`FIRST_RV`] when none was: the
+    /// history starts with the server).
     pub compacted_rv: u64,
     pub tx: broadcast::Sender<Arc<Event>>,
 }
 
 impl Collection {
-    fn new(channel: usize) -> Self {
+    fn new(channel: usize, compacted_rv: u64) -> Self {
         let (tx, _) = broadcast::channel(channel);
         Collection {
             objects: BTreeMap::new(),
             history: VecDeque::new(),
-            compacted_rv: 0,
+            compacted_rv,
             tx,
         }
     }
@@ -110,6 +111,11 @@ pub(crate) fn owner_uids(object: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The resourceVersion of an empty server. Like a real kube-apiserver, whose versions continue
+/// etcd's revision and whose watch history starts when it starts, versions begin well above 1, and
+/// a watch from one older than the server (`resourceVersion=1`) is answered 410 Expired.
+pub(crate) const FIRST_RV: u64 = 1000;
+
 /// All server state guarded by one lock.
 pub(crate) struct Store {
     pub rv: u64,
@@ -125,7 +131,7 @@ pub(crate) struct Store {
 impl Store {
     pub fn new(limits: StoreLimits) -> Self {
         Store {
-            rv: 1,
+            rv: FIRST_RV,
             registry: Registry::with_builtins(),
             collections: HashMap::new(),
             limits,
@@ -139,7 +145,7 @@ impl Store {
         let channel = self.limits.channel;
         self.collections
             .entry(key.to_string())
-            .or_insert_with(|| Collection::new(channel))
+            .or_insert_with(|| Collection::new(channel, FIRST_RV))
     }
 
     pub fn get(&self, key: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
@@ -284,12 +290,16 @@ mod tests {
             );
         }
         let col = store.collection("/configmaps");
-        assert_eq!(col.compacted_rv, 3);
+        let first = FIRST_RV;
+        assert_eq!(col.compacted_rv, first + 2);
         assert_eq!(
-            col.events_after(3).iter().map(|e| e.rv).collect::<Vec<_>>(),
-            vec![4, 5]
+            col.events_after(first + 2)
+                .iter()
+                .map(|e| e.rv)
+                .collect::<Vec<_>>(),
+            vec![first + 3, first + 4]
         );
-        assert_eq!(col.events_after(4).len(), 1);
+        assert_eq!(col.events_after(first + 3).len(), 1);
     }
 
     #[test]

@@ -160,7 +160,7 @@ async fn cel_rejection_has_field_path_and_message() {
     assert_eq!(status.reason, "Invalid");
     assert_eq!(
         status.message,
-        "Widget.test.runctl.dev \"bad\" is invalid: spec.gpuCount: Invalid value: \"object\": Lyceum machines take 1, 2, 4 or 8 GPUs"
+        "Widget.test.runctl.dev \"bad\" is invalid: spec.gpuCount: Invalid value: Lyceum machines take 1, 2, 4 or 8 GPUs"
     );
     let causes = status
         .details
@@ -193,7 +193,7 @@ async fn cel_rejection_has_field_path_and_message() {
     assert!(
         status
             .message
-            .contains("spec.gpuCount: Invalid value: \"integer\": gpuCount is immutable"),
+            .contains("spec.gpuCount: Invalid value: 8: gpuCount is immutable"),
         "{}",
         status.message
     );

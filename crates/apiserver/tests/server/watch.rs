@@ -128,6 +128,36 @@ async fn bookmarks_and_timeout() {
     assert!(ended.is_ok(), "stream ends after timeoutSeconds");
 }
 
+/// kube-apiserver's versions continue etcd's revision and its watch history starts when it
+/// starts: a version from before the server (here `1`) is expired, not replayed.
+#[tokio::test]
+async fn a_resource_version_older_than_the_server_is_expired() {
+    let server = ApiServer::start().await.expect("starts");
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let created = cms
+        .create(&PostParams::default(), &configmap("c0", &[]))
+        .await
+        .expect("c0");
+    let rv: u64 = created
+        .metadata
+        .resource_version
+        .expect("rv")
+        .parse()
+        .expect("number");
+    assert!(rv > 1, "versions start above 1: {rv}");
+    let mut stream = cms
+        .watch(&WatchParams::default(), "1")
+        .await
+        .expect("watch")
+        .boxed();
+    match next(&mut stream).await {
+        WatchEvent::Error(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn too_old_resource_version_is_expired() {
     let config = ServerConfig {

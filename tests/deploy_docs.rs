@@ -63,6 +63,17 @@ fn type_of(schema: &Value) -> String {
     if let Some(n) = schema["maxLength"].as_u64() {
         notes.push(format!("max length {n}"));
     }
+    if let Some(n) = schema["maxItems"].as_u64() {
+        notes.push(format!("at most {n} items"));
+    }
+    if let Some(n) = schema["maxProperties"].as_u64() {
+        notes.push(format!("at most {n} entries"));
+    }
+    match schema["x-kubernetes-list-type"].as_str() {
+        Some("set") => notes.push("set: no duplicates".into()),
+        Some("map") => notes.push("map list".into()),
+        _ => {}
+    }
     if let Some(p) = schema["pattern"].as_str() {
         notes.push(format!("pattern `{p}`"));
     }
@@ -126,7 +137,16 @@ fn generate() -> String {
         "# CRD reference\n\n<!-- Generated from the Rust types by tests/deploy_docs.rs; do not edit.\n     \
          Regenerate: UPDATE_GOLDEN=1 cargo test --test deploy_docs -->\n\n\
          runctl's API group is `runctl.dev`, version `v1alpha1`. The same schemas are in `crds/`;\n\
-         `kubectl explain trainingjob.spec` shows them in a cluster.\n",
+         `kubectl explain trainingjob.spec` shows them in a cluster.\n\n\
+         Every string, list and map under `spec` is bounded (max length, at most N items or\n\
+         entries): kube-apiserver estimates the worst-case cost of each CEL rule from these bounds\n\
+         and refuses a CRD whose rules could cost too much. They are sized for real use: names\n\
+         253 characters as in Kubernetes, image references 1024, URIs 2048, 64 command words of\n\
+         4 KiB, 512 arguments of 16 KiB, 256 env variables with values up to 32 KiB, 40 tags\n\
+         (EC2 allows 50 per instance and runctl adds its own) with values up to 256 characters,\n\
+         EC2's limit. A value over a bound is refused with `Too long` or `Too many`, and the CEL rules\n\
+         are then not checked until it is fixed. Status is written by runctl only and has no\n\
+         bounds.\n",
     );
     for crd in runctl::crd::all() {
         let v = serde_json::to_value(&crd).expect("CRD serializes");

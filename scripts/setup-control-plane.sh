@@ -6,7 +6,7 @@
 # at the build in use; crates/envtest finds the binaries there (or in RUNCTL_CONTROL_PLANE_BIN).
 #
 # Needs Go (the version named in tools/controlplane/go.mod) and the Go module proxy; nothing is
-# downloaded but Go modules. A cold build takes about 25 minutes on 2 cores (docs/testing.md).
+# downloaded but Go modules. A cold build takes about 10 minutes on 2 cores (docs/testing.md).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -215,3 +215,55 @@ fn pids_under(dir: &std::path::Path) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Run by `a_test_binary_that_aborts_leaves_no_process` in a child test process: starts a
+/// control plane, says where its state is, and aborts the process (no destructor runs).
+#[tokio::test]
+#[ignore = "run by a_test_binary_that_aborts_leaves_no_process"]
+async fn start_a_control_plane_and_abort() {
+    let cp = ControlPlane::start(Options {
+        controller_manager: true,
+        binaries: None,
+    })
+    .await
+    .unwrap();
+    println!("STATE_DIR={}", cp.state_dir().display());
+    std::process::abort();
+}
+
+#[test]
+fn a_test_binary_that_aborts_leaves_no_process() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "start_a_control_plane_and_abort",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child aborts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("STATE_DIR="))
+        .unwrap_or_else(|| {
+            panic!(
+                "the child did not start a control plane:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    // The kernel delivers the parent-death signal at once; give the children a moment to go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = pids_under(std::path::Path::new(dir));
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes outlived the aborted test binary: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

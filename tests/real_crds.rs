@@ -38,7 +38,8 @@ async fn plane_with_crds() -> &'static ControlPlane {
     let plane = runctl_envtest::shared().await;
     APPLIED
         .get_or_init(|| async {
-            let out = ok(plane, &["apply", "--server-side", "-f", "crds/"]);
+            // As the README tells users to install them.
+            let out = ok(plane, &["apply", "-f", "crds/"]);
             assert!(out.contains("trainingjobs.runctl.dev"), "{out}");
             ok(
                 plane,
@@ -69,7 +70,10 @@ async fn kubectl_applies_the_crds_and_they_are_established() {
     );
     assert!(out.contains("trainingjobs.runctl.dev=True"), "{out}");
     assert!(out.contains("cloudresources.runctl.dev=True"), "{out}");
-    // Applying the same files again is a no-op, as GitOps tools do on every sync.
+    // Applying the same files again is a no-op, client-side or server-side (as GitOps tools do
+    // on every sync).
+    let again = ok(plane, &["apply", "-f", "crds/"]);
+    assert!(again.contains("unchanged"), "{again}");
     ok(plane, &["apply", "--server-side", "-f", "crds/"]);
     // Short names and the category resolve through discovery.
     ok(plane, &["get", "tj,cres", "-A"]);

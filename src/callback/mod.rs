@@ -62,28 +62,44 @@ impl CallbackState {
         })
     }
 
-    async fn verify(&self, id: &AttemptId, presented: &str) -> Result<bool, kube::Error> {
-        let cached = self.reports.token_digest(id);
-        let stored = match cached {
-            Some(d) => d,
-            None => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), &id.namespace);
-                let Some(secret) = api
-                    .get_opt(&token::secret_name(&id.job, id.attempt))
-                    .await?
-                else {
-                    return Ok(false);
-                };
-                let Some(t) = token::from_secret(&secret) else {
-                    return Ok(false);
-                };
-                let d = token::digest(&t);
-                self.reports.cache_token_digest(id.clone(), d);
-                d
-            }
+    /// Whether `presented` is attempt `id`'s token. An attempt whose token digest is not cached
+    /// costs a Secret read, taken from the unauthenticated budget: `None` when it is spent.
+    async fn verify(&self, id: &AttemptId, presented: &str) -> Option<Result<bool, kube::Error>> {
+        if let Some(stored) = self.reports.token_digest(id) {
+            return Some(Ok(token::matches(presented, &stored)));
+        }
+        if !self.limiter.allow_unauthenticated() {
+            return None;
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &id.namespace);
+        let secret = match api.get_opt(&token::secret_name(&id.job, id.attempt)).await {
+            Ok(secret) => secret,
+            Err(e) => return Some(Err(e)),
         };
-        Ok(token::matches(presented, &stored))
+        let Some(t) = secret.as_ref().and_then(token::from_secret) else {
+            return Some(Ok(false));
+        };
+        let stored = token::digest(&t);
+        self.reports.cache_token_digest(id.clone(), stored);
+        Some(Ok(token::matches(presented, &stored)))
     }
+
+    /// The answer to a request without a valid token: 401 within the unauthenticated budget,
+    /// 429 past it.
+    fn unauthorized(&self, message: &'static str) -> (StatusCode, &'static str) {
+        if self.limiter.allow_unauthenticated() {
+            (StatusCode::UNAUTHORIZED, message)
+        } else {
+            too_many()
+        }
+    }
+}
+
+fn too_many() -> (StatusCode, &'static str) {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many reports; retry later",
+    )
 }
 
 /// The callback router.
@@ -187,14 +203,9 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    if !state.limiter.allow(&format!("{namespace}/{job}/{attempt}")) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many reports; retry later",
-        );
-    }
+    // Authenticate first: requests without the attempt's token never touch its budget.
     let Some(presented) = bearer(&headers) else {
-        return (StatusCode::UNAUTHORIZED, "missing bearer token");
+        return state.unauthorized("missing bearer token");
     };
     let id = AttemptId {
         namespace,
@@ -202,18 +213,25 @@ async fn report(
         attempt,
     };
     match state.verify(&id, presented).await {
-        Ok(true) => {}
-        Ok(false) => {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
             warn!(namespace = %id.namespace, job = %id.job, attempt, "callback with an invalid token rejected");
-            return (StatusCode::UNAUTHORIZED, "invalid token");
+            return state.unauthorized("invalid token");
         }
-        Err(e) => {
+        Some(Err(e)) => {
             warn!(error = %e, "failed to read the attempt's token Secret");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot verify the token right now",
             );
         }
+        None => return too_many(),
+    }
+    if !state
+        .limiter
+        .allow_attempt(&format!("{}/{}/{attempt}", id.namespace, id.job))
+    {
+        return too_many();
     }
     let now = Timestamp::now();
     let parsed = match parse(&kind, &body, now) {

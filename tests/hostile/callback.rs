@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use runctl::callback::limit::{Limiter, Rate};
+use runctl::callback::limit::{Limiter, Limits, Rate};
 use runctl::callback::{self, AttemptId, CallbackState, Reports, token};
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,12 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     let state = CallbackState::with_limiter(
         env.client.clone(),
         reports.clone(),
-        Limiter::new(unlimited, unlimited, 1_000_000),
+        Limiter::new(Limits {
+            per_attempt: unlimited,
+            authenticated: unlimited,
+            unauthenticated: unlimited,
+            max_keys: 1_000_000,
+        }),
     );
     let stop = CancellationToken::new();
     let addr = callback::serve(
@@ -158,9 +163,19 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_callback_endpoint_limits_rate_and_body_size() {
-    let env = TestEnv::start(fast_sim()).await;
+/// An endpoint with default limits and a token Secret for attempt `job/1` in the test's namespace.
+async fn endpoint_with_a_token(env: &TestEnv) -> (String, String, Arc<Reports>, CancellationToken) {
+    let good = token::generate();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = env.api();
+    let meta = ObjectMeta {
+        name: Some(token::secret_name("job", 1)),
+        namespace: Some(env.ns.clone()),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &token::secret(meta, &good))
+        .await
+        .expect("token Secret");
     let reports = Arc::new(Reports::new());
     let stop = CancellationToken::new();
     let addr = callback::serve(
@@ -170,54 +185,113 @@ async fn the_callback_endpoint_limits_rate_and_body_size() {
     )
     .await
     .expect("serve");
+    (format!("http://{addr}"), good, reports, stop)
+}
+
+async fn post(http: &reqwest::Client, url: &str, token: Option<&str>) -> u16 {
+    let mut request = http.post(url).body("{}");
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.expect("answer").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_endpoint_limits_rate_and_body_size() {
+    let env = TestEnv::start(fast_sim()).await;
+    let (base, good, reports, stop) = endpoint_with_a_token(&env).await;
     let http = reqwest::Client::new();
+    let job = format!("{base}/callback/{}/job/1/heartbeat", env.ns);
+
+    // An attempt with its token gets its burst, then 429.
     let burst = callback::limit::PER_ATTEMPT.burst as usize;
     let mut statuses = Vec::new();
-    for _ in 0..burst + 10 {
-        let r = http
-            .post(format!("http://{addr}/callback/default/flood/1/heartbeat"))
-            .bearer_auth("forged")
-            .body("{}")
-            .send()
-            .await
-            .expect("answer");
-        statuses.push(r.status().as_u16());
+    for _ in 0..burst + 5 {
+        statuses.push(post(&http, &job, Some(&good)).await);
     }
     assert!(
-        statuses[..burst].iter().all(|s| *s == 401),
+        statuses[..burst].iter().all(|s| *s == 200),
         "within the burst: {statuses:?}"
     );
     assert!(
-        statuses[burst..].contains(&429),
+        statuses[burst..].iter().all(|s| *s == 429),
         "past the burst: {statuses:?}"
     );
-    // Another attempt has its own bucket.
-    let other = http
-        .post(format!("http://{addr}/callback/default/other/1/heartbeat"))
-        .bearer_auth("forged")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(other.status().as_u16(), 401);
+
+    // Requests without the token get 401 until the unauthenticated budget is spent, then 429,
+    // whatever attempt they name.
+    let unauthenticated = callback::limit::UNAUTHENTICATED.burst as usize;
+    let mut statuses = Vec::new();
+    for i in 0..unauthenticated + 10 {
+        let url = format!("{base}/callback/{}/flood-{}/1/heartbeat", env.ns, i % 3);
+        statuses.push(post(&http, &url, Some("forged")).await);
+    }
+    assert!(
+        statuses[..unauthenticated / 2].iter().all(|s| *s == 401),
+        "within the budget: {statuses:?}"
+    );
+    assert!(statuses.ends_with(&[429]), "past the budget: {statuses:?}");
+
     // Bodies over the limit are refused before anything else.
     let big = vec![b'x'; callback::limit::MAX_BODY_BYTES * 2];
     let r = http
-        .post(format!("http://{addr}/callback/default/big/1/progress"))
+        .post(format!("{base}/callback/{}/big/1/progress", env.ns))
         .bearer_auth("forged")
         .body(big)
         .send()
         .await;
     if let Ok(r) = r {
-        assert!([401, 413].contains(&r.status().as_u16()), "{}", r.status());
+        assert!(
+            [401, 413, 429].contains(&r.status().as_u16()),
+            "{}",
+            r.status()
+        );
     }
     assert!(
         reports
             .get(&AttemptId {
                 namespace: env.ns.clone(),
-                job: "flood".into(),
+                job: "flood-0".into(),
                 attempt: 1
             })
             .is_none()
     );
+    stop.cancel();
+}
+
+/// Issue "Truthful outcomes", item 10: a flood of forged reports for an attempt (which knows its
+/// public path) used to spend that attempt's budget first, so its real heartbeats got 429 until
+/// the dead-man switch killed the training. Now authentication comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unauthenticated_requests_does_not_429_the_real_wrapper() {
+    let env = TestEnv::start(fast_sim()).await;
+    let (base, good, reports, stop) = endpoint_with_a_token(&env).await;
+    let http = reqwest::Client::new();
+    let job = format!("{base}/callback/{}/job/1/heartbeat", env.ns);
+    assert_eq!(post(&http, &job, Some(&good)).await, 200);
+    let mut refused = 0;
+    for i in 0..400 {
+        let token = if i % 2 == 0 { Some("forged") } else { None };
+        let status = post(&http, &job, token).await;
+        assert!(
+            [401, 429].contains(&status),
+            "a forged report answered {status}"
+        );
+        refused += usize::from(status == 429);
+    }
+    assert!(refused > 0, "the flood was limited");
+    for _ in 0..5 {
+        assert_eq!(
+            post(&http, &job, Some(&good)).await,
+            200,
+            "the real wrapper's heartbeat goes through the flood"
+        );
+    }
+    let id = AttemptId {
+        namespace: env.ns.clone(),
+        job: "job".into(),
+        attempt: 1,
+    };
+    assert!(reports.get(&id).is_some());
     stop.cancel();
 }

@@ -453,14 +453,7 @@ async fn observe(client: &Client, ns: &str, step: &Step) -> Value {
         .body
         .as_ref()
         .map(|b| {
-            serde_json::to_vec(b)
-                .unwrap()
-                .iter()
-                .copied()
-                .collect::<Vec<u8>>()
-        })
-        .map(|b| {
-            String::from_utf8(b)
+            serde_json::to_string(b)
                 .unwrap()
                 .replace("{ns}", ns)
                 .into_bytes()

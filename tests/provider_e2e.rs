@@ -204,3 +204,69 @@ async fn aws_cloud_resource_end_to_end() {
         "exactly one instance was launched"
     );
 }
+
+/// Issue "Truthful outcomes", item 1: a Lyceum run that the provider reports finished, with no
+/// report from the wrapper, ends its attempt by the provider's `return_code`: 0 succeeds after
+/// one attempt (it used to end `MachineLost` and train again), 3 fails with `ExitCode`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
+    use runctl::crd::training_job::{JobPhase, TrainingJob};
+    use runctl::provider::registry::NamespacedSecretRef;
+    use runctl_standins::lyceum::LyceumStandin;
+    use support::jobs::test_job_config;
+
+    let standin = LyceumStandin::start().await;
+    standin.set_step(Duration::from_millis(50));
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let mut env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
+        namespace: env.ns.clone(),
+        name: "lyceum".into(),
+    });
+    let op = env
+        .start_training_job_controller(test_controller_config("lyceum"), test_job_config())
+        .await;
+    let jobs: Api<TrainingJob> = env.api();
+    for (name, code) in [("finishes", 0), ("fails", 3)] {
+        let job: TrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {
+                "placement": {"provider": "lyceum", "gpuType": "a100"},
+                "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}
+            }
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        let run = eventually(60, &format!("{name}'s run to start"), || async {
+            standin
+                .runs()
+                .into_iter()
+                .find(|r| r.env.contains(&format!("RUNCTL_JOB_NAME={name}")))
+        })
+        .await;
+        // The run ends; the wrapper never reports (as with an image that cannot).
+        assert!(standin.finish_run(&run.id, code));
+        let status = eventually(60, &format!("{name} to end"), || async {
+            let s = jobs.get(name).await.ok()?.status?;
+            s.phase.filter(|p| p.is_terminal()).map(|_| s)
+        })
+        .await;
+        let want = if code == 0 {
+            (JobPhase::Succeeded, "Completed")
+        } else {
+            (JobPhase::Failed, "ExitCode")
+        };
+        assert_eq!(
+            (status.phase, status.reason.as_deref()),
+            (Some(want.0), Some(want.1)),
+            "{status:?}"
+        );
+        assert_eq!(status.exit_code, Some(code as i32));
+        assert_eq!(status.attempts.len(), 1, "trained once: {status:?}");
+    }
+    assert_eq!(standin.runs().len(), 2, "one run per job, none again");
+    op.stop().await;
+}

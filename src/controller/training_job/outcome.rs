@@ -1,6 +1,7 @@
 //! Pure classification of how an attempt ended, from its CloudResource and the workload's
-//! callback reports. The workload's own exit report is the only way to success: a machine that
-//! ends without one is `MachineLost`, never `Completed`.
+//! callback reports. An exit code is the only way to success: the workload's own report first,
+//! else the one the provider reports for an ended machine (Lyceum runs have a `return_code`). A
+//! machine that ends with neither is `MachineLost`, never `Completed`.
 
 use std::time::Duration;
 
@@ -172,6 +173,14 @@ pub fn classify(
             reason: reason.to_string(),
         });
     }
+    if let Some(code) = v.exit_code {
+        // The provider saw the workload exit: a finished run is never trained again.
+        return Seen::Ended(if code == 0 {
+            Outcome::Completed
+        } else {
+            Outcome::ExitCode(code)
+        });
+    }
     let since = v.end_time.unwrap_or(now);
     let until = since + jiff::SignedDuration::try_from(grace).unwrap_or_default();
     if now < until {
@@ -213,6 +222,7 @@ mod tests {
             launch_time: None,
             end_time: None,
             deleting: false,
+            exit_code: None,
         }
     }
 
@@ -233,6 +243,14 @@ mod tests {
         ended_just_now.end_time = Some(now);
         let mut deleting = view(ResourceState::Running, "Running", true);
         deleting.deleting = true;
+        let mut provider_exit_0 = view(ResourceState::Terminated, "Completed", true);
+        provider_exit_0.exit_code = Some(0);
+        provider_exit_0.end_time = Some(now);
+        let mut provider_exit_3 = view(ResourceState::Error, "WorkloadFailed", true);
+        provider_exit_3.exit_code = Some(3);
+        provider_exit_3.end_time = Some(now);
+        let mut reclaimed_with_exit = view(ResourceState::Error, "SpotInterrupted", true);
+        reclaimed_with_exit.exit_code = Some(143);
         let mut synced_capacity = view(ResourceState::Starting, "Provisioning", false);
         synced_capacity.synced_reason = Some("InsufficientCapacity".into());
         let cases: Vec<(&str, Option<MachineView>, Option<AttemptReport>, Seen)> = vec![
@@ -246,6 +264,10 @@ mod tests {
             ("capacity in Synced", Some(synced_capacity), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
             ("invalid spec", Some(view(ResourceState::Error, "InvalidSpec", false)), None, Seen::Ended(Outcome::InvalidSpec { message: "msg".into() })),
             ("auth failure waits", Some(view(ResourceState::Error, "AuthenticationFailed", false)), None, Seen::Open),
+            ("the provider's exit 0 without a report", Some(provider_exit_0), None, Seen::Ended(Outcome::Completed)),
+            ("the provider's exit 3 without a report", Some(provider_exit_3.clone()), None, Seen::Ended(Outcome::ExitCode(3))),
+            ("the wrapper's report comes first", Some(provider_exit_3), Some(exit(0)), Seen::Ended(Outcome::Completed)),
+            ("a reclaim is an interruption whatever the exit", Some(reclaimed_with_exit), None, Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
             ("machine ended, report may be in flight", Some(ended_just_now), None, Seen::AwaitingReport { until: now + jiff::SignedDuration::from_secs(10) }),
             ("machine ended long ago without report: never success", Some(ended_long_ago), None, Seen::Ended(Outcome::MachineLost { message: "the machine ended (Terminated, Completed) without the workload reporting an exit code".into() })),
             ("CloudResource gone", None, None, Seen::Ended(Outcome::MachineLost { message: "the attempt's CloudResource was deleted outside runctl".into() })),

@@ -74,6 +74,7 @@ fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
         launch_time: Some(t0()),
         end_time: if state.is_final() { Some(t0()) } else { None },
         deleting: false,
+        exit_code: None,
     }
 }
 

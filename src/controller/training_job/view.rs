@@ -46,6 +46,8 @@ pub struct MachineView {
     pub end_time: Option<Timestamp>,
     /// The object is being deleted.
     pub deleting: bool,
+    /// Exit code the provider itself reported for the machine's workload (Lyceum runs).
+    pub exit_code: Option<i32>,
 }
 
 impl MachineView {
@@ -88,6 +90,7 @@ impl MachineView {
             launch_time: status.launch_time.as_ref().map(|t| t.0),
             end_time: status.end_time.as_ref().map(|t| t.0),
             deleting: cr.metadata.deletion_timestamp.is_some(),
+            exit_code: status.exit_code,
         })
     }
 }

@@ -270,3 +270,70 @@ async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
     assert_eq!(standin.runs().len(), 2, "one run per job, none again");
     op.stop().await;
 }
+
+/// Issue "Truthful outcomes", item 7: a RunPod pod in `EXITED` (its container ended, its storage
+/// still billed) ended nothing: the job stayed in Provisioning until its deadline. Now the
+/// attempt ends (RunPod reports no exit code, so without a wrapper report it is `MachineLost`),
+/// and its release terminates the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exited_runpod_pod_ends_the_attempt_and_is_terminated() {
+    use runctl::crd::training_job::{JobPhase, TrainingJob};
+    use runctl::provider::registry::NamespacedSecretRef;
+    use runctl_standins::runpod::RunPodStandin;
+    use support::jobs::test_job_config;
+
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig::default();
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let mut env = TestEnv::start_with(providers).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())])
+        .await;
+    env.providers.runpod.credentials_secret = Some(NamespacedSecretRef {
+        namespace: env.ns.clone(),
+        name: "runpod".into(),
+    });
+    let op = env
+        .start_training_job_controller(test_controller_config("runpod"), test_job_config())
+        .await;
+    let jobs: Api<TrainingJob> = env.api();
+    let job: TrainingJob = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "exits"},
+        "spec": {
+            "placement": {"provider": "runpod", "gpuType": "NVIDIA H100 80GB HBM3"},
+            "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]},
+            "retryOn": ["capacity"]
+        }
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let pod = eventually(60, "the pod to run", || async {
+        standin.pods().into_iter().find(|p| {
+            p.env.get("RUNCTL_JOB_NAME").map(String::as_str) == Some("exits") && p.is_live()
+        })
+    })
+    .await;
+    eventually(60, "the job to run", || async {
+        let s = jobs.get("exits").await.ok()?.status?;
+        (s.phase == Some(JobPhase::Running)).then_some(())
+    })
+    .await;
+    assert!(standin.exit_container(&pod.id, 0));
+    let status = eventually(60, "the job to end", || async {
+        let s = jobs.get("exits").await.ok()?.status?;
+        s.phase.filter(|p| p.is_terminal()).map(|_| s)
+    })
+    .await;
+    assert_eq!(
+        (status.phase, status.attempts[0].reason.as_deref()),
+        (Some(JobPhase::Failed), Some("MachineLost")),
+        "{status:?}"
+    );
+    eventually(60, "the exited pod to be terminated", || async {
+        standin.pod(&pod.id).is_none().then_some(())
+    })
+    .await;
+    assert_eq!(standin.pods().len(), 0, "no pod left billing storage");
+    op.stop().await;
+}

@@ -105,7 +105,9 @@ pub fn track(
     if let Some(l) = m.launch_time {
         s.launch_time = Some(Time(l));
     }
-    if m.state.is_final() && s.end_time.is_none() {
+    // A stopped machine (RunPod `EXITED`, a stopped EC2 instance) bills no compute and runs no
+    // workload: its end time is when it was first seen stopped (what is left is storage).
+    if (m.state.is_final() || m.state == ResourceState::Stopped) && s.end_time.is_none() {
         s.end_time = Some(Time(now));
     }
     if let Some(p) = m.price_per_hour.filter(|p| *p > 0.0) {
@@ -312,6 +314,21 @@ mod tests {
             now(),
         );
         assert_eq!(s.accrued_cost, Some(0.42));
+    }
+
+    #[test]
+    fn a_stopped_machine_gets_an_end_time() {
+        let mut m = running();
+        m.state = ResourceState::Stopped;
+        let s = track(
+            &CloudResourceStatus::default(),
+            &m,
+            Some(2.0),
+            None,
+            1,
+            now(),
+        );
+        assert_eq!(s.end_time.map(|t| t.0), Some(now()));
     }
 
     #[test]

@@ -146,7 +146,12 @@ pub fn classify(
         });
     }
     let reason = v.reason.as_deref().unwrap_or_default();
-    let ended = v.state.is_some_and(ResourceState::is_final);
+    // A stopped machine (a RunPod pod in `EXITED`: its container ended, its storage still bills)
+    // runs no workload any more: the attempt ends like on a final state, and its release
+    // terminates the machine.
+    let ended = v
+        .state
+        .is_some_and(|s| s.is_final() || s == ResourceState::Stopped);
     if !v.has_machine {
         if ended && reason == INVALID_SPEC {
             return Seen::Ended(Outcome::InvalidSpec {
@@ -251,6 +256,8 @@ mod tests {
         provider_exit_3.end_time = Some(now);
         let mut reclaimed_with_exit = view(ResourceState::Error, "SpotInterrupted", true);
         reclaimed_with_exit.exit_code = Some(143);
+        let mut exited_pod = view(ResourceState::Stopped, "Stopped", true);
+        exited_pod.end_time = Some(now - jiff::SignedDuration::from_secs(60));
         let mut synced_capacity = view(ResourceState::Starting, "Provisioning", false);
         synced_capacity.synced_reason = Some("InsufficientCapacity".into());
         let cases: Vec<(&str, Option<MachineView>, Option<AttemptReport>, Seen)> = vec![
@@ -268,6 +275,7 @@ mod tests {
             ("the provider's exit 3 without a report", Some(provider_exit_3.clone()), None, Seen::Ended(Outcome::ExitCode(3))),
             ("the wrapper's report comes first", Some(provider_exit_3), Some(exit(0)), Seen::Ended(Outcome::Completed)),
             ("a reclaim is an interruption whatever the exit", Some(reclaimed_with_exit), None, Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
+            ("a stopped machine (RunPod EXITED) ends the attempt", Some(exited_pod), None, Seen::Ended(Outcome::MachineLost { message: "the machine ended (Stopped, Stopped) without the workload reporting an exit code".into() })),
             ("machine ended, report may be in flight", Some(ended_just_now), None, Seen::AwaitingReport { until: now + jiff::SignedDuration::from_secs(10) }),
             ("machine ended long ago without report: never success", Some(ended_long_ago), None, Seen::Ended(Outcome::MachineLost { message: "the machine ended (Terminated, Completed) without the workload reporting an exit code".into() })),
             ("CloudResource gone", None, None, Seen::Ended(Outcome::MachineLost { message: "the attempt's CloudResource was deleted outside runctl".into() })),

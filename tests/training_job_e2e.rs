@@ -510,15 +510,22 @@ async fn deleting_a_running_job_leaves_no_machine() {
 async fn a_machine_that_ends_without_a_report_is_lost_not_successful() {
     let env = TestEnv::start(fast_sim()).await;
     let op = start(&env).await;
-    // The sim workload exits 0 after 300 ms, but nothing reports it.
-    let spec = json!({
-        "workload": {"image": "x", "env": [{"name": "RUNCTL_SIM_RUN_MS", "value": "300"}]},
-        "retryOn": []
-    });
+    let spec = json!({"retryOn": []});
     jobs(&env)
         .create(&PostParams::default(), &job("silent", spec))
         .await
         .unwrap();
+    running_attempt(&env, "silent", 1).await;
+    // The provider ends the machine, reporting no exit code, and nothing else reports one.
+    let crs: Api<CloudResource> = env.api();
+    let id = crs
+        .get("silent-a1")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.provider_id)
+        .expect("a machine");
+    env.sim.fail(&id).expect("the sim fails the machine");
     let s = wait_phase(&env, "silent", JobPhase::Failed).await;
     assert_eq!(s.reason.as_deref(), Some("MachineLost"));
     assert_eq!(s.attempts[0].reason.as_deref(), Some("MachineLost"));
@@ -771,4 +778,72 @@ async fn a_forced_job_deletion_collects_its_secret_and_cloud_resource_by_owner_r
     // The machine itself is left running: that is what removing finalizers by hand means, and
     // what the orphan reaper (tests/reaper_e2e.rs) exists for.
     assert_eq!(env.sim.live_total(), 1);
+}
+
+/// Issue "Truthful outcomes", item 8: the controller used to release an attempt's CloudResource
+/// before writing the attempt's end; when that write failed, the next pass found the
+/// CloudResource gone, ended the attempt `MachineLost` and lost the capacity retry. Now the end
+/// is written first: while the job's status writes fail, nothing is released, and the capacity
+/// error still leads to a second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_write_after_a_capacity_error_still_retries_on_capacity() {
+    use runctl_apiserver::WriteFault;
+    let env = TestEnv::start_on(
+        support::Backend::InProcess,
+        runctl::provider::ProvidersConfig {
+            // Each provider call takes a second: the test sees attempt 1's CloudResource and
+            // breaks the status writes before the capacity error comes back.
+            sim: SimConfig {
+                api_latency_ms: 1_000,
+                ..fast_sim()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    // No capacity at all (the CloudResource controller retries creates on its own, and a later
+    // success would hide the error from the job).
+    env.sim.fail_next(SimOp::Create, SimFault::Capacity, 10_000);
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("cap", json!({"retryOn": ["capacity"], "backoffLimit": 2})),
+        )
+        .await
+        .unwrap();
+    let crs: Api<CloudResource> = env.api();
+    eventually(30, "attempt 1's CloudResource", || async {
+        crs.get_opt("cap-a1").await.ok().flatten()
+    })
+    .await;
+    // From now on every status write of the job fails, until the capacity error is seen and
+    // the controller has had time to act on it.
+    env.server().faults().fail_writes(
+        WriteFault::server_error(10_000)
+            .on_resource("trainingjobs")
+            .on_verb(Verb::Patch),
+    );
+    eventually(30, "the capacity error on attempt 1", || async {
+        let cr = crs.get("cap-a1").await.ok()?;
+        let s = cr.status?;
+        (s.reason.as_deref() == Some("InsufficientCapacity")
+            || condition::get(&s.conditions, condition::SYNCED)
+                .is_some_and(|c| c.reason == "InsufficientCapacity"))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        crs.get_opt("cap-a1").await.unwrap().is_some(),
+        "nothing is released before the attempt's end is recorded"
+    );
+    env.server().faults().clear();
+    let s = wait_job(&env, "cap", "attempt 2", |s| s.attempts.len() >= 2).await;
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("InsufficientCapacity"),
+        "the capacity error is recorded, not a lost machine: {s:?}"
+    );
+    op.stop().await;
 }

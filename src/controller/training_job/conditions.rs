@@ -17,6 +17,8 @@ pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
 /// Condition type: no machine of an ended attempt remains.
 pub const MACHINES_RELEASED: &str = "MachinesReleased";
+/// `MachinesReleased` reason: deleting a CloudResource of an ended attempt failed.
+const CLEANUP_FAILED: &str = "CleanupFailed";
 
 fn flag(yes: bool) -> &'static str {
     if yes {
@@ -103,7 +105,7 @@ pub fn set_all(
         },
     );
     let (ok, r, m) = match (cleanup_error, releasing) {
-        (Some(e), _) => (false, "CleanupFailed", e),
+        (Some(e), _) => (false, CLEANUP_FAILED, e),
         (None, 0) => (
             true,
             "Released",
@@ -116,6 +118,13 @@ pub fn set_all(
         ),
     };
     set(MACHINES_RELEASED, ok, r, m);
+}
+
+/// The message of a failed release that `MachinesReleased` reports, if it does.
+pub fn cleanup_error(s: &TrainingJobStatus) -> Option<String> {
+    condition::get(&s.conditions, MACHINES_RELEASED)
+        .filter(|c| c.status == condition::FALSE && c.reason == CLEANUP_FAILED)
+        .map(|c| c.message.clone())
 }
 
 /// Sets `Synced`: True after a successful reconcile, else False with the failed step's reason.

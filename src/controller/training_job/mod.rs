@@ -429,7 +429,6 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     }
     debug!(job = %name, namespace = %ns, acts = ?p.acts, phase = ?p.status.phase, "planned");
 
-    let mut cleanup_error = None;
     for act in p.acts.clone() {
         match act {
             Act::Start { attempt, offer } => match start(&job, jc, &ns, attempt, &offer).await {
@@ -452,27 +451,6 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                     return Err(e);
                 }
             },
-            Act::Release { name: cr, attempt } => {
-                match release(ctx, &ns, &name, &cr, attempt).await {
-                    Ok(()) => jc.reports.forget(&AttemptId {
-                        namespace: ns.clone(),
-                        job: name.clone(),
-                        attempt,
-                    }),
-                    Err(e) => {
-                        warn!(job = %name, namespace = %ns, error = %e, "cleanup failed");
-                        ctx.publish(
-                            job.as_ref(),
-                            EventType::Warning,
-                            "CleanupFailed",
-                            "Release",
-                            e.to_string(),
-                        )
-                        .await;
-                        cleanup_error = Some(e.to_string());
-                    }
-                }
-            }
             Act::DeleteJob => {
                 ctx.publish(
                     job.as_ref(),
@@ -489,12 +467,27 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                         source,
                     })?;
             }
-            Act::CollectOffers => {}
+            // Releases come after the status write below.
+            Act::CollectOffers | Act::Release { .. } => {}
         }
     }
 
+    // Record the plan's outcome (an attempt's end above all) before releasing any machine: if
+    // this write fails, nothing was released, and the next pass finds the same CloudResource and
+    // comes to the same end. Released first, a failed write would leave an open attempt whose
+    // CloudResource is gone: `MachineLost`, and the capacity retry lost.
     let mut next = p.status.clone();
-    conditions::set_all(&mut next, generation, now, p.releasing, cleanup_error);
+    // A release that failed before stays reported until a release succeeds (no flapping).
+    let earlier_cleanup_error = (p.releasing > 0)
+        .then(|| conditions::cleanup_error(&status))
+        .flatten();
+    conditions::set_all(
+        &mut next,
+        generation,
+        now,
+        p.releasing,
+        earlier_cleanup_error,
+    );
     conditions::set_synced(&mut next, generation, now, None);
     // Compared as stored: a sub-second difference (e.g. a heartbeat time) writes nothing.
     let unchanged = job
@@ -503,6 +496,41 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
     if !unchanged {
         write_status(jc, &api, &key, &next).await?;
+    }
+
+    let mut cleanup_error = None;
+    for act in &p.acts {
+        if let Act::Release { name: cr, attempt } = act {
+            let (cr, attempt) = (cr.as_str(), *attempt);
+            match release(ctx, &ns, &name, cr, attempt).await {
+                Ok(()) => jc.reports.forget(&AttemptId {
+                    namespace: ns.clone(),
+                    job: name.clone(),
+                    attempt,
+                }),
+                Err(e) => {
+                    warn!(job = %name, namespace = %ns, error = %e, "cleanup failed");
+                    ctx.publish(
+                        job.as_ref(),
+                        EventType::Warning,
+                        "CleanupFailed",
+                        "Release",
+                        e.to_string(),
+                    )
+                    .await;
+                    cleanup_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+    if let Some(error) = cleanup_error {
+        // A final outcome stays as written; the failed release shows in MachinesReleased.
+        let mut failed = next.clone();
+        conditions::set_all(&mut failed, generation, now, p.releasing, Some(error));
+        conditions::set_synced(&mut failed, generation, now, None);
+        if !crate::controller::stored::same_when_stored(&next, &failed) {
+            write_status(jc, &api, &key, &failed).await?;
+        }
     }
     for n in &p.notes {
         let type_ = if n.warning {

@@ -90,6 +90,12 @@ pub struct JobsConfig {
     /// Seconds an exit report may still arrive after the machine ended before the attempt is
     /// `MachineLost`. Default 90.
     pub report_grace_seconds: u64,
+    /// Seconds an attempt's machine may take to reach Running before the attempt ends
+    /// `StartTimeout`; 0 turns it off. Default 1800.
+    pub start_timeout_seconds: u64,
+    /// Seconds without a heartbeat, once heartbeats have arrived, before a running attempt ends
+    /// `HeartbeatsStopped`; 0 turns it off. Default 600.
+    pub heartbeat_timeout_seconds: u64,
     /// First wait before a retried attempt, in seconds (doubles per failure). Default 10.
     pub retry_base_seconds: u64,
     /// Longest wait before a retried attempt, in seconds. Default 600.
@@ -133,6 +139,8 @@ impl Default for JobsConfig {
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 1800,
             report_grace_seconds: 90,
+            start_timeout_seconds: 1800,
+            heartbeat_timeout_seconds: 600,
             retry_base_seconds: 10,
             retry_max_seconds: 600,
         }
@@ -581,6 +589,10 @@ impl OperatorConfig {
                 self_terminate_after_seconds: self.jobs.self_terminate_after_seconds,
             },
             report_grace: Duration::from_secs(self.jobs.report_grace_seconds),
+            start_timeout: (self.jobs.start_timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.jobs.start_timeout_seconds)),
+            heartbeat_timeout: (self.jobs.heartbeat_timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.jobs.heartbeat_timeout_seconds)),
             retry: crate::controller::backoff::BackoffConfig {
                 base: Duration::from_secs(self.jobs.retry_base_seconds.max(1)),
                 max: Duration::from_secs(self.jobs.retry_max_seconds.max(1)),

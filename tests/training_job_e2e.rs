@@ -847,3 +847,68 @@ async fn a_failed_status_write_after_a_capacity_error_still_retries_on_capacity(
     );
     op.stop().await;
 }
+
+/// Issue "Truthful outcomes", item 5: a machine that never reaches Running, and a running attempt
+/// whose heartbeats stop, end their attempts with a clear reason after the configured times,
+/// instead of waiting for the deadline or the dead-man switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_never_starts_and_heartbeats_that_stop_end_their_attempts() {
+    // Machines take an hour to boot: nothing reaches Running by itself.
+    let env = TestEnv::start(SimConfig {
+        boot_ms: 3_600_000,
+        ..fast_sim()
+    })
+    .await;
+    let mut config = test_job_config();
+    config.start_timeout = Some(Duration::from_secs(1));
+    let op = env
+        .start_training_job_controller(test_controller_config("op"), config)
+        .await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("stuck", json!({"retryOn": []})),
+        )
+        .await
+        .unwrap();
+    let s = wait_phase(&env, "stuck", JobPhase::Failed).await;
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("StartTimeout"),
+        "{s:?}"
+    );
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not reach Running"),
+        "{s:?}"
+    );
+    wait_no_machines(&env, "stuck").await;
+    op.stop().await;
+
+    let env = TestEnv::start(fast_sim()).await;
+    let mut config = test_job_config();
+    config.heartbeat_timeout = Some(Duration::from_secs(1));
+    let op = env
+        .start_training_job_controller(test_controller_config("op"), config)
+        .await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("silent-later", json!({"retryOn": []})),
+        )
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "silent-later", 1).await;
+    assert_eq!(w.heartbeat().await, 200);
+    // ... and then nothing more.
+    let s = wait_phase(&env, "silent-later", JobPhase::Failed).await;
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("HeartbeatsStopped"),
+        "{s:?}"
+    );
+    wait_no_machines(&env, "silent-later").await;
+    op.stop().await;
+}

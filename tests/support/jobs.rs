@@ -28,6 +28,8 @@ pub fn test_job_config() -> TrainingJobConfig {
             self_terminate_after_seconds: 600,
         },
         report_grace: Duration::from_millis(800),
+        start_timeout: None,
+        heartbeat_timeout: None,
         retry: BackoffConfig {
             base: Duration::from_millis(200),
             max: Duration::from_secs(1),
@@ -61,17 +63,30 @@ impl TestEnv {
     pub async fn start_training_job_controller(
         &self,
         config: ControllerConfig,
+        jobs: TrainingJobConfig,
+    ) -> JobOperator {
+        self.start_training_job_controller_as(self.client.clone(), config, jobs)
+            .await
+    }
+
+    /// Like [`start_training_job_controller`](Self::start_training_job_controller), with the
+    /// controllers and the callback endpoint making every API call through `client` (e.g. a
+    /// ServiceAccount's, whose RBAC the real API server enforces).
+    pub async fn start_training_job_controller_as(
+        &self,
+        client: kube::Client,
+        config: ControllerConfig,
         mut jobs: TrainingJobConfig,
     ) -> JobOperator {
         let ctx = Arc::new(Context::new(
-            self.client.clone(),
+            client.clone(),
             self.registry(),
             Arc::new(Metrics::new()),
             self.scoped(config),
         ));
         let token = CancellationToken::new();
         let reports = Arc::new(Reports::new());
-        let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()));
+        let router = callback::router(CallbackState::new(client, reports.clone()));
         let addr = callback::serve(
             "127.0.0.1:0".parse().expect("loopback address"),
             router,

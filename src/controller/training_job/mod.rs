@@ -62,6 +62,11 @@ pub struct TrainingJobConfig {
     /// How long after a machine ended its exit report may still arrive before the attempt is
     /// `MachineLost`.
     pub report_grace: Duration,
+    /// How long a machine may take to reach Running before its attempt ends `StartTimeout`.
+    pub start_timeout: Option<Duration>,
+    /// How long a running attempt may go without a heartbeat, once heartbeats have arrived,
+    /// before it ends `HeartbeatsStopped`.
+    pub heartbeat_timeout: Option<Duration>,
     /// Wait before a retried attempt, doubling per failure of the same class.
     pub retry: BackoffConfig,
 }
@@ -78,6 +83,8 @@ impl Default for TrainingJobConfig {
                 self_terminate_after_seconds: 1800,
             },
             report_grace: Duration::from_secs(90),
+            start_timeout: Some(Duration::from_secs(1800)),
+            heartbeat_timeout: Some(Duration::from_secs(600)),
             retry: BackoffConfig {
                 base: Duration::from_secs(10),
                 max: Duration::from_secs(600),
@@ -405,6 +412,8 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         poll_interval: ctx.config.poll_interval,
         resync: ctx.config.resync_interval,
         report_grace: jc.config.report_grace,
+        start_timeout: jc.config.start_timeout,
+        heartbeat_timeout: jc.config.heartbeat_timeout,
         retry: jc.config.retry,
     };
     let now = Timestamp::now();

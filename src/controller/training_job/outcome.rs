@@ -29,6 +29,10 @@ pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const BUDGET_EXCEEDED: &str = "BudgetExceeded";
 /// Attempt reason: the job was suspended.
 pub const SUSPENDED: &str = "Suspended";
+/// Attempt reason: the machine did not reach Running within the start timeout.
+pub const START_TIMEOUT: &str = "StartTimeout";
+/// Attempt reason: the running workload's heartbeats stopped.
+pub const HEARTBEATS_STOPPED: &str = "HeartbeatsStopped";
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +61,16 @@ pub enum Outcome {
         /// Provider message.
         message: String,
     },
+    /// The machine did not reach Running within the start timeout.
+    StartTimedOut {
+        /// What was seen.
+        message: String,
+    },
+    /// The running workload's heartbeats stopped for the heartbeat timeout.
+    HeartbeatsStopped {
+        /// What was seen.
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -69,6 +83,8 @@ impl Outcome {
             Self::MachineLost { .. } => MACHINE_LOST,
             Self::NoCapacity { .. } => INSUFFICIENT_CAPACITY,
             Self::InvalidSpec { .. } => INVALID_SPEC,
+            Self::StartTimedOut { .. } => START_TIMEOUT,
+            Self::HeartbeatsStopped { .. } => HEARTBEATS_STOPPED,
         }
     }
 
@@ -77,7 +93,10 @@ impl Outcome {
         match self {
             Self::Completed | Self::InvalidSpec { .. } => None,
             Self::ExitCode(_) => Some(RetryOn::Failure),
-            Self::Interrupted { .. } | Self::MachineLost { .. } => Some(RetryOn::Interruption),
+            Self::Interrupted { .. }
+            | Self::MachineLost { .. }
+            | Self::StartTimedOut { .. }
+            | Self::HeartbeatsStopped { .. } => Some(RetryOn::Interruption),
             Self::NoCapacity { .. } => Some(RetryOn::Capacity),
         }
     }
@@ -90,7 +109,9 @@ impl Outcome {
             Self::Interrupted { reason } => format!("the provider ended the machine ({reason})"),
             Self::MachineLost { message }
             | Self::NoCapacity { message }
-            | Self::InvalidSpec { message } => message.clone(),
+            | Self::InvalidSpec { message }
+            | Self::StartTimedOut { message }
+            | Self::HeartbeatsStopped { message } => message.clone(),
         }
     }
 }
@@ -99,9 +120,11 @@ impl Outcome {
 pub fn class_of_reason(reason: &str) -> Option<RetryOn> {
     match reason {
         EXIT_CODE => Some(RetryOn::Failure),
-        MACHINE_LOST | reasons::SPOT_INTERRUPTED | reasons::CAPACITY_LOST => {
-            Some(RetryOn::Interruption)
-        }
+        MACHINE_LOST
+        | START_TIMEOUT
+        | HEARTBEATS_STOPPED
+        | reasons::SPOT_INTERRUPTED
+        | reasons::CAPACITY_LOST => Some(RetryOn::Interruption),
         INSUFFICIENT_CAPACITY => Some(RetryOn::Capacity),
         _ => None,
     }

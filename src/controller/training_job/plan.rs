@@ -58,6 +58,10 @@ pub struct Settings {
     pub resync: Duration,
     /// How long after a machine ended an exit report may still arrive.
     pub report_grace: Duration,
+    /// How long a machine may take to reach Running.
+    pub start_timeout: Option<Duration>,
+    /// How long a running attempt may go without a heartbeat once heartbeats have arrived.
+    pub heartbeat_timeout: Option<Duration>,
     /// Wait before a retried attempt (doubling per failure of the class).
     pub retry: BackoffConfig,
 }
@@ -632,6 +636,23 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
         }
     }
 
+    if let Some(o) = stuck(i, s, &a, view, report, p) {
+        end_attempt(
+            s,
+            p,
+            k,
+            view,
+            Ending {
+                reason: o.reason(),
+                exit: None,
+                message: &o.message(),
+            },
+            now,
+        );
+        after(i.spec, s, p, &o, now);
+        return;
+    }
+
     match seen {
         Seen::AwaitingReport { until } => {
             s.message =
@@ -668,6 +689,60 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             p.wake_in(i.settings.resync);
         }
     }
+}
+
+/// An open attempt that stopped moving: its machine did not reach Running within the start
+/// timeout, or its heartbeats, once they came, stopped for the heartbeat timeout. Otherwise
+/// wakes the job when the next of those would be due.
+fn stuck(
+    i: &Input<'_>,
+    s: &TrainingJobStatus,
+    a: &Attempt,
+    view: Option<&MachineView>,
+    report: Option<&AttemptReport>,
+    p: &mut Plan,
+) -> Option<Outcome> {
+    let now = i.now;
+    let after = |from: Timestamp, d: Duration| from + signed(d);
+    let state = view.and_then(|v| v.state);
+    let started = a.start_time.as_ref().map(|t| t.0);
+    if state == Some(ResourceState::Running) {
+        let timeout = i.settings.heartbeat_timeout?;
+        // The last heartbeat of this attempt: in memory, or in status when it is this attempt's.
+        let last = report.and_then(|r| r.last_heartbeat).or_else(|| {
+            s.last_heartbeat_time
+                .as_ref()
+                .map(|t| t.0)
+                .filter(|t| started.is_some_and(|st| *t >= st))
+        })?;
+        let due = after(last, timeout);
+        if now >= due {
+            return Some(Outcome::HeartbeatsStopped {
+                message: format!(
+                    "no heartbeat for {} s (jobs.heartbeatTimeoutSeconds)",
+                    timeout.as_secs()
+                ),
+            });
+        }
+        p.wake_at(due, now);
+        return None;
+    }
+    if state.is_some_and(|st| st.is_final() || st == ResourceState::Stopped) {
+        return None;
+    }
+    let (timeout, started) = (i.settings.start_timeout?, started?);
+    let due = after(started, timeout);
+    if now >= due {
+        return Some(Outcome::StartTimedOut {
+            message: format!(
+                "the machine did not reach Running within {} s (jobs.startTimeoutSeconds); it was {}",
+                timeout.as_secs(),
+                state.map_or("not created", ResourceState::as_str)
+            ),
+        });
+    }
+    p.wake_at(due, now);
+    None
 }
 
 /// No attempt is open: suspend, stop on policy, wait for backoff, or start the next attempt.

@@ -16,6 +16,8 @@ fn settings() -> Settings {
         poll_interval: Duration::from_secs(10),
         resync: Duration::from_secs(60),
         report_grace: Duration::from_secs(30),
+        start_timeout: Some(Duration::from_secs(600)),
+        heartbeat_timeout: Some(Duration::from_secs(120)),
         retry: BackoffConfig {
             base: Duration::from_secs(10),
             max: Duration::from_secs(60),
@@ -601,4 +603,70 @@ fn a_rejected_cloud_resource_fails_the_job_as_invalid_spec() {
         (Some(JobPhase::Failed), Some("InvalidSpec"))
     );
     assert!(p.acts.is_empty());
+}
+
+#[test]
+fn a_machine_that_never_reaches_running_ends_its_attempt_at_the_start_timeout() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.step();
+    c.offers = None;
+    c.machines = vec![machine(1, ResourceState::Starting, "Booting")];
+    c.now = at(599);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Provisioning));
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(1)),
+        "wakes at the timeout"
+    );
+    c.now = at(600);
+    let p = c.step();
+    let a = &p.status.attempts[0];
+    assert_eq!(a.reason.as_deref(), Some("StartTimeout"));
+    assert_eq!(
+        p.status.failures.interruption, 1,
+        "counted as an interruption"
+    );
+    assert_eq!(
+        p.acts,
+        vec![Act::Release {
+            name: "job-a1".into(),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn heartbeats_that_stop_end_a_running_attempt_and_none_at_all_are_left_alone() {
+    // No heartbeat ever (an image that cannot report): the heartbeat timeout does not apply.
+    let mut c = running(spec(serde_json::json!({})));
+    c.now = at(10_000);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running), "{p:?}");
+
+    // Heartbeats came, then stopped.
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(
+        1,
+        AttemptReport {
+            last_heartbeat: Some(at(50)),
+            ..Default::default()
+        },
+    );
+    c.now = at(150);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+    assert_eq!(
+        p.requeue,
+        Some(Duration::from_secs(20)),
+        "wakes at the timeout"
+    );
+    c.now = at(170);
+    let p = c.step();
+    assert_eq!(
+        p.status.attempts[0].reason.as_deref(),
+        Some("HeartbeatsStopped")
+    );
+    assert_eq!(p.status.failures.interruption, 1);
 }

@@ -11,44 +11,105 @@ mod deploy_support;
 use deploy_support::*;
 use serde_json::{Value, json};
 
-/// The operator's Kubernetes calls, cluster-wide: `(apiGroup, resource, verbs)`.
-fn expected_cluster_rules() -> Vec<(String, String, Vec<String>)> {
-    let all = [
-        "create", "delete", "get", "list", "patch", "update", "watch",
-    ];
-    let mut rules: Vec<(String, String, Vec<String>)> = vec![];
-    let mut add = |group: &str, resource: &str, verbs: &[&str]| {
-        let mut v: Vec<String> = verbs.iter().map(|s| s.to_string()).collect();
-        v.sort();
-        rules.push((group.into(), resource.into(), v));
-    };
-    for kind in ["cloudresources", "trainingjobs"] {
-        add("runctl.dev", kind, &all);
-        add(
-            "runctl.dev",
-            &format!("{kind}/status"),
-            &["get", "patch", "update"],
-        );
-        add("runctl.dev", &format!("{kind}/finalizers"), &["update"]);
-    }
-    add("", "secrets", &all);
-    add(
-        "",
-        "configmaps",
-        &["create", "delete", "get", "list", "patch"],
-    );
-    add("events.k8s.io", "events", &["create", "patch"]);
-    rules.sort();
-    rules
+type Rules = Vec<(String, String, Vec<String>)>;
+
+/// Canonical rules (see `canonical_rules`) from `(apiGroup, resource, verbs)`.
+fn rules(list: &[(&str, &str, &[&str])]) -> Rules {
+    let mut out: Rules = list
+        .iter()
+        .map(|(group, resource, verbs)| {
+            let mut v: Vec<String> = verbs.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            (group.to_string(), resource.to_string(), v)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
-/// The leader-election Role's rules, in the release namespace only.
-fn expected_lease_rules() -> Vec<(String, String, Vec<String>)> {
-    vec![(
-        "coordination.k8s.io".into(),
-        "leases".into(),
-        vec!["create".into(), "get".into(), "update".into()],
-    )]
+/// The operator's Kubernetes calls on the objects it reconciles (docs/security.md says which
+/// code makes each); `list` of the runctl kinds comes from the preflight ClusterRole when the
+/// scope is namespaced.
+fn expected_object_rules(list: bool) -> Rules {
+    let with_list = |verbs: &[&'static str]| -> Vec<&'static str> {
+        let mut v = verbs.to_vec();
+        if list {
+            v.push("list");
+        }
+        v
+    };
+    let cloud_resources = with_list(&["watch", "get", "create", "patch", "delete"]);
+    let jobs = with_list(&["watch", "get", "patch"]);
+    rules(&[
+        ("runctl.dev", "cloudresources", &cloud_resources),
+        ("runctl.dev", "trainingjobs", &jobs),
+        ("runctl.dev", "cloudresources/status", &["get", "patch"]),
+        ("runctl.dev", "trainingjobs/status", &["patch"]),
+        ("", "secrets", &["get", "create", "delete"]),
+        ("", "configmaps", &["list", "create", "delete"]),
+        ("events.k8s.io", "events", &["create", "patch"]),
+    ])
+}
+
+/// The release-namespace Role's rules: the leader Lease and the reaper's status ConfigMap.
+fn expected_operator_namespace_rules(reaper_status: &[&str]) -> Rules {
+    rules(&[
+        ("coordination.k8s.io", "leases", &["create"]),
+        (
+            "coordination.k8s.io",
+            "leases[runctl-leader]",
+            &["get", "update"],
+        ),
+        ("", "configmaps[runctl-reaper]", reaper_status),
+    ])
+}
+
+/// The one object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = all_of(docs, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "expected one {kind} {name}");
+    found[0]
+}
+
+/// The RBAC objects of a rendering: no wildcard, no access to CRDs, every binding to the
+/// chart's ServiceAccount in the release namespace and to a role of the rendering.
+fn check_bindings_and_wildcards(docs: &[Value]) {
+    let sa = one(docs, "ServiceAccount");
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        for binding in all_of(docs, kind) {
+            let subjects = binding["subjects"].as_array().expect("subjects");
+            assert_eq!(subjects.len(), 1);
+            assert_eq!(subjects[0]["name"], sa["metadata"]["name"]);
+            assert_eq!(subjects[0]["namespace"], "runctl-system");
+            let role_kind = binding["roleRef"]["kind"].as_str().expect("roleRef kind");
+            let role = named(
+                docs,
+                role_kind,
+                binding["roleRef"]["name"].as_str().expect("roleRef name"),
+            );
+            assert_eq!(
+                role["metadata"]["namespace"], binding["metadata"]["namespace"],
+                "{kind} {} and its {role_kind} live in the same namespace",
+                binding["metadata"]["name"]
+            );
+        }
+    }
+    let text = serde_json::to_string(
+        &docs
+            .iter()
+            .filter(|d| d["kind"].as_str().is_some_and(|k| k.contains("Role")))
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    assert!(!text.contains("\"*\""), "RBAC uses a wildcard");
+    assert!(!text.contains("customresourcedefinitions"));
+    assert!(
+        !text.contains("/finalizers"),
+        "no owner reference blocks deletion"
+    );
 }
 
 fn template_error(extra: &[&str]) -> String {
@@ -80,18 +141,14 @@ fn rbac_grants_exactly_the_operators_calls() {
     for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
         let docs = helm_template(&extra);
         let cluster_role = one(&docs, "ClusterRole");
-        assert_eq!(canonical_rules(cluster_role), expected_cluster_rules());
+        assert_eq!(canonical_rules(cluster_role), expected_object_rules(true));
         let role = one(&docs, "Role");
+        assert_eq!(role["metadata"]["name"], "runctl-operator-namespace");
         assert_eq!(role["metadata"]["namespace"], "runctl-system");
-        assert_eq!(canonical_rules(role), expected_lease_rules());
-
-        let sa = one(&docs, "ServiceAccount");
-        for binding in [one(&docs, "ClusterRoleBinding"), one(&docs, "RoleBinding")] {
-            let subjects = binding["subjects"].as_array().expect("subjects");
-            assert_eq!(subjects.len(), 1);
-            assert_eq!(subjects[0]["name"], sa["metadata"]["name"]);
-            assert_eq!(subjects[0]["namespace"], "runctl-system");
-        }
+        assert_eq!(
+            canonical_rules(role),
+            expected_operator_namespace_rules(&["patch"])
+        );
         assert_eq!(
             one(&docs, "ClusterRoleBinding")["roleRef"]["name"],
             cluster_role["metadata"]["name"]
@@ -100,17 +157,97 @@ fn rbac_grants_exactly_the_operators_calls() {
             one(&docs, "RoleBinding")["roleRef"]["name"],
             role["metadata"]["name"]
         );
-        // No wildcard anywhere, and no access to CRDs themselves.
-        let text = serde_json::to_string(
-            &docs
-                .iter()
-                .filter(|d| d["kind"].as_str().is_some_and(|k| k.contains("Role")))
-                .collect::<Vec<_>>(),
-        )
-        .expect("json");
-        assert!(!text.contains("\"*\""), "RBAC uses a wildcard");
-        assert!(!text.contains("customresourcedefinitions"));
+        check_bindings_and_wildcards(&docs);
     }
+    // The Lease rules follow the configured name, and go without leader election.
+    let docs = helm_template(&["--set", "config.leaderElection.leaseName=ops-leader"]);
+    assert!(
+        canonical_rules(one(&docs, "Role"))
+            .iter()
+            .any(|(_, r, _)| r == "leases[ops-leader]")
+    );
+    let docs = helm_template(&["--set", "config.leaderElection.enabled=false"]);
+    assert_eq!(
+        canonical_rules(one(&docs, "Role")),
+        rules(&[("", "configmaps[runctl-reaper]", &["patch"])])
+    );
+}
+
+#[test]
+fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
+    let docs = helm_template(&[
+        "--values",
+        ALL_OPTIONS,
+        "--set",
+        "rbac.scope=namespaced",
+        "--set",
+        "config.watchNamespace=ml-team",
+    ]);
+    check_bindings_and_wildcards(&docs);
+    // The objects' rules in the watched namespace, without cluster-wide access to them.
+    let objects = named(&docs, "Role", "runctl");
+    assert_eq!(objects["metadata"]["namespace"], "ml-team");
+    assert_eq!(canonical_rules(objects), expected_object_rules(false));
+    assert_eq!(
+        named(&docs, "RoleBinding", "runctl")["metadata"]["namespace"],
+        "ml-team"
+    );
+    // The release namespace: Lease, the reaper's status ConfigMap (created there by its first
+    // apply) and the providers' credentials Secrets, by name.
+    let own = named(&docs, "Role", "runctl-operator-namespace");
+    assert_eq!(own["metadata"]["namespace"], "runctl-system");
+    let mut expected = expected_operator_namespace_rules(&["create", "patch"]);
+    expected.extend(rules(&[(
+        "",
+        "secrets[runpod-credentials,lyceum-credentials]",
+        &["get"],
+    )]));
+    expected.sort();
+    assert_eq!(canonical_rules(own), expected);
+    // The only cluster-wide rule: the start-up check's list of the runctl kinds.
+    let cluster = one(&docs, "ClusterRole");
+    assert_eq!(cluster["metadata"]["name"], "runctl-preflight");
+    assert_eq!(
+        canonical_rules(cluster),
+        rules(&[
+            ("runctl.dev", "cloudresources", &["list"]),
+            ("runctl.dev", "trainingjobs", &["list"]),
+        ])
+    );
+    assert_eq!(
+        one(&docs, "ClusterRoleBinding")["roleRef"]["name"],
+        "runctl-preflight"
+    );
+    assert_eq!(all_of(&docs, "Role").len(), 2);
+    assert_eq!(all_of(&docs, "RoleBinding").len(), 2);
+
+    // Watching the release namespace itself: its two Roles do not repeat each other.
+    let docs = helm_template(&[
+        "--values",
+        ALL_OPTIONS,
+        "--set",
+        "rbac.scope=namespaced",
+        "--set",
+        "config.watchNamespace=runctl-system",
+    ]);
+    check_bindings_and_wildcards(&docs);
+    assert_eq!(
+        canonical_rules(named(&docs, "Role", "runctl")),
+        expected_object_rules(false)
+    );
+    assert_eq!(
+        canonical_rules(named(&docs, "Role", "runctl-operator-namespace")),
+        expected_operator_namespace_rules(&["patch"])
+    );
+
+    // The scope needs the namespace.
+    let err = template_error(&["--set", "rbac.scope=namespaced"]);
+    assert!(err.contains("watchNamespace"), "{err}");
+    let err = template_error(&["--set", "rbac.scope=namespaced", "--skip-schema-validation"]);
+    assert!(
+        err.contains("rbac.scope=namespaced needs config.watchNamespace"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -398,6 +535,7 @@ fn values_schema_rejects_bad_values() {
         (&["--set", "providers.runpod.apiKey=abc"], "apiKey"),
         (&["--set", "replicas=2"], "replicas"),
         (&["--set", "ingress.servicePort=admin"], "servicePort"),
+        (&["--set", "rbac.scope=global"], "scope"),
         (
             &[
                 "--set",

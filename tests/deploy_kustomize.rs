@@ -121,7 +121,7 @@ fn kustomize_and_helm_agree() {
     assert_eq!(
         canonical_rules(one(&kust, "Role")),
         canonical_rules(one(&helm, "Role")),
-        "leader-election Role rules"
+        "operator-namespace Role rules"
     );
 
     let (kd, hd) = (one(&kust, "Deployment"), one(&helm, "Deployment"));

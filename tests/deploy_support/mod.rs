@@ -142,6 +142,7 @@ pub fn operator_container(deployment: &Value) -> &Value {
 }
 
 /// RBAC rules in a canonical form: one `(apiGroup, resource, sorted verbs)` per resource, sorted.
+/// A rule limited to some objects names them after the resource: `leases[runctl-leader]`.
 pub fn canonical_rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
     let mut out = vec![];
     for rule in role["rules"].as_array().expect("rules") {
@@ -157,9 +158,15 @@ pub fn canonical_rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
         };
         let mut verbs = strings("verbs");
         verbs.sort();
+        let names = strings("resourceNames");
+        let names = if names.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", names.join(","))
+        };
         for group in strings("apiGroups") {
             for resource in strings("resources") {
-                out.push((group.clone(), resource, verbs.clone()));
+                out.push((group.clone(), format!("{resource}{names}"), verbs.clone()));
             }
         }
     }

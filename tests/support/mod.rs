@@ -214,8 +214,14 @@ impl TestEnv {
 
     /// Starts the CloudResource controller (the same code `runctl run` runs).
     pub fn start_controller(&self, config: ControllerConfig) -> Running {
+        self.start_controller_as(self.client.clone(), config)
+    }
+
+    /// Like [`start_controller`](Self::start_controller), with the controller making every API
+    /// call through `client` (e.g. a ServiceAccount's, whose RBAC the real API server enforces).
+    pub fn start_controller_as(&self, client: Client, config: ControllerConfig) -> Running {
         let ctx = Arc::new(Context::new(
-            self.client.clone(),
+            client,
             self.registry(),
             Arc::new(Metrics::new()),
             self.scoped(config),

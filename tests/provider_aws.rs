@@ -843,7 +843,7 @@ async fn user_data_reaches_the_instance_as_rendered() {
         .decode(encoded)
         .expect("base64");
     let script = String::from_utf8(decoded).expect("utf-8");
-    let want = userdata::render(s.workload.as_ref(), "g5.xlarge", Some(7200))
+    let want = userdata::render(s.workload.as_ref(), "g5.xlarge", Some(7200), s.spot)
         .expect("render")
         .expect("script");
     assert_eq!(script, want);

@@ -912,3 +912,38 @@ async fn a_machine_that_never_starts_and_heartbeats_that_stop_end_their_attempts
     wait_no_machines(&env, "silent-later").await;
     op.stop().await;
 }
+
+/// Issue "Truthful outcomes", item 6: a workload stopped by SIGTERM for a spot reclaim (exit
+/// 143, reported by the wrapper as interrupted) is an interruption, retried by the default
+/// `retryOn`, not the workload's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_for_a_spot_reclaim_retries_as_an_interruption() {
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.a100", "capacityType": "spot"}});
+    jobs(&env)
+        .create(&PostParams::default(), &job("reclaimed", spec))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "reclaimed", 1).await;
+    assert_eq!(
+        w.post(
+            "exit",
+            json!({"kind": "exit", "exitCode": 143, "interrupted": true})
+        )
+        .await,
+        200
+    );
+    let s = wait_job(&env, "reclaimed", "attempt 2", |s| s.attempts.len() == 2).await;
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("SpotInterrupted"),
+        "{s:?}"
+    );
+    assert_eq!(s.failures.interruption, 1);
+    assert_eq!(s.failures.failure, 0);
+    let w = running_attempt(&env, "reclaimed", 2).await;
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "reclaimed", JobPhase::Succeeded).await;
+    op.stop().await;
+}

@@ -132,6 +132,9 @@ pub async fn serve(
 #[serde(rename_all = "camelCase")]
 struct ExitBody {
     exit_code: i32,
+    /// Set by the wrapper when it stopped the workload for the provider's reclaim notice.
+    #[serde(default)]
+    interrupted: bool,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +162,10 @@ fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode,
     match kind {
         "heartbeat" => Ok(Report::Heartbeat),
         "exit" => serde_json::from_slice::<ExitBody>(body)
-            .map(|b| Report::Exit(b.exit_code))
+            .map(|b| Report::Exit {
+                code: b.exit_code,
+                interrupted: b.interrupted,
+            })
             .map_err(|_| {
                 (
                     StatusCode::BAD_REQUEST,
@@ -253,7 +259,10 @@ mod tests {
         assert_eq!(parse("heartbeat", b"", now), Ok(Report::Heartbeat));
         assert_eq!(
             parse("exit", br#"{"kind":"exit","exitCode":3}"#, now),
-            Ok(Report::Exit(3))
+            Ok(Report::Exit {
+                code: 3,
+                interrupted: false
+            })
         );
         assert_eq!(
             parse("exit", b"{}", now).unwrap_err().0,

@@ -31,6 +31,9 @@ pub struct AttemptReport {
     pub progress: Option<Progress>,
     /// Exit code, once reported.
     pub exit_code: Option<i32>,
+    /// The wrapper ended the workload because the provider announced it would reclaim the
+    /// machine (the spot instance-action notice), so the exit is an interruption.
+    pub interrupted: bool,
 }
 
 /// A report as received.
@@ -40,8 +43,13 @@ pub enum Report {
     Heartbeat,
     /// Progress.
     Progress(Progress),
-    /// The workload exited.
-    Exit(i32),
+    /// The workload exited; `interrupted` when the wrapper stopped it for a reclaim notice.
+    Exit {
+        /// Exit code.
+        code: i32,
+        /// Stopped for the provider's reclaim notice.
+        interrupted: bool,
+    },
 }
 
 /// Reports by attempt, plus a wake-up signal for exit reports.
@@ -75,7 +83,7 @@ impl Reports {
 
     /// Records a report received at `now`. The first exit code of an attempt is kept.
     pub fn record(&self, id: AttemptId, report: Report, now: Timestamp) {
-        let is_exit = matches!(report, Report::Exit(_));
+        let is_exit = matches!(report, Report::Exit { .. });
         let id_for_wakeup = id.clone();
         {
             let mut map = self.by_attempt.lock();
@@ -84,8 +92,11 @@ impl Reports {
             match report {
                 Report::Heartbeat => {}
                 Report::Progress(p) => entry.progress = Some(p),
-                Report::Exit(code) => {
-                    entry.exit_code.get_or_insert(code);
+                Report::Exit { code, interrupted } => {
+                    if entry.exit_code.is_none() {
+                        entry.exit_code = Some(code);
+                        entry.interrupted = interrupted;
+                    }
                 }
             }
         }
@@ -151,6 +162,13 @@ mod tests {
         }
     }
 
+    fn exit(code: i32) -> Report {
+        Report::Exit {
+            code,
+            interrupted: false,
+        }
+    }
+
     #[test]
     fn keeps_the_first_exit_and_signals_it() {
         let r = Reports::new();
@@ -166,8 +184,8 @@ mod tests {
             }),
             now,
         );
-        r.record(id(1), Report::Exit(3), now);
-        r.record(id(1), Report::Exit(0), now);
+        r.record(id(1), exit(3), now);
+        r.record(id(1), exit(0), now);
         assert!(rx.has_changed().unwrap());
         rx.mark_unchanged();
         let got = r.get(&id(1)).unwrap();

@@ -12,6 +12,11 @@ pub const ENV_REPORT_TOKEN: &str = "RUNCTL_REPORT_TOKEN";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCTL_HEARTBEAT_INTERVAL";
 /// Env var: seconds without an acknowledged heartbeat before the wrapper stops the workload.
 pub const ENV_SELF_TERMINATE_AFTER: &str = "RUNCTL_SELF_TERMINATE_AFTER";
+/// Base URL of the EC2 instance metadata service (IMDSv2), set on AWS spot machines: the wrapper
+/// watches it for the spot instance-action notice.
+pub const ENV_IMDS_URL: &str = "RUNCTL_IMDS_URL";
+/// The EC2 instance metadata service.
+pub const IMDS_URL: &str = "http://169.254.169.254";
 
 /// Reporting settings with the token resolved.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,16 +90,27 @@ report() {
     return 0
   fi
 }
+reclaim_notice() {
+  [ -n "${RUNCTL_IMDS_URL:-}" ] && command -v curl >/dev/null 2>&1 || return 1
+  t=$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "${RUNCTL_IMDS_URL}/latest/api/token" 2>/dev/null) || return 1
+  curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $t" "${RUNCTL_IMDS_URL}/latest/meta-data/spot/instance-action" >/dev/null 2>&1
+}
 "$@" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 last_ack=$(date +%s)
 next=0
+interrupted=false
+next_notice=0
 while kill -0 "$child" 2>/dev/null; do
   now=$(date +%s)
   if [ "$now" -ge "$next" ]; then
     if report heartbeat '{"kind":"heartbeat"}'; then last_ack=$now; fi
     next=$((now + ${RUNCTL_HEARTBEAT_INTERVAL:-30}))
+  fi
+  if [ "$interrupted" = false ] && [ "$now" -ge "$next_notice" ]; then
+    if reclaim_notice; then interrupted=true; kill -TERM "$child" 2>/dev/null; fi
+    next_notice=$((now + 5))
   fi
   if [ $((now - last_ack)) -ge "${RUNCTL_SELF_TERMINATE_AFTER:-1800}" ]; then
     kill -TERM "$child" 2>/dev/null; sleep 20; kill -KILL "$child" 2>/dev/null
@@ -106,7 +122,7 @@ wait "$child"
 code=$?
 i=0
 while [ "$i" -lt 5 ]; do
-  if report exit "{\"kind\":\"exit\",\"exitCode\":$code}"; then break; fi
+  if report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"; then break; fi
   i=$((i + 1)); sleep 5
 done
 exit "$code"

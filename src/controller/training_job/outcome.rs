@@ -144,6 +144,12 @@ pub enum Seen {
     Open,
 }
 
+/// Whether the provider reports having taken the machine back (spot reclaim, capacity lost).
+fn reclaimed_by_provider(view: Option<&MachineView>) -> bool {
+    view.and_then(|v| v.reason.as_deref())
+        .is_some_and(|r| r == reasons::SPOT_INTERRUPTED || r == reasons::CAPACITY_LOST)
+}
+
 /// Classifies an open attempt from its CloudResource (`None`: it is gone) and its reports.
 pub fn classify(
     view: Option<&MachineView>,
@@ -151,7 +157,21 @@ pub fn classify(
     grace: Duration,
     now: Timestamp,
 ) -> Seen {
-    if let Some(code) = report.and_then(|r| r.exit_code) {
+    if let Some(r) = report
+        && let Some(code) = r.exit_code
+    {
+        // The wrapper stopped the workload for the reclaim notice, or the provider took the
+        // machine back and the workload died of the SIGTERM/SIGKILL that came with it: an
+        // interruption (retried as one), not the workload's failure.
+        let reclaimed = reclaimed_by_provider(view);
+        if code != 0 && (r.interrupted || (reclaimed && matches!(code, 143 | 137))) {
+            return Seen::Ended(Outcome::Interrupted {
+                reason: view
+                    .and_then(|v| v.reason.clone())
+                    .filter(|_| reclaimed)
+                    .unwrap_or_else(|| reasons::SPOT_INTERRUPTED.to_string()),
+            });
+        }
         return Seen::Ended(if code == 0 {
             Outcome::Completed
         } else {
@@ -285,6 +305,10 @@ mod tests {
         synced_capacity.synced_reason = Some("InsufficientCapacity".into());
         let cases: Vec<(&str, Option<MachineView>, Option<AttemptReport>, Seen)> = vec![
             ("exit 0 wins over anything", Some(view(ResourceState::Running, "Running", true)), Some(exit(0)), Seen::Ended(Outcome::Completed)),
+            ("exit 143 after the reclaim notice is an interruption", Some(view(ResourceState::Running, "Running", true)), Some(AttemptReport { interrupted: true, ..exit(143) }), Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
+            ("exit 143 on a reclaimed machine is an interruption", Some(view(ResourceState::Error, "SpotInterrupted", true)), Some(exit(143)), Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
+            ("exit 143 otherwise is the workload's", Some(view(ResourceState::Running, "Running", true)), Some(exit(143)), Seen::Ended(Outcome::ExitCode(143))),
+            ("exit 0 after a notice still succeeded", Some(view(ResourceState::Running, "Running", true)), Some(AttemptReport { interrupted: true, ..exit(0) }), Seen::Ended(Outcome::Completed)),
             ("exit 3 is a failure", Some(view(ResourceState::Running, "Running", true)), Some(exit(3)), Seen::Ended(Outcome::ExitCode(3))),
             ("report even after the machine is gone", None, Some(exit(0)), Seen::Ended(Outcome::Completed)),
             ("running without report", Some(view(ResourceState::Running, "Running", true)), None, Seen::Open),

@@ -129,6 +129,7 @@ fn exit(code: i32) -> AttemptReport {
         exit_code: Some(code),
         last_heartbeat: Some(t0()),
         progress: None,
+        interrupted: false,
     }
 }
 
@@ -583,6 +584,7 @@ fn reports_reach_status() {
             last_heartbeat: Some(at(5)),
             progress: Some(progress.clone()),
             exit_code: None,
+            interrupted: false,
         },
     );
     let p = c.step();

@@ -113,6 +113,7 @@ pub fn plan(
         spec.workload.as_ref(),
         &instance_type,
         spec.max_lifetime_seconds,
+        spec.spot,
     )?;
     let spot = spec.spot.then(|| SpotPlan {
         max_price: spec.max_price_per_hour.map(|p| format!("{p}")),

@@ -4,7 +4,7 @@
 //! ends, so that InstanceInitiatedShutdownBehavior=terminate ends the instance and its billing.
 //! Pure: the script is a function of the workload, the instance type and the lifetime limit.
 
-use crate::provider::workload::shell_quote;
+use crate::provider::workload::{ENV_IMDS_URL, IMDS_URL, shell_quote};
 use crate::provider::{ProviderError, Workload};
 
 /// Where the script writes the workload's environment (directory 0700, file 0600, root).
@@ -31,6 +31,7 @@ pub fn render(
     workload: Option<&Workload>,
     instance_type: &str,
     max_lifetime_seconds: Option<i64>,
+    spot: bool,
 ) -> Result<Option<String>, ProviderError> {
     if workload.is_none() && max_lifetime_seconds.is_none() {
         return Ok(None);
@@ -51,7 +52,7 @@ pub fn render(
     s.push_str(
         "runctl_poweroff() { sync; shutdown -h now || poweroff; }\ntrap runctl_poweroff EXIT\n",
     );
-    s.push_str(&env_file(w)?);
+    s.push_str(&env_file(w, spot)?);
     s.push_str(
         "for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 2; done\n\
          if ! command -v docker >/dev/null 2>&1; then echo 'runctl: docker is not installed in this AMI' >&2; exit 1; fi\n",
@@ -70,11 +71,17 @@ pub fn render(
     Ok(Some(s))
 }
 
-/// The env file, written through a quoted heredoc (no expansion, nothing echoed).
-fn env_file(w: &Workload) -> Result<String, ProviderError> {
+/// The env file, written through a quoted heredoc (no expansion, nothing echoed). On a spot
+/// machine the reporting wrapper also gets the metadata service's URL, to forward the spot
+/// reclaim notice to the workload as SIGTERM.
+fn env_file(w: &Workload, spot: bool) -> Result<String, ProviderError> {
     let mut s =
         format!("umask 077\ninstall -d -m 0700 /run/runctl\ncat > {ENV_FILE} <<'{ENV_EOF}'\n");
-    for (name, value) in w.full_env() {
+    let mut env = w.full_env();
+    if spot && w.reporting.is_some() {
+        env.insert(ENV_IMDS_URL.into(), IMDS_URL.into());
+    }
+    for (name, value) in env {
         if value.contains(['\n', '\r', '\0']) || name.contains(['\n', '\r', '\0', '=']) {
             return Err(ProviderError::InvalidSpec {
                 message: format!(
@@ -182,8 +189,30 @@ mod tests {
     }
 
     #[test]
+    fn a_spot_machine_with_reporting_gets_the_metadata_url_for_the_reclaim_notice() {
+        let mut w = workload();
+        w.reporting = Some(crate::provider::workload::Reporting {
+            callback_url: "https://op/cb".into(),
+            token: "t".into(),
+            heartbeat_interval_seconds: 30,
+            self_terminate_after_seconds: 600,
+        });
+        let line = format!("{ENV_IMDS_URL}={IMDS_URL}\n");
+        let spot = render(Some(&w), "g5.xlarge", None, true).unwrap().unwrap();
+        assert!(spot.contains(&line), "{spot}");
+        let on_demand = render(Some(&w), "g5.xlarge", None, false).unwrap().unwrap();
+        assert!(
+            !on_demand.contains(&line),
+            "the wrapper script names it; the env file does not"
+        );
+        w.reporting = None;
+        let unwrapped = render(Some(&w), "g5.xlarge", None, true).unwrap().unwrap();
+        assert!(!unwrapped.contains(&line), "only the wrapper reads it");
+    }
+
+    #[test]
     fn snapshot_gpu_workload_with_lifetime() {
-        let got = render(Some(&workload()), "g5.xlarge", Some(3600))
+        let got = render(Some(&workload()), "g5.xlarge", Some(3600), false)
             .expect("render")
             .expect("script");
         assert_snapshot("userdata_gpu.sh", &got);
@@ -195,7 +224,7 @@ mod tests {
         w.command.clear();
         w.args = vec!["--epochs".into(), "2".into()];
         w.env.clear();
-        let got = render(Some(&w), "m5.large", None)
+        let got = render(Some(&w), "m5.large", None, false)
             .expect("render")
             .expect("script");
         assert_snapshot("userdata_cpu_args.sh", &got);
@@ -203,8 +232,11 @@ mod tests {
 
     #[test]
     fn bare_machine() {
-        assert_eq!(render(None, "g5.xlarge", None).expect("render"), None);
-        let s = render(None, "g5.xlarge", Some(90))
+        assert_eq!(
+            render(None, "g5.xlarge", None, false).expect("render"),
+            None
+        );
+        let s = render(None, "g5.xlarge", Some(90), false)
             .expect("render")
             .expect("script");
         assert!(s.contains("shutdown -h +2 "), "{s}");
@@ -220,7 +252,7 @@ mod tests {
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 600,
         });
-        let s = render(Some(&w), "g5.xlarge", None)
+        let s = render(Some(&w), "g5.xlarge", None, false)
             .expect("render")
             .expect("script");
         assert!(
@@ -238,7 +270,7 @@ mod tests {
     fn env_values_with_line_breaks_are_rejected_without_echoing_them() {
         let mut w = workload();
         w.env.insert("BAD".into(), "line1\nline2-secret".into());
-        let err = render(Some(&w), "g5.xlarge", None).expect_err("must reject");
+        let err = render(Some(&w), "g5.xlarge", None, false).expect_err("must reject");
         assert!(err.is_terminal());
         assert!(!err.to_string().contains("line2-secret"), "{err}");
     }

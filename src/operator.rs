@@ -41,13 +41,24 @@ pub enum OperatorError {
     Http(String),
 }
 
-/// Checks that the cluster answers and both CRDs are installed.
-pub async fn preflight(client: &Client) -> Result<(), OperatorError> {
-    async fn probe<K>(client: &Client) -> Result<(), OperatorError>
+/// Checks that the cluster answers and both CRDs are installed, by listing (one item of) each
+/// kind where the controllers will: in the watched namespace when there is one, so an operator
+/// with namespaced RBAC needs no cluster-wide grant for it.
+pub async fn preflight(
+    client: &Client,
+    watch_namespace: Option<&str>,
+) -> Result<(), OperatorError> {
+    async fn probe<K>(client: &Client, namespace: Option<&str>) -> Result<(), OperatorError>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
     {
-        let api: Api<K> = Api::all(client.clone());
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
         match api.list(&ListParams::default().limit(1)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Err(OperatorError::CrdsMissing(format!(
@@ -58,8 +69,8 @@ pub async fn preflight(client: &Client) -> Result<(), OperatorError> {
             Err(e) => Err(OperatorError::ClusterUnreachable(e)),
         }
     }
-    probe::<CloudResource>(client).await?;
-    probe::<TrainingJob>(client).await?;
+    probe::<CloudResource>(client, watch_namespace).await?;
+    probe::<TrainingJob>(client, watch_namespace).await?;
     Ok(())
 }
 
@@ -138,7 +149,7 @@ impl Operator {
 
     /// Runs until `shutdown` is cancelled: preflight, endpoints, leader election, controllers.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        preflight(&self.client).await?;
+        preflight(&self.client, self.controllers.watch_namespace.as_deref()).await?;
         let ready = Arc::new(AtomicBool::new(false));
         if let Some(addr) = self.http_addr {
             let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));

@@ -28,18 +28,10 @@ fn rules(list: &[(&str, &str, &[&str])]) -> Rules {
 }
 
 /// The operator's Kubernetes calls on the objects it reconciles (docs/security.md says which
-/// code makes each); `list` of the runctl kinds comes from the preflight ClusterRole when the
-/// scope is namespaced.
-fn expected_object_rules(list: bool) -> Rules {
-    let with_list = |verbs: &[&'static str]| -> Vec<&'static str> {
-        let mut v = verbs.to_vec();
-        if list {
-            v.push("list");
-        }
-        v
-    };
-    let cloud_resources = with_list(&["watch", "get", "create", "patch", "delete"]);
-    let jobs = with_list(&["watch", "get", "patch"]);
+/// code makes each).
+fn expected_object_rules() -> Rules {
+    let cloud_resources = ["list", "watch", "get", "create", "patch", "delete"];
+    let jobs = ["list", "watch", "get", "patch"];
     rules(&[
         ("runctl.dev", "cloudresources", &cloud_resources),
         ("runctl.dev", "trainingjobs", &jobs),
@@ -141,7 +133,7 @@ fn rbac_grants_exactly_the_operators_calls() {
     for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
         let docs = helm_template(&extra);
         let cluster_role = one(&docs, "ClusterRole");
-        assert_eq!(canonical_rules(cluster_role), expected_object_rules(true));
+        assert_eq!(canonical_rules(cluster_role), expected_object_rules());
         let role = one(&docs, "Role");
         assert_eq!(role["metadata"]["name"], "runctl-operator-namespace");
         assert_eq!(role["metadata"]["namespace"], "runctl-system");
@@ -187,7 +179,7 @@ fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
     // The objects' rules in the watched namespace, without cluster-wide access to them.
     let objects = named(&docs, "Role", "runctl");
     assert_eq!(objects["metadata"]["namespace"], "ml-team");
-    assert_eq!(canonical_rules(objects), expected_object_rules(false));
+    assert_eq!(canonical_rules(objects), expected_object_rules());
     assert_eq!(
         named(&docs, "RoleBinding", "runctl")["metadata"]["namespace"],
         "ml-team"
@@ -204,20 +196,9 @@ fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
     )]));
     expected.sort();
     assert_eq!(canonical_rules(own), expected);
-    // The only cluster-wide rule: the start-up check's list of the runctl kinds.
-    let cluster = one(&docs, "ClusterRole");
-    assert_eq!(cluster["metadata"]["name"], "runctl-preflight");
-    assert_eq!(
-        canonical_rules(cluster),
-        rules(&[
-            ("runctl.dev", "cloudresources", &["list"]),
-            ("runctl.dev", "trainingjobs", &["list"]),
-        ])
-    );
-    assert_eq!(
-        one(&docs, "ClusterRoleBinding")["roleRef"]["name"],
-        "runctl-preflight"
-    );
+    // Nothing cluster-wide: the start-up check lists the watched namespace.
+    assert!(all_of(&docs, "ClusterRole").is_empty());
+    assert!(all_of(&docs, "ClusterRoleBinding").is_empty());
     assert_eq!(all_of(&docs, "Role").len(), 2);
     assert_eq!(all_of(&docs, "RoleBinding").len(), 2);
 
@@ -233,7 +214,7 @@ fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
     check_bindings_and_wildcards(&docs);
     assert_eq!(
         canonical_rules(named(&docs, "Role", "runctl")),
-        expected_object_rules(false)
+        expected_object_rules()
     );
     assert_eq!(
         canonical_rules(named(&docs, "Role", "runctl-operator-namespace")),

@@ -159,7 +159,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     assert_eq!(config["watchNamespace"], watched.as_str());
     let role = find(&objects, "Role", "rc-runctl").expect("the watched namespace's Role");
     assert_eq!(role["metadata"]["namespace"], watched.as_str());
-    // The cluster-wide role of the first revision is gone; only the preflight's is left.
+    // The cluster-wide role of the first revision is gone.
     let out = run_tool_raw(
         "kubectl",
         &[

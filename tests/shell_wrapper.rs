@@ -14,8 +14,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
-use kube::api::{ObjectMeta, PostParams};
-use runctl::callback::{self, AttemptId, CallbackState, Reports, token};
+use runctl::callback::{self, AttemptId, CallbackState, Reports};
 use runctl::provider::workload::WRAPPER_SCRIPT;
 use support::{TestEnv, eventually, fast_sim};
 use tokio_util::sync::CancellationToken;
@@ -66,16 +65,7 @@ struct Bed {
 
 async fn bed(job: &str) -> Bed {
     let env = TestEnv::start(fast_sim()).await;
-    let good = token::generate();
-    let meta = ObjectMeta {
-        name: Some(token::secret_name(job, 1)),
-        namespace: Some(env.ns.clone()),
-        ..Default::default()
-    };
-    env.api::<k8s_openapi::api::core::v1::Secret>()
-        .create(&PostParams::default(), &token::secret(meta, &good))
-        .await
-        .unwrap();
+    let good = env.token_secret(job, 1).await;
     let reports = Arc::new(Reports::new());
     let stop = CancellationToken::new();
     let addr = callback::serve(

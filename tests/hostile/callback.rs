@@ -6,11 +6,10 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, ObjectMeta, PostParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use runctl::callback::limit::{Limiter, Limits, Rate};
-use runctl::callback::{self, AttemptId, CallbackState, Reports, token};
+use runctl::callback::{self, AttemptId, CallbackState, Reports};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{TestEnv, fast_sim};
@@ -32,18 +31,7 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() {
     let env = TestEnv::start(fast_sim()).await;
-    let good = token::generate();
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(env.client.clone(), &env.ns);
-    let meta = ObjectMeta {
-        name: Some(token::secret_name("job", 1)),
-        namespace: Some(env.ns.clone()),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &token::secret(meta, &good))
-        .await
-        .expect("token Secret");
+    let good = env.token_secret("job", 1).await;
     let reports = Arc::new(Reports::new());
     // The storm is faster than any real workload; lift the rate limits here (they are tested in
     // `the_callback_endpoint_limits_rate_and_body_size`).
@@ -165,17 +153,7 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
 
 /// An endpoint with default limits and a token Secret for attempt `job/1` in the test's namespace.
 async fn endpoint_with_a_token(env: &TestEnv) -> (String, String, Arc<Reports>, CancellationToken) {
-    let good = token::generate();
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = env.api();
-    let meta = ObjectMeta {
-        name: Some(token::secret_name("job", 1)),
-        namespace: Some(env.ns.clone()),
-        ..Default::default()
-    };
-    secrets
-        .create(&PostParams::default(), &token::secret(meta, &good))
-        .await
-        .expect("token Secret");
+    let good = env.token_secret("job", 1).await;
     let reports = Arc::new(Reports::new());
     let stop = CancellationToken::new();
     let addr = callback::serve(

@@ -118,6 +118,25 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Creates the callback token Secret of attempt `job`/`attempt` in the test's namespace, as
+    /// the TrainingJob controller does; returns the token.
+    pub async fn token_secret(&self, job: &str, attempt: u32) -> String {
+        use runctl::callback::token;
+        let good = token::generate();
+        let meta = kube::api::ObjectMeta {
+            name: Some(token::secret_name(job, attempt)),
+            namespace: Some(self.ns.clone()),
+            ..Default::default()
+        };
+        self.api::<Secret>()
+            .create(&Default::default(), &token::secret(meta, &good))
+            .await
+            .expect("token Secret");
+        good
+    }
+}
+
 /// Plays the reporting wrapper of one attempt: the callback URL comes from the attempt's
 /// CloudResource, the token from its Secret (what the machine gets in its env).
 pub struct Workload {

@@ -12,7 +12,7 @@
 //!   both controllers, callback endpoint) through the same scenarios.
 //!
 //! The operator's requests go to a second kube-apiserver on the shared control plane's etcd
-//! ([`StrictServer`]) that adds what the shared one leaves off: the
+//! ([`StrictServer`], `ControlPlane::start_apiserver`) that adds what the shared one leaves off: the
 //! OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and in hardened
 //! clusters: an owner reference with `blockOwnerDeletion` needs `update` on the owner's
 //! `finalizers`; runctl sets none, so the chart grants no `finalizers`, and these tests show
@@ -40,17 +40,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use runctl::controller::reaper::ReaperConfig;
 use runctl::crd::CloudResource;
 use runctl::crd::cloud_resource::ResourceState;
@@ -60,8 +58,8 @@ use runctl::operator::Operator;
 use runctl::provider::ProvidersConfig;
 use runctl::provider::sim::{SimFault, SimOp};
 use runctl::runtime::leader::LeaseConfig;
-use runctl_envtest::process::{Process, free_ports};
-use runctl_envtest::{Binaries, ControlPlane};
+use runctl_envtest::process::free_ports;
+use runctl_envtest::{ApiServer, ControlPlane};
 use serde_json::{Value, json};
 use support::builders::CloudResourceBuilder;
 use support::jobs::{Workload, test_job_config};
@@ -77,11 +75,9 @@ use tokio_util::sync::CancellationToken;
 /// requests. Its process dies with the test binary (`runctl_envtest::process`); its files live in
 /// the control plane's state directory.
 struct StrictServer {
-    url: String,
-    ca_pem: String,
+    server: ApiServer,
     audit_log: PathBuf,
     audit: Mutex<AuditState>,
-    process: Mutex<Process>,
 }
 
 #[derive(Default)]
@@ -110,131 +106,37 @@ async fn strict() -> &'static StrictServer {
 
 impl StrictServer {
     async fn start(plane: &'static ControlPlane) -> Self {
-        let state = plane.state_dir();
-        let dir = state.join(format!("strict-apiserver-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).expect("create the strict API server's directory");
+        let dir = plane
+            .state_dir()
+            .join(format!("strict-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("create the strict API server's files' directory");
         let policy = dir.join("audit-policy.yaml");
         std::fs::write(&policy, AUDIT_POLICY).expect("write the audit policy");
         let audit_log = dir.join("audit.log");
-        let port = free_ports(1).expect("a free port")[0];
-        let file = |name: &str| state.join(name).display().to_string();
-        // The shared server's flags (crates/envtest), plus the admission plugin and the audit
-        // log; it leaves the `kubernetes` Service's endpoints to the shared server.
-        let args = vec![
-            format!("--etcd-servers={}", plane.etcd_url()),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={port}"),
-            format!("--cert-dir={}", dir.display()),
-            format!("--tls-cert-file={}", file("apiserver.crt")),
-            format!("--tls-private-key-file={}", file("apiserver.key")),
-            format!("--client-ca-file={}", file("ca.crt")),
-            "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", file("service-account.pub")),
-            format!(
-                "--service-account-signing-key-file={}",
-                file("service-account.key")
-            ),
-            "--service-cluster-ip-range=10.96.0.0/24".into(),
-            "--endpoint-reconciler-type=none".into(),
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
-            format!("--audit-policy-file={}", policy.display()),
-            format!("--audit-log-path={}", audit_log.display()),
-            "--audit-log-format=json".into(),
-            "--audit-log-mode=blocking".into(),
-            "--profiling=false".into(),
-            "--v=0".into(),
-        ];
-        let binaries = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
-        let process = Process::start(
-            "kube-apiserver",
-            &binaries.kube_apiserver,
-            args,
-            dir.join("kube-apiserver.log"),
-        )
-        .unwrap_or_else(|e| panic!("start the strict API server: {e}"));
-        let server = Self {
-            url: format!("https://127.0.0.1:{port}"),
-            ca_pem: plane.ca_pem().to_string(),
+        let server = plane
+            .start_apiserver(&[
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+                format!("--audit-policy-file={}", policy.display()),
+                format!("--audit-log-path={}", audit_log.display()),
+                "--audit-log-format=json".into(),
+                "--audit-log-mode=blocking".into(),
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("start the strict API server: {e}"));
+        Self {
+            server,
             audit_log,
             audit: Mutex::new(AuditState::default()),
-            process: Mutex::new(process),
-        };
-        // Ready: `/readyz` answers ok to the admin identity.
-        let admin_yaml = std::fs::read_to_string(plane.kubeconfig())
-            .expect("read the admin kubeconfig")
-            .replace(&plane.url(), &server.url);
-        let admin = client_from_yaml(&admin_yaml).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            {
-                let mut p = server.process.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(status) = p.exited() {
-                    panic!(
-                        "the strict API server exited ({status}):\n{}",
-                        p.log_tail(4000)
-                    );
-                }
-            }
-            let request = axum::http::Request::get("/readyz")
-                .body(Vec::new())
-                .expect("request");
-            if let Ok(text) = admin.request_text(request).await
-                && text.trim() == "ok"
-            {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let p = server.process.lock().unwrap_or_else(|p| p.into_inner());
-                panic!(
-                    "the strict API server was not ready after 120 s:\n{}",
-                    p.log_tail(4000)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        server
     }
 
     /// A client acting as ServiceAccount `namespace/name` (created if missing) through this
-    /// server, with a bound token from the TokenRequest API.
-    async fn service_account(&self, admin: &Client, namespace: &str, name: &str) -> Client {
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
-        let account = ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match accounts.create(&PostParams::default(), &account).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("create ServiceAccount {namespace}/{name}: {e}"),
-        }
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let token = accounts
-            .create_token_request(name, &PostParams::default(), &request)
+    /// server.
+    async fn service_account(&self, namespace: &str, name: &str) -> Client {
+        self.server
+            .service_account_client(namespace, name)
             .await
-            .expect("token request")
-            .status
-            .expect("token")
-            .token;
-        use base64::Engine;
-        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
-        client_from_yaml(&format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: strict\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: strict\n  context:\n    cluster: strict\n    user: sa\n    namespace: {namespace}\ncurrent-context: strict\n",
-            url = self.url,
-        ))
-        .await
+            .unwrap_or_else(|e| panic!("a client for ServiceAccount {namespace}/{name}: {e}"))
     }
 
     /// Every 403 answer this server gave to `user` so far.
@@ -262,14 +164,6 @@ impl StrictServer {
             .cloned()
             .collect()
     }
-}
-
-async fn client_from_yaml(yaml: &str) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(yaml).expect("valid kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("client configuration");
-    Client::try_from(config).expect("client")
 }
 
 /// A request the server answered 403, from its audit event.
@@ -934,7 +828,7 @@ impl Setup {
         create_rbac(&self.env.client, &docs).await;
         let client = self
             .strict
-            .service_account(&self.env.client, &self.install.release_ns, ACCOUNT)
+            .service_account(&self.install.release_ns, ACCOUNT)
             .await;
         let kept: Vec<Grant> = grants(&docs);
         wait_effective(&client, &kept, drop.map(|g| (g, g.label(&self.install)))).await;

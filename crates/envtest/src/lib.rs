@@ -206,33 +206,48 @@ impl ControlPlane {
         namespace: &str,
         name: &str,
     ) -> Result<Client, Error> {
-        let admin = self.client().await?;
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-        let account = ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match accounts.create(&PostParams::default(), &account).await {
-            Ok(_) => {}
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(24 * 3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let answer = accounts
-            .create_token_request(name, &PostParams::default(), &request)
-            .await?;
-        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        let token = service_account_token(self.client().await?, namespace, name).await?;
         client_from_yaml(&token_kubeconfig(&self.pki, self.api_port, &token)).await
+    }
+
+    /// Starts another kube-apiserver on this control plane's etcd, certificates and
+    /// ServiceAccount keys (as in a highly available control plane), with `extra_args` added
+    /// to the same flags: for what a test needs that the shared server leaves off, such as an
+    /// admission plugin or an audit log. It leaves the `kubernetes` Service's endpoints to the
+    /// first server, and is stopped when dropped (or with the test binary).
+    pub async fn start_apiserver(&self, extra_args: &[String]) -> Result<ApiServer, Error> {
+        let binaries = Binaries::locate()?;
+        let dir = self
+            .dir
+            .join(format!("apiserver-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: "create an API server's directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let port = free_ports(1)?[0];
+        let mut args = apiserver_args(&dir, &self.pki, self.etcd_port, port);
+        args.push("--endpoint-reconciler-type=none".into());
+        args.extend(extra_args.iter().cloned());
+        let process = Process::start(
+            "kube-apiserver",
+            &binaries.kube_apiserver,
+            args,
+            dir.join("kube-apiserver.log"),
+        )?;
+        let server = ApiServer {
+            port,
+            pki: self.pki.clone(),
+            kubeconfig_yaml: admin_kubeconfig(&self.pki, port),
+            dir,
+            process: Mutex::new(process),
+        };
+        wait_ready(
+            &server.client().await?,
+            &[("kube-apiserver", &server.process)],
+        )
+        .await?;
+        Ok(server)
     }
 
     /// Creates a namespace named `prefix-<random>` and returns its name.
@@ -287,39 +302,124 @@ impl ControlPlane {
 
     /// Waits until kube-apiserver answers `/readyz` with 200 (which includes its etcd check).
     pub async fn wait_ready(&self) -> Result<(), Error> {
-        let client = self.client().await?;
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            for (component, process) in [("etcd", &self.etcd), ("kube-apiserver", &self.apiserver)]
-            {
-                let mut p = process.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(status) = p.exited() {
-                    return Err(Error::Exited {
-                        component,
-                        status,
-                        log: p.log_tail(4000),
-                    });
-                }
-            }
-            let request = http::Request::get("/readyz")
-                .body(Vec::new())
-                .expect("request");
-            if let Ok(text) = client.request_text(request).await
-                && text.trim() == "ok"
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                let p = self.apiserver.lock().unwrap_or_else(|p| p.into_inner());
-                return Err(Error::NotReady {
-                    component: "kube-apiserver",
-                    secs: READY_TIMEOUT.as_secs(),
+        wait_ready(
+            &self.client().await?,
+            &[("etcd", &self.etcd), ("kube-apiserver", &self.apiserver)],
+        )
+        .await
+    }
+}
+
+/// A further kube-apiserver of a control plane ([`ControlPlane::start_apiserver`]). Dropping it
+/// stops it.
+#[derive(Debug)]
+pub struct ApiServer {
+    port: u16,
+    pki: Pki,
+    kubeconfig_yaml: String,
+    dir: PathBuf,
+    process: Mutex<Process>,
+}
+
+impl ApiServer {
+    /// Its URL (`https://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Its directory: its log, and files a test puts beside it (an audit policy, the audit log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A client with the admin identity, through this server.
+    pub async fn client(&self) -> Result<Client, Error> {
+        client_from_yaml(&self.kubeconfig_yaml).await
+    }
+
+    /// A client acting as ServiceAccount `namespace/name` through this server (see
+    /// [`ControlPlane::service_account_client`]).
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Client, Error> {
+        let token = service_account_token(self.client().await?, namespace, name).await?;
+        client_from_yaml(&token_kubeconfig(&self.pki, self.port, &token)).await
+    }
+}
+
+/// Waits until the server behind `client` answers `/readyz` with 200; fails early, with the end
+/// of its log, when one of `processes` exits.
+async fn wait_ready(
+    client: &Client,
+    processes: &[(&'static str, &Mutex<Process>)],
+) -> Result<(), Error> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        for (component, process) in processes {
+            let mut p = process.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(status) = p.exited() {
+                return Err(Error::Exited {
+                    component,
+                    status,
                     log: p.log_tail(4000),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .expect("request");
+        if let Ok(text) = client.request_text(request).await
+            && text.trim() == "ok"
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let (component, process) = processes.last().expect("a process to wait for");
+            let p = process.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(Error::NotReady {
+                component,
+                secs: READY_TIMEOUT.as_secs(),
+                log: p.log_tail(4000),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A bound token for ServiceAccount `namespace/name` from the TokenRequest API, asked by
+/// `admin`; creates the ServiceAccount if it does not exist.
+async fn service_account_token(
+    admin: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, Error> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match accounts.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(e) if is_already_exists(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(24 * 3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+    Ok(answer.status.map(|s| s.token).unwrap_or_default())
 }
 
 impl Drop for ControlPlane {

@@ -267,3 +267,24 @@ fn a_test_binary_that_aborts_leaves_no_process() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[tokio::test]
+async fn a_second_api_server_serves_the_same_cluster_with_its_own_flags() {
+    let cp = shared().await;
+    let ns = cp.create_namespace("second").await.unwrap();
+    let second = cp
+        .start_apiserver(&[
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+        ])
+        .await
+        .unwrap();
+    assert_ne!(second.url(), cp.url());
+    let namespaces: Api<Namespace> = Api::all(second.client().await.unwrap());
+    assert!(namespaces.get_opt(&ns).await.unwrap().is_some(), "one etcd");
+    let sa = second.service_account_client(&ns, "viewer").await.unwrap();
+    let denied = Api::<ConfigMap>::namespaced(sa, &ns)
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&denied, kube::Error::Api(s) if s.code == 403));
+}

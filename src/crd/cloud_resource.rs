@@ -285,6 +285,12 @@ impl ResourceState {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Terminated | Self::Error)
     }
+
+    /// True when the machine runs no workload any more: a final state, or `Stopped` (a RunPod
+    /// pod in `EXITED`, a stopped EC2 instance: no compute billed, storage still is).
+    pub fn workload_ended(self) -> bool {
+        self.is_final() || self == Self::Stopped
+    }
 }
 
 /// A create call that runctl is about to make or has made: recorded before the call so that a

@@ -107,7 +107,7 @@ pub fn track(
     }
     // A stopped machine (RunPod `EXITED`, a stopped EC2 instance) bills no compute and runs no
     // workload: its end time is when it was first seen stopped (what is left is storage).
-    if (m.state.is_final() || m.state == ResourceState::Stopped) && s.end_time.is_none() {
+    if m.state.workload_ended() && s.end_time.is_none() {
         s.end_time = Some(Time(now));
     }
     if let Some(p) = m.price_per_hour.filter(|p| *p > 0.0) {

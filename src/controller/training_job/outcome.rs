@@ -192,9 +192,7 @@ pub fn classify(
     // A stopped machine (a RunPod pod in `EXITED`: its container ended, its storage still bills)
     // runs no workload any more: the attempt ends like on a final state, and its release
     // terminates the machine.
-    let ended = v
-        .state
-        .is_some_and(|s| s.is_final() || s == ResourceState::Stopped);
+    let ended = v.state.is_some_and(ResourceState::workload_ended);
     if !v.has_machine {
         if ended && reason == INVALID_SPEC {
             return Seen::Ended(Outcome::InvalidSpec {

@@ -727,7 +727,7 @@ fn stuck(
         p.wake_at(due, now);
         return None;
     }
-    if state.is_some_and(|st| st.is_final() || st == ResourceState::Stopped) {
+    if state.is_some_and(ResourceState::workload_ended) {
         return None;
     }
     let (timeout, started) = (i.settings.start_timeout?, started?);

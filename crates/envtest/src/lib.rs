@@ -107,10 +107,9 @@ pub struct ControlPlane {
     apiserver: Mutex<Process>,
     controller_manager: Option<Mutex<Process>>,
     etcd_port: u16,
-    api_port: u16,
+    api: Endpoint,
     pki: Pki,
     kubeconfig: PathBuf,
-    kubeconfig_yaml: String,
 }
 
 impl ControlPlane {
@@ -132,9 +131,9 @@ impl ControlPlane {
             etcd_args(&dir, etcd_port, peer_port),
             dir.join("etcd.log"),
         )?;
-        let kubeconfig_yaml = admin_kubeconfig(&pki, api_port);
+        let api = Endpoint::new(&pki, api_port);
         let kubeconfig = dir.join("admin.kubeconfig");
-        std::fs::write(&kubeconfig, &kubeconfig_yaml).map_err(|source| Error::Io {
+        std::fs::write(&kubeconfig, &api.admin_kubeconfig).map_err(|source| Error::Io {
             what: "write the admin kubeconfig",
             path: kubeconfig.clone(),
             source,
@@ -151,10 +150,9 @@ impl ControlPlane {
             apiserver: Mutex::new(apiserver),
             controller_manager: None,
             etcd_port,
-            api_port,
+            api,
             pki,
             kubeconfig,
-            kubeconfig_yaml,
         };
         plane.wait_ready().await?;
         if options.controller_manager {
@@ -171,7 +169,7 @@ impl ControlPlane {
 
     /// The API server's URL (`https://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.api_port)
+        self.api.url()
     }
 
     /// etcd's client URL.
@@ -196,7 +194,7 @@ impl ControlPlane {
 
     /// A client with the admin identity (group `system:masters`), for the calling runtime.
     pub async fn client(&self) -> Result<Client, Error> {
-        client_from_yaml(&self.kubeconfig_yaml).await
+        self.api.client().await
     }
 
     /// A client that acts as ServiceAccount `namespace/name` with a bound token from the
@@ -206,8 +204,7 @@ impl ControlPlane {
         namespace: &str,
         name: &str,
     ) -> Result<Client, Error> {
-        let token = service_account_token(self.client().await?, namespace, name).await?;
-        client_from_yaml(&token_kubeconfig(&self.pki, self.api_port, &token)).await
+        self.api.service_account_client(namespace, name).await
     }
 
     /// Starts another kube-apiserver on this control plane's etcd, certificates and
@@ -236,9 +233,7 @@ impl ControlPlane {
             dir.join("kube-apiserver.log"),
         )?;
         let server = ApiServer {
-            port,
-            pki: self.pki.clone(),
-            kubeconfig_yaml: admin_kubeconfig(&self.pki, port),
+            api: Endpoint::new(&self.pki, port),
             dir,
             process: Mutex::new(process),
         };
@@ -314,9 +309,7 @@ impl ControlPlane {
 /// stops it.
 #[derive(Debug)]
 pub struct ApiServer {
-    port: u16,
-    pki: Pki,
-    kubeconfig_yaml: String,
+    api: Endpoint,
     dir: PathBuf,
     process: Mutex<Process>,
 }
@@ -324,7 +317,7 @@ pub struct ApiServer {
 impl ApiServer {
     /// Its URL (`https://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        self.api.url()
     }
 
     /// Its directory: its log, and files a test puts beside it (an audit policy, the audit log).
@@ -334,7 +327,7 @@ impl ApiServer {
 
     /// A client with the admin identity, through this server.
     pub async fn client(&self) -> Result<Client, Error> {
-        client_from_yaml(&self.kubeconfig_yaml).await
+        self.api.client().await
     }
 
     /// A client acting as ServiceAccount `namespace/name` through this server (see
@@ -344,6 +337,36 @@ impl ApiServer {
         namespace: &str,
         name: &str,
     ) -> Result<Client, Error> {
+        self.api.service_account_client(namespace, name).await
+    }
+}
+
+/// One kube-apiserver's address and the identities to reach it with.
+#[derive(Debug)]
+struct Endpoint {
+    port: u16,
+    pki: Pki,
+    admin_kubeconfig: String,
+}
+
+impl Endpoint {
+    fn new(pki: &Pki, port: u16) -> Self {
+        Self {
+            port,
+            pki: pki.clone(),
+            admin_kubeconfig: admin_kubeconfig(pki, port),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    async fn client(&self) -> Result<Client, Error> {
+        client_from_yaml(&self.admin_kubeconfig).await
+    }
+
+    async fn service_account_client(&self, namespace: &str, name: &str) -> Result<Client, Error> {
         let token = service_account_token(self.client().await?, namespace, name).await?;
         client_from_yaml(&token_kubeconfig(&self.pki, self.port, &token)).await
     }

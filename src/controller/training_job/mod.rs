@@ -72,24 +72,10 @@ pub struct TrainingJobConfig {
 }
 
 impl Default for TrainingJobConfig {
+    /// The settings of the operator configuration's defaults (`jobs` section): one source for
+    /// every default value.
     fn default() -> Self {
-        Self {
-            reporting: ReportingSettings {
-                callback_base_url: format!(
-                    "https://runctl.runctl-system.svc:{}",
-                    crate::callback::DEFAULT_PORT
-                ),
-                heartbeat_interval_seconds: 30,
-                self_terminate_after_seconds: 1800,
-            },
-            report_grace: Duration::from_secs(90),
-            start_timeout: Some(Duration::from_secs(1800)),
-            heartbeat_timeout: Some(Duration::from_secs(600)),
-            retry: BackoffConfig {
-                base: Duration::from_secs(10),
-                max: Duration::from_secs(600),
-            },
-        }
+        crate::config::OperatorConfig::default().training_job_config()
     }
 }
 

@@ -88,6 +88,15 @@ impl Outcome {
         }
     }
 
+    /// The outcome of a known exit code: 0 completes, anything else is the workload's failure.
+    pub fn of_exit(code: i32) -> Self {
+        if code == 0 {
+            Self::Completed
+        } else {
+            Self::ExitCode(code)
+        }
+    }
+
     /// The retry class this outcome counts against, if any.
     pub fn class(&self) -> Option<RetryOn> {
         match self {
@@ -144,10 +153,11 @@ pub enum Seen {
     Open,
 }
 
-/// Whether the provider reports having taken the machine back (spot reclaim, capacity lost).
-fn reclaimed_by_provider(view: Option<&MachineView>) -> bool {
+/// The reason the provider gives for having taken the machine back (spot reclaim, capacity
+/// lost), if it did.
+fn reclaim_reason(view: Option<&MachineView>) -> Option<&str> {
     view.and_then(|v| v.reason.as_deref())
-        .is_some_and(|r| r == reasons::SPOT_INTERRUPTED || r == reasons::CAPACITY_LOST)
+        .filter(|r| *r == reasons::SPOT_INTERRUPTED || *r == reasons::CAPACITY_LOST)
 }
 
 /// Classifies an open attempt from its CloudResource (`None`: it is gone) and its reports.
@@ -163,20 +173,13 @@ pub fn classify(
         // The wrapper stopped the workload for the reclaim notice, or the provider took the
         // machine back and the workload died of the SIGTERM/SIGKILL that came with it: an
         // interruption (retried as one), not the workload's failure.
-        let reclaimed = reclaimed_by_provider(view);
-        if code != 0 && (r.interrupted || (reclaimed && matches!(code, 143 | 137))) {
+        let reclaim = reclaim_reason(view);
+        if code != 0 && (r.interrupted || (reclaim.is_some() && matches!(code, 143 | 137))) {
             return Seen::Ended(Outcome::Interrupted {
-                reason: view
-                    .and_then(|v| v.reason.clone())
-                    .filter(|_| reclaimed)
-                    .unwrap_or_else(|| reasons::SPOT_INTERRUPTED.to_string()),
+                reason: reclaim.unwrap_or(reasons::SPOT_INTERRUPTED).to_string(),
             });
         }
-        return Seen::Ended(if code == 0 {
-            Outcome::Completed
-        } else {
-            Outcome::ExitCode(code)
-        });
+        return Seen::Ended(Outcome::of_exit(code));
     }
     let Some(v) = view else {
         return Seen::Ended(Outcome::MachineLost {
@@ -214,18 +217,14 @@ pub fn classify(
     if !ended {
         return Seen::Open;
     }
-    if reason == reasons::SPOT_INTERRUPTED || reason == reasons::CAPACITY_LOST {
+    if let Some(reason) = reclaim_reason(view) {
         return Seen::Ended(Outcome::Interrupted {
             reason: reason.to_string(),
         });
     }
     if let Some(code) = v.exit_code {
         // The provider saw the workload exit: a finished run is never trained again.
-        return Seen::Ended(if code == 0 {
-            Outcome::Completed
-        } else {
-            Outcome::ExitCode(code)
-        });
+        return Seen::Ended(Outcome::of_exit(code));
     }
     let since = v.end_time.unwrap_or(now);
     let until = since + jiff::SignedDuration::try_from(grace).unwrap_or_default();

@@ -82,6 +82,9 @@ pub struct JobsConfig {
     /// Base URL machines use to reach the callback endpoint (the Service, or an Ingress in front
     /// of it). Default `https://runctl.runctl-system.svc:8443`.
     pub callback_url: String,
+    /// Serve the callback endpoint over HTTPS with this certificate and key; plain HTTP when
+    /// absent (TLS terminated by an Ingress in front of it).
+    pub callback_tls: Option<CallbackTlsConfig>,
     /// Seconds between the reporting wrapper's heartbeats. Default 30.
     pub heartbeat_interval_seconds: u32,
     /// Seconds without an acknowledged heartbeat after which the wrapper stops the workload and
@@ -136,6 +139,7 @@ impl Default for JobsConfig {
         Self {
             callback_addr: "0.0.0.0:8443".into(),
             callback_url: "https://runctl.runctl-system.svc:8443".into(),
+            callback_tls: None,
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 1800,
             report_grace_seconds: 90,
@@ -145,6 +149,17 @@ impl Default for JobsConfig {
             retry_max_seconds: 600,
         }
     }
+}
+
+/// TLS of the job callback listener (`jobs.callbackTls`): PEM files, typically a mounted
+/// `kubernetes.io/tls` Secret, re-read when they change (see [`crate::callback::tls`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallbackTlsConfig {
+    /// The PEM certificate chain, leaf first (`tls.crt`).
+    pub cert_file: PathBuf,
+    /// The PEM private key of the leaf certificate (`tls.key`).
+    pub key_file: PathBuf,
 }
 
 /// Logging settings.
@@ -564,6 +579,15 @@ impl OperatorConfig {
                 self.jobs.callback_addr
             ),
         })
+    }
+
+    /// The files the job callback listener serves HTTPS with; `None`: plain HTTP.
+    pub fn callback_tls_files(&self) -> Option<crate::callback::TlsFiles> {
+        let tls = self.jobs.callback_tls.as_ref()?;
+        Some(crate::callback::TlsFiles::new(
+            &tls.cert_file,
+            &tls.key_file,
+        ))
     }
 
     /// The orphan reaper's settings; `None` when disabled.

@@ -39,6 +39,9 @@ pub enum OperatorError {
     /// The HTTP endpoints could not start.
     #[error("failed to start the metrics and health endpoints: {0}")]
     Http(String),
+    /// The job callback endpoint could not start (address in use, TLS files that do not load).
+    #[error("failed to start the job callback endpoint: {0}")]
+    Callback(String),
 }
 
 /// Checks that the cluster answers and both CRDs are installed, by listing (one item of) each
@@ -114,6 +117,8 @@ pub struct Operator {
     /// Where to serve the job callback endpoint; `None` serves nothing (reports are then
     /// never received, and attempts end as MachineLost).
     pub callback_addr: Option<SocketAddr>,
+    /// The certificate and key the callback endpoint serves HTTPS with; `None`: plain HTTP.
+    pub callback_tls: Option<callback::TlsFiles>,
 }
 
 impl Operator {
@@ -144,6 +149,7 @@ impl Operator {
             reaper: config.reaper_config(),
             jobs: config.training_job_config(),
             callback_addr: Some(callback_addr),
+            callback_tls: config.callback_tls_files(),
         })
     }
 
@@ -181,10 +187,13 @@ impl Operator {
                         }
                     },
                 ));
-            let bound = callback::serve(addr, router, shutdown.clone())
-                .await
-                .map_err(|e| OperatorError::Http(e.to_string()))?;
-            info!(%bound, "serving the job callback endpoint");
+            let bound = match self.callback_tls.clone() {
+                Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
+                None => callback::serve(addr, router, shutdown.clone()).await,
+            }
+            .map_err(|e| OperatorError::Callback(e.to_string()))?;
+            let tls = self.callback_tls.is_some();
+            info!(%bound, tls, "serving the job callback endpoint");
         }
         let mut _always_leader = None;
         let elector = match self.lease.clone() {

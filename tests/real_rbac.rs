@@ -277,6 +277,8 @@ impl Install {
             &fullname,
             "--set",
             &account,
+            "--set",
+            deploy_support::CALLBACK_URL,
         ];
         if self.scope == Scope::Namespaced {
             args.extend(["--set", "rbac.scope=namespaced", "--set", &watch]);
@@ -733,6 +735,7 @@ async fn operator_scenario(env: Arc<TestEnv>, release_ns: String, client: Client
         }),
         jobs,
         callback_addr: Some(callback),
+        callback_tls: None,
     };
     let metrics = operator.metrics.clone();
     let shutdown = CancellationToken::new();

@@ -10,6 +10,7 @@
 
 pub mod limit;
 pub mod reports;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::crd::training_job::Progress;
 pub use reports::{AttemptId, AttemptReport, Report, Reports};
+pub use tls::{TlsFiles, serve_tls};
 
 /// Default port of the callback endpoint.
 pub const DEFAULT_PORT: u16 = 8443;

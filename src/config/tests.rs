@@ -277,6 +277,14 @@ fn validation_table() {
             "backoff.maxSeconds",
         ),
         ("reconcileConcurrency: 0", "reconcileConcurrency"),
+        (
+            "jobs: {callbackTls: {certFile: '', keyFile: /tls/tls.key}}",
+            "jobs.callbackTls.certFile",
+        ),
+        (
+            "jobs: {callbackTls: {certFile: /tls/tls.crt, keyFile: ''}}",
+            "jobs.callbackTls.keyFile",
+        ),
     ];
     for (text, field) in cases {
         let f = file(text);
@@ -296,6 +304,30 @@ fn validation_table() {
             msg.contains(field) && msg.contains(&f.path().display().to_string()),
             "{msg}"
         );
+    }
+}
+
+#[test]
+fn callback_tls_names_both_files() {
+    assert_eq!(OperatorConfig::default().callback_tls_files(), None);
+    let c = OperatorConfig::from_yaml(
+        "jobs:\n  callbackTls:\n    certFile: /tls/tls.crt\n    keyFile: /tls/tls.key\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        c.callback_tls_files(),
+        Some(crate::callback::TlsFiles::new(
+            "/tls/tls.crt",
+            "/tls/tls.key"
+        ))
+    );
+    // Both files are required, and nothing else is accepted.
+    for text in [
+        "jobs: {callbackTls: {certFile: /tls/tls.crt}}",
+        "jobs: {callbackTls: {certFile: /a, keyFile: /b, caFile: /c}}",
+    ] {
+        let err = OperatorConfig::from_yaml(text).expect_err(text).to_string();
+        assert!(err.contains("callbackTls"), "{text}: {err}");
     }
 }
 

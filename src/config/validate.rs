@@ -113,6 +113,16 @@ impl OperatorConfig {
         if self.reconcile_concurrency < 1 {
             return Err(fail("reconcileConcurrency", "must be at least 1".into()));
         }
+        if let Some(tls) = &self.jobs.callback_tls {
+            for (field, path) in [
+                ("jobs.callbackTls.certFile", &tls.cert_file),
+                ("jobs.callbackTls.keyFile", &tls.key_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(fail(field, "must name a PEM file".into()));
+                }
+            }
+        }
         Ok(())
     }
 }

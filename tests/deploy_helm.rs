@@ -120,7 +120,11 @@ fn template_error(extra: &[&str]) -> String {
 
 #[test]
 fn helm_lint_is_clean_with_default_and_all_options() {
-    for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
+    for extra in [
+        vec![],
+        vec!["--set", CALLBACK_URL],
+        vec!["--values", ALL_OPTIONS],
+    ] {
         let mut args = vec!["lint", "--strict", "charts/runctl"];
         args.extend(extra.iter());
         let out = run_tool("helm", &args);
@@ -130,7 +134,7 @@ fn helm_lint_is_clean_with_default_and_all_options() {
 
 #[test]
 fn rbac_grants_exactly_the_operators_calls() {
-    for extra in [vec![], vec!["--values", ALL_OPTIONS]] {
+    for extra in [vec!["--set", CALLBACK_URL], vec!["--values", ALL_OPTIONS]] {
         let docs = helm_template(&extra);
         let cluster_role = one(&docs, "ClusterRole");
         assert_eq!(canonical_rules(cluster_role), expected_object_rules());
@@ -152,13 +156,23 @@ fn rbac_grants_exactly_the_operators_calls() {
         check_bindings_and_wildcards(&docs);
     }
     // The Lease rules follow the configured name, and go without leader election.
-    let docs = helm_template(&["--set", "config.leaderElection.leaseName=ops-leader"]);
+    let docs = helm_template(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "config.leaderElection.leaseName=ops-leader",
+    ]);
     assert!(
         canonical_rules(one(&docs, "Role"))
             .iter()
             .any(|(_, r, _)| r == "leases[ops-leader]")
     );
-    let docs = helm_template(&["--set", "config.leaderElection.enabled=false"]);
+    let docs = helm_template(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "config.leaderElection.enabled=false",
+    ]);
     assert_eq!(
         canonical_rules(one(&docs, "Role")),
         rules(&[("", "configmaps[runctl-reaper]", &["patch"])])
@@ -222,9 +236,15 @@ fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
     );
 
     // The scope needs the namespace.
-    let err = template_error(&["--set", "rbac.scope=namespaced"]);
+    let err = template_error(&["--set", CALLBACK_URL, "--set", "rbac.scope=namespaced"]);
     assert!(err.contains("watchNamespace"), "{err}");
-    let err = template_error(&["--set", "rbac.scope=namespaced", "--skip-schema-validation"]);
+    let err = template_error(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "rbac.scope=namespaced",
+        "--skip-schema-validation",
+    ]);
     assert!(
         err.contains("rbac.scope=namespaced needs config.watchNamespace"),
         "{err}"
@@ -233,7 +253,7 @@ fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
 
 #[test]
 fn default_rendering_has_the_operator_with_ha_and_restricted_security() {
-    let docs = helm_template(&[]);
+    let docs = helm_template(&["--set", CALLBACK_URL]);
     assert_eq!(
         kinds(&docs),
         [
@@ -348,7 +368,7 @@ fn default_rendering_has_the_operator_with_ha_and_restricted_security() {
 
 #[test]
 fn optional_objects_render_only_when_enabled() {
-    let default = helm_template(&[]);
+    let default = helm_template(&["--set", CALLBACK_URL]);
     for kind in ["ServiceMonitor", "NetworkPolicy", "Ingress"] {
         assert!(
             all_of(&default, kind).is_empty(),
@@ -422,7 +442,12 @@ fn optional_objects_render_only_when_enabled() {
     );
     assert_eq!(path["backend"]["service"]["port"]["name"], "metrics");
 
-    let no_pdb = helm_template(&["--set", "podDisruptionBudget.enabled=false"]);
+    let no_pdb = helm_template(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "podDisruptionBudget.enabled=false",
+    ]);
     assert!(all_of(&no_pdb, "PodDisruptionBudget").is_empty());
 }
 
@@ -434,7 +459,7 @@ fn rendered_config(docs: &[Value]) -> Value {
 
 #[test]
 fn configmap_renders_the_operator_config_with_secret_references_only() {
-    let docs = helm_template(&[]);
+    let docs = helm_template(&["--set", CALLBACK_URL]);
     let config = rendered_config(&docs);
     assert_eq!(config["metricsAddr"], "0.0.0.0:8080");
     assert_eq!(config["installationId"], "default");
@@ -469,14 +494,22 @@ fn configmap_renders_the_operator_config_with_secret_references_only() {
         one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
             .clone()
     };
-    assert_ne!(checksum(&docs), checksum(&helm_template(&[])));
+    assert_ne!(
+        checksum(&docs),
+        checksum(&helm_template(&["--set", CALLBACK_URL]))
+    );
     // The chart creates no Secret: credentials are only ever referenced.
     assert!(all_of(&docs, "Secret").is_empty());
 }
 
 #[test]
 fn a_provider_without_a_credentials_secret_is_refused() {
-    let err = template_error(&["--set", "providers.runpod.enabled=true"]);
+    let err = template_error(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "providers.runpod.enabled=true",
+    ]);
     assert!(
         err.contains("providers.runpod.existingSecret is required"),
         "{err}"
@@ -517,6 +550,13 @@ fn values_schema_rejects_bad_values() {
         (&["--set", "replicas=2"], "replicas"),
         (&["--set", "ingress.servicePort=admin"], "servicePort"),
         (&["--set", "rbac.scope=global"], "scope"),
+        (&["--set", "callback.url=http://runctl.example.com"], "url"),
+        (&["--set", "callback.url=runctl.example.com"], "url"),
+        (
+            &["--set", "callback.tls.secretName=Not_A_Name"],
+            "secretName",
+        ),
+        (&["--set", "callback.tls.certFile=/tls.crt"], "certFile"),
         (
             &[
                 "--set",
@@ -554,7 +594,7 @@ fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
     }
 
     // Rendered: the same objects, plus the keep policy (Helm upgrades templates, unlike crds/).
-    let docs = helm_template(&[]);
+    let docs = helm_template(&["--set", CALLBACK_URL]);
     let rendered = all_of(&docs, "CustomResourceDefinition");
     assert_eq!(rendered.len(), repo.len());
     for (name, text) in &repo {
@@ -579,7 +619,7 @@ fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
         );
     }
 
-    let without_keep = helm_template(&["--set", "crds.keep=false"]);
+    let without_keep = helm_template(&["--set", CALLBACK_URL, "--set", "crds.keep=false"]);
     for crd in all_of(&without_keep, "CustomResourceDefinition") {
         assert!(
             crd["metadata"]["annotations"]
@@ -587,7 +627,7 @@ fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
                 .is_none()
         );
     }
-    let without = helm_template(&["--set", "crds.install=false"]);
+    let without = helm_template(&["--set", CALLBACK_URL, "--set", "crds.install=false"]);
     assert!(all_of(&without, "CustomResourceDefinition").is_empty());
 }
 
@@ -603,11 +643,14 @@ fn notes_tell_the_next_step() {
             "--namespace",
             "runctl-system",
             "--dry-run=client",
+            "--set",
+            CALLBACK_URL,
         ],
     );
     let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
     for needle in [
         "rollout status deployment/runctl",
+        "https://runctl.example.com/callback/",
         "get lease runctl-leader",
         "aws: the default AWS credential chain",
         "config/samples/trainingjob-sim.yaml",
@@ -637,7 +680,191 @@ fn notes_tell_the_next_step() {
         "{notes}"
     );
     assert!(
+        notes.contains("https://runctl.example.com/callback/"),
+        "the Ingress host is the callback URL: {notes}"
+    );
+    assert!(
         notes.contains("IRSA role arn:aws:iam::123456789012:role/runctl-operator"),
         "{notes}"
+    );
+}
+
+/// The operator's own parser accepts a rendered configuration (unknown fields are refused).
+fn check_loads(docs: &[Value]) {
+    let cm = one(docs, "ConfigMap");
+    let text = cm["data"]["config.yaml"].as_str().expect("config.yaml");
+    runctl::config::OperatorConfig::from_yaml(text)
+        .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"));
+}
+
+#[test]
+fn callback_url_comes_from_the_values_or_the_ingress() {
+    let url = |extra: &[&str]| {
+        let docs = helm_template(extra);
+        check_loads(&docs);
+        rendered_config(&docs)["jobs"]["callbackUrl"].clone()
+    };
+    // The Ingress routes /callback/ on its host; machines append /callback/... to the base URL.
+    assert_eq!(
+        url(&["--set", "ingress.enabled=true"]),
+        "https://runctl.example.com"
+    );
+    assert_eq!(
+        url(&[
+            "--set",
+            "ingress.enabled=true",
+            "--set",
+            "ingress.host=jobs.acme.dev"
+        ]),
+        "https://jobs.acme.dev"
+    );
+    assert_eq!(
+        url(&["--values", ALL_OPTIONS]),
+        "https://runctl.example.com"
+    );
+    // An explicit URL wins over the Ingress (a trailing slash is dropped).
+    assert_eq!(
+        url(&[
+            "--values",
+            ALL_OPTIONS,
+            "--set",
+            "callback.url=https://callback.acme.dev:8443/"
+        ]),
+        "https://callback.acme.dev:8443"
+    );
+    assert_eq!(
+        url(&["--set", "callback.url=https://callback.acme.dev"]),
+        "https://callback.acme.dev"
+    );
+    // The field set through config.extra (how it was set before callback.url) still counts.
+    assert_eq!(
+        url(&[
+            "--set",
+            "config.extra.jobs.callbackUrl=https://old.acme.dev",
+            "--set",
+            "config.extra.jobs.heartbeatIntervalSeconds=20",
+        ]),
+        "https://old.acme.dev"
+    );
+    // Only the simulated cloud: no URL needed, none rendered.
+    let docs = helm_template(&["--set", "providers.aws.enabled=false"]);
+    check_loads(&docs);
+    assert!(rendered_config(&docs).get("jobs").is_none());
+    // The base URL, not the endpoint's.
+    let err = template_error(&["--set", "callback.url=https://runctl.example.com/callback"]);
+    assert!(err.contains("without /callback"), "{err}");
+}
+
+#[test]
+fn a_cloud_provider_without_a_callback_url_is_refused() {
+    // The default values enable AWS.
+    let err = template_error(&[]);
+    for needle in [
+        "callback.url is required when a cloud provider is enabled (providers.aws)",
+        "outside the cluster",
+        "Set callback.url",
+        "ingress.enabled=true and ingress.host",
+        "port 8443 of the runctl Service",
+    ] {
+        assert!(
+            err.contains(needle),
+            "the error should say {needle:?}: {err}"
+        );
+    }
+    let err = template_error(&[
+        "--set",
+        "providers.aws.enabled=false",
+        "--set",
+        "providers.runpod.enabled=true",
+        "--set",
+        "providers.runpod.existingSecret=runpod",
+        "--set",
+        "providers.lyceum.enabled=true",
+        "--set",
+        "providers.lyceum.existingSecret=lyceum",
+    ]);
+    assert!(
+        err.contains("(providers.runpod, providers.lyceum)"),
+        "{err}"
+    );
+    // A helm install fails the same way, before anything is created.
+    let out = run_tool_raw(
+        "helm",
+        &[
+            "install",
+            "runctl",
+            "charts/runctl",
+            "--namespace",
+            "runctl-system",
+            "--dry-run=client",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("callback.url is required"));
+}
+
+#[test]
+fn callback_tls_secret_is_mounted_and_configured() {
+    let docs = helm_template(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "callback.tls.secretName=runctl-callback-cert",
+    ]);
+    check_loads(&docs);
+    let dir = "/var/run/secrets/runctl/callback-tls";
+    assert_eq!(
+        rendered_config(&docs)["jobs"]["callbackTls"],
+        json!({"certFile": format!("{dir}/tls.crt"), "keyFile": format!("{dir}/tls.key")})
+    );
+    let deployment = one(&docs, "Deployment");
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    let volume = volumes
+        .iter()
+        .find(|v| v["name"] == "callback-tls")
+        .expect("the callback-tls volume");
+    assert_eq!(volume["secret"]["secretName"], "runctl-callback-cert");
+    let mounts = operator_container(deployment)["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts");
+    let mount = mounts
+        .iter()
+        .find(|m| m["name"] == "callback-tls")
+        .expect("the callback-tls mount");
+    assert_eq!(mount["mountPath"], dir);
+    assert_eq!(mount["readOnly"], true);
+    // No subPath: kubelet then updates the files when the Secret is renewed.
+    assert!(mount.get("subPath").is_none());
+    // The chart only references the Secret.
+    assert!(all_of(&docs, "Secret").is_empty());
+
+    // Without it: plain HTTP, no volume.
+    let docs = helm_template(&["--set", CALLBACK_URL]);
+    assert!(rendered_config(&docs)["jobs"].get("callbackTls").is_none());
+    let deployment = one(&docs, "Deployment");
+    assert!(
+        !deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["name"] == "callback-tls")
+    );
+}
+
+#[test]
+fn the_argocd_application_values_render() {
+    // deploy/argocd/application.yaml installs the chart with its valuesObject: it must render.
+    let app = parse_file("deploy/argocd/application.yaml");
+    let values = &app["spec"]["source"]["helm"]["valuesObject"];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, serde_yaml::to_string(values).expect("YAML")).expect("write values");
+    let docs = helm_template(&["--values", &file.display().to_string()]);
+    check_loads(&docs);
+    assert_eq!(
+        rendered_config(&docs)["jobs"]["callbackUrl"],
+        "https://runctl.example.com"
     );
 }

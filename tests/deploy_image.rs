@@ -90,7 +90,7 @@ fn image_ports_and_command_match_the_chart() {
     let entrypoint: Vec<String> =
         serde_json::from_str(arg_of(&stage, "ENTRYPOINT")).expect("ENTRYPOINT in exec form");
     let cmd: Vec<String> = serde_json::from_str(arg_of(&stage, "CMD")).expect("CMD in exec form");
-    let docs = helm_template(&[]);
+    let docs = helm_template(&["--set", CALLBACK_URL]);
     let container = operator_container(one(&docs, "Deployment"));
     assert!(
         container["command"].is_null(),

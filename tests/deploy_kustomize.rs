@@ -111,7 +111,7 @@ fn default_overlay_renders_everything_into_runctl_system() {
 #[test]
 fn kustomize_and_helm_agree() {
     let kust = kustomize("config/default");
-    let helm = helm_template(&[]);
+    let helm = helm_template(&["--set", CALLBACK_URL]);
 
     assert_eq!(
         canonical_rules(one(&kust, "ClusterRole")),
@@ -158,7 +158,17 @@ fn kustomize_and_helm_agree() {
         )
         .expect("YAML")
     };
-    assert_eq!(config(&kust), config(&helm), "operator config");
+    // Except the callback URL, which the chart must be given and config.yaml leaves to a patch.
+    let mut helm_config = config(&helm);
+    let jobs = helm_config
+        .as_object_mut()
+        .expect("a mapping")
+        .remove("jobs");
+    assert_eq!(
+        jobs,
+        Some(serde_json::json!({"callbackUrl": "https://runctl.example.com"}))
+    );
+    assert_eq!(config(&kust), helm_config, "operator config");
 }
 
 /// Every field the sample sets survives a round trip through the Rust type (serde ignores unknown

@@ -1,18 +1,20 @@
 //! The Helm chart on a real control plane (crates/envtest): `helm install` creates every object
 //! of the rendering (CRDs included: they are templates), `helm upgrade` with changed values
 //! updates them (more replicas, another poll interval, and the RBAC switched to
-//! `rbac.scope=namespaced`), and `helm uninstall` keeps the CRDs.
+//! `rbac.scope=namespaced`), and `helm uninstall` keeps the CRDs. The Deployment with the
+//! callback endpoint's TLS Secret mounted (`callback.tls.secretName`) passes the API server's
+//! validation.
 //!
 //! The control plane has no nodes and no Deployment controller, so no operator pod runs: these
 //! tests check what the API server accepts and stores, not the operator (tests/real_rbac.rs runs
 //! the operator with the chart's RBAC). The chart installs the CRDs, so this binary never
-//! installs them any other way, and its one test owns them.
+//! installs them any other way, and only the install test touches them.
 
 mod deploy_support;
 
 use std::path::Path;
 
-use deploy_support::{parse_docs, run_tool, run_tool_raw};
+use deploy_support::{CALLBACK_URL, parse_docs, run_tool, run_tool_raw};
 use runctl_envtest::ControlPlane;
 use serde_json::Value;
 
@@ -108,10 +110,18 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     // Install: every object of the rendering exists, as rendered.
     let out = helm(
         plane,
-        &["install", release, "charts/runctl", "--namespace", &ns],
+        &[
+            "install",
+            release,
+            "charts/runctl",
+            "--namespace",
+            &ns,
+            "--set",
+            CALLBACK_URL,
+        ],
     );
     assert!(out.contains("STATUS: deployed"), "{out}");
-    let rendered = template(release, &ns, &[]);
+    let rendered = template(release, &ns, &["--set", CALLBACK_URL]);
     let docs = parse_docs(&rendered);
     let objects = stored(plane, dir.path(), &rendered);
     assert_eq!(identities(&objects), identities(&docs));
@@ -131,9 +141,15 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert!(find(&objects, "ClusterRole", "rc-runctl").is_some());
     assert_eq!(operator_config(&objects)["pollIntervalSeconds"], 30);
+    assert_eq!(
+        operator_config(&objects)["jobs"]["callbackUrl"],
+        "https://runctl.example.com"
+    );
 
     // Upgrade with changed values: replicas, the operator configuration, and the RBAC scope.
     let values = [
+        "--set",
+        CALLBACK_URL,
         "--set",
         "replicaCount=3",
         "--set",
@@ -218,4 +234,85 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     for name in ["cloudresources.runctl.dev", "trainingjobs.runctl.dev"] {
         assert!(crds.contains(name), "{name} is kept: {crds}");
     }
+}
+
+/// The Deployment and configuration with the operator serving the callback endpoint over TLS
+/// (`callback.tls.secretName`) are accepted by the API server as they are rendered: the Secret
+/// volume and its read-only mount validate (`kubectl apply --dry-run=server --validate=strict`).
+/// The Secret itself is the user's (cert-manager's); a real one is created here too so that the
+/// objects are applied as a release would find them.
+#[tokio::test]
+async fn the_deployment_with_callback_tls_passes_server_side_validation() {
+    let plane = runctl_envtest::shared().await;
+    let ns = plane
+        .create_namespace("runctl-tls")
+        .await
+        .expect("the release namespace");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = plane.kubeconfig().display().to_string();
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = rcgen::CertificateParams::new(vec!["runctl.example.com".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("a certificate");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+    kubectl(
+        plane,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "runctl-callback-cert",
+            "--namespace",
+            &ns,
+            "--cert",
+            &cert_file.display().to_string(),
+            "--key",
+            &key_file.display().to_string(),
+        ],
+    );
+    let rendered = run_tool(
+        "helm",
+        &[
+            "template",
+            "tls",
+            "charts/runctl",
+            "--namespace",
+            &ns,
+            "--set",
+            CALLBACK_URL,
+            "--set",
+            "callback.tls.secretName=runctl-callback-cert",
+            "--show-only",
+            "templates/configmap.yaml",
+            "--show-only",
+            "templates/deployment.yaml",
+        ],
+    );
+    let docs = parse_docs(&rendered);
+    assert_eq!(docs.len(), 2, "{rendered}");
+    let file = dir.path().join("tls.yaml");
+    std::fs::write(&file, &rendered).expect("write the manifest");
+    let out = run_tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &file.display().to_string(),
+        ],
+    );
+    assert!(
+        out.contains("deployment.apps/tls-runctl created (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("configmap/tls-runctl-config created (server dry run)"),
+        "{out}"
+    );
 }

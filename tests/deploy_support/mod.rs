@@ -80,6 +80,10 @@ pub fn helm_template(extra: &[&str]) -> Vec<Value> {
     parse_docs(&run_tool("helm", &args))
 }
 
+/// The one value a default install needs (`--set` it): with a cloud provider enabled (AWS is, by
+/// default) the chart refuses to render without a callback URL the machines can reach.
+pub const CALLBACK_URL: &str = "callback.url=https://runctl.example.com";
+
 /// The values file that turns every optional feature on.
 pub const ALL_OPTIONS: &str = "charts/runctl/ci/all-options-values.yaml";
 

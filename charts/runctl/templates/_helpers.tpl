@@ -47,6 +47,42 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Where the callback TLS Secret (callback.tls.secretName) is mounted. */}}
+{{- define "runctl.callbackTlsDir" -}}
+/var/run/secrets/runctl/callback-tls
+{{- end }}
+
+{{/*
+The base URL training machines report to (jobs.callbackUrl): callback.url, else
+config.extra.jobs.callbackUrl, else https://<ingress.host> when the Ingress is enabled (it
+routes /callback/ on that host; machines append /callback/...). Fails when a cloud provider is
+enabled and there is none: those machines run outside the cluster and cannot reach a Service.
+*/}}
+{{- define "runctl.callbackUrl" -}}
+{{- $extra := default dict .Values.config.extra }}
+{{- $url := .Values.callback.url }}
+{{- if not $url }}
+{{- $url = dig "jobs" "callbackUrl" "" $extra }}
+{{- end }}
+{{- if and (not $url) .Values.ingress.enabled .Values.ingress.host }}
+{{- $url = printf "https://%s" .Values.ingress.host }}
+{{- end }}
+{{- $url = trimSuffix "/" $url }}
+{{- if or (hasSuffix "/callback" $url) (contains "/callback/" $url) }}
+{{- fail (printf "callback.url %q must be the base URL without /callback: machines append /callback/<namespace>/<job>/<attempt>/... themselves" $url) }}
+{{- end }}
+{{- $cloud := list }}
+{{- range $name := list "aws" "runpod" "lyceum" }}
+{{- if (index $.Values.providers $name).enabled }}
+{{- $cloud = append $cloud (printf "providers.%s" $name) }}
+{{- end }}
+{{- end }}
+{{- if and (not $url) $cloud }}
+{{- fail (printf "callback.url is required when a cloud provider is enabled (%s): machines rented there run outside the cluster and must reach the operator's job callback endpoint (heartbeats, exit codes) from the internet, which a cluster-internal Service address does not allow. Set callback.url to a public HTTPS base URL that reaches port %d of the %s Service (a LoadBalancer, a tunnel; callback.tls.secretName makes the operator serve TLS itself), or set ingress.enabled=true and ingress.host=<public host name> to use https://<ingress.host>. See docs/getting-started.md." (join ", " $cloud) (int .Values.ports.callback) (include "runctl.fullname" .)) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
 {{/* The operator configuration file; see docs/configuration.md for every field. */}}
 {{- define "runctl.config" -}}
 {{- $c := .Values.config }}
@@ -60,6 +96,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "reconcileConcurrency" $c.reconcileConcurrency }}
 {{- if $c.watchNamespace }}
 {{- $_ := set $cfg "watchNamespace" $c.watchNamespace }}
+{{- end }}
+{{- $jobs := dict }}
+{{- with include "runctl.callbackUrl" . }}
+{{- $_ := set $jobs "callbackUrl" . }}
+{{- end }}
+{{- with .Values.callback.tls.secretName }}
+{{- $dir := include "runctl.callbackTlsDir" $ }}
+{{- $_ := set $jobs "callbackTls" (dict "certFile" (printf "%s/tls.crt" $dir) "keyFile" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- if $jobs }}
+{{- $_ := set $cfg "jobs" $jobs }}
 {{- end }}
 {{- $providers := dict }}
 {{- range $name := list "aws" "runpod" "lyceum" }}

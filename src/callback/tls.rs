@@ -11,8 +11,9 @@
 //! warning once and the previous certificate stays in use. At startup, a pair that does not load
 //! is an error naming the file.
 //!
-//! rustls with the aws-lc-rs provider (the one kube's client already uses), TLS 1.2 and 1.3,
-//! HTTP/1.1 and HTTP/2 by ALPN.
+//! rustls with the aws-lc-rs provider (the one kube's client already uses), TLS 1.2 and 1.3.
+//! ALPN offers only `http/1.1`, the one protocol the endpoint's axum server speaks: a client that
+//! prefers HTTP/2 (curl does) falls back to it.
 
 use std::fmt;
 use std::io;
@@ -267,17 +268,14 @@ impl CertResolver {
     }
 
     /// The rustls server configuration serving this resolver's certificate.
-    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
+    pub fn server_config(self: &Arc<Self>) -> ServerConfig {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Key {
-                path: self.files.key_file.clone(),
-                message: e.to_string(),
-            })?
+            .expect("aws-lc-rs supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
     }
 }
 
@@ -385,9 +383,7 @@ pub async fn serve_tls(
     let resolver = Arc::new(
         CertResolver::load(tls).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
     );
-    let config = resolver
-        .server_config()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let config = resolver.server_config();
     let listener = TlsListener::new(
         TcpListener::bind(addr).await?,
         TlsAcceptor::from(Arc::new(config)),
@@ -584,6 +580,54 @@ mod tests {
         // Fixed: the third pair is served.
         volume.update(&third.cert_pem, &third.key_pem);
         eventually_served_by(addr, &third.ca_pem).await;
+    }
+
+    /// A client offering HTTP/2 first (as curl does) gets HTTP/1.1, which the endpoint speaks.
+    #[tokio::test]
+    async fn alpn_settles_on_http1_for_clients_that_prefer_h2() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls::pki_types::ServerName;
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+        let pair = pair("alpn");
+        let volume = SecretVolume::new(&pair.cert_pem, &pair.key_pem);
+        let shutdown = CancellationToken::new();
+        let _stop = shutdown.clone().drop_guard();
+        let addr = serve_tls(
+            "127.0.0.1:0".parse().expect("addr"),
+            router(),
+            volume.files(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("serves");
+
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pair.ca_pem.as_bytes()).expect("CA PEM"))
+            .expect("CA");
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        tls.write_all(
+            b"POST /callback/ping HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("request");
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.expect("response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("pong"), "{response}");
     }
 
     #[test]

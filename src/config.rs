@@ -611,6 +611,8 @@ impl OperatorConfig {
                 callback_base_url: self.jobs.callback_url.trim_end_matches('/').to_string(),
                 heartbeat_interval_seconds: self.jobs.heartbeat_interval_seconds,
                 self_terminate_after_seconds: self.jobs.self_terminate_after_seconds,
+                report_grace_seconds: u32::try_from(self.jobs.report_grace_seconds)
+                    .unwrap_or(u32::MAX),
             },
             report_grace: Duration::from_secs(self.jobs.report_grace_seconds),
             start_timeout: (self.jobs.start_timeout_seconds > 0)

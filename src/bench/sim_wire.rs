@@ -129,6 +129,7 @@ pub struct WireReporting {
     pub token: String,
     pub heartbeat_interval_seconds: u32,
     pub self_terminate_after_seconds: u32,
+    pub report_grace_seconds: u32,
 }
 
 /// A [`Workload`] on the wire.
@@ -154,6 +155,7 @@ impl From<&Workload> for WireWorkload {
                 token: r.token.clone(),
                 heartbeat_interval_seconds: r.heartbeat_interval_seconds,
                 self_terminate_after_seconds: r.self_terminate_after_seconds,
+                report_grace_seconds: r.report_grace_seconds,
             }),
         }
     }
@@ -171,6 +173,7 @@ impl From<WireWorkload> for Workload {
                 token: r.token,
                 heartbeat_interval_seconds: r.heartbeat_interval_seconds,
                 self_terminate_after_seconds: r.self_terminate_after_seconds,
+                report_grace_seconds: r.report_grace_seconds,
             }),
         }
     }
@@ -562,6 +565,7 @@ mod tests {
                     token: "t".into(),
                     heartbeat_interval_seconds: 30,
                     self_terminate_after_seconds: 600,
+                    report_grace_seconds: 90,
                 }),
                 ..Workload::default()
             }),

@@ -120,6 +120,10 @@ pub struct ReportingSpec {
     /// workload and powers the machine off, so spend stays bounded without a control plane.
     #[serde(default = "default_orphan_timeout")]
     pub self_terminate_after_seconds: u32,
+    /// Seconds after the workload ended during which the wrapper keeps retrying its exit report
+    /// (with backoff) until the operator acknowledges it.
+    #[serde(default = "default_report_grace")]
+    pub report_grace_seconds: u32,
 }
 
 fn default_heartbeat() -> u32 {
@@ -127,6 +131,9 @@ fn default_heartbeat() -> u32 {
 }
 fn default_orphan_timeout() -> u32 {
     1800
+}
+fn default_report_grace() -> u32 {
+    90
 }
 
 /// The container the machine runs.

@@ -12,6 +12,9 @@ pub const ENV_REPORT_TOKEN: &str = "RUNCTL_REPORT_TOKEN";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCTL_HEARTBEAT_INTERVAL";
 /// Env var: seconds without an acknowledged heartbeat before the wrapper stops the workload.
 pub const ENV_SELF_TERMINATE_AFTER: &str = "RUNCTL_SELF_TERMINATE_AFTER";
+/// Env var: seconds after the workload ended during which the wrapper keeps retrying its exit
+/// report.
+pub const ENV_REPORT_GRACE: &str = "RUNCTL_REPORT_GRACE";
 /// Base URL of the EC2 instance metadata service (IMDSv2), set on AWS spot machines: the wrapper
 /// watches it for the spot instance-action notice.
 pub const ENV_IMDS_URL: &str = "RUNCTL_IMDS_URL";
@@ -29,6 +32,8 @@ pub struct Reporting {
     pub heartbeat_interval_seconds: u32,
     /// Self-termination timeout in seconds.
     pub self_terminate_after_seconds: u32,
+    /// Seconds after the workload ended during which the exit report is retried.
+    pub report_grace_seconds: u32,
 }
 
 impl fmt::Debug for Reporting {
@@ -44,6 +49,7 @@ impl fmt::Debug for Reporting {
                 "self_terminate_after_seconds",
                 &self.self_terminate_after_seconds,
             )
+            .field("report_grace_seconds", &self.report_grace_seconds)
             .finish()
     }
 }
@@ -76,25 +82,86 @@ impl fmt::Debug for Workload {
     }
 }
 
-/// POSIX shell wrapper: runs the workload, sends heartbeats and the exit code to the callback
-/// endpoint, and stops the workload when the operator has not acknowledged a heartbeat for
-/// `RUNCTL_SELF_TERMINATE_AFTER` seconds (exit code 125), so spend stays bounded. Needs `curl`
-/// or `wget` in the image; without either it runs the workload unreported.
+/// POSIX shell wrapper (`/bin/sh`, no bashisms) around the workload, run inside the user's image
+/// on every provider. It
+///
+/// - picks the image's HTTP client once, the first of `curl`, `wget` and `python3`
+///   (`urllib.request`), and POSTs heartbeats (every `RUNCTL_HEARTBEAT_INTERVAL` seconds) and the
+///   exit code to `$RUNCTL_REPORT_URL/{heartbeat,exit}` with the attempt's bearer token (which
+///   `python3` reads from its environment; no client prints it);
+/// - tells the answers apart: 2xx is acknowledged; 401, 403, 404 and 410 are definitive (the
+///   attempt is over or its token is gone), so the exit report is not sent again; anything else
+///   (429, 5xx, other codes, no answer) is worth another try. `wget`'s code is the last status
+///   line of its `-S` output (GNU wget and BusyBox); when it printed none, there was no answer.
+///   A BusyBox wget built without its timeout option crashes on `-T` (Debian's busybox before
+///   1.36.1-5): the wrapper notices once and bounds each call with `timeout 15` instead, when the
+///   image has `timeout`;
+/// - retries the exit report with exponential backoff (1, 2, 4 ... 30 s) until it is
+///   acknowledged, refused for good, or `RUNCTL_REPORT_GRACE` seconds (default 90) have passed
+///   since the workload ended, then exits with the workload's code;
+/// - stops the workload (exit 125) when no heartbeat was acknowledged (2xx) for
+///   `RUNCTL_SELF_TERMINATE_AFTER` seconds, so spend stays bounded without a control plane;
+/// - on AWS spot machines (`RUNCTL_IMDS_URL` set, and `curl` in the image) forwards SIGTERM to
+///   the workload on the spot instance-action notice and reports the exit as interrupted.
+///
+/// In an image with none of the three clients it prints one line saying so to stderr and
+/// `exec`s the workload: no reports and no dead-man switch (it would stop every such job), and
+/// the machine's exit code is the workload's, which is what runctl then goes by. Besides the
+/// client it needs `date` and `sleep` (`kill`, `wait`, `command` and `[` are builtins of `sh`).
 pub const WRAPPER_SCRIPT: &str = r#"set -u
+py='import os, sys, urllib.error, urllib.request
+req = urllib.request.Request(os.environ["RUNCTL_REPORT_URL"] + "/" + sys.argv[1], data=sys.argv[2].encode(), method="POST",
+    headers={"Authorization": "Bearer " + os.environ["RUNCTL_REPORT_TOKEN"], "Content-Type": "application/json"})
+try:
+    print(urllib.request.urlopen(req, timeout=10).getcode())
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)'
 report() {
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS -m 10 -X POST -H "Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" -H 'Content-Type: application/json' -d "$2" "${RUNCTL_REPORT_URL}/$1" >/dev/null 2>&1
-  elif command -v wget >/dev/null 2>&1; then
-    wget -q -T 10 -O /dev/null --header="Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" --header='Content-Type: application/json' --post-data="$2" "${RUNCTL_REPORT_URL}/$1"
-  else
-    return 0
-  fi
+  c=000
+  case "$client" in
+  curl)
+    c=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" -H 'Content-Type: application/json' -d "$2" "${RUNCTL_REPORT_URL}/$1" 2>/dev/null)
+    ;;
+  wget)
+    out=$($wget_limit wget -S $wget_timeout -t 1 -O /dev/null --header="Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" --header='Content-Type: application/json' --post-data="$2" "${RUNCTL_REPORT_URL}/$1" 2>&1)
+    while read -r a b rest; do
+      case "$a" in HTTP/*) c=$b ;; esac
+    done <<EOF
+$out
+EOF
+    ;;
+  python3)
+    c=$(python3 -c "$py" "$1" "$2" 2>/dev/null)
+    ;;
+  esac
+  case "$c" in
+  2[0-9][0-9]) return 0 ;;
+  401|403|404|410) return 2 ;;
+  *) return 1 ;;
+  esac
 }
 reclaim_notice() {
-  [ -n "${RUNCTL_IMDS_URL:-}" ] && command -v curl >/dev/null 2>&1 || return 1
+  [ -n "${RUNCTL_IMDS_URL:-}" ] && [ "$client" = curl ] || return 1
   t=$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "${RUNCTL_IMDS_URL}/latest/api/token" 2>/dev/null) || return 1
   curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $t" "${RUNCTL_IMDS_URL}/latest/meta-data/spot/instance-action" >/dev/null 2>&1
 }
+if command -v curl >/dev/null 2>&1; then client=curl
+elif command -v wget >/dev/null 2>&1; then
+  client=wget
+  wget_timeout='-T 10'
+  wget_limit=
+  if [ "$( { wget -T 10 >/dev/null 2>&1; echo "$?"; } 2>/dev/null)" -ge 128 ]; then
+    wget_timeout=
+    if command -v timeout >/dev/null 2>&1; then wget_limit='timeout 15'; fi
+  fi
+elif command -v python3 >/dev/null 2>&1; then client=python3
+else
+  echo 'runctl-wrapper: no curl, wget or python3 in this image: the workload runs without reports (no heartbeats, no exit report); runctl judges the attempt by what the provider reports' >&2
+  exec "$@"
+  exit 0
+fi
 "$@" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
@@ -120,10 +187,17 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 code=$?
-i=0
-while [ "$i" -lt 5 ]; do
-  if report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"; then break; fi
-  i=$((i + 1)); sleep 5
+deadline=$(($(date +%s) + ${RUNCTL_REPORT_GRACE:-90}))
+delay=1
+while :; do
+  report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"
+  [ "$?" -eq 1 ] || break
+  left=$((deadline - $(date +%s)))
+  [ "$left" -gt 0 ] || break
+  [ "$delay" -le "$left" ] || delay=$left
+  sleep "$delay"
+  delay=$((delay * 2))
+  [ "$delay" -le 30 ] || delay=30
 done
 exit "$code"
 "#;
@@ -166,6 +240,7 @@ impl Workload {
                 ENV_SELF_TERMINATE_AFTER.into(),
                 r.self_terminate_after_seconds.to_string(),
             );
+            env.insert(ENV_REPORT_GRACE.into(), r.report_grace_seconds.to_string());
         }
         env
     }
@@ -213,6 +288,7 @@ mod tests {
             token: "tok-secret".into(),
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 600,
+            report_grace_seconds: 90,
         });
         let dbg = format!("{wl:?}");
         assert!(
@@ -231,11 +307,14 @@ mod tests {
             token: "t".into(),
             heartbeat_interval_seconds: 5,
             self_terminate_after_seconds: 60,
+            report_grace_seconds: 45,
         });
         let argv = wl.argv();
         assert_eq!(&argv[..2], &["/bin/sh", "-c"]);
         assert_eq!(&argv[3..], &["runctl-wrapper", "python", "train.py"]);
-        assert_eq!(wl.full_env()[ENV_REPORT_TOKEN], "t");
+        let env = wl.full_env();
+        assert_eq!(env[ENV_REPORT_TOKEN], "t");
+        assert_eq!(env[ENV_REPORT_GRACE], "45");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn test_job_config() -> TrainingJobConfig {
             callback_base_url: String::new(),
             heartbeat_interval_seconds: 5,
             self_terminate_after_seconds: 600,
+            report_grace_seconds: 1,
         },
         report_grace: Duration::from_millis(800),
         start_timeout: None,

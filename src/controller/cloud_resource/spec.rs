@@ -127,6 +127,7 @@ pub async fn resolve(
                     token: read_key(client, namespace, &r.token_secret_ref).await?,
                     heartbeat_interval_seconds: r.heartbeat_interval_seconds,
                     self_terminate_after_seconds: r.self_terminate_after_seconds,
+                    report_grace_seconds: r.report_grace_seconds,
                 }),
             };
             Some(Workload {

@@ -37,6 +37,8 @@ pub struct ReportingSettings {
     pub heartbeat_interval_seconds: u32,
     /// The wrapper stops the workload after this long without an acknowledged heartbeat.
     pub self_terminate_after_seconds: u32,
+    /// The wrapper retries its exit report for this long after the workload ended.
+    pub report_grace_seconds: u32,
 }
 
 /// Name of the CloudResource of an attempt.
@@ -158,6 +160,7 @@ pub fn cloud_resource(
             },
             heartbeat_interval_seconds: reporting.heartbeat_interval_seconds,
             self_terminate_after_seconds: reporting.self_terminate_after_seconds,
+            report_grace_seconds: reporting.report_grace_seconds,
         }),
     };
     let spec = CloudResourceSpec {
@@ -221,6 +224,7 @@ mod tests {
             callback_base_url: "https://op:8443/".into(),
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 900,
+            report_grace_seconds: 90,
         }
     }
 

@@ -196,6 +196,7 @@ mod tests {
             token: "t".into(),
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 600,
+            report_grace_seconds: 90,
         });
         let line = format!("{ENV_IMDS_URL}={IMDS_URL}\n");
         let spot = render(Some(&w), "g5.xlarge", None, true).unwrap().unwrap();
@@ -251,6 +252,7 @@ mod tests {
             token: "tok-secret".into(),
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 600,
+            report_grace_seconds: 90,
         });
         let s = render(Some(&w), "g5.xlarge", None, false)
             .expect("render")

@@ -211,6 +211,7 @@ mod tests {
                 token: "t".into(),
                 heartbeat_interval_seconds: 5,
                 self_terminate_after_seconds: 60,
+                report_grace_seconds: 90,
             });
         }
         let b = create_body(&key(), &s).expect("body");

@@ -79,9 +79,14 @@ pub struct OperatorConfig {
 pub struct JobsConfig {
     /// Listen address (`ip:port`) of the job callback endpoint. Default `0.0.0.0:8443`.
     pub callback_addr: String,
-    /// Base URL machines use to reach the callback endpoint (the Service, or an Ingress in front
-    /// of it). Default `https://runctl.runctl-system.svc:8443`.
-    pub callback_url: String,
+    /// Base URL cloud machines use to reach the callback endpoint from outside the cluster (an
+    /// Ingress routing `/callback/`, or a LoadBalancer to the listener). No default: without it,
+    /// or with a cluster-internal host, jobs are not placed on cloud providers (condition
+    /// `CallbackUrlMissing` / `CallbackUnreachable`); `sim` jobs need none.
+    pub callback_url: Option<String>,
+    /// The machines share the cluster's network (self-hosted GPU nodes that resolve cluster
+    /// DNS): accept a cluster-internal `callbackUrl`. Default false.
+    pub allow_cluster_internal_callback_url: bool,
     /// Serve the callback endpoint over HTTPS with this certificate and key; plain HTTP when
     /// absent (TLS terminated by an Ingress in front of it).
     pub callback_tls: Option<CallbackTlsConfig>,
@@ -138,7 +143,8 @@ impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             callback_addr: "0.0.0.0:8443".into(),
-            callback_url: "https://runctl.runctl-system.svc:8443".into(),
+            callback_url: None,
+            allow_cluster_internal_callback_url: false,
             callback_tls: None,
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 1800,
@@ -196,6 +202,13 @@ pub struct BackoffConfig {
     pub base_seconds: u64,
     /// Longest retry delay in seconds. Default 300.
     pub max_seconds: u64,
+    /// Seconds before create is tried again after the provider rejected the account
+    /// (credentials refused, no funds) while the credentials Secret stayed the same: a top-up
+    /// changes nothing runctl can see. Default 600.
+    pub account_retry_seconds: u64,
+    /// Seconds between looks at the credentials Secret while an account failure blocks create;
+    /// a changed Secret is tried at once. Default 60.
+    pub credentials_recheck_seconds: u64,
 }
 
 impl Default for OperatorConfig {
@@ -244,6 +257,8 @@ impl Default for BackoffConfig {
         Self {
             base_seconds: 1,
             max_seconds: 300,
+            account_retry_seconds: 600,
+            credentials_recheck_seconds: 60,
         }
     }
 }
@@ -608,7 +623,14 @@ impl OperatorConfig {
         use crate::controller::training_job::resources::ReportingSettings;
         TrainingJobConfig {
             reporting: ReportingSettings {
-                callback_base_url: self.jobs.callback_url.trim_end_matches('/').to_string(),
+                callback_base_url: self
+                    .jobs
+                    .callback_url
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_end_matches('/')
+                    .to_string(),
                 heartbeat_interval_seconds: self.jobs.heartbeat_interval_seconds,
                 self_terminate_after_seconds: self.jobs.self_terminate_after_seconds,
                 report_grace_seconds: u32::try_from(self.jobs.report_grace_seconds)
@@ -622,6 +644,13 @@ impl OperatorConfig {
             retry: crate::controller::backoff::BackoffConfig {
                 base: Duration::from_secs(self.jobs.retry_base_seconds.max(1)),
                 max: Duration::from_secs(self.jobs.retry_max_seconds.max(1)),
+            },
+            callback_check: crate::callback::reach::ReachCheck {
+                listener_port: self
+                    .callback_socket_addr()
+                    .map_or(crate::callback::DEFAULT_PORT, |a| a.port()),
+                listener_tls: self.jobs.callback_tls.is_some(),
+                allow_internal: self.jobs.allow_cluster_internal_callback_url,
             },
         }
     }

@@ -215,7 +215,9 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         .map_err(|e| DemoError::ApiServer(e.to_string()))?
         .port();
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
-    config.jobs.callback_url = format!("http://127.0.0.1:{port}");
+    config.jobs.callback_url = Some(format!("http://127.0.0.1:{port}"));
+    // The simulated machines run on this host.
+    config.jobs.allow_cluster_internal_callback_url = true;
     config.jobs.heartbeat_interval_seconds = 1;
     config.jobs.report_grace_seconds = 10;
     let cloud = Arc::new(SimCloud::new(sim));

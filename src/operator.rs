@@ -90,6 +90,10 @@ pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerC
             base: Duration::from_secs(config.backoff.base_seconds.max(1)),
             max: Duration::from_secs(config.backoff.max_seconds.max(1)),
         },
+        account_retry: crate::controller::retry::AccountRetry {
+            interval: Duration::from_secs(config.backoff.account_retry_seconds),
+            recheck: Duration::from_secs(config.backoff.credentials_recheck_seconds.max(1)),
+        },
         concurrency: config.reconcile_concurrency,
         watch_namespace: config.watch_namespace.clone(),
         instance: instance.to_string(),
@@ -165,28 +169,13 @@ impl Operator {
             info!(%bound, "serving /metrics, /healthz and /readyz");
         }
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
-        // Job reports live in the memory of the replica whose controller reads them, so only the
-        // leader accepts them; a standby answers 503 and the reporting wrapper retries (a
-        // Service routes the retry to any replica).
+        // Every replica serves the callback endpoint: it verifies a report's token and
+        // persists the report in the attempt's CloudResource before it answers, so a standby
+        // accepts reports as well as the leader, whose controller reads them from the API (and,
+        // for reports it received itself, from `reports` at once).
         let reports = Arc::new(Reports::new());
         if let Some(addr) = self.callback_addr {
-            let leading = leader_rx.clone();
-            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()))
-                .layer(axum::middleware::from_fn(
-                    move |req: axum::extract::Request, next: axum::middleware::Next| {
-                        let leading = *leading.borrow();
-                        async move {
-                            if leading {
-                                next.run(req).await
-                            } else {
-                                axum::response::IntoResponse::into_response((
-                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                    "not the leader; retry\n",
-                                ))
-                            }
-                        }
-                    },
-                ));
+            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()));
             let bound = match self.callback_tls.clone() {
                 Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
                 None => callback::serve(addr, router, shutdown.clone()).await,

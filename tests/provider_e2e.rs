@@ -337,3 +337,179 @@ async fn an_exited_runpod_pod_ends_the_attempt_and_is_terminated() {
     assert_eq!(standin.pods().len(), 0, "no pod left billing storage");
     op.stop().await;
 }
+
+/// Issue "Truthful outcomes", item 9: an account failure (`AuthenticationFailed`) used to wait
+/// for a spec change that never comes. Now the typed failure in status (class `Account`, with
+/// the credentials version it failed with) lets the retry policy create again once the
+/// credentials Secret changes, with no spec change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_credentials_secret_leads_to_a_create_without_a_spec_change() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    use runctl::controller::retry::AccountRetry;
+    use runctl::crd::cloud_resource::FailureClass;
+    use runctl_standins::runpod::RunPodStandin;
+
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig::default();
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let env = TestEnv::start_with(providers).await;
+    env.secret("runpod", &[("apiKey", "a-revoked-key")]).await;
+    let mut config = test_controller_config("account");
+    // Without a changed Secret, only an hour brings a retry: the test sees the Secret's effect.
+    config.account_retry = AccountRetry {
+        interval: Duration::from_secs(3600),
+        recheck: Duration::from_millis(200),
+    };
+    let op = env.start_controller(config);
+    let api: Api<CloudResource> = env.api();
+    api.create(
+        &PostParams::default(),
+        &cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "acct"},
+            "spec": {"provider": "runpod", "gpuType": "NVIDIA H100 80GB HBM3",
+                     "credentialsSecretRef": {"name": "runpod"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}}
+        })),
+    )
+    .await
+    .expect("create");
+    let failure = eventually(60, "the account failure in status", || async {
+        api.get("acct").await.ok()?.status?.failure
+    })
+    .await;
+    assert_eq!(
+        (failure.class, failure.reason.as_str()),
+        (FailureClass::Account, "AuthenticationFailed")
+    );
+    assert!(
+        failure
+            .credentials
+            .as_deref()
+            .is_some_and(|c| c.contains("/runpod@")),
+        "the credentials version it failed with: {failure:?}"
+    );
+    assert!(standin.pods().is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        standin.pods().is_empty(),
+        "no create while the Secret is the same"
+    );
+
+    let secrets: Api<Secret> = env.api();
+    let fixed = Secret {
+        data: Some(
+            [(
+                "apiKey".to_string(),
+                k8s_openapi::ByteString(standin.api_key().into_bytes()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    secrets
+        .patch("runpod", &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .expect("fix the Secret");
+    let running = eventually(60, "a machine after the Secret was fixed", || async {
+        let cr = api.get("acct").await.ok()?;
+        (cr.status.as_ref()?.state == Some(ResourceState::Running)).then_some(cr)
+    })
+    .await;
+    let s = running.status.unwrap();
+    assert_eq!(s.failure, None, "the success cleared the failure");
+    assert_eq!(running.metadata.generation, Some(1), "no spec change");
+    assert_eq!(standin.pods().len(), 1, "exactly one pod");
+    api.delete("acct", &DeleteParams::default()).await.unwrap();
+    eventually(60, "acct deleted", || async {
+        api.get_opt("acct")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    op.stop().await;
+}
+
+/// Issue "Truthful outcomes", item 2: the default callback URL (`https://runctl.runctl-system.svc`)
+/// cannot be reached from a cloud machine, so every real job trained blind and ended
+/// `MachineLost`. Now a cluster-internal callback URL keeps a cloud placement `Pending` with a
+/// clear reason and a Warning event, and no machine is rented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_internal_callback_url_keeps_cloud_jobs_pending_with_a_clear_condition() {
+    use runctl::crd::training_job::{JobPhase, TrainingJob};
+    use runctl::provider::registry::NamespacedSecretRef;
+    use runctl_standins::lyceum::LyceumStandin;
+    use support::jobs::test_job_config;
+
+    let standin = LyceumStandin::start().await;
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let mut env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
+        namespace: env.ns.clone(),
+        name: "lyceum".into(),
+    });
+    let mut config = test_job_config();
+    // The test bed's callback endpoint listens on 127.0.0.1: not reachable from a cloud machine.
+    config.callback_check.allow_internal = false;
+    let op = env
+        .start_training_job_controller(test_controller_config("reach"), config)
+        .await;
+    let jobs: Api<TrainingJob> = env.api();
+    let job: TrainingJob = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "blind"},
+        "spec": {
+            "placement": {"provider": "lyceum", "gpuType": "a100"},
+            "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}
+        }
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let status = eventually(60, "the job to say why it waits", || async {
+        let s = jobs.get("blind").await.ok()?.status?;
+        (s.reason.as_deref() == Some("CallbackUnreachable")).then_some(s)
+    })
+    .await;
+    assert_eq!(status.phase, Some(JobPhase::Pending));
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("127.0.0.1") && message.contains("jobs.callbackUrl"),
+        "{message}"
+    );
+    let ready = condition::get(&status.conditions, condition::READY).expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CallbackUnreachable")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    eventually(30, "a Warning event", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("CallbackUnreachable")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(standin.runs().is_empty(), "no machine was rented");
+    let crs: Api<CloudResource> = env.api();
+    assert!(
+        crs.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    op.stop().await;
+}

@@ -947,3 +947,107 @@ async fn a_sigterm_for_a_spot_reclaim_retries_as_an_interruption() {
     wait_phase(&env, "reclaimed", JobPhase::Succeeded).await;
     op.stop().await;
 }
+
+/// A callback endpoint alone, as a standby replica (or a replica that is about to die) serves it:
+/// its own report store, no controller reading it. Returns its base URL and the token stopping it.
+async fn callback_only(env: &TestEnv) -> (String, tokio_util::sync::CancellationToken) {
+    use runctl::callback::{self, CallbackState, Reports};
+    let stop = tokio_util::sync::CancellationToken::new();
+    let router = callback::router(CallbackState::new(
+        env.client.clone(),
+        std::sync::Arc::new(Reports::new()),
+    ));
+    let addr = callback::serve("127.0.0.1:0".parse().unwrap(), router, stop.clone())
+        .await
+        .expect("bind");
+    (format!("http://{addr}"), stop)
+}
+
+/// Issue "Truthful outcomes", item 3: reports lived in the leader's memory, so a standby
+/// answered 503 and used up the wrapper's retries. Now any replica verifies the token and
+/// persists the report in the attempt's CloudResource before it answers: an exit reported to a
+/// standby ends the job through the leader, and heartbeats and progress reach its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_to_a_standby_replica_reach_the_leader() {
+    let env = TestEnv::start(fast_sim()).await;
+    let leader = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("twice", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "twice", 1).await;
+    let (standby, stop_standby) = callback_only(&env).await;
+    let w = Workload {
+        url: w.url.replace(&leader.callback_base, &standby),
+        ..w
+    };
+    assert_eq!(
+        w.post("progress", json!({"step": 42, "message": "epoch 3"}))
+            .await,
+        200
+    );
+    let s = wait_job(&env, "twice", "a standby's progress in status", |s| {
+        s.progress.as_ref().and_then(|p| p.step) == Some(42)
+    })
+    .await;
+    assert!(s.last_heartbeat_time.is_some(), "{s:?}");
+    let cr = crs(&env).get("twice-a1").await.unwrap();
+    let stored = cr
+        .status
+        .unwrap()
+        .report
+        .expect("the report in the CloudResource");
+    assert_eq!(stored.progress.and_then(|p| p.step), Some(42));
+
+    assert_eq!(w.exit(0).await, 200, "a standby accepts the exit");
+    let s = wait_phase(&env, "twice", JobPhase::Succeeded).await;
+    assert_eq!(
+        (s.reason.as_deref(), s.exit_code, s.attempts.len()),
+        (Some("Completed"), Some(0), 1)
+    );
+    wait_no_machines(&env, "twice").await;
+    let late = w.exit(0).await;
+    assert!(
+        late == 401 || late == 410,
+        "a released attempt answers 410 (or 401 once its token is gone): the wrapper stops; got {late}"
+    );
+    stop_standby.cancel();
+    leader.stop().await;
+}
+
+/// Issue "Truthful outcomes", item 3: an operator that received the exit report and stopped
+/// before writing the job's status lost the report (and the run was judged `MachineLost` and
+/// trained again). Now the exit is in the API before the wrapper gets 200, and the next
+/// operator, with an empty memory, ends the job `Succeeded` after one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_report_survives_an_operator_restart_before_the_status_write() {
+    let env = TestEnv::start(fast_sim()).await;
+    let first = start(&env).await;
+    jobs(&env)
+        .create(&PostParams::default(), &job("survives", json!({})))
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "survives", 1).await;
+    let old_base = first.callback_base.clone();
+    // The controllers stop; only the dying process's callback endpoint takes the exit report.
+    first.stop().await;
+    let (dying, stop_dying) = callback_only(&env).await;
+    let reported = Workload {
+        url: w.url.replace(&old_base, &dying),
+        ..w
+    };
+    assert_eq!(reported.exit(0).await, 200);
+    stop_dying.cancel();
+    let s = jobs(&env).get("survives").await.unwrap().status.unwrap();
+    assert_eq!(s.phase, Some(JobPhase::Running), "no status write yet");
+
+    let second = start(&env).await;
+    let s = wait_phase(&env, "survives", JobPhase::Succeeded).await;
+    assert_eq!(
+        (s.reason.as_deref(), s.exit_code, s.attempt_count),
+        (Some("Completed"), Some(0), 1),
+        "{s:?}"
+    );
+    wait_no_machines(&env, "survives").await;
+    second.stop().await;
+}

@@ -222,7 +222,9 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     config.leader_election.enabled = false;
     config.providers.sim = sim_config();
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
-    config.jobs.callback_url = format!("http://127.0.0.1:{port}");
+    config.jobs.callback_url = Some(format!("http://127.0.0.1:{port}"));
+    // The simulated machines run on this host.
+    config.jobs.allow_cluster_internal_callback_url = true;
     let key = sim_provider_key(&config)?;
     let region = key.region.clone().unwrap_or_default();
     let sim = RemoteSim::new(

@@ -54,25 +54,11 @@ impl From<&ProviderError> for WireError {
 
 impl From<WireError> for ProviderError {
     fn from(w: WireError) -> Self {
-        let message = w.message;
-        let retry_after = w.retry_after_ms.map(Duration::from_millis);
-        match w.reason.as_str() {
-            "RateLimited" => ProviderError::RateLimited {
-                message,
-                retry_after,
-            },
-            "InsufficientCapacity" => ProviderError::Capacity { message },
-            "QuotaExceeded" => ProviderError::Quota { message },
-            "AuthenticationFailed" => ProviderError::Authentication { message },
-            "InsufficientFunds" => ProviderError::Billing { message },
-            "InvalidSpec" => ProviderError::InvalidSpec { message },
-            "NotFound" => ProviderError::NotFound { message },
-            _ => ProviderError::Retryable {
-                message,
-                retry_after,
-                source: None,
-            },
-        }
+        ProviderError::from_reason(
+            &w.reason,
+            w.message,
+            w.retry_after_ms.map(Duration::from_millis),
+        )
     }
 }
 

@@ -9,6 +9,8 @@
 //! token gets 401 whether or not the job exists.
 
 pub mod limit;
+pub mod persist;
+pub mod reach;
 pub mod reports;
 pub mod tls;
 pub mod token;
@@ -38,15 +40,18 @@ pub const DEFAULT_PORT: u16 = 8443;
 /// Longest progress message kept.
 pub const MAX_PROGRESS_MESSAGE: usize = 256;
 
-/// What the endpoint needs: a client to read token Secrets, and the report store it fills.
+/// What the endpoint needs: a client to read token Secrets and persist reports, and the report
+/// store of this process it also fills.
 pub struct CallbackState {
     client: Client,
     reports: Arc<Reports>,
     limiter: limit::Limiter,
+    persister: persist::Persister,
 }
 
 impl CallbackState {
-    /// State over `reports`, which the TrainingJob controller of this process reads.
+    /// State over `reports`, which the TrainingJob controller of this process reads (when it
+    /// leads; every replica persists reports into the API either way).
     pub fn new(client: Client, reports: Arc<Reports>) -> Arc<Self> {
         Self::with_limiter(client, reports, limit::Limiter::default())
     }
@@ -57,10 +62,23 @@ impl CallbackState {
         reports: Arc<Reports>,
         limiter: limit::Limiter,
     ) -> Arc<Self> {
+        Self::with_options(client, reports, limiter, persist::DEFAULT_INTERVAL)
+    }
+
+    /// Like [`with_limiter`](Self::with_limiter), persisting heartbeats and progress at most
+    /// every `persist_interval` per attempt.
+    pub fn with_options(
+        client: Client,
+        reports: Arc<Reports>,
+        limiter: limit::Limiter,
+        persist_interval: std::time::Duration,
+    ) -> Arc<Self> {
+        let persister = persist::Persister::new(client.clone(), reports.clone(), persist_interval);
         Arc::new(Self {
             client,
             reports,
             limiter,
+            persister,
         })
     }
 
@@ -247,8 +265,28 @@ async fn report(
         Err(e) => return e,
     };
     debug!(namespace = %id.namespace, job = %id.job, attempt, kind = %kind, "callback report");
-    state.reports.record(id, parsed, now);
-    (StatusCode::OK, "ok")
+    let is_exit = matches!(parsed, Report::Exit { .. });
+    state.reports.record(id.clone(), parsed, now);
+    match state.persister.persist(&id, is_exit, now).await {
+        Ok(()) => (StatusCode::OK, "ok"),
+        // The attempt was released: its outcome is in the job's status already.
+        Err(persist::PersistError::AttemptGone) => {
+            (StatusCode::GONE, "the attempt has ended; stop reporting")
+        }
+        // An exit must be in the API before it is acknowledged: the wrapper retries.
+        Err(e) if is_exit => {
+            warn!(namespace = %id.namespace, job = %id.job, attempt, error = %e, "exit report not persisted");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot record the report right now; retry",
+            )
+        }
+        // A heartbeat is in this replica's memory, and the next one is written again.
+        Err(e) => {
+            debug!(namespace = %id.namespace, job = %id.job, attempt, error = %e, "heartbeat not persisted");
+            (StatusCode::OK, "ok")
+        }
+    }
 }
 
 #[cfg(test)]

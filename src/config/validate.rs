@@ -101,6 +101,21 @@ impl OperatorConfig {
         if self.backoff.base_seconds < 1 {
             return Err(fail("backoff.baseSeconds", "must be at least 1".into()));
         }
+        if self.backoff.credentials_recheck_seconds < 1 {
+            return Err(fail(
+                "backoff.credentialsRecheckSeconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.backoff.account_retry_seconds < self.backoff.credentials_recheck_seconds {
+            return Err(fail(
+                "backoff.accountRetrySeconds",
+                format!(
+                    "must be at least backoff.credentialsRecheckSeconds ({})",
+                    self.backoff.credentials_recheck_seconds
+                ),
+            ));
+        }
         if self.backoff.max_seconds < self.backoff.base_seconds {
             return Err(fail(
                 "backoff.maxSeconds",
@@ -112,6 +127,22 @@ impl OperatorConfig {
         }
         if self.reconcile_concurrency < 1 {
             return Err(fail("reconcileConcurrency", "must be at least 1".into()));
+        }
+        // A URL that cannot work is a startup error; one that is merely missing or
+        // cluster-internal blocks cloud placements with a condition (sim jobs need none).
+        if let Err(crate::callback::reach::Unreachable::Invalid(why)) =
+            crate::callback::reach::judge(
+                self.jobs.callback_url.as_deref(),
+                crate::callback::reach::ReachCheck {
+                    allow_internal: true,
+                    ..Default::default()
+                },
+            )
+        {
+            return Err(fail(
+                "jobs.callbackUrl",
+                format!("must be an http:// or https:// URL with a host ({why})"),
+            ));
         }
         if let Some(tls) = &self.jobs.callback_tls {
             for (field, path) in [

@@ -10,6 +10,7 @@ pub mod events;
 pub mod finalizers;
 pub mod fleet;
 pub mod reaper;
+pub mod retry;
 pub mod stored;
 pub mod training_job;
 
@@ -47,6 +48,8 @@ pub struct ControllerConfig {
     pub resync_interval: Duration,
     /// Per-object error backoff.
     pub backoff: BackoffConfig,
+    /// When create is tried again after the provider rejected the account.
+    pub account_retry: retry::AccountRetry,
     /// Reconciles running at once.
     pub concurrency: u16,
     /// Only watch this namespace (all when `None`).
@@ -64,6 +67,7 @@ impl Default for ControllerConfig {
             cost_refresh_interval: Duration::from_secs(60),
             resync_interval: Duration::from_secs(60),
             backoff: BackoffConfig::default(),
+            account_retry: retry::AccountRetry::default(),
             concurrency: 16,
             watch_namespace: None,
             instance: "runctl".into(),

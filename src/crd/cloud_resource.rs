@@ -243,6 +243,81 @@ pub struct LyceumOptions {
     pub timeout_seconds: Option<u32>,
 }
 
+/// How a failed provider call is treated: the one classification both controllers read
+/// (`ProviderError::class()` makes it; `status.failure.class` keeps it).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum FailureClass {
+    /// Transient (network, 5xx, throttling, quota): tried again with backoff.
+    Retryable,
+    /// The provider has no machine of that kind now: placement may try the next offer.
+    Capacity,
+    /// The account cannot be used (credentials rejected, no funds): the fix is outside the spec,
+    /// so create is tried again when the credentials Secret changes, and after a slow interval
+    /// (a top-up changes nothing runctl can see).
+    Account,
+    /// The provider rejected the machine spec: nothing but a spec change helps.
+    Terminal,
+}
+
+impl FailureClass {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "Retryable",
+            Self::Capacity => "Capacity",
+            Self::Account => "Account",
+            Self::Terminal => "Terminal",
+        }
+    }
+}
+
+/// The last failed step of the CloudResource controller, typed: what the retry policy reads.
+/// Cleared when a later step succeeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// How the failure is retried.
+    pub class: FailureClass,
+    /// Machine-readable reason (AuthenticationFailed, InsufficientCapacity, InvalidSpec…).
+    #[schemars(length(max = 128))]
+    pub reason: String,
+    /// `metadata.generation` the failure happened at.
+    pub generation: i64,
+    /// Version of the credentials Secret in use (`namespace/name@resourceVersion`), so that an
+    /// account failure is retried once the Secret changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub credentials: Option<String>,
+    /// When it happened.
+    pub time: Time,
+}
+
+/// What the workload on the machine reported through the job callback endpoint, persisted by
+/// whichever operator replica received it (field manager `runctl-callback`, merge patches that
+/// never remove a field), so that no report lives only in one process's memory: the leader's
+/// TrainingJob controller reads it from here, also after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadReport {
+    /// A recent heartbeat (heartbeats are persisted at most about once a minute per replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_time: Option<Time>,
+    /// The latest progress persisted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::crd::training_job::Progress>,
+    /// The workload's exit code, as the reporting wrapper sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The wrapper stopped the workload for the provider's reclaim notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<bool>,
+    /// When the exit report arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_time: Option<Time>,
+}
+
 /// Normalized machine state, the same for every provider.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -360,6 +435,13 @@ pub struct CloudResourceStatus {
     /// Last time the machine was observed at the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_observed_time: Option<Time>,
+    /// What the workload reported through the callback endpoint (not written by the
+    /// CloudResource controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<WorkloadReport>,
+    /// The last failed step, typed for the retry policy; absent after a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
     /// `Ready` (the machine is running) and `Synced` (the last reconcile succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

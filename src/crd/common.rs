@@ -35,6 +35,12 @@ impl ProviderKind {
             Self::Sim => "sim",
         }
     }
+
+    /// Whether the provider's machines run outside the cluster and report through the callback
+    /// endpoint (every provider but the in-process simulator).
+    pub fn reports_from_outside(self) -> bool {
+        self != Self::Sim
+    }
 }
 
 impl std::fmt::Display for ProviderKind {

@@ -298,9 +298,14 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Why the attempt ended (Completed, ExitCode, SpotInterrupted, InsufficientCapacity,
-    /// MachineLost, DeadlineExceeded, BudgetExceeded, Suspended, InvalidSpec).
+    /// MachineLost, StartTimeout, HeartbeatsStopped, DeadlineExceeded, BudgetExceeded,
+    /// Suspended, InvalidSpec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `retryOn` class this end counts against (Failure, Interruption, Capacity); absent
+    /// for a success and for ends the job itself caused (deadline, budget, suspend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_class: Option<RetryOn>,
     /// Cost of this attempt in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,

@@ -6,16 +6,9 @@ use std::time::Duration;
 /// Boxed source error kept for diagnostics.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// How the controller should treat an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Try again with backoff (network, 5xx, throttling, quota).
-    Retryable,
-    /// The provider has no machine of that kind now; placement may try elsewhere.
-    Capacity,
-    /// Will not succeed until the spec or the credentials change.
-    Terminal,
-}
+/// How the controllers treat an error: the CloudResource status type (`status.failure.class`),
+/// so the class a provider gives is the class the retry policy reads.
+pub use crate::crd::cloud_resource::FailureClass as ErrorClass;
 
 /// An error from a provider call. Messages come from the provider (sanitized of secrets by the
 /// provider client) and are shown in conditions and events.
@@ -105,20 +98,41 @@ impl ProviderError {
             | Self::Quota { .. }
             | Self::NotFound { .. } => ErrorClass::Retryable,
             Self::Capacity { .. } => ErrorClass::Capacity,
-            Self::Authentication { .. } | Self::Billing { .. } | Self::InvalidSpec { .. } => {
-                ErrorClass::Terminal
-            }
+            Self::Authentication { .. } | Self::Billing { .. } => ErrorClass::Account,
+            Self::InvalidSpec { .. } => ErrorClass::Terminal,
         }
     }
 
     /// True when trying again unchanged may succeed (capacity counts: it may come back).
     pub fn is_retryable(&self) -> bool {
-        self.class() != ErrorClass::Terminal
+        matches!(self.class(), ErrorClass::Retryable | ErrorClass::Capacity)
     }
 
-    /// True when nothing but a spec or credentials change helps.
+    /// True when nothing but a change outside runctl (spec, credentials, balance) helps.
     pub fn is_terminal(&self) -> bool {
-        self.class() == ErrorClass::Terminal
+        matches!(self.class(), ErrorClass::Terminal | ErrorClass::Account)
+    }
+
+    /// The error a stored reason names (the remote simulator's wire, tests): the inverse of
+    /// [`reason`](Self::reason); unknown reasons are retryable.
+    pub fn from_reason(reason: &str, message: String, retry_after: Option<Duration>) -> Self {
+        match reason {
+            "RateLimited" => Self::RateLimited {
+                message,
+                retry_after,
+            },
+            "InsufficientCapacity" => Self::Capacity { message },
+            "QuotaExceeded" => Self::Quota { message },
+            "AuthenticationFailed" => Self::Authentication { message },
+            "InsufficientFunds" => Self::Billing { message },
+            "InvalidSpec" => Self::InvalidSpec { message },
+            "NotFound" => Self::NotFound { message },
+            _ => Self::Retryable {
+                message,
+                retry_after,
+                source: None,
+            },
+        }
     }
 
     /// The provider's suggested wait, if any.
@@ -198,14 +212,14 @@ mod tests {
                 ProviderError::Authentication {
                     message: "x".into(),
                 },
-                ErrorClass::Terminal,
+                ErrorClass::Account,
                 "AuthenticationFailed",
             ),
             (
                 ProviderError::Billing {
                     message: "x".into(),
                 },
-                ErrorClass::Terminal,
+                ErrorClass::Account,
                 "InsufficientFunds",
             ),
             (
@@ -226,8 +240,13 @@ mod tests {
         for (err, class, reason) in cases {
             assert_eq!(err.class(), class, "{err}");
             assert_eq!(err.reason(), reason);
-            assert_eq!(err.is_retryable(), class != ErrorClass::Terminal);
+            assert_eq!(
+                err.is_retryable(),
+                matches!(class, ErrorClass::Retryable | ErrorClass::Capacity)
+            );
             assert_eq!(err.message(), "x");
+            let back = ProviderError::from_reason(err.reason(), "x".into(), err.retry_after());
+            assert_eq!((back.class(), back.reason()), (class, reason));
         }
         let rl = ProviderError::RateLimited {
             message: "x".into(),

@@ -146,7 +146,7 @@ proptest! {
     #[test]
     fn a_failed_call_never_forgets_a_known_machine(prev in prev_strategy(), code in 400u16..600, creating in any::<bool>()) {
         let err = errors::classify(code, b"{}", None, &[]);
-        let s = status::failed(&prev, &err, creating, 3, now());
+        let s = status::failed(&prev, &err, creating, None, 3, now());
         prop_assert_eq!(&s.provider_id, &prev.provider_id);
         prop_assert_eq!(&s.pending_create, &prev.pending_create);
         if prev.provider_id.is_some() {

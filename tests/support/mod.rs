@@ -83,6 +83,7 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
             base: Duration::from_millis(200),
             max: Duration::from_secs(2),
         },
+        account_retry: Default::default(),
         concurrency: 8,
         watch_namespace: None,
         instance: instance.into(),

@@ -35,6 +35,7 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::fleet::metered;
+use super::retry::{self, CreateGate};
 use super::{Context, FIELD_MANAGER};
 use crate::crd::cloud_resource::{
     CloudResource, CloudResourceStatus, PendingCreate, ResourceState,
@@ -48,9 +49,6 @@ use spec::SecretError;
 pub const FINALIZER: &str = "runctl.dev/machine";
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "cloudresource";
-/// How long authentication and billing failures wait before create is tried again (the fix is
-/// outside the spec: a Secret or an account balance).
-pub const ACCOUNT_RETRY: Duration = Duration::from_secs(600);
 
 /// Reconcile errors, named after the failed step.
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +176,14 @@ impl Target {
         ) {
             return Ok(());
         }
+        // The workload's report belongs to the callback endpoint: applying the cached copy would
+        // take its fields over and could write back an older value.
+        let mut owned = next.clone();
+        owned.report = None;
         let patch = serde_json::json!({
             "apiVersion": "runctl.dev/v1alpha1",
             "kind": "CloudResource",
-            "status": next,
+            "status": owned,
         });
         match self
             .api
@@ -387,7 +389,14 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
         {
             Ok(m) => m,
             Err(e) => {
-                let next = status::failed(&t.status, &e, false, t.generation, Timestamp::now());
+                let next = status::failed(
+                    &t.status,
+                    &e,
+                    false,
+                    pkey.credentials.as_deref(),
+                    t.generation,
+                    Timestamp::now(),
+                );
                 t.write(ctx, next).await?;
                 return Err(Error::Observe(e));
             }
@@ -403,6 +412,8 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             status,
             machine: machine.as_ref(),
             max_lifetime_seconds: cr.spec.max_lifetime_seconds,
+            credentials: pkey.credentials.as_deref(),
+            account_retry: ctx.config.account_retry,
             now,
         })
     };
@@ -503,7 +514,10 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
                 .await?;
             Ok(Action::requeue(ctx.config.transition_poll_interval))
         }
-        ApplyPlan::WaitForChange | ApplyPlan::Done => Ok(Action::await_change()),
+        ApplyPlan::Wait { recheck } => {
+            Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+        }
+        ApplyPlan::Done => Ok(Action::await_change()),
         ApplyPlan::Lost => {
             t.write(ctx, status::lost(&t.status, t.generation, now))
                 .await?;
@@ -588,16 +602,29 @@ async fn create(
             Ok(requeue_for(cr, t, ctx))
         }
         Err(e) => {
-            t.write(ctx, status::failed(&t.status, &e, true, t.generation, now))
-                .await?;
+            let next = status::failed(
+                &t.status,
+                &e,
+                true,
+                pkey.credentials.as_deref(),
+                t.generation,
+                now,
+            );
+            t.write(ctx, next).await?;
             ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string())
                 .await;
-            match e {
-                ProviderError::InvalidSpec { .. } => Ok(Action::await_change()),
-                ProviderError::Authentication { .. } | ProviderError::Billing { .. } => {
-                    Ok(Action::requeue(ACCOUNT_RETRY))
+            // Failures retries cannot fix wait as the retry policy says; the rest back off.
+            match retry::create_gate(
+                t.status.failure.as_ref(),
+                t.generation,
+                pkey.credentials.as_deref(),
+                now,
+                ctx.config.account_retry,
+            ) {
+                CreateGate::Wait { recheck } => {
+                    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
                 }
-                other => Err(Error::Create(other)),
+                CreateGate::Go | CreateGate::NewAttempt => Err(Error::Create(e)),
             }
         }
     }
@@ -708,8 +735,15 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             Err(Error::StillTerminating(ctx.config.transition_poll_interval))
         }
         Err(e) => {
-            t.write(ctx, status::failed(&t.status, &e, false, t.generation, now))
-                .await?;
+            let next = status::failed(
+                &t.status,
+                &e,
+                false,
+                pkey.credentials.as_deref(),
+                t.generation,
+                now,
+            );
+            t.write(ctx, next).await?;
             ctx.publish(
                 cr.as_ref(),
                 EventType::Warning,

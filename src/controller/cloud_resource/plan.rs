@@ -3,13 +3,10 @@
 
 use jiff::Timestamp;
 
+use crate::controller::retry::{self, AccountRetry, CreateGate};
+use crate::crd::DeletionPolicy;
 use crate::crd::cloud_resource::{CloudResourceStatus, ResourceState};
-use crate::crd::{DeletionPolicy, condition};
 use crate::provider::Machine;
-
-/// Condition reasons that mean "do not call create again until something changes".
-pub const TERMINAL_REASONS: [&str; 3] =
-    ["InvalidSpec", "AuthenticationFailed", "InsufficientFunds"];
 
 /// Reason: the machine outlived `maxLifetimeSeconds`.
 pub const MAX_LIFETIME_EXCEEDED: &str = "MaxLifetimeExceeded";
@@ -42,8 +39,13 @@ pub enum ApplyPlan {
         /// Why.
         reason: &'static str,
     },
-    /// The last create failed terminally for this spec: wait for a change.
-    WaitForChange,
+    /// The last create failed in a way retries cannot fix (a rejected spec or account): look
+    /// again after `recheck` (an account failure: the credentials Secret may change), or only
+    /// on a spec change when `None`.
+    Wait {
+        /// When to look again.
+        recheck: Option<std::time::Duration>,
+    },
     /// The machine has ended; nothing more to do.
     Done,
     /// The provider no longer knows a machine runctl recorded.
@@ -61,6 +63,10 @@ pub struct ApplyInput<'a> {
     pub machine: Option<&'a Machine>,
     /// Lifetime limit.
     pub max_lifetime_seconds: Option<i64>,
+    /// Version of the credentials Secret now (`namespace/name@resourceVersion`).
+    pub credentials: Option<&'a str>,
+    /// When an account failure is tried again.
+    pub account_retry: AccountRetry,
     /// Now.
     pub now: Timestamp,
 }
@@ -85,24 +91,20 @@ pub fn plan_apply(input: ApplyInput<'_>) -> ApplyPlan {
     let Some(intent) = &status.pending_create else {
         return ApplyPlan::RecordIntent { attempt: 1 };
     };
-    if let Some(failed_gen) = terminal_failure_generation(status) {
-        if failed_gen >= input.generation {
-            return ApplyPlan::WaitForChange;
-        }
-        // The spec changed after a terminal failure: a new attempt gets a new token (EC2 rejects
-        // a reused token with different parameters).
-        return ApplyPlan::RecordIntent {
+    match retry::create_gate(
+        status.failure.as_ref(),
+        input.generation,
+        input.credentials,
+        input.now,
+        input.account_retry,
+    ) {
+        CreateGate::Go => ApplyPlan::Create,
+        // A new attempt gets a new token (EC2 rejects a reused token with other parameters).
+        CreateGate::NewAttempt => ApplyPlan::RecordIntent {
             attempt: intent.attempt + 1,
-        };
+        },
+        CreateGate::Wait { recheck } => ApplyPlan::Wait { recheck },
     }
-    ApplyPlan::Create
-}
-
-/// The generation at which create last failed terminally, if the Synced condition says so.
-pub fn terminal_failure_generation(status: &CloudResourceStatus) -> Option<i64> {
-    let synced = condition::get(&status.conditions, condition::SYNCED)?;
-    (synced.status == condition::FALSE && TERMINAL_REASONS.contains(&synced.reason.as_str()))
-        .then_some(synced.observed_generation.unwrap_or(0))
 }
 
 fn lifetime_exceeded(m: &Machine, max: Option<i64>, now: Timestamp) -> bool {
@@ -202,8 +204,7 @@ pub fn plan_cleanup(policy: DeletionPolicy, status: &CloudResourceStatus) -> Cle
 mod tests {
     use super::*;
     use crate::crd::cloud_resource::PendingCreate;
-    use crate::crd::condition::NewCondition;
-    use crate::provider::reasons;
+    use crate::provider::{ProviderError, reasons};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn now() -> Timestamp {
@@ -232,26 +233,15 @@ mod tests {
             status,
             machine: m,
             max_lifetime_seconds: None,
+            credentials: Some("ns/creds@1"),
+            account_retry: AccountRetry::default(),
             now: now(),
         }
     }
 
-    fn with_synced_failure(
-        status: &mut CloudResourceStatus,
-        reason: &'static str,
-        generation: i64,
-    ) {
-        condition::set(
-            &mut status.conditions,
-            NewCondition {
-                type_: condition::SYNCED,
-                status: condition::FALSE,
-                reason,
-                message: "x".into(),
-            },
-            Some(generation),
-            now(),
-        );
+    fn with_failure(status: &mut CloudResourceStatus, err: ProviderError, generation: i64) {
+        *status =
+            super::super::status::failed(status, &err, true, Some("ns/creds@1"), generation, now());
     }
 
     #[test]
@@ -293,11 +283,44 @@ mod tests {
             pending_create: Some(intent(1)),
             ..Default::default()
         };
-        with_synced_failure(&mut s, "InvalidSpec", 1);
-        assert_eq!(plan_apply(input(&s, None)), ApplyPlan::WaitForChange);
+        with_failure(
+            &mut s,
+            ProviderError::InvalidSpec {
+                message: "x".into(),
+            },
+            1,
+        );
+        assert_eq!(
+            plan_apply(input(&s, None)),
+            ApplyPlan::Wait { recheck: None }
+        );
         let mut i = input(&s, None);
         i.generation = 2;
         assert_eq!(plan_apply(i), ApplyPlan::RecordIntent { attempt: 2 });
+    }
+
+    #[test]
+    fn an_account_failure_is_tried_again_when_the_credentials_change() {
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
+        with_failure(
+            &mut s,
+            ProviderError::Authentication {
+                message: "x".into(),
+            },
+            1,
+        );
+        assert_eq!(
+            plan_apply(input(&s, None)),
+            ApplyPlan::Wait {
+                recheck: Some(AccountRetry::default().recheck)
+            }
+        );
+        let mut i = input(&s, None);
+        i.credentials = Some("ns/creds@2");
+        assert_eq!(plan_apply(i), ApplyPlan::Create, "same attempt, same token");
     }
 
     #[test]
@@ -306,7 +329,13 @@ mod tests {
             pending_create: Some(intent(1)),
             ..Default::default()
         };
-        with_synced_failure(&mut s, "InsufficientCapacity", 1);
+        with_failure(
+            &mut s,
+            ProviderError::Capacity {
+                message: "x".into(),
+            },
+            1,
+        );
         assert_eq!(plan_apply(input(&s, None)), ApplyPlan::Create);
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::cloud_resource::{CloudResourceStatus, PendingCreate, ResourceState};
+use crate::crd::cloud_resource::{
+    CloudResourceStatus, Failure, FailureClass, PendingCreate, ResourceState,
+};
 use crate::crd::condition::{self, NewCondition};
 use crate::provider::{Machine, ProviderError, pricing, reasons};
 
@@ -22,6 +24,10 @@ fn set_conditions(
     now: Timestamp,
     synced: Result<(), (&str, String)>,
 ) {
+    // A step that succeeded supersedes the last failure.
+    if synced.is_ok() {
+        s.failure = None;
+    }
     let (ready_status, ready_reason) = match s.state {
         Some(ResourceState::Running) => (condition::TRUE, reasons::RUNNING),
         None => (condition::FALSE, "Pending"),
@@ -196,12 +202,14 @@ pub fn terminating(
     s
 }
 
-/// Status after a failed provider call. A terminal create failure marks the object Error; other
-/// errors keep the state and report the problem in `Synced`.
+/// Status after a failed provider call: the typed failure (class, reason, the credentials
+/// version in use) for the retry policy, and `Synced` False. A create failure that only a change
+/// outside runctl's retries can fix (terminal or account) marks the object Error.
 pub fn failed(
     prev: &CloudResourceStatus,
     err: &ProviderError,
     creating: bool,
+    credentials: Option<&str>,
     generation: i64,
     now: Timestamp,
 ) -> CloudResourceStatus {
@@ -222,10 +230,18 @@ pub fn failed(
         now,
         Err((err.reason(), err.to_string())),
     );
+    s.failure = Some(Failure {
+        class: err.class(),
+        reason: err.reason().to_string(),
+        generation,
+        credentials: credentials.map(str::to_string),
+        time: Time(now),
+    });
     s
 }
 
-/// Status after a failure that is not the provider's (credentials Secret missing…).
+/// Status after a failure that is not the provider's (credentials Secret missing…): retried
+/// with backoff.
 pub fn blocked(
     prev: &CloudResourceStatus,
     reason: &str,
@@ -236,6 +252,13 @@ pub fn blocked(
     let mut s = prev.clone();
     s.observed_generation = Some(generation);
     set_conditions(&mut s, generation, now, Err((reason, message)));
+    s.failure = Some(Failure {
+        class: FailureClass::Retryable,
+        reason: reason.to_string(),
+        generation,
+        credentials: None,
+        time: Time(now),
+    });
     s
 }
 
@@ -252,6 +275,8 @@ pub fn worth_writing(
         let mut s = s.clone();
         s.accrued_cost = None;
         s.last_observed_time = None;
+        // Not this controller's to write.
+        s.report = None;
         s
     };
     if !crate::controller::stored::same_when_stored(&strip(prev), &strip(next)) {
@@ -362,17 +387,30 @@ mod tests {
                 message: "bad AMI".into(),
             },
             true,
+            None,
             1,
             now(),
         );
         assert_eq!(t.state, Some(ResourceState::Error));
         assert_eq!(t.reason.as_deref(), Some("InvalidSpec"));
+        let f = t.failure.as_ref().expect("typed failure");
+        assert_eq!(
+            (f.class, f.reason.as_str()),
+            (FailureClass::Terminal, "InvalidSpec")
+        );
+        let m = Machine::new("i-1", ResourceState::Starting, reasons::PROVISIONING);
+        assert_eq!(
+            track(&t, &m, None, None, 2, now()).failure,
+            None,
+            "a step that succeeded clears the failure"
+        );
         let c = failed(
             &prev,
             &ProviderError::Capacity {
                 message: "none".into(),
             },
             true,
+            None,
             1,
             now(),
         );

@@ -48,11 +48,8 @@ pub fn set_all(
         .unwrap_or_else(|| format!("job is {}", phase.as_str()));
     let g = Some(generation);
     let ready = matches!(phase, JobPhase::Running | JobPhase::Succeeded);
-    let ready_reason = if ready || phase.is_terminal() {
-        reason.clone()
-    } else {
-        phase.as_str().to_string()
-    };
+    // The phase's own reason when it has one (e.g. a Pending job's CallbackUnreachable).
+    let ready_reason = reason.clone();
     let mut set = |type_: &str, yes: bool, reason: &str, message: String| {
         condition::set(
             &mut s.conditions,

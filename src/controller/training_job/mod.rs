@@ -69,6 +69,8 @@ pub struct TrainingJobConfig {
     pub heartbeat_timeout: Option<Duration>,
     /// Wait before a retried attempt, doubling per failure of the same class.
     pub retry: BackoffConfig,
+    /// How `reporting.callback_base_url` is judged before a cloud machine is rented.
+    pub callback_check: crate::callback::reach::ReachCheck,
 }
 
 impl Default for TrainingJobConfig {
@@ -386,11 +388,17 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         .map(|a| a.index)
         .chain(machines.iter().map(|v| v.attempt))
     {
-        if let Some(r) = jc.reports.get(&AttemptId {
+        // What this replica received, merged with what any replica persisted.
+        let local = jc.reports.get(&AttemptId {
             namespace: ns.clone(),
             job: name.clone(),
             attempt,
-        }) {
+        });
+        let stored = machines
+            .iter()
+            .find(|v| v.attempt == attempt)
+            .and_then(|v| v.report.clone());
+        if let Some(r) = AttemptReport::merged(local, stored) {
             reports.insert(attempt, r);
         }
     }
@@ -401,6 +409,10 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         start_timeout: jc.config.start_timeout,
         heartbeat_timeout: jc.config.heartbeat_timeout,
         retry: jc.config.retry,
+        callback: crate::callback::reach::judge(
+            Some(jc.config.reporting.callback_base_url.as_str()),
+            jc.config.callback_check,
+        ),
     };
     let now = Timestamp::now();
     let input = Input {

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use super::view::MachineView;
 use crate::callback::AttemptReport;
+use crate::controller::retry::{self, AttemptEffect};
 use crate::crd::cloud_resource::ResourceState;
 use crate::crd::training_job::RetryOn;
 use crate::provider::reasons;
@@ -125,20 +126,6 @@ impl Outcome {
     }
 }
 
-/// Maps an attempt reason back to its retry class (for backoff of the next attempt).
-pub fn class_of_reason(reason: &str) -> Option<RetryOn> {
-    match reason {
-        EXIT_CODE => Some(RetryOn::Failure),
-        MACHINE_LOST
-        | START_TIMEOUT
-        | HEARTBEATS_STOPPED
-        | reasons::SPOT_INTERRUPTED
-        | reasons::CAPACITY_LOST => Some(RetryOn::Interruption),
-        INSUFFICIENT_CAPACITY => Some(RetryOn::Capacity),
-        _ => None,
-    }
-}
-
 /// Result of looking at an open attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Seen {
@@ -197,22 +184,20 @@ pub fn classify(
     // terminates the machine.
     let ended = v.state.is_some_and(ResourceState::workload_ended);
     if !v.has_machine {
-        if ended && reason == INVALID_SPEC {
-            return Seen::Ended(Outcome::InvalidSpec {
+        // No machine yet: the CloudResource's typed failure says, through the one retry policy,
+        // whether its controller keeps trying.
+        return match retry::attempt_effect(v.failure.as_ref()) {
+            AttemptEffect::Rejected => Seen::Ended(Outcome::InvalidSpec {
                 message: v
                     .message
                     .clone()
                     .unwrap_or_else(|| "the provider rejected the machine spec".into()),
-            });
-        }
-        if reason == INSUFFICIENT_CAPACITY
-            || v.synced_reason.as_deref() == Some(INSUFFICIENT_CAPACITY)
-        {
-            return Seen::Ended(Outcome::NoCapacity {
+            }),
+            AttemptEffect::NoCapacity => Seen::Ended(Outcome::NoCapacity {
                 message: v.message.clone().unwrap_or_else(|| "no capacity".into()),
-            });
-        }
-        return Seen::Open;
+            }),
+            AttemptEffect::Continue => Seen::Open,
+        };
     }
     if !ended {
         return Seen::Open;
@@ -248,6 +233,8 @@ pub fn classify(
 mod tests {
     use super::*;
     use crate::crd::ProviderKind;
+    use crate::crd::cloud_resource::{Failure, FailureClass};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn view(state: ResourceState, reason: &str, has_machine: bool) -> MachineView {
         MachineView {
@@ -260,7 +247,8 @@ mod tests {
             state: Some(state),
             reason: Some(reason.into()),
             message: Some("msg".into()),
-            synced_reason: None,
+            failure: None,
+            report: None,
             has_machine,
             cost_per_hour: Some(1.0),
             accrued_cost: None,
@@ -298,8 +286,22 @@ mod tests {
         reclaimed_with_exit.exit_code = Some(143);
         let mut exited_pod = view(ResourceState::Stopped, "Stopped", true);
         exited_pod.end_time = Some(now - jiff::SignedDuration::from_secs(60));
-        let mut synced_capacity = view(ResourceState::Starting, "Provisioning", false);
-        synced_capacity.synced_reason = Some("InsufficientCapacity".into());
+        let failing = |state, reason: &str, class| MachineView {
+            failure: Some(Failure {
+                class,
+                reason: reason.into(),
+                generation: 1,
+                credentials: None,
+                time: Time(now),
+            }),
+            ..view(state, reason, false)
+        };
+        let mut retrying_capacity = failing(
+            ResourceState::Starting,
+            "InsufficientCapacity",
+            FailureClass::Capacity,
+        );
+        retrying_capacity.reason = Some("Provisioning".into());
         let cases: Vec<(&str, Option<MachineView>, Option<AttemptReport>, Seen)> = vec![
             ("exit 0 wins over anything", Some(view(ResourceState::Running, "Running", true)), Some(exit(0)), Seen::Ended(Outcome::Completed)),
             ("exit 143 after the reclaim notice is an interruption", Some(view(ResourceState::Running, "Running", true)), Some(AttemptReport { interrupted: true, ..exit(143) }), Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
@@ -311,10 +313,11 @@ mod tests {
             ("running without report", Some(view(ResourceState::Running, "Running", true)), None, Seen::Open),
             ("booting", Some(view(ResourceState::Starting, "Booting", true)), None, Seen::Open),
             ("spot interruption", Some(view(ResourceState::Error, "SpotInterrupted", true)), None, Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
-            ("capacity on create", Some(view(ResourceState::Starting, "InsufficientCapacity", false)), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
-            ("capacity in Synced", Some(synced_capacity), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
-            ("invalid spec", Some(view(ResourceState::Error, "InvalidSpec", false)), None, Seen::Ended(Outcome::InvalidSpec { message: "msg".into() })),
-            ("auth failure waits", Some(view(ResourceState::Error, "AuthenticationFailed", false)), None, Seen::Open),
+            ("capacity on create", Some(failing(ResourceState::Starting, "InsufficientCapacity", FailureClass::Capacity)), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
+            ("capacity while the CloudResource retries", Some(retrying_capacity), None, Seen::Ended(Outcome::NoCapacity { message: "msg".into() })),
+            ("invalid spec", Some(failing(ResourceState::Error, "InvalidSpec", FailureClass::Terminal)), None, Seen::Ended(Outcome::InvalidSpec { message: "msg".into() })),
+            ("a rejected account waits: the CloudResource retries it", Some(failing(ResourceState::Error, "AuthenticationFailed", FailureClass::Account)), None, Seen::Open),
+            ("a retryable create failure waits", Some(failing(ResourceState::Starting, "ProviderUnavailable", FailureClass::Retryable)), None, Seen::Open),
             ("the provider's exit 0 without a report", Some(provider_exit_0), None, Seen::Ended(Outcome::Completed)),
             ("the provider's exit 3 without a report", Some(provider_exit_3.clone()), None, Seen::Ended(Outcome::ExitCode(3))),
             ("the wrapper's report comes first", Some(provider_exit_3), Some(exit(0)), Seen::Ended(Outcome::Completed)),
@@ -355,20 +358,5 @@ mod tests {
             Some(RetryOn::Capacity)
         );
         assert_eq!(Outcome::Completed.class(), None);
-        for o in [
-            Outcome::ExitCode(1),
-            Outcome::MachineLost {
-                message: String::new(),
-            },
-            Outcome::NoCapacity {
-                message: String::new(),
-            },
-        ] {
-            assert_eq!(class_of_reason(o.reason()), o.class());
-        }
-        assert_eq!(
-            class_of_reason("SpotInterrupted"),
-            Some(RetryOn::Interruption)
-        );
     }
 }

@@ -18,12 +18,14 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::outcome::{self, Outcome, Seen, class_of_reason, classify};
+use super::outcome::{self, Outcome, Seen, classify};
 use super::resources::cloud_resource_name;
 use super::view::MachineView;
 use crate::callback::AttemptReport;
+use crate::callback::reach::Unreachable;
 use crate::controller::backoff::BackoffConfig;
 use crate::crd::cloud_resource::ResourceState;
+use crate::crd::condition::{self, NewCondition};
 use crate::crd::training_job::{
     Attempt, JobPhase, Offer, PlacementStatus, RejectedOffer, RetryOn, TrainingJobSpec,
     TrainingJobStatus,
@@ -64,6 +66,8 @@ pub struct Settings {
     pub heartbeat_timeout: Option<Duration>,
     /// Wait before a retried attempt (doubling per failure of the class).
     pub retry: BackoffConfig,
+    /// Whether machines outside the cluster can reach the callback endpoint.
+    pub callback: Result<(), Unreachable>,
 }
 
 /// Everything the plan looks at.
@@ -231,6 +235,8 @@ fn finish(
 /// How an attempt ends.
 struct Ending<'a> {
     reason: &'a str,
+    /// The retry class the end counts against, kept typed in the attempt record.
+    class: Option<RetryOn>,
     exit: Option<i32>,
     message: &'a str,
 }
@@ -246,12 +252,14 @@ fn end_attempt(
 ) {
     let Ending {
         reason,
+        class,
         exit,
         message,
     } = end;
     let a = &mut s.attempts[k];
     a.end_time = Some(Time(now));
     a.reason = Some(reason.to_string());
+    a.retry_class = class;
     if exit.is_some() {
         a.exit_code = exit;
     }
@@ -343,15 +351,14 @@ fn after(
 fn next_start(s: &TrainingJobStatus, settings: &Settings) -> Option<Timestamp> {
     let last = s.attempts.last()?;
     let end = last.end_time.as_ref()?.0;
-    let reason = last.reason.as_deref().unwrap_or_default();
-    if reason == outcome::INSUFFICIENT_CAPACITY
+    let class = last.retry_class?;
+    if class == RetryOn::Capacity
         && s.placement
             .as_ref()
             .is_some_and(|pl| !pl.remaining.is_empty())
     {
         return None;
     }
-    let class = class_of_reason(reason)?;
     Some(end + signed(delay_for(settings.retry, class_count(s, class))))
 }
 
@@ -367,6 +374,7 @@ pub fn rejected_start(plan: &mut Plan, attempt: u32, message: String, now: Times
             None,
             Ending {
                 reason: outcome::INVALID_SPEC,
+                class: None,
                 exit: None,
                 message: &message,
             },
@@ -418,8 +426,10 @@ pub fn plan(i: Input<'_>) -> Plan {
         for v in strays {
             if let Some(open) = s.attempts.iter_mut().find(|a| a.end_time.is_none()) {
                 open.end_time = Some(Time(now));
-                open.reason
-                    .get_or_insert_with(|| outcome::MACHINE_LOST.to_string());
+                if open.reason.is_none() {
+                    open.reason = Some(outcome::MACHINE_LOST.to_string());
+                    open.retry_class = Some(RetryOn::Interruption);
+                }
             }
             s.attempts.push(Attempt {
                 index: v.attempt,
@@ -432,6 +442,7 @@ pub fn plan(i: Input<'_>) -> Plan {
                 end_time: None,
                 exit_code: None,
                 reason: None,
+                retry_class: None,
                 cost: None,
             });
             s.start_time.get_or_insert(Time(now));
@@ -553,6 +564,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             view,
             Ending {
                 reason: o.reason(),
+                class: o.class(),
                 exit,
                 message: &o.message(),
             },
@@ -571,6 +583,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             view,
             Ending {
                 reason: outcome::SUSPENDED,
+                class: None,
                 exit: None,
                 message: "spec.suspend is true",
             },
@@ -592,6 +605,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 view,
                 Ending {
                     reason: outcome::DEADLINE_EXCEEDED,
+                    class: None,
                     exit: None,
                     message: &msg,
                 },
@@ -627,6 +641,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 view,
                 Ending {
                     reason: outcome::BUDGET_EXCEEDED,
+                    class: None,
                     exit: None,
                     message: &msg,
                 },
@@ -644,6 +659,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             view,
             Ending {
                 reason: o.reason(),
+                class: o.class(),
                 exit: None,
                 message: &o.message(),
             },
@@ -680,15 +696,88 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                     v.state.map_or("requested", ResourceState::as_str),
                     v.message
                         .as_deref()
-                        .or(v.synced_reason.as_deref())
+                        .or(v.failure.as_ref().map(|f| f.reason.as_str()))
                         .map(|m| format!(": {m}"))
                         .unwrap_or_default()
                 ),
                 None => format!("attempt {}: requesting a machine", a.index),
             });
+            if running {
+                reporting(i, s, &a, view, report, p);
+            }
             p.wake_in(i.settings.resync);
         }
     }
+}
+
+/// Condition type: whether the running attempt's workload reports through the callback.
+pub const REPORTING: &str = "Reporting";
+/// Reporting reason: nothing arrived within the heartbeat timeout of the machine running.
+pub const REASON_NO_REPORTS: &str = "NoReports";
+
+/// Sets the `Reporting` condition of a running attempt: True once it reported, False
+/// (`NoReports`, with a Warning event once) when nothing arrived within the heartbeat timeout of
+/// its machine running — an image without curl, wget or python3, or a callback URL the machine
+/// cannot reach. Such an attempt is not ended for it: it is judged by what the provider reports.
+fn reporting(
+    i: &Input<'_>,
+    s: &mut TrainingJobStatus,
+    a: &Attempt,
+    view: Option<&MachineView>,
+    report: Option<&AttemptReport>,
+    p: &mut Plan,
+) {
+    let started = a.start_time.as_ref().map(|t| t.0);
+    let reported = report.is_some_and(|r| r.last_heartbeat.is_some())
+        || s.last_heartbeat_time
+            .as_ref()
+            .is_some_and(|t| started.is_some_and(|st| t.0 >= st));
+    let since = view.and_then(|v| v.launch_time).or(started);
+    let (status, reason, message) = match (reported, i.settings.heartbeat_timeout, since) {
+        (true, _, _) => (
+            condition::TRUE,
+            "Reporting",
+            format!("attempt {} reports through the callback endpoint", a.index),
+        ),
+        (false, Some(timeout), Some(since)) if i.now >= since + signed(timeout) => (
+            condition::FALSE,
+            REASON_NO_REPORTS,
+            format!(
+                "attempt {}'s machine has run for over {} s without a single report: the image \
+                 may lack curl, wget and python3, or the machine cannot reach jobs.callbackUrl \
+                 (see docs/training-jobs.md, \"What an image needs\"); the attempt is judged by \
+                 what the provider reports",
+                a.index,
+                timeout.as_secs()
+            ),
+        ),
+        (false, timeout, since) => {
+            if let (Some(t), Some(since)) = (timeout, since) {
+                p.wake_at(since + signed(t), i.now);
+            }
+            (
+                condition::UNKNOWN,
+                "AwaitingFirstReport",
+                format!("attempt {} has not reported yet", a.index),
+            )
+        }
+    };
+    let was_silent = condition::get(&s.conditions, REPORTING)
+        .is_some_and(|c| c.status == condition::FALSE && c.reason == REASON_NO_REPORTS);
+    if reason == REASON_NO_REPORTS && !was_silent {
+        p.note(true, REASON_NO_REPORTS, message.clone());
+    }
+    condition::set(
+        &mut s.conditions,
+        NewCondition {
+            type_: REPORTING,
+            status,
+            reason,
+            message,
+        },
+        Some(i.generation),
+        i.now,
+    );
 }
 
 /// An open attempt that stopped moving: its machine did not reach Running within the start
@@ -808,7 +897,7 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
     let fallback = s
         .attempts
         .last()
-        .is_some_and(|a| a.reason.as_deref() == Some(outcome::INSUFFICIENT_CAPACITY))
+        .is_some_and(|a| a.retry_class == Some(RetryOn::Capacity))
         && s.placement
             .as_ref()
             .is_some_and(|pl| !pl.remaining.is_empty());
@@ -849,6 +938,20 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         );
         return finish(s, p, JobPhase::Failed, REASON_NO_CAPACITY, msg, now);
     }
+    // A cloud machine that cannot report would train blind and end MachineLost however the run
+    // went: no machine is rented until the callback URL can work.
+    if let Err(why) = &i.settings.callback
+        && placement.remaining[0].provider.reports_from_outside()
+    {
+        if s.reason.as_deref() != Some(why.reason()) {
+            p.note(true, why.reason(), why.message());
+        }
+        s.phase = Some(JobPhase::Pending);
+        s.reason = Some(why.reason().to_string());
+        s.message = Some(why.message());
+        p.wake_in(i.settings.resync);
+        return;
+    }
     let offer = placement.remaining.remove(0);
     placement.chosen = Some(offer.clone());
     let index = s.attempts.iter().map(|a| a.index).max().unwrap_or(0) + 1;
@@ -863,6 +966,7 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         end_time: None,
         exit_code: None,
         reason: None,
+        retry_class: None,
         cost: None,
     });
     s.start_time.get_or_insert(Time(now));

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::crd::ProviderKind;
+use crate::crd::cloud_resource::Failure;
+use crate::provider::ProviderError;
 
 fn t0() -> Timestamp {
     "2026-01-01T00:00:00Z".parse().unwrap()
@@ -22,6 +24,7 @@ fn settings() -> Settings {
             base: Duration::from_secs(10),
             max: Duration::from_secs(60),
         },
+        callback: Ok(()),
     }
 }
 
@@ -58,7 +61,20 @@ fn offers(list: Vec<Offer>) -> PlacementStatus {
     }
 }
 
+/// The typed failure a CloudResource records for a provider error of `reason`.
+fn failure(reason: &str) -> Failure {
+    let e = ProviderError::from_reason(reason, "x".into(), None);
+    Failure {
+        class: e.class(),
+        reason: reason.into(),
+        generation: 1,
+        credentials: None,
+        time: Time(t0()),
+    }
+}
+
 fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
+    let has_machine = state != ResourceState::Starting || reason == "Booting";
     MachineView {
         name: format!("job-a{attempt}"),
         attempt,
@@ -69,14 +85,16 @@ fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
         state: Some(state),
         reason: Some(reason.into()),
         message: None,
-        synced_reason: None,
-        has_machine: state != ResourceState::Starting || reason == "Booting",
+        has_machine,
         cost_per_hour: Some(3.6),
         accrued_cost: Some(0.01),
         launch_time: Some(t0()),
         end_time: if state.is_final() { Some(t0()) } else { None },
         deleting: false,
         exit_code: None,
+        // Without a machine, the CloudResource's failure is the one its reason names.
+        failure: (!has_machine).then(|| failure(reason)),
+        report: None,
     }
 }
 
@@ -86,6 +104,7 @@ struct Case {
     machines: Vec<MachineView>,
     reports: BTreeMap<u32, AttemptReport>,
     offers: Option<PlacementStatus>,
+    callback: Result<(), Unreachable>,
     now: Timestamp,
 }
 
@@ -97,12 +116,16 @@ impl Case {
             machines: vec![],
             reports: BTreeMap::new(),
             offers: None,
+            callback: Ok(()),
             now: t0(),
         }
     }
 
     fn run(&self) -> Plan {
-        let s = settings();
+        let s = Settings {
+            callback: self.callback.clone(),
+            ..settings()
+        };
         plan(Input {
             job: "job",
             spec: &self.spec,
@@ -130,6 +153,7 @@ fn exit(code: i32) -> AttemptReport {
         last_heartbeat: Some(t0()),
         progress: None,
         interrupted: false,
+        ..Default::default()
     }
 }
 
@@ -561,6 +585,7 @@ fn invalid_spec_from_the_provider_fails_the_job() {
     let mut c = running(spec(serde_json::json!({})));
     let mut m = machine(1, ResourceState::Error, "InvalidSpec");
     m.has_machine = false;
+    m.failure = Some(failure("InvalidSpec"));
     c.machines = vec![m];
     let p = c.step();
     assert_eq!(
@@ -585,6 +610,7 @@ fn reports_reach_status() {
             progress: Some(progress.clone()),
             exit_code: None,
             interrupted: false,
+            ..Default::default()
         },
     );
     let p = c.step();
@@ -671,4 +697,108 @@ fn heartbeats_that_stop_end_a_running_attempt_and_none_at_all_are_left_alone() {
         Some("HeartbeatsStopped")
     );
     assert_eq!(p.status.failures.interruption, 1);
+}
+
+#[test]
+fn no_cloud_machine_is_rented_while_the_callback_url_cannot_work() {
+    let on = |provider: ProviderKind| Offer {
+        provider,
+        gpu_type: Some("a100".into()),
+        instance_type: None,
+        ..offer(false, 2.0)
+    };
+    let mut c = Case::new(spec(
+        serde_json::json!({"placement": {"provider": "lyceum", "gpuType": "a100"}}),
+    ));
+    c.callback = Err(Unreachable::Internal {
+        host: "runctl.runctl-system.svc".into(),
+    });
+    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    let p = c.step();
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Pending), Some("CallbackUnreachable"))
+    );
+    assert!(
+        p.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("runctl.runctl-system.svc") && m.contains("callbackUrl")),
+        "{:?}",
+        p.status.message
+    );
+    let mut with_conditions = p.status.clone();
+    super::super::conditions::set_all(&mut with_conditions, 1, t0(), 0, None);
+    let ready = crate::crd::condition::get(&with_conditions.conditions, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CallbackUnreachable")
+    );
+    assert_eq!(p.notes.len(), 1, "one Warning event");
+    assert_eq!(p.notes[0].reason, "CallbackUnreachable");
+    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    assert!(c.step().notes.is_empty(), "not announced again");
+
+    // Fixed (the operator restarted with a URL): the machine is requested.
+    c.callback = Ok(());
+    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    let p = c.step();
+    assert!(
+        matches!(p.acts[..], [Act::Start { attempt: 1, .. }]),
+        "{:?}",
+        p.acts
+    );
+
+    // The simulator needs no callback.
+    let mut sim = Case::new(spec(serde_json::json!({})));
+    sim.callback = Err(Unreachable::Missing);
+    sim.offers = Some(offers(vec![offer(false, 1.0)]));
+    assert!(matches!(sim.step().acts[..], [Act::Start { .. }]));
+}
+
+#[test]
+fn a_running_attempt_that_never_reports_is_flagged_and_left_to_the_provider() {
+    let reporting = |p: &Plan| {
+        let c = crate::crd::condition::get(&p.status.conditions, REPORTING).expect("Reporting");
+        (c.status.clone(), c.reason.clone())
+    };
+    let warned = |p: &Plan| p.notes.iter().any(|n| n.reason == REASON_NO_REPORTS);
+    let mut c = running(spec(serde_json::json!({})));
+    let p = c.step();
+    assert_eq!(
+        reporting(&p),
+        ("Unknown".into(), "AwaitingFirstReport".into())
+    );
+    // The heartbeat timeout (120 s) after the machine launched, nothing has arrived.
+    c.now = at(121);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running), "not ended for it");
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert_eq!(reporting(&p), ("False".into(), REASON_NO_REPORTS.into()));
+    assert!(warned(&p), "a Warning event says so");
+    c.now = at(200);
+    assert!(!warned(&c.step()), "once");
+    // The provider reports the end: judged by it (a Lyceum return code).
+    let mut m = machine(1, ResourceState::Terminated, "Completed");
+    m.exit_code = Some(0);
+    c.machines = vec![m];
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Succeeded), Some("Completed"))
+    );
+
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(
+        1,
+        AttemptReport {
+            last_heartbeat: Some(at(5)),
+            ..Default::default()
+        },
+    );
+    c.now = at(60);
+    let p = c.step();
+    assert_eq!(reporting(&p), ("True".into(), "Reporting".into()));
+    assert!(!warned(&p));
 }

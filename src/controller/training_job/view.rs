@@ -3,8 +3,9 @@
 
 use jiff::Timestamp;
 
-use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, ResourceState};
-use crate::crd::{ProviderKind, condition};
+use crate::callback::AttemptReport;
+use crate::crd::ProviderKind;
+use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, Failure, ResourceState};
 
 /// Label on every CloudResource of a job: the job's name.
 pub const LABEL_JOB: &str = "runctl.dev/job";
@@ -32,8 +33,6 @@ pub struct MachineView {
     pub reason: Option<String>,
     /// State message.
     pub message: Option<String>,
-    /// Reason of the Synced condition when it is False.
-    pub synced_reason: Option<String>,
     /// A provider id is recorded (the machine was created).
     pub has_machine: bool,
     /// Price per hour.
@@ -48,6 +47,10 @@ pub struct MachineView {
     pub deleting: bool,
     /// Exit code the provider itself reported for the machine's workload (Lyceum runs).
     pub exit_code: Option<i32>,
+    /// The CloudResource controller's last failure, typed (read through the retry policy).
+    pub failure: Option<Failure>,
+    /// What the workload reported, as persisted by the callback endpoint of any replica.
+    pub report: Option<AttemptReport>,
 }
 
 impl MachineView {
@@ -70,9 +73,6 @@ impl MachineView {
             }),
             (None, None) => None,
         };
-        let synced_reason = condition::get(&status.conditions, condition::SYNCED)
-            .filter(|c| c.status == condition::FALSE)
-            .map(|c| c.reason.clone());
         Some(Self {
             name: cr.metadata.name.clone().unwrap_or_default(),
             attempt,
@@ -83,7 +83,6 @@ impl MachineView {
             state: status.state,
             reason: status.reason.clone(),
             message: status.message.clone(),
-            synced_reason,
             has_machine: status.provider_id.is_some(),
             cost_per_hour: status.cost_per_hour,
             accrued_cost: status.accrued_cost,
@@ -91,6 +90,8 @@ impl MachineView {
             end_time: status.end_time.as_ref().map(|t| t.0),
             deleting: cr.metadata.deletion_timestamp.is_some(),
             exit_code: status.exit_code,
+            failure: status.failure.clone(),
+            report: status.report.as_ref().map(AttemptReport::of_stored),
         })
     }
 }
@@ -110,18 +111,22 @@ mod tests {
     }
 
     #[test]
-    fn reads_attempt_state_and_synced_reason() {
+    fn reads_attempt_state_and_failure() {
         let v = MachineView::of(&cr(
             serde_json::json!({"runctl.dev/job": "j", "runctl.dev/attempt": "2"}),
             serde_json::json!({
                 "state": "Starting", "reason": "InsufficientCapacity",
-                "conditions": [{"type": "Synced", "status": "False", "reason": "InsufficientCapacity", "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+                "conditions": [{"type": "Synced", "status": "False", "reason": "InsufficientCapacity", "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "failure": {"class": "Capacity", "reason": "InsufficientCapacity", "generation": 1, "time": "2026-01-01T00:00:00Z"}
             }),
         ))
         .unwrap();
         assert_eq!(v.attempt, 2);
         assert_eq!(v.machine_type.as_deref(), Some("H100 x2"));
-        assert_eq!(v.synced_reason.as_deref(), Some("InsufficientCapacity"));
+        assert_eq!(
+            v.failure.map(|f| f.class),
+            Some(crate::crd::cloud_resource::FailureClass::Capacity)
+        );
         assert!(!v.has_machine && !v.deleting);
         assert_eq!(v.state, Some(ResourceState::Starting));
     }

@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn every_error_class() {
-        use ErrorClass::{Capacity, Retryable, Terminal};
+        use ErrorClass::{Account, Capacity, Retryable, Terminal};
         #[rustfmt::skip]
         let cases: Vec<(ErrorFacts, &str, ErrorClass, bool)> = vec![
             (coded("RequestLimitExceeded", 503), "RateLimited", Retryable, false),
@@ -293,10 +293,10 @@ mod tests {
             (coded("InstanceLimitExceeded", 400), "QuotaExceeded", Retryable, false),
             (coded("VcpuLimitExceeded", 400), "QuotaExceeded", Retryable, false),
             (coded("MaxSpotInstanceCountExceeded", 400), "QuotaExceeded", Retryable, false),
-            (coded("AuthFailure", 401), "AuthenticationFailed", Terminal, false),
-            (coded("UnauthorizedOperation", 403), "AuthenticationFailed", Terminal, false),
-            (coded("OptInRequired", 401), "AuthenticationFailed", Terminal, false),
-            (coded("Blocked", 403), "AuthenticationFailed", Terminal, false),
+            (coded("AuthFailure", 401), "AuthenticationFailed", Account, false),
+            (coded("UnauthorizedOperation", 403), "AuthenticationFailed", Account, false),
+            (coded("OptInRequired", 401), "AuthenticationFailed", Account, false),
+            (coded("Blocked", 403), "AuthenticationFailed", Account, false),
             (coded("InvalidParameterValue", 400), "InvalidSpec", Terminal, false),
             (coded("InvalidParameter", 400), "InvalidSpec", Terminal, false),
             (coded("InvalidParameterCombination", 400), "InvalidSpec", Terminal, false),
@@ -316,14 +316,14 @@ mod tests {
             (coded("ServiceUnavailable", 503), "ProviderUnavailable", Retryable, true),
             (coded("SomethingNew", 502), "ProviderUnavailable", Retryable, true),
             (coded("IncorrectInstanceState", 400), "ProviderUnavailable", Retryable, false),
-            (coded("SomethingNew", 403), "AuthenticationFailed", Terminal, false),
+            (coded("SomethingNew", 403), "AuthenticationFailed", Account, false),
             (transport(Transport::Timeout, "timed out"), "ProviderUnavailable", Retryable, true),
             (transport(Transport::Dispatch, "connection reset"), "ProviderUnavailable", Retryable, true),
             (transport(Transport::Response, "incomplete body"), "ProviderUnavailable", Retryable, true),
             (transport(Transport::NotSent, "bad endpoint"), "ProviderUnavailable", Retryable, false),
-            (transport(Transport::NotSent, "no credentials in the chain"), "AuthenticationFailed", Terminal, false),
+            (transport(Transport::NotSent, "no credentials in the chain"), "AuthenticationFailed", Account, false),
             (status(503), "ProviderUnavailable", Retryable, true),
-            (status(403), "AuthenticationFailed", Terminal, false),
+            (status(403), "AuthenticationFailed", Account, false),
             (status(429), "RateLimited", Retryable, false),
         ];
         for (facts, reason, class, ambiguous) in cases {

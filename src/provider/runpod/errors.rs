@@ -142,19 +142,19 @@ mod tests {
                 401,
                 r#"{"title":"Unauthorized","status":401}"#,
                 "AuthenticationFailed",
-                ErrorClass::Terminal,
+                ErrorClass::Account,
             ),
             (
                 402,
                 r#"{"detail":"insufficient balance"}"#,
                 "InsufficientFunds",
-                ErrorClass::Terminal,
+                ErrorClass::Account,
             ),
             (
                 403,
                 r#"{"detail":"no access"}"#,
                 "AuthenticationFailed",
-                ErrorClass::Terminal,
+                ErrorClass::Account,
             ),
             (
                 404,

@@ -146,7 +146,7 @@ mod tests {
             ),
             (
                 SimFault::Unauthorized,
-                ErrorClass::Terminal,
+                ErrorClass::Account,
                 "AuthenticationFailed",
             ),
             (SimFault::InvalidSpec, ErrorClass::Terminal, "InvalidSpec"),

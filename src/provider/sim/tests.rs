@@ -420,7 +420,7 @@ async fn injected_faults_fail_the_next_calls_with_their_class() {
             ErrorClass::Retryable,
         ),
         (SimFault::ServerError, ErrorClass::Retryable),
-        (SimFault::Unauthorized, ErrorClass::Terminal),
+        (SimFault::Unauthorized, ErrorClass::Account),
         (SimFault::InvalidSpec, ErrorClass::Terminal),
     ];
     for (fault, class) in cases {

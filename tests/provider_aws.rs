@@ -529,17 +529,17 @@ async fn every_error_class_and_no_secret_in_messages() {
         (
             Ec2Fault::AuthFailure,
             "AuthenticationFailed",
-            ErrorClass::Terminal,
+            ErrorClass::Account,
         ),
         (
             Ec2Fault::UnauthorizedOperation,
             "AuthenticationFailed",
-            ErrorClass::Terminal,
+            ErrorClass::Account,
         ),
         (
             custom(401, "OptInRequired"),
             "AuthenticationFailed",
-            ErrorClass::Terminal,
+            ErrorClass::Account,
         ),
         (
             custom(400, "InvalidParameterValue"),

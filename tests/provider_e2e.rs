@@ -225,8 +225,11 @@ async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
         namespace: env.ns.clone(),
         name: "lyceum".into(),
     });
+    let mut config = test_job_config();
+    // A machine that has not reported within this is flagged (the image cannot report).
+    config.heartbeat_timeout = Some(Duration::from_secs(1));
     let op = env
-        .start_training_job_controller(test_controller_config("lyceum"), test_job_config())
+        .start_training_job_controller(test_controller_config("lyceum"), config)
         .await;
     let jobs: Api<TrainingJob> = env.api();
     for (name, code) in [("finishes", 0), ("fails", 3)] {
@@ -247,7 +250,20 @@ async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
                 .find(|r| r.env.contains(&format!("RUNCTL_JOB_NAME={name}")))
         })
         .await;
-        // The run ends; the wrapper never reports (as with an image that cannot).
+        // The wrapper never reports (as with an image without curl, wget or python3): runctl
+        // says so, and keeps the attempt for the provider to judge.
+        let silent = eventually(
+            60,
+            &format!("{name}: Reporting=False NoReports"),
+            || async {
+                let s = jobs.get(name).await.ok()?.status?;
+                let c = condition::get(&s.conditions, "Reporting")?;
+                (c.status == "False" && c.reason == "NoReports").then_some(s)
+            },
+        )
+        .await;
+        assert_eq!(silent.phase, Some(JobPhase::Running), "not ended for it");
+        // The run ends.
         assert!(standin.finish_run(&run.id, code));
         let status = eventually(60, &format!("{name} to end"), || async {
             let s = jobs.get(name).await.ok()?.status?;

@@ -273,7 +273,7 @@ async fn http_errors_are_classified() {
         .expect_err("402");
     assert_eq!(
         (err.class(), err.reason()),
-        (ErrorClass::Terminal, "InsufficientFunds")
+        (ErrorClass::Account, "InsufficientFunds")
     );
     assert!(err.message().contains("out of credits"), "{err}");
     s.push_fault(LyceumFault::Forbidden);

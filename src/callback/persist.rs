@@ -87,7 +87,11 @@ impl Persister {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(PersistError::AttemptGone),
+            // Every later report of the attempt is told so too.
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.reports.persist_failed(id);
+                Err(PersistError::AttemptGone)
+            }
             Err(e) => {
                 self.reports.persist_failed(id);
                 Err(PersistError::Write(e))

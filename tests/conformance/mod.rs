@@ -72,7 +72,7 @@ pub trait Harness: Send + Sync {
     fn expected_class(&self, fault: Fault) -> ErrorClass {
         match fault {
             Fault::Capacity => ErrorClass::Capacity,
-            Fault::Unauthorized => ErrorClass::Terminal,
+            Fault::Unauthorized => ErrorClass::Account,
             Fault::RateLimit | Fault::ServerError | Fault::LoseCreateResponse => {
                 ErrorClass::Retryable
             }

@@ -32,6 +32,7 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
 async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() {
     let env = TestEnv::start(fast_sim()).await;
     let good = env.token_secret("job", 1).await;
+    attempt_cloud_resource(&env).await;
     let reports = Arc::new(Reports::new());
     // The storm is faster than any real workload; lift the rate limits here (they are tested in
     // `the_callback_endpoint_limits_rate_and_body_size`).
@@ -151,9 +152,25 @@ async fn the_callback_endpoint_survives_hostile_requests_without_side_effects() 
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// An endpoint with default limits and a token Secret for attempt `job/1` in the test's namespace.
+/// The CloudResource of attempt `job/1`, where the endpoint persists the attempt's reports.
+async fn attempt_cloud_resource(env: &TestEnv) {
+    let cr: runctl::crd::CloudResource = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource",
+        "metadata": {"name": "job-a1"},
+        "spec": {"provider": "sim", "instanceType": "sim.a100"}
+    }))
+    .expect("CloudResource");
+    env.api::<runctl::crd::CloudResource>()
+        .create(&Default::default(), &cr)
+        .await
+        .expect("the attempt's CloudResource");
+}
+
+/// An endpoint with default limits, a token Secret and a CloudResource for attempt `job/1` in
+/// the test's namespace.
 async fn endpoint_with_a_token(env: &TestEnv) -> (String, String, Arc<Reports>, CancellationToken) {
     let good = env.token_secret("job", 1).await;
+    attempt_cloud_resource(env).await;
     let reports = Arc::new(Reports::new());
     let stop = CancellationToken::new();
     let addr = callback::serve(

@@ -107,7 +107,7 @@ proptest! {
         prop_assert!(!err.to_string().contains(&secret), "secret in {err}");
         prop_assert!(err.message().chars().count() < 600, "messages are bounded");
         match code {
-            401..=403 => prop_assert_eq!(err.class(), ErrorClass::Terminal),
+            401..=403 => prop_assert_eq!(err.class(), ErrorClass::Account),
             429 => prop_assert_eq!(err.reason(), "RateLimited"),
             500..=599 => prop_assert_eq!(err.class(), ErrorClass::Retryable),
             _ => {}

@@ -61,7 +61,8 @@ pub struct SimStats {
     pub faults_injected: u64,
     /// Creates refused for capacity (limits or spot price), injected faults not counted.
     pub capacity_rejections: u64,
-    /// Exit reports the simulated wrapper gave up on after `wrapper::EXIT_ATTEMPTS` tries.
+    /// Exit reports the simulated wrapper gave up on (refused for good, or not acknowledged within
+    /// the workload's report grace).
     pub exit_reports_given_up: u64,
 }
 

@@ -19,13 +19,42 @@ use super::store::Record;
 use super::timeline::Phase;
 use crate::provider::ResourceState;
 
-/// How many times an exit report is tried before the wrapper gives up: as often as the shell
-/// wrapper (`WRAPPER_SCRIPT` tries 5 times).
-pub const EXIT_ATTEMPTS: u32 = 5;
-/// Seconds between two tries of an exit report, as the shell wrapper sleeps (times
-/// `SimConfig::heartbeat_ms_per_second` simulated milliseconds), so that a callback endpoint that
-/// answers 429 or 503 to a burst of exits gets the reports later instead of never.
-pub const EXIT_RETRY_SECONDS: u64 = 5;
+/// Longest wait between two tries of an exit report, in seconds (times
+/// `SimConfig::heartbeat_ms_per_second` simulated milliseconds): like the shell wrapper, the
+/// wait doubles from 1 s up to this, and tries go on until the report is acknowledged, refused
+/// for good (401, 403, 404, 410) or the workload's `report_grace_seconds` have passed since the
+/// first try, so that a callback endpoint that answers 429 or 503 to a burst of exits gets the
+/// reports later instead of never.
+pub const EXIT_RETRY_MAX_SECONDS: u64 = 30;
+
+/// The wait before exit report try `attempts + 1`, in seconds: 1, 2, 4 … capped.
+pub fn exit_retry_seconds(attempts: u32) -> u64 {
+    1u64.checked_shl(attempts.saturating_sub(1))
+        .unwrap_or(u64::MAX)
+        .min(EXIT_RETRY_MAX_SECONDS)
+}
+
+/// How the wrapper takes an answer of the callback endpoint, as the shell wrapper does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// 2xx.
+    Acknowledged,
+    /// 401, 403, 404, 410: the attempt is over or its token is gone; not tried again.
+    Refused,
+    /// Anything else, or no answer: tried again.
+    Retry,
+}
+
+impl Answer {
+    /// The answer an HTTP status means.
+    pub fn of(status: u16) -> Self {
+        match status {
+            200..=299 => Self::Acknowledged,
+            401 | 403 | 404 | 410 => Self::Refused,
+            _ => Self::Retry,
+        }
+    }
+}
 
 /// What the wrapper knows about one machine between ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +65,10 @@ pub struct Track {
     pub exit_done: bool,
     /// Exit reports tried so far.
     pub exit_attempts: u32,
+    /// Simulated instant of the first exit report try (0: not tried yet).
+    pub first_exit: SimMillis,
+    /// Simulated milliseconds the exit report is retried for (the workload's grace).
+    pub exit_grace_ms: u64,
     /// Simulated instant before which the exit report is not tried again (0: at once).
     pub next_exit: SimMillis,
 }
@@ -137,6 +170,8 @@ pub(super) fn collect<'a>(
             .saturating_mul(ms_per_second.max(1));
         seen.insert(rec.num);
         let track = tracks.entry(rec.num).or_default();
+        track.exit_grace_ms =
+            u64::from(reporting.report_grace_seconds).saturating_mul(ms_per_second.max(1));
         let Some(kind) = due(rec, track, now, lead_ms) else {
             continue;
         };
@@ -184,33 +219,40 @@ async fn run(cloud: Weak<SimCloud>) {
         let Some(c) = cloud.upgrade() else { return };
         let tick = Duration::from_millis(c.config().report_tick_ms.max(1));
         let concurrency = c.config().report_concurrency.max(1);
-        let retry_ms = EXIT_RETRY_SECONDS.saturating_mul(c.config().heartbeat_ms_per_second.max(1));
+        let ms_per_second = c.config().heartbeat_ms_per_second.max(1);
         let posts = c.due_reports(&mut tracks);
         let now = c.now();
         drop(c);
-        let results: Vec<(u64, Kind, bool)> = futures::stream::iter(posts)
+        let results: Vec<(u64, Kind, Answer)> = futures::stream::iter(posts)
             .map(|p| {
                 let client = client.clone();
                 async move {
-                    let ok = client
+                    let answer = client
                         .post(&p.url)
                         .bearer_auth(&p.token)
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .body(p.kind.body())
                         .send()
                         .await
-                        .is_ok_and(|r| r.status().is_success());
-                    (p.num, p.kind, ok)
+                        .map_or(Answer::Retry, |r| Answer::of(r.status().as_u16()));
+                    (p.num, p.kind, answer)
                 }
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        for (num, kind, ok) in results {
+        for (num, kind, answer) in results {
+            let ok = answer == Answer::Acknowledged;
             if let (Kind::Exit(_), Some(t)) = (kind, tracks.get_mut(&num)) {
                 t.exit_attempts += 1;
-                t.exit_done = ok || t.exit_attempts >= EXIT_ATTEMPTS;
-                t.next_exit = now.saturating_add(retry_ms);
+                if t.first_exit == 0 {
+                    t.first_exit = now.max(1);
+                }
+                let past_grace = now.saturating_sub(t.first_exit) >= t.exit_grace_ms;
+                t.exit_done = answer != Answer::Retry || past_grace;
+                t.next_exit = now.saturating_add(
+                    exit_retry_seconds(t.exit_attempts).saturating_mul(ms_per_second),
+                );
                 if !ok && t.exit_done {
                     tracing::warn!(
                         machine = num,
@@ -354,5 +396,18 @@ mod tests {
         assert_eq!(Kind::Heartbeat.body(), r#"{"kind":"heartbeat"}"#);
         assert_eq!(Kind::Exit(7).body(), r#"{"kind":"exit","exitCode":7}"#);
         assert_eq!(Kind::Exit(7).path(), "exit");
+    }
+
+    #[test]
+    fn answers_and_exit_retry_waits_follow_the_shell_wrapper() {
+        assert_eq!(Answer::of(200), Answer::Acknowledged);
+        for refused in [401, 403, 404, 410] {
+            assert_eq!(Answer::of(refused), Answer::Refused, "{refused}");
+        }
+        for retried in [400, 429, 500, 503] {
+            assert_eq!(Answer::of(retried), Answer::Retry, "{retried}");
+        }
+        let waits: Vec<u64> = (1..=7).map(exit_retry_seconds).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 30, 30]);
     }
 }

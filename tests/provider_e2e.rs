@@ -41,11 +41,18 @@ async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
     );
     assert!(condition::is_true(&s.conditions, condition::READY));
     let id = s.provider_id.clone().expect("provider id");
-    api.delete(&name, &DeleteParams::default())
+    delete_and_wait(&api, &name).await;
+    op.stop().await;
+    id
+}
+
+/// Deletes CloudResource `name` and waits until it is gone (its machine released).
+async fn delete_and_wait(api: &Api<CloudResource>, name: &str) {
+    api.delete(name, &DeleteParams::default())
         .await
         .expect("delete");
     eventually(60, &format!("{name} deleted"), || async {
-        api.get_opt(&name)
+        api.get_opt(name)
             .await
             .ok()
             .flatten()
@@ -53,8 +60,21 @@ async fn lifecycle(env: &TestEnv, obj: CloudResource) -> String {
             .then_some(())
     })
     .await;
-    op.stop().await;
-    id
+}
+
+/// A test environment whose Lyceum provider talks to `standin`, with the stand-in's API key as
+/// the operator's default Lyceum credentials (what TrainingJobs use).
+async fn lyceum_env(standin: &runctl_standins::lyceum::LyceumStandin) -> TestEnv {
+    use runctl::provider::registry::NamespacedSecretRef;
+    let mut providers = ProvidersConfig::default();
+    providers.lyceum.base_url = standin.url();
+    let mut env = TestEnv::start_with(providers).await;
+    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
+    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
+        namespace: env.ns.clone(),
+        name: "lyceum".into(),
+    });
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,20 +231,12 @@ async fn aws_cloud_resource_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
     use runctl::crd::training_job::{JobPhase, TrainingJob};
-    use runctl::provider::registry::NamespacedSecretRef;
     use runctl_standins::lyceum::LyceumStandin;
     use support::jobs::test_job_config;
 
     let standin = LyceumStandin::start().await;
     standin.set_step(Duration::from_millis(50));
-    let mut providers = ProvidersConfig::default();
-    providers.lyceum.base_url = standin.url();
-    let mut env = TestEnv::start_with(providers).await;
-    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
-    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
-        namespace: env.ns.clone(),
-        name: "lyceum".into(),
-    });
+    let env = lyceum_env(&standin).await;
     let mut config = test_job_config();
     // A machine that has not reported within this is flagged (the image cannot report).
     config.heartbeat_timeout = Some(Duration::from_secs(1));
@@ -437,16 +449,7 @@ async fn a_fixed_credentials_secret_leads_to_a_create_without_a_spec_change() {
     assert_eq!(s.failure, None, "the success cleared the failure");
     assert_eq!(running.metadata.generation, Some(1), "no spec change");
     assert_eq!(standin.pods().len(), 1, "exactly one pod");
-    api.delete("acct", &DeleteParams::default()).await.unwrap();
-    eventually(60, "acct deleted", || async {
-        api.get_opt("acct")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&api, "acct").await;
     op.stop().await;
 }
 
@@ -457,19 +460,11 @@ async fn a_fixed_credentials_secret_leads_to_a_create_without_a_spec_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_internal_callback_url_keeps_cloud_jobs_pending_with_a_clear_condition() {
     use runctl::crd::training_job::{JobPhase, TrainingJob};
-    use runctl::provider::registry::NamespacedSecretRef;
     use runctl_standins::lyceum::LyceumStandin;
     use support::jobs::test_job_config;
 
     let standin = LyceumStandin::start().await;
-    let mut providers = ProvidersConfig::default();
-    providers.lyceum.base_url = standin.url();
-    let mut env = TestEnv::start_with(providers).await;
-    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
-    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
-        namespace: env.ns.clone(),
-        name: "lyceum".into(),
-    });
+    let env = lyceum_env(&standin).await;
     let mut config = test_job_config();
     // The test bed's callback endpoint listens on 127.0.0.1: not reachable from a cloud machine.
     config.callback_check.allow_internal = false;

@@ -162,6 +162,24 @@ impl Target {
         }
     }
 
+    /// Its status after the failed provider call `e` (made with `pkey`'s credentials).
+    fn failed(
+        &self,
+        e: &ProviderError,
+        creating: bool,
+        pkey: &ProviderKey,
+        now: Timestamp,
+    ) -> CloudResourceStatus {
+        status::failed(
+            &self.status,
+            e,
+            creating,
+            pkey.credentials.as_deref(),
+            self.generation,
+            now,
+        )
+    }
+
     fn attempt(&self) -> u32 {
         self.status.pending_create.as_ref().map_or(1, |p| p.attempt)
     }
@@ -389,14 +407,7 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
         {
             Ok(m) => m,
             Err(e) => {
-                let next = status::failed(
-                    &t.status,
-                    &e,
-                    false,
-                    pkey.credentials.as_deref(),
-                    t.generation,
-                    Timestamp::now(),
-                );
+                let next = t.failed(&e, false, &pkey, Timestamp::now());
                 t.write(ctx, next).await?;
                 return Err(Error::Observe(e));
             }
@@ -602,14 +613,7 @@ async fn create(
             Ok(requeue_for(cr, t, ctx))
         }
         Err(e) => {
-            let next = status::failed(
-                &t.status,
-                &e,
-                true,
-                pkey.credentials.as_deref(),
-                t.generation,
-                now,
-            );
+            let next = t.failed(&e, true, pkey, now);
             t.write(ctx, next).await?;
             ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string())
                 .await;
@@ -735,14 +739,7 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             Err(Error::StillTerminating(ctx.config.transition_poll_interval))
         }
         Err(e) => {
-            let next = status::failed(
-                &t.status,
-                &e,
-                false,
-                pkey.credentials.as_deref(),
-                t.generation,
-                now,
-            );
+            let next = t.failed(&e, false, &pkey, now);
             t.write(ctx, next).await?;
             ctx.publish(
                 cr.as_ref(),

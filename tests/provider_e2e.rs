@@ -524,3 +524,55 @@ async fn a_cluster_internal_callback_url_keeps_cloud_jobs_pending_with_a_clear_c
     );
     op.stop().await;
 }
+
+/// Issue "Providers the way platform teams run them", item 5: a RunPod GPU id that does not
+/// exist reached the create call, and the user saw RunPod's raw 400. Now the provider's catalog
+/// refuses it before any create call, as `InvalidSpec` naming the known ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_gpu_id_is_refused_before_any_create_with_the_known_ids() {
+    use runctl::crd::cloud_resource::FailureClass;
+    use runctl_standins::runpod::{Op, RunPodStandin};
+
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig::default();
+    providers.runpod.base_url = standin.url();
+    let env = TestEnv::start_with(providers).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())])
+        .await;
+    let op = env.start_controller(test_controller_config("catalog"));
+    let api: Api<CloudResource> = env.api();
+    api.create(
+        &PostParams::default(),
+        &cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "typo"},
+            "spec": {"provider": "runpod", "gpuType": "NVIDIA H100 80GB HBM9",
+                     "credentialsSecretRef": {"name": "runpod"},
+                     "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}}
+        })),
+    )
+    .await
+    .expect("create");
+    let s = eventually(60, "the refusal in status", || async {
+        let s = api.get("typo").await.ok()?.status?;
+        s.failure.is_some().then_some(s)
+    })
+    .await;
+    let failure = s.failure.clone().unwrap();
+    assert_eq!(
+        (failure.class, failure.reason.as_str(), s.state),
+        (
+            FailureClass::Terminal,
+            "InvalidSpec",
+            Some(ResourceState::Error)
+        )
+    );
+    let message = s.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("NVIDIA H100 80GB HBM3"),
+        "the known ids are listed: {message}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(standin.calls(Op::Create), 0, "no create call was made");
+    delete_and_wait(&api, "typo").await;
+    op.stop().await;
+}

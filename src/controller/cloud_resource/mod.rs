@@ -563,6 +563,12 @@ async fn create(
     };
     let quote = match metered(&ctx.metrics, provider, "price", provider.price(&spec)).await {
         Ok(q) => Some(q),
+        // The provider's catalog does not know the machine (a RunPod GPU id, a Lyceum GPU
+        // type): refused with the known names before any create call, not with the raw answer
+        // of a create the provider rejects.
+        Err(e) if e.class() == crate::provider::ErrorClass::Terminal => {
+            return create_failed(cr, t, ctx, pkey, e, Timestamp::now()).await;
+        }
         Err(e) => {
             warn!(name = %t.name, error = %e, "price lookup failed; cost will be filled in later");
             None
@@ -612,25 +618,35 @@ async fn create(
             announce(cr, ctx, before, &t.status).await;
             Ok(requeue_for(cr, t, ctx))
         }
-        Err(e) => {
-            let next = t.failed(&e, true, pkey, now);
-            t.write(ctx, next).await?;
-            ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string())
-                .await;
-            // Failures retries cannot fix wait as the retry policy says; the rest back off.
-            match retry::create_gate(
-                t.status.failure.as_ref(),
-                t.generation,
-                pkey.credentials.as_deref(),
-                now,
-                ctx.config.account_retry,
-            ) {
-                CreateGate::Wait { recheck } => {
-                    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
-                }
-                CreateGate::Go | CreateGate::NewAttempt => Err(Error::Create(e)),
-            }
+        Err(e) => create_failed(cr, t, ctx, pkey, e, now).await,
+    }
+}
+
+/// Records a failed create (or a machine the provider's catalog refused before any create call)
+/// and waits as the retry policy says: failures retries cannot fix wait, the rest back off.
+async fn create_failed(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    pkey: &ProviderKey,
+    e: ProviderError,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let next = t.failed(&e, true, pkey, now);
+    t.write(ctx, next).await?;
+    ctx.publish(cr, EventType::Warning, e.reason(), "Create", e.to_string())
+        .await;
+    match retry::create_gate(
+        t.status.failure.as_ref(),
+        t.generation,
+        pkey.credentials.as_deref(),
+        now,
+        ctx.config.account_retry,
+    ) {
+        CreateGate::Wait { recheck } => {
+            Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
+        CreateGate::Go | CreateGate::NewAttempt => Err(Error::Create(e)),
     }
 }
 

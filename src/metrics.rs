@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use parking_lot::Mutex;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::provider::ProviderError;
@@ -53,6 +53,7 @@ pub struct Metrics {
     object_series: Mutex<BTreeMap<&'static str, BTreeSet<(&'static str, &'static str)>>>,
     cost_per_hour: GaugeVec,
     accrued_cost: GaugeVec,
+    cost_total: CounterVec,
     leader: IntGauge,
     events: IntCounterVec,
     events_dropped: IntCounterVec,
@@ -164,6 +165,18 @@ impl Metrics {
                 &["provider"],
             ),
         );
+        let cost_total = register(
+            &registry,
+            CounterVec::new(
+                Opts::new(
+                    "runctl_cost_usd_total",
+                    "Spend of the machines this replica's controller followed, in USD: every \
+                     increase of a CloudResource's accrued cost it wrote, so ended and deleted \
+                     machines keep counting.",
+                ),
+                &["provider", "namespace"],
+            ),
+        );
         let leader = register(
             &registry,
             IntGauge::new(
@@ -216,6 +229,7 @@ impl Metrics {
             object_series: Mutex::new(BTreeMap::new()),
             cost_per_hour,
             accrued_cost,
+            cost_total,
             leader,
             events,
             events_dropped,
@@ -287,6 +301,16 @@ impl Metrics {
             let _ = self.objects.remove_label_values(&[kind, provider, state]);
         }
         series.insert(kind, current);
+    }
+
+    /// Adds `usd` of spend (an increase of a machine's accrued cost that was written to its
+    /// status) to the spend counter.
+    pub fn add_cost(&self, provider: &'static str, namespace: &str, usd: f64) {
+        if usd.is_finite() && usd > 0.0 {
+            self.cost_total
+                .with_label_values(&[provider, namespace])
+                .inc_by(usd);
+        }
     }
 
     /// Sets the spend rate and the accrued cost of one provider.
@@ -494,6 +518,22 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains(r#"kind="CloudResource""#));
         assert!(text.contains(r#"kind="TrainingJob""#));
+    }
+
+    #[test]
+    fn the_spend_counter_only_grows() {
+        let m = Metrics::new();
+        m.add_cost("sim", "ml", 1.5);
+        m.add_cost("sim", "ml", -3.0);
+        m.add_cost("sim", "ml", f64::NAN);
+        m.add_cost("sim", "ml", 0.25);
+        assert_eq!(
+            line_value(
+                &m.encode(),
+                r#"runctl_cost_usd_total{namespace="ml",provider="sim"}"#
+            ),
+            Some(1.75)
+        );
     }
 
     #[test]

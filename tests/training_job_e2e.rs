@@ -156,6 +156,20 @@ async fn a_job_runs_reports_and_succeeds() {
     }
     assert_eq!(s.observed_generation, job.metadata.generation);
     wait_no_machines(&env, "ok").await;
+    // The spend counter keeps the machine's cost after its CloudResource is gone (the accrued
+    // gauge drops it).
+    let spent = op
+        .ctx
+        .metrics
+        .encode()
+        .lines()
+        .find(|l| {
+            l.starts_with("runctl_cost_usd_total{")
+                && l.contains(&format!(r#"namespace="{}""#, env.ns))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(spent > 0.0, "spend counted after release: {spent}");
     // The token never appears in the job, its CloudResources or events.
     let everything = format!(
         "{}{}",

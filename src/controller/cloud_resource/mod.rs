@@ -135,6 +135,7 @@ struct Target {
     namespace: String,
     uid: String,
     generation: i64,
+    provider: crate::crd::ProviderKind,
     status: CloudResourceStatus,
 }
 
@@ -148,6 +149,7 @@ impl Target {
             namespace,
             uid,
             generation: cr.metadata.generation.unwrap_or(0),
+            provider: cr.spec.provider,
             status: cr.status.clone().unwrap_or_default(),
         })
     }
@@ -220,6 +222,11 @@ impl Target {
             }
             Err(e) => return Err(Error::WriteStatus(e)),
         }
+        // Spend counts when it is written: each increase once, also for machines that end and
+        // are deleted before the next look.
+        let spent = next.accrued_cost.unwrap_or(0.0) - self.status.accrued_cost.unwrap_or(0.0);
+        ctx.metrics
+            .add_cost(self.provider.as_str(), &self.namespace, spent);
         self.status = next;
         Ok(())
     }

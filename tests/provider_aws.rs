@@ -750,6 +750,9 @@ async fn spot_request_shape_and_spot_price() {
             "terminate".into(),
         ),
         ("InstanceMarketOptions.SpotOptions.MaxPrice", "0.75".into()),
+        ("MetadataOptions.HttpTokens", "required".into()),
+        ("MetadataOptions.HttpEndpoint", "enabled".into()),
+        ("MetadataOptions.HttpPutResponseHopLimit", "1".into()),
         ("BlockDeviceMapping.1.DeviceName", "/dev/sda1".into()),
         ("BlockDeviceMapping.1.Ebs.VolumeSize", "200".into()),
         ("BlockDeviceMapping.1.Ebs.VolumeType", "gp3".into()),
@@ -843,14 +846,81 @@ async fn user_data_reaches_the_instance_as_rendered() {
         .decode(encoded)
         .expect("base64");
     let script = String::from_utf8(decoded).expect("utf-8");
-    let want = userdata::render(s.workload.as_ref(), "g5.xlarge", Some(7200), s.spot)
+    let want = userdata::render(s.workload.as_ref(), "g5.xlarge", Some(7200), s.spot, false)
         .expect("render")
         .expect("script");
     assert_eq!(script, want);
     assert!(
-        script.contains("--gpus all") && script.contains("shutdown -h +120"),
+        script.contains("--gpus all")
+            && script.contains("shutdown -h +120")
+            && !script.contains("--network"),
         "{script}"
     );
+}
+
+/// Issue 17, item 7: instances allowed IMDSv1 and the workload used the host network, so it
+/// could read the instance role's credentials and the UserData. Now RunInstances asks for IMDSv2
+/// with hop limit 1 (what moto records and DescribeInstances shows), and the operator default or
+/// the object's `spec.aws` can raise it and put the container on the host network.
+#[tokio::test]
+async fn instances_require_imdsv2_and_the_hop_limit_is_configurable() {
+    let h = Aws::start_with(|c| c.metadata_hop_limit = 2).await;
+    let metadata = |i: &aws_sdk_ec2::types::Instance| {
+        let o = i.metadata_options().expect("metadata options");
+        (
+            o.http_tokens().map(|t| t.as_str().to_string()),
+            o.http_endpoint().map(|e| e.as_str().to_string()),
+            o.http_put_response_hop_limit(),
+        )
+    };
+    let required = |hops| {
+        (
+            Some("required".to_string()),
+            Some("enabled".to_string()),
+            Some(hops),
+        )
+    };
+    // The operator's default.
+    let k = key("imds-default");
+    h.provider.create(&k, &spec()).await.expect("create");
+    let sent = h.proxy.forwarded("RunInstances");
+    let p = sent.last().expect("RunInstances");
+    for (name, value) in [
+        ("MetadataOptions.HttpTokens", "required"),
+        ("MetadataOptions.HttpEndpoint", "enabled"),
+        ("MetadataOptions.HttpPutResponseHopLimit", "2"),
+    ] {
+        assert_eq!(
+            p.get(name).map(String::as_str),
+            Some(value),
+            "{name} in {p:?}"
+        );
+    }
+    let at_moto = h.moto_instances(&k.uid).await;
+    assert_eq!(metadata(&at_moto[0]), required(2));
+    // The object's own options win.
+    let k = key("imds-own");
+    let mut s = spec();
+    s.aws.metadata_hop_limit = Some(1);
+    s.aws.host_network = Some(true);
+    let m = h.provider.create(&k, &s).await.expect("create");
+    let at_moto = h.moto_instances(&k.uid).await;
+    assert_eq!(metadata(&at_moto[0]), required(1));
+    let attr = h
+        .direct
+        .describe_instance_attribute()
+        .instance_id(&m.id)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("user data");
+    let script = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(attr.user_data().and_then(|u| u.value()).expect("user data"))
+            .expect("base64"),
+    )
+    .expect("utf-8");
+    assert!(script.contains("--network host"), "{script}");
 }
 
 #[tokio::test]

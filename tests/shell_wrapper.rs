@@ -1,8 +1,9 @@
 //! runctl's reporting wrapper (`WRAPPER_SCRIPT`, the `/bin/sh` script every machine runs the
-//! workload under) run for real with `/bin/sh`, against the operator's callback endpoint, a
-//! counting callback stand-in and a stand-in of the EC2 instance metadata service (IMDSv2): it
-//! reports heartbeats and the exit code, and on a spot reclaim notice it forwards SIGTERM to the
-//! workload and reports the exit as an interruption.
+//! workload under) run for real with `/bin/sh`, against the operator's callback endpoint and a
+//! counting callback stand-in: it reports heartbeats and the exit code. With the EC2 host's spot
+//! watch (`userdata::SPOT_WATCH`, run against a stand-in of the instance metadata service,
+//! IMDSv2, with a stand-in `docker`), a spot reclaim notice reaches the workload as SIGTERM and
+//! the exit is reported as an interruption.
 //!
 //! Images are played by a temporary directory used as the whole `PATH`, holding links to only the
 //! tools that image has: one with python3 but neither curl nor wget, one with only wget, one with
@@ -20,6 +21,7 @@ use axum::extract::{self, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use runctl::callback::{self, AttemptId, CallbackState, Reports};
+use runctl::provider::aws::userdata::{CONTAINER_NAME, SPOT_WATCH};
 use runctl::provider::workload::WRAPPER_SCRIPT;
 use support::{TestEnv, eventually, fast_sim};
 use tokio_util::sync::CancellationToken;
@@ -90,7 +92,11 @@ async fn bed(job: &str) -> Bed {
     }
 }
 
-fn wrapper(bed: &Bed, imds_url: Option<&str>, workload: &[&str]) -> tokio::process::Command {
+fn wrapper(
+    bed: &Bed,
+    interruption_file: Option<&Path>,
+    workload: &[&str],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.args(["-c", WRAPPER_SCRIPT, "runctl-wrapper"])
         .args(workload)
@@ -98,8 +104,8 @@ fn wrapper(bed: &Bed, imds_url: Option<&str>, workload: &[&str]) -> tokio::proce
         .env("RUNCTL_REPORT_TOKEN", &bed.token)
         .env("RUNCTL_HEARTBEAT_INTERVAL", "1")
         .kill_on_drop(true);
-    if let Some(u) = imds_url {
-        cmd.env("RUNCTL_IMDS_URL", u);
+    if let Some(f) = interruption_file {
+        cmd.env("RUNCTL_INTERRUPTION_FILE", f);
     }
     cmd
 }
@@ -128,13 +134,46 @@ async fn the_wrapper_reports_heartbeats_and_the_exit_code() {
 }
 
 /// Issue "Truthful outcomes", item 6: a spot reclaim used to SIGTERM the workload with no
-/// warning to it, and its exit 143 counted as the workload's failure.
+/// warning to it, and its exit 143 counted as the workload's failure. Issue 17, item 7: the
+/// container no longer reaches the metadata service (IMDSv2 hop limit 1, bridge network), so the
+/// host watches it: the host's `SPOT_WATCH` writes the notice where the container sees it and
+/// sends the container SIGTERM (`docker kill`, played by a stand-in that signals the wrapper,
+/// the container's first process, and refuses once as if the container were not running yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_reclaim_notice_sigterms_the_workload_and_reports_an_interruption() {
     let bed = bed("spot").await;
     let reclaim = Arc::new(AtomicBool::new(false));
     let imds_url = imds(reclaim.clone()).await;
-    let mut child = wrapper(&bed, Some(&imds_url), &["sleep", "600"])
+    let dir = tempfile::tempdir().unwrap();
+    let notice_dir = dir.path().join("notice");
+    std::fs::create_dir(&notice_dir).unwrap();
+    let notice = notice_dir.join("spot-interruption");
+    let mut child = wrapper(&bed, Some(&notice), &["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let docker_log = dir.path().join("docker.log");
+    write_script(
+        &bin.join("docker"),
+        r#"echo "$*" >> "$DOCKER_LOG"
+[ "$(wc -l < "$DOCKER_LOG")" -ge 2 ] || exit 1
+kill -TERM "$WRAPPER_PID""#,
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut watch = tokio::process::Command::new("/bin/sh")
+        .args(["-c", SPOT_WATCH, "runctl-spot-watch", &imds_url])
+        .arg(&notice)
+        .arg(CONTAINER_NAME)
+        .env("PATH", path)
+        .env("DOCKER_LOG", &docker_log)
+        .env("WRAPPER_PID", child.id().unwrap().to_string())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let id = AttemptId {
@@ -146,8 +185,9 @@ async fn a_spot_reclaim_notice_sigterms_the_workload_and_reports_an_interruption
         bed.reports.get(&id)?.last_heartbeat.map(|_| ())
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
-        bed.reports.get(&id).and_then(|r| r.exit_code).is_none(),
+        bed.reports.get(&id).and_then(|r| r.exit_code).is_none() && !notice.exists(),
         "no notice, no SIGTERM"
     );
     reclaim.store(true, Ordering::SeqCst);
@@ -158,7 +198,63 @@ async fn a_spot_reclaim_notice_sigterms_the_workload_and_reports_an_interruption
     assert_eq!(status.code(), Some(143), "the workload got SIGTERM");
     let r = bed.reports.get(&id).expect("reports");
     assert_eq!((r.exit_code, r.interrupted), (Some(143), true));
+    let watched = tokio::time::timeout(Duration::from_secs(10), watch.wait())
+        .await
+        .expect("the watch ends after signalling")
+        .unwrap();
+    assert!(watched.success());
+    assert_eq!(
+        std::fs::read_to_string(&docker_log).unwrap(),
+        format!("kill --signal TERM {CONTAINER_NAME}\n").repeat(2),
+        "docker kill, tried again while it failed"
+    );
+    // The workload can read the notice itself, without the metadata service.
+    assert_eq!(
+        std::fs::read_to_string(&notice).unwrap(),
+        r#"{"action":"terminate","time":"2026-12-03T12:00:00Z"}"#
+    );
     bed.stop.cancel();
+}
+
+/// A SIGTERM without the notice (an operator stopping the container) is forwarded to the
+/// workload but is no interruption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_without_the_notice_is_not_an_interruption() {
+    let bed = bed("stopped").await;
+    let dir = tempfile::tempdir().unwrap();
+    let notice = dir.path().join("spot-interruption");
+    let mut child = wrapper(&bed, Some(&notice), &["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let id = AttemptId {
+        namespace: bed.env.ns.clone(),
+        job: "stopped".into(),
+        attempt: 1,
+    };
+    eventually(20, "a heartbeat", || async {
+        bed.reports.get(&id)?.last_heartbeat.map(|_| ())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the wrapper ends")
+        .unwrap();
+    assert_eq!(status.code(), Some(143));
+    let r = bed.reports.get(&id).expect("reports");
+    assert_eq!((r.exit_code, r.interrupted), (Some(143), false));
+    bed.stop.cancel();
+}
+
+fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The tool `name` of this machine, to link into an image: found on `PATH`, except `python3`,

@@ -183,6 +183,19 @@ pub struct AwsOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub root_volume_type: Option<String>,
+    /// Run the workload container in the instance's network namespace (`docker run --network
+    /// host`) instead of Docker's bridge network. The workload then reaches the instance
+    /// metadata service: the instance role's credentials and the UserData (its env values and
+    /// report token). Default: the operator's `providers.aws.hostNetwork` (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+    /// IMDSv2 PUT response hop limit of the instance (1 to 64). 1 keeps the metadata service out
+    /// of reach of a container on the bridge network; 2 lets it reach the service (and the
+    /// instance role's credentials). Default: the operator's `providers.aws.metadataHopLimit`
+    /// (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub metadata_hop_limit: Option<u32>,
 }
 
 /// RunPod cloud tier.

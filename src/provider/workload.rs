@@ -15,11 +15,10 @@ pub const ENV_SELF_TERMINATE_AFTER: &str = "RUNCTL_SELF_TERMINATE_AFTER";
 /// Env var: seconds after the workload ended during which the wrapper keeps retrying its exit
 /// report.
 pub const ENV_REPORT_GRACE: &str = "RUNCTL_REPORT_GRACE";
-/// Base URL of the EC2 instance metadata service (IMDSv2), set on AWS spot machines: the wrapper
-/// watches it for the spot instance-action notice.
-pub const ENV_IMDS_URL: &str = "RUNCTL_IMDS_URL";
-/// The EC2 instance metadata service.
-pub const IMDS_URL: &str = "http://169.254.169.254";
+/// Env var: a file that appears when the provider announced that it takes the machine back (set
+/// on AWS spot machines, where the host watches the metadata service and writes it before it
+/// sends the container SIGTERM). The wrapper reports an exit as interrupted when it exists.
+pub const ENV_INTERRUPTION_FILE: &str = "RUNCTL_INTERRUPTION_FILE";
 
 /// Reporting settings with the token resolved.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,8 +100,10 @@ impl fmt::Debug for Workload {
 ///   since the workload ended, then exits with the workload's code;
 /// - stops the workload (exit 125) when no heartbeat was acknowledged (2xx) for
 ///   `RUNCTL_SELF_TERMINATE_AFTER` seconds, so spend stays bounded without a control plane;
-/// - on AWS spot machines (`RUNCTL_IMDS_URL` set, and `curl` in the image) forwards SIGTERM to
-///   the workload on the spot instance-action notice and reports the exit as interrupted.
+/// - forwards SIGTERM and SIGINT to the workload; on AWS spot machines the host sends the
+///   container SIGTERM on the spot instance-action notice after writing the file named by
+///   `RUNCTL_INTERRUPTION_FILE`, and the wrapper reports an exit with that file present as
+///   interrupted. The workload never needs the instance metadata service for it.
 ///
 /// In an image with none of the three clients it prints one line saying so to stderr and
 /// `exec`s the workload: no reports and no dead-man switch (it would stop every such job), and
@@ -142,11 +143,6 @@ EOF
   *) return 1 ;;
   esac
 }
-reclaim_notice() {
-  [ -n "${RUNCTL_IMDS_URL:-}" ] && [ "$client" = curl ] || return 1
-  t=$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "${RUNCTL_IMDS_URL}/latest/api/token" 2>/dev/null) || return 1
-  curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $t" "${RUNCTL_IMDS_URL}/latest/meta-data/spot/instance-action" >/dev/null 2>&1
-}
 if command -v curl >/dev/null 2>&1; then client=curl
 elif command -v wget >/dev/null 2>&1; then
   client=wget
@@ -167,17 +163,11 @@ child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 last_ack=$(date +%s)
 next=0
-interrupted=false
-next_notice=0
 while kill -0 "$child" 2>/dev/null; do
   now=$(date +%s)
   if [ "$now" -ge "$next" ]; then
     if report heartbeat '{"kind":"heartbeat"}'; then last_ack=$now; fi
     next=$((now + ${RUNCTL_HEARTBEAT_INTERVAL:-30}))
-  fi
-  if [ "$interrupted" = false ] && [ "$now" -ge "$next_notice" ]; then
-    if reclaim_notice; then interrupted=true; kill -TERM "$child" 2>/dev/null; fi
-    next_notice=$((now + 5))
   fi
   if [ $((now - last_ack)) -ge "${RUNCTL_SELF_TERMINATE_AFTER:-1800}" ]; then
     kill -TERM "$child" 2>/dev/null; sleep 20; kill -KILL "$child" 2>/dev/null
@@ -187,6 +177,8 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 code=$?
+interrupted=false
+if [ -n "${RUNCTL_INTERRUPTION_FILE:-}" ] && [ -e "$RUNCTL_INTERRUPTION_FILE" ]; then interrupted=true; fi
 deadline=$(($(date +%s) + ${RUNCTL_REPORT_GRACE:-90}))
 delay=1
 while :; do

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification,
-    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceType, MarketType,
-    ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
-    VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, MarketType, ResourceType, ShutdownBehavior,
+    SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine;
 
@@ -47,7 +47,15 @@ pub struct LaunchPlan {
     pub tags: BTreeMap<String, String>,
     /// UserData script (plain text; encoded when sent). Holds env values: never logged.
     pub user_data: Option<String>,
+    /// IMDSv2 (`HttpTokens=required`) PUT response hop limit, 1 to 64: 1 keeps the metadata
+    /// service out of reach of containers on a bridge network.
+    pub metadata_hop_limit: u32,
+    /// The workload container shares the host's network (and so reaches the metadata service).
+    pub host_network: bool,
 }
+
+/// Highest `HttpPutResponseHopLimit` EC2 accepts.
+pub const MAX_METADATA_HOP_LIMIT: u32 = 64;
 
 impl std::fmt::Debug for LaunchPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +71,8 @@ impl std::fmt::Debug for LaunchPlan {
             .field("root_volume_type", &self.root_volume_type)
             .field("spot", &self.spot)
             .field("tags", &self.tags)
+            .field("metadata_hop_limit", &self.metadata_hop_limit)
+            .field("host_network", &self.host_network)
             .field(
                 "user_data",
                 &self
@@ -109,11 +119,13 @@ pub fn plan(
     let mut tags = spec.tags.clone();
     tags.insert("Name".into(), key.machine_name());
     tags.extend(key.tags());
+    let host_network = aws.host_network.unwrap_or(config.host_network);
     let user_data = userdata::render(
         spec.workload.as_ref(),
         &instance_type,
         spec.max_lifetime_seconds,
         spec.spot,
+        host_network,
     )?;
     let spot = spec.spot.then(|| SpotPlan {
         max_price: spec.max_price_per_hour.map(|p| format!("{p}")),
@@ -139,6 +151,11 @@ pub fn plan(
         spot,
         tags,
         user_data,
+        metadata_hop_limit: aws
+            .metadata_hop_limit
+            .unwrap_or(config.metadata_hop_limit)
+            .clamp(1, MAX_METADATA_HOP_LIMIT),
+        host_network,
     })
 }
 
@@ -188,7 +205,14 @@ pub fn request(
         .tag_specifications(tag_spec(ResourceType::Instance))
         .tag_specifications(tag_spec(ResourceType::Volume))
         .set_subnet_id(plan.subnet_id.clone())
-        .set_key_name(plan.key_name.clone());
+        .set_key_name(plan.key_name.clone())
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_tokens(HttpTokensState::Required)
+                .http_put_response_hop_limit(i32::try_from(plan.metadata_hop_limit).unwrap_or(1))
+                .build(),
+        );
     for sg in &plan.security_group_ids {
         req = req.security_group_ids(sg);
     }
@@ -296,6 +320,8 @@ mod tests {
             iam_instance_profile: Some("arn:aws:iam::1:instance-profile/x".into()),
             root_volume_size_gb: Some(500),
             root_volume_type: Some("io2".into()),
+            host_network: Some(true),
+            metadata_hop_limit: Some(2),
         };
         s.spot = true;
         s.max_price_per_hour = Some(0.5);
@@ -314,6 +340,68 @@ mod tests {
                 max_price: Some("0.5".into())
             })
         );
+        assert_eq!((p.metadata_hop_limit, p.host_network), (2, true));
+        assert!(
+            p.user_data
+                .as_deref()
+                .is_some_and(|u| u.contains("--network host")),
+            "{:?}",
+            p.user_data
+        );
+    }
+
+    /// Issue 17, item 7: instances were launched with IMDSv1 allowed and the workload on the
+    /// host network, so the workload could read the instance role's credentials and the
+    /// UserData (report token, env values).
+    #[test]
+    fn instances_require_imdsv2_with_hop_limit_1_and_a_bridged_container() {
+        let p = plan(&key(), &spec(), &config()).expect("plan");
+        assert_eq!((p.metadata_hop_limit, p.host_network), (1, false));
+        assert!(
+            p.user_data
+                .as_deref()
+                .is_some_and(|u| u.contains("docker run") && !u.contains("--network")),
+            "{:?}",
+            p.user_data
+        );
+        let client = Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let options = |p: &LaunchPlan| {
+            request(&client, p, "/dev/sda1")
+                .as_input()
+                .get_metadata_options()
+                .clone()
+                .expect("metadata options")
+        };
+        let o = options(&p);
+        assert_eq!(o.http_tokens(), Some(&HttpTokensState::Required));
+        assert_eq!(
+            o.http_endpoint(),
+            Some(&InstanceMetadataEndpointState::Enabled)
+        );
+        assert_eq!(o.http_put_response_hop_limit(), Some(1));
+        // The operator's default, then the object's own option; always within EC2's 1 to 64.
+        let mut c = config();
+        c.metadata_hop_limit = 2;
+        c.host_network = true;
+        let p = plan(&key(), &spec(), &c).expect("plan");
+        assert_eq!((p.metadata_hop_limit, p.host_network), (2, true));
+        assert_eq!(options(&p).http_put_response_hop_limit(), Some(2));
+        let mut s = spec();
+        s.aws.metadata_hop_limit = Some(3);
+        s.aws.host_network = Some(false);
+        let p = plan(&key(), &s, &c).expect("plan");
+        assert_eq!((p.metadata_hop_limit, p.host_network), (3, false));
+        c.metadata_hop_limit = 0;
+        let p = plan(&key(), &spec(), &c).expect("plan");
+        assert_eq!(p.metadata_hop_limit, 1);
+        c.metadata_hop_limit = 1000;
+        let p = plan(&key(), &spec(), &c).expect("plan");
+        assert_eq!(p.metadata_hop_limit, MAX_METADATA_HOP_LIMIT);
     }
 
     #[test]

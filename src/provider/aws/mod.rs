@@ -41,6 +41,10 @@ use super::{Provider, ProviderError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AwsConfig {
+    /// Offer EC2 to TrainingJobs. Absent: enabled when this section is in the configuration
+    /// file ([`ProvidersConfig::enabled`](crate::provider::ProvidersConfig::enabled)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Endpoint override (tests, EC2-compatible endpoints).
     pub endpoint_url: Option<String>,
     /// Region used when a CloudResource names none.
@@ -75,11 +79,19 @@ pub struct AwsConfig {
     pub describe_page_size: i32,
     /// How long a spot price read from DescribeSpotPriceHistory is reused, seconds.
     pub spot_price_ttl_seconds: u64,
+    /// Default IMDSv2 PUT response hop limit of the instances (1 to 64). 1 keeps the instance
+    /// metadata service (the instance role's credentials, the UserData) out of reach of the
+    /// workload container on Docker's bridge network; 2 lets bridged containers reach it.
+    pub metadata_hop_limit: u32,
+    /// Run the workload container in the host's network namespace (`docker run --network
+    /// host`) by default. It then reaches the metadata service whatever the hop limit.
+    pub host_network: bool,
 }
 
 impl Default for AwsConfig {
     fn default() -> Self {
         Self {
+            enabled: None,
             endpoint_url: None,
             default_region: "us-east-1".into(),
             default_ami_id: None,
@@ -96,6 +108,8 @@ impl Default for AwsConfig {
             not_found_grace_seconds: 300,
             describe_page_size: 500,
             spot_price_ttl_seconds: 600,
+            metadata_hop_limit: 1,
+            host_network: false,
         }
     }
 }

@@ -2,15 +2,55 @@
 //! writes the workload's environment to a root-only env file, starts the container with Docker
 //! (`--gpus all` on NVIDIA instance families), and powers the instance off when the workload
 //! ends, so that InstanceInitiatedShutdownBehavior=terminate ends the instance and its billing.
-//! Pure: the script is a function of the workload, the instance type and the lifetime limit.
+//!
+//! The container runs on Docker's bridge network unless `host_network` is asked for: with the
+//! instance's IMDSv2 hop limit of 1 (`launch.rs`) a bridged container cannot reach the instance
+//! metadata service, so the workload sees neither the instance role's credentials nor this
+//! UserData. On spot machines the host, not the container, watches the metadata service for the
+//! spot instance-action notice ([`SPOT_WATCH`]).
+//! Pure: the script is a function of the workload, the instance type, the lifetime limit, spot
+//! and the network mode.
 
-use crate::provider::workload::{ENV_IMDS_URL, IMDS_URL, shell_quote};
+use crate::provider::workload::{ENV_INTERRUPTION_FILE, shell_quote};
 use crate::provider::{ProviderError, Workload};
 
 /// Where the script writes the workload's environment (directory 0700, file 0600, root).
 pub const ENV_FILE: &str = "/run/runctl/workload.env";
 /// Name of the workload container.
 pub const CONTAINER_NAME: &str = "runctl-workload";
+/// The EC2 instance metadata service, as the host reaches it.
+pub const IMDS_URL: &str = "http://169.254.169.254";
+/// Host directory of the spot interruption notice (0755), mounted read-only into the container
+/// at [`NOTICE_MOUNT`].
+pub const NOTICE_DIR: &str = "/run/runctl/notice";
+/// Where the container sees [`NOTICE_DIR`].
+pub const NOTICE_MOUNT: &str = "/run/runctl-notice";
+/// File name of the spot interruption notice (the instance-action document EC2 posted).
+pub const NOTICE_FILE: &str = "spot-interruption";
+
+/// The host-side watch for the spot interruption notice (POSIX sh; arguments: the metadata
+/// service's base URL, the notice file, the container name). Every 5 s it asks IMDSv2 for
+/// `spot/instance-action`; once EC2 posted it (about two minutes before reclaiming the
+/// instance), it writes the document to the notice file (readable by the container through its
+/// read-only mount) and sends the container SIGTERM, retrying while the container does not run
+/// yet. The reporting wrapper forwards the signal to the workload and reports the exit as
+/// interrupted because the file exists.
+pub const SPOT_WATCH: &str = r#"command -v curl >/dev/null 2>&1 || { echo 'runctl: no curl on the host: the spot interruption notice cannot reach the workload' >&2; exit 0; }
+while :; do
+  t=$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$1/latest/api/token" 2>/dev/null) &&
+    curl -fsS -m 2 -o "$2.part" -H "X-aws-ec2-metadata-token: $t" "$1/latest/meta-data/spot/instance-action" 2>/dev/null && break
+  sleep 5
+done
+chmod 0644 "$2.part"
+mv -f "$2.part" "$2"
+echo 'runctl: spot interruption notice: sending the workload SIGTERM'
+i=0
+until docker kill --signal TERM "$3" >/dev/null 2>&1; do
+  i=$((i + 1))
+  [ "$i" -lt 60 ] || exit 0
+  sleep 2
+done
+"#;
 /// Heredoc delimiter of the env file; an env line (`NAME=value`) can never equal it.
 const ENV_EOF: &str = "RUNCTL_ENV_EOF";
 
@@ -32,6 +72,7 @@ pub fn render(
     instance_type: &str,
     max_lifetime_seconds: Option<i64>,
     spot: bool,
+    host_network: bool,
 ) -> Result<Option<String>, ProviderError> {
     if workload.is_none() && max_lifetime_seconds.is_none() {
         return Ok(None);
@@ -53,6 +94,9 @@ pub fn render(
         "runctl_poweroff() { sync; shutdown -h now || poweroff; }\ntrap runctl_poweroff EXIT\n",
     );
     s.push_str(&env_file(w, spot)?);
+    if spot {
+        s.push_str(&spot_watch());
+    }
     s.push_str(
         "for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 2; done\n\
          if ! command -v docker >/dev/null 2>&1; then echo 'runctl: docker is not installed in this AMI' >&2; exit 1; fi\n",
@@ -62,7 +106,7 @@ pub fn render(
         "echo 'runctl: pulling image'\n\
          for i in 1 2 3 4 5; do docker pull {image} && break; sleep 10; done\n"
     ));
-    s.push_str(&docker_run(w, instance_type));
+    s.push_str(&docker_run(w, instance_type, spot, host_network));
     s.push_str(
         "code=$?\n\
          echo \"runctl: workload exited with code ${code}\"\n\
@@ -72,14 +116,16 @@ pub fn render(
 }
 
 /// The env file, written through a quoted heredoc (no expansion, nothing echoed). On a spot
-/// machine the reporting wrapper also gets the metadata service's URL, to forward the spot
-/// reclaim notice to the workload as SIGTERM.
+/// machine the workload also learns where the interruption notice appears.
 fn env_file(w: &Workload, spot: bool) -> Result<String, ProviderError> {
     let mut s =
         format!("umask 077\ninstall -d -m 0700 /run/runctl\ncat > {ENV_FILE} <<'{ENV_EOF}'\n");
     let mut env = w.full_env();
-    if spot && w.reporting.is_some() {
-        env.insert(ENV_IMDS_URL.into(), IMDS_URL.into());
+    if spot {
+        env.insert(
+            ENV_INTERRUPTION_FILE.into(),
+            format!("{NOTICE_MOUNT}/{NOTICE_FILE}"),
+        );
     }
     for (name, value) in env {
         if value.contains(['\n', '\r', '\0']) || name.contains(['\n', '\r', '\0', '=']) {
@@ -95,15 +141,29 @@ fn env_file(w: &Workload, spot: bool) -> Result<String, ProviderError> {
     Ok(s)
 }
 
+/// The spot notice watch, started in the background before the container.
+fn spot_watch() -> String {
+    let body: String = SPOT_WATCH.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "# Spot: the host watches the metadata service for the interruption notice (the container\n\
+         # cannot reach it), then shows it to the container in {NOTICE_MOUNT} and sends SIGTERM.\n\
+         install -d -m 0755 {NOTICE_DIR}\n\
+         runctl_spot_watch() (\n{body})\n\
+         runctl_spot_watch {IMDS_URL} {NOTICE_DIR}/{NOTICE_FILE} {CONTAINER_NAME} &\n"
+    )
+}
+
 /// The `docker run` line: the command (or the reporting wrapper) replaces the entrypoint;
-/// bare args go to the image's entrypoint.
-fn docker_run(w: &Workload, instance_type: &str) -> String {
-    let mut parts: Vec<String> = vec![
-        "docker run".into(),
-        format!("--name {CONTAINER_NAME}"),
-        "--network host".into(),
-        format!("--env-file {ENV_FILE}"),
-    ];
+/// bare args go to the image's entrypoint. Docker's bridge network unless `host_network`.
+fn docker_run(w: &Workload, instance_type: &str, spot: bool, host_network: bool) -> String {
+    let mut parts: Vec<String> = vec!["docker run".into(), format!("--name {CONTAINER_NAME}")];
+    if host_network {
+        parts.push("--network host".into());
+    }
+    parts.push(format!("--env-file {ENV_FILE}"));
+    if spot {
+        parts.push(format!("-v {NOTICE_DIR}:{NOTICE_MOUNT}:ro"));
+    }
     if has_nvidia_gpu(instance_type) {
         parts.push("--gpus all".into());
     }
@@ -188,32 +248,100 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_spot_machine_with_reporting_gets_the_metadata_url_for_the_reclaim_notice() {
-        let mut w = workload();
-        w.reporting = Some(crate::provider::workload::Reporting {
+    fn reporting() -> Reporting {
+        Reporting {
             callback_url: "https://op/cb".into(),
             token: "t".into(),
             heartbeat_interval_seconds: 30,
             self_terminate_after_seconds: 600,
             report_grace_seconds: 90,
-        });
-        let line = format!("{ENV_IMDS_URL}={IMDS_URL}\n");
-        let spot = render(Some(&w), "g5.xlarge", None, true).unwrap().unwrap();
+        }
+    }
+
+    /// Issue 17, item 7: the workload ran with `--network host`, so it could reach the metadata
+    /// service (the instance role's credentials, the UserData with the report token).
+    #[test]
+    fn the_container_runs_on_the_bridge_network_unless_host_networking_is_asked_for() {
+        let mut w = workload();
+        w.reporting = Some(reporting());
+        for spot in [false, true] {
+            let bridged = render(Some(&w), "g5.xlarge", None, spot, false)
+                .unwrap()
+                .unwrap();
+            assert!(!bridged.contains("--network"), "{bridged}");
+            let host = render(Some(&w), "g5.xlarge", None, spot, true)
+                .unwrap()
+                .unwrap();
+            assert!(
+                host.contains("docker run --name runctl-workload --network host --env-file"),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spot_machine_watches_the_reclaim_notice_on_the_host() {
+        let mut w = workload();
+        w.reporting = Some(reporting());
+        let line = format!("{ENV_INTERRUPTION_FILE}={NOTICE_MOUNT}/{NOTICE_FILE}\n");
+        let spot = render(Some(&w), "g5.xlarge", None, true, false)
+            .unwrap()
+            .unwrap();
         assert!(spot.contains(&line), "{spot}");
-        let on_demand = render(Some(&w), "g5.xlarge", None, false).unwrap().unwrap();
         assert!(
-            !on_demand.contains(&line),
-            "the wrapper script names it; the env file does not"
+            spot.contains(&format!("-v {NOTICE_DIR}:{NOTICE_MOUNT}:ro ")),
+            "{spot}"
         );
+        assert!(
+            spot.contains(&format!(
+                "runctl_spot_watch {IMDS_URL} {NOTICE_DIR}/{NOTICE_FILE} {CONTAINER_NAME} &\n"
+            )),
+            "{spot}"
+        );
+        // The watch starts before the container: `docker run` blocks until the workload ends.
+        assert!(spot.find("runctl_spot_watch http").unwrap() < spot.find("docker run").unwrap());
+        assert!(spot.contains("docker kill --signal TERM"), "{spot}");
+        // Only the host names the metadata service.
+        let heredoc_end = spot.find(&format!("\n{ENV_EOF}\n")).expect("heredoc");
+        assert!(!spot[..heredoc_end].contains("169.254.169.254"), "{spot}");
         w.reporting = None;
-        let unwrapped = render(Some(&w), "g5.xlarge", None, true).unwrap().unwrap();
-        assert!(!unwrapped.contains(&line), "only the wrapper reads it");
+        let unwrapped = render(Some(&w), "g5.xlarge", None, true, false)
+            .unwrap()
+            .unwrap();
+        assert!(
+            unwrapped.contains("runctl_spot_watch http") && unwrapped.contains(&line),
+            "a workload without the wrapper gets the SIGTERM and the file too: {unwrapped}"
+        );
+        let on_demand = render(Some(&w), "g5.xlarge", None, false, false)
+            .unwrap()
+            .unwrap();
+        assert!(
+            !on_demand.contains("runctl_spot_watch")
+                && !on_demand.contains(ENV_INTERRUPTION_FILE)
+                && !on_demand.contains(NOTICE_MOUNT),
+            "{on_demand}"
+        );
+    }
+
+    #[test]
+    fn snapshot_spot_with_reporting() {
+        let mut w = workload();
+        w.env.clear();
+        w.reporting = Some(reporting());
+        let got = render(Some(&w), "g5.xlarge", None, true, false)
+            .expect("render")
+            .expect("script");
+        // The wrapper script itself is workload.rs's; keep the snapshot about the UserData.
+        let got = got.replace(
+            &shell_quote(crate::provider::workload::WRAPPER_SCRIPT),
+            "'<WRAPPER_SCRIPT>'",
+        );
+        assert_snapshot("userdata_spot_reporting.sh", &got);
     }
 
     #[test]
     fn snapshot_gpu_workload_with_lifetime() {
-        let got = render(Some(&workload()), "g5.xlarge", Some(3600), false)
+        let got = render(Some(&workload()), "g5.xlarge", Some(3600), false, false)
             .expect("render")
             .expect("script");
         assert_snapshot("userdata_gpu.sh", &got);
@@ -225,7 +353,7 @@ mod tests {
         w.command.clear();
         w.args = vec!["--epochs".into(), "2".into()];
         w.env.clear();
-        let got = render(Some(&w), "m5.large", None, false)
+        let got = render(Some(&w), "m5.large", None, false, false)
             .expect("render")
             .expect("script");
         assert_snapshot("userdata_cpu_args.sh", &got);
@@ -234,10 +362,10 @@ mod tests {
     #[test]
     fn bare_machine() {
         assert_eq!(
-            render(None, "g5.xlarge", None, false).expect("render"),
+            render(None, "g5.xlarge", None, false, false).expect("render"),
             None
         );
-        let s = render(None, "g5.xlarge", Some(90), false)
+        let s = render(None, "g5.xlarge", Some(90), false, false)
             .expect("render")
             .expect("script");
         assert!(s.contains("shutdown -h +2 "), "{s}");
@@ -254,7 +382,7 @@ mod tests {
             self_terminate_after_seconds: 600,
             report_grace_seconds: 90,
         });
-        let s = render(Some(&w), "g5.xlarge", None, false)
+        let s = render(Some(&w), "g5.xlarge", None, false, false)
             .expect("render")
             .expect("script");
         assert!(
@@ -272,7 +400,7 @@ mod tests {
     fn env_values_with_line_breaks_are_rejected_without_echoing_them() {
         let mut w = workload();
         w.env.insert("BAD".into(), "line1\nline2-secret".into());
-        let err = render(Some(&w), "g5.xlarge", None, false).expect_err("must reject");
+        let err = render(Some(&w), "g5.xlarge", None, false, false).expect_err("must reject");
         assert!(err.is_terminal());
         assert!(!err.to_string().contains("line2-secret"), "{err}");
     }

@@ -17,7 +17,7 @@ for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 2; done
 if ! command -v docker >/dev/null 2>&1; then echo 'runctl: docker is not installed in this AMI' >&2; exit 1; fi
 echo 'runctl: pulling image'
 for i in 1 2 3 4 5; do docker pull ghcr.io/acme/train:1.4 && break; sleep 10; done
-docker run --name runctl-workload --network host --env-file /run/runctl/workload.env --gpus all --entrypoint python ghcr.io/acme/train:1.4 train.py --lr 3e-4 'it'\''s'
+docker run --name runctl-workload --env-file /run/runctl/workload.env --gpus all --entrypoint python ghcr.io/acme/train:1.4 train.py --lr 3e-4 'it'\''s'
 code=$?
 echo "runctl: workload exited with code ${code}"
 exit "${code}"

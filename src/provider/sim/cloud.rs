@@ -61,8 +61,8 @@ pub struct SimStats {
     pub faults_injected: u64,
     /// Creates refused for capacity (limits or spot price), injected faults not counted.
     pub capacity_rejections: u64,
-    /// Exit reports the simulated wrapper gave up on (refused for good, or not acknowledged within
-    /// the workload's report grace).
+    /// Exit reports the simulated wrapper gave up on: not acknowledged within the workload's
+    /// report grace (a report refused because its attempt had ended is not counted).
     pub exit_reports_given_up: u64,
 }
 

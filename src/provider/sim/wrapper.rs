@@ -253,15 +253,23 @@ async fn run(cloud: Weak<SimCloud>) {
                 t.next_exit = now.saturating_add(
                     exit_retry_seconds(t.exit_attempts).saturating_mul(ms_per_second),
                 );
-                if !ok && t.exit_done {
+                // A refusal (410: the attempt already ended, its outcome recorded from what the
+                // provider reported; 401: its token is gone) loses nothing; an answer that never
+                // came within the grace does.
+                if answer == Answer::Retry && t.exit_done {
                     tracing::warn!(
                         machine = num,
                         attempts = t.exit_attempts,
-                        "sim wrapper: exit report not acknowledged; gave up as the shell wrapper does"
+                        "sim wrapper: exit report not acknowledged within the report grace; gave up as the shell wrapper does"
                     );
                     if let Some(c) = cloud.upgrade() {
                         c.count_exit_report_given_up();
                     }
+                } else if answer == Answer::Refused {
+                    debug!(
+                        machine = num,
+                        "sim wrapper: exit report refused for good (the attempt has ended)"
+                    );
                 }
             }
             if !ok {

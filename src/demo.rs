@@ -209,6 +209,8 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         ..OperatorConfig::default()
     };
     config.providers.sim = sim.clone();
+    // The simulated cloud is off unless a configuration enables it: the demo runs on nothing else.
+    config.providers.sim.enabled = Some(true);
     // The simulated machines post their reports to this address, so it must be known up front.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

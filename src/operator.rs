@@ -160,6 +160,15 @@ impl Operator {
     /// Runs until `shutdown` is cancelled: preflight, endpoints, leader election, controllers.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), OperatorError> {
         preflight(&self.client, self.controllers.watch_namespace.as_deref()).await?;
+        let enabled = self.registry.config().enabled_kinds();
+        if enabled.is_empty() {
+            warn!(
+                "no provider is enabled (providers.<name>.enabled): TrainingJobs fail ProviderNotEnabled and rent nothing"
+            );
+        } else {
+            let enabled = crate::controller::training_job::offers::enabled_list(&enabled);
+            info!(%enabled, "providers TrainingJobs may be placed on");
+        }
         let ready = Arc::new(AtomicBool::new(false));
         if let Some(addr) = self.http_addr {
             let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));

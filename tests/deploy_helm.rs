@@ -464,9 +464,10 @@ fn configmap_renders_the_operator_config_with_secret_references_only() {
     assert_eq!(config["metricsAddr"], "0.0.0.0:8080");
     assert_eq!(config["installationId"], "default");
     assert_eq!(config["leaderElection"]["enabled"], true);
+    // The enabled clouds, each with `enabled: true`; the simulated cloud stays off.
     assert_eq!(
         config["providers"],
-        json!({"aws": {"defaultRegion": "us-east-1"}})
+        json!({"aws": {"enabled": true, "defaultRegion": "us-east-1"}})
     );
     assert!(
         config.get("namespace").is_none(),
@@ -479,16 +480,17 @@ fn configmap_renders_the_operator_config_with_secret_references_only() {
     assert_eq!(config["installationId"], "prod-eu");
     assert_eq!(
         config["providers"]["runpod"],
-        json!({"credentialsSecret": {"namespace": "runctl-system", "name": "runpod-credentials"}})
+        json!({"enabled": true, "credentialsSecret": {"namespace": "runctl-system", "name": "runpod-credentials"}})
     );
     assert_eq!(
         config["providers"]["lyceum"],
-        json!({"credentialsSecret": {"namespace": "runctl-system", "name": "lyceum-credentials"}})
+        json!({"enabled": true, "credentialsSecret": {"namespace": "runctl-system", "name": "lyceum-credentials"}})
     );
     assert_eq!(
         config["providers"]["aws"],
-        json!({"defaultRegion": "eu-west-1", "subnetId": "subnet-0abc"})
+        json!({"enabled": true, "defaultRegion": "eu-west-1", "subnetId": "subnet-0abc"})
     );
+    assert!(config["providers"].get("sim").is_none());
     // The pods roll when the configuration changes.
     let checksum = |docs: &[Value]| {
         one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
@@ -500,6 +502,38 @@ fn configmap_renders_the_operator_config_with_secret_references_only() {
     );
     // The chart creates no Secret: credentials are only ever referenced.
     assert!(all_of(&docs, "Secret").is_empty());
+}
+
+#[test]
+fn the_simulated_cloud_is_enabled_only_on_request() {
+    use runctl::crd::ProviderKind;
+    let enabled = |extra: &[&str]| {
+        let docs = helm_template(extra);
+        check_loads(&docs);
+        let cm = one(&docs, "ConfigMap");
+        let text = cm["data"]["config.yaml"].as_str().expect("config.yaml");
+        runctl::config::OperatorConfig::from_yaml(text)
+            .expect("loads")
+            .providers
+            .enabled_kinds()
+    };
+    assert_eq!(enabled(&["--set", CALLBACK_URL]), [ProviderKind::Aws]);
+    // A first try without a cloud account (docs/getting-started.md).
+    let first_try = [
+        "--set",
+        "providers.aws.enabled=false",
+        "--set",
+        "providers.sim.enabled=true",
+    ];
+    assert_eq!(enabled(&first_try), [ProviderKind::Sim]);
+    assert_eq!(
+        rendered_config(&helm_template(&first_try))["providers"],
+        json!({"sim": {"enabled": true}})
+    );
+    // Nothing enabled: no providers section, so no provider is enabled.
+    assert!(enabled(&["--set", "providers.aws.enabled=false"]).is_empty());
+    let err = template_error(&["--set", CALLBACK_URL, "--set", "providers.sim.speed=2"]);
+    assert!(err.contains("speed"), "{err}");
 }
 
 #[test]

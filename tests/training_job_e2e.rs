@@ -1065,3 +1065,154 @@ async fn an_exit_report_survives_an_operator_restart_before_the_status_write() {
     wait_no_machines(&env, "survives").await;
     second.stop().await;
 }
+
+/// The Warning events about `regarding` in the test's namespace, as `reason: note`.
+async fn warnings(env: &TestEnv, regarding: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Issue 17, item 1: `auto` without `allowedProviders` compared every provider, the simulated
+/// one included (1 USD/h for this GPU, the cheapest), and providers the operator had no
+/// configuration for: a production job could "succeed" on machines that do no work. Now only the
+/// providers the operator's configuration enables are candidates, here RunPod (a stand-in); sim,
+/// AWS and Lyceum are not enabled. A job that names one of those fails `ProviderNotEnabled` with
+/// a Warning event and rents nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
+    use runctl::crd::ProviderKind;
+    use runctl::provider::ProvidersConfig;
+    use runctl::provider::registry::NamespacedSecretRef;
+    use runctl_standins::runpod::RunPodStandin;
+
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig {
+        sim: fast_sim(),
+        ..ProvidersConfig::default()
+    };
+    providers.sim.enabled = Some(false);
+    providers.aws.enabled = Some(false);
+    providers.lyceum.enabled = Some(false);
+    providers.runpod.enabled = Some(true);
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let mut env = TestEnv::start_with(providers).await;
+    env.secret("runpod", &[("apiKey", &standin.api_key())])
+        .await;
+    env.providers.runpod.credentials_secret = Some(NamespacedSecretRef {
+        namespace: env.ns.clone(),
+        name: "runpod".into(),
+    });
+    let op = start(&env).await;
+    let gpu = "NVIDIA H100 80GB HBM3";
+
+    // `auto` with no allowedProviders: RunPod, the one enabled provider, and nothing else.
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job(
+                "cheapest",
+                json!({"placement": {"provider": "auto", "gpuType": gpu}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = wait_job(&env, "cheapest", "attempt 1", |s| !s.attempts.is_empty()).await;
+    assert_eq!(s.attempts[0].provider, ProviderKind::Runpod, "{s:?}");
+    let placement = s.placement.expect("placement");
+    let considered: Vec<ProviderKind> = placement
+        .chosen
+        .iter()
+        .chain(&placement.remaining)
+        .map(|o| o.provider)
+        .chain(placement.rejected.iter().map(|r| r.offer.provider))
+        .collect();
+    assert_eq!(considered, [ProviderKind::Runpod], "{placement:?}");
+    eventually(60, "the RunPod pod", || async {
+        (standin.live_pods_with_env("RUNCTL_JOB_NAME", "cheapest") == 1).then_some(())
+    })
+    .await;
+
+    // A job on the simulator, and `auto` allowed only the simulator: both fail, nothing rented.
+    jobs(&env)
+        .create(&PostParams::default(), &job("on-sim", json!({})))
+        .await
+        .unwrap();
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job(
+                "auto-sim",
+                json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "allowedProviders": ["sim"]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    for (name, says) in [
+        (
+            "on-sim",
+            "placement.provider sim is not enabled in this operator's configuration (providers.sim.enabled; enabled: runpod): no machine was rented",
+        ),
+        (
+            "auto-sim",
+            "none of the providers placement auto may use (sim) is enabled",
+        ),
+    ] {
+        let s = wait_phase(&env, name, JobPhase::Failed).await;
+        assert_eq!(s.reason.as_deref(), Some("ProviderNotEnabled"), "{s:?}");
+        let message = s.message.clone().unwrap_or_default();
+        assert!(message.contains(says), "{message}");
+        assert!(s.attempts.is_empty(), "no attempt: {s:?}");
+        assert!(condition::is_true(&s.conditions, "Failed"));
+        let rejected = &s.placement.as_ref().expect("placement").rejected;
+        assert_eq!(
+            rejected
+                .iter()
+                .map(|r| (r.offer.provider, r.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(ProviderKind::Sim, "ProviderNotEnabled")]
+        );
+        let warned = eventually(30, &format!("{name}: the Warning event"), || async {
+            let w = warnings(&env, name).await;
+            w.iter()
+                .any(|w| w.starts_with("JobFailed: ProviderNotEnabled: "))
+                .then_some(w)
+        })
+        .await;
+        assert!(warned.iter().any(|w| w.contains(says)), "{warned:?}");
+        let left = crs(&env)
+            .list(&ListParams::default().labels(&format!("runctl.dev/job={name}")))
+            .await
+            .unwrap();
+        assert!(left.items.is_empty(), "no CloudResource for {name}");
+    }
+    assert_eq!(env.sim.live_total(), 0, "no simulated machine");
+    assert!(env.sim.machines().is_empty(), "none was ever created");
+
+    jobs(&env)
+        .delete("cheapest", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(60, "the RunPod pod to be terminated", || async {
+        (standin.live_pods_with_env("RUNCTL_JOB_NAME", "cheapest") == 0).then_some(())
+    })
+    .await;
+    op.stop().await;
+}

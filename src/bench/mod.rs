@@ -221,6 +221,9 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     }
     config.leader_election.enabled = false;
     config.providers.sim = sim_config();
+    // The simulated cloud is off unless a configuration enables it: the benchmark's jobs run
+    // on nothing else.
+    config.providers.sim.enabled = Some(true);
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
     config.jobs.callback_url = Some(format!("http://127.0.0.1:{port}"));
     // The simulated machines run on this host.

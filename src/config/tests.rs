@@ -418,6 +418,16 @@ fn example_file_is_valid_and_documented() {
             .map(|s| s.name.as_str()),
         Some("runpod-credentials")
     );
+    use crate::crd::ProviderKind;
+    assert_eq!(
+        c.providers.enabled_kinds(),
+        [
+            ProviderKind::Aws,
+            ProviderKind::Runpod,
+            ProviderKind::Lyceum
+        ],
+        "the example's clouds are enabled, the simulator is not"
+    );
 
     // Every field of the configuration is documented.
     let doc = include_str!("../../docs/configuration.md");
@@ -443,6 +453,48 @@ fn example_file_is_valid_and_documented() {
             "{var} missing from docs/configuration.md"
         );
     }
+}
+
+#[test]
+fn configured_clouds_are_enabled_and_the_simulator_only_explicitly() {
+    use crate::crd::ProviderKind::{Aws, Lyceum, Runpod, Sim};
+    let enabled = |yaml: &str| {
+        OperatorConfig::from_yaml(yaml)
+            .expect("valid")
+            .providers
+            .enabled_kinds()
+    };
+    // No configuration at all: nothing is enabled.
+    assert!(
+        OperatorConfig::default()
+            .providers
+            .enabled_kinds()
+            .is_empty()
+    );
+    assert!(enabled("installationId: x\n").is_empty());
+    // A cloud's section enables it; `enabled: false` keeps its settings but turns it off; a
+    // `sim` section without `enabled: true` does not enable the simulator.
+    assert_eq!(
+        enabled(
+            "providers:\n  aws: {defaultRegion: eu-west-1}\n  runpod: {enabled: false, listCacheMillis: 5}\n  sim: {region: sim-2}\n"
+        ),
+        [Aws]
+    );
+    assert_eq!(
+        enabled("providers:\n  lyceum: {}\n  sim: {enabled: true}\n"),
+        [Lyceum, Sim]
+    );
+    assert_eq!(enabled("providers: {runpod: {enabled: true}}\n"), [Runpod]);
+    // The manifests' configurations: kustomize enables AWS only.
+    assert_eq!(
+        enabled(include_str!("../../config/manager/config.yaml")),
+        [Aws]
+    );
+    // A bad value names the field.
+    let err = OperatorConfig::from_yaml("providers: {sim: {enabled: maybe}}\n")
+        .expect_err("not a boolean")
+        .to_string();
+    assert!(err.contains("providers.sim.enabled"), "{err}");
 }
 
 /// Collects the dotted paths of `value` (runctl's own sections; providers are documented by

@@ -73,7 +73,8 @@ pub enum RetryOn {
 #[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.capacityType == 'spot')").message("RunPod offers no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
 #[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
 pub struct Placement {
-    /// aws, runpod, lyceum, sim, or auto (cheapest allowed offer).
+    /// aws, runpod, lyceum, sim, or auto (cheapest allowed offer). Only a provider the
+    /// operator's configuration enables can run the job (sim only where enabled explicitly).
     pub provider: PlacementProvider,
     /// Instance type (EC2 `g5.xlarge`; a priced machine type for sim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +102,8 @@ pub struct Placement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_hourly_price: Option<f64>,
-    /// Providers that `auto` may choose from; every provider when absent.
+    /// Providers that `auto` may choose from; every provider the operator enables when absent
+    /// (a provider the operator does not enable is never used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8), extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("allowedProviders must name at least one provider"))]

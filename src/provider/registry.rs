@@ -23,20 +23,95 @@ pub struct NamespacedSecretRef {
 }
 
 /// Provider settings of the operator (the `providers` section of its configuration file).
+///
+/// Which providers TrainingJobs may be placed on ([`enabled`](Self::enabled)): each section's
+/// `enabled`. A cloud's section in the configuration file enables that cloud unless it says
+/// `enabled: false` (the clouds that are configured); a cloud without a section is disabled. The
+/// simulated cloud is enabled only by `sim.enabled: true`. Code that builds a configuration
+/// sets `enabled` itself: [`Default`] enables nothing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProvidersConfig {
     /// AWS EC2.
+    #[serde(deserialize_with = "configured")]
     pub aws: aws::AwsConfig,
     /// RunPod.
+    #[serde(deserialize_with = "configured")]
     pub runpod: runpod::RunPodConfig,
     /// Lyceum AI.
+    #[serde(deserialize_with = "configured")]
     pub lyceum: lyceum::LyceumConfig,
     /// The simulated cloud.
     pub sim: sim::SimConfig,
 }
 
+/// A provider section with an `enabled` switch.
+trait Switch {
+    fn switch(&mut self) -> &mut Option<bool>;
+}
+
+impl Switch for aws::AwsConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+}
+
+impl Switch for runpod::RunPodConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+}
+
+impl Switch for lyceum::LyceumConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+}
+
+/// A cloud's section that is present in the file: enabled unless it says otherwise.
+fn configured<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Switch,
+{
+    let mut section = T::deserialize(d)?;
+    section.switch().get_or_insert(true);
+    Ok(section)
+}
+
 impl ProvidersConfig {
+    /// Whether TrainingJobs may be placed on `kind` (see the type's documentation).
+    pub fn enabled(&self, kind: ProviderKind) -> bool {
+        let switch = match kind {
+            ProviderKind::Aws => self.aws.enabled,
+            ProviderKind::Runpod => self.runpod.enabled,
+            ProviderKind::Lyceum => self.lyceum.enabled,
+            ProviderKind::Sim => self.sim.enabled,
+        };
+        switch == Some(true)
+    }
+
+    /// The enabled providers, in [`ProviderKind::ALL`] order.
+    pub fn enabled_kinds(&self) -> Vec<ProviderKind> {
+        ProviderKind::ALL
+            .into_iter()
+            .filter(|k| self.enabled(*k))
+            .collect()
+    }
+
+    /// Sets `enabled` of every provider whose section leaves it unset (test beds that point
+    /// every provider at a stand-in).
+    pub fn enable_unset(&mut self) {
+        for switch in [
+            &mut self.aws.enabled,
+            &mut self.runpod.enabled,
+            &mut self.lyceum.enabled,
+            &mut self.sim.enabled,
+        ] {
+            switch.get_or_insert(true);
+        }
+    }
+
     /// The operator-wide default credentials Secret of a provider, if configured.
     pub fn default_credentials(&self, kind: ProviderKind) -> Option<&NamespacedSecretRef> {
         match kind {

@@ -108,7 +108,12 @@ impl TestEnv {
 
     /// Like [`start_with`](Self::start_with) on the given backend, whatever
     /// `RUNCTL_TEST_BACKEND` says (tests that only make sense on one of them).
-    pub async fn start_on(backend: Backend, providers: ProvidersConfig) -> Self {
+    ///
+    /// Every provider whose `enabled` the test left unset is enabled, the simulated cloud
+    /// included (the tests point the clouds at stand-ins); a test of disabled providers sets
+    /// `enabled: Some(false)`.
+    pub async fn start_on(backend: Backend, mut providers: ProvidersConfig) -> Self {
+        providers.enable_unset();
         let sim = Arc::new(SimCloud::new(providers.sim.clone()));
         match backend {
             Backend::InProcess => {

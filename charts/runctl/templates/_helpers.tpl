@@ -113,6 +113,7 @@ enabled and there is none: those machines run outside the cluster and cannot rea
 {{- $p := index $.Values.providers $name }}
 {{- if $p.enabled }}
 {{- $section := deepCopy (default dict $p.settings) }}
+{{- $_ := set $section "enabled" true }}
 {{- if eq $name "aws" }}
 {{- $_ := set $section "defaultRegion" $p.defaultRegion }}
 {{- end }}
@@ -124,6 +125,9 @@ enabled and there is none: those machines run outside the cluster and cannot rea
 {{- end }}
 {{- $_ := set $providers $name $section }}
 {{- end }}
+{{- end }}
+{{- if .Values.providers.sim.enabled }}
+{{- $_ := set $providers "sim" (dict "enabled" true) }}
 {{- end }}
 {{- if $providers }}
 {{- $_ := set $cfg "providers" $providers }}

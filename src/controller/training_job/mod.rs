@@ -413,6 +413,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
             Some(jc.config.reporting.callback_base_url.as_str()),
             jc.config.callback_check,
         ),
+        enabled_providers: ctx.registry.config().enabled_kinds(),
     };
     let now = Timestamp::now();
     let input = Input {

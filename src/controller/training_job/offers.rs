@@ -20,6 +20,9 @@ pub const PROVIDER_UNAVAILABLE: &str = "ProviderUnavailable";
 pub const PRICE_UNAVAILABLE: &str = "PriceUnavailable";
 /// Rejection: dearer than `maxHourlyPrice`.
 pub const ABOVE_MAX_HOURLY_PRICE: &str = "AboveMaxHourlyPrice";
+/// Rejection: the operator's configuration does not enable the provider
+/// (`providers.<name>.enabled`).
+pub const PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
 
 fn reject(offer: Offer, reason: &str, message: impl Into<String>) -> RejectedOffer {
     RejectedOffer {
@@ -33,14 +36,64 @@ fn has_regions(kind: ProviderKind) -> bool {
     matches!(kind, ProviderKind::Aws | ProviderKind::Sim)
 }
 
-/// Every offer the placement allows, before prices, and those rejected outright.
-pub fn candidates(p: &Placement) -> (Vec<Offer>, Vec<RejectedOffer>) {
-    let kinds: Vec<ProviderKind> = match p.provider.fixed() {
-        Some(k) => vec![k],
-        None => p
-            .allowed_providers
-            .clone()
-            .unwrap_or_else(|| ProviderKind::ALL.to_vec()),
+/// The machine a placement asks `kind` for: instance type, GPU type and count.
+fn machine_of(p: &Placement, kind: ProviderKind) -> (Option<String>, Option<String>, Option<u32>) {
+    match kind {
+        ProviderKind::Aws => (p.instance_type.clone(), None, None),
+        ProviderKind::Runpod | ProviderKind::Lyceum => (None, p.gpu_type.clone(), p.gpu_count),
+        ProviderKind::Sim => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
+    }
+}
+
+/// The rejection of a provider the operator's configuration does not enable.
+fn not_enabled(p: &Placement, kind: ProviderKind, enabled: &[ProviderKind]) -> RejectedOffer {
+    let (instance_type, gpu_type, gpu_count) = machine_of(p, kind);
+    let offer = Offer {
+        provider: kind,
+        instance_type,
+        gpu_type,
+        gpu_count,
+        region: None,
+        spot: p.capacity_type == CapacityType::Spot,
+        price_per_hour: None,
+    };
+    reject_not_enabled(offer, enabled)
+}
+
+/// Rejects `offer` because its provider is not among the `enabled` ones.
+pub fn reject_not_enabled(offer: Offer, enabled: &[ProviderKind]) -> RejectedOffer {
+    let kind = offer.provider;
+    reject(
+        offer,
+        PROVIDER_NOT_ENABLED,
+        format!(
+            "{kind} is not enabled in this operator's configuration (providers.{kind}.enabled); enabled: {}",
+            enabled_list(enabled)
+        ),
+    )
+}
+
+/// `aws, runpod`, or `none`.
+pub fn enabled_list(enabled: &[ProviderKind]) -> String {
+    if enabled.is_empty() {
+        return "none".into();
+    }
+    enabled
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every offer the placement allows on the `enabled` providers, before prices, and those
+/// rejected outright. `auto` without `allowedProviders` compares the enabled providers only; a
+/// provider the placement names (fixed, or in `allowedProviders`) that is not enabled is
+/// rejected `ProviderNotEnabled`.
+pub fn candidates(p: &Placement, enabled: &[ProviderKind]) -> (Vec<Offer>, Vec<RejectedOffer>) {
+    let named: Vec<ProviderKind> = match (p.provider.fixed(), &p.allowed_providers) {
+        (Some(k), _) => vec![k],
+        (None, Some(allowed)) => allowed.clone(),
+        (None, None) => enabled.to_vec(),
     };
     let spots: &[bool] = match p.capacity_type {
         CapacityType::OnDemand => &[false],
@@ -48,12 +101,12 @@ pub fn candidates(p: &Placement) -> (Vec<Offer>, Vec<RejectedOffer>) {
         CapacityType::SpotWithFallback => &[true, false],
     };
     let (mut offers, mut rejected) = (vec![], vec![]);
-    for kind in kinds {
-        let (instance_type, gpu_type, gpu_count) = match kind {
-            ProviderKind::Aws => (p.instance_type.clone(), None, None),
-            ProviderKind::Runpod | ProviderKind::Lyceum => (None, p.gpu_type.clone(), p.gpu_count),
-            ProviderKind::Sim => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
-        };
+    for kind in named {
+        if !enabled.contains(&kind) {
+            rejected.push(not_enabled(p, kind, enabled));
+            continue;
+        }
+        let (instance_type, gpu_type, gpu_count) = machine_of(p, kind);
         let regions: Vec<Option<String>> = if has_regions(kind) && !p.regions.is_empty() {
             p.regions.iter().cloned().map(Some).collect()
         } else {
@@ -168,9 +221,11 @@ async fn provider(
         .map_err(|e| e.to_string())
 }
 
-/// Collects prices and capabilities for every candidate and ranks them.
+/// Collects prices and capabilities for every candidate on the providers the operator's
+/// configuration enables, and ranks them.
 pub async fn collect(ctx: &Context, p: &Placement) -> PlacementStatus {
-    let (offers, mut rejected) = candidates(p);
+    let enabled = ctx.registry.config().enabled_kinds();
+    let (offers, mut rejected) = candidates(p, &enabled);
     let mut priced = vec![];
     for mut o in offers {
         let region = o
@@ -217,11 +272,16 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    const ALL: &[ProviderKind] = &ProviderKind::ALL;
+
     #[test]
     fn candidates_per_provider_region_and_capacity_type() {
-        let (offers, rejected) = candidates(&placement(serde_json::json!({
-            "provider": "auto", "gpuType": "a100", "gpuCount": 2, "regions": ["r1", "r2"], "capacityType": "spotWithFallback"
-        })));
+        let (offers, rejected) = candidates(
+            &placement(serde_json::json!({
+                "provider": "auto", "gpuType": "a100", "gpuCount": 2, "regions": ["r1", "r2"], "capacityType": "spotWithFallback"
+            })),
+            ALL,
+        );
         let names: Vec<String> = offers
             .iter()
             .map(|o| {
@@ -264,16 +324,78 @@ mod tests {
 
     #[test]
     fn fixed_provider_and_allowed_list() {
-        let (offers, rejected) = candidates(&placement(
-            serde_json::json!({"provider": "aws", "instanceType": "g5.xlarge"}),
-        ));
+        let (offers, rejected) = candidates(
+            &placement(serde_json::json!({"provider": "aws", "instanceType": "g5.xlarge"})),
+            ALL,
+        );
         assert_eq!((offers.len(), rejected.len()), (1, 0));
         assert_eq!(offers[0].instance_type.as_deref(), Some("g5.xlarge"));
-        let (offers, _) = candidates(&placement(
-            serde_json::json!({"provider": "auto", "instanceType": "x", "allowedProviders": ["sim"]}),
-        ));
+        let (offers, _) = candidates(
+            &placement(
+                serde_json::json!({"provider": "auto", "instanceType": "x", "allowedProviders": ["sim"]}),
+            ),
+            ALL,
+        );
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].provider, ProviderKind::Sim);
+    }
+
+    #[test]
+    fn auto_compares_only_the_enabled_providers() {
+        let auto = placement(serde_json::json!({
+            "provider": "auto", "instanceType": "g5.xlarge", "gpuType": "a100", "capacityType": "spotWithFallback"
+        }));
+        // The operator enables AWS and Lyceum: sim and RunPod are neither offered nor listed.
+        let (offers, rejected) = candidates(&auto, &[ProviderKind::Aws, ProviderKind::Lyceum]);
+        let providers: Vec<ProviderKind> = offers.iter().map(|o| o.provider).collect();
+        assert_eq!(
+            providers,
+            [
+                ProviderKind::Aws,
+                ProviderKind::Aws,
+                ProviderKind::Lyceum,
+                ProviderKind::Lyceum
+            ]
+        );
+        assert!(rejected.is_empty(), "{rejected:?}");
+        // Nothing enabled: no candidate at all.
+        assert_eq!(candidates(&auto, &[]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_named_provider_that_is_not_enabled_is_rejected() {
+        let enabled = [ProviderKind::Aws];
+        let (offers, rejected) = candidates(
+            &placement(serde_json::json!({"provider": "sim", "instanceType": "sim.a100"})),
+            &enabled,
+        );
+        assert!(offers.is_empty());
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].reason, PROVIDER_NOT_ENABLED);
+        assert_eq!(rejected[0].offer.provider, ProviderKind::Sim);
+        assert_eq!(
+            rejected[0].message.as_deref(),
+            Some(
+                "sim is not enabled in this operator's configuration (providers.sim.enabled); enabled: aws"
+            )
+        );
+        // allowedProviders: the enabled ones are offered, the others rejected with the reason.
+        let (offers, rejected) = candidates(
+            &placement(serde_json::json!({
+                "provider": "auto", "instanceType": "g5.xlarge", "allowedProviders": ["sim", "aws"]
+            })),
+            &enabled,
+        );
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].provider, ProviderKind::Aws);
+        assert_eq!(
+            rejected
+                .iter()
+                .map(|r| (r.offer.provider, r.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(ProviderKind::Sim, PROVIDER_NOT_ENABLED)]
+        );
+        assert_eq!(enabled_list(&[]), "none");
     }
 
     #[test]

@@ -18,12 +18,14 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::offers::{PROVIDER_NOT_ENABLED, enabled_list, reject_not_enabled};
 use super::outcome::{self, Outcome, Seen, classify};
 use super::resources::cloud_resource_name;
 use super::view::MachineView;
 use crate::callback::AttemptReport;
 use crate::callback::reach::Unreachable;
 use crate::controller::backoff::BackoffConfig;
+use crate::crd::ProviderKind;
 use crate::crd::cloud_resource::ResourceState;
 use crate::crd::condition::{self, NewCondition};
 use crate::crd::training_job::{
@@ -48,6 +50,9 @@ pub const REASON_NO_CAPACITY: &str = "NoCapacity";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// Job reason: the machine was lost (interruption or no report) and that is not retried.
 pub const REASON_MACHINE_LOST: &str = "MachineLost";
+/// Job reason: no provider the placement may use is enabled in the operator's configuration;
+/// nothing was rented.
+pub const REASON_PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
 
 /// Controller settings the plan uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +73,9 @@ pub struct Settings {
     pub retry: BackoffConfig,
     /// Whether machines outside the cluster can reach the callback endpoint.
     pub callback: Result<(), Unreachable>,
+    /// The providers the operator's configuration enables (`providers.<name>.enabled`): no
+    /// attempt starts anywhere else.
+    pub enabled_providers: Vec<ProviderKind>,
 }
 
 /// Everything the plan looks at.
@@ -834,6 +842,44 @@ fn stuck(
     None
 }
 
+/// Why a placement with no offer left cannot run here, when the reason is the operator's
+/// configuration: no provider enabled at all, or every provider the placement names rejected
+/// `ProviderNotEnabled`. `None` when offers failed for other reasons (prices, capacity).
+fn not_enabled_message(
+    spec: &TrainingJobSpec,
+    enabled: &[ProviderKind],
+    placement: &PlacementStatus,
+) -> Option<String> {
+    let rejected = &placement.rejected;
+    if !enabled.is_empty()
+        && (rejected.is_empty() || rejected.iter().any(|r| r.reason != PROVIDER_NOT_ENABLED))
+    {
+        return None;
+    }
+    let mut named: Vec<&str> = vec![];
+    for r in rejected {
+        if !named.contains(&r.offer.provider.as_str()) {
+            named.push(r.offer.provider.as_str());
+        }
+    }
+    let enabled = enabled_list(enabled);
+    Some(match spec.placement.provider.fixed() {
+        Some(kind) => format!(
+            "placement.provider {kind} is not enabled in this operator's configuration \
+             (providers.{kind}.enabled; enabled: {enabled}): no machine was rented"
+        ),
+        None if named.is_empty() => format!(
+            "no provider is enabled in this operator's configuration (providers.<name>.enabled; \
+             enabled: {enabled}): no machine was rented"
+        ),
+        None => format!(
+            "none of the providers placement auto may use ({}) is enabled in this operator's \
+             configuration (providers.<name>.enabled; enabled: {enabled}): no machine was rented",
+            named.join(", ")
+        ),
+    })
+}
+
 /// No attempt is open: suspend, stop on policy, wait for backoff, or start the next attempt.
 fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
     let now = i.now;
@@ -847,6 +893,23 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         s.current_cloud_resource = None;
         s.cost_per_hour = None;
         return;
+    }
+    // Offers kept from an earlier ranking on a provider the configuration no longer enables
+    // (the operator restarted with another configuration) are not tried.
+    if let Some(pl) = s.placement.as_mut()
+        && pl
+            .remaining
+            .iter()
+            .any(|o| !i.settings.enabled_providers.contains(&o.provider))
+    {
+        let (keep, drop): (Vec<Offer>, Vec<Offer>) = std::mem::take(&mut pl.remaining)
+            .into_iter()
+            .partition(|o| i.settings.enabled_providers.contains(&o.provider));
+        pl.remaining = keep;
+        pl.rejected.extend(
+            drop.into_iter()
+                .map(|o| reject_not_enabled(o, &i.settings.enabled_providers)),
+        );
     }
     let resuming = s.phase == Some(JobPhase::Suspended);
     if resuming {
@@ -911,6 +974,18 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         }
     }
     let placement = s.placement.get_or_insert_with(Default::default);
+    if placement.remaining.is_empty()
+        && let Some(msg) = not_enabled_message(i.spec, &i.settings.enabled_providers, placement)
+    {
+        return finish(
+            s,
+            p,
+            JobPhase::Failed,
+            REASON_PROVIDER_NOT_ENABLED,
+            msg,
+            now,
+        );
+    }
     if placement.remaining.is_empty() {
         let why: Vec<String> = placement
             .rejected

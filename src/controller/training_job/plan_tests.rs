@@ -25,6 +25,7 @@ fn settings() -> Settings {
             max: Duration::from_secs(60),
         },
         callback: Ok(()),
+        enabled_providers: ProviderKind::ALL.to_vec(),
     }
 }
 
@@ -105,6 +106,7 @@ struct Case {
     reports: BTreeMap<u32, AttemptReport>,
     offers: Option<PlacementStatus>,
     callback: Result<(), Unreachable>,
+    enabled: Vec<ProviderKind>,
     now: Timestamp,
 }
 
@@ -117,6 +119,7 @@ impl Case {
             reports: BTreeMap::new(),
             offers: None,
             callback: Ok(()),
+            enabled: ProviderKind::ALL.to_vec(),
             now: t0(),
         }
     }
@@ -124,6 +127,7 @@ impl Case {
     fn run(&self) -> Plan {
         let s = Settings {
             callback: self.callback.clone(),
+            enabled_providers: self.enabled.clone(),
             ..settings()
         };
         plan(Input {
@@ -457,6 +461,168 @@ fn no_offer_within_the_price_fails_with_no_capacity() {
         (Some(JobPhase::Failed), Some("NoCapacity"))
     );
     assert!(p.status.message.unwrap().contains("AboveMaxHourlyPrice"));
+}
+
+/// The offers `collect` would rank for the case's placement on its enabled providers, all
+/// priced (no provider is asked).
+fn candidates_of(c: &Case) -> PlacementStatus {
+    let (offers, rejected) =
+        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled);
+    let priced = offers
+        .into_iter()
+        .map(|o| Offer {
+            price_per_hour: Some(1.0),
+            ..o
+        })
+        .collect();
+    crate::controller::training_job::offers::rank(priced, rejected, None, false)
+}
+
+#[test]
+fn a_job_on_a_provider_that_is_not_enabled_fails_and_rents_nothing() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.enabled = vec![ProviderKind::Aws, ProviderKind::Runpod];
+    assert_eq!(c.step().acts, vec![Act::CollectOffers]);
+    c.offers = Some(candidates_of(&c));
+    let p = c.step();
+    assert!(p.acts.is_empty(), "nothing is rented: {:?}", p.acts);
+    assert!(p.status.attempts.is_empty());
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some(REASON_PROVIDER_NOT_ENABLED))
+    );
+    let msg = p.status.message.clone().unwrap();
+    assert!(
+        msg.contains("placement.provider sim is not enabled")
+            && msg.contains("providers.sim.enabled")
+            && msg.contains("enabled: aws, runpod"),
+        "{msg}"
+    );
+    let rejected = &p.status.placement.as_ref().unwrap().rejected;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].reason, "ProviderNotEnabled");
+    assert_eq!(
+        p.notes,
+        vec![Note {
+            warning: true,
+            reason: "JobFailed",
+            message: format!("ProviderNotEnabled: {msg}"),
+        }]
+    );
+}
+
+#[test]
+fn auto_with_no_enabled_provider_fails_and_says_so() {
+    let auto = |allowed: serde_json::Value| {
+        let mut placement = serde_json::json!({"provider": "auto", "instanceType": "sim.a100"});
+        if !allowed.is_null() {
+            placement["allowedProviders"] = allowed;
+        }
+        spec(serde_json::json!({ "placement": placement }))
+    };
+    // Nothing enabled at all.
+    let mut c = Case::new(auto(serde_json::Value::Null));
+    c.enabled = vec![];
+    c.offers = Some(candidates_of(&c));
+    let p = c.step();
+    assert!(p.acts.is_empty());
+    assert_eq!(
+        p.status.reason.as_deref(),
+        Some(REASON_PROVIDER_NOT_ENABLED)
+    );
+    let msg = p.status.message.unwrap();
+    assert!(
+        msg.starts_with("no provider is enabled") && msg.contains("enabled: none"),
+        "{msg}"
+    );
+    // Only providers the job does not allow are enabled.
+    let mut c = Case::new(auto(serde_json::json!(["sim", "lyceum"])));
+    c.enabled = vec![ProviderKind::Aws];
+    c.offers = Some(candidates_of(&c));
+    let p = c.step();
+    assert_eq!(
+        p.status.reason.as_deref(),
+        Some(REASON_PROVIDER_NOT_ENABLED)
+    );
+    let msg = p.status.message.unwrap();
+    assert!(
+        msg.contains("none of the providers placement auto may use (sim, lyceum)")
+            && msg.contains("enabled: aws"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_disabled_provider_among_other_rejections_is_listed_as_no_capacity() {
+    let mut c = Case::new(spec(
+        serde_json::json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "allowedProviders": ["aws", "sim"]}}),
+    ));
+    c.enabled = vec![ProviderKind::Aws];
+    let (offers, rejected) =
+        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled);
+    assert_eq!(offers.len(), 1);
+    // AWS is dearer than the job allows.
+    let priced = offers
+        .into_iter()
+        .map(|o| Offer {
+            price_per_hour: Some(9.0),
+            ..o
+        })
+        .collect();
+    c.offers = Some(crate::controller::training_job::offers::rank(
+        priced,
+        rejected,
+        Some(5.0),
+        false,
+    ));
+    let p = c.step();
+    assert_eq!(p.status.reason.as_deref(), Some(REASON_NO_CAPACITY));
+    let msg = p.status.message.unwrap();
+    assert!(
+        msg.contains("aws sim.a100: AboveMaxHourlyPrice")
+            && msg.contains("sim sim.a100: ProviderNotEnabled"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn offers_kept_for_a_provider_no_longer_enabled_are_not_tried() {
+    let mut c = Case::new(spec(
+        serde_json::json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "capacityType": "spotWithFallback"}}),
+    ));
+    c.offers = Some(offers(vec![offer(true, 1.0), offer(false, 3.0)]));
+    c.step();
+    c.offers = None;
+    // The operator restarts with no provider enabled; attempt 1 ends for want of capacity.
+    c.enabled = vec![];
+    let mut m = machine(1, ResourceState::Starting, "InsufficientCapacity");
+    m.has_machine = false;
+    c.machines = vec![m];
+    let p = c.step();
+    assert!(
+        !p.acts.iter().any(|a| matches!(a, Act::Start { .. })),
+        "the kept sim offer is not started: {:?}",
+        p.acts
+    );
+    let pl = p.status.placement.clone().unwrap();
+    assert!(pl.remaining.is_empty());
+    assert_eq!(
+        pl.rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["InsufficientCapacity", "ProviderNotEnabled"]
+    );
+    // After the capacity backoff, fresh offers come from the enabled providers only.
+    c.machines = vec![];
+    c.now = at(60);
+    assert_eq!(c.step().acts, vec![Act::CollectOffers]);
+    c.offers = Some(candidates_of(&c));
+    let p = c.step();
+    assert_eq!(
+        p.status.reason.as_deref(),
+        Some(REASON_PROVIDER_NOT_ENABLED)
+    );
 }
 
 #[test]

@@ -41,6 +41,10 @@ use super::{Provider, ProviderError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LyceumConfig {
+    /// Offer Lyceum to TrainingJobs. Absent: enabled when this section is in the configuration
+    /// file ([`ProvidersConfig::enabled`](crate::provider::ProvidersConfig::enabled)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// API base URL.
     pub base_url: String,
     /// Per-request timeout in seconds (VM creation is slow: at least 150 s).
@@ -62,6 +66,7 @@ pub struct LyceumConfig {
 impl Default for LyceumConfig {
     fn default() -> Self {
         Self {
+            enabled: None,
             base_url: "https://api.lyceum.technology/api/v2/external".into(),
             request_timeout_seconds: 180,
             default_run_timeout_seconds: 86_400,

@@ -34,6 +34,10 @@ pub const CREDENTIALS_API_KEY: &str = "apiKey";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RunPodConfig {
+    /// Offer RunPod to TrainingJobs. Absent: enabled when this section is in the configuration
+    /// file ([`ProvidersConfig::enabled`](crate::provider::ProvidersConfig::enabled)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// REST v2 base URL.
     pub base_url: String,
     /// Per-request timeout in seconds.
@@ -61,6 +65,7 @@ pub struct RunPodConfig {
 impl Default for RunPodConfig {
     fn default() -> Self {
         Self {
+            enabled: None,
             base_url: "https://api.runpod.io/v2".into(),
             request_timeout_seconds: 30,
             request_timeout_millis: None,

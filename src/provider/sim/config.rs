@@ -13,6 +13,11 @@ pub const SPOT_FACTOR: f64 = 0.4;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SimConfig {
+    /// Offer the simulated cloud to TrainingJobs. Only `true` enables it (the demo, the
+    /// benchmark and the tests set it): a production operator never places a job on machines
+    /// that do no work. A section without it does not enable the simulator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// The default simulated region (a provider built without a region uses it).
     pub region: String,
     /// Milliseconds from create until the machine exists: `Starting/Provisioning` until then,
@@ -56,6 +61,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            enabled: None,
             region: "sim-1".into(),
             provision_ms: 200,
             boot_ms: 1000,

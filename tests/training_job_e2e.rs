@@ -1216,3 +1216,82 @@ async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
     .await;
     op.stop().await;
 }
+
+/// Issue 17, item 9: with `deletionPolicy: Orphan`, a job that ended at its `maxTotalCost` or
+/// `activeDeadlineSeconds` released its attempt's CloudResource, which orphaned the machine: it
+/// kept billing past the limit that had just stopped it. Machines of attempts the job ends itself
+/// are now terminated whatever the policy; `Orphan` keeps only the machine of the attempt still
+/// running when the job itself is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_jobs_stop_their_machines_at_the_budget_and_the_deadline() {
+    // 3600 USD/h: one dollar a second.
+    let mut sim: SimConfig = fast_sim();
+    sim.prices.insert("sim.pricey".into(), 3600.0);
+    let env = TestEnv::start(sim).await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job(
+                "orphan-pricey",
+                json!({"placement": {"provider": "sim", "instanceType": "sim.pricey"}, "maxTotalCost": 2.0, "deletionPolicy": "Orphan"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = wait_phase(&env, "orphan-pricey", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("BudgetExceeded"));
+    wait_no_machines(&env, "orphan-pricey").await;
+
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job(
+                "orphan-late",
+                json!({"activeDeadlineSeconds": 2, "deletionPolicy": "Orphan"}),
+            ),
+        )
+        .await
+        .unwrap();
+    running_attempt(&env, "orphan-late", 1).await;
+    let s = wait_phase(&env, "orphan-late", JobPhase::Failed).await;
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    wait_no_machines(&env, "orphan-late").await;
+    let terminated = env
+        .sim
+        .machines()
+        .iter()
+        .filter(|m| m.state == runctl::provider::ResourceState::Terminated)
+        .count();
+    assert_eq!(terminated, 2, "both machines terminated, none orphaned");
+
+    // Deleting the job itself: Orphan keeps the running attempt's machine, as documented.
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("orphan-kept", json!({"deletionPolicy": "Orphan"})),
+        )
+        .await
+        .unwrap();
+    running_attempt(&env, "orphan-kept", 1).await;
+    jobs(&env)
+        .delete("orphan-kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    let api = jobs(&env);
+    eventually(30, "the job to be gone", || async {
+        api.get_opt("orphan-kept")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.sim.live_total(),
+        1,
+        "the orphaned machine keeps running"
+    );
+    op.stop().await;
+}

@@ -223,7 +223,10 @@ pub struct TrainingJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub max_total_cost: Option<f64>,
-    /// What happens to a machine when its CloudResource is deleted (Delete or Orphan).
+    /// What deleting the job does to the machine of its running attempt: Delete (default)
+    /// terminates it, Orphan leaves it running and forgets it. Machines of attempts the job ends
+    /// itself (outcome, retry, suspend, activeDeadlineSeconds, maxTotalCost) are always
+    /// terminated.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

@@ -11,7 +11,12 @@
 //!
 //! Delete path (finalizer `runctl.dev/cloudresources`): delete every CloudResource and token
 //! Secret of the job and keep the job until the CloudResources are gone (their own finalizer
-//! waits for the machines), so deleting a job at any phase leaves no machine behind.
+//! waits for the machines), so deleting a job at any phase leaves no machine behind (with
+//! `deletionPolicy: Orphan`, none but the open attempt's).
+//!
+//! Every attempt the job ends itself is released with its machine terminated, whatever the
+//! job's `deletionPolicy`: `Orphan` on an attempt's CloudResource is set to `Delete` before the
+//! release, so that deadline, budget, suspend and retries never leave a machine billing.
 
 pub mod conditions;
 pub mod machines;
@@ -108,6 +113,18 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Setting `deletionPolicy: Delete` on an ended attempt's CloudResource before its release
+    /// failed.
+    #[error(
+        "failed to set deletionPolicy Delete on CloudResource {name} before releasing it: {source}"
+    )]
+    TerminateOnRelease {
+        /// Object name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
     /// Deleting a CloudResource, Secret or the job failed.
     #[error("failed to delete {what}: {source}")]
     Delete {
@@ -142,6 +159,7 @@ impl Error {
             Self::DataCredentials(e) => e.reason(),
             Self::Apply { .. } => "ApplyFailed",
             Self::Delete { .. } => "DeleteFailed",
+            Self::TerminateOnRelease { .. } => "ReleaseFailed",
             Self::WriteStatus(_) => "StatusWriteFailed",
             Self::Finalizer(_) | Self::AddFinalizer(_) => "FinalizerFailed",
             Self::StillReleasing(_) => "Releasing",
@@ -308,15 +326,41 @@ where
     }
 }
 
-/// Deletes an ended attempt's CloudResource and token Secret.
+/// Makes deleting the CloudResource `name` terminate its machine: sets `deletionPolicy:
+/// Delete` on it (JSON merge patch; the policy may change at any time). For an attempt the job
+/// ended itself (outcome, retry, suspend, deadline, budget): a machine orphaned then would bill
+/// on past `maxTotalCost` and `activeDeadlineSeconds`. A job's `deletionPolicy: Orphan` applies
+/// only to the attempt still open when the job itself is deleted.
+async fn terminate_on_release(crs: &Api<CloudResource>, name: &str) -> Result<(), Error> {
+    let patch = serde_json::json!({"spec": {"deletionPolicy": "Delete"}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match crs.patch(name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_error_code(&e) == Some(404) => Ok(()),
+        Err(source) => Err(Error::TerminateOnRelease {
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Deletes an ended attempt's CloudResource, terminating its machine whatever the job's
+/// `deletionPolicy` (`orphan`: the object says `Orphan`), and its token Secret.
 async fn release(
     ctx: &Context,
     ns: &str,
     job: &str,
     name: &str,
     attempt: u32,
+    orphan: bool,
 ) -> Result<(), Error> {
     let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
+    if orphan {
+        terminate_on_release(&crs, name).await?;
+    }
     delete_ignoring_missing(&crs, name)
         .await
         .map_err(|source| Error::Delete {
@@ -510,7 +554,8 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     for act in &p.acts {
         if let Act::Release { name: cr, attempt } = act {
             let (cr, attempt) = (cr.as_str(), *attempt);
-            match release(ctx, &ns, &name, cr, attempt).await {
+            let orphan = machines.iter().any(|v| v.name == cr && v.orphan);
+            match release(ctx, &ns, &name, cr, attempt, orphan).await {
                 Ok(()) => jc.reports.forget(&AttemptId {
                     namespace: ns.clone(),
                     job: name.clone(),
@@ -574,7 +619,19 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
     // after the Secret) is owned by the job, so the garbage collector removes it with the job.
     let crs: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let ended = |attempt: u32| {
+        job.status.as_ref().is_some_and(|s| {
+            s.attempts
+                .iter()
+                .any(|a| a.index == attempt && a.end_time.is_some())
+        })
+    };
     for v in machines.iter().filter(|v| !v.deleting) {
+        // `deletionPolicy: Orphan` keeps the machine of the attempt the job was running; the
+        // machines of attempts it had already ended are terminated.
+        if v.orphan && ended(v.attempt) {
+            terminate_on_release(&crs, &v.name).await?;
+        }
         delete_ignoring_missing(&crs, &v.name)
             .await
             .map_err(|source| Error::Delete {

@@ -255,6 +255,7 @@ mod tests {
             launch_time: None,
             end_time: None,
             deleting: false,
+            orphan: false,
             exit_code: None,
         }
     }

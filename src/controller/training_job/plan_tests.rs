@@ -92,6 +92,7 @@ fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
         launch_time: Some(t0()),
         end_time: if state.is_final() { Some(t0()) } else { None },
         deleting: false,
+        orphan: false,
         exit_code: None,
         // Without a machine, the CloudResource's failure is the one its reason names.
         failure: (!has_machine).then(|| failure(reason)),

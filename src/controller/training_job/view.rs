@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 
 use crate::callback::AttemptReport;
-use crate::crd::ProviderKind;
 use crate::crd::cloud_resource::{CloudResource, CloudResourceStatus, Failure, ResourceState};
+use crate::crd::{DeletionPolicy, ProviderKind};
 
 /// Label on every CloudResource of a job: the job's name.
 pub const LABEL_JOB: &str = "runctl.dev/job";
@@ -45,6 +45,8 @@ pub struct MachineView {
     pub end_time: Option<Timestamp>,
     /// The object is being deleted.
     pub deleting: bool,
+    /// `spec.deletionPolicy` is `Orphan`: deleting the object would leave the machine running.
+    pub orphan: bool,
     /// Exit code the provider itself reported for the machine's workload (Lyceum runs).
     pub exit_code: Option<i32>,
     /// The CloudResource controller's last failure, typed (read through the retry policy).
@@ -89,6 +91,7 @@ impl MachineView {
             launch_time: status.launch_time.as_ref().map(|t| t.0),
             end_time: status.end_time.as_ref().map(|t| t.0),
             deleting: cr.metadata.deletion_timestamp.is_some(),
+            orphan: cr.spec.deletion_policy == DeletionPolicy::Orphan,
             exit_code: status.exit_code,
             failure: status.failure.clone(),
             report: status.report.as_ref().map(AttemptReport::of_stored),
@@ -127,8 +130,18 @@ mod tests {
             v.failure.map(|f| f.class),
             Some(crate::crd::cloud_resource::FailureClass::Capacity)
         );
-        assert!(!v.has_machine && !v.deleting);
+        assert!(!v.has_machine && !v.deleting && !v.orphan);
         assert_eq!(v.state, Some(ResourceState::Starting));
+    }
+
+    #[test]
+    fn reads_the_deletion_policy() {
+        let mut c = cr(
+            serde_json::json!({"runctl.dev/job": "j", "runctl.dev/attempt": "1"}),
+            serde_json::json!({}),
+        );
+        c.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert!(MachineView::of(&c).unwrap().orphan);
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
 //! - [`telemetry`]: logging setup.
 
+/// The `User-Agent` of every request runctl makes: to the Kubernetes API server and to the
+/// providers' APIs (`runctl/<version>`; the AWS SDK adds it as its app name).
+pub const USER_AGENT: &str = concat!("runctl/", env!("CARGO_PKG_VERSION"));
+
 pub mod allocator;
 pub mod bench;
 pub mod callback;

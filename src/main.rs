@@ -97,9 +97,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let config = OperatorConfig::load(args.config.as_deref(), &args.overrides())
         .map_err(|e| e.to_string())?;
     runctl::telemetry::init(config.log.format, &config.log.level).map_err(|e| e.to_string())?;
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot build a Kubernetes client (kubeconfig or in-cluster config): {e}")
-    })?;
+    let client = runctl::runtime::client::infer().await?;
     let identity = runctl::runtime::leader::default_identity();
     let registry = std::sync::Arc::new(runctl::provider::ProviderRegistry::new(
         config.installation_id.clone(),

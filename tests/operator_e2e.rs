@@ -137,6 +137,19 @@ async fn run_exits_with_a_clear_message_when_the_crds_are_missing() {
         stderr.contains("CRDs are not installed") && stderr.contains("kubectl apply -f crds/"),
         "{stderr}"
     );
+    // Issue 17, item 6: the operator's requests carried no User-Agent.
+    let stats = server.stats();
+    assert!(
+        stats.by_user_agent(runctl::USER_AGENT) > 0,
+        "the API server saw runctl's User-Agent: {:?}",
+        stats.user_agents
+    );
+    assert_eq!(
+        stats.user_agents.len(),
+        1,
+        "every request of `runctl run` names runctl: {:?}",
+        stats.user_agents
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -923,6 +923,20 @@ async fn instances_require_imdsv2_and_the_hop_limit_is_configurable() {
     assert!(script.contains("--network host"), "{script}");
 }
 
+/// Issue 17, item 6: every EC2 request names runctl and its version (the SDK's app name) in
+/// its User-Agent.
+#[tokio::test]
+async fn requests_carry_runctls_app_name_in_the_user_agent() {
+    let h = Aws::start().await;
+    h.provider.list().await.expect("list");
+    let agents = h.proxy.user_agents();
+    let app = format!("app/runctl-{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        !agents.is_empty() && agents.iter().all(|a| a.contains(&app)),
+        "{agents:?}"
+    );
+}
+
 #[tokio::test]
 async fn credentials_come_from_the_secret_and_are_required() {
     let mut config = ProvidersConfig::default();

@@ -190,6 +190,15 @@ async fn conformance_vms() {
     conformance::prices_are_quoted(&h).await;
 }
 
+/// Issue 17, item 6: every request names runctl and its version as the User-Agent.
+#[tokio::test]
+async fn requests_carry_runctls_user_agent() {
+    let s = LyceumStandin::start().await;
+    let p = provider_for(&s, "ua");
+    p.list().await.expect("list");
+    assert_eq!(s.user_agents(), vec![runctl::USER_AGENT.to_string()]);
+}
+
 #[tokio::test]
 async fn run_request_carries_command_env_markers_and_timeout() {
     let s = LyceumStandin::start().await;

@@ -144,6 +144,15 @@ async fn conformance_suite() {
     conformance::run_all(&h).await;
 }
 
+/// Issue 17, item 6: every request names runctl and its version as the User-Agent.
+#[tokio::test]
+async fn requests_carry_runctls_user_agent() {
+    let standin = RunPodStandin::start().await;
+    let provider = provider(&standin);
+    provider.list().await.expect("list");
+    assert_eq!(standin.user_agents(), vec![runctl::USER_AGENT.to_string()]);
+}
+
 #[tokio::test]
 async fn running_before_runtime_is_starting_then_running() {
     let s = RunPodStandin::start().await;

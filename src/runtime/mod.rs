@@ -1,6 +1,7 @@
-//! Operator runtime pieces that are not controllers: the HTTP endpoint for metrics and probes,
-//! leader election through a Lease, and shutdown on signals.
+//! Operator runtime pieces that are not controllers: the Kubernetes client, the HTTP endpoint
+//! for metrics and probes, leader election through a Lease, and shutdown on signals.
 
+pub mod client;
 pub mod http;
 pub mod leader;
 pub mod shutdown;

@@ -105,6 +105,15 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             .into_owned()
             .collect();
     let path = parts.uri.path().to_string();
+    if !path.starts_with(&format!("/{STATS_PREFIX}/")) {
+        app.stats.user_agent(
+            parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        );
+    }
     let call = Call {
         app: &app,
         method: &parts.method,

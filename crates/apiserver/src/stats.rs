@@ -1,5 +1,5 @@
-//! Request counters for benchmarks: requests per verb and resource, watch streams opened, and
-//! watch streams open now. [`RequestStats`] travels as JSON (`GET /_runctl/stats`, see
+//! Request counters for benchmarks and tests: requests per verb and resource, requests per
+//! `User-Agent`, watch streams opened, and watch streams open now. [`RequestStats`] travels as JSON (`GET /_runctl/stats`, see
 //! [`crate::RemoteApiServer`]) when the server runs in another process.
 
 use std::collections::BTreeMap;
@@ -57,17 +57,21 @@ pub struct RequestStats {
     pub watches_opened: u64,
     /// Watch streams open when the snapshot was taken (a gauge: a reset leaves it alone).
     pub watches_open: u64,
+    /// Requests per `User-Agent` header ("" for requests without one).
+    pub user_agents: BTreeMap<String, u64>,
 }
 
 /// The JSON shape of [`RequestStats`]:
 /// `{"requests": [{"verb": "get", "resource": "configmaps", "count": 2}], "watchesOpened": 1,
-/// "watchesOpen": 1}`.
+/// "watchesOpen": 1, "userAgents": {"runctl/0.1.0": 3}}`.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StatsJson {
     requests: Vec<RequestCount>,
     watches_opened: u64,
     watches_open: u64,
+    #[serde(default)]
+    user_agents: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +95,7 @@ impl From<RequestStats> for StatsJson {
                 .collect(),
             watches_opened: stats.watches_opened,
             watches_open: stats.watches_open,
+            user_agents: stats.user_agents,
         }
     }
 }
@@ -105,6 +110,7 @@ impl From<StatsJson> for RequestStats {
             counts,
             watches_opened: json.watches_opened,
             watches_open: json.watches_open,
+            user_agents: json.user_agents,
         }
     }
 }
@@ -137,6 +143,11 @@ impl RequestStats {
             .sum()
     }
 
+    /// Requests made with `User-Agent` `agent`.
+    pub fn by_user_agent(&self, agent: &str) -> u64 {
+        self.user_agents.get(agent).copied().unwrap_or(0)
+    }
+
     /// All (verb, resource, count) triples.
     pub fn iter(&self) -> impl Iterator<Item = (Verb, &str, u64)> {
         self.counts.iter().map(|((v, r), n)| (*v, r.as_str(), *n))
@@ -160,6 +171,16 @@ impl StatsRecorder {
         if verb == Verb::Watch {
             stats.watches_opened += 1;
         }
+    }
+
+    /// Counts one request made with `User-Agent` `agent` ("" for none).
+    pub fn user_agent(&self, agent: &str) {
+        *self
+            .inner
+            .lock()
+            .user_agents
+            .entry(agent.to_string())
+            .or_default() += 1;
     }
 
     pub fn snapshot(&self) -> RequestStats {
@@ -230,6 +251,8 @@ mod tests {
         rec.record(Verb::Get, "configmaps");
         rec.record(Verb::Patch, "cloudresources.runctl.dev");
         rec.record(Verb::Watch, "trainingjobs.runctl.dev");
+        rec.user_agent("runctl/0.1.0");
+        rec.user_agent("runctl/0.1.0");
         let stats = RequestStats {
             watches_open: 3,
             ..rec.snapshot()
@@ -237,6 +260,7 @@ mod tests {
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(json["watchesOpened"], 1);
         assert_eq!(json["watchesOpen"], 3);
+        assert_eq!(json["userAgents"]["runctl/0.1.0"], 2);
         assert!(
             json["requests"]
                 .as_array()

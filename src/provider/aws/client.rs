@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::timeout::TimeoutConfig;
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
+use aws_sdk_ec2::config::{AppName, BehaviorVersion, Credentials as AwsCredentials, Region};
 
 use super::AwsConfig;
 use crate::provider::ProviderError;
@@ -19,6 +19,13 @@ pub const KEY_ACCESS_KEY_ID: &str = "accessKeyId";
 pub const KEY_SECRET_ACCESS_KEY: &str = "secretAccessKey";
 /// Secret key: session token (optional).
 pub const KEY_SESSION_TOKEN: &str = "sessionToken";
+
+/// runctl's name and version as the SDK's app name: its `User-Agent` then ends in
+/// `app/runctl-<version>` (an app name cannot hold the `/` of [`crate::USER_AGENT`]).
+pub fn app_name() -> AppName {
+    AppName::new(concat!("runctl-", env!("CARGO_PKG_VERSION")))
+        .expect("a crate version is a valid app name")
+}
 
 /// Builds the client for `region`.
 pub async fn build(
@@ -60,7 +67,8 @@ pub async fn build(
     builder = builder
         .region(Region::new(region.to_string()))
         .retry_config(retry)
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .app_name(app_name());
     if let Some(url) = config.endpoint_url.as_deref().filter(|u| !u.is_empty()) {
         builder = builder.endpoint_url(url);
     }

@@ -91,6 +91,13 @@ pub(super) async fn handle(
     let region = query::region(auth).unwrap_or_else(|| "us-east-1".into());
     let (fault, lose) = {
         let mut t = s.truth.lock();
+        t.user_agents.insert(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
         let fault = t.faults.get_mut(&action).and_then(VecDeque::pop_front);
         let lose = match t.lose.get_mut(&action) {
             Some(n) if *n > 0 && fault.is_none() => {

@@ -2,7 +2,7 @@
 //! responses, pending phase, invisibility, instance endings) and read its truth. The request
 //! handling is in [`super::handler`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +113,8 @@ pub(super) struct Truth {
     pub(super) hold_pending: Duration,
     /// How long new instances stay invisible.
     pub(super) invisible_after_launch: Duration,
+    /// Every `User-Agent` header seen ("" for none).
+    pub(super) user_agents: BTreeSet<String>,
 }
 
 /// State shared by the proxy's handle and its server.
@@ -251,6 +253,17 @@ impl Ec2Proxy {
             .iter()
             .filter(|(a, _)| a == action)
             .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// Every `User-Agent` the proxy was called with ("" for a call without one).
+    pub fn user_agents(&self) -> Vec<String> {
+        self.shared
+            .truth
+            .lock()
+            .user_agents
+            .iter()
+            .cloned()
             .collect()
     }
 

@@ -250,6 +250,17 @@ impl LyceumStandin {
             .collect()
     }
 
+    /// Every `User-Agent` the stand-in was called with ("" for a call without one).
+    pub fn user_agents(&self) -> Vec<String> {
+        self.shared
+            .store
+            .lock()
+            .user_agents
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Requests served for `route`, e.g. `"POST /vms/create"` or `"GET /workloads/list"`.
     pub fn calls(&self, route: &str) -> u32 {
         self.shared

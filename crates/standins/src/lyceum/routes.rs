@@ -65,12 +65,21 @@ pub(super) fn validation(errors: Vec<(Vec<&str>, String, &str)>) -> Response {
 }
 
 pub(super) fn authorize(app: &App, headers: &HeaderMap, route: &str) -> Result<(), Response> {
-    app.store
-        .lock()
-        .calls
-        .entry(route.to_string())
-        .and_modify(|n| *n += 1)
-        .or_insert(1);
+    {
+        let mut store = app.store.lock();
+        store
+            .calls
+            .entry(route.to_string())
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        store.user_agents.insert(
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -2,7 +2,7 @@
 //! progressions of the reference (VM `pending → provisioning → running → ready`, run
 //! `pending → queued → starting → running`) computed from elapsed time at read time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -162,6 +162,8 @@ pub struct Store {
     pub knobs: Knobs,
     /// Requests per `METHOD path-template`.
     pub calls: BTreeMap<String, u32>,
+    /// Every `User-Agent` header seen ("" for none).
+    pub user_agents: BTreeSet<String>,
     next_ip: u32,
 }
 

@@ -186,6 +186,11 @@ impl RunPodStandin {
             .count()
     }
 
+    /// Every `User-Agent` the stand-in was called with ("" for a call without one).
+    pub fn user_agents(&self) -> Vec<String> {
+        self.state.lock().user_agents.iter().cloned().collect()
+    }
+
     /// Authenticated calls of `op` so far (refused ones included, 401s not).
     pub fn calls(&self, op: Op) -> u64 {
         let st = self.state.lock();

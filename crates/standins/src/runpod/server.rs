@@ -74,6 +74,13 @@ enum Admission {
 /// Auth, rate limit, counting and fault selection, in RunPod's order.
 fn admit(state: &Shared, op: Op, headers: &HeaderMap) -> Admission {
     let mut st = state.lock();
+    st.user_agents.insert(
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    );
     let expected = format!("Bearer {}", st.api_key);
     let authorized = headers
         .get(header::AUTHORIZATION)

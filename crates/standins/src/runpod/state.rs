@@ -1,7 +1,7 @@
 //! The RunPod stand-in's account state and the rules of each call (validation, capacity,
 //! allowed actions), kept free of HTTP so the server module only translates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -141,6 +141,8 @@ pub struct AccountState {
     pub calls: BTreeMap<Op, u64>,
     /// Accepted create bodies, in order.
     pub create_bodies: Vec<Value>,
+    /// Every `User-Agent` header seen ("" for none).
+    pub user_agents: BTreeSet<String>,
     next_id: u64,
 }
 
@@ -158,6 +160,7 @@ impl AccountState {
             limits: RateLimits::default(),
             calls: BTreeMap::new(),
             create_bodies: Vec::new(),
+            user_agents: BTreeSet::new(),
             next_id: 1,
         }
     }

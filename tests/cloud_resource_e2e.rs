@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use runctl::crd::cloud_resource::ResourceState;
 use runctl::crd::{CloudResource, DeletionPolicy, condition};
+use runctl::provider::ProvidersConfig;
 use runctl::provider::sim::{SimFault, SimOp};
+use runctl_apiserver::Verb;
 use support::builders::CloudResourceBuilder;
-use support::{TestEnv, eventually, fast_sim, test_controller_config};
+use support::{Backend, TestEnv, eventually, fast_sim, test_controller_config};
 
 fn api(env: &TestEnv) -> Api<CloudResource> {
     Api::namespaced(env.client.clone(), &env.ns)
@@ -316,6 +318,15 @@ async fn capacity_errors_are_retried_and_reported() {
         condition::SYNCED
     ));
     assert_eq!(env.sim.live_total(), 1);
+    assert_eq!(env.sim.stats().calls(SimOp::Create), 3);
+    // Issue 17, item 6: the creation record used to be POSTed again (a 409) before every retry.
+    if let Some(server) = &env.server {
+        assert_eq!(
+            server.stats().count(Verb::Create, "configmaps"),
+            1,
+            "one creation record write for the attempt's three create calls"
+        );
+    }
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(env.client.clone(), &env.ns);
     // Events are written off the reconcile path: wait for it.
@@ -474,5 +485,85 @@ async fn a_steady_machine_that_changes_is_noticed_without_its_resync() {
     );
     let other = crs.get("steady-2").await.unwrap();
     assert_eq!(other.status.unwrap().state, Some(ResourceState::Running));
+    op.stop().await;
+}
+
+fn reconciles(metrics: &runctl::metrics::Metrics) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("runctl_reconciles_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Issue 17, item 6: every reconcile read the object's credentials Secret (one GET per object
+/// per resync). Now a Secret is read at most once per `credentialsRecheckSeconds` for all the
+/// objects that use it, and a changed Secret is still picked up within that interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentials_secret_is_read_once_per_recheck_interval_not_per_reconcile() {
+    let env = TestEnv::start_on(
+        Backend::InProcess,
+        ProvidersConfig {
+            sim: fast_sim(),
+            ..ProvidersConfig::default()
+        },
+    )
+    .await;
+    env.secret("sim-creds", &[("apiKey", "one")]).await;
+    let mut config = test_controller_config("a");
+    config.account_retry.recheck = Duration::from_secs(2);
+    let op = env.start_controller(config);
+    let crs = api(&env);
+    for i in 0..5 {
+        let mut cr = CloudResourceBuilder::sim(&format!("c{i}")).build();
+        cr.spec.credentials_secret_ref = Some(runctl::crd::common::SecretRef {
+            name: "sim-creds".into(),
+        });
+        crs.create(&PostParams::default(), &cr).await.unwrap();
+    }
+    for i in 0..5 {
+        wait_state(&crs, &format!("c{i}"), ResourceState::Running).await;
+    }
+    let server = env.server();
+    let (gets, before) = (
+        server.stats().count(Verb::Get, "secrets"),
+        reconciles(&op.ctx.metrics),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let gets = server.stats().count(Verb::Get, "secrets") - gets;
+    let reconciled = reconciles(&op.ctx.metrics) - before;
+    assert!(
+        reconciled >= 15.0,
+        "five running objects with a 1 s resync: {reconciled} reconciles"
+    );
+    assert!(
+        gets <= 3,
+        "one read per 2 s recheck interval, not one per reconcile: {gets} reads for {reconciled} reconciles"
+    );
+
+    let secrets: Api<Secret> = env.api();
+    let changed = secrets
+        .patch(
+            "sim-creds",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"apiKey": "two"}})),
+        )
+        .await
+        .unwrap();
+    let version = format!(
+        "{}/sim-creds@{}",
+        env.ns,
+        changed.metadata.resource_version.unwrap()
+    );
+    eventually(10, "the changed Secret in use", || async {
+        op.ctx
+            .registry
+            .instances()
+            .iter()
+            .any(|(k, _)| k.credentials.as_deref() == Some(version.as_str()))
+            .then_some(())
+    })
+    .await;
     op.stop().await;
 }

@@ -11,6 +11,7 @@ pub mod finalizers;
 pub mod fleet;
 pub mod reaper;
 pub mod retry;
+pub mod secrets;
 pub mod stored;
 pub mod training_job;
 
@@ -89,6 +90,10 @@ pub struct Context {
     pub fleet: Fleet,
     /// Per-object backoff.
     pub backoff: Backoff,
+    /// Credentials Secrets, read at most once per `account_retry.recheck` each.
+    pub secrets: secrets::SecretCache,
+    /// Creation records this process wrote or found, so a retried create does not write again.
+    pub records: cloud_resource::record::Written,
     /// Settings.
     pub config: ControllerConfig,
 }
@@ -112,6 +117,8 @@ impl Context {
         Self {
             fleet: Fleet::new(config.poll_interval, metrics.clone()),
             backoff: Backoff::new(config.backoff),
+            secrets: secrets::SecretCache::new(config.account_retry.recheck),
+            records: cloud_resource::record::Written::default(),
             client,
             registry,
             metrics,

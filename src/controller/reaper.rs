@@ -383,7 +383,8 @@ impl Reaper {
                     report.reaped.push(m.id.clone());
                     ctx.fleet.invalidate(&l.key);
                     if outcome == Termination::Gone
-                        && let Err(e) = record::forget(&ctx.client, &namespace, &token).await
+                        && let Err(e) =
+                            record::forget(&ctx.client, &ctx.records, &namespace, &token).await
                     {
                         warn!(error = %e, "reaper: creation record not removed; next pass will");
                     }
@@ -418,7 +419,7 @@ impl Reaper {
                     age,
                     self.config.grace,
                 ) {
-                    match record::forget(&ctx.client, &r.namespace, &r.token).await {
+                    match record::forget(&ctx.client, &ctx.records, &r.namespace, &r.token).await {
                         Ok(()) => report.records_removed += 1,
                         Err(e) => warn!(error = %e, "reaper: stale creation record not removed"),
                     }
@@ -456,7 +457,7 @@ impl Reaper {
             }
         }
         for (kind, region, secret) in wanted {
-            match cloud_resource::provider_instance(&self.ctx, kind, region, secret).await {
+            match cloud_resource::provider_instance(&self.ctx, kind, region, secret, false).await {
                 Ok((key, p)) => out.push((key, p)),
                 Err(e) => {
                     warn!(provider = %kind, error = %e, "reaper: provider instance unavailable; skipped")

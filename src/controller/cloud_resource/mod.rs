@@ -38,7 +38,7 @@ use super::fleet::metered;
 use super::retry::{self, CreateGate};
 use super::{Context, FIELD_MANAGER};
 use crate::crd::cloud_resource::{
-    CloudResource, CloudResourceStatus, PendingCreate, ResourceState,
+    CloudResource, CloudResourceStatus, FailureClass, PendingCreate, ResourceState,
 };
 use crate::provider::registry::{Credentials, ProviderKey};
 use crate::provider::{Provider, ProviderError, ResourceKey, Termination};
@@ -232,7 +232,9 @@ impl Target {
     }
 }
 
-/// Resolves the provider instance (account and region) of an object.
+/// Resolves the provider instance (account and region) of an object. The credentials Secret
+/// comes from the context's cache, except after an account failure: the retry policy compares
+/// the Secret's version now with the one the failure was made with, so it is read as it is.
 async fn provider_for(
     cr: &CloudResource,
     t: &Target,
@@ -242,21 +244,30 @@ async fn provider_for(
     let cfg = ctx.registry.config();
     let region = spec::region_for(&cr.spec, cfg.default_region(kind));
     let secret = credentials_ref(cr, &t.namespace, ctx);
-    provider_instance(ctx, kind, region, secret).await
+    let fresh = t
+        .status
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.class == FailureClass::Account);
+    provider_instance(ctx, kind, region, secret, fresh).await
 }
 
 /// The provider instance of `kind` in `region` with the credentials in Secret `(namespace,
-/// name)` (shared with the orphan reaper, which knows instances from creation records).
+/// name)` (shared with the orphan reaper, which knows instances from creation records). The
+/// Secret is read through the context's cache; `fresh` skips it.
 pub async fn provider_instance(
     ctx: &Context,
     kind: crate::crd::ProviderKind,
     region: Option<String>,
     secret: Option<(String, String)>,
+    fresh: bool,
 ) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
     let (credentials, cred_id) = match secret {
         None => (None, None),
         Some((ns, name)) => {
-            let (data, rv) = spec::read_secret(&ctx.client, &ns, &name)
+            let (data, rv) = ctx
+                .secrets
+                .get(&ctx.client, &ns, &name, fresh)
                 .await
                 .map_err(Error::Credentials)?;
             (
@@ -317,7 +328,7 @@ fn creation_record(
 /// Removes the creation record of the object's current attempt, if it has one.
 async fn forget_record(t: &Target, ctx: &Context) -> Result<(), Error> {
     match &t.status.pending_create {
-        Some(intent) => record::forget(&ctx.client, &t.namespace, &intent.token)
+        Some(intent) => record::forget(&ctx.client, &ctx.records, &t.namespace, &intent.token)
             .await
             .map_err(Error::Record),
         None => Ok(()),
@@ -583,9 +594,13 @@ async fn create(
     };
     // The creation record must be durable before the create call: the orphan reaper deletes
     // only machines it holds a record for.
-    record::ensure(&ctx.client, &creation_record(cr, t, ctx, pkey, key))
-        .await
-        .map_err(Error::Record)?;
+    record::ensure(
+        &ctx.client,
+        &ctx.records,
+        &creation_record(cr, t, ctx, pkey, key),
+    )
+    .await
+    .map_err(Error::Record)?;
     info!(name = %t.name, namespace = %t.namespace, provider = %provider.kind(), machine = %spec.machine_type(), attempt = key.attempt, "creating machine");
     let result = metered(
         &ctx.metrics,

@@ -8,7 +8,7 @@
 //! released with `deletionPolicy: Orphan`, or by the reaper once neither object nor machine is
 //! left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -113,21 +113,72 @@ impl CreationRecord {
     }
 }
 
-/// Writes `record` unless it exists already. Must succeed before the create call it records.
-pub async fn ensure(client: &Client, record: &CreationRecord) -> Result<(), kube::Error> {
+/// How many records [`Written`] remembers before it starts over (each costs one more POST then).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The records this process wrote, or found written (a 409), by namespace and token: a create
+/// retried for the same attempt (capacity, rate limits, a lost answer) does not POST its record
+/// again. Records removed through [`forget`] are forgotten here too.
+#[derive(Debug, Default)]
+pub struct Written {
+    known: parking_lot::Mutex<HashSet<(String, String)>>,
+}
+
+impl Written {
+    /// Whether the record of `token` in `namespace` is known to exist.
+    pub fn knows(&self, namespace: &str, token: &str) -> bool {
+        self.known
+            .lock()
+            .contains(&(namespace.to_string(), token.to_string()))
+    }
+
+    fn remember(&self, namespace: &str, token: &str) {
+        let mut known = self.known.lock();
+        if known.len() >= MAX_REMEMBERED {
+            known.clear();
+        }
+        known.insert((namespace.to_string(), token.to_string()));
+    }
+
+    fn forget(&self, namespace: &str, token: &str) {
+        self.known
+            .lock()
+            .remove(&(namespace.to_string(), token.to_string()));
+    }
+}
+
+/// Writes `record` unless it exists already (known to `written`, or answered 409
+/// `AlreadyExists`). Must succeed before the create call it records.
+pub async fn ensure(
+    client: &Client,
+    written: &Written,
+    record: &CreationRecord,
+) -> Result<(), kube::Error> {
+    if written.knows(&record.namespace, &record.token) {
+        return Ok(());
+    }
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &record.namespace);
     match api
         .create(&PostParams::default(), &record.to_configmap())
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e),
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
     }
+    written.remember(&record.namespace, &record.token);
+    Ok(())
 }
 
 /// Removes the record of `token`; a missing record is fine.
-pub async fn forget(client: &Client, namespace: &str, token: &str) -> Result<(), kube::Error> {
+pub async fn forget(
+    client: &Client,
+    written: &Written,
+    namespace: &str,
+    token: &str,
+) -> Result<(), kube::Error> {
+    // Forgotten first: should the delete fail after all, the next ensure writes it again.
+    written.forget(namespace, token);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     match api
         .delete(
@@ -197,6 +248,63 @@ mod tests {
         assert_eq!(
             CreationRecord::from_configmap(&with_region.to_configmap()),
             Some(with_region)
+        );
+    }
+
+    /// Issue 17, item 6: every create retry POSTed the record again (answered 409).
+    #[tokio::test]
+    async fn a_record_is_written_once_per_create_intent() {
+        use runctl_apiserver::{ApiServer, Verb, WriteFault};
+        let server = ApiServer::start().await.expect("API test server");
+        let client = server.client();
+        let posts = || server.stats().count(Verb::Create, "configmaps");
+        let r = CreationRecord {
+            namespace: "default".into(),
+            ..record()
+        };
+        let written = Written::default();
+        for _ in 0..3 {
+            ensure(&client, &written, &r).await.expect("ensure");
+        }
+        assert_eq!(posts(), 1, "retries of the same attempt write nothing");
+        // Another process (a restart) learns it from one 409 AlreadyExists.
+        let restarted = Written::default();
+        for _ in 0..3 {
+            ensure(&client, &restarted, &r).await.expect("ensure");
+        }
+        assert_eq!(posts(), 2);
+        // A removed record is written again should its attempt create again.
+        forget(&client, &written, "default", &r.token)
+            .await
+            .expect("forget");
+        assert!(!written.knows("default", &r.token));
+        ensure(&client, &written, &r).await.expect("ensure");
+        assert_eq!(posts(), 3);
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        assert!(
+            api.get_opt(&CreationRecord::object_name(&r.token))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A 409 that is not AlreadyExists proves nothing: an error, and nothing remembered.
+        let other = CreationRecord {
+            token: "rc-other".into(),
+            ..r.clone()
+        };
+        server
+            .faults()
+            .fail_writes(WriteFault::conflict(1).on_verb(Verb::Create));
+        ensure(&client, &written, &other)
+            .await
+            .expect_err("an injected conflict");
+        assert!(!written.knows("default", "rc-other"));
+        ensure(&client, &written, &other).await.expect("ensure");
+        assert!(
+            api.get_opt(&CreationRecord::object_name("rc-other"))
+                .await
+                .unwrap()
+                .is_some()
         );
     }
 

@@ -345,6 +345,18 @@ async fn the_deadline_stops_the_machine_and_fails_the_job() {
         )
         .await
         .unwrap();
+    // The machine's own lifetime limit: what is left of the deadline plus a margin, so the
+    // provider's dead-man path ends it even when no operator is left.
+    let lifetime = eventually(30, "late-a1 applied", || async {
+        crs(&env).get_opt("late-a1").await.ok().flatten()
+    })
+    .await
+    .spec
+    .max_lifetime_seconds;
+    assert!(
+        lifetime.is_some_and(|l| l > 300 && l <= 302),
+        "maxLifetimeSeconds {lifetime:?}"
+    );
     running_attempt(&env, "late", 1).await;
     let s = wait_phase(&env, "late", JobPhase::Failed).await;
     assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));

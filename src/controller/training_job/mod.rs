@@ -273,6 +273,7 @@ async fn start(
     ns: &str,
     attempt: u32,
     offer: &Offer,
+    max_lifetime_seconds: Option<i64>,
 ) -> Result<(), Error> {
     let ctx = &jc.ctx;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
@@ -296,7 +297,8 @@ async fn start(
         Err(e) => return Err(Error::TokenSecret(e)),
     }
     let keys = data_credential_keys(ctx, job, ns).await?;
-    let cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, &keys);
+    let mut cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, &keys);
+    cr.spec.max_lifetime_seconds = max_lifetime_seconds;
     let cr_name = cr.name_any();
     let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);
     api.patch(
@@ -483,7 +485,11 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
 
     for act in p.acts.clone() {
         match act {
-            Act::Start { attempt, offer } => match start(&job, jc, &ns, attempt, &offer).await {
+            Act::Start {
+                attempt,
+                offer,
+                max_lifetime_seconds,
+            } => match start(&job, jc, &ns, attempt, &offer, max_lifetime_seconds).await {
                 Ok(()) => {}
                 Err(Error::Apply { source, .. }) if api_error_code(&source) == Some(422) => {
                     plan::rejected_start(&mut p, attempt, source.to_string(), now);

@@ -112,6 +112,10 @@ pub enum Act {
         attempt: u32,
         /// Where.
         offer: Offer,
+        /// The machine's own lifetime limit (the CloudResource's `maxLifetimeSeconds`): what is
+        /// left of `activeDeadlineSeconds` plus a margin, so that the provider's dead-man path
+        /// ends the machine even when no operator is left to enforce the deadline.
+        max_lifetime_seconds: Option<i64>,
     },
     /// Delete an ended attempt's CloudResource (the machine is terminated) and token Secret.
     Release {
@@ -193,6 +197,21 @@ fn ended_cost(s: &TrainingJobStatus) -> f64 {
         .filter(|a| a.end_time.is_some())
         .filter_map(|a| a.cost)
         .sum()
+}
+
+/// How long past the job's deadline a machine may live on its own: the operator stops it at the
+/// deadline; the machine's lifetime limit is the backstop when no operator is left.
+pub const LIFETIME_MARGIN_SECONDS: i64 = 300;
+
+/// The lifetime limit of a machine started at `now`: what is left of the job's deadline, plus
+/// [`LIFETIME_MARGIN_SECONDS`]; none without a deadline.
+pub fn attempt_lifetime(
+    spec: &TrainingJobSpec,
+    s: &TrainingJobStatus,
+    now: Timestamp,
+) -> Option<i64> {
+    let left = deadline(spec, s)?.duration_since(now).as_secs();
+    Some(left.max(0) + LIFETIME_MARGIN_SECONDS)
 }
 
 fn deadline(spec: &TrainingJobSpec, s: &TrainingJobStatus) -> Option<Timestamp> {
@@ -1078,9 +1097,11 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
                 .map_or("unknown".into(), |p| format!("{p:.4}"))
         ),
     );
+    let max_lifetime_seconds = attempt_lifetime(i.spec, s, now);
     p.acts.push(Act::Start {
         attempt: index,
         offer,
+        max_lifetime_seconds,
     });
     p.wake_in(i.settings.poll_interval);
 }

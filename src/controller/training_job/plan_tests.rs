@@ -190,7 +190,8 @@ fn a_new_job_collects_offers_then_starts_attempt_one() {
         p.acts,
         vec![Act::Start {
             attempt: 1,
-            offer: offer(false, 3.6)
+            offer: offer(false, 3.6),
+            max_lifetime_seconds: None,
         }]
     );
     let s = &p.status;
@@ -300,7 +301,8 @@ fn workload_failures_retry_up_to_the_backoff_limit() {
         p.acts,
         vec![Act::Start {
             attempt: 2,
-            offer: offer(false, 3.6)
+            offer: offer(false, 3.6),
+            max_lifetime_seconds: None,
         }]
     );
     assert_eq!(p.status.attempts[1].cloud_resource, "job-a2");
@@ -403,7 +405,8 @@ fn capacity_errors_move_to_the_next_offer_at_once() {
         p.acts,
         vec![Act::Start {
             attempt: 1,
-            offer: offer(true, 1.0)
+            offer: offer(true, 1.0),
+            max_lifetime_seconds: None,
         }]
     );
     let mut m = machine(1, ResourceState::Starting, "InsufficientCapacity");
@@ -416,7 +419,8 @@ fn capacity_errors_move_to_the_next_offer_at_once() {
         vec![
             Act::Start {
                 attempt: 2,
-                offer: offer(false, 3.0)
+                offer: offer(false, 3.0),
+                max_lifetime_seconds: None,
             },
             Act::Release {
                 name: "job-a1".into(),
@@ -714,7 +718,9 @@ fn suspend_releases_the_machine_and_resume_starts_a_new_attempt() {
         p.acts,
         vec![Act::Start {
             attempt: 2,
-            offer: offer(false, 3.6)
+            offer: offer(false, 3.6),
+            // The deadline counts again from the resume.
+            max_lifetime_seconds: Some(100 + LIFETIME_MARGIN_SECONDS),
         }]
     );
     assert_eq!(
@@ -968,4 +974,37 @@ fn a_running_attempt_that_never_reports_is_flagged_and_left_to_the_provider() {
     let p = c.step();
     assert_eq!(reporting(&p), ("True".into(), "Reporting".into()));
     assert!(!warned(&p));
+}
+
+#[test]
+fn a_machine_lives_no_longer_than_what_is_left_of_the_deadline_plus_a_margin() {
+    let mut c = Case::new(spec(serde_json::json!({"activeDeadlineSeconds": 3600})));
+    c.offers = Some(offers(vec![offer(false, 1.0)]));
+    let p = c.step();
+    assert!(
+        matches!(
+            p.acts[..],
+            [Act::Start {
+                max_lifetime_seconds: Some(3900),
+                ..
+            }]
+        ),
+        "{:?}",
+        p.acts
+    );
+    // A later attempt, 1100 s after the job started, gets what is left.
+    assert_eq!(
+        attempt_lifetime(&c.spec, &p.status, at(1100)),
+        Some(3600 - 1100 + LIFETIME_MARGIN_SECONDS)
+    );
+    assert_eq!(
+        attempt_lifetime(&c.spec, &p.status, at(5000)),
+        Some(LIFETIME_MARGIN_SECONDS),
+        "past the deadline: the margin"
+    );
+    let no_deadline = Case::new(spec(serde_json::json!({})));
+    assert_eq!(
+        attempt_lifetime(&no_deadline.spec, &TrainingJobStatus::default(), t0()),
+        None
+    );
 }

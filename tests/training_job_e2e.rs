@@ -100,6 +100,13 @@ async fn wait_no_machines(env: &TestEnv, name: &str) {
     .await;
 }
 
+/// A simulated cloud with `sim.pricey` at 3600 USD/h: one dollar a second.
+fn pricey_sim() -> SimConfig {
+    let mut sim: SimConfig = fast_sim();
+    sim.prices.insert("sim.pricey".into(), 3600.0);
+    sim
+}
+
 async fn patch_spec(env: &TestEnv, name: &str, spec: Value) {
     jobs(env)
         .patch(
@@ -367,10 +374,7 @@ async fn the_deadline_stops_the_machine_and_fails_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_stops_the_machine_before_it_is_crossed() {
-    // 3600 USD/h: one dollar a second.
-    let mut sim: SimConfig = fast_sim();
-    sim.prices.insert("sim.pricey".into(), 3600.0);
-    let env = TestEnv::start(sim).await;
+    let env = TestEnv::start(pricey_sim()).await;
     let op = start(&env).await;
     let spec = json!({"placement": {"provider": "sim", "instanceType": "sim.pricey"}, "maxTotalCost": 2.0});
     jobs(&env)
@@ -1236,10 +1240,7 @@ async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
 /// running when the job itself is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_jobs_stop_their_machines_at_the_budget_and_the_deadline() {
-    // 3600 USD/h: one dollar a second.
-    let mut sim: SimConfig = fast_sim();
-    sim.prices.insert("sim.pricey".into(), 3600.0);
-    let env = TestEnv::start(sim).await;
+    let env = TestEnv::start(pricey_sim()).await;
     let op = start(&env).await;
     jobs(&env)
         .create(

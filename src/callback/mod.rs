@@ -138,6 +138,16 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    spawn_server(listener, router, shutdown);
+    Ok(bound)
+}
+
+/// Serves `router` on `listener` (plain TCP or TLS) in a task until `shutdown` is cancelled.
+fn spawn_server<L>(listener: L, router: Router, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
@@ -145,7 +155,6 @@ pub async fn serve(
             warn!(error = %e, "callback endpoint stopped");
         }
     });
-    Ok(bound)
 }
 
 #[derive(Deserialize)]

@@ -390,13 +390,7 @@ pub async fn serve_tls(
     )?;
     let bound = axum::serve::Listener::local_addr(&listener)?;
     tokio::spawn(resolver.watch(shutdown.clone()));
-    tokio::spawn(async move {
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = server.await {
-            warn!(error = %e, "callback endpoint stopped");
-        }
-    });
+    super::spawn_server(listener, router, shutdown);
     Ok(bound)
 }
 

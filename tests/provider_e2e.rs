@@ -65,15 +65,15 @@ async fn delete_and_wait(api: &Api<CloudResource>, name: &str) {
 /// A test environment whose Lyceum provider talks to `standin`, with the stand-in's API key as
 /// the operator's default Lyceum credentials (what TrainingJobs use).
 async fn lyceum_env(standin: &runctl_standins::lyceum::LyceumStandin) -> TestEnv {
-    use runctl::provider::registry::NamespacedSecretRef;
     let mut providers = ProvidersConfig::default();
     providers.lyceum.base_url = standin.url();
     let mut env = TestEnv::start_with(providers).await;
-    env.secret("lyceum", &[("apiKey", standin.api_key())]).await;
-    env.providers.lyceum.credentials_secret = Some(NamespacedSecretRef {
-        namespace: env.ns.clone(),
-        name: "lyceum".into(),
-    });
+    env.default_credentials(
+        runctl::crd::ProviderKind::Lyceum,
+        "lyceum",
+        &[("apiKey", standin.api_key())],
+    )
+    .await;
     env
 }
 
@@ -306,7 +306,6 @@ async fn a_lyceum_run_ends_the_job_by_the_return_code_the_provider_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exited_runpod_pod_ends_the_attempt_and_is_terminated() {
     use runctl::crd::training_job::{JobPhase, TrainingJob};
-    use runctl::provider::registry::NamespacedSecretRef;
     use runctl_standins::runpod::RunPodStandin;
     use support::jobs::test_job_config;
 
@@ -315,12 +314,12 @@ async fn an_exited_runpod_pod_ends_the_attempt_and_is_terminated() {
     providers.runpod.base_url = standin.url();
     providers.runpod.list_cache_millis = 100;
     let mut env = TestEnv::start_with(providers).await;
-    env.secret("runpod", &[("apiKey", &standin.api_key())])
-        .await;
-    env.providers.runpod.credentials_secret = Some(NamespacedSecretRef {
-        namespace: env.ns.clone(),
-        name: "runpod".into(),
-    });
+    env.default_credentials(
+        runctl::crd::ProviderKind::Runpod,
+        "runpod",
+        &[("apiKey", &standin.api_key())],
+    )
+    .await;
     let op = env
         .start_training_job_controller(test_controller_config("runpod"), test_job_config())
         .await;

@@ -1117,7 +1117,6 @@ async fn warnings(env: &TestEnv, regarding: &str) -> Vec<String> {
 async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
     use runctl::crd::ProviderKind;
     use runctl::provider::ProvidersConfig;
-    use runctl::provider::registry::NamespacedSecretRef;
     use runctl_standins::runpod::RunPodStandin;
 
     let standin = RunPodStandin::start().await;
@@ -1132,12 +1131,12 @@ async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
     providers.runpod.base_url = standin.url();
     providers.runpod.list_cache_millis = 100;
     let mut env = TestEnv::start_with(providers).await;
-    env.secret("runpod", &[("apiKey", &standin.api_key())])
-        .await;
-    env.providers.runpod.credentials_secret = Some(NamespacedSecretRef {
-        namespace: env.ns.clone(),
-        name: "runpod".into(),
-    });
+    env.default_credentials(
+        runctl::crd::ProviderKind::Runpod,
+        "runpod",
+        &[("apiKey", &standin.api_key())],
+    )
+    .await;
     let op = start(&env).await;
     let gpu = "NVIDIA H100 80GB HBM3";
 

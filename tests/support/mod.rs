@@ -209,6 +209,29 @@ impl TestEnv {
             .expect("create Secret");
     }
 
+    /// Creates Secret `name` with `data` in the test's namespace and makes it the operator-wide
+    /// default credentials of the RunPod or Lyceum provider (what TrainingJobs' machines use);
+    /// controllers started afterwards see it.
+    pub async fn default_credentials(
+        &mut self,
+        kind: runctl::crd::ProviderKind,
+        name: &str,
+        data: &[(&str, &str)],
+    ) {
+        use runctl::crd::ProviderKind;
+        use runctl::provider::registry::NamespacedSecretRef;
+        self.secret(name, data).await;
+        let secret = Some(NamespacedSecretRef {
+            namespace: self.ns.clone(),
+            name: name.into(),
+        });
+        match kind {
+            ProviderKind::Runpod => self.providers.runpod.credentials_secret = secret,
+            ProviderKind::Lyceum => self.providers.lyceum.credentials_secret = secret,
+            other => panic!("no default credentials Secret for {other} in the test bed"),
+        }
+    }
+
     /// A provider registry bound to this environment's simulated cloud.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
         Arc::new(ProviderRegistry::with_sim(

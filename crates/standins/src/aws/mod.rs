@@ -12,6 +12,9 @@
 //! - provider-side endings: an instance terminated (or stopped) with a given state reason such
 //!   as `Server.SpotInstanceTermination`.
 //!
+//! moto does not implement the AWS Price List API (`pricing`): [`PriceListStandin`] serves its
+//! `GetProducts` for the on-demand prices.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use runctl_standins::aws::{Ec2Fault, Ec2Proxy, MotoServer};
@@ -24,9 +27,11 @@
 
 mod handler;
 mod moto;
+pub mod price_list;
 mod proxy;
 pub mod query;
 pub mod xml;
 
 pub use moto::{MOTO_SERVER_ENV, MotoError, MotoServer};
+pub use price_list::{PriceListFault, PriceListStandin};
 pub use proxy::{Ec2Fault, Ec2Proxy, Ending};

@@ -304,6 +304,7 @@ impl From<WireMachine> for Machine {
             public_address: m.public_address,
             launch_time: m.launch_time,
             price_per_hour: m.price_per_hour,
+            price_source: None,
             billed: m.billed,
             exit_code: m.exit_code,
             spot: m.spot,

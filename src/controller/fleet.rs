@@ -127,6 +127,7 @@ pub fn changed(before: &Machine, after: &Machine) -> bool {
         || before.message != after.message
         || before.public_address != after.public_address
         || before.price_per_hour != after.price_per_hour
+        || before.price_source != after.price_source
         || before.exit_code != after.exit_code
         || before.machine_type != after.machine_type
         || before.launch_time != after.launch_time

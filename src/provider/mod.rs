@@ -120,6 +120,9 @@ pub struct Machine {
     pub launch_time: Option<Timestamp>,
     /// Price per hour in USD as reported or estimated by the provider client.
     pub price_per_hour: Option<f64>,
+    /// Where `price_per_hour` comes from (`status.priceSource`), when the provider client knows
+    /// better than "the provider reported it" (e.g. `aws-price-list`, `ec2-on-demand-table`).
+    pub price_source: Option<&'static str>,
     /// Accrued cost reported by the provider itself (Lyceum `billed`).
     pub billed: Option<f64>,
     /// Exit code of the workload, when the provider reports one.
@@ -143,6 +146,7 @@ impl Machine {
             public_address: None,
             launch_time: None,
             price_per_hour: None,
+            price_source: None,
             billed: None,
             exit_code: None,
             spot: false,

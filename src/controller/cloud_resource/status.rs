@@ -118,7 +118,8 @@ pub fn track(
     }
     if let Some(p) = m.price_per_hour.filter(|p| *p > 0.0) {
         s.cost_per_hour = Some(pricing::round_cents(p));
-        s.price_source = Some(price_source.unwrap_or("provider-reported").to_string());
+        let source = m.price_source.or(price_source).unwrap_or("provider-reported");
+        s.price_source = Some(source.to_string());
     } else if let Some(p) = quoted_per_hour {
         s.cost_per_hour = Some(pricing::round_cents(p));
         s.price_source = price_source.map(str::to_string);
@@ -324,6 +325,31 @@ mod tests {
         assert!(condition::is_true(&s.conditions, condition::READY));
         assert!(condition::is_true(&s.conditions, condition::SYNCED));
         assert_eq!(s.price_source.as_deref(), Some("ec2-on-demand-table"));
+    }
+
+    #[test]
+    fn the_price_source_is_where_the_machines_price_comes_from() {
+        // The provider client says where the machine's price comes from (AWS: the Price List
+        // API, the embedded table, the spot price history): that wins over the quote's label.
+        let mut m = running();
+        m.price_per_hour = Some(1.123);
+        m.price_source = Some("aws-price-list");
+        let s = track(
+            &CloudResourceStatus::default(),
+            &m,
+            Some(1.006),
+            Some("ec2-on-demand-table"),
+            1,
+            now(),
+        );
+        assert_eq!(
+            (s.cost_per_hour, s.price_source.as_deref()),
+            (Some(1.123), Some("aws-price-list"))
+        );
+        // A machine price without a source keeps the quote's label, else "provider-reported".
+        m.price_source = None;
+        let s = track(&s, &m, None, None, 1, now());
+        assert_eq!(s.price_source.as_deref(), Some("provider-reported"));
     }
 
     #[test]

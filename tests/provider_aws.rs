@@ -22,16 +22,18 @@ use runctl::provider::{
     ErrorClass, MachineSpec, Provider, ProviderKind, ProviderRegistry, ProvidersConfig,
     ResourceKey, ResourceState, Termination, Workload, reasons,
 };
-use runctl_standins::aws::{Ec2Fault, Ec2Proxy, Ending, MotoServer};
+use runctl_standins::aws::{Ec2Fault, Ec2Proxy, Ending, MotoServer, PriceListStandin};
 
 const INSTALLATION: &str = "conformance";
 const SECRET_ENV: &str = "very-secret-env-value";
 
-/// moto, the proxy in front of it, and a provider configured against the proxy.
+/// moto, the proxy in front of it, the Price List API stand-in, and a provider configured
+/// against them.
 struct Aws {
     // Field order: the proxy stops before moto is killed.
     proxy: Ec2Proxy,
     _moto: MotoServer,
+    prices: PriceListStandin,
     direct: aws_sdk_ec2::Client,
     ami: String,
     provider: Arc<dyn Provider>,
@@ -64,6 +66,8 @@ impl Aws {
     async fn start_with(tune: impl FnOnce(&mut AwsConfig)) -> Self {
         let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
         let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
+        let prices = PriceListStandin::start().await.expect("start price list");
+        prices.set_on_demand("us-east-1", "g5.xlarge", 1.006);
         let direct = sdk_client(&moto.url());
         let images = direct
             .describe_images()
@@ -79,6 +83,7 @@ impl Aws {
             .to_string();
         let mut config = ProvidersConfig::default();
         config.aws.endpoint_url = Some(proxy.url());
+        config.aws.pricing.endpoint_url = Some(prices.url());
         config.aws.default_ami_id = Some(ami.clone());
         config.aws.max_attempts = 1;
         config.aws.attempt_timeout_seconds = 5;
@@ -87,6 +92,7 @@ impl Aws {
         Self {
             proxy,
             _moto: moto,
+            prices,
             direct,
             ami,
             provider,
@@ -343,6 +349,7 @@ async fn list_is_one_paginated_call_filtered_by_installation() {
     let other = provider_for(&{
         let mut c = ProvidersConfig::default();
         c.aws.endpoint_url = Some(h.proxy.url());
+        c.aws.pricing.endpoint_url = Some(h.prices.url());
         c.aws.default_ami_id = Some(h.ami.clone());
         c
     })
@@ -703,6 +710,7 @@ async fn not_found_right_after_launch_is_retryable_but_an_old_id_is_gone() {
     // A provider that did not launch it (e.g. after an operator restart) reads NotFound as gone.
     let mut config = ProvidersConfig::default();
     config.aws.endpoint_url = Some(h.proxy.url());
+    config.aws.pricing.endpoint_url = Some(h.prices.url());
     let fresh = provider_for(&config).await;
     assert!(
         fresh
@@ -805,9 +813,18 @@ async fn spot_request_shape_and_spot_price() {
             .and_then(|x| x.price_per_hour),
         Some(q.per_hour)
     );
+    assert_eq!(
+        listed
+            .iter()
+            .find(|x| x.id == m.id)
+            .and_then(|x| x.price_source),
+        Some("ec2-spot-price-history")
+    );
+    // On-demand prices come from the AWS Price List API (tests/provider_aws_prices.rs has the
+    // rest).
     let od = h.provider.price(&spec()).await.expect("on-demand price");
     assert!(
-        od.estimate && od.source == "ec2-on-demand-table" && (od.per_hour - 1.006).abs() < 1e-9,
+        !od.estimate && od.source == "aws-price-list" && (od.per_hour - 1.006).abs() < 1e-9,
         "{od:?}"
     );
     assert_eq!(
@@ -941,6 +958,7 @@ async fn requests_carry_runctls_app_name_in_the_user_agent() {
 async fn credentials_come_from_the_secret_and_are_required() {
     let mut config = ProvidersConfig::default();
     config.aws.endpoint_url = Some("http://127.0.0.1:9".into());
+    config.aws.pricing.endpoint_url = Some("http://127.0.0.1:9".into());
     let registry = ProviderRegistry::new(INSTALLATION, config);
     let key = ProviderKey {
         kind: ProviderKind::Aws,

@@ -1,6 +1,6 @@
-//! Classification of EC2 errors into [`ProviderError`] classes: one pure function over the
-//! facts of a failed call (error code, message, HTTP status, transport failure), table-tested,
-//! plus the glue that reads those facts out of an SDK error.
+//! Classification of EC2 errors (and the AWS Price List API's) into [`ProviderError`] classes:
+//! one pure function over the facts of a failed call (error code, message, HTTP status,
+//! transport failure), table-tested, plus the glue that reads those facts out of an SDK error.
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -89,6 +89,8 @@ const AUTHENTICATION: &[&str] = &[
 const SERVER: &[&str] = &[
     "InternalError",
     "InternalFailure",
+    // The AWS Price List API's server error.
+    "InternalErrorException",
     "Unavailable",
     "ServiceUnavailable",
 ];
@@ -96,6 +98,8 @@ const NOT_FOUND: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Ma
 const INVALID_SPEC: &[&str] = &[
     "InvalidParameterValue",
     "InvalidParameter",
+    // The AWS Price List API's refusal of a parameter.
+    "InvalidParameterException",
     "InvalidParameterCombination",
     "MissingParameter",
     "Unsupported",
@@ -317,6 +321,12 @@ mod tests {
             (coded("SomethingNew", 502), "ProviderUnavailable", Retryable, true),
             (coded("IncorrectInstanceState", 400), "ProviderUnavailable", Retryable, false),
             (coded("SomethingNew", 403), "AuthenticationFailed", Account, false),
+            // The AWS Price List API (JSON protocol) uses its own codes.
+            (coded("ThrottlingException", 400), "RateLimited", Retryable, false),
+            (coded("InternalErrorException", 500), "ProviderUnavailable", Retryable, true),
+            (coded("AccessDeniedException", 400), "AuthenticationFailed", Account, false),
+            (coded("InvalidParameterException", 400), "InvalidSpec", Terminal, false),
+            (coded("ExpiredNextTokenException", 400), "ProviderUnavailable", Retryable, false),
             (transport(Transport::Timeout, "timed out"), "ProviderUnavailable", Retryable, true),
             (transport(Transport::Dispatch, "connection reset"), "ProviderUnavailable", Retryable, true),
             (transport(Transport::Response, "incomplete body"), "ProviderUnavailable", Retryable, true),

@@ -3,9 +3,12 @@
 //! by those tags, listed in one paginated DescribeInstances per region, and terminated with
 //! TerminateInstances. See `docs/providers/aws.md`.
 //!
-//! Files: [`client`] (SDK client), [`launch`] (RunInstances parameters), [`userdata`] (the
+//! Files: [`client`] (SDK clients), [`launch`] (RunInstances parameters), [`userdata`] (the
 //! workload script), [`instance`] and [`state`] (reading instances), [`classify`] (errors),
-//! [`pricing`] (on-demand table and spot prices), [`provider`] (the [`Provider`] impl).
+//! [`pricing`] (price sources: the embedded on-demand table, spot prices, which one a price
+//! comes from), [`price_list`] (the AWS Price List API's documents, pure), [`price_api`] (its
+//! GetProducts calls), [`price_cache`] (cached, single-flight lookups), [`provider`] (the
+//! [`Provider`] impl).
 
 //!
 //! Everything that uses the AWS SDK is behind the `aws` cargo feature (on by default); without
@@ -19,6 +22,12 @@ pub mod client;
 pub mod instance;
 #[cfg(feature = "aws")]
 pub mod launch;
+#[cfg(feature = "aws")]
+pub mod price_api;
+#[cfg(feature = "aws")]
+pub mod price_cache;
+#[cfg(feature = "aws")]
+pub mod price_list;
 #[cfg(feature = "aws")]
 pub mod pricing;
 #[cfg(feature = "aws")]
@@ -86,6 +95,41 @@ pub struct AwsConfig {
     /// Run the workload container in the host's network namespace (`docker run --network
     /// host`) by default. It then reaches the metadata service whatever the hop limit.
     pub host_network: bool,
+    /// Where on-demand prices come from: the AWS Price List API.
+    pub pricing: AwsPricingConfig,
+}
+
+/// The AWS Price List API (`GetProducts`), the source of on-demand prices. It is served only in
+/// a few regions (`us-east-1`, `eu-central-1`, `ap-south-1`) and answers for every region, so
+/// its client has a region of its own, not the machine's. Whatever it cannot answer is priced
+/// from runctl's embedded table, labelled as an estimate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AwsPricingConfig {
+    /// Read on-demand prices from the Price List API; `false` prices every on-demand machine from
+    /// the embedded table (an estimate).
+    pub enabled: bool,
+    /// Region of the Price List API endpoint (`us-east-1`, `eu-central-1` or `ap-south-1`).
+    pub region: String,
+    /// Endpoint override (tests, a VPC endpoint); AWS's endpoint of `region` when unset.
+    pub endpoint_url: Option<String>,
+    /// How long a price read from the API is reused, seconds (prices change rarely).
+    pub cache_ttl_seconds: u64,
+    /// After a failed read, how long the embedded table's figure is used before the API is asked
+    /// again, seconds.
+    pub error_retry_seconds: u64,
+}
+
+impl Default for AwsPricingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            cache_ttl_seconds: 86_400,
+            error_retry_seconds: 300,
+        }
+    }
 }
 
 impl Default for AwsConfig {
@@ -110,6 +154,7 @@ impl Default for AwsConfig {
             spot_price_ttl_seconds: 600,
             metadata_hop_limit: 1,
             host_network: false,
+            pricing: AwsPricingConfig::default(),
         }
     }
 }
@@ -123,13 +168,15 @@ pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, Provider
         .region
         .map(str::to_string)
         .unwrap_or_else(|| config.default_region.clone());
-    let client = client::build(&config, &region, ctx.credentials).await?;
-    Ok(Arc::new(AwsProvider::new(
-        client,
-        ctx.installation,
-        region,
-        config,
-    )))
+    let base = client::base(&region, ctx.credentials).await?;
+    let ec2 = client::ec2(&config, &region, &base);
+    let price_list = config
+        .pricing
+        .enabled
+        .then(|| price_api::PriceList::new(client::pricing(&config, &base), &config.pricing));
+    Ok(Arc::new(
+        AwsProvider::new(ec2, ctx.installation, region, config).with_price_list(price_list),
+    ))
 }
 
 /// Without the `aws` feature there is no EC2 client: every AWS object is refused as invalid.

@@ -1,15 +1,80 @@
-//! EC2 prices: the embedded on-demand table (`data/prices/aws-ec2-on-demand.yaml`, an estimate)
-//! and the pure pick of a spot price out of DescribeSpotPriceHistory answers.
+//! EC2 prices and where each comes from: on-demand prices from the AWS Price List API, else
+//! from the embedded table (`data/prices/aws-ec2-on-demand.yaml`, us-east-1 figures, an
+//! estimate, labelled as such: [`resolve_on_demand`]), and the pure pick of a spot price out of
+//! DescribeSpotPriceHistory answers.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-/// Source label of on-demand estimates.
+use super::price_cache::Lookup;
+
+/// Source label of on-demand prices read from the AWS Price List API (`status.priceSource`).
+pub const SOURCE_PRICE_LIST: &str = "aws-price-list";
+/// Source label of on-demand estimates from the embedded table.
 pub const SOURCE_TABLE: &str = "ec2-on-demand-table";
 /// Source label of spot prices read from EC2.
 pub const SOURCE_SPOT: &str = "ec2-spot-price-history";
+
+/// An on-demand price and where it comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnDemand {
+    /// USD per hour.
+    pub per_hour: f64,
+    /// [`SOURCE_PRICE_LIST`] or [`SOURCE_TABLE`].
+    pub source: &'static str,
+    /// True for the table's figures.
+    pub estimate: bool,
+    /// For an estimate: why the table was used, for the machine's status message.
+    pub note: Option<String>,
+}
+
+/// The on-demand price of `instance_type` in `region`: the Price List API's figure when
+/// `lookup` has one, else the embedded table's, labelled an estimate with the reason (`lookup`
+/// is `None` when the API is turned off). `None` when neither knows the type.
+pub fn resolve_on_demand(
+    lookup: Option<&Lookup>,
+    region: &str,
+    instance_type: &str,
+) -> Option<OnDemand> {
+    if let Some(Lookup::Listed(p)) = lookup {
+        return Some(OnDemand {
+            per_hour: *p,
+            source: SOURCE_PRICE_LIST,
+            estimate: false,
+            note: None,
+        });
+    }
+    let entry = on_demand(instance_type)?;
+    let why = match lookup {
+        None => "the AWS Price List API is turned off (providers.aws.pricing.enabled)".to_string(),
+        Some(Lookup::NotListed) => {
+            format!(
+                "the AWS Price List API lists no on-demand Linux price for {instance_type} in {region}"
+            )
+        }
+        Some(Lookup::Failed(f)) if f.reason == "AuthenticationFailed" => {
+            "the AWS Price List API refused the credentials (they need pricing:GetProducts)"
+                .to_string()
+        }
+        Some(Lookup::Failed(f)) => {
+            format!(
+                "the AWS Price List API could not be read ({}; see the operator log)",
+                f.reason
+            )
+        }
+        Some(Lookup::Listed(_)) => unreachable!("handled above"),
+    };
+    Some(OnDemand {
+        per_hour: entry.per_hour,
+        source: SOURCE_TABLE,
+        estimate: true,
+        note: Some(format!(
+            "the price is an estimate from runctl's embedded table of us-east-1 prices: {why}"
+        )),
+    })
+}
 
 const TABLE_YAML: &str = include_str!("../../../data/prices/aws-ec2-on-demand.yaml");
 
@@ -80,6 +145,62 @@ pub fn pick_spot_price<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::aws::price_cache::Failure;
+
+    #[test]
+    fn the_price_list_figure_wins_and_the_table_is_a_labelled_fallback() {
+        let api = resolve_on_demand(Some(&Lookup::Listed(1.1)), "eu-west-1", "g5.xlarge");
+        assert_eq!(
+            api,
+            Some(OnDemand {
+                per_hour: 1.1,
+                source: SOURCE_PRICE_LIST,
+                estimate: false,
+                note: None
+            })
+        );
+        // The API knows a type the table does not.
+        assert_eq!(
+            resolve_on_demand(Some(&Lookup::Listed(0.096)), "us-east-1", "m5.large")
+                .map(|o| o.source),
+            Some(SOURCE_PRICE_LIST)
+        );
+        let failed = Lookup::Failed(Failure {
+            reason: "ProviderUnavailable",
+            message: "InternalErrorException: boom".into(),
+        });
+        let denied = Lookup::Failed(Failure {
+            reason: "AuthenticationFailed",
+            message: "AccessDeniedException: no".into(),
+        });
+        for (lookup, says) in [
+            (None, "turned off"),
+            (
+                Some(&Lookup::NotListed),
+                "lists no on-demand Linux price for g5.xlarge in eu-west-1",
+            ),
+            (Some(&failed), "could not be read (ProviderUnavailable"),
+            (Some(&denied), "pricing:GetProducts"),
+        ] {
+            let o = resolve_on_demand(lookup, "eu-west-1", "g5.xlarge").expect("table price");
+            assert_eq!(
+                (o.per_hour, o.source, o.estimate),
+                (1.006, SOURCE_TABLE, true)
+            );
+            let note = o.note.expect("a note");
+            assert!(note.contains("estimate") && note.contains(says), "{note}");
+            assert!(
+                !note.contains("boom"),
+                "the error text stays in the log: {note}"
+            );
+        }
+        // Unknown to both: no price (the existing behaviour for unknown types).
+        assert_eq!(
+            resolve_on_demand(Some(&failed), "us-east-1", "m5.large"),
+            None
+        );
+        assert_eq!(resolve_on_demand(None, "us-east-1", "m5.large"), None);
+    }
 
     #[test]
     fn table_parses_and_covers_the_gpu_families() {

@@ -12,6 +12,8 @@ use aws_sdk_ec2::types::{Filter, Instance, InstanceType};
 use parking_lot::Mutex;
 
 use super::classify::{classify_sdk, error_code};
+use super::price_api::PriceList;
+use super::pricing::OnDemand;
 use super::{AwsConfig, instance, launch, pricing};
 use crate::provider::identity::{TAG_ATTEMPT, TAG_INSTALLATION, TAG_OWNER_UID};
 use crate::provider::{
@@ -35,6 +37,8 @@ pub struct AwsProvider {
     launched: Mutex<HashMap<String, Instant>>,
     /// Spot prices by instance type, with when they were read.
     spot_prices: Mutex<HashMap<String, (Instant, f64)>>,
+    /// On-demand prices from the AWS Price List API; `None` when it is turned off.
+    price_list: Option<PriceList>,
     /// Root device name by AMI.
     root_devices: Mutex<HashMap<String, String>>,
 }
@@ -49,8 +53,15 @@ impl AwsProvider {
             config,
             launched: Mutex::new(HashMap::new()),
             spot_prices: Mutex::new(HashMap::new()),
+            price_list: None,
             root_devices: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads on-demand prices from the AWS Price List API (`None`: from the embedded table).
+    pub fn with_price_list(mut self, price_list: Option<PriceList>) -> Self {
+        self.price_list = price_list;
+        self
     }
 
     /// The region this provider serves.
@@ -137,24 +148,78 @@ impl AwsProvider {
             .is_some_and(|at| at.elapsed() < grace)
     }
 
-    /// A machine with its price: the spot price read from EC2 for spot instances, the
-    /// on-demand table otherwise.
+    /// A machine with its price and the price's source: the spot price read from EC2 for spot
+    /// instances; for on-demand ones the Price List API's price, else the embedded table's,
+    /// whose note (an estimate, and why) goes into the machine's message.
     fn machine(&self, i: &Instance) -> Machine {
         let mut m = instance::to_machine(i);
-        if let Some(t) = m.machine_type.as_deref() {
-            m.price_per_hour = if m.spot {
-                self.spot_prices.lock().get(t).map(|(_, p)| *p)
-            } else {
-                pricing::on_demand(t).map(|e| e.per_hour)
-            };
+        let Some(t) = m.machine_type.clone() else {
+            return m;
+        };
+        if m.spot {
+            if let Some((_, p)) = self.spot_prices.lock().get(&t) {
+                m.price_per_hour = Some(*p);
+                m.price_source = Some(pricing::SOURCE_SPOT);
+            }
+        } else if let Some(o) = self.on_demand_cached(&t) {
+            m.price_per_hour = Some(o.per_hour);
+            m.price_source = Some(o.source);
+            if let Some(note) = o.note {
+                m.message = Some(match m.message.take() {
+                    Some(msg) => format!("{msg}; {note}"),
+                    None => note,
+                });
+            }
         }
         m
     }
 
-    /// Machines with spot prices refreshed for the spot types among them.
+    /// The on-demand price of an instance type as last looked up (no call); `None` while the
+    /// Price List API has not been asked yet.
+    fn on_demand_cached(&self, instance_type: &str) -> Option<OnDemand> {
+        match &self.price_list {
+            None => pricing::resolve_on_demand(None, &self.region, instance_type),
+            Some(api) => {
+                let lookup = api.peek(&self.region, instance_type)?;
+                pricing::resolve_on_demand(Some(&lookup), &self.region, instance_type)
+            }
+        }
+    }
+
+    /// The on-demand price of an instance type: the Price List API's (cached, one call for
+    /// concurrent lookups), else the embedded table's, labelled an estimate.
+    async fn on_demand(&self, instance_type: &str) -> Option<OnDemand> {
+        match &self.price_list {
+            None => pricing::resolve_on_demand(None, &self.region, instance_type),
+            Some(api) => {
+                let lookup = api.lookup(&self.region, instance_type).await;
+                pricing::resolve_on_demand(Some(&lookup), &self.region, instance_type)
+            }
+        }
+    }
+
+    /// Machines with prices refreshed for the types among them.
     async fn machines(&self, instances: &[Instance]) -> Vec<Machine> {
-        self.refresh_spot_prices(instances).await;
+        self.refresh_prices(instances).await;
         instances.iter().map(|i| self.machine(i)).collect()
+    }
+
+    /// Refreshes the spot prices of the spot instance types and the on-demand prices of the
+    /// on-demand instance types among `instances` (each only when its cached figure is stale).
+    async fn refresh_prices(&self, instances: &[Instance]) {
+        self.refresh_spot_prices(instances).await;
+        let Some(api) = &self.price_list else {
+            return;
+        };
+        let on_demand_types: HashSet<&str> = instances
+            .iter()
+            .filter(|i| i.instance_lifecycle().is_none_or(|l| l.as_str() != "spot"))
+            .filter_map(|i| i.instance_type().map(InstanceType::as_str))
+            .collect();
+        for t in on_demand_types {
+            // A failed lookup is kept as such: the machine is priced from the table, labelled.
+            api.lookup(&self.region, t).await;
+        }
     }
 
     /// Reads the spot price of each spot instance type among `instances` whose cached price is
@@ -178,7 +243,7 @@ impl AwsProvider {
 
     /// One machine with its price.
     async fn one(&self, i: &Instance) -> Machine {
-        self.refresh_spot_prices(std::slice::from_ref(i)).await;
+        self.refresh_prices(std::slice::from_ref(i)).await;
         self.machine(i)
     }
 
@@ -444,15 +509,21 @@ impl Provider for AwsProvider {
                 source: pricing::SOURCE_SPOT,
             });
         }
-        match pricing::on_demand(t) {
-            Some(e) => Ok(PriceQuote {
-                per_hour: e.per_hour,
-                estimate: true,
-                source: pricing::SOURCE_TABLE,
+        match self.on_demand(t).await {
+            Some(o) => Ok(PriceQuote {
+                per_hour: o.per_hour,
+                estimate: o.estimate,
+                source: o.source,
             }),
             None => Err(ProviderError::NotFound {
                 message: format!(
-                    "runctl's EC2 price table (data/prices/aws-ec2-on-demand.yaml) has no price for {t}"
+                    "no on-demand price for {t} in {}: {} runctl's EC2 price table (data/prices/aws-ec2-on-demand.yaml) has none",
+                    self.region,
+                    if self.price_list.is_some() {
+                        "the AWS Price List API gave none, and"
+                    } else {
+                        "the AWS Price List API is turned off, and"
+                    }
                 ),
             }),
         }

@@ -138,12 +138,22 @@ async fn lyceum_cloud_resource_end_to_end() {
     assert!(runs[0].env.contains("EPOCHS=3"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_cloud_resource_end_to_end() {
+/// moto behind the EC2 proxy and the AWS Price List API stand-in, and an operator
+/// configuration pointing the AWS provider at them.
+struct AwsCloud {
+    // Field order: the proxy stops before moto is killed.
+    _proxy: runctl_standins::aws::Ec2Proxy,
+    _moto: runctl_standins::aws::MotoServer,
+    prices: runctl_standins::aws::PriceListStandin,
+    direct: aws_sdk_ec2::Client,
+}
+
+async fn aws_cloud() -> (AwsCloud, ProvidersConfig) {
     use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
-    use runctl_standins::aws::{Ec2Proxy, MotoServer};
+    use runctl_standins::aws::{Ec2Proxy, MotoServer, PriceListStandin};
     let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
+    let prices = PriceListStandin::start().await.expect("start price list");
     let direct = aws_sdk_ec2::Client::from_conf(
         aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -168,8 +178,23 @@ async fn aws_cloud_resource_end_to_end() {
         .to_string();
     let mut providers = ProvidersConfig::default();
     providers.aws.endpoint_url = Some(proxy.url());
+    providers.aws.pricing.endpoint_url = Some(prices.url());
     providers.aws.default_ami_id = Some(ami);
     providers.aws.max_attempts = 1;
+    let cloud = AwsCloud {
+        _proxy: proxy,
+        _moto: moto,
+        prices,
+        direct,
+    };
+    (cloud, providers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cloud_resource_end_to_end() {
+    let (cloud, providers) = aws_cloud().await;
+    cloud.prices.set_on_demand("us-east-1", "g5.xlarge", 1.006);
+    let direct = &cloud.direct;
     let env = TestEnv::start_with(providers).await;
     env.secret(
         "aws",
@@ -223,6 +248,119 @@ async fn aws_cloud_resource_end_to_end() {
         1,
         "exactly one instance was launched"
     );
+}
+
+/// Issue 17 item 4: every AWS price in a CloudResource's status says where it comes from. On
+/// demand: the AWS Price List API's price of the machine's region (two regions, two prices);
+/// spot: EC2's spot price history; during a Price List outage: the embedded table, labelled
+/// `ec2-on-demand-table` with a status message that the price is an estimate, and the create
+/// goes ahead. One Price List call per instance type and region serves the create's quote, the
+/// machine and every poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_prices_reach_status_with_where_they_come_from() {
+    use runctl_standins::aws::PriceListFault;
+
+    let (cloud, providers) = aws_cloud().await;
+    cloud.prices.set_on_demand("us-east-1", "g5.xlarge", 1.006);
+    cloud.prices.set_on_demand("eu-west-1", "g5.xlarge", 1.123);
+    cloud.prices.set_on_demand("us-east-1", "g5.2xlarge", 1.3);
+    let env = TestEnv::start_with(providers).await;
+    env.secret(
+        "aws",
+        &[
+            ("accessKeyId", "AKIATESTING"),
+            ("secretAccessKey", "testing-secret"),
+        ],
+    )
+    .await;
+    let op = env.start_controller(test_controller_config("prices"));
+    let api: Api<CloudResource> = env.api();
+    let machine = |name: &str, region: &str, instance_type: &str, spot: bool| {
+        cr(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": name},
+            "spec": {"provider": "aws", "instanceType": instance_type, "region": region, "spot": spot,
+                     "credentialsSecretRef": {"name": "aws"}}
+        }))
+    };
+    let running = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            eventually(60, &format!("{name} running with a price"), || async {
+                let s = api.get_opt(name).await.ok().flatten()?.status?;
+                match s.state {
+                    Some(ResourceState::Error) => panic!("{name} failed: {s:?}"),
+                    Some(ResourceState::Running) if s.cost_per_hour.is_some() => Some(s),
+                    _ => None,
+                }
+            })
+            .await
+        }
+    };
+    for (name, region, instance_type, spot) in [
+        ("od-east", "us-east-1", "g5.xlarge", false),
+        ("od-west", "eu-west-1", "g5.xlarge", false),
+        ("spot-east", "us-east-1", "g5.xlarge", true),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &machine(name, region, instance_type, spot),
+        )
+        .await
+        .expect("create");
+    }
+    let east = running("od-east").await;
+    assert_eq!(
+        (east.cost_per_hour, east.price_source.as_deref()),
+        (Some(1.006), Some("aws-price-list"))
+    );
+    let west = running("od-west").await;
+    assert_eq!(
+        (west.cost_per_hour, west.price_source.as_deref()),
+        (Some(1.123), Some("aws-price-list"))
+    );
+    assert!(
+        !west
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("estimate"),
+        "{west:?}"
+    );
+    let spot = running("spot-east").await;
+    assert_eq!(
+        spot.price_source.as_deref(),
+        Some("ec2-spot-price-history"),
+        "{spot:?}"
+    );
+
+    // The Price List API fails: the create goes ahead, priced from the table, labelled.
+    cloud.prices.set_outage(Some(PriceListFault::InternalError));
+    api.create(
+        &PostParams::default(),
+        &machine("od-outage", "us-east-1", "g5.2xlarge", false),
+    )
+    .await
+    .expect("create");
+    let outage = running("od-outage").await;
+    assert_eq!(
+        (outage.cost_per_hour, outage.price_source.as_deref()),
+        (Some(1.212), Some("ec2-on-demand-table"))
+    );
+    let message = outage.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the price is an estimate"),
+        "the status says so: {message}"
+    );
+
+    // A few polls later, still one call per instance type and region.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cloud.prices.lookups("us-east-1", "g5.xlarge"), 1);
+    assert_eq!(cloud.prices.lookups("eu-west-1", "g5.xlarge"), 1);
+    assert_eq!(cloud.prices.lookups("us-east-1", "g5.2xlarge"), 1);
+    for name in ["od-east", "od-west", "spot-east", "od-outage"] {
+        delete_and_wait(&api, name).await;
+    }
+    op.stop().await;
 }
 
 /// Issue "Truthful outcomes", item 1: a Lyceum run that the provider reports finished, with no

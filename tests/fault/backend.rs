@@ -170,6 +170,10 @@ impl Backend {
         providers.aws.endpoint_url = Some(proxy.url());
         providers.aws.default_ami_id = Some(ami.to_string());
         providers.aws.max_attempts = 1;
+        // On-demand prices from the embedded table: these tests inject EC2's faults, and no
+        // call may leave the machine for AWS's Price List API (tests/provider_aws_prices.rs
+        // covers it against its stand-in).
+        providers.aws.pricing.enabled = false;
         let env = TestEnv::start_on(ApiBackend::InProcess, providers).await;
         let (key_id, secret) = ("AKIATESTING", "testing-secret");
         env.secret(

@@ -118,7 +118,10 @@ pub fn track(
     }
     if let Some(p) = m.price_per_hour.filter(|p| *p > 0.0) {
         s.cost_per_hour = Some(pricing::round_cents(p));
-        let source = m.price_source.or(price_source).unwrap_or("provider-reported");
+        let source = m
+            .price_source
+            .or(price_source)
+            .unwrap_or("provider-reported");
         s.price_source = Some(source.to_string());
     } else if let Some(p) = quoted_per_hour {
         s.cost_per_hour = Some(pricing::round_cents(p));

@@ -21,6 +21,7 @@ scenarios=(
   operator_e2e
   reaper_e2e
   provider_e2e
+  machine_class_e2e
   sim_wrapper
   hostile_input
 )

@@ -96,6 +96,7 @@ pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerC
         },
         concurrency: config.reconcile_concurrency,
         watch_namespace: config.watch_namespace.clone(),
+        machine_classes: config.watch_namespace.is_none(),
         instance: instance.to_string(),
     }
 }
@@ -243,6 +244,13 @@ impl Operator {
             let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move {
                 stop.cancelled().await
             }));
+            let classes = ctx.config.machine_classes.then(|| {
+                let stop = term.clone();
+                tokio::spawn(crate::controller::machine_class::run(
+                    ctx.clone(),
+                    async move { stop.cancelled().await },
+                ))
+            });
             let stop = term.clone();
             let jobs = tokio::spawn(training_job::run(
                 ctx,
@@ -258,6 +266,9 @@ impl Operator {
             term.cancel();
             let _ = machines.await;
             let _ = jobs.await;
+            if let Some(classes) = classes {
+                let _ = classes.await;
+            }
             if let Some(r) = reaper {
                 let _ = r.await;
             }

@@ -43,6 +43,18 @@ fn expected_object_rules() -> Rules {
     ])
 }
 
+/// The ClusterRole's rules (cluster scope): the objects' rules and the MachineClasses, which are
+/// cluster-scoped and so not available in namespaced scope.
+fn expected_cluster_rules() -> Rules {
+    let mut r = expected_object_rules();
+    r.extend(rules(&[
+        ("runctl.dev", "machineclasses", &["list", "watch"]),
+        ("runctl.dev", "machineclasses/status", &["patch"]),
+    ]));
+    r.sort();
+    r
+}
+
 /// The release-namespace Role's rules: the leader Lease and the reaper's status ConfigMap.
 fn expected_operator_namespace_rules(reaper_status: &[&str]) -> Rules {
     rules(&[
@@ -137,7 +149,7 @@ fn rbac_grants_exactly_the_operators_calls() {
     for extra in [vec!["--set", CALLBACK_URL], vec!["--values", ALL_OPTIONS]] {
         let docs = helm_template(&extra);
         let cluster_role = one(&docs, "ClusterRole");
-        assert_eq!(canonical_rules(cluster_role), expected_object_rules());
+        assert_eq!(canonical_rules(cluster_role), expected_cluster_rules());
         let role = one(&docs, "Role");
         assert_eq!(role["metadata"]["name"], "runctl-operator-namespace");
         assert_eq!(role["metadata"]["namespace"], "runctl-system");
@@ -260,6 +272,7 @@ fn default_rendering_has_the_operator_with_ha_and_restricted_security() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
+            "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",

@@ -50,6 +50,7 @@ fn default_overlay_renders_everything_into_runctl_system() {
             "ConfigMap",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Namespace",
             "PodDisruptionBudget",

@@ -684,12 +684,12 @@ async fn job_deleted(env: &TestEnv, name: &str) {
 }
 
 /// The controllers alone (as the tests' `TestEnv` starts them), acting as `client`.
-async fn controllers_scenario(env: &TestEnv, client: Client) {
-    let machines = env.start_controller_as(client.clone(), test_controller_config("rbac"));
+async fn controllers_scenario(env: &TestEnv, client: Client, scope: Scope) {
+    let machines = env.start_controller_as(client.clone(), config_for(scope, "rbac"));
     cloud_resource_lifecycle(env, "solo").await;
     machines.stop().await;
     let operator = env
-        .start_training_job_controller_as(client, test_controller_config("rbac"), test_job_config())
+        .start_training_job_controller_as(client, config_for(scope, "rbac"), test_job_config())
         .await;
     tokio::join!(job_succeeds(env, "ok"), job_deleted(env, "gone"));
     operator.stop().await;
@@ -710,7 +710,43 @@ fn free_addr() -> SocketAddr {
 /// The whole operator (`runctl run` without its config file) acting as `client`: preflight,
 /// leader Lease in the release namespace (acquired, renewed, released), orphan reaper with its
 /// status ConfigMap, both controllers and the callback endpoint, through the same scenarios.
-async fn operator_scenario(env: Arc<TestEnv>, release_ns: String, client: Client) {
+/// The tests' controller settings for a scope: MachineClasses (cluster-scoped) are watched only
+/// with the cluster-wide roles, as `runctl run` does without `watchNamespace`.
+fn config_for(scope: Scope, instance: &str) -> runctl::controller::ControllerConfig {
+    let mut config = test_controller_config(instance);
+    config.machine_classes = scope == Scope::Cluster;
+    config
+}
+
+/// Cluster scope: a MachineClass is checked and its status written by the operator.
+async fn class_checked(env: &TestEnv, scope: Scope) {
+    if scope != Scope::Cluster {
+        return;
+    }
+    use runctl::crd::MachineClass;
+    let name = format!("rbac-{}", env.ns);
+    let api: Api<MachineClass> = Api::all(env.client.clone());
+    let class: MachineClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "MachineClass",
+        "metadata": {"name": name}, "spec": {"provider": "sim"}
+    }))
+    .expect("a MachineClass");
+    api.create(&kube::api::PostParams::default(), &class)
+        .await
+        .expect("create the MachineClass");
+    eventually(30, "the MachineClass to be checked", || async {
+        let c = api.get(&name).await.ok()?;
+        c.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready")
+            .then_some(())
+    })
+    .await;
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+}
+
+async fn operator_scenario(env: Arc<TestEnv>, release_ns: String, client: Client, scope: Scope) {
     let callback = free_addr();
     let mut jobs = test_job_config();
     jobs.reporting.callback_base_url = format!("http://{callback}");
@@ -718,7 +754,7 @@ async fn operator_scenario(env: Arc<TestEnv>, release_ns: String, client: Client
         client,
         registry: env.registry(),
         metrics: Arc::new(Metrics::new()),
-        controllers: env.scoped(test_controller_config("replica-a")),
+        controllers: env.scoped(config_for(scope, "replica-a")),
         lease: Some(LeaseConfig {
             namespace: release_ns.clone(),
             name: LEASE.into(),
@@ -764,6 +800,7 @@ async fn operator_scenario(env: Arc<TestEnv>, release_ns: String, client: Client
     .await;
     cloud_resource_lifecycle(&env, "op-solo").await;
     tokio::join!(job_succeeds(&env, "op-ok"), job_deleted(&env, "op-gone"));
+    class_checked(&env, scope).await;
 
     shutdown.cancel();
     running
@@ -886,8 +923,8 @@ async fn every_scenario_without_a_403(scope: Scope) {
     let env = setup.env.clone();
     let release_ns = setup.install.release_ns.clone();
     let run = tokio::spawn(async move {
-        controllers_scenario(&env, client.clone()).await;
-        operator_scenario(env, release_ns, client).await;
+        controllers_scenario(&env, client.clone(), scope).await;
+        operator_scenario(env, release_ns, client, scope).await;
     })
     .await;
     // Audit events are written as answers complete.
@@ -934,6 +971,7 @@ async fn drop_run(scope: Scope, index: usize) -> RunReport {
         setup.env.clone(),
         setup.install.release_ns.clone(),
         client,
+        scope,
     ));
     let refused = || setup.denials().into_iter().find(|d| grant.is_missing_in(d));
     let mut tick = tokio::time::interval(Duration::from_millis(100));

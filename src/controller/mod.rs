@@ -9,6 +9,7 @@ pub mod cloud_resource;
 pub mod events;
 pub mod finalizers;
 pub mod fleet;
+pub mod machine_class;
 pub mod reaper;
 pub mod retry;
 pub mod secrets;
@@ -55,6 +56,9 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// Only watch this namespace (all when `None`).
     pub watch_namespace: Option<String>,
+    /// Watch MachineClasses (cluster-scoped): the operator may read cluster-scoped objects.
+    /// False where it is installed to watch one namespace (`rbac.scope: namespaced`).
+    pub machine_classes: bool,
     /// Event reporter instance (pod name).
     pub instance: String,
 }
@@ -71,6 +75,7 @@ impl Default for ControllerConfig {
             account_retry: retry::AccountRetry::default(),
             concurrency: 16,
             watch_namespace: None,
+            machine_classes: true,
             instance: "runctl".into(),
         }
     }
@@ -94,6 +99,8 @@ pub struct Context {
     pub secrets: secrets::SecretCache,
     /// Creation records this process wrote or found, so a retried create does not write again.
     pub records: cloud_resource::record::Written,
+    /// MachineClasses (cached; none where the operator watches one namespace).
+    pub classes: machine_class::Classes,
     /// Settings.
     pub config: ControllerConfig,
 }
@@ -119,6 +126,7 @@ impl Context {
             backoff: Backoff::new(config.backoff),
             secrets: secrets::SecretCache::new(config.account_retry.recheck),
             records: cloud_resource::record::Written::default(),
+            classes: machine_class::Classes::start(client.clone(), config.machine_classes),
             client,
             registry,
             metrics,

@@ -117,8 +117,16 @@ pub struct CloudResourceSpec {
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('runctl.dev/'))").message("tags under runctl.dev/ are reserved for runctl's ownership tags"))]
     pub tags: Tags,
 
-    /// Secret with provider credentials in this namespace; the operator's default credentials for
-    /// the provider when absent. Keys: aws `accessKeyId`, `secretAccessKey`, optional
+    /// MachineClass whose settings, regions and credentials the machine uses (see
+    /// `docs/machine-classes.md`); the operator's configuration of the provider when absent.
+    /// The class must be of this provider and allow this namespace. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("machineClass is immutable"))]
+    pub machine_class: Option<String>,
+
+    /// Secret with provider credentials in this namespace; the class's credentials, else the
+    /// operator's default credentials for the provider when absent. Keys: aws `accessKeyId`, `secretAccessKey`, optional
     /// `sessionToken`; runpod `apiKey`; lyceum `apiKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("credentialsSecretRef is immutable"))]
@@ -396,6 +404,10 @@ pub struct PendingCreate {
     pub since: Time,
     /// Generation of the spec the intent was recorded for.
     pub generation: i64,
+    /// The credentials Secret (`namespace/name`) the machine is created with; the machine is
+    /// looked up and deleted with the same account even if its class later names another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
 }
 
 /// Observed machine.

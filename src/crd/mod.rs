@@ -10,10 +10,13 @@ pub mod cloud_resource;
 pub mod common;
 pub mod condition;
 #[allow(clippy::duplicated_attributes)]
+pub mod machine_class;
+#[allow(clippy::duplicated_attributes)]
 pub mod training_job;
 
 pub use cloud_resource::{CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use common::*;
+pub use machine_class::{MachineClass, MachineClassSpec, MachineClassStatus};
 pub use training_job::{TrainingJob, TrainingJobSpec, TrainingJobStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -24,9 +27,13 @@ pub const GROUP: &str = "runctl.dev";
 /// The one served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
-/// Both CRDs, in the order they are printed and installed.
+/// Every CRD, in the order they are printed and installed.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![CloudResource::crd(), TrainingJob::crd()]
+    vec![
+        CloudResource::crd(),
+        MachineClass::crd(),
+        TrainingJob::crd(),
+    ]
 }
 
 /// Renders one CRD as YAML, the format of the files in `crds/`.

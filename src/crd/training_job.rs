@@ -69,6 +69,7 @@ pub enum RetryOn {
 #[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("placement.provider aws needs placement.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
 #[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || has(self.gpuType)").message("placement.provider runpod and lyceum need placement.gpuType").field_path(".gpuType"))]
 #[x_kube(validation = Rule::new("self.provider != 'auto' || has(self.instanceType) || has(self.gpuType)").message("placement.provider auto needs placement.gpuType or placement.instanceType to compare offers"))]
+#[x_kube(validation = Rule::new("self.provider == 'auto' || !has(self.machineClasses) || size(self.machineClasses) == 1").message("a fixed placement.provider takes one machine class; list several only with provider auto").field_path(".machineClasses"))]
 #[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("placement.allowedProviders is only used with provider auto").field_path(".allowedProviders"))]
 #[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.capacityType == 'spot')").message("RunPod offers no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
 #[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
@@ -108,6 +109,14 @@ pub struct Placement {
     #[schemars(length(max = 8), extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.size() > 0").message("allowedProviders must name at least one provider"))]
     pub allowed_providers: Option<Vec<ProviderKind>>,
+    /// MachineClasses the job may run with (see `docs/machine-classes.md`): each brings its
+    /// provider, regions, machine settings and credentials. With a fixed provider, one class of
+    /// that provider; with `auto`, the offers of every class listed (and of no other provider).
+    /// The operator's configuration of each provider when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8), inner(length(max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("machineClasses must name at least one MachineClass"))]
+    pub machine_classes: Option<Vec<String>>,
 }
 
 /// The training container.
@@ -340,6 +349,9 @@ pub struct Offer {
     /// Price per hour in USD, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_per_hour: Option<f64>,
+    /// The MachineClass the offer is made with; the operator's configuration when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_class: Option<String>,
 }
 
 /// An offer that was not (or no longer) chosen, with the reason.

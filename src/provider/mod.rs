@@ -260,6 +260,15 @@ pub trait Provider: Send + Sync {
 
     /// Price per hour of the machine `spec` describes.
     async fn price(&self, spec: &MachineSpec) -> Result<PriceQuote, ProviderError>;
+
+    /// Checks that machines like `spec` can be created with this account, without creating one
+    /// (a MachineClass's `Ready` condition): `Ok` with what the provider does not have (an AMI
+    /// or subnet that does not exist), empty when everything was found. Rejected credentials
+    /// are an `Err` of the account class. By default a listing proves the credentials.
+    async fn verify(&self, spec: &MachineSpec) -> Result<Vec<String>, ProviderError> {
+        let _ = spec;
+        self.list().await.map(|_| Vec::new())
+    }
 }
 
 /// Cost of running at `per_hour` for `seconds`.

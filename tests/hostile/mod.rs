@@ -69,6 +69,7 @@ fn prev_strategy() -> impl Strategy<Value = CloudResourceStatus> {
                 machine_name: "runctl-x".into(),
                 since: Time(now() - SignedDuration::from_secs(60)),
                 generation: 1,
+                credentials: None,
             }),
             ..CloudResourceStatus::default()
         })

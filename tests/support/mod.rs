@@ -86,6 +86,7 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
         account_retry: Default::default(),
         concurrency: 8,
         watch_namespace: None,
+        machine_classes: true,
         instance: instance.into(),
     }
 }
@@ -258,6 +259,25 @@ impl TestEnv {
         let token = CancellationToken::new();
         let stop = token.clone();
         let handle = tokio::spawn(runctl::controller::cloud_resource::run(
+            ctx.clone(),
+            async move { stop.cancelled().await },
+        ));
+        Running { token, handle, ctx }
+    }
+}
+
+impl TestEnv {
+    /// Starts the MachineClass controller (checks classes, writes their `Ready` condition).
+    pub fn start_class_controller(&self, config: ControllerConfig) -> Running {
+        let ctx = Arc::new(Context::new(
+            self.client.clone(),
+            self.registry(),
+            Arc::new(Metrics::new()),
+            self.scoped(config),
+        ));
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let handle = tokio::spawn(runctl::controller::machine_class::run(
             ctx.clone(),
             async move { stop.cancelled().await },
         ));

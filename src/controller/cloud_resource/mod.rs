@@ -35,11 +35,13 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::fleet::metered;
+use super::machine_class::{self, ClassRefusal};
 use super::retry::{self, CreateGate};
 use super::{Context, FIELD_MANAGER};
 use crate::crd::cloud_resource::{
     CloudResource, CloudResourceStatus, FailureClass, PendingCreate, ResourceState,
 };
+use crate::crd::machine_class::{MachineClass, MachineClassSpec};
 use crate::provider::registry::{Credentials, ProviderKey};
 use crate::provider::{Provider, ProviderError, ResourceKey, Termination};
 use plan::{ApplyInput, ApplyPlan, CleanupPlan};
@@ -239,11 +241,11 @@ async fn provider_for(
     cr: &CloudResource,
     t: &Target,
     ctx: &Context,
+    class: Option<&MachineClassSpec>,
 ) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
     let kind = cr.spec.provider;
-    let cfg = ctx.registry.config();
-    let region = spec::region_for(&cr.spec, cfg.default_region(kind));
-    let secret = credentials_ref(cr, &t.namespace, ctx);
+    let region = region_of(cr, ctx, class);
+    let secret = credentials_ref(cr, t, ctx, class);
     let fresh = t
         .status
         .failure
@@ -289,26 +291,86 @@ pub async fn provider_instance(
     Ok((key, provider))
 }
 
-/// The credentials Secret (namespace, name) of an object: its own, else the operator default.
-fn credentials_ref(cr: &CloudResource, namespace: &str, ctx: &Context) -> Option<(String, String)> {
-    match (
-        &cr.spec.credentials_secret_ref,
-        ctx.registry.config().default_credentials(cr.spec.provider),
-    ) {
-        (Some(own), _) => Some((namespace.to_string(), own.name.clone())),
-        (None, Some(default)) => Some((default.namespace.clone(), default.name.clone())),
-        (None, None) => None,
-    }
+/// The region of an object: its own, else its class's first, else the operator's default (for
+/// providers with regions).
+fn region_of(
+    cr: &CloudResource,
+    ctx: &Context,
+    class: Option<&MachineClassSpec>,
+) -> Option<String> {
+    let kind = cr.spec.provider;
+    let default = class
+        .and_then(machine_class::usage::default_region)
+        .or_else(|| ctx.registry.config().default_region(kind));
+    spec::region_for(&cr.spec, default)
 }
 
-/// The creation record of `key`'s attempt.
-fn creation_record(
+/// The credentials Secret (namespace, name) of an object: the one its create intent recorded
+/// (the account its machine lives in), else its own, else its class's, else the operator
+/// default.
+fn credentials_ref(
     cr: &CloudResource,
     t: &Target,
     ctx: &Context,
-    pkey: &ProviderKey,
-    key: &ResourceKey,
-) -> record::CreationRecord {
+    class: Option<&MachineClassSpec>,
+) -> Option<(String, String)> {
+    if let Some(recorded) = t
+        .status
+        .pending_create
+        .as_ref()
+        .and_then(|p| p.credentials.as_deref())
+    {
+        return recorded
+            .split_once('/')
+            .map(|(ns, name)| (ns.to_string(), name.to_string()));
+    }
+    if let Some(own) = &cr.spec.credentials_secret_ref {
+        return Some((t.namespace.clone(), own.name.clone()));
+    }
+    if let Some(r) = class.and_then(|c| c.credentials_secret_ref.as_ref()) {
+        return Some((r.namespace.clone(), r.name.clone()));
+    }
+    ctx.registry
+        .config()
+        .default_credentials(cr.spec.provider)
+        .map(|d| (d.namespace.clone(), d.name.clone()))
+}
+
+/// The class the object names, checked for use by the object: namespace, provider, region and
+/// the class's own verdict. `Ok(None)` without a class.
+async fn usable_class(
+    cr: &CloudResource,
+    t: &Target,
+    ctx: &Context,
+) -> Result<Option<Arc<MachineClass>>, ClassRefusal> {
+    let Some(name) = &cr.spec.machine_class else {
+        return Ok(None);
+    };
+    let class = ctx.classes.get(name).await?;
+    machine_class::usage::check_use(&class, &t.namespace, cr.spec.provider)?;
+    let region = region_of(cr, ctx, Some(&class.spec));
+    machine_class::usage::check_region(name, &class.spec, region.as_deref())?;
+    Ok(Some(class))
+}
+
+/// The class the object names, if it exists, for looking up and deleting its machine (no
+/// checks: a class taken away must not strand a machine).
+async fn known_class(cr: &CloudResource, ctx: &Context) -> Option<Arc<MachineClass>> {
+    ctx.classes
+        .get(cr.spec.machine_class.as_deref()?)
+        .await
+        .ok()
+}
+
+/// `namespace/name` of the credentials Secret a provider instance was built with.
+fn secret_of(pkey: &ProviderKey) -> Option<String> {
+    pkey.credentials
+        .as_deref()
+        .map(|c| c.split('@').next().unwrap_or(c).to_string())
+}
+
+/// The creation record of `key`'s attempt.
+fn creation_record(t: &Target, pkey: &ProviderKey, key: &ResourceKey) -> record::CreationRecord {
     record::CreationRecord {
         installation: key.installation.clone(),
         namespace: t.namespace.clone(),
@@ -319,8 +381,7 @@ fn creation_record(
         machine_name: key.machine_name(),
         provider: pkey.kind,
         region: pkey.region.clone(),
-        credentials: credentials_ref(cr, &t.namespace, ctx)
-            .map(|(ns, name)| format!("{ns}/{name}")),
+        credentials: secret_of(pkey),
         created_at: Timestamp::now(),
     }
 }
@@ -395,7 +456,18 @@ async fn announce(
 
 async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     let mut t = Target::of(&cr, ctx)?;
-    let (pkey, provider) = match provider_for(&cr, &t, ctx).await {
+    // Before the first create intent the object must be allowed its class; afterwards the
+    // machine may exist and is followed whatever became of the class.
+    let class = if t.status.pending_create.is_none() {
+        match usable_class(&cr, &t, ctx).await {
+            Ok(c) => c,
+            Err(refusal) => return refused(&cr, &mut t, ctx, refusal).await,
+        }
+    } else {
+        known_class(&cr, ctx).await
+    };
+    let class_spec = class.as_ref().map(|c| &c.spec);
+    let (pkey, provider) = match provider_for(&cr, &t, ctx, class_spec).await {
         Ok(p) => p,
         Err(e) => {
             let next = status::blocked(
@@ -474,13 +546,25 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
                 machine_name: key.machine_name(),
                 since: Time(now),
                 generation: t.generation,
+                credentials: secret_of(&pkey),
             };
             // The intent must be durable before the create call.
             t.write(ctx, status::intent(&t.status, intent, t.generation, now))
                 .await?;
-            create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &key).await
+            create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &key, class_spec).await
         }
-        ApplyPlan::Create => create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &rkey).await,
+        ApplyPlan::Create => {
+            create(
+                &cr,
+                &mut t,
+                ctx,
+                &pkey,
+                provider.as_ref(),
+                &rkey,
+                class_spec,
+            )
+            .await
+        }
         ApplyPlan::Track => {
             let m = machine
                 .as_ref()
@@ -556,6 +640,37 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// Waits out a class the object may not use: says why in status (once) and an event, and looks
+/// again when the class changes or after the resync interval.
+async fn refused(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    refusal: ClassRefusal,
+) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let next = status::blocked(
+        &t.status,
+        refusal.reason(),
+        refusal.to_string(),
+        t.generation,
+        now,
+    );
+    let news = t.status.failure.as_ref().map(|f| f.reason.as_str()) != Some(refusal.reason());
+    t.write(ctx, next).await?;
+    if news {
+        ctx.publish(
+            cr,
+            EventType::Warning,
+            refusal.reason(),
+            "Create",
+            refusal.to_string(),
+        )
+        .await;
+    }
+    Ok(Action::requeue(ctx.config.resync_interval))
+}
+
 async fn create(
     cr: &CloudResource,
     t: &mut Target,
@@ -563,9 +678,15 @@ async fn create(
     pkey: &ProviderKey,
     provider: &dyn Provider,
     key: &ResourceKey,
+    class: Option<&MachineClassSpec>,
 ) -> Result<Action, Error> {
     let spec = match spec::resolve(&ctx.client, &t.namespace, &cr.spec, pkey.region.clone()).await {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if let Some(class) = class {
+                machine_class::usage::apply(class, &mut s);
+            }
+            s
+        }
         Err(e) => {
             let err = Error::Workload(e);
             let next = status::blocked(
@@ -594,13 +715,9 @@ async fn create(
     };
     // The creation record must be durable before the create call: the orphan reaper deletes
     // only machines it holds a record for.
-    record::ensure(
-        &ctx.client,
-        &ctx.records,
-        &creation_record(cr, t, ctx, pkey, key),
-    )
-    .await
-    .map_err(Error::Record)?;
+    record::ensure(&ctx.client, &ctx.records, &creation_record(t, pkey, key))
+        .await
+        .map_err(Error::Record)?;
     info!(name = %t.name, namespace = %t.namespace, provider = %provider.kind(), machine = %spec.machine_type(), attempt = key.attempt, "creating machine");
     let result = metered(
         &ctx.metrics,
@@ -697,7 +814,8 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
         }
     }
     // One provider lookup (and credentials read) serves both the owner search and terminate.
-    let (pkey, provider) = provider_for(&cr, &t, ctx).await?;
+    let class = known_class(&cr, ctx).await;
+    let (pkey, provider) = provider_for(&cr, &t, ctx, class.as_ref().map(|c| &c.spec)).await?;
     let id = match plan {
         // Released above.
         CleanupPlan::Release { .. } => return Ok(Action::await_change()),
@@ -848,7 +966,30 @@ pub async fn run(
     };
     let config = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
     let (store, events) = super::cached_watch(api, watcher::Config::default());
-    let controller = Controller::for_stream(events, store).with_config(config);
+    let mut controller = Controller::for_stream(events, store).with_config(config);
+    if ctx.config.machine_classes {
+        // A changed class wakes the objects waiting for it (not created yet).
+        let objects = controller.store();
+        controller = controller.watches(
+            Api::<MachineClass>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |class| {
+                objects
+                    .state()
+                    .into_iter()
+                    .filter(|cr| {
+                        cr.spec.machine_class.is_some()
+                            && cr.spec.machine_class == class.metadata.name
+                            && cr
+                                .status
+                                .as_ref()
+                                .is_none_or(|s| s.pending_create.is_none())
+                    })
+                    .map(|cr| ObjectRef::from_obj(cr.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
     let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
     // One list per provider instance per poll interval; only objects whose machine changed are
     // reconciled.

@@ -218,6 +218,7 @@ mod tests {
             machine_name: "runctl-x".into(),
             since: Time(now()),
             generation: 1,
+            credentials: None,
         }
     }
 

@@ -475,7 +475,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     };
     let mut p = plan::plan(input);
     if p.acts.contains(&Act::CollectOffers) {
-        let offers = offers::collect(ctx, &job.spec.placement).await;
+        let offers = offers::collect(ctx, &job.spec.placement, &ns).await;
         p = plan::plan(Input {
             offers: Some(&offers),
             ..input

@@ -4,10 +4,10 @@
 //! ([`rank`], pure).
 
 use crate::controller::Context;
-use crate::controller::cloud_resource::spec::read_secret;
+use crate::controller::cloud_resource::provider_instance;
+use crate::controller::machine_class::{ClassRefusal, usage};
 use crate::crd::ProviderKind;
 use crate::crd::training_job::{CapacityType, Offer, Placement, PlacementStatus, RejectedOffer};
-use crate::provider::registry::{Credentials, ProviderKey};
 use crate::provider::{MachineSpec, Provider};
 
 /// Rejection: the placement names no machine type this provider understands.
@@ -23,6 +23,8 @@ pub const ABOVE_MAX_HOURLY_PRICE: &str = "AboveMaxHourlyPrice";
 /// Rejection: the operator's configuration does not enable the provider
 /// (`providers.<name>.enabled`).
 pub const PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
+/// Rejection: the machine class allows none of the placement's regions.
+pub const REGION_NOT_IN_CLASS: &str = "RegionNotInMachineClass";
 
 fn reject(offer: Offer, reason: &str, message: impl Into<String>) -> RejectedOffer {
     RejectedOffer {
@@ -56,6 +58,7 @@ fn not_enabled(p: &Placement, kind: ProviderKind, enabled: &[ProviderKind]) -> R
         region: None,
         spot: p.capacity_type == CapacityType::Spot,
         price_per_hour: None,
+        machine_class: None,
     };
     reject_not_enabled(offer, enabled)
 }
@@ -89,11 +92,22 @@ pub fn enabled_list(enabled: &[ProviderKind]) -> String {
 /// rejected outright. `auto` without `allowedProviders` compares the enabled providers only; a
 /// provider the placement names (fixed, or in `allowedProviders`) that is not enabled is
 /// rejected `ProviderNotEnabled`.
-pub fn candidates(p: &Placement, enabled: &[ProviderKind]) -> (Vec<Offer>, Vec<RejectedOffer>) {
-    let named: Vec<ProviderKind> = match (p.provider.fixed(), &p.allowed_providers) {
-        (Some(k), _) => vec![k],
-        (None, Some(allowed)) => allowed.clone(),
-        (None, None) => enabled.to_vec(),
+///
+/// With `classes` (the placement's `machineClasses`, already checked for use), the offers are
+/// those of each class instead: its provider, and its regions (those of the placement's
+/// `regions` the class allows, in the placement's order, when both name regions).
+pub fn candidates(
+    p: &Placement,
+    enabled: &[ProviderKind],
+    classes: Option<&[ClassChoice]>,
+) -> (Vec<Offer>, Vec<RejectedOffer>) {
+    let named: Vec<(ProviderKind, Option<&ClassChoice>)> = match classes {
+        Some(classes) => classes.iter().map(|c| (c.provider, Some(c))).collect(),
+        None => match (p.provider.fixed(), &p.allowed_providers) {
+            (Some(k), _) => vec![(k, None)],
+            (None, Some(allowed)) => allowed.iter().map(|k| (*k, None)).collect(),
+            (None, None) => enabled.iter().map(|k| (*k, None)).collect(),
+        },
     };
     let spots: &[bool] = match p.capacity_type {
         CapacityType::OnDemand => &[false],
@@ -101,17 +115,53 @@ pub fn candidates(p: &Placement, enabled: &[ProviderKind]) -> (Vec<Offer>, Vec<R
         CapacityType::SpotWithFallback => &[true, false],
     };
     let (mut offers, mut rejected) = (vec![], vec![]);
-    for kind in named {
+    for (kind, class) in named {
         if !enabled.contains(&kind) {
             rejected.push(not_enabled(p, kind, enabled));
             continue;
         }
         let (instance_type, gpu_type, gpu_count) = machine_of(p, kind);
-        let regions: Vec<Option<String>> = if has_regions(kind) && !p.regions.is_empty() {
-            p.regions.iter().cloned().map(Some).collect()
-        } else {
-            vec![None]
+        let class_regions = class.and_then(|c| c.regions.as_ref());
+        let regions: Vec<Option<String>> = match (has_regions(kind), class_regions) {
+            (false, _) => vec![None],
+            (true, None) if p.regions.is_empty() => vec![None],
+            (true, None) => p.regions.iter().cloned().map(Some).collect(),
+            (true, Some(allowed)) if p.regions.is_empty() => {
+                allowed.iter().cloned().map(Some).collect()
+            }
+            (true, Some(allowed)) => p
+                .regions
+                .iter()
+                .filter(|r| allowed.contains(r))
+                .cloned()
+                .map(Some)
+                .collect(),
         };
+        if regions.is_empty()
+            && let Some(c) = class
+        {
+            let offer = Offer {
+                provider: kind,
+                instance_type,
+                gpu_type,
+                gpu_count,
+                region: None,
+                spot: p.capacity_type == CapacityType::Spot,
+                price_per_hour: None,
+                machine_class: Some(c.name.clone()),
+            };
+            rejected.push(reject(
+                offer,
+                REGION_NOT_IN_CLASS,
+                format!(
+                    "MachineClass {} allows none of placement.regions ({}); it allows {}",
+                    c.name,
+                    p.regions.join(", "),
+                    class_regions.map(|r| r.join(", ")).unwrap_or_default()
+                ),
+            ));
+            continue;
+        }
         for region in regions {
             for &spot in spots {
                 let offer = Offer {
@@ -122,6 +172,7 @@ pub fn candidates(p: &Placement, enabled: &[ProviderKind]) -> (Vec<Offer>, Vec<R
                     region: region.clone(),
                     spot,
                     price_per_hour: None,
+                    machine_class: class.map(|c| c.name.clone()),
                 };
                 if offer.instance_type.is_none() && offer.gpu_type.is_none() {
                     let need = if kind == ProviderKind::Aws {
@@ -193,46 +244,91 @@ pub fn quote_spec(o: &Offer, region: Option<String>) -> MachineSpec {
     }
 }
 
+/// The provider instance an offer is priced with: the class's credentials, else the
+/// operator's default (Secrets read through the context's cache).
 async fn provider(
     ctx: &Context,
     kind: ProviderKind,
     region: Option<String>,
+    class: Option<&ClassChoice>,
 ) -> Result<std::sync::Arc<dyn Provider>, String> {
-    let (credentials, cred_id) = match ctx.registry.config().default_credentials(kind) {
-        None => (None, None),
-        Some(r) => {
-            let (data, rv) = read_secret(&ctx.client, &r.namespace, &r.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            (
-                Some(Credentials::new(data)),
-                Some(format!("{}/{}@{rv}", r.namespace, r.name)),
-            )
-        }
-    };
-    let key = ProviderKey {
-        kind,
-        region,
-        credentials: cred_id,
-    };
-    ctx.registry
-        .get(&key, credentials.as_ref())
+    let secret = class.and_then(|c| c.credentials.clone()).or_else(|| {
+        ctx.registry
+            .config()
+            .default_credentials(kind)
+            .map(|r| (r.namespace.clone(), r.name.clone()))
+    });
+    provider_instance(ctx, kind, region, secret, false)
         .await
+        .map(|(_, p)| p)
         .map_err(|e| e.to_string())
 }
 
+/// A MachineClass as a placement uses it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassChoice {
+    /// Name of the class.
+    pub name: String,
+    /// Its provider.
+    pub provider: ProviderKind,
+    /// Its regions, in order of preference (`None`: any).
+    pub regions: Option<Vec<String>>,
+    /// Its credentials Secret (namespace, name), if it names one.
+    pub credentials: Option<(String, String)>,
+}
+
+/// The placement's classes, each checked for use by a job in `namespace`; the first refusal
+/// refuses the job. `Ok(None)` when the placement names no class.
+async fn classes(
+    ctx: &Context,
+    p: &Placement,
+    namespace: &str,
+) -> Result<Option<Vec<ClassChoice>>, ClassRefusal> {
+    let Some(names) = &p.machine_classes else {
+        return Ok(None);
+    };
+    let mut out = vec![];
+    for name in names {
+        let class = ctx.classes.get(name).await?;
+        let wanted = p.provider.fixed().unwrap_or(class.spec.provider);
+        usage::check_use(&class, namespace, wanted)?;
+        out.push(ClassChoice {
+            name: name.clone(),
+            provider: class.spec.provider,
+            regions: class.spec.allowed_regions(),
+            credentials: class
+                .spec
+                .credentials_secret_ref
+                .as_ref()
+                .map(|r| (r.namespace.clone(), r.name.clone())),
+        });
+    }
+    Ok(Some(out))
+}
+
 /// Collects prices and capabilities for every candidate on the providers the operator's
-/// configuration enables, and ranks them.
-pub async fn collect(ctx: &Context, p: &Placement) -> PlacementStatus {
+/// configuration enables (of the placement's machine classes, when it names some), and ranks
+/// them. A class the job in `namespace` may not use refuses the whole placement.
+pub async fn collect(
+    ctx: &Context,
+    p: &Placement,
+    namespace: &str,
+) -> Result<PlacementStatus, ClassRefusal> {
     let enabled = ctx.registry.config().enabled_kinds();
-    let (offers, mut rejected) = candidates(p, &enabled);
+    let classes = classes(ctx, p, namespace).await?;
+    let (offers, mut rejected) = candidates(p, &enabled, classes.as_deref());
     let mut priced = vec![];
     for mut o in offers {
-        let region = o
-            .region
-            .clone()
-            .or_else(|| ctx.registry.config().default_region(o.provider));
-        let prov = match provider(ctx, o.provider, region.clone()).await {
+        let class = classes
+            .iter()
+            .flatten()
+            .find(|c| Some(&c.name) == o.machine_class.as_ref());
+        let region = o.region.clone().or_else(|| {
+            class
+                .and_then(|c| c.regions.as_ref()?.first().cloned())
+                .or_else(|| ctx.registry.config().default_region(o.provider))
+        });
+        let prov = match provider(ctx, o.provider, region.clone(), class).await {
             Ok(prov) => prov,
             Err(e) => {
                 rejected.push(reject(o, PROVIDER_UNAVAILABLE, e));
@@ -256,12 +352,12 @@ pub async fn collect(ctx: &Context, p: &Placement) -> PlacementStatus {
             Err(e) => rejected.push(reject(o, PRICE_UNAVAILABLE, e.to_string())),
         }
     }
-    rank(
+    Ok(rank(
         priced,
         rejected,
         p.max_hourly_price,
         p.provider.fixed().is_some(),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -281,6 +377,7 @@ mod tests {
                 "provider": "auto", "gpuType": "a100", "gpuCount": 2, "regions": ["r1", "r2"], "capacityType": "spotWithFallback"
             })),
             ALL,
+            None,
         );
         let names: Vec<String> = offers
             .iter()
@@ -327,6 +424,7 @@ mod tests {
         let (offers, rejected) = candidates(
             &placement(serde_json::json!({"provider": "aws", "instanceType": "g5.xlarge"})),
             ALL,
+            None,
         );
         assert_eq!((offers.len(), rejected.len()), (1, 0));
         assert_eq!(offers[0].instance_type.as_deref(), Some("g5.xlarge"));
@@ -335,6 +433,7 @@ mod tests {
                 serde_json::json!({"provider": "auto", "instanceType": "x", "allowedProviders": ["sim"]}),
             ),
             ALL,
+            None,
         );
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].provider, ProviderKind::Sim);
@@ -346,7 +445,8 @@ mod tests {
             "provider": "auto", "instanceType": "g5.xlarge", "gpuType": "a100", "capacityType": "spotWithFallback"
         }));
         // The operator enables AWS and Lyceum: sim and RunPod are neither offered nor listed.
-        let (offers, rejected) = candidates(&auto, &[ProviderKind::Aws, ProviderKind::Lyceum]);
+        let (offers, rejected) =
+            candidates(&auto, &[ProviderKind::Aws, ProviderKind::Lyceum], None);
         let providers: Vec<ProviderKind> = offers.iter().map(|o| o.provider).collect();
         assert_eq!(
             providers,
@@ -359,7 +459,7 @@ mod tests {
         );
         assert!(rejected.is_empty(), "{rejected:?}");
         // Nothing enabled: no candidate at all.
-        assert_eq!(candidates(&auto, &[]), (vec![], vec![]));
+        assert_eq!(candidates(&auto, &[], None), (vec![], vec![]));
     }
 
     #[test]
@@ -368,6 +468,7 @@ mod tests {
         let (offers, rejected) = candidates(
             &placement(serde_json::json!({"provider": "sim", "instanceType": "sim.a100"})),
             &enabled,
+            None,
         );
         assert!(offers.is_empty());
         assert_eq!(rejected.len(), 1);
@@ -385,6 +486,7 @@ mod tests {
                 "provider": "auto", "instanceType": "g5.xlarge", "allowedProviders": ["sim", "aws"]
             })),
             &enabled,
+            None,
         );
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].provider, ProviderKind::Aws);
@@ -398,6 +500,81 @@ mod tests {
         assert_eq!(enabled_list(&[]), "none");
     }
 
+    fn class(name: &str, provider: ProviderKind, regions: Option<&[&str]>) -> ClassChoice {
+        ClassChoice {
+            name: name.into(),
+            provider,
+            regions: regions.map(|r| r.iter().map(|s| s.to_string()).collect()),
+            credentials: None,
+        }
+    }
+
+    #[test]
+    fn classes_bring_their_provider_and_regions() {
+        let auto = placement(serde_json::json!({
+            "provider": "auto", "instanceType": "g5.xlarge", "gpuType": "a100",
+            "machineClasses": ["team-aws", "team-lyceum"]
+        }));
+        let classes = [
+            class(
+                "team-aws",
+                ProviderKind::Aws,
+                Some(&["us-west-2", "us-east-1"]),
+            ),
+            class("team-lyceum", ProviderKind::Lyceum, None),
+        ];
+        let (offers, rejected) = candidates(&auto, ALL, Some(&classes));
+        let names: Vec<String> = offers
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}:{}:{}",
+                    o.machine_class.as_deref().unwrap_or("-"),
+                    o.provider,
+                    o.region.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        // Only the classes' providers, each in the class's regions in the class's order.
+        assert_eq!(
+            names,
+            [
+                "team-aws:aws:us-west-2",
+                "team-aws:aws:us-east-1",
+                "team-lyceum:lyceum:-"
+            ]
+        );
+        assert!(rejected.is_empty());
+
+        // The placement's regions narrow the class's, in the placement's order.
+        let narrowed = placement(serde_json::json!({
+            "provider": "aws", "instanceType": "g5.xlarge", "regions": ["eu-west-1", "us-east-1"],
+            "machineClasses": ["team-aws"]
+        }));
+        let (offers, _) = candidates(&narrowed, ALL, Some(&classes[..1]));
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].region.as_deref(), Some("us-east-1"));
+
+        // None left: rejected with both lists.
+        let elsewhere = placement(serde_json::json!({
+            "provider": "aws", "instanceType": "g5.xlarge", "regions": ["eu-west-1"],
+            "machineClasses": ["team-aws"]
+        }));
+        let (offers, rejected) = candidates(&elsewhere, ALL, Some(&classes[..1]));
+        assert!(offers.is_empty());
+        assert_eq!(rejected[0].reason, REGION_NOT_IN_CLASS);
+        assert_eq!(
+            rejected[0].message.as_deref(),
+            Some(
+                "MachineClass team-aws allows none of placement.regions (eu-west-1); it allows us-west-2, us-east-1"
+            )
+        );
+
+        // A class of a provider the operator does not enable is rejected like the provider.
+        let (_, rejected) = candidates(&auto, &[ProviderKind::Aws], Some(&classes));
+        assert_eq!(rejected[0].reason, PROVIDER_NOT_ENABLED);
+    }
+
     #[test]
     fn ranking() {
         let o = |p: Option<f64>, spot| Offer {
@@ -408,6 +585,7 @@ mod tests {
             region: None,
             spot,
             price_per_hour: p,
+            machine_class: None,
         };
         let ranked = rank(
             vec![

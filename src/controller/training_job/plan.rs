@@ -25,6 +25,7 @@ use super::view::MachineView;
 use crate::callback::AttemptReport;
 use crate::callback::reach::Unreachable;
 use crate::controller::backoff::BackoffConfig;
+use crate::controller::machine_class::ClassRefusal;
 use crate::crd::ProviderKind;
 use crate::crd::cloud_resource::ResourceState;
 use crate::crd::condition::{self, NewCondition};
@@ -93,8 +94,9 @@ pub struct Input<'a> {
     pub machines: &'a [MachineView],
     /// Callback reports by attempt.
     pub reports: &'a BTreeMap<u32, AttemptReport>,
-    /// Freshly collected offers, when the previous plan asked for them.
-    pub offers: Option<&'a PlacementStatus>,
+    /// Freshly collected offers, when the previous plan asked for them; the refusal of a
+    /// machine class the job may not use instead.
+    pub offers: Option<&'a Result<PlacementStatus, ClassRefusal>>,
     /// Settings.
     pub settings: &'a Settings,
     /// Now.
@@ -899,6 +901,25 @@ fn not_enabled_message(
     })
 }
 
+/// A machine class the job may not use: it waits, Pending, saying why (a Warning event when the
+/// reason is new), and looks again after `resync` (a fixed class, or a new spec, lets it run).
+fn refused_class(
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    refusal: &ClassRefusal,
+    resync: Duration,
+) {
+    if s.reason.as_deref() != Some(refusal.reason()) {
+        p.note(true, refusal.reason(), refusal.to_string());
+    }
+    s.phase = Some(JobPhase::Pending);
+    s.reason = Some(refusal.reason().to_string());
+    s.message = Some(format!("{refusal}: no machine was rented"));
+    s.current_cloud_resource = None;
+    s.cost_per_hour = None;
+    p.wake_in(resync);
+}
+
 /// No attempt is open: suspend, stop on policy, wait for backoff, or start the next attempt.
 fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
     let now = i.now;
@@ -989,7 +1010,8 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
                 p.acts.push(Act::CollectOffers);
                 return;
             }
-            Some(fresh) => s.placement = Some(fresh.clone()),
+            Some(Err(refusal)) => return refused_class(s, p, refusal, i.settings.resync),
+            Some(Ok(fresh)) => s.placement = Some(fresh.clone()),
         }
     }
     let placement = s.placement.get_or_insert_with(Default::default);

@@ -51,6 +51,7 @@ fn offer(spot: bool, price: f64) -> Offer {
         region: None,
         spot,
         price_per_hour: Some(price),
+        machine_class: None,
     }
 }
 
@@ -105,7 +106,7 @@ struct Case {
     status: TrainingJobStatus,
     machines: Vec<MachineView>,
     reports: BTreeMap<u32, AttemptReport>,
-    offers: Option<PlacementStatus>,
+    offers: Option<Result<PlacementStatus, ClassRefusal>>,
     callback: Result<(), Unreachable>,
     enabled: Vec<ProviderKind>,
     now: Timestamp,
@@ -165,7 +166,7 @@ fn exit(code: i32) -> AttemptReport {
 /// A job whose attempt 1 is running on a machine.
 fn running(spec: TrainingJobSpec) -> Case {
     let mut c = Case::new(spec);
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     c.step();
     c.offers = None;
     c.machines = vec![machine(1, ResourceState::Running, "Running")];
@@ -184,7 +185,7 @@ fn a_new_job_collects_offers_then_starts_attempt_one() {
         TrainingJobStatus::default(),
         "nothing is written before offers are known"
     );
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     let p = c.step();
     assert_eq!(
         p.acts,
@@ -209,7 +210,7 @@ fn a_new_job_collects_offers_then_starts_attempt_one() {
 #[test]
 fn phases_follow_the_machine() {
     let mut c = Case::new(spec(serde_json::json!({})));
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     c.step();
     let cases = [
         (
@@ -295,7 +296,7 @@ fn workload_failures_retry_up_to_the_backoff_limit() {
     // After it, offers are collected again and attempt 2 starts.
     c.now = at(11);
     assert_eq!(c.run().acts, vec![Act::CollectOffers]);
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     let p = c.step();
     assert_eq!(
         p.acts,
@@ -399,7 +400,7 @@ fn capacity_errors_move_to_the_next_offer_at_once() {
     let mut c = Case::new(spec(
         serde_json::json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "capacityType": "spotWithFallback"}}),
     ));
-    c.offers = Some(offers(vec![offer(true, 1.0), offer(false, 3.0)]));
+    c.offers = Some(Ok(offers(vec![offer(true, 1.0), offer(false, 3.0)])));
     let p = c.step();
     assert_eq!(
         p.acts,
@@ -449,9 +450,39 @@ fn capacity_errors_move_to_the_next_offer_at_once() {
 }
 
 #[test]
+fn a_machine_class_the_job_may_not_use_keeps_it_pending_and_rents_nothing() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    assert_eq!(c.step().acts, vec![Act::CollectOffers]);
+    c.offers = Some(Err(ClassRefusal::NamespaceNotAllowed {
+        class: "team-b-aws".into(),
+        namespace: "team-a".into(),
+    }));
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Pending), Some("MachineClassNotAllowed"))
+    );
+    assert_eq!(
+        p.status.message.as_deref(),
+        Some(
+            "MachineClass \"team-b-aws\" may not be used in namespace \"team-a\" (its spec.allowedNamespaces does not list it): no machine was rented"
+        )
+    );
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert!(p.status.attempts.is_empty());
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.warning && n.reason == "MachineClassNotAllowed")
+    );
+    // Looked at again later: a fixed class lets it run.
+    assert!(p.requeue.is_some());
+}
+
+#[test]
 fn no_offer_within_the_price_fails_with_no_capacity() {
     let mut c = Case::new(spec(serde_json::json!({})));
-    c.offers = Some(PlacementStatus {
+    c.offers = Some(Ok(PlacementStatus {
         chosen: None,
         remaining: vec![],
         rejected: vec![RejectedOffer {
@@ -459,7 +490,7 @@ fn no_offer_within_the_price_fails_with_no_capacity() {
             reason: "AboveMaxHourlyPrice".into(),
             message: None,
         }],
-    });
+    }));
     let p = c.step();
     assert_eq!(
         (p.status.phase, p.status.reason.as_deref()),
@@ -472,7 +503,7 @@ fn no_offer_within_the_price_fails_with_no_capacity() {
 /// priced (no provider is asked).
 fn candidates_of(c: &Case) -> PlacementStatus {
     let (offers, rejected) =
-        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled);
+        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled, None);
     let priced = offers
         .into_iter()
         .map(|o| Offer {
@@ -488,7 +519,7 @@ fn a_job_on_a_provider_that_is_not_enabled_fails_and_rents_nothing() {
     let mut c = Case::new(spec(serde_json::json!({})));
     c.enabled = vec![ProviderKind::Aws, ProviderKind::Runpod];
     assert_eq!(c.step().acts, vec![Act::CollectOffers]);
-    c.offers = Some(candidates_of(&c));
+    c.offers = Some(Ok(candidates_of(&c)));
     let p = c.step();
     assert!(p.acts.is_empty(), "nothing is rented: {:?}", p.acts);
     assert!(p.status.attempts.is_empty());
@@ -528,7 +559,7 @@ fn auto_with_no_enabled_provider_fails_and_says_so() {
     // Nothing enabled at all.
     let mut c = Case::new(auto(serde_json::Value::Null));
     c.enabled = vec![];
-    c.offers = Some(candidates_of(&c));
+    c.offers = Some(Ok(candidates_of(&c)));
     let p = c.step();
     assert!(p.acts.is_empty());
     assert_eq!(
@@ -543,7 +574,7 @@ fn auto_with_no_enabled_provider_fails_and_says_so() {
     // Only providers the job does not allow are enabled.
     let mut c = Case::new(auto(serde_json::json!(["sim", "lyceum"])));
     c.enabled = vec![ProviderKind::Aws];
-    c.offers = Some(candidates_of(&c));
+    c.offers = Some(Ok(candidates_of(&c)));
     let p = c.step();
     assert_eq!(
         p.status.reason.as_deref(),
@@ -564,7 +595,7 @@ fn a_disabled_provider_among_other_rejections_is_listed_as_no_capacity() {
     ));
     c.enabled = vec![ProviderKind::Aws];
     let (offers, rejected) =
-        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled);
+        crate::controller::training_job::offers::candidates(&c.spec.placement, &c.enabled, None);
     assert_eq!(offers.len(), 1);
     // AWS is dearer than the job allows.
     let priced = offers
@@ -574,12 +605,12 @@ fn a_disabled_provider_among_other_rejections_is_listed_as_no_capacity() {
             ..o
         })
         .collect();
-    c.offers = Some(crate::controller::training_job::offers::rank(
+    c.offers = Some(Ok(crate::controller::training_job::offers::rank(
         priced,
         rejected,
         Some(5.0),
         false,
-    ));
+    )));
     let p = c.step();
     assert_eq!(p.status.reason.as_deref(), Some(REASON_NO_CAPACITY));
     let msg = p.status.message.unwrap();
@@ -595,7 +626,7 @@ fn offers_kept_for_a_provider_no_longer_enabled_are_not_tried() {
     let mut c = Case::new(spec(
         serde_json::json!({"placement": {"provider": "auto", "instanceType": "sim.a100", "capacityType": "spotWithFallback"}}),
     ));
-    c.offers = Some(offers(vec![offer(true, 1.0), offer(false, 3.0)]));
+    c.offers = Some(Ok(offers(vec![offer(true, 1.0), offer(false, 3.0)])));
     c.step();
     c.offers = None;
     // The operator restarts with no provider enabled; attempt 1 ends for want of capacity.
@@ -622,7 +653,7 @@ fn offers_kept_for_a_provider_no_longer_enabled_are_not_tried() {
     c.machines = vec![];
     c.now = at(60);
     assert_eq!(c.step().acts, vec![Act::CollectOffers]);
-    c.offers = Some(candidates_of(&c));
+    c.offers = Some(Ok(candidates_of(&c)));
     let p = c.step();
     assert_eq!(
         p.status.reason.as_deref(),
@@ -712,7 +743,7 @@ fn suspend_releases_the_machine_and_resume_starts_a_new_attempt() {
     );
     c.spec.suspend = false;
     assert_eq!(c.run().acts, vec![Act::CollectOffers]);
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     let p = c.step();
     assert_eq!(
         p.acts,
@@ -796,7 +827,7 @@ fn reports_reach_status() {
 #[test]
 fn a_rejected_cloud_resource_fails_the_job_as_invalid_spec() {
     let mut c = Case::new(spec(serde_json::json!({})));
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     let mut p = c.run();
     rejected_start(&mut p, 1, "denied".into(), t0());
     assert_eq!(
@@ -809,7 +840,7 @@ fn a_rejected_cloud_resource_fails_the_job_as_invalid_spec() {
 #[test]
 fn a_machine_that_never_reaches_running_ends_its_attempt_at_the_start_timeout() {
     let mut c = Case::new(spec(serde_json::json!({})));
-    c.offers = Some(offers(vec![offer(false, 3.6)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
     c.step();
     c.offers = None;
     c.machines = vec![machine(1, ResourceState::Starting, "Booting")];
@@ -886,7 +917,7 @@ fn no_cloud_machine_is_rented_while_the_callback_url_cannot_work() {
     c.callback = Err(Unreachable::Internal {
         host: "runctl.runctl-system.svc".into(),
     });
-    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    c.offers = Some(Ok(offers(vec![on(ProviderKind::Lyceum)])));
     let p = c.step();
     assert!(p.acts.is_empty(), "{:?}", p.acts);
     assert_eq!(
@@ -910,12 +941,12 @@ fn no_cloud_machine_is_rented_while_the_callback_url_cannot_work() {
     );
     assert_eq!(p.notes.len(), 1, "one Warning event");
     assert_eq!(p.notes[0].reason, "CallbackUnreachable");
-    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    c.offers = Some(Ok(offers(vec![on(ProviderKind::Lyceum)])));
     assert!(c.step().notes.is_empty(), "not announced again");
 
     // Fixed (the operator restarted with a URL): the machine is requested.
     c.callback = Ok(());
-    c.offers = Some(offers(vec![on(ProviderKind::Lyceum)]));
+    c.offers = Some(Ok(offers(vec![on(ProviderKind::Lyceum)])));
     let p = c.step();
     assert!(
         matches!(p.acts[..], [Act::Start { attempt: 1, .. }]),
@@ -926,7 +957,7 @@ fn no_cloud_machine_is_rented_while_the_callback_url_cannot_work() {
     // The simulator needs no callback.
     let mut sim = Case::new(spec(serde_json::json!({})));
     sim.callback = Err(Unreachable::Missing);
-    sim.offers = Some(offers(vec![offer(false, 1.0)]));
+    sim.offers = Some(Ok(offers(vec![offer(false, 1.0)])));
     assert!(matches!(sim.step().acts[..], [Act::Start { .. }]));
 }
 
@@ -979,7 +1010,7 @@ fn a_running_attempt_that_never_reports_is_flagged_and_left_to_the_provider() {
 #[test]
 fn a_machine_lives_no_longer_than_what_is_left_of_the_deadline_plus_a_margin() {
     let mut c = Case::new(spec(serde_json::json!({"activeDeadlineSeconds": 3600})));
-    c.offers = Some(offers(vec![offer(false, 1.0)]));
+    c.offers = Some(Ok(offers(vec![offer(false, 1.0)])));
     let p = c.step();
     assert!(
         matches!(

@@ -177,6 +177,7 @@ pub fn cloud_resource(
         },
         workload: Some(workload),
         tags: Default::default(),
+        machine_class: offer.machine_class.clone(),
         credentials_secret_ref: None,
         deletion_policy: job.spec.deletion_policy,
         max_lifetime_seconds: None,
@@ -238,6 +239,7 @@ mod tests {
             region: None,
             spot: true,
             price_per_hour: Some(1.0),
+            machine_class: None,
         };
         let keys = vec![
             "AWS_ACCESS_KEY_ID".to_string(),
@@ -308,6 +310,7 @@ mod tests {
             region: None,
             spot: false,
             price_per_hour: None,
+            machine_class: None,
         };
         let cr = cloud_resource(&job(), 1, &offer, &settings(), &[]);
         assert_eq!(cr.spec.max_price_per_hour, None);

@@ -35,6 +35,8 @@ pub mod provider;
 #[cfg(feature = "aws")]
 pub mod state;
 pub mod userdata;
+/// MachineClass checks (DescribeImages, DescribeSubnets, …).
+pub mod verify;
 
 use std::sync::Arc;
 

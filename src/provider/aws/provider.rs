@@ -493,6 +493,10 @@ impl Provider for AwsProvider {
         }
     }
 
+    async fn verify(&self, spec: &MachineSpec) -> Result<Vec<String>, ProviderError> {
+        super::verify::check(&self.client, &self.region, spec, &self.config).await
+    }
+
     async fn price(&self, spec: &MachineSpec) -> Result<PriceQuote, ProviderError> {
         let t = spec
             .instance_type

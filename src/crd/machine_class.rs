@@ -1,0 +1,207 @@
+//! `MachineClass`: how machines are set up and paid for, written once by a platform team.
+//!
+//! The pattern of Karpenter's `EC2NodeClass` or a `StorageClass`: a cluster-scoped object that
+//! TrainingJobs (`placement.machineClasses`) and CloudResources (`spec.machineClass`) name. It
+//! carries the provider, the regions machines may run in, the provider's machine settings (for
+//! AWS an AMI, subnet, security groups and key pair per region, instance profile, root volume;
+//! RunPod and Lyceum options), the credentials Secret (so teams pay with their own accounts) and
+//! which namespaces may use it. The operator's configuration (`providers.<name>`) is the default
+//! class of each provider: what an object that names no class gets.
+//!
+//! Its controller checks the settings and credentials against the provider and says so in the
+//! `Ready` condition; see `docs/machine-classes.md`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::cloud_resource::{LyceumOptions, RunPodOptions};
+use super::common::{ProviderKind, Tags};
+
+/// A Secret in a given namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassSecretRef {
+    /// Namespace of the Secret.
+    #[schemars(length(max = 63))]
+    pub namespace: String,
+    /// Name of the Secret.
+    #[schemars(length(max = 253))]
+    pub name: String,
+}
+
+/// Settings of machines of a class.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "runctl.dev",
+    version = "v1alpha1",
+    kind = "MachineClass",
+    plural = "machineclasses",
+    shortname = "mclass",
+    category = "runctl",
+    status = "MachineClassStatus",
+    doc = "How runctl sets up and pays for machines: provider, regions, machine settings, credentials and who may use them",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Regions",
+        type_ = "string",
+        json_path = ".spec.regions",
+        priority = 1
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
+#[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
+#[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
+#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || !has(self.regions)").message("RunPod and Lyceum have no regions runctl can choose; use runpod.dataCenterIds for RunPod").field_path(".regions"))]
+#[x_kube(validation = Rule::new("!has(self.regions) || !has(self.aws) || !has(self.aws.regionSettings) || self.regions.all(r, r in self.aws.regionSettings)").message("every region in spec.regions needs an entry in aws.regionSettings (its AMI)").field_path(".regions"))]
+pub struct MachineClassSpec {
+    /// Cloud provider of the class's machines: aws, runpod, lyceum or sim. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable; create a new MachineClass"))]
+    pub provider: ProviderKind,
+
+    /// Regions machines of this class may run in, in order of preference (providers with
+    /// regions). For aws, the regions of `aws.regionSettings` when absent; for sim any region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), inner(length(max = 32)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(r, r.matches('^[a-z0-9-]{1,32}$'))").message("regions must be lower-case letters, digits and dashes, e.g. us-east-1"))]
+    pub regions: Option<Vec<String>>,
+
+    /// The Secret with the provider credentials machines of this class are paid with (keys as
+    /// in a CloudResource's credentialsSecretRef). The operator's default credentials of the
+    /// provider when absent. A CloudResource's own credentialsSecretRef takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<ClassSecretRef>,
+
+    /// Namespaces whose TrainingJobs and CloudResources may use this class; every namespace
+    /// when absent. Anything else naming the class is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), inner(length(max = 63)), extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_namespaces: Option<Vec<String>>,
+
+    /// Tags (EC2 tags, or labels where the provider has them) on every machine of the class;
+    /// an object's own tags win on a clash.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('runctl.dev/'))").message("tags under runctl.dev/ are reserved for runctl's ownership tags"))]
+    pub tags: Tags,
+
+    /// EC2 settings (provider aws only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsClass>,
+
+    /// RunPod settings (provider runpod only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runpod: Option<RunPodOptions>,
+
+    /// Lyceum settings (provider lyceum only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lyceum: Option<LyceumOptions>,
+}
+
+/// EC2 settings of a class; what is absent comes from the operator's `providers.aws`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsClass {
+    /// Per-region settings by region name (AMIs, subnets, security groups and key pairs exist
+    /// in one region each). A machine of the class in a region without an entry is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub region_settings: Option<BTreeMap<String, AwsRegionSettings>>,
+    /// IAM instance profile name or ARN (the machine's role, e.g. for S3 checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub iam_instance_profile: Option<String>,
+    /// Root volume size in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 16384))]
+    pub root_volume_size_gb: Option<u32>,
+    /// Root volume type (gp3, gp2, io2…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub root_volume_type: Option<String>,
+    /// IMDSv2 PUT response hop limit (1 to 64); see CloudResource `aws.metadataHopLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub metadata_hop_limit: Option<u32>,
+    /// Run the workload container in the instance's network namespace; see CloudResource
+    /// `aws.hostNetwork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+}
+
+/// EC2 settings that exist per region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsRegionSettings {
+    /// AMI id (`ami-…`) in this region. Needs a container runtime and, for GPU types, the
+    /// NVIDIA driver and container toolkit (e.g. the AWS Deep Learning Base AMI).
+    #[schemars(length(max = 128))]
+    pub ami_id: String,
+    /// Subnet id (`subnet-…`); the default VPC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub subnet_id: Option<String>,
+    /// Security group ids (`sg-…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 128)))]
+    pub security_group_ids: Vec<String>,
+    /// EC2 key pair name for SSH access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub key_name: Option<String>,
+}
+
+/// What the controller found when it checked the class against the provider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineClassStatus {
+    /// `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the settings and credentials were last checked against the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<Time>,
+    /// `Ready`: the settings and credentials work (checked against the provider).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl MachineClassSpec {
+    /// The regions machines of the class may run in; `None` for any region (and for providers
+    /// without regions).
+    pub fn allowed_regions(&self) -> Option<Vec<String>> {
+        if let Some(r) = &self.regions {
+            return Some(r.clone());
+        }
+        self.aws
+            .as_ref()
+            .and_then(|a| a.region_settings.as_ref())
+            .map(|m| m.keys().cloned().collect())
+    }
+
+    /// Whether objects in `namespace` may use the class.
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        self.allowed_namespaces
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == namespace))
+    }
+}

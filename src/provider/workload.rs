@@ -19,6 +19,21 @@ pub const ENV_REPORT_GRACE: &str = "RUNCTL_REPORT_GRACE";
 /// on AWS spot machines, where the host watches the metadata service and writes it before it
 /// sends the container SIGTERM). The wrapper reports an exit as interrupted when it exists.
 pub const ENV_INTERRUPTION_FILE: &str = "RUNCTL_INTERRUPTION_FILE";
+/// Env var: the machine's lifetime deadline in Unix seconds. Once it has passed the wrapper stops
+/// the workload (exit 124) and ends the machine, and does not start the workload at all when it
+/// has passed already (a restarted container). Set by providers where nothing else on the
+/// provider's side enforces `maxLifetimeSeconds` (RunPod).
+pub const ENV_DEADLINE: &str = "RUNCTL_DEADLINE";
+/// Env var: RunPod's REST v2 base URL. When set, the wrapper deletes its own pod
+/// (`DELETE <url>/pods/$RUNPOD_POD_ID` with the pod-scoped `RUNPOD_API_KEY` that RunPod puts in
+/// every pod's environment; `runpodctl remove pod` as a fallback) once it is done: after the
+/// workload's exit report, at the deadline, or when heartbeats stopped being acknowledged. An
+/// exited container alone leaves the pod `EXITED`, and its disk keeps billing.
+pub const ENV_RUNPOD_API_URL: &str = "RUNCTL_RUNPOD_API_URL";
+/// Env var RunPod sets in every pod: the pod's id.
+pub const ENV_RUNPOD_POD_ID: &str = "RUNPOD_POD_ID";
+/// Env var RunPod sets in every pod: an API key limited to that pod.
+pub const ENV_RUNPOD_API_KEY: &str = "RUNPOD_API_KEY";
 
 /// Reporting settings with the token resolved.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,19 +115,36 @@ impl fmt::Debug for Workload {
 ///   since the workload ended, then exits with the workload's code;
 /// - stops the workload (exit 125) when no heartbeat was acknowledged (2xx) for
 ///   `RUNCTL_SELF_TERMINATE_AFTER` seconds, so spend stays bounded without a control plane;
+/// - stops the workload (exit 124) once the Unix time `RUNCTL_DEADLINE` has passed, and does not
+///   start it when it has passed already;
+/// - on RunPod (`RUNCTL_RUNPOD_API_URL` set) deletes its own pod when it is done, whichever of
+///   the above ended it, with the pod-scoped key RunPod gives every pod (see
+///   [`ENV_RUNPOD_API_URL`]); each outcome is one `runctl-wrapper:` line on stderr (the pod's
+///   log), the key is never printed;
 /// - forwards SIGTERM and SIGINT to the workload; on AWS spot machines the host sends the
 ///   container SIGTERM on the spot instance-action notice after writing the file named by
 ///   `RUNCTL_INTERRUPTION_FILE`, and the wrapper reports an exit with that file present as
 ///   interrupted. The workload never needs the instance metadata service for it.
 ///
-/// In an image with none of the three clients it prints one line saying so to stderr and
-/// `exec`s the workload: no reports and no dead-man switch (it would stop every such job), and
-/// the machine's exit code is the workload's, which is what runctl then goes by. Besides the
+/// In an image with none of the three clients it prints one line saying so to stderr: no reports
+/// and no heartbeat dead-man switch (it would stop every such job). Without a deadline or a pod
+/// to delete it then `exec`s the workload, and the machine's exit code is the workload's, which
+/// is what runctl then goes by; with them it still enforces the deadline (an HTTP client is
+/// needed only for the pod's `DELETE`; `runpodctl`, when the image has it, is tried too). Without
+/// `RUNCTL_REPORT_URL` (no reporting asked for) it sends nothing and keeps the rest. Besides the
 /// client it needs `date` and `sleep` (`kill`, `wait`, `command` and `[` are builtins of `sh`).
 pub const WRAPPER_SCRIPT: &str = r#"set -u
 py='import os, sys, urllib.error, urllib.request
 req = urllib.request.Request(os.environ["RUNCTL_REPORT_URL"] + "/" + sys.argv[1], data=sys.argv[2].encode(), method="POST",
     headers={"Authorization": "Bearer " + os.environ["RUNCTL_REPORT_TOKEN"], "Content-Type": "application/json"})
+try:
+    print(urllib.request.urlopen(req, timeout=10).getcode())
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)'
+pydel='import os, sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], method="DELETE", headers={"Authorization": "Bearer " + os.environ["RUNPOD_API_KEY"]})
 try:
     print(urllib.request.urlopen(req, timeout=10).getcode())
 except urllib.error.HTTPError as e:
@@ -143,6 +175,59 @@ EOF
   *) return 1 ;;
   esac
 }
+end_pod() {
+  [ -n "${RUNCTL_RUNPOD_API_URL:-}" ] || return 0
+  if [ -z "${RUNPOD_POD_ID:-}" ] || [ -z "${RUNPOD_API_KEY:-}" ]; then
+    echo 'runctl-wrapper: cannot delete this pod: RunPod set no RUNPOD_POD_ID or RUNPOD_API_KEY; the pod stays EXITED (its disk bills) until runctl deletes it' >&2
+    return 1
+  fi
+  url="${RUNCTL_RUNPOD_API_URL%/}/pods/${RUNPOD_POD_ID}"
+  c=none
+  tries=0
+  while [ "$client" != none ] && [ "$tries" -lt 4 ]; do
+    c=000
+    case "$client" in
+    curl)
+      c=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer ${RUNPOD_API_KEY}" "$url" 2>/dev/null)
+      ;;
+    wget)
+      out=$($wget_limit wget -S $wget_timeout -t 1 -O /dev/null --method=DELETE --header="Authorization: Bearer ${RUNPOD_API_KEY}" "$url" 2>&1)
+      while read -r a b rest; do
+        case "$a" in HTTP/*) c=$b ;; esac
+      done <<EOF
+$out
+EOF
+      ;;
+    python3)
+      c=$(python3 -c "$pydel" "$url" 2>/dev/null)
+      ;;
+    esac
+    case "$c" in
+    2[0-9][0-9]|404)
+      echo "runctl-wrapper: deleted pod ${RUNPOD_POD_ID} (HTTP $c)" >&2
+      return 0
+      ;;
+    401|403) break ;;
+    esac
+    tries=$((tries + 1))
+    sleep $((tries * 2))
+  done
+  if command -v runpodctl >/dev/null 2>&1 && runpodctl remove pod "$RUNPOD_POD_ID" >/dev/null 2>&1; then
+    echo "runctl-wrapper: deleted pod ${RUNPOD_POD_ID} with runpodctl" >&2
+    return 0
+  fi
+  case "$c" in
+  none) why='this image has no curl, wget or python3 to send the DELETE' ;;
+  000|0) why="DELETE with the pod's RUNPOD_API_KEY got no answer" ;;
+  *) why="DELETE with the pod's RUNPOD_API_KEY answered HTTP $c" ;;
+  esac
+  echo "runctl-wrapper: could not delete pod ${RUNPOD_POD_ID}: $why, and runpodctl did not delete it either; the pod stays EXITED (its disk bills) until runctl deletes it" >&2
+  return 1
+}
+finish() {
+  end_pod
+  exit "$1"
+}
 if command -v curl >/dev/null 2>&1; then client=curl
 elif command -v wget >/dev/null 2>&1; then
   client=wget
@@ -153,45 +238,75 @@ elif command -v wget >/dev/null 2>&1; then
     if command -v timeout >/dev/null 2>&1; then wget_limit='timeout 15'; fi
   fi
 elif command -v python3 >/dev/null 2>&1; then client=python3
-else
+else client=none
+fi
+reporting=yes
+[ -n "${RUNCTL_REPORT_URL:-}" ] || reporting=no
+if [ "$client" = none ] && [ "$reporting" = yes ]; then
   echo 'runctl-wrapper: no curl, wget or python3 in this image: the workload runs without reports (no heartbeats, no exit report); runctl judges the attempt by what the provider reports' >&2
+  reporting=no
+fi
+if [ "$reporting" = no ] && [ -z "${RUNCTL_DEADLINE:-}" ] && [ -z "${RUNCTL_RUNPOD_API_URL:-}" ]; then
   exec "$@"
   exit 0
+fi
+if [ -n "${RUNCTL_DEADLINE:-}" ] && [ "$(date +%s)" -ge "$RUNCTL_DEADLINE" ]; then
+  echo "runctl-wrapper: the machine's lifetime deadline has passed: the workload is not started" >&2
+  finish 124
 fi
 "$@" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+stop_child() {
+  kill -TERM "$child" 2>/dev/null
+  n=0
+  while [ "$n" -lt 20 ] && kill -0 "$child" 2>/dev/null; do
+    sleep 1
+    n=$((n + 1))
+  done
+  kill -KILL "$child" 2>/dev/null
+}
 last_ack=$(date +%s)
 next=0
 while kill -0 "$child" 2>/dev/null; do
   now=$(date +%s)
-  if [ "$now" -ge "$next" ]; then
-    if report heartbeat '{"kind":"heartbeat"}'; then last_ack=$now; fi
-    next=$((now + ${RUNCTL_HEARTBEAT_INTERVAL:-30}))
+  if [ "$reporting" = yes ]; then
+    if [ "$now" -ge "$next" ]; then
+      if report heartbeat '{"kind":"heartbeat"}'; then last_ack=$now; fi
+      next=$((now + ${RUNCTL_HEARTBEAT_INTERVAL:-30}))
+    fi
+    if [ $((now - last_ack)) -ge "${RUNCTL_SELF_TERMINATE_AFTER:-1800}" ]; then
+      echo "runctl-wrapper: no heartbeat acknowledged for ${RUNCTL_SELF_TERMINATE_AFTER:-1800} s: stopping the workload" >&2
+      stop_child
+      finish 125
+    fi
   fi
-  if [ $((now - last_ack)) -ge "${RUNCTL_SELF_TERMINATE_AFTER:-1800}" ]; then
-    kill -TERM "$child" 2>/dev/null; sleep 20; kill -KILL "$child" 2>/dev/null
-    exit 125
+  if [ -n "${RUNCTL_DEADLINE:-}" ] && [ "$now" -ge "$RUNCTL_DEADLINE" ]; then
+    echo "runctl-wrapper: the machine's lifetime deadline has passed: stopping the workload" >&2
+    stop_child
+    finish 124
   fi
   sleep 1
 done
 wait "$child"
 code=$?
-interrupted=false
-if [ -n "${RUNCTL_INTERRUPTION_FILE:-}" ] && [ -e "$RUNCTL_INTERRUPTION_FILE" ]; then interrupted=true; fi
-deadline=$(($(date +%s) + ${RUNCTL_REPORT_GRACE:-90}))
-delay=1
-while :; do
-  report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"
-  [ "$?" -eq 1 ] || break
-  left=$((deadline - $(date +%s)))
-  [ "$left" -gt 0 ] || break
-  [ "$delay" -le "$left" ] || delay=$left
-  sleep "$delay"
-  delay=$((delay * 2))
-  [ "$delay" -le 30 ] || delay=30
-done
-exit "$code"
+if [ "$reporting" = yes ]; then
+  interrupted=false
+  if [ -n "${RUNCTL_INTERRUPTION_FILE:-}" ] && [ -e "$RUNCTL_INTERRUPTION_FILE" ]; then interrupted=true; fi
+  report_until=$(($(date +%s) + ${RUNCTL_REPORT_GRACE:-90}))
+  delay=1
+  while :; do
+    report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"
+    [ "$?" -eq 1 ] || break
+    left=$((report_until - $(date +%s)))
+    [ "$left" -gt 0 ] || break
+    [ "$delay" -le "$left" ] || delay=$left
+    sleep "$delay"
+    delay=$((delay * 2))
+    [ "$delay" -le 30 ] || delay=30
+  done
+fi
+finish "$code"
 "#;
 
 impl Workload {
@@ -199,22 +314,32 @@ impl Workload {
     /// set. Empty when neither command nor args are given and no wrapper is needed (the image's
     /// entrypoint runs).
     pub fn argv(&self) -> Vec<String> {
-        let mut inner: Vec<String> = self
-            .command
+        if self.reporting.is_none() {
+            return self.command_line();
+        }
+        self.wrapped_argv()
+    }
+
+    /// Command and args, unwrapped.
+    pub fn command_line(&self) -> Vec<String> {
+        self.command
             .iter()
             .chain(self.args.iter())
             .cloned()
-            .collect();
-        if self.reporting.is_none() {
-            return inner;
-        }
+            .collect()
+    }
+
+    /// The command line inside the wrapper, whether or not reporting is set: a provider that
+    /// needs the wrapper's deadline or its self-deleting end (RunPod) wraps a workload that does
+    /// not report, too. Without `RUNCTL_REPORT_URL` the wrapper sends no reports.
+    pub fn wrapped_argv(&self) -> Vec<String> {
         let mut argv = vec![
             "/bin/sh".to_string(),
             "-c".to_string(),
             WRAPPER_SCRIPT.to_string(),
             "runctl-wrapper".to_string(),
         ];
-        argv.append(&mut inner);
+        argv.extend(self.command_line());
         argv
     }
 
@@ -307,6 +432,13 @@ mod tests {
         let env = wl.full_env();
         assert_eq!(env[ENV_REPORT_TOKEN], "t");
         assert_eq!(env[ENV_REPORT_GRACE], "45");
+        wl.reporting = None;
+        assert_eq!(wl.argv(), wl.command_line());
+        assert_eq!(
+            wl.wrapped_argv(),
+            argv,
+            "wrapped the same with or without reporting"
+        );
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! `RUNNING` before `runtime` is set, `cost` 0.0 once `EXITED`/`TERMINATED`, and 429 with
 //! `Retry-After` plus `RateLimit`/`RateLimit-Policy` headers on every authenticated answer.
 //!
+//! Every pod gets a pod-scoped API key, as RunPod puts `RUNPOD_API_KEY` into every pod: it may
+//! read its own pod and (by default, see [`PodKeys`]) act on and delete it, and nothing else
+//! (403). With [`RunPodStandin::run_containers`] the stand-in runs each pod's container (its
+//! `args` under `/bin/sh`) on the test machine with `RUNPOD_POD_ID` and that key, so runctl's
+//! wrapper on a pod really runs and can delete its own pod.
+//!
 //! Not served: `PATCH /v2/pods/{id}` and logs (runctl uses neither). A `TERMINATED` pod stays
 //! listed until it is deleted.
 //!
@@ -21,11 +27,14 @@
 //! # }
 //! ```
 
+mod containers;
 mod faults;
 mod model;
 mod server;
 mod state;
 
+#[cfg(test)]
+mod pod_tests;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Fault, Op, RateLimits, Window};
 pub use model::{GpuType, Phase, PodRecord, Progression, Timings, default_catalog};
-pub use state::{BAD_ACTION_ERROR, CAPACITY_DETAIL, Refusal};
+pub use state::{BAD_ACTION_ERROR, CAPACITY_DETAIL, PodKeys, Refusal};
 
 use server::Shared;
 use state::AccountState;
@@ -52,6 +61,7 @@ pub struct RunPodStandin {
     state: Shared,
     addr: SocketAddr,
     task: JoinHandle<()>,
+    containers: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RunPodStandin {
@@ -76,7 +86,12 @@ impl RunPodStandin {
                 tracing::warn!(error = %e, "runpod stand-in stopped");
             }
         });
-        Self { state, addr, task }
+        Self {
+            state,
+            addr,
+            task,
+            containers: Mutex::new(None),
+        }
     }
 
     /// Base URL including `/v2`, e.g. `http://127.0.0.1:41234/v2`.
@@ -204,10 +219,54 @@ impl RunPodStandin {
     pub fn create_bodies(&self) -> Vec<Value> {
         self.state.lock().create_bodies.clone()
     }
+
+    /// Runs every pod's container from now on (see the module docs), with `path` as its `PATH`
+    /// (the test machine's when `None`). Needs a Tokio runtime.
+    pub fn run_containers(&self, path: Option<String>) {
+        {
+            let mut st = self.state.lock();
+            st.containers.enabled = true;
+            st.containers.path = path;
+        }
+        let mut task = self.containers.lock();
+        if task.is_none() {
+            *task = Some(tokio::spawn(containers::supervise(self.state.clone())));
+        }
+    }
+
+    /// Sets what pods' own keys may do (and whether pods get one).
+    pub fn set_pod_keys(&self, keys: PodKeys) {
+        self.state.lock().pod_keys = keys;
+    }
+
+    /// The pod-scoped key of a listed pod (`RUNPOD_API_KEY` inside it).
+    pub fn pod_api_key(&self, id: &str) -> Option<String> {
+        self.state
+            .lock()
+            .pods
+            .get(id)
+            .map(|p| p.pod_api_key.clone())
+    }
+
+    /// True when the pod was deleted with its own pod-scoped key.
+    pub fn deleted_by_itself(&self, id: &str) -> bool {
+        self.state.lock().self_deleted.contains(id)
+    }
+
+    /// What a pod's container printed (stdout and stderr), when containers run.
+    pub fn container_log(&self, id: &str) -> String {
+        self.state.lock().logs.get(id).cloned().unwrap_or_default()
+    }
 }
 
 impl Drop for RunPodStandin {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(task) = self.containers.lock().take() {
+            task.abort();
+        }
+        for pid in self.state.lock().container_pids.values() {
+            containers::kill_group(Some(*pid));
+        }
     }
 }

@@ -234,6 +234,9 @@ pub struct PodRecord {
     pub auto: bool,
     /// Exit code of the container when a test made it exit (not exposed by the API, like RunPod).
     pub exit_code: Option<i32>,
+    /// The pod-scoped API key RunPod puts into the pod's environment as `RUNPOD_API_KEY` (never
+    /// shown by the API).
+    pub pod_api_key: String,
 }
 
 impl PodRecord {

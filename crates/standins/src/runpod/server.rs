@@ -1,5 +1,6 @@
-//! HTTP surface of the RunPod stand-in: REST v2 routes, Bearer auth, problem+json errors,
-//! rate-limit headers and the one-shot faults around each call.
+//! HTTP surface of the RunPod stand-in: REST v2 routes, Bearer auth (the account's key, or a
+//! pod's own pod-scoped key for that pod only), problem+json errors, rate-limit headers and the
+//! one-shot faults around each call.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::faults::{Fault, Op};
-use super::state::{AccountState, Refusal};
+use super::state::{AccountState, Caller, Refusal};
 
 /// State shared by the handlers and the test-facing API.
 pub type Shared = Arc<Mutex<AccountState>>;
@@ -67,12 +68,13 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 
 /// Outcome of admitting a call: go ahead (with a fault that acts later), or answer now.
 enum Admission {
-    Proceed(Option<Fault>),
+    Proceed(Option<Fault>, Caller),
     Answer(Response),
 }
 
-/// Auth, rate limit, counting and fault selection, in RunPod's order.
-fn admit(state: &Shared, op: Op, headers: &HeaderMap) -> Admission {
+/// Auth, rate limit, counting and fault selection, in RunPod's order. `pod` is the pod the call
+/// is about, if any (a pod-scoped key may act on its own pod only).
+fn admit(state: &Shared, op: Op, pod: Option<&str>, headers: &HeaderMap) -> Admission {
     let mut st = state.lock();
     st.user_agents.insert(
         headers
@@ -81,13 +83,21 @@ fn admit(state: &Shared, op: Op, headers: &HeaderMap) -> Admission {
             .unwrap_or_default()
             .to_string(),
     );
-    let expected = format!("Bearer {}", st.api_key);
-    let authorized = headers
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        == Some(expected.as_str());
-    if !authorized {
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(caller) = st.caller(bearer) else {
         return Admission::Answer(problem(401, "invalid or missing API key", None));
+    };
+    if let Caller::Pod(owner) = &caller
+        && !st.pod_key_allows(owner, op, pod)
+    {
+        return Admission::Answer(problem(
+            403,
+            &format!("this API key is limited to pod {owner} and may not make this call"),
+            None,
+        ));
     }
     let now = Instant::now();
     if let Err(wait) = st.limits.take(now) {
@@ -110,12 +120,12 @@ fn admit(state: &Shared, op: Op, headers: &HeaderMap) -> Admission {
             | Fault::HangAfterCreate
             | Fault::DropAfterCreate
             | Fault::ErrorAfterCreate(_)),
-        ) => Admission::Proceed(Some(f)),
+        ) => Admission::Proceed(Some(f), caller),
         Some(f) => match Refusal::from_fault(&f) {
             Some(r) => Admission::Answer(with_limits(&st, refusal(&r))),
-            None => Admission::Proceed(None),
+            None => Admission::Proceed(None, caller),
         },
-        None => Admission::Proceed(None),
+        None => Admission::Proceed(None, caller),
     }
 }
 
@@ -135,24 +145,25 @@ fn with_limits(st: &AccountState, mut resp: Response) -> Response {
 async fn run(
     state: &Shared,
     op: Op,
+    pod: Option<&str>,
     headers: &HeaderMap,
-    f: impl FnOnce(&mut AccountState) -> Response,
+    f: impl FnOnce(&mut AccountState, &Caller) -> Response,
 ) -> (Response, Option<Fault>) {
-    let fault = match admit(state, op, headers) {
+    let (fault, caller) = match admit(state, op, pod, headers) {
         Admission::Answer(resp) => return (resp, None),
-        Admission::Proceed(fault) => fault,
+        Admission::Proceed(fault, caller) => (fault, caller),
     };
     if let Some(Fault::Delay(d)) = fault {
         tokio::time::sleep(d).await;
     }
     let mut st = state.lock();
     st.advance(Instant::now());
-    let resp = f(&mut st);
+    let resp = f(&mut st, &caller);
     (with_limits(&st, resp), fault)
 }
 
 async fn create_pod(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let (resp, fault) = run(&state, Op::Create, &headers, |st| {
+    let (resp, fault) = run(&state, Op::Create, None, &headers, |st, _| {
         match st.create(&body, None) {
             Ok(pod) => json_response(StatusCode::CREATED, &pod.to_json()),
             Err(r) => refusal(&r),
@@ -192,7 +203,7 @@ fn broken_body(resp: Response) -> Response {
 }
 
 async fn list_pods(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    run(&state, Op::List, &headers, |st| {
+    run(&state, Op::List, None, &headers, |st, _| {
         let pods: Vec<Value> = st.pods.values().map(|p| p.to_json()).collect();
         json_response(StatusCode::OK, &json!({ "pods": pods }))
     })
@@ -205,9 +216,11 @@ async fn get_pod(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    run(&state, Op::Get, &headers, |st| match st.pods.get(&id) {
-        Some(p) => json_response(StatusCode::OK, &p.to_json()),
-        None => problem(404, &format!("pod {id} not found"), None),
+    run(&state, Op::Get, Some(&id), &headers, |st, _| {
+        match st.pods.get(&id) {
+            Some(p) => json_response(StatusCode::OK, &p.to_json()),
+            None => problem(404, &format!("pod {id} not found"), None),
+        }
     })
     .await
     .0
@@ -218,8 +231,11 @@ async fn delete_pod(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    run(&state, Op::Delete, &headers, |st| {
+    run(&state, Op::Delete, Some(&id), &headers, |st, caller| {
         if st.remove(&id) {
+            if matches!(caller, Caller::Pod(_)) {
+                st.self_deleted.insert(id.clone());
+            }
             StatusCode::NO_CONTENT.into_response()
         } else {
             problem(404, &format!("pod {id} not found"), None)
@@ -235,7 +251,7 @@ async fn pod_action(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    run(&state, Op::Action, &headers, |st| {
+    run(&state, Op::Action, Some(&id), &headers, |st, _| {
         match st.action(&id, &body) {
             Ok(Some(pod)) => json_response(StatusCode::OK, &pod.to_json()),
             Ok(None) => StatusCode::NO_CONTENT.into_response(),
@@ -247,7 +263,7 @@ async fn pod_action(
 }
 
 async fn list_gpus(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    run(&state, Op::Catalog, &headers, |st| {
+    run(&state, Op::Catalog, None, &headers, |st, _| {
         let gpus: Vec<Value> = st
             .catalog
             .iter()
@@ -264,7 +280,7 @@ async fn get_gpu(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    run(&state, Op::Catalog, &headers, |st| {
+    run(&state, Op::Catalog, None, &headers, |st, _| {
         match st.catalog.iter().find(|g| g.id == id) {
             Some(g) => json_response(StatusCode::OK, &g.to_json(st.capacity.get(&g.id).copied())),
             None => problem(404, &format!("GPU type {id} not found"), None),

@@ -119,6 +119,28 @@ struct Mounts {
     network: Option<Value>,
 }
 
+/// What a pod's own key (`RUNPOD_API_KEY` inside the pod) may do. RunPod documents the key as
+/// "limited in scope to only the pod"; whether REST v2 lets it delete the pod is not documented,
+/// so tests can play both answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodKeys {
+    /// Read, act on and delete its own pod (the default).
+    Scoped,
+    /// Read its own pod only: a DELETE or action with it is a 403.
+    ReadOnly,
+    /// RunPod puts no key into the pod (containers get no `RUNPOD_API_KEY`).
+    Absent,
+}
+
+/// Who a call's bearer key belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The account's API key.
+    Account,
+    /// The pod-scoped key of this pod.
+    Pod(String),
+}
+
 /// The whole account.
 pub struct AccountState {
     /// Accepted API key.
@@ -143,7 +165,27 @@ pub struct AccountState {
     pub create_bodies: Vec<Value>,
     /// Every `User-Agent` header seen ("" for none).
     pub user_agents: BTreeSet<String>,
+    /// What pod-scoped keys may do.
+    pub pod_keys: PodKeys,
+    /// Pods deleted with their own pod-scoped key.
+    pub self_deleted: BTreeSet<String>,
+    /// Containers run on this machine, when on ([`super::containers`]).
+    pub containers: ContainerSettings,
+    /// Output (stdout and stderr) of each pod's container, by pod id; kept after the pod is gone.
+    pub logs: BTreeMap<String, String>,
+    /// Process (group) ids of running containers, by pod id.
+    pub container_pids: BTreeMap<String, u32>,
     next_id: u64,
+}
+
+/// Whether and how the stand-in runs pods' containers on the test machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSettings {
+    /// Run each pod's `args` under `/bin/sh -c` once the pod is `RUNNING` with a runtime.
+    pub enabled: bool,
+    /// `PATH` of the containers (the test machine's when `None`); a directory with links to a
+    /// few tools plays an image that has only those.
+    pub path: Option<String>,
 }
 
 impl AccountState {
@@ -161,7 +203,39 @@ impl AccountState {
             calls: BTreeMap::new(),
             create_bodies: Vec::new(),
             user_agents: BTreeSet::new(),
+            pod_keys: PodKeys::Scoped,
+            self_deleted: BTreeSet::new(),
+            containers: ContainerSettings::default(),
+            logs: BTreeMap::new(),
+            container_pids: BTreeMap::new(),
             next_id: 1,
+        }
+    }
+
+    /// Who holds `bearer`: the account, the pod whose pod-scoped key it is, or nobody (`None`).
+    pub fn caller(&self, bearer: Option<&str>) -> Option<Caller> {
+        let key = bearer?;
+        if key == self.api_key {
+            return Some(Caller::Account);
+        }
+        if self.pod_keys == PodKeys::Absent {
+            return None;
+        }
+        self.pods
+            .values()
+            .find(|p| p.pod_api_key == key)
+            .map(|p| Caller::Pod(p.id.clone()))
+    }
+
+    /// Whether the pod-scoped key of `owner` may make a call of `op` on `pod`.
+    pub fn pod_key_allows(&self, owner: &str, op: Op, pod: Option<&str>) -> bool {
+        if pod != Some(owner) {
+            return false;
+        }
+        match op {
+            Op::Get => true,
+            Op::Delete | Op::Action => self.pod_keys == PodKeys::Scoped,
+            _ => false,
         }
     }
 
@@ -280,6 +354,10 @@ impl AccountState {
             phase: Phase::Provisioning,
             auto: matches!(self.progression, Progression::Auto(_)),
             exit_code: None,
+            pod_api_key: format!(
+                "rpa_POD{}",
+                uuid::Uuid::new_v4().simple().to_string().to_uppercase()
+            ),
         };
         self.create_bodies.push(value);
         self.pods.insert(pod.id.clone(), pod.clone());

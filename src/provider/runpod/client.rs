@@ -98,6 +98,11 @@ impl Client {
         })
     }
 
+    /// The REST v2 base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// The rate limiter (tests and diagnostics).
     pub fn limiter(&self) -> &Limiter {
         &self.limiter

@@ -5,12 +5,15 @@
 
 use std::cmp::Ordering;
 
+use jiff::Timestamp;
+
 use crate::crd::cloud_resource::RunPodCloud;
 use crate::provider::identity::{ENV_INSTALLATION, ENV_OWNER};
 use crate::provider::workload::shell_quote;
 use crate::provider::{MachineSpec, ProviderError, ResourceKey};
 
 use super::api::{CreatePod, GpuRequest, Pod};
+use super::deadman;
 
 /// The v2 `cloud` value of a spec (Secure unless Community is asked for).
 pub fn cloud_of(spec: &MachineSpec) -> &'static str {
@@ -54,22 +57,30 @@ pub fn validate(spec: &MachineSpec) -> Result<(), ProviderError> {
 }
 
 /// The create body for `key` and `spec` (validated). The workload's argv travels as the v2
-/// `args` string, each word shell-quoted; env gets runctl's owner markers.
-pub fn create_body(key: &ResourceKey, spec: &MachineSpec) -> Result<CreatePod, ProviderError> {
+/// `args` string, each word shell-quoted; env gets runctl's owner markers and, where the pod is
+/// armed to delete itself, the wrapper's settings ([`deadman::launch`]: `api_url` is RunPod's
+/// REST v2 base URL, `now` the create time the lifetime deadline counts from).
+pub fn create_body(
+    key: &ResourceKey,
+    spec: &MachineSpec,
+    api_url: &str,
+    now: Timestamp,
+) -> Result<CreatePod, ProviderError> {
     validate(spec)?;
     let (Some(workload), Some(gpu)) = (&spec.workload, &spec.gpu_type) else {
         return Err(ProviderError::InvalidSpec {
             message: "RunPod needs a workload and a GPU type".into(),
         });
     };
-    let argv = workload.argv();
+    let launch = deadman::launch(workload, spec.max_lifetime_seconds, api_url, now)?;
+    let argv = launch.argv;
     let args = (!argv.is_empty()).then(|| {
         argv.iter()
             .map(|a| shell_quote(a))
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let mut env = workload.full_env();
+    let mut env = launch.env;
     env.insert(ENV_OWNER.into(), key.uid.clone());
     env.insert(ENV_INSTALLATION.into(), key.installation.clone());
     Ok(CreatePod {
@@ -142,6 +153,12 @@ mod tests {
     use crate::provider::Workload;
     use crate::provider::workload::Reporting;
 
+    const URL: &str = "https://api.runpod.io/v2";
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_000).expect("time")
+    }
+
     fn key() -> ResourceKey {
         ResourceKey {
             installation: "prod".into(),
@@ -183,7 +200,7 @@ mod tests {
 
     #[test]
     fn body_carries_spec_markers_and_quoted_args() {
-        let b = create_body(&key(), &spec()).expect("body");
+        let b = create_body(&key(), &spec(), URL, now()).expect("body");
         assert_eq!(b.name, "runctl-train-6f1c2a9e-a2");
         assert_eq!(
             b.gpu,
@@ -200,6 +217,22 @@ mod tests {
         assert_eq!(b.env["RUNCTL_OWNER"], "6f1c2a9e-1111");
         assert_eq!(b.env["RUNCTL_INSTALLATION"], "prod");
         assert_eq!(b.env["HF_TOKEN"], "secret");
+        assert!(!b.env.contains_key("RUNCTL_RUNPOD_API_URL"), "not armed");
+    }
+
+    #[test]
+    fn a_lifetime_arms_the_pod_with_its_deadline() {
+        let mut s = spec();
+        s.max_lifetime_seconds = Some(7_200);
+        let b = create_body(&key(), &s, URL, now()).expect("body");
+        assert!(
+            b.args
+                .as_deref()
+                .is_some_and(|a| a.starts_with("/bin/sh -c '"))
+        );
+        assert_eq!(b.env["RUNCTL_DEADLINE"], "8200");
+        assert_eq!(b.env["RUNCTL_RUNPOD_API_URL"], URL);
+        assert_eq!(b.env["RUNCTL_OWNER"], "6f1c2a9e-1111");
     }
 
     #[test]
@@ -214,7 +247,7 @@ mod tests {
                 report_grace_seconds: 90,
             });
         }
-        let b = create_body(&key(), &s).expect("body");
+        let b = create_body(&key(), &s, URL, now()).expect("body");
         let args = b.args.expect("args");
         assert!(args.starts_with("/bin/sh -c '"), "{args}");
         assert!(
@@ -222,15 +255,25 @@ mod tests {
             "{args}"
         );
         assert_eq!(b.env["RUNCTL_REPORT_TOKEN"], "t");
+        assert_eq!(
+            b.env["RUNCTL_RUNPOD_API_URL"], URL,
+            "a reporting pod deletes itself when done"
+        );
 
         let mut s = spec();
         if let Some(w) = s.workload.as_mut() {
             w.command.clear();
             w.args.clear();
         }
-        assert_eq!(create_body(&key(), &s).expect("body").args, None);
+        assert_eq!(
+            create_body(&key(), &s, URL, now()).expect("body").args,
+            None
+        );
         s.runpod = RunPodOptions::default();
-        assert_eq!(create_body(&key(), &s).expect("body").cloud, "SECURE");
+        assert_eq!(
+            create_body(&key(), &s, URL, now()).expect("body").cloud,
+            "SECURE"
+        );
     }
 
     #[test]
@@ -248,7 +291,7 @@ mod tests {
         for (change, word) in cases {
             let mut s = spec();
             change(&mut s);
-            let e = create_body(&key(), &s).expect_err(word);
+            let e = create_body(&key(), &s, URL, now()).expect_err(word);
             assert_eq!(e.reason(), "InvalidSpec");
             assert!(e.message().contains(word), "{e}");
         }

@@ -5,11 +5,13 @@
 //!
 //! Files: [`api`] wire types, [`client`] transport, [`ratelimit`] client-side limiter,
 //! [`errors`] classification, [`state`] state mapping, [`create`] create/adopt rules,
-//! [`pricing`] catalog prices, [`provider`] the [`Provider`] implementation.
+//! [`deadman`] how a pod ends itself when no operator is left, [`pricing`] catalog prices,
+//! [`provider`] the [`Provider`] implementation.
 
 pub mod api;
 pub mod client;
 pub mod create;
+pub mod deadman;
 pub mod errors;
 pub mod pricing;
 pub mod provider;

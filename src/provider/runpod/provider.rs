@@ -1,6 +1,8 @@
 //! The RunPod [`Provider`]: one account, REST v2. Observe and list share one cached
 //! `GET /v2/pods` per account; a small in-memory record of the pod ids runctl deleted tells a
-//! pod we terminated (Terminated) from one that vanished (Error/Disappeared).
+//! pod we terminated (Terminated) from one that vanished (Error/Disappeared), and the
+//! [`deadman::Tracker`] one that deleted itself (Terminated) and one whose self-delete failed
+//! (an `EXITED` pod that stays).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,6 +16,7 @@ use parking_lot::Mutex;
 use super::api::Pod;
 use super::client::{Client, Deleted};
 use super::create::{choose, cloud_of, create_body, owned_by, validate_placement};
+use super::deadman::{self, Tracker};
 use super::pricing::{PriceCatalog, SOURCE_CATALOG, price_of};
 use super::state::{map_missing, map_status, status_message};
 use crate::provider::identity::{ENV_OWNER, attempt_from_name};
@@ -76,6 +79,7 @@ pub struct RunPodProvider {
     snapshot: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Pod>>)>>,
     catalog: PriceCatalog,
     deleted: Mutex<DeletedRecord>,
+    armed: Mutex<Tracker>,
     duplicates_terminated: AtomicU64,
 }
 
@@ -98,6 +102,7 @@ impl RunPodProvider {
             settings,
             snapshot: tokio::sync::Mutex::new(None),
             deleted: Mutex::new(DeletedRecord::default()),
+            armed: Mutex::new(Tracker::default()),
             duplicates_terminated: AtomicU64::new(0),
         }
     }
@@ -139,12 +144,25 @@ impl RunPodProvider {
     fn machine(&self, pod: &Pod) -> Machine {
         let status = pod.status.as_deref().unwrap_or("");
         let runtime = pod.runtime.is_some();
-        let (state, reason) = map_status(status, runtime, self.was_deleted(&pod.id));
+        let deleted = self.was_deleted(&pod.id);
+        let (state, reason) = map_status(status, runtime, deleted);
         let mut m = Machine::new(pod.id.clone(), state, reason);
         m.name = pod.name.clone();
         m.owner_uid = pod.env_value(ENV_OWNER).map(str::to_string);
         m.attempt = pod.name.as_deref().and_then(attempt_from_name);
         m.message = Some(status_message(status, runtime));
+        if deadman::is_armed(pod) {
+            let verdict = self.armed.lock().saw(&pod.id, status, Instant::now());
+            if verdict.warn && !deleted {
+                tracing::warn!(
+                    pod = %pod.id, name = ?pod.name,
+                    "RunPod pod is still EXITED after its container ended: runctl's wrapper did not delete it (see the pod's log); runctl deletes it when its CloudResource is released"
+                );
+            }
+            if let Some(message) = verdict.message.filter(|_| !deleted) {
+                m.message = Some(message);
+            }
+        }
         m.machine_type = pod.gpu.as_ref().and_then(|g| {
             let id = g.id.as_ref()?;
             Some(match g.count.unwrap_or(1) {
@@ -179,13 +197,16 @@ impl RunPodProvider {
     /// A pod that no longer exists.
     fn missing(&self, id: &str, key: &ResourceKey) -> Machine {
         let deleted = self.was_deleted(id);
-        let (state, reason) = map_missing(deleted);
+        let armed = self.armed.lock().armed(id);
+        let (state, reason) = map_missing(deleted || armed);
         let mut m = Machine::new(id, state, reason);
         m.name = Some(key.machine_name());
         m.owner_uid = Some(key.uid.clone());
         m.attempt = Some(key.attempt);
         m.message = Some(if deleted {
             "the pod was deleted by runctl".into()
+        } else if armed {
+            deadman::SELF_DELETED.into()
         } else {
             "the pod no longer exists at RunPod and runctl did not delete it".into()
         });
@@ -266,7 +287,7 @@ impl Provider for RunPodProvider {
         key: &ResourceKey,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
-        let body = create_body(key, spec)?;
+        let body = create_body(key, spec, self.client.base_url(), jiff::Timestamp::now())?;
         if let Some(m) = self.adopt(&self.pods(true).await?, key).await? {
             return Ok(m);
         }

@@ -51,11 +51,13 @@ fn run_spec() -> MachineSpec {
     }
 }
 
+/// A VM spec; VMs need `maxLifetimeSeconds` (`requireVmMaxLifetime`, on by default).
 fn vm_spec() -> MachineSpec {
     MachineSpec {
         gpu_type: Some("h100".into()),
         gpu_count: 2,
         spot: true,
+        max_lifetime_seconds: Some(3_600),
         lyceum: LyceumOptions {
             user_public_key: Some("ssh-ed25519 AAAAC3 test".into()),
             ..LyceumOptions::default()

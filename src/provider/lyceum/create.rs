@@ -18,7 +18,7 @@ impl LyceumProvider {
         key: &ResourceKey,
         spec: &MachineSpec,
     ) -> Result<Machine, ProviderError> {
-        let plan = request::plan(key, spec, self.default_run_timeout)?;
+        let plan = request::plan(key, spec, self.bounds)?;
         let kind = match plan {
             Plan::Run(_) => Kind::Run,
             Plan::Vm(_) => Kind::Vm,
@@ -58,6 +58,9 @@ impl LyceumProvider {
             }
             Plan::Vm(req) => {
                 tracing::info!(name = %req.display_name, profile = %req.hardware_profile, gpus = req.instance_specs.gpu_count, "creating a Lyceum VM");
+                if spec.max_lifetime_seconds.is_none() {
+                    tracing::warn!(name = %req.display_name, owner_uid = %key.uid, "creating a Lyceum VM without maxLifetimeSeconds (requireVmMaxLifetime is off): nothing but deleting its CloudResource ends it");
+                }
                 match self.client.create_vm(req).await {
                     Ok(mut vm) => {
                         if vm.label().is_none() {

@@ -49,8 +49,13 @@ pub struct LyceumConfig {
     pub base_url: String,
     /// Per-request timeout in seconds (VM creation is slow: at least 150 s).
     pub request_timeout_seconds: u64,
-    /// Run timeout sent when a CloudResource sets none (Lyceum's own default is 60 s).
+    /// Run timeout sent when a CloudResource sets neither `lyceum.timeoutSeconds` nor
+    /// `maxLifetimeSeconds` (Lyceum's own default is 60 s). It is also what bounds such a run's
+    /// spend when no operator is left.
     pub default_run_timeout_seconds: u32,
+    /// Refuse VMs without `maxLifetimeSeconds`: Lyceum has no stop, timeout or start-up script
+    /// for VMs, so only runctl's lifetime limit can end one.
+    pub require_vm_max_lifetime: bool,
     /// Default credentials Secret (key `apiKey`).
     pub credentials_secret: Option<NamespacedSecretRef>,
     /// Attempts of a call that is safe to repeat (lists, status, abort, delete); creates are
@@ -70,6 +75,7 @@ impl Default for LyceumConfig {
             base_url: "https://api.lyceum.technology/api/v2/external".into(),
             request_timeout_seconds: 180,
             default_run_timeout_seconds: 86_400,
+            require_vm_max_lifetime: true,
             credentials_secret: None,
             request_attempts: 3,
             retry_backoff_ms: 500,

@@ -28,7 +28,7 @@ const DOCUMENTED_PROFILES: [&str; 3] = ["a100", "h100", "l40s"];
 pub struct LyceumProvider {
     pub(super) client: Client,
     installation: String,
-    pub(super) default_run_timeout: u32,
+    pub(super) bounds: request::Bounds,
     pub(super) prices: PriceCache,
     /// Ids (`run:…`, `vm:…`) this process asked Lyceum to end.
     ended: Mutex<HashSet<String>>,
@@ -59,7 +59,10 @@ impl LyceumProvider {
         Ok(Self {
             client: Client::new(settings, api_key.to_string())?,
             installation: installation.to_string(),
-            default_run_timeout: config.default_run_timeout_seconds,
+            bounds: request::Bounds {
+                default_run_timeout: config.default_run_timeout_seconds,
+                require_vm_max_lifetime: config.require_vm_max_lifetime,
+            },
             prices: PriceCache::new(Duration::from_secs(config.price_cache_seconds)),
             ended: Mutex::new(HashSet::new()),
         })

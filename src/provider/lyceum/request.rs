@@ -59,20 +59,38 @@ pub fn execution_type(profile: &str) -> String {
     }
 }
 
-/// Run timeout in seconds: `lyceum.timeoutSeconds`, else `maxLifetimeSeconds`, else the
-/// operator's default (Lyceum's own default of 60 s would end every run after a minute).
+/// What bounds a Lyceum machine when no operator is left, as the operator configures it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Run timeout when the spec sets neither `lyceum.timeoutSeconds` nor `maxLifetimeSeconds`.
+    pub default_run_timeout: u32,
+    /// Refuse VMs without `maxLifetimeSeconds` (nothing on Lyceum's side can end a VM).
+    pub require_vm_max_lifetime: bool,
+}
+
+/// Run timeout in seconds, the provider-side bound of a run: the shorter of
+/// `lyceum.timeoutSeconds` and `maxLifetimeSeconds` when both are set (Lyceum ends the run no
+/// later than runctl would), else whichever is set, else the operator's default (Lyceum's own
+/// default of 60 s would end every run after a minute).
 pub fn run_timeout(spec: &MachineSpec, default_seconds: u32) -> u64 {
-    if let Some(t) = spec.lyceum.timeout_seconds {
-        return u64::from(t);
-    }
-    match spec
+    let lifetime = spec
         .max_lifetime_seconds
         .and_then(|s| u64::try_from(s).ok())
-        .filter(|s| *s > 0)
-    {
-        Some(s) => s,
-        None => u64::from(default_seconds),
+        .filter(|s| *s > 0);
+    let explicit = spec.lyceum.timeout_seconds.map(u64::from);
+    match (explicit, lifetime) {
+        (Some(t), Some(l)) => t.min(l),
+        (Some(t), None) => t,
+        (None, Some(l)) => l,
+        (None, None) => u64::from(default_seconds),
     }
+}
+
+/// The refusal of a VM without a lifetime limit when the operator requires one.
+fn unbounded_vm() -> ProviderError {
+    invalid(
+        "a Lyceum VM needs spec.maxLifetimeSeconds: Lyceum VMs have no stop, no timeout and no start-up script, so nothing on Lyceum's side ever ends one and only runctl's lifetime limit bounds its spend (the operator setting providers.lyceum.requireVmMaxLifetime: false allows VMs without one)",
+    )
 }
 
 /// The `K=V\n…` environment. Values never appear in errors; a value holding a newline cannot be
@@ -115,14 +133,13 @@ fn hardware(spec: &MachineSpec) -> Result<(String, u32), ProviderError> {
 }
 
 /// The create request for `key` and `spec`.
-pub fn plan(
-    key: &ResourceKey,
-    spec: &MachineSpec,
-    default_run_timeout: u32,
-) -> Result<Plan, ProviderError> {
+pub fn plan(key: &ResourceKey, spec: &MachineSpec, bounds: Bounds) -> Result<Plan, ProviderError> {
     let (profile, gpu_count) = hardware(spec)?;
     match mode(spec)? {
         Kind::Vm => {
+            if bounds.require_vm_max_lifetime && spec.max_lifetime_seconds.is_none_or(|s| s <= 0) {
+                return Err(unbounded_vm());
+            }
             let user_public_key = spec
                 .lyceum
                 .user_public_key
@@ -167,7 +184,7 @@ pub fn plan(
                 docker_run_cmd: workload.argv(),
                 docker_run_env: env_lines(&env)?,
                 execution_type: execution_type(&profile),
-                timeout: run_timeout(spec, default_run_timeout),
+                timeout: run_timeout(spec, bounds.default_run_timeout),
                 run_name: key.machine_name(),
                 labels,
                 metadata,
@@ -208,11 +225,17 @@ mod tests {
         }
     }
 
+    const BOUNDS: Bounds = Bounds {
+        default_run_timeout: 86_400,
+        require_vm_max_lifetime: true,
+    };
+
     fn vm_spec() -> MachineSpec {
         MachineSpec {
             gpu_type: Some("h100".into()),
             gpu_count: 2,
             spot: true,
+            max_lifetime_seconds: Some(3_600),
             lyceum: LyceumOptions {
                 user_public_key: Some("ssh-ed25519 AAAA".into()),
                 ..LyceumOptions::default()
@@ -235,7 +258,7 @@ mod tests {
 
     #[test]
     fn run_request() {
-        let Plan::Run(r) = plan(&key(), &run_spec(), 86_400).expect("plan") else {
+        let Plan::Run(r) = plan(&key(), &run_spec(), BOUNDS).expect("plan") else {
             panic!("a run")
         };
         assert_eq!(r.run_name, key().machine_name());
@@ -251,7 +274,7 @@ mod tests {
 
     #[test]
     fn vm_request() {
-        let Plan::Vm(v) = plan(&key(), &vm_spec(), 60).expect("plan") else {
+        let Plan::Vm(v) = plan(&key(), &vm_spec(), BOUNDS).expect("plan") else {
             panic!("a vm")
         };
         assert_eq!(v.display_name, key().machine_name());
@@ -273,6 +296,32 @@ mod tests {
         assert_eq!(run_timeout(&s, 100), 7200);
         s.lyceum.timeout_seconds = Some(600);
         assert_eq!(run_timeout(&s, 100), 600);
+        s.lyceum.timeout_seconds = Some(90_000);
+        assert_eq!(run_timeout(&s, 100), 7200, "never past the lifetime");
+        s.max_lifetime_seconds = None;
+        assert_eq!(run_timeout(&s, 100), 90_000);
+        s.lyceum.timeout_seconds = None;
+        s.max_lifetime_seconds = Some(0);
+        assert_eq!(run_timeout(&s, 100), 100);
+    }
+
+    #[test]
+    fn vms_need_a_lifetime_unless_the_operator_allows_none() {
+        let mut s = vm_spec();
+        s.max_lifetime_seconds = None;
+        let e = plan(&key(), &s, BOUNDS).expect_err("no lifetime");
+        assert!(e.is_terminal());
+        assert!(e.message().contains("spec.maxLifetimeSeconds"), "{e}");
+        assert!(e.message().contains("requireVmMaxLifetime"), "{e}");
+        let allow = Bounds {
+            require_vm_max_lifetime: false,
+            ..BOUNDS
+        };
+        assert!(matches!(plan(&key(), &s, allow), Ok(Plan::Vm(_))));
+        assert!(
+            matches!(plan(&key(), &run_spec(), BOUNDS), Ok(Plan::Run(_))),
+            "runs have their timeout"
+        );
     }
 
     #[test]
@@ -322,7 +371,7 @@ mod tests {
             ),
         ];
         for (what, spec) in bad {
-            let err = plan(&key(), &spec, 60).expect_err(what);
+            let err = plan(&key(), &spec, BOUNDS).expect_err(what);
             assert!(err.is_terminal(), "{what}: {err}");
         }
     }

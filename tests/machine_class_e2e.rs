@@ -96,6 +96,8 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
     providers.aws.endpoint_url = Some(proxy.url());
     providers.aws.max_attempts = 1;
     providers.aws.enabled = Some(true);
+    // No Price List endpoint here: the embedded table, labelled (provider_e2e covers the API).
+    providers.aws.pricing.enabled = false;
     let env = TestEnv::start_with(providers).await;
     env.secret(
         "team-aws",

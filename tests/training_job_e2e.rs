@@ -603,6 +603,8 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
         json!({"placement": {"provider": "sim", "instanceType": "sim.a100"}, "workload": w}),
         json!({"placement": {"provider": "auto", "gpuType": "a100", "gpuCount": 2, "allowedProviders": ["runpod", "lyceum"], "capacityType": "spotWithFallback", "maxHourlyPrice": 4.0}, "workload": w}),
         json!({"placement": {"provider": "aws", "instanceType": "g5.xlarge", "regions": ["us-east-1"], "capacityType": "spot"}, "workload": {"image": "x", "env": [{"name": "RUNCTL_SIM_RUN_MS", "value": "1"}]}, "retryOn": ["failure", "interruption"]}),
+        json!({"placement": {"provider": "auto", "gpu": {"model": "A100-80GB", "count": 8, "minVcpus": 64}, "machineClasses": ["team-aws", "team-runpod"]}, "workload": w}),
+        json!({"placement": {"provider": "aws", "gpu": {"model": "L40S"}}, "workload": w}),
     ];
     for spec in valid {
         assert_eq!(cel_errors(spec.clone()), Vec::<String>::new(), "{spec}");
@@ -618,7 +620,15 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
         ),
         (
             json!({"placement": {"provider": "auto"}, "workload": w}),
-            "placement.provider auto needs placement.gpuType or placement.instanceType",
+            "placement.provider auto needs placement.gpu (or gpuType / instanceType)",
+        ),
+        (
+            json!({"placement": {"provider": "auto", "gpu": {"model": "H100-80GB"}, "gpuType": "h100"}, "workload": w}),
+            "placement.gpu replaces instanceType, gpuType and gpuCount",
+        ),
+        (
+            json!({"placement": {"provider": "aws", "instanceType": "g5.xlarge", "machineClasses": ["a", "b"]}, "workload": w}),
+            "a fixed placement.provider takes one machine class",
         ),
         (
             json!({"placement": {"provider": "sim", "instanceType": "t", "allowedProviders": ["sim"]}, "workload": w}),
@@ -1306,6 +1316,88 @@ async fn orphan_jobs_stop_their_machines_at_the_budget_and_the_deadline() {
         env.sim.live_total(),
         1,
         "the orphaned machine keeps running"
+    );
+    op.stop().await;
+}
+
+/// Issue "Providers the way platform teams run them", item 3: `placement.gpu` names the GPU in
+/// runctl's vocabulary, each enabled provider offers its own equivalent machines, and `auto`
+/// ranks them against the same need (RunPod's two A100-80GB ids and the simulator's `a100`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_ranks_equivalent_gpus_of_every_provider() {
+    use runctl::crd::ProviderKind;
+    use runctl::provider::ProvidersConfig;
+    use runctl_standins::runpod::RunPodStandin;
+
+    let standin = RunPodStandin::start().await;
+    let mut providers = ProvidersConfig {
+        sim: fast_sim(),
+        ..ProvidersConfig::default()
+    };
+    providers.sim.enabled = Some(true);
+    providers.aws.enabled = Some(false);
+    providers.lyceum.enabled = Some(false);
+    providers.runpod.enabled = Some(true);
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let mut env = TestEnv::start_with(providers).await;
+    env.default_credentials(
+        ProviderKind::Runpod,
+        "runpod",
+        &[("apiKey", &standin.api_key())],
+    )
+    .await;
+    let op = start(&env).await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job(
+                "same-gpu",
+                json!({"placement": {"provider": "auto", "gpu": {"model": "A100-80GB", "count": 2}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = wait_job(&env, "same-gpu", "attempt 1", |s| !s.attempts.is_empty()).await;
+    let placement = s.placement.expect("placement");
+    let chosen = placement.chosen.clone().expect("chosen");
+    let ranked: Vec<(ProviderKind, String, Option<u32>, f64)> = std::iter::once(&chosen)
+        .chain(&placement.remaining)
+        .map(|o| {
+            (
+                o.provider,
+                o.gpu_type.clone().unwrap_or_default(),
+                o.gpu_count,
+                o.price_per_hour.expect("priced"),
+            )
+        })
+        .collect();
+    let mut names: Vec<(ProviderKind, &str)> = ranked.iter().map(|r| (r.0, r.1.as_str())).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            (ProviderKind::Runpod, "NVIDIA A100 80GB PCIe"),
+            (ProviderKind::Runpod, "NVIDIA A100-SXM4-80GB"),
+            (ProviderKind::Sim, "a100"),
+        ],
+        "{placement:?}"
+    );
+    assert!(ranked.iter().all(|r| r.2 == Some(2)), "{ranked:?}");
+    assert!(
+        ranked.windows(2).all(|w| w[0].3 <= w[1].3),
+        "cheapest first: {ranked:?}"
+    );
+    // The attempt runs on the cheapest, in that provider's own names.
+    let crs: Api<runctl::crd::CloudResource> = env.api();
+    let cr = crs.get("same-gpu-a1").await.expect("attempt 1");
+    assert_eq!(
+        (
+            cr.spec.provider,
+            cr.spec.gpu_type.clone(),
+            cr.spec.gpu_count
+        ),
+        (chosen.provider, chosen.gpu_type.clone(), Some(2))
     );
     op.stop().await;
 }

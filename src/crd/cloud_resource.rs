@@ -257,8 +257,9 @@ pub struct LyceumOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16384))]
     pub user_public_key: Option<String>,
-    /// Run timeout in seconds. Lyceum's default is 60 s, so runctl always sends one: this value,
-    /// else `maxLifetimeSeconds`, else the operator's default.
+    /// Run timeout in seconds. Lyceum's default is 60 s, so runctl always sends one: the shorter
+    /// of this value and `maxLifetimeSeconds`, else the operator's default
+    /// (`providers.lyceum.defaultRunTimeoutSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 31_536_000))]
     pub timeout_seconds: Option<u32>,

@@ -9,6 +9,7 @@
 pub mod cloud_resource;
 pub mod common;
 pub mod condition;
+pub mod gpu;
 #[allow(clippy::duplicated_attributes)]
 pub mod machine_class;
 #[allow(clippy::duplicated_attributes)]
@@ -16,6 +17,7 @@ pub mod training_job;
 
 pub use cloud_resource::{CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use common::*;
+pub use gpu::{GpuModel, GpuNeed};
 pub use machine_class::{MachineClass, MachineClassSpec, MachineClassStatus};
 pub use training_job::{TrainingJob, TrainingJobSpec, TrainingJobStatus};
 

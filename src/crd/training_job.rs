@@ -66,9 +66,10 @@ pub enum RetryOn {
 /// The machine the job needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("placement.provider aws needs placement.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
-#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || has(self.gpuType)").message("placement.provider runpod and lyceum need placement.gpuType").field_path(".gpuType"))]
-#[x_kube(validation = Rule::new("self.provider != 'auto' || has(self.instanceType) || has(self.gpuType)").message("placement.provider auto needs placement.gpuType or placement.instanceType to compare offers"))]
+#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType) || has(self.gpu)").message("placement.provider aws needs placement.instanceType (e.g. g5.xlarge) or placement.gpu").field_path(".instanceType"))]
+#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || has(self.gpuType) || has(self.gpu)").message("placement.provider runpod and lyceum need placement.gpuType or placement.gpu").field_path(".gpuType"))]
+#[x_kube(validation = Rule::new("self.provider != 'auto' || has(self.instanceType) || has(self.gpuType) || has(self.gpu)").message("placement.provider auto needs placement.gpu (or gpuType / instanceType) to compare offers"))]
+#[x_kube(validation = Rule::new("!has(self.gpu) || !(has(self.instanceType) || has(self.gpuType) || has(self.gpuCount))").message("placement.gpu replaces instanceType, gpuType and gpuCount: use one or the other").field_path(".gpu"))]
 #[x_kube(validation = Rule::new("self.provider == 'auto' || !has(self.machineClasses) || size(self.machineClasses) == 1").message("a fixed placement.provider takes one machine class; list several only with provider auto").field_path(".machineClasses"))]
 #[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("placement.allowedProviders is only used with provider auto").field_path(".allowedProviders"))]
 #[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.capacityType == 'spot')").message("RunPod offers no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
@@ -91,6 +92,12 @@ pub struct Placement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub gpu_count: Option<u32>,
+    /// The GPUs in runctl's provider-neutral vocabulary (`A100-80GB`, `H100-80GB`, `L40S`…, a
+    /// count and optional vCPU and memory floors), instead of instanceType / gpuType / gpuCount:
+    /// each provider offers its equivalent machines, so `auto` compares like with like
+    /// (`docs/providers/gpus.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::crd::GpuNeed>,
     /// Allowed regions, in order of preference (providers with regions only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 32)))]

@@ -14,6 +14,7 @@
 
 pub mod aws;
 pub mod error;
+pub mod gpus;
 pub mod identity;
 pub mod lyceum;
 pub mod pricing;

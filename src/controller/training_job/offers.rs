@@ -23,6 +23,8 @@ pub const ABOVE_MAX_HOURLY_PRICE: &str = "AboveMaxHourlyPrice";
 /// Rejection: the operator's configuration does not enable the provider
 /// (`providers.<name>.enabled`).
 pub const PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
+/// Rejection: the provider has no machine equivalent to `placement.gpu`.
+pub const NO_EQUIVALENT_MACHINE: &str = "NoEquivalentMachine";
 /// Rejection: the machine class allows none of the placement's regions.
 pub const REGION_NOT_IN_CLASS: &str = "RegionNotInMachineClass";
 
@@ -47,20 +49,40 @@ fn machine_of(p: &Placement, kind: ProviderKind) -> (Option<String>, Option<Stri
     }
 }
 
-/// The rejection of a provider the operator's configuration does not enable.
-fn not_enabled(p: &Placement, kind: ProviderKind, enabled: &[ProviderKind]) -> RejectedOffer {
+/// The machines a placement asks `kind` for: with `placement.gpu`, the provider's equivalents
+/// of the need (or why it has none); else its own instance type, GPU type and count.
+#[allow(clippy::type_complexity)]
+fn machines_of(
+    p: &Placement,
+    kind: ProviderKind,
+) -> Result<Vec<(Option<String>, Option<String>, Option<u32>)>, String> {
+    let Some(need) = &p.gpu else {
+        return Ok(vec![machine_of(p, kind)]);
+    };
+    Ok(crate::provider::gpus::equivalents(kind, need)?
+        .into_iter()
+        .map(|e| (e.instance_type, e.gpu_type, e.gpu_count))
+        .collect())
+}
+
+/// An offer of `kind` with the placement's own machine fields, for a rejection.
+fn placeholder(p: &Placement, kind: ProviderKind) -> Offer {
     let (instance_type, gpu_type, gpu_count) = machine_of(p, kind);
-    let offer = Offer {
+    Offer {
         provider: kind,
         instance_type,
         gpu_type,
-        gpu_count,
+        gpu_count: gpu_count.or(p.gpu.as_ref().map(|g| g.count)),
         region: None,
         spot: p.capacity_type == CapacityType::Spot,
         price_per_hour: None,
         machine_class: None,
-    };
-    reject_not_enabled(offer, enabled)
+    }
+}
+
+/// The rejection of a provider the operator's configuration does not enable.
+fn not_enabled(p: &Placement, kind: ProviderKind, enabled: &[ProviderKind]) -> RejectedOffer {
+    reject_not_enabled(placeholder(p, kind), enabled)
 }
 
 /// Rejects `offer` because its provider is not among the `enabled` ones.
@@ -120,7 +142,16 @@ pub fn candidates(
             rejected.push(not_enabled(p, kind, enabled));
             continue;
         }
-        let (instance_type, gpu_type, gpu_count) = machine_of(p, kind);
+        let machines = match machines_of(p, kind) {
+            Ok(m) => m,
+            Err(why) => {
+                let mut offer = placeholder(p, kind);
+                offer.machine_class = class.map(|c| c.name.clone());
+                rejected.push(reject(offer, NO_EQUIVALENT_MACHINE, why));
+                continue;
+            }
+        };
+        let (instance_type, gpu_type, gpu_count) = machines[0].clone();
         let class_regions = class.and_then(|c| c.regions.as_ref());
         let regions: Vec<Option<String>> = match (has_regions(kind), class_regions) {
             (false, _) => vec![None],
@@ -162,33 +193,35 @@ pub fn candidates(
             ));
             continue;
         }
-        for region in regions {
-            for &spot in spots {
-                let offer = Offer {
-                    provider: kind,
-                    instance_type: instance_type.clone(),
-                    gpu_type: gpu_type.clone(),
-                    gpu_count,
-                    region: region.clone(),
-                    spot,
-                    price_per_hour: None,
-                    machine_class: class.map(|c| c.name.clone()),
-                };
-                if offer.instance_type.is_none() && offer.gpu_type.is_none() {
-                    let need = if kind == ProviderKind::Aws {
-                        "instanceType"
-                    } else {
-                        "gpuType"
+        for (instance_type, gpu_type, gpu_count) in &machines {
+            for region in &regions {
+                for &spot in spots {
+                    let offer = Offer {
+                        provider: kind,
+                        instance_type: instance_type.clone(),
+                        gpu_type: gpu_type.clone(),
+                        gpu_count: *gpu_count,
+                        region: region.clone(),
+                        spot,
+                        price_per_hour: None,
+                        machine_class: class.map(|c| c.name.clone()),
                     };
-                    rejected.push(reject(
-                        offer,
-                        NO_MACHINE_TYPE,
-                        format!("{kind} needs placement.{need}"),
-                    ));
-                } else if spot && kind == ProviderKind::Runpod {
-                    rejected.push(reject(offer, NO_SPOT, "RunPod offers no spot machines"));
-                } else {
-                    offers.push(offer);
+                    if offer.instance_type.is_none() && offer.gpu_type.is_none() {
+                        let need = if kind == ProviderKind::Aws {
+                            "instanceType"
+                        } else {
+                            "gpuType"
+                        };
+                        rejected.push(reject(
+                            offer,
+                            NO_MACHINE_TYPE,
+                            format!("{kind} needs placement.{need} or placement.gpu"),
+                        ));
+                    } else if spot && kind == ProviderKind::Runpod {
+                        rejected.push(reject(offer, NO_SPOT, "RunPod offers no spot machines"));
+                    } else {
+                        offers.push(offer);
+                    }
                 }
             }
         }
@@ -573,6 +606,84 @@ mod tests {
         // A class of a provider the operator does not enable is rejected like the provider.
         let (_, rejected) = candidates(&auto, &[ProviderKind::Aws], Some(&classes));
         assert_eq!(rejected[0].reason, PROVIDER_NOT_ENABLED);
+    }
+
+    #[test]
+    fn one_gpu_need_is_offered_by_each_provider_in_its_own_names() {
+        let need = |count: u32| {
+            placement(serde_json::json!({
+                "provider": "auto", "gpu": {"model": "A100-80GB", "count": count}
+            }))
+        };
+        let (offers, rejected) = candidates(&need(1), ALL, None);
+        let names: Vec<String> = offers
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}:{}:{}",
+                    o.provider,
+                    o.instance_type
+                        .as_deref()
+                        .or(o.gpu_type.as_deref())
+                        .unwrap_or("-"),
+                    o.gpu_count.unwrap_or(0)
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "runpod:NVIDIA A100 80GB PCIe:1",
+                "runpod:NVIDIA A100-SXM4-80GB:1",
+                "lyceum:a100:1",
+                "sim:a100:1"
+            ]
+        );
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            (rejected[0].offer.provider, rejected[0].reason.as_str()),
+            (ProviderKind::Aws, NO_EQUIVALENT_MACHINE)
+        );
+        assert_eq!(
+            rejected[0].message.as_deref(),
+            Some("aws has A100-80GB machines with 8 GPUs, not 1")
+        );
+        // Ranked by price against the same need: the cheapest equivalent first.
+        let prices = [3.0, 2.5, 1.9, 2.0];
+        let priced = offers
+            .into_iter()
+            .zip(prices)
+            .map(|(o, p)| Offer {
+                price_per_hour: Some(p),
+                ..o
+            })
+            .collect();
+        let ranked = rank(priced, rejected, None, false);
+        let order: Vec<ProviderKind> = ranked.remaining.iter().map(|o| o.provider).collect();
+        assert_eq!(
+            order,
+            [
+                ProviderKind::Lyceum,
+                ProviderKind::Sim,
+                ProviderKind::Runpod,
+                ProviderKind::Runpod
+            ]
+        );
+
+        // Eight: EC2's p4de.24xlarge joins; Lyceum runs take one GPU.
+        let (offers, rejected) = candidates(&need(8), ALL, None);
+        assert!(
+            offers
+                .iter()
+                .any(|o| o.instance_type.as_deref() == Some("p4de.24xlarge"))
+        );
+        assert_eq!(
+            rejected
+                .iter()
+                .map(|r| (r.offer.provider, r.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(ProviderKind::Lyceum, NO_EQUIVALENT_MACHINE)]
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@
 pub mod classify;
 #[cfg(feature = "aws")]
 pub mod client;
+/// EC2's GPU instance types in the GPU vocabulary.
+pub mod gpus;
 #[cfg(feature = "aws")]
 pub mod instance;
 #[cfg(feature = "aws")]
@@ -36,6 +38,7 @@ pub mod provider;
 pub mod state;
 pub mod userdata;
 /// MachineClass checks (DescribeImages, DescribeSubnets, …).
+#[cfg(feature = "aws")]
 pub mod verify;
 
 use std::sync::Arc;

@@ -21,6 +21,8 @@ pub mod api;
 pub mod client;
 mod create;
 pub mod errors;
+/// GPU vocabulary table.
+pub mod gpus;
 pub mod ids;
 pub mod machine;
 pub mod pricing;

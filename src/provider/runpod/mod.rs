@@ -13,6 +13,8 @@ pub mod client;
 pub mod create;
 pub mod deadman;
 pub mod errors;
+/// GPU vocabulary table.
+pub mod gpus;
 pub mod pricing;
 pub mod provider;
 pub mod ratelimit;

@@ -12,6 +12,8 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod fault;
+/// GPU vocabulary table.
+pub mod gpus;
 pub mod provider;
 pub mod store;
 pub mod timeline;

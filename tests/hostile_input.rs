@@ -65,15 +65,19 @@ fn load() -> Vec<Case> {
 
 fn api_for(env: &TestEnv, obj: &serde_json::Value) -> Api<DynamicObject> {
     let kind = obj["kind"].as_str().unwrap_or("CloudResource");
-    let plural = if kind == "TrainingJob" {
-        "trainingjobs"
-    } else {
-        "cloudresources"
+    let plural = match kind {
+        "TrainingJob" => "trainingjobs",
+        "MachineClass" => "machineclasses",
+        _ => "cloudresources",
     };
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("runctl.dev", "v1alpha1", kind),
         plural,
     );
+    if kind == "MachineClass" {
+        // Cluster-scoped.
+        return Api::all_with(env.client.clone(), &ar);
+    }
     Api::namespaced_with(env.client.clone(), &env.ns, &ar)
 }
 

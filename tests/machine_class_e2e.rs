@@ -282,7 +282,7 @@ async fn a_team_pays_with_its_class_credentials_and_other_namespaces_are_refused
             "provider": "runpod",
             "credentialsSecretRef": {"namespace": env.ns, "name": "team-runpod"},
             "allowedNamespaces": [env.ns],
-            "runpod": {"containerDiskGb": 77}
+            "runpod": {"containerDiskGb": 77, "volumeGb": 20}
         }),
     )
     .await;
@@ -315,6 +315,11 @@ async fn a_team_pays_with_its_class_credentials_and_other_namespaces_are_refused
     })
     .await;
     assert_eq!(pod.disk, Some(77), "the class's container disk");
+    assert_eq!(
+        pod.mounts,
+        serde_json::json!({"persistent": {"size": 20, "path": "/workspace"}}),
+        "the class's volume"
+    );
     let crs: Api<CloudResource> = env.api();
     let cr = crs
         .get("team-job-a1")

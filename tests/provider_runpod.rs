@@ -647,6 +647,9 @@ async fn the_create_body_carries_the_spec() {
         data_center_ids: vec!["EU-RO-1".into()],
         container_disk_gb: Some(80),
         ports: vec!["22/tcp".into(), "8888/http".into()],
+        network_volume_id: Some("vol-team-data".into()),
+        volume_mount_path: Some("/data".into()),
+        ..Default::default()
     };
     let m = p.create(&k, &sp).await.expect("create");
     assert_eq!(m.machine_type.as_deref(), Some("NVIDIA H100 80GB HBM3 x2"));
@@ -662,6 +665,10 @@ async fn the_create_body_carries_the_spec() {
     assert_eq!(body["dataCenterIds"], json!(["EU-RO-1"]));
     assert_eq!(body["disk"], 80);
     assert_eq!(body["ports"], json!(["22/tcp", "8888/http"]));
+    assert_eq!(
+        body["mounts"],
+        json!({"network": [{"volumeId": "vol-team-data", "path": "/data"}]})
+    );
     assert_eq!(body["args"], "python train.py");
     assert_eq!(body["env"]["RUNCTL_OWNER"], k.uid);
     assert_eq!(body["env"]["RUNCTL_INSTALLATION"], "conformance");

@@ -183,6 +183,13 @@ pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
         if o.ports.is_empty() {
             o.ports = rp.ports.clone();
         }
+        // The volume as a whole: an object's own new or network volume is not mixed with the
+        // class's other kind.
+        if o.volume_gb.is_none() && o.network_volume_id.is_none() {
+            o.volume_gb = rp.volume_gb;
+            o.network_volume_id = rp.network_volume_id.clone();
+            fill(&mut o.volume_mount_path, rp.volume_mount_path.as_ref());
+        }
     }
     if let Some(ly) = &class.lyceum {
         let o = &mut spec.lyceum;
@@ -310,12 +317,21 @@ mod tests {
     fn apply_runpod_and_lyceum_settings() {
         let rp = class(serde_json::json!({
             "provider": "runpod",
-            "runpod": {"cloud": "COMMUNITY", "containerDiskGb": 80, "ports": ["22/tcp"]}
+            "runpod": {"cloud": "COMMUNITY", "containerDiskGb": 80, "ports": ["22/tcp"], "networkVolumeId": "vol-team"}
         }));
         let mut spec = MachineSpec::default();
         apply(&rp.spec, &mut spec);
         assert_eq!(spec.runpod.container_disk_gb, Some(80));
         assert_eq!(spec.runpod.ports, ["22/tcp"]);
+        assert_eq!(spec.runpod.network_volume_id.as_deref(), Some("vol-team"));
+        // An object with its own volume keeps it, without the class's network volume.
+        let mut own = MachineSpec::default();
+        own.runpod.volume_gb = Some(10);
+        apply(&rp.spec, &mut own);
+        assert_eq!(
+            (own.runpod.volume_gb, own.runpod.network_volume_id),
+            (Some(10), None)
+        );
         let ly =
             class(serde_json::json!({"provider": "lyceum", "lyceum": {"timeoutSeconds": 7200}}));
         let mut spec = MachineSpec::default();

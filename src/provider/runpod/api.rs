@@ -138,6 +138,9 @@ pub struct CreatePod {
     /// Exposed ports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// Volume: `{persistent:{size,path}}` or `{network:[{volumeId,path}]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<serde_json::Value>,
     /// Environment (secret values possible).
     pub env: BTreeMap<String, String>,
 }
@@ -152,6 +155,7 @@ impl fmt::Debug for CreatePod {
             .field("data_center_ids", &self.data_center_ids)
             .field("disk", &self.disk)
             .field("ports", &self.ports)
+            .field("mounts", &self.mounts)
             .field("env_names", &self.env.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -244,6 +248,7 @@ mod tests {
             args: None,
             disk: None,
             ports: vec![],
+            mounts: None,
             env: BTreeMap::from([("K".to_string(), "hidden-value".to_string())]),
         };
         let v = serde_json::to_value(&body).expect("json");

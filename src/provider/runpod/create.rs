@@ -95,8 +95,25 @@ pub fn create_body(
         args,
         disk: spec.runpod.container_disk_gb,
         ports: spec.runpod.ports.clone(),
+        mounts: mounts_of(&spec.runpod),
         env,
     })
+}
+
+/// Where a pod's volume is mounted when the options name no path (RunPod's convention).
+pub const DEFAULT_VOLUME_PATH: &str = "/workspace";
+
+/// The create body's `mounts`: a new persistent volume or an existing network volume.
+fn mounts_of(o: &crate::crd::cloud_resource::RunPodOptions) -> Option<serde_json::Value> {
+    let path = o
+        .volume_mount_path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_VOLUME_PATH.into());
+    match (&o.network_volume_id, o.volume_gb) {
+        (Some(id), _) => Some(serde_json::json!({"network": [{"volumeId": id, "path": path}]})),
+        (None, Some(size)) => Some(serde_json::json!({"persistent": {"size": size, "path": path}})),
+        (None, None) => None,
+    }
 }
 
 /// True when `pod` is the pod of `key`: deterministic name and both env markers.
@@ -185,6 +202,7 @@ mod tests {
                 data_center_ids: vec!["US-KS-2".into()],
                 container_disk_gb: Some(50),
                 ports: vec!["22/tcp".into()],
+                ..Default::default()
             },
             ..MachineSpec::default()
         }
@@ -351,5 +369,28 @@ mod tests {
         let (keep, dups) = choose(&ended, &k, |_| false).expect("ended match");
         assert_eq!((keep.id.as_str(), dups.len()), ("a", 0));
         assert!(choose(&pods[4..], &k, |_| false).is_none());
+    }
+
+    #[test]
+    fn volumes_become_mounts() {
+        use crate::crd::cloud_resource::RunPodOptions;
+        assert_eq!(mounts_of(&RunPodOptions::default()), None);
+        let new = RunPodOptions {
+            volume_gb: Some(20),
+            ..Default::default()
+        };
+        assert_eq!(
+            mounts_of(&new),
+            Some(serde_json::json!({"persistent": {"size": 20, "path": "/workspace"}}))
+        );
+        let network = RunPodOptions {
+            network_volume_id: Some("vol-1".into()),
+            volume_mount_path: Some("/data".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            mounts_of(&network),
+            Some(serde_json::json!({"network": [{"volumeId": "vol-1", "path": "/data"}]}))
+        );
     }
 }

@@ -220,6 +220,8 @@ pub struct PodRecord {
     pub data_center_id: String,
     /// Container disk in GB.
     pub disk: Option<u32>,
+    /// `mounts` as sent (`{persistent:{size,path}}` or `{network:[{volumeId,path}]}`).
+    pub mounts: serde_json::Value,
     /// Ports as sent.
     pub ports: Vec<String>,
     /// Per-GPU-hour price times count, fixed at create.
@@ -277,7 +279,7 @@ impl PodRecord {
             "image": self.image,
             "args": self.args,
             "disk": self.disk,
-            "mounts": Value::Null,
+            "mounts": self.mounts,
             "ports": self.ports,
             "env": self.env,
             "registry": Value::Null,

@@ -119,6 +119,20 @@ struct Mounts {
     network: Option<Value>,
 }
 
+impl Mounts {
+    /// As the API shows it.
+    fn shown(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(p) = &self.persistent {
+            out.insert("persistent".into(), p.clone());
+        }
+        if let Some(n) = &self.network {
+            out.insert("network".into(), n.clone());
+        }
+        Value::Object(out)
+    }
+}
+
 /// What a pod's own key (`RUNPOD_API_KEY` inside the pod) may do. RunPod documents the key as
 /// "limited in scope to only the pod"; whether REST v2 lets it delete the pod is not documented,
 /// so tests can play both answers.
@@ -347,6 +361,7 @@ impl AccountState {
                 .unwrap_or_else(|| "US-KS-2".into()),
             data_center_ids,
             disk: body.disk,
+            mounts: body.mounts.as_ref().map_or(Value::Null, Mounts::shown),
             ports: body.ports.unwrap_or_default(),
             price_per_hour: round4(per_gpu * f64::from(count)),
             created_at: created_at.unwrap_or_else(Timestamp::now),

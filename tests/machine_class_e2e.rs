@@ -1,6 +1,6 @@
 //! MachineClasses end to end (issue "Providers the way platform teams run them", item 2): a
-//! class's AMI, subnet, security group, instance profile and root volume reach EC2's
-//! RunInstances (moto); a team's jobs pay with the class's credentials Secret (RunPod stand-in);
+//! job on a class gets the class's AMI, subnet, security group, instance profile, tags and root
+//! volume in EC2's RunInstances (moto); a team's jobs pay with the class's credentials Secret (RunPod stand-in);
 //! a job in a namespace the class does not allow, and an object naming a class whose settings do
 //! not exist, rent nothing and say why. On both backends (`RUNCTL_TEST_BACKEND`).
 
@@ -91,6 +91,20 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
         .group_id()
         .expect("group id")
         .to_string();
+    // moto launches with an instance profile only if its IAM knows it (an unsigned IAM call to
+    // the same server: moto routes by the credential scope and checks no signature).
+    let created = reqwest::Client::new()
+        .post(moto.url())
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20261204/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Action=CreateInstanceProfile&InstanceProfileName=vision-training&Version=2010-05-08")
+        .send()
+        .await
+        .expect("IAM CreateInstanceProfile");
+    assert!(created.status().is_success(), "{:?}", created.text().await);
 
     let mut providers = ProvidersConfig::default();
     providers.aws.endpoint_url = Some(proxy.url());
@@ -118,6 +132,7 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
             "tags": {"team": "vision"},
             "aws": {
                 "regionSettings": {"us-east-1": {"amiId": ami, "subnetId": subnet, "securityGroupIds": [group]}},
+                "iamInstanceProfile": "vision-training",
                 "rootVolumeSizeGb": 321, "rootVolumeType": "gp3"
             }
         }),
@@ -156,25 +171,31 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
         not_ready.message
     );
 
-    let op = env.start_controller(test_controller_config("classes"));
+    let op = env
+        .start_training_job_controller(test_controller_config("classes"), test_job_config())
+        .await;
     let api: Api<CloudResource> = env.api();
-    // The class's region is the default: the object names none.
-    let on_good: CloudResource = object(serde_json::json!({
-        "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "good"},
-        "spec": {"provider": "aws", "instanceType": "g5.xlarge", "machineClass": good}
+    let jobs: Api<TrainingJob> = env.api();
+    // A job on the class; the class's region is the default (the job names none).
+    let vision: TrainingJob = object(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "vision"},
+        "spec": {
+            "placement": {"provider": "aws", "instanceType": "g5.xlarge", "machineClasses": [good]},
+            "workload": {"image": "pytorch/pytorch:2.5", "command": ["python", "train.py"]}
+        }
     }));
+    jobs.create(&PostParams::default(), &vision)
+        .await
+        .expect("create the job");
     let on_bad: CloudResource = object(serde_json::json!({
         "apiVersion": "runctl.dev/v1alpha1", "kind": "CloudResource", "metadata": {"name": "bad"},
         "spec": {"provider": "aws", "instanceType": "g5.xlarge", "machineClass": bad}
     }));
-    api.create(&PostParams::default(), &on_good)
-        .await
-        .expect("create");
     api.create(&PostParams::default(), &on_bad)
         .await
         .expect("create");
-    let id = eventually(60, "the class's machine to run", || async {
-        let s = api.get("good").await.ok()?.status?;
+    let id = eventually(60, "the job's machine to run", || async {
+        let s = api.get("vision-a1").await.ok()?.status?;
         (s.state == Some(ResourceState::Running)).then_some(s.provider_id?)
     })
     .await;
@@ -187,6 +208,11 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
     let instance = out.reservations()[0].instances()[0].clone();
     assert_eq!(instance.image_id(), Some(ami.as_str()));
     assert_eq!(instance.subnet_id(), Some(subnet.as_str()));
+    assert_eq!(
+        instance.iam_instance_profile().and_then(|p| p.arn()),
+        Some("arn:aws:iam::123456789012:instance-profile/vision-training"),
+        "the class's instance profile"
+    );
     assert!(
         instance
             .security_groups()
@@ -241,12 +267,13 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
         synced.message
     );
 
-    for name in ["good", "bad"] {
-        api.delete(name, &DeleteParams::default())
-            .await
-            .expect("delete");
-    }
-    eventually(60, "both objects gone", || async {
+    jobs.delete("vision", &DeleteParams::default())
+        .await
+        .expect("delete the job");
+    api.delete("bad", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(60, "every object gone", || async {
         let left = api.list(&Default::default()).await.ok()?.items.len();
         (left == 0).then_some(())
     })

@@ -622,8 +622,8 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
     let spec = json!({"workload": {
         "image": "ghcr.io/acme/train:1",
         "dataSource": {"uri": "s3://data/set", "credentialsSecretRef": {"name": data}}
-    }});
-    jobs.create(&PostParams::default(), &job(name, spec))
+    }, "recreatePolicy": "SkipIfSucceeded"});
+    jobs.create(&PostParams::default(), &job(name, spec.clone()))
         .await
         .expect("create the job");
     wait_job(env, name, "attempt 1 running", |s| {
@@ -653,6 +653,18 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
     jobs.delete(name, &DeleteParams::default())
         .await
         .expect("delete the job");
+    wait_gone(&jobs, name, "TrainingJob").await;
+    // Re-created as a GitOps tool would: its success record (a ConfigMap read) stands for it.
+    jobs.create(&PostParams::default(), &job(name, spec))
+        .await
+        .expect("re-create the job");
+    wait_job(env, name, "AlreadySucceeded", |s| {
+        s.reason.as_deref() == Some("AlreadySucceeded")
+    })
+    .await;
+    jobs.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete the re-created job");
     wait_gone(&jobs, name, "TrainingJob").await;
 }
 

@@ -1401,3 +1401,87 @@ async fn auto_ranks_equivalent_gpus_of_every_provider() {
     );
     op.stop().await;
 }
+
+/// Issue "What ML engineers reach for every day", item 5: a GitOps tool re-creates a job that
+/// `ttlSecondsAfterFinished` deleted. With `recreatePolicy: SkipIfSucceeded` the re-created job
+/// finishes at once from the success record and rents nothing; its TTL does not delete it
+/// again; a changed spec trains again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitops_recreate_of_a_succeeded_job_does_not_train_again() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let env = TestEnv::start(fast_sim()).await;
+    let op = start(&env).await;
+    let manifest = || {
+        job(
+            "nightly",
+            json!({"ttlSecondsAfterFinished": 1, "recreatePolicy": "SkipIfSucceeded"}),
+        )
+    };
+    jobs(&env)
+        .create(&PostParams::default(), &manifest())
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "nightly", 1).await;
+    assert_eq!(w.exit(0).await, 200);
+    wait_phase(&env, "nightly", JobPhase::Succeeded).await;
+    let first_uid = jobs(&env)
+        .get("nightly")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let api = jobs(&env);
+    eventually(30, "the TTL to delete the job", || {
+        let api = api.clone();
+        async move { api.get_opt("nightly").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let records: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let record = records
+        .get("runctl-succeeded-nightly")
+        .await
+        .expect("the success record outlives the job");
+    assert_eq!(record.data.unwrap()["uid"], first_uid);
+
+    // Argo CD / Flux put it back.
+    jobs(&env)
+        .create(&PostParams::default(), &manifest())
+        .await
+        .unwrap();
+    let s = wait_job(&env, "nightly", "AlreadySucceeded", |s| {
+        s.reason.as_deref() == Some("AlreadySucceeded")
+    })
+    .await;
+    assert_eq!(s.phase, Some(JobPhase::Succeeded));
+    assert!(s.attempts.is_empty(), "nothing trained: {s:?}");
+    assert_eq!(s.previous_success.expect("previous").uid, first_uid);
+    assert!(condition::is_true(&s.conditions, "Complete"));
+    // Its TTL passes and it stays (deleting it would only start the re-create loop).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(jobs(&env).get_opt("nightly").await.unwrap().is_some());
+    let crs: Api<runctl::crd::CloudResource> = env.api();
+    assert!(
+        crs.get_opt("nightly-a1").await.unwrap().is_none(),
+        "no machine"
+    );
+
+    // A changed spec is new training.
+    jobs(&env)
+        .delete("nightly", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the re-created job gone", || {
+        let api = api.clone();
+        async move { api.get_opt("nightly").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let mut changed = manifest();
+    changed.spec.workload.image = "ghcr.io/acme/train:2".into();
+    jobs(&env)
+        .create(&PostParams::default(), &changed)
+        .await
+        .unwrap();
+    running_attempt(&env, "nightly", 1).await;
+    op.stop().await;
+}

@@ -9,6 +9,21 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, EnvVar, ProviderKind, SecretRef};
 
+/// An earlier job's success, as its record kept it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousSuccess {
+    /// UID of the job that trained.
+    pub uid: String,
+    /// When it finished.
+    pub completion_time: Time,
+    /// Its attempts.
+    pub attempt_count: u32,
+    /// What it cost (USD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrued_cost: Option<f64>,
+}
+
 /// Where a job may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -61,6 +76,17 @@ pub enum RetryOn {
     Interruption,
     /// The workload exited non-zero.
     Failure,
+}
+
+/// What a re-created job does after an earlier job of the same name and spec succeeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RecreatePolicy {
+    /// Train again.
+    #[default]
+    Train,
+    /// Keep a record of the success (a ConfigMap `runctl-succeeded-<name>`, 30 days) and finish
+    /// a re-created job with the same spec at once, without renting a machine.
+    SkipIfSucceeded,
 }
 
 /// The machine the job needs.
@@ -235,6 +261,12 @@ pub struct TrainingJobSpec {
     /// Suspend: terminate the machine and keep status; resuming starts a new attempt.
     #[serde(default)]
     pub suspend: bool,
+    /// What a job re-created with this name and spec does after an earlier one succeeded (a
+    /// GitOps tool re-creating it once ttlSecondsAfterFinished deleted it): Train (default)
+    /// trains again; SkipIfSucceeded finishes at once, Succeeded with reason AlreadySucceeded,
+    /// and is not deleted by its TTL again (`docs/gitops.md`).
+    #[serde(default)]
+    pub recreate_policy: RecreatePolicy,
     /// Spend ceiling in USD over all attempts; the machine is stopped before it is crossed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
@@ -479,6 +511,10 @@ pub struct TrainingJobStatus {
     /// Offer chosen and offers rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementStatus>,
+    /// The earlier job of this name and spec whose success this one stands for
+    /// (`recreatePolicy: SkipIfSucceeded`): it trained nothing itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_success: Option<PreviousSuccess>,
     /// Generation of the spec last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -24,6 +24,7 @@ pub mod offers;
 pub mod outcome;
 pub mod plan;
 pub mod resources;
+pub mod success_record;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -134,6 +135,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Reading the success record of an earlier job of the same name failed.
+    #[error("failed to read the success record of an earlier job: {0}")]
+    ReadSuccessRecord(#[source] kube::Error),
+    /// Writing the job's success record failed.
+    #[error("failed to write the job's success record: {0}")]
+    WriteSuccessRecord(#[source] kube::Error),
     /// Writing status failed.
     #[error("failed to write status: {0}")]
     WriteStatus(#[source] kube::Error),
@@ -160,6 +167,8 @@ impl Error {
             Self::Apply { .. } => "ApplyFailed",
             Self::Delete { .. } => "DeleteFailed",
             Self::TerminateOnRelease { .. } => "ReleaseFailed",
+            Self::ReadSuccessRecord(_) => "SuccessRecordReadFailed",
+            Self::WriteSuccessRecord(_) => "SuccessRecordWriteFailed",
             Self::WriteStatus(_) => "StatusWriteFailed",
             Self::Finalizer(_) | Self::AddFinalizer(_) => "FinalizerFailed",
             Self::StillReleasing(_) => "Releasing",
@@ -461,6 +470,16 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         ),
         enabled_providers: ctx.registry.config().enabled_kinds(),
     };
+    // A new job that may stand for an earlier success: its record, if any.
+    let prior_success = if status.phase.is_none()
+        && job.spec.recreate_policy == crate::crd::training_job::RecreatePolicy::SkipIfSucceeded
+    {
+        success_record::read(&ctx.client, &ns, &name)
+            .await
+            .map_err(Error::ReadSuccessRecord)?
+    } else {
+        None
+    };
     let now = Timestamp::now();
     let input = Input {
         job: &name,
@@ -468,6 +487,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         status: &status,
         generation,
         machines: &machines,
+        prior_success: prior_success.as_ref(),
         reports: &reports,
         offers: None,
         settings: &settings,
@@ -509,6 +529,19 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                     return Err(e);
                 }
             },
+            Act::RecordSuccess => {
+                let record = success_record::SuccessRecord {
+                    job: name.clone(),
+                    uid: job.metadata.uid.clone().unwrap_or_default(),
+                    spec_digest: success_record::spec_digest(&job.spec),
+                    completion_time: p.status.completion_time.as_ref().map_or(now, |t| t.0),
+                    attempt_count: p.status.attempt_count,
+                    accrued_cost: p.status.accrued_cost,
+                };
+                success_record::write(&ctx.client, &ns, &record)
+                    .await
+                    .map_err(Error::WriteSuccessRecord)?;
+            }
             Act::DeleteJob => {
                 ctx.publish(
                     job.as_ref(),

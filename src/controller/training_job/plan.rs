@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::offers::{PROVIDER_NOT_ENABLED, enabled_list, reject_not_enabled};
 use super::outcome::{self, Outcome, Seen, classify};
 use super::resources::cloud_resource_name;
+use super::success_record::SuccessRecord;
 use super::view::MachineView;
 use crate::callback::AttemptReport;
 use crate::callback::reach::Unreachable;
@@ -29,6 +30,7 @@ use crate::controller::machine_class::ClassRefusal;
 use crate::crd::ProviderKind;
 use crate::crd::cloud_resource::ResourceState;
 use crate::crd::condition::{self, NewCondition};
+use crate::crd::training_job::RecreatePolicy;
 use crate::crd::training_job::{
     Attempt, JobPhase, Offer, PlacementStatus, RejectedOffer, RetryOn, TrainingJobSpec,
     TrainingJobStatus,
@@ -51,6 +53,9 @@ pub const REASON_NO_CAPACITY: &str = "NoCapacity";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// Job reason: the machine was lost (interruption or no report) and that is not retried.
 pub const REASON_MACHINE_LOST: &str = "MachineLost";
+/// Job reason: an earlier job of this name and spec succeeded (`recreatePolicy:
+/// SkipIfSucceeded`); nothing was trained.
+pub const REASON_ALREADY_SUCCEEDED: &str = "AlreadySucceeded";
 /// Job reason: no provider the placement may use is enabled in the operator's configuration;
 /// nothing was rented.
 pub const REASON_PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
@@ -94,6 +99,9 @@ pub struct Input<'a> {
     pub machines: &'a [MachineView],
     /// Callback reports by attempt.
     pub reports: &'a BTreeMap<u32, AttemptReport>,
+    /// The success record of an earlier job of this name (`recreatePolicy: SkipIfSucceeded`),
+    /// read for a job that has no status yet.
+    pub prior_success: Option<&'a SuccessRecord>,
     /// Freshly collected offers, when the previous plan asked for them; the refusal of a
     /// machine class the job may not use instead.
     pub offers: Option<&'a Result<PlacementStatus, ClassRefusal>>,
@@ -128,6 +136,8 @@ pub enum Act {
     },
     /// The TTL after completion passed: delete the job.
     DeleteJob,
+    /// The job succeeded with `recreatePolicy: SkipIfSucceeded`: write its success record.
+    RecordSuccess,
 }
 
 /// An event to publish.
@@ -435,6 +445,27 @@ pub fn plan(i: Input<'_>) -> Plan {
     };
     s.observed_generation = Some(i.generation);
     let terminal = s.phase.is_some_and(JobPhase::is_terminal);
+    // A re-created job whose training already succeeded (GitOps after a TTL): done at once.
+    if s.phase.is_none()
+        && i.spec.recreate_policy == RecreatePolicy::SkipIfSucceeded
+        && let Some(r) = i.prior_success.filter(|r| r.stands_for(i.spec, now))
+    {
+        s.previous_success = Some(r.previous());
+        let msg = format!(
+            "a job {} with this spec (uid {}) succeeded at {}; recreatePolicy SkipIfSucceeded: nothing was trained again",
+            i.job, r.uid, r.completion_time
+        );
+        finish(
+            &mut s,
+            &mut p,
+            JobPhase::Succeeded,
+            REASON_ALREADY_SUCCEEDED,
+            msg,
+            now,
+        );
+        p.status = s;
+        return p;
+    }
     if s.phase.is_none() {
         s.phase = Some(if i.spec.suspend {
             JobPhase::Suspended
@@ -541,8 +572,10 @@ pub fn plan(i: Input<'_>) -> Plan {
         p.wake_in(i.settings.poll_interval);
     }
 
-    // TTL after a final outcome.
+    // TTL after a final outcome; not for a job that stands for an earlier success (deleting it
+    // would have a GitOps tool re-create it, again and again).
     if s.phase.is_some_and(JobPhase::is_terminal)
+        && s.previous_success.is_none()
         && let (Some(ttl), Some(done)) = (
             i.spec.ttl_seconds_after_finished,
             s.completion_time.as_ref(),
@@ -554,6 +587,14 @@ pub fn plan(i: Input<'_>) -> Plan {
         } else {
             p.wake_at(at, now);
         }
+    }
+    if !terminal
+        && s.phase == Some(JobPhase::Succeeded)
+        && i.spec.recreate_policy == RecreatePolicy::SkipIfSucceeded
+        && s.previous_success.is_none()
+    {
+        // Before the status write: a failed write of the record is tried again.
+        p.acts.insert(0, Act::RecordSuccess);
     }
     // A job that ends with this attempt says so once: the job's event carries the reason.
     if p.notes

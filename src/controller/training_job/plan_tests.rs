@@ -107,6 +107,7 @@ struct Case {
     machines: Vec<MachineView>,
     reports: BTreeMap<u32, AttemptReport>,
     offers: Option<Result<PlacementStatus, ClassRefusal>>,
+    prior_success: Option<crate::controller::training_job::success_record::SuccessRecord>,
     callback: Result<(), Unreachable>,
     enabled: Vec<ProviderKind>,
     now: Timestamp,
@@ -120,6 +121,7 @@ impl Case {
             machines: vec![],
             reports: BTreeMap::new(),
             offers: None,
+            prior_success: None,
             callback: Ok(()),
             enabled: ProviderKind::ALL.to_vec(),
             now: t0(),
@@ -140,6 +142,7 @@ impl Case {
             machines: &self.machines,
             reports: &self.reports,
             offers: self.offers.as_ref(),
+            prior_success: self.prior_success.as_ref(),
             settings: &s,
             now: self.now,
         })
@@ -1038,4 +1041,74 @@ fn a_machine_lives_no_longer_than_what_is_left_of_the_deadline_plus_a_margin() {
         attempt_lifetime(&no_deadline.spec, &TrainingJobStatus::default(), t0()),
         None
     );
+}
+
+fn skip_if_succeeded() -> TrainingJobSpec {
+    spec(serde_json::json!({"recreatePolicy": "SkipIfSucceeded", "ttlSecondsAfterFinished": 60}))
+}
+
+#[test]
+fn a_success_with_skip_if_succeeded_is_recorded_before_its_status() {
+    let mut c = running(skip_if_succeeded());
+    c.reports.insert(1, exit(0));
+    c.now = at(100);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Succeeded));
+    assert_eq!(p.acts[0], Act::RecordSuccess, "{:?}", p.acts);
+    // Once: the next pass of the finished job records nothing.
+    let p = c.step();
+    assert!(!p.acts.contains(&Act::RecordSuccess), "{:?}", p.acts);
+    // Without the policy nothing is recorded.
+    let mut plain = running(spec(serde_json::json!({})));
+    plain.reports.insert(1, exit(0));
+    assert!(!plain.step().acts.contains(&Act::RecordSuccess));
+}
+
+#[test]
+fn a_recreated_job_stands_for_the_earlier_success_and_trains_nothing() {
+    use crate::controller::training_job::success_record::{SuccessRecord, spec_digest};
+    let record = |spec: &TrainingJobSpec| SuccessRecord {
+        job: "job".into(),
+        uid: "first-uid".into(),
+        spec_digest: spec_digest(spec),
+        completion_time: t0(),
+        attempt_count: 1,
+        accrued_cost: Some(0.1),
+    };
+    let mut c = Case::new(skip_if_succeeded());
+    c.prior_success = Some(record(&c.spec));
+    c.now = at(3600);
+    let p = c.step();
+    let s = &p.status;
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Some(JobPhase::Succeeded), Some(REASON_ALREADY_SUCCEEDED))
+    );
+    assert!(p.acts.is_empty(), "no offer, no machine: {:?}", p.acts);
+    assert!(s.attempts.is_empty());
+    let prev = s.previous_success.as_ref().expect("previous success");
+    assert_eq!(
+        (prev.uid.as_str(), prev.accrued_cost),
+        ("first-uid", Some(0.1))
+    );
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap()
+            .contains("nothing was trained again")
+    );
+    // Its TTL does not delete it: a GitOps tool would only re-create it.
+    c.now = at(100_000);
+    assert!(!c.step().acts.contains(&Act::DeleteJob));
+
+    // Another spec is another training.
+    let mut changed = Case::new(skip_if_succeeded());
+    let mut old = changed.spec.clone();
+    old.workload.image = "train:0".into();
+    changed.prior_success = Some(record(&old));
+    assert_eq!(changed.step().acts, vec![Act::CollectOffers]);
+    // Train (the default) trains again whatever the record says.
+    let mut train = Case::new(spec(serde_json::json!({})));
+    train.prior_success = Some(record(&train.spec));
+    assert_eq!(train.step().acts, vec![Act::CollectOffers]);
 }

@@ -36,6 +36,10 @@ pub const ENV_LEADER_ELECTION: &str = "RUNCTL_LEADER_ELECTION";
 /// Env: the operator's own namespace (set through the downward API).
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 
+/// Default `costRefreshSeconds`: a running machine's accrued cost is written once per 20
+/// minutes, and its job's status follows: N / 600 status writes per second for N running jobs.
+pub const DEFAULT_COST_REFRESH_SECONDS: u64 = 1200;
+
 /// The operator's configuration. Every field has a default; see `docs/configuration.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -55,9 +59,13 @@ pub struct OperatorConfig {
     pub log: LogConfig,
     /// Seconds between provider status polls. Default 30.
     pub poll_interval_seconds: u64,
-    /// Seconds between looks at a steady object (running machine or job) when nothing changed;
-    /// also how often accrued cost alone is written. Default 60; at least the poll interval.
+    /// Seconds between looks at a steady object (running machine or job) when nothing changed.
+    /// Default 60; at least the poll interval.
     pub resync_interval_seconds: u64,
+    /// Seconds between status writes of a running machine's accrued cost when nothing else
+    /// changed (its job's status follows). Default 1200; at least the resync interval. Metrics
+    /// carry the live figure.
+    pub cost_refresh_seconds: u64,
     /// Leader election.
     pub leader_election: LeaderElectionConfig,
     /// Retry backoff of failed reconciles.
@@ -221,6 +229,7 @@ impl Default for OperatorConfig {
             log: LogConfig::default(),
             poll_interval_seconds: 30,
             resync_interval_seconds: 60,
+            cost_refresh_seconds: DEFAULT_COST_REFRESH_SECONDS,
             leader_election: LeaderElectionConfig::default(),
             backoff: BackoffConfig::default(),
             reconcile_concurrency: 16,

@@ -160,7 +160,7 @@ impl Metrics {
             GaugeVec::new(
                 Opts::new(
                     "runctl_accrued_cost_usd",
-                    "Cost accrued by the machines currently tracked, in USD.",
+                    "Cost accrued by the machines currently tracked, in USD, live (status holds it as of its last write).",
                 ),
                 &["provider"],
             ),

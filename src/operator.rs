@@ -84,7 +84,7 @@ pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerC
         installation: config.installation_id.clone(),
         poll_interval: poll,
         transition_poll_interval: poll.min(Duration::from_secs(5)),
-        cost_refresh_interval: poll.max(Duration::from_secs(config.resync_interval_seconds)),
+        cost_refresh_interval: poll.max(Duration::from_secs(config.cost_refresh_seconds)),
         resync_interval: poll.max(Duration::from_secs(config.resync_interval_seconds)),
         backoff: BackoffConfig {
             base: Duration::from_secs(config.backoff.base_seconds.max(1)),
@@ -283,5 +283,27 @@ impl Operator {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_settings_from_the_configuration() {
+        let config = OperatorConfig::default();
+        let c = controller_config(&config, "x");
+        assert_eq!(c.cost_refresh_interval, Duration::from_secs(1200));
+        assert_eq!(c.resync_interval, Duration::from_secs(60));
+        assert!(c.machine_classes, "cluster-wide by default");
+        let scoped = OperatorConfig {
+            watch_namespace: Some("ml".into()),
+            ..OperatorConfig::default()
+        };
+        assert!(
+            !controller_config(&scoped, "x").machine_classes,
+            "no cluster-scoped classes when watching one namespace"
+        );
     }
 }

@@ -5,8 +5,8 @@ use std::fmt;
 
 use super::rss::{Phase, PhasePeaks};
 
-/// The default `resyncIntervalSeconds` of the operator, for the computed refresh-rate row.
-const DEFAULT_RESYNC_SECONDS: f64 = 60.0;
+/// The default `costRefreshSeconds` of the operator, for the computed refresh-rate row.
+const DEFAULT_COST_REFRESH_SECONDS: f64 = crate::config::DEFAULT_COST_REFRESH_SECONDS as f64;
 /// Failed jobs listed by name in the table at most.
 const FAILED_LISTED: usize = 10;
 
@@ -313,7 +313,9 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "| periodic status refreshes at default settings (resyncIntervalSeconds 60), computed: 2 × N / 60 s | {:.1} writes/s |",
+            "| periodic status refreshes at default settings (costRefreshSeconds {}), computed: 2 × N / {} s | {:.1} writes/s |",
+            DEFAULT_COST_REFRESH_SECONDS,
+            DEFAULT_COST_REFRESH_SECONDS,
             self.periodic_refreshes_per_second()
         )?;
         writeln!(
@@ -331,9 +333,9 @@ impl fmt::Display for Report {
 
 impl Report {
     /// Status writes per second that periodic accrued-cost refreshes cost at the default
-    /// `resyncIntervalSeconds` (one for each job and each CloudResource per interval).
+    /// `costRefreshSeconds` (one for each job and each CloudResource per interval).
     pub fn periodic_refreshes_per_second(&self) -> f64 {
-        2.0 * self.n as f64 / DEFAULT_RESYNC_SECONDS
+        2.0 * self.n as f64 / DEFAULT_COST_REFRESH_SECONDS
     }
 }
 
@@ -365,7 +367,8 @@ mod tests {
             table.contains("child process (API test server + sim)"),
             "{table}"
         );
-        assert!(table.contains("| 20.0 writes/s |"), "{table}");
+        // 2 × 600 / 1200 s: one CloudResource and one TrainingJob write per job per 20 minutes.
+        assert!(table.contains("| 1.0 writes/s |"), "{table}");
         assert!(table.contains("apply → create call p50 / p99 | n/a (not measured)"));
     }
 }

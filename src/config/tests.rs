@@ -277,6 +277,7 @@ fn validation_table() {
             "backoff.maxSeconds",
         ),
         ("reconcileConcurrency: 0", "reconcileConcurrency"),
+        ("costRefreshSeconds: 30", "costRefreshSeconds"),
         (
             "jobs: {callbackTls: {certFile: '', keyFile: /tls/tls.key}}",
             "jobs.callbackTls.certFile",

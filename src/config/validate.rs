@@ -65,6 +65,15 @@ impl OperatorConfig {
                 ),
             ));
         }
+        if self.cost_refresh_seconds < self.resync_interval_seconds {
+            return Err(fail(
+                "costRefreshSeconds",
+                format!(
+                    "must be at least resyncIntervalSeconds ({})",
+                    self.resync_interval_seconds
+                ),
+            ));
+        }
         let le = &self.leader_election;
         if !is_dns_subdomain(&le.lease_name) {
             return Err(fail(

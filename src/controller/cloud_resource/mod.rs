@@ -1039,6 +1039,7 @@ async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, c
         let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> =
             Default::default();
         let mut spend: std::collections::BTreeMap<&'static str, (f64, f64)> = Default::default();
+        let now = Timestamp::now();
         for cr in store.state() {
             let provider = cr.spec.provider.as_str();
             let status = cr.status.as_ref();
@@ -1050,7 +1051,7 @@ async fn publish_gauges(store: kube::runtime::reflector::Store<CloudResource>, c
             if state.is_some_and(|s| !s.is_final()) {
                 entry.0 += status.and_then(|s| s.cost_per_hour).unwrap_or(0.0);
             }
-            entry.1 += status.and_then(|s| s.accrued_cost).unwrap_or(0.0);
+            entry.1 += status.map_or(0.0, |s| status::live_accrued(s, now));
         }
         let rows: Vec<(&'static str, &'static str, i64)> =
             counts.into_iter().map(|((p, s), n)| (p, s, n)).collect();

@@ -266,6 +266,19 @@ pub fn blocked(
     s
 }
 
+/// The accrued cost now: the written figure plus, for a machine that may still bill, its rate
+/// since that write (status holds the cost as of its last write, at most `costRefreshSeconds`
+/// old; metrics show this live figure).
+pub fn live_accrued(s: &CloudResourceStatus, now: Timestamp) -> f64 {
+    let written = s.accrued_cost.unwrap_or(0.0);
+    match (s.state, s.cost_per_hour, &s.last_observed_time) {
+        (Some(state), Some(rate), Some(at)) if !state.is_final() => {
+            written + crate::provider::cost_for(rate, now.duration_since(at.0).as_secs_f64())
+        }
+        _ => written,
+    }
+}
+
 /// True when `next` differs from `prev`, as stored (times in whole seconds), in anything but the
 /// fields that move with the clock (accrued cost, last observation time), or when those are
 /// older than `refresh`.
@@ -309,6 +322,24 @@ mod tests {
         m.launch_time = Some(now() - SignedDuration::from_hours(1));
         m.machine_type = Some("g5.xlarge".into());
         m
+    }
+
+    #[test]
+    fn the_live_accrued_cost_adds_the_rate_since_the_last_write() {
+        let s = track(
+            &CloudResourceStatus::default(),
+            &running(),
+            Some(1.2),
+            None,
+            1,
+            now(),
+        );
+        let written = s.accrued_cost.unwrap();
+        let later = now() + SignedDuration::from_mins(30);
+        assert!((live_accrued(&s, later) - (written + 0.6)).abs() < 1e-9);
+        let mut ended = s.clone();
+        ended.state = Some(ResourceState::Terminated);
+        assert_eq!(live_accrued(&ended, later), written);
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         namespace: "default".into(),
         metrics_addr: "127.0.0.1:0".into(),
         poll_interval_seconds: 1,
+        // The demo's minutes are short: show accrued cost as it grows.
+        cost_refresh_seconds: 60,
         ..OperatorConfig::default()
     };
     config.providers.sim = sim.clone();

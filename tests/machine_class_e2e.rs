@@ -53,27 +53,11 @@ async fn delete_class(env: &TestEnv, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
-    use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
     use runctl_standins::aws::{Ec2Proxy, MotoServer};
     let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
-    let ec2 = aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(moto.url())
-            .credentials_provider(AwsCredentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
-    let images = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("moto images");
-    let ami = images.images()[0].image_id().expect("an AMI").to_string();
+    let ec2 = support::moto::ec2_client(&moto.url());
+    let ami = support::moto::first_ami(&ec2).await;
     let subnets = ec2.describe_subnets().send().await.expect("moto subnets");
     let subnet = subnets.subnets()[0]
         .subnet_id()

@@ -5,13 +5,14 @@
 
 #[path = "conformance/mod.rs"]
 mod conformance;
+#[path = "support/moto.rs"]
+mod moto;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, ResourceType, Tag, TagSpecification};
 use base64::Engine;
 use conformance::{Drive, Fault, Harness};
@@ -39,18 +40,6 @@ struct Aws {
     provider: Arc<dyn Provider>,
 }
 
-fn sdk_client(url: &str) -> aws_sdk_ec2::Client {
-    let conf = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(AwsCredentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    aws_sdk_ec2::Client::from_conf(conf)
-}
-
 fn credentials() -> Credentials {
     Credentials::new(BTreeMap::from([
         ("accessKeyId".to_string(), "AKIATESTING".to_string()),
@@ -68,19 +57,8 @@ impl Aws {
         let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
         let prices = PriceListStandin::start().await.expect("start price list");
         prices.set_on_demand("us-east-1", "g5.xlarge", 1.006);
-        let direct = sdk_client(&moto.url());
-        let images = direct
-            .describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .expect("moto images");
-        let ami = images
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .expect("an AMI")
-            .to_string();
+        let direct = moto::ec2_client(&moto.url());
+        let ami = moto::first_ami(&direct).await;
         let mut config = ProvidersConfig::default();
         config.aws.endpoint_url = Some(proxy.url());
         config.aws.pricing.endpoint_url = Some(prices.url());

@@ -4,10 +4,12 @@
 //! from EC2's spot price history, and one API call per instance type for a burst of lookups
 //! (counted at the stand-in, never timed). Needs `.venv` from `scripts/setup-test-env.sh`.
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
 use runctl::provider::aws::AwsConfig;
 use runctl::provider::identity::ResourceKey;
 use runctl::provider::registry::{Credentials, ProviderKey};
@@ -36,28 +38,8 @@ impl Env {
         let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
         let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
         let prices = PriceListStandin::start().await.expect("start price list");
-        let direct = aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .endpoint_url(moto.url())
-                .credentials_provider(AwsCredentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .build(),
-        );
-        let images = direct
-            .describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .expect("moto images");
-        let ami = images
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .expect("an AMI")
-            .to_string();
+        let direct = moto::ec2_client(&moto.url());
+        let ami = moto::first_ami(&direct).await;
         let mut config = ProvidersConfig::default();
         config.aws.endpoint_url = Some(proxy.url());
         config.aws.pricing.endpoint_url = Some(prices.url());

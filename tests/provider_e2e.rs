@@ -149,33 +149,12 @@ struct AwsCloud {
 }
 
 async fn aws_cloud() -> (AwsCloud, ProvidersConfig) {
-    use aws_sdk_ec2::config::{BehaviorVersion, Credentials as AwsCredentials, Region};
     use runctl_standins::aws::{Ec2Proxy, MotoServer, PriceListStandin};
     let moto = MotoServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
     let prices = PriceListStandin::start().await.expect("start price list");
-    let direct = aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(moto.url())
-            .credentials_provider(AwsCredentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
-    let images = direct
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("moto images");
-    let ami = images
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .expect("an AMI")
-        .to_string();
+    let direct = support::moto::ec2_client(&moto.url());
+    let ami = support::moto::first_ami(&direct).await;
     let mut providers = ProvidersConfig::default();
     providers.aws.endpoint_url = Some(proxy.url());
     providers.aws.pricing.endpoint_url = Some(prices.url());

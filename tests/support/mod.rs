@@ -9,6 +9,8 @@
 
 pub mod builders;
 pub mod jobs;
+#[cfg(feature = "aws")]
+pub mod moto;
 
 use std::future::Future;
 use std::sync::Arc;

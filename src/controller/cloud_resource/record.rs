@@ -74,22 +74,12 @@ impl CreationRecord {
         if let Some(c) = &self.credentials {
             data.insert("credentials".into(), c.clone());
         }
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(Self::object_name(&self.token)),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (RECORD_LABEL.to_string(), "true".to_string()),
-                    (
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "runctl".to_string(),
-                    ),
-                ])),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        }
+        record_configmap(
+            Self::object_name(&self.token),
+            &self.namespace,
+            RECORD_LABEL,
+            data,
+        )
     }
 
     /// Reads a record back; `None` when the ConfigMap is not a complete record.
@@ -110,6 +100,32 @@ impl CreationRecord {
             credentials: get("credentials"),
             created_at: get("createdAt")?.parse().ok()?,
         })
+    }
+}
+
+/// A record of runctl's as a ConfigMap: `name` in `namespace`, labelled `label=true` and
+/// managed by runctl, holding `data` (creation records here, success records of jobs).
+pub fn record_configmap(
+    name: String,
+    namespace: &str,
+    label: &str,
+    data: BTreeMap<String, String>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (label.to_string(), "true".to_string()),
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "runctl".to_string(),
+                ),
+            ])),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
     }
 }
 

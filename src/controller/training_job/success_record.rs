@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use sha2::{Digest, Sha256};
 
+use crate::controller::cloud_resource::record::record_configmap;
 use crate::crd::training_job::{PreviousSuccess, RecreatePolicy, TrainingJobSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -91,22 +92,7 @@ impl SuccessRecord {
         if let Some(c) = self.accrued_cost {
             data.insert("accruedCost".into(), format!("{c}"));
         }
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(object_name(&self.job)),
-                namespace: Some(namespace.to_string()),
-                labels: Some(BTreeMap::from([
-                    (RECORD_LABEL.to_string(), "true".to_string()),
-                    (
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "runctl".to_string(),
-                    ),
-                ])),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        }
+        record_configmap(object_name(&self.job), namespace, RECORD_LABEL, data)
     }
 
     /// Reads a record back; `None` when the ConfigMap is not a complete record.

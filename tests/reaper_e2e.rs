@@ -309,3 +309,41 @@ async fn no_pass_when_the_live_set_is_unknown() {
             .contains("runctl_reaper_passes_total{outcome=\"records_unknown\"} 3")
     );
 }
+
+/// Success records (`recreatePolicy: SkipIfSucceeded`) of jobs that are never re-created do not
+/// pile up: the reaper removes those past their retention and keeps the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_records_past_their_retention_are_removed() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use runctl::controller::training_job::success_record::{RETENTION, SuccessRecord};
+    let env = TestEnv::start(fast_sim()).await;
+    let op = env.start_controller(test_controller_config("records"));
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let record = |job: &str, age: jiff::SignedDuration| SuccessRecord {
+        job: job.into(),
+        uid: format!("{job}-uid"),
+        spec_digest: "d".into(),
+        completion_time: jiff::Timestamp::now() - age,
+        attempt_count: 1,
+        accrued_cost: None,
+    };
+    for r in [
+        record("old", RETENTION + jiff::SignedDuration::from_hours(1)),
+        record("recent", jiff::SignedDuration::from_hours(1)),
+    ] {
+        cms.create(&PostParams::default(), &r.to_configmap(&env.ns))
+            .await
+            .expect("record");
+    }
+    let (reaper, _) = reaper(&op, config(&env, 0, false));
+    let r = reaper.pass().await.expect("pass");
+    assert_eq!(r.success_records_expired, 1);
+    assert!(cms.get_opt("runctl-succeeded-old").await.unwrap().is_none());
+    assert!(
+        cms.get_opt("runctl-succeeded-recent")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    op.stop().await;
+}

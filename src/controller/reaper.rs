@@ -19,6 +19,7 @@
 
 pub mod plan;
 
+use super::training_job::success_record;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +103,8 @@ pub struct PassReport {
     pub skipped: Vec<String>,
     /// Creation records removed.
     pub records_removed: usize,
+    /// Success records (`recreatePolicy: SkipIfSucceeded`) removed after their retention.
+    pub success_records_expired: usize,
     /// Dry-run pass.
     pub dry_run: bool,
 }
@@ -424,6 +427,13 @@ impl Reaper {
                         Err(e) => warn!(error = %e, "reaper: stale creation record not removed"),
                     }
                 }
+            }
+        }
+        // 6. Success records past their retention (they stand for nothing any more).
+        if !self.config.dry_run {
+            match success_record::remove_expired(&ctx.client, ns, Timestamp::now()).await {
+                Ok(n) => report.success_records_expired = n,
+                Err(e) => warn!(error = %e, "reaper: expired success records not removed"),
             }
         }
         if !report.reaped.is_empty() || !report.untracked.is_empty() {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sha2::{Digest, Sha256};
 
 use crate::controller::cloud_resource::record::record_configmap;
@@ -64,7 +64,12 @@ pub fn spec_digest(spec: &TrainingJobSpec) -> String {
 impl SuccessRecord {
     /// Whether the record stands for a job with `spec` at `now`.
     pub fn stands_for(&self, spec: &TrainingJobSpec, now: Timestamp) -> bool {
-        self.spec_digest == spec_digest(spec) && now < self.completion_time + RETENTION
+        self.spec_digest == spec_digest(spec) && !self.expired(now)
+    }
+
+    /// Whether the retention has passed at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        now >= self.completion_time + RETENTION
     }
 
     /// What the re-created job's status says of it.
@@ -122,6 +127,41 @@ pub async fn read(
         .await?
         .as_ref()
         .and_then(SuccessRecord::from_configmap))
+}
+
+/// Deletes the success records (in `namespace`, or every namespace) that no longer stand for a
+/// job at `now`; returns how many. A record that does not parse is left alone.
+pub async fn remove_expired(
+    client: &Client,
+    namespace: Option<&str>,
+    now: Timestamp,
+) -> Result<usize, kube::Error> {
+    let api: Api<ConfigMap> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let listed = api
+        .list(&ListParams::default().labels(&format!("{RECORD_LABEL}=true")))
+        .await?;
+    let mut removed = 0;
+    for cm in &listed.items {
+        let (Some(ns), Some(name), Some(r)) = (
+            cm.metadata.namespace.as_deref(),
+            cm.metadata.name.as_deref(),
+            SuccessRecord::from_configmap(cm),
+        ) else {
+            continue;
+        };
+        if r.expired(now) {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => removed += 1,
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes `record` in `namespace`, replacing a record of an earlier job of the same name.

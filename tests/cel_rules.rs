@@ -135,3 +135,71 @@ fn placement_is_immutable_on_update() {
         Vec::<String>::new()
     );
 }
+
+fn class_errors(spec: Value, old: Option<Value>) -> Vec<String> {
+    let crd = serde_json::to_value(runctl::crd::MachineClass::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let obj = |spec: Value| json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "MachineClass", "metadata": {"name": "c"}, "spec": spec});
+    let old = old.map(obj);
+    match kube::core::cel::Validator::new().validate(schema, &obj(spec), old.as_ref()) {
+        Ok(()) => vec![],
+        Err(e) => e.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn machine_class_rules() {
+    let ami = json!({"amiId": "ami-0123456789abcdef0"});
+    let valid = [
+        json!({"provider": "sim"}),
+        json!({"provider": "aws", "regions": ["us-east-1"], "aws": {"regionSettings": {"us-east-1": ami}}}),
+        json!({"provider": "aws", "regions": ["us-east-1"]}),
+        json!({"provider": "runpod", "allowedNamespaces": ["ml"], "runpod": {"networkVolumeId": "v"}}),
+    ];
+    for spec in valid {
+        assert_eq!(
+            class_errors(spec.clone(), None),
+            Vec::<String>::new(),
+            "{spec}"
+        );
+    }
+    let cases = [
+        (
+            json!({"provider": "runpod", "aws": {}}),
+            "spec.aws is only valid with provider aws",
+        ),
+        (
+            json!({"provider": "aws", "lyceum": {}}),
+            "spec.lyceum is only valid with provider lyceum",
+        ),
+        (
+            json!({"provider": "runpod", "regions": ["us-east-1"]}),
+            "RunPod and Lyceum have no regions",
+        ),
+        (
+            json!({"provider": "aws", "regions": ["us-east-1", "eu-west-1"], "aws": {"regionSettings": {"us-east-1": ami}}}),
+            "every region in spec.regions needs an entry in aws.regionSettings",
+        ),
+        (
+            json!({"provider": "sim", "regions": ["US East"]}),
+            "regions must be lower-case",
+        ),
+        (
+            json!({"provider": "runpod", "runpod": {"volumeGb": 10, "networkVolumeId": "v"}}),
+            "either a new volume (volumeGb) or a network volume",
+        ),
+    ];
+    for (spec, want) in cases {
+        let errs = class_errors(spec.clone(), None);
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{spec}: want {want:?}, got {errs:?}"
+        );
+    }
+    // The provider is immutable.
+    let errs = class_errors(json!({"provider": "aws"}), Some(json!({"provider": "sim"})));
+    assert!(
+        errs.iter().any(|e| e.contains("provider is immutable")),
+        "{errs:?}"
+    );
+}

@@ -54,15 +54,28 @@ async fn wait_job(
     pred: impl Fn(&TrainingJobStatus) -> bool,
 ) -> TrainingJobStatus {
     let api = jobs(env);
-    eventually(30, &format!("{name}: {what}"), || {
-        let api = api.clone();
-        let pred = &pred;
-        async move {
-            let s = api.get_opt(name).await.ok().flatten()?.status?;
-            pred(&s).then_some(s)
-        }
-    })
-    .await
+    let last = std::sync::Mutex::new(None);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        eventually(3600, &format!("{name}: {what}"), || {
+            let api = api.clone();
+            let pred = &pred;
+            let last = &last;
+            async move {
+                let s = api.get_opt(name).await.ok().flatten()?.status?;
+                *last.lock().unwrap() = Some(s.clone());
+                pred(&s).then_some(s)
+            }
+        }),
+    )
+    .await;
+    match waited {
+        Ok(s) => s,
+        Err(_) => panic!(
+            "timed out waiting for {name}: {what}; its last status: {:#?}",
+            last.lock().unwrap()
+        ),
+    }
 }
 
 async fn wait_phase(env: &TestEnv, name: &str, phase: JobPhase) -> TrainingJobStatus {

@@ -84,9 +84,20 @@ struct Inner {
 }
 
 /// The index. Shared between the watch stream (writer) and reconciles (readers).
-#[derive(Default)]
 pub struct MachineIndex {
     inner: Mutex<Inner>,
+    /// True once the watch's first list is complete: before it, a job whose CloudResources
+    /// are not in the index yet would look as if they were gone.
+    listed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for MachineIndex {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            listed: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 /// The job `cr` belongs to and its view, when a TrainingJob controls it.
@@ -174,9 +185,22 @@ impl MachineIndex {
                 if let Some(fresh) = inner.relist.take() {
                     inner.by_job = fresh;
                 }
+                self.listed.send_replace(true);
                 true
             }
         }
+    }
+
+    /// Waits until the watch's first list is in the index (at once afterwards).
+    pub async fn listed(&self) {
+        let mut rx = self.listed.subscribe();
+        // The sender lives as long as the index, so the wait only ends with the list.
+        let _ = rx.wait_for(|listed| *listed).await;
+    }
+
+    /// Whether the watch's first list is in the index.
+    pub fn is_listed(&self) -> bool {
+        *self.listed.borrow()
     }
 
     /// Remembers that CloudResource `name` of `job` was applied.
@@ -287,6 +311,30 @@ mod tests {
         idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
         let inner = idx.inner.lock();
         assert_eq!(inner.by_job[&job("j")].0.capacity(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_index_is_listed_only_after_the_first_complete_list() {
+        let idx = std::sync::Arc::new(MachineIndex::new());
+        assert!(
+            !idx.is_listed(),
+            "an empty index before the list is no answer"
+        );
+        let waiter = tokio::spawn({
+            let idx = idx.clone();
+            async move { idx.listed().await }
+        });
+        idx.apply(&watcher::Event::Init);
+        idx.apply(&watcher::Event::InitApply(cr("j-a1", "j", 1, Some("j"))));
+        assert!(!idx.is_listed());
+        assert!(!waiter.is_finished());
+        idx.apply(&watcher::Event::InitDone);
+        assert!(idx.is_listed());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the wait ends with the list")
+            .unwrap();
+        assert_eq!(names(&idx.lookup(&job("j"))), vec!["j-a1"]);
     }
 
     #[test]

@@ -87,9 +87,15 @@ impl Default for TrainingJobConfig {
     }
 }
 
+/// How long a reconcile waits for the CloudResource watch's first list before it backs off.
+const MACHINES_LISTED_WAIT: Duration = Duration::from_secs(30);
+
 /// Reconcile errors, named after the failed step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The CloudResource watch has not listed yet (its API calls fail or are slow).
+    #[error("the CloudResources have not been listed yet")]
+    MachinesNotListed,
     /// The object lacks namespace or name.
     #[error("object has no namespace")]
     MissingMetadata,
@@ -160,6 +166,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingMetadata => "MissingMetadata",
+            Self::MachinesNotListed => "MachinesNotListed",
             Self::Get(_) => "GetFailed",
             Self::List(_) => "ListFailed",
             Self::TokenSecret(_) => "TokenSecretFailed",
@@ -233,6 +240,16 @@ fn api_error_code(e: &kube::Error) -> Option<u16> {
 /// The job's CloudResources: from the index, plus a direct read of each one this controller
 /// applied that the watch has not shown yet.
 async fn machines_of(jc: &JobContext, key: &JobKey) -> Result<Vec<MachineView>, Error> {
+    // Right after a start (or a new leader), the CloudResource watch may not have listed yet:
+    // an empty index would make a running attempt look deleted, and the job would end it as
+    // lost and start another machine. Plan only on a complete list.
+    if !jc.machines.is_listed()
+        && tokio::time::timeout(MACHINES_LISTED_WAIT, jc.machines.listed())
+            .await
+            .is_err()
+    {
+        return Err(Error::MachinesNotListed);
+    }
     let lookup = jc.machines.lookup(key);
     let mut views = lookup.views;
     if lookup.missing.is_empty() {

@@ -318,9 +318,10 @@ async fn a_spot_interruption_resumes_as_a_new_attempt_with_the_same_checkpoint_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_placement_moves_to_the_next_offer_on_a_capacity_error() {
     let env = TestEnv::start(fast_sim()).await;
-    // Slow CloudResource retries, so the job sees the capacity error before a retry succeeds
-    // (5 s was not always enough on a loaded 2-core CI machine). The ended attempt's
-    // CloudResource is released, so its retry never comes.
+    // Slow CloudResource retries, so the job sees the capacity error before a retry succeeds.
+    // The create gate holds the retry for the whole backoff even when a watch event wakes the
+    // object at once (before, such an event re-created the machine a few ms after the
+    // failure). The ended attempt's CloudResource is released, so its retry never comes.
     let mut cfg = test_controller_config("op");
     cfg.backoff.base = Duration::from_secs(30);
     cfg.backoff.max = Duration::from_secs(30);

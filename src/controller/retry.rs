@@ -31,8 +31,15 @@ impl Default for AccountRetry {
 /// Whether the CloudResource controller may call create, given the last failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreateGate {
-    /// Create; the per-object backoff spaces retryable failures.
+    /// Create.
     Go,
+    /// A retryable or capacity failure is younger than the object's backoff: create when it
+    /// has passed (`left`). Kept as a failure of the reconcile, so that the backoff keeps growing
+    /// (any other wake-up of the object, a watch event, would otherwise create at once).
+    BackOff {
+        /// What is left of the backoff.
+        left: Duration,
+    },
     /// Create with a new attempt (a new idempotency token): the spec changed after a failure that
     /// only a change could fix, and EC2 refuses a reused token with different parameters.
     NewAttempt,
@@ -44,19 +51,27 @@ pub enum CreateGate {
 }
 
 /// The create gate for a CloudResource at `generation` whose credentials Secret is now at
-/// `credentials` (`namespace/name@resourceVersion`; `None` for ambient credentials).
+/// `credentials` (`namespace/name@resourceVersion`; `None` for ambient credentials), whose
+/// per-object backoff after its last failure is `backoff`.
 pub fn create_gate(
     failure: Option<&Failure>,
     generation: i64,
     credentials: Option<&str>,
     now: Timestamp,
     account: AccountRetry,
+    backoff: Duration,
 ) -> CreateGate {
     let Some(f) = failure else {
         return CreateGate::Go;
     };
     match f.class {
-        FailureClass::Retryable | FailureClass::Capacity => CreateGate::Go,
+        FailureClass::Retryable | FailureClass::Capacity => {
+            let waited = Duration::try_from(now.duration_since(f.time.0)).unwrap_or_default();
+            match backoff.checked_sub(waited) {
+                Some(left) if !left.is_zero() => CreateGate::BackOff { left },
+                _ => CreateGate::Go,
+            }
+        }
         FailureClass::Terminal if generation > f.generation => CreateGate::NewAttempt,
         FailureClass::Terminal => CreateGate::Wait { recheck: None },
         FailureClass::Account if generation > f.generation => CreateGate::NewAttempt,
@@ -115,6 +130,30 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn retryable_and_capacity_failures_wait_out_the_backoff() {
+        let acct = AccountRetry::default();
+        for class in [FailureClass::Retryable, FailureClass::Capacity] {
+            let f = failure(class, 1, None);
+            let backoff = Duration::from_secs(30);
+            assert_eq!(
+                create_gate(Some(&f), 1, None, at(10), acct, backoff),
+                CreateGate::BackOff {
+                    left: Duration::from_secs(20)
+                },
+                "{class:?}"
+            );
+            assert_eq!(
+                create_gate(Some(&f), 1, None, at(30), acct, backoff),
+                CreateGate::Go
+            );
+            assert_eq!(
+                create_gate(Some(&f), 1, None, at(0), acct, Duration::ZERO),
+                CreateGate::Go
+            );
+        }
     }
 
     #[test]
@@ -222,7 +261,14 @@ mod tests {
         ];
         for (what, f, generation, now_creds, secs, want) in cases {
             assert_eq!(
-                create_gate(f.as_ref(), generation, now_creds, at(secs), acct),
+                create_gate(
+                    f.as_ref(),
+                    generation,
+                    now_creds,
+                    at(secs),
+                    acct,
+                    Duration::ZERO
+                ),
                 want,
                 "{what}"
             );

@@ -94,6 +94,10 @@ pub enum Error {
     /// Not an error: the machine is still terminating; check again after the delay.
     #[error("machine still terminating")]
     StillTerminating(Duration),
+    /// Not a new error: the last create failed less than the object's backoff ago; create
+    /// after the delay (an error, so that the backoff keeps growing over failures).
+    #[error("backing off after a failed create")]
+    BackingOff(Duration),
 }
 
 impl Error {
@@ -110,6 +114,7 @@ impl Error {
             Self::Record(_) => "CreationRecordFailed",
             Self::Finalizer(_) | Self::AddFinalizer(_) => "FinalizerFailed",
             Self::StillTerminating(_) => "Terminating",
+            Self::BackingOff(_) => "BackingOff",
         }
     }
 
@@ -515,6 +520,10 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             max_lifetime_seconds: cr.spec.max_lifetime_seconds,
             credentials: pkey.credentials.as_deref(),
             account_retry: ctx.config.account_retry,
+            backoff: super::backoff::delay_for(
+                ctx.config.backoff,
+                ctx.backoff.failures(&t.uid).max(1),
+            ),
             now,
         })
     };
@@ -630,6 +639,7 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
         ApplyPlan::Wait { recheck } => {
             Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
+        ApplyPlan::BackOff { left } => Err(Error::BackingOff(left)),
         ApplyPlan::Done => Ok(Action::await_change()),
         ApplyPlan::Lost => {
             t.write(ctx, status::lost(&t.status, t.generation, now))
@@ -781,11 +791,15 @@ async fn create_failed(
         pkey.credentials.as_deref(),
         now,
         ctx.config.account_retry,
+        // The failure just happened: the controller's error backoff spaces the next try.
+        Duration::ZERO,
     ) {
         CreateGate::Wait { recheck } => {
             Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
-        CreateGate::Go | CreateGate::NewAttempt => Err(Error::Create(e)),
+        CreateGate::Go | CreateGate::NewAttempt | CreateGate::BackOff { .. } => {
+            Err(Error::Create(e))
+        }
     }
 }
 
@@ -944,7 +958,7 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 fn error_policy(cr: Arc<CloudResource>, err: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::StillTerminating(after) = err {
+    if let Error::StillTerminating(after) | Error::BackingOff(after) = err {
         return Action::requeue(*after);
     }
     ctx.metrics.reconcile_error(CONTROLLER, err.reason());

@@ -1,6 +1,8 @@
 //! Pure decisions of the CloudResource controller: given what the object says and what the
 //! provider reports, what to do next. No I/O here, so every branch is unit-tested.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use crate::controller::retry::{self, AccountRetry, CreateGate};
@@ -25,6 +27,11 @@ pub fn needs_observation(status: &CloudResourceStatus) -> bool {
 /// Next step of the apply path.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplyPlan {
+    /// The last create failed less than the object's backoff ago: create after `left`.
+    BackOff {
+        /// What is left of the backoff.
+        left: Duration,
+    },
     /// Record a create intent (token, attempt, name) in status; create afterwards.
     RecordIntent {
         /// Attempt of the new intent.
@@ -67,6 +74,9 @@ pub struct ApplyInput<'a> {
     pub credentials: Option<&'a str>,
     /// When an account failure is tried again.
     pub account_retry: AccountRetry,
+    /// The object's per-object backoff after its last failure: a retryable or capacity failure
+    /// younger than this is not followed by a create yet.
+    pub backoff: Duration,
     /// Now.
     pub now: Timestamp,
 }
@@ -97,8 +107,10 @@ pub fn plan_apply(input: ApplyInput<'_>) -> ApplyPlan {
         input.credentials,
         input.now,
         input.account_retry,
+        input.backoff,
     ) {
         CreateGate::Go => ApplyPlan::Create,
+        CreateGate::BackOff { left } => ApplyPlan::BackOff { left },
         // A new attempt gets a new token (EC2 rejects a reused token with other parameters).
         CreateGate::NewAttempt => ApplyPlan::RecordIntent {
             attempt: intent.attempt + 1,
@@ -236,6 +248,7 @@ mod tests {
             max_lifetime_seconds: None,
             credentials: Some("ns/creds@1"),
             account_retry: AccountRetry::default(),
+            backoff: Duration::ZERO,
             now: now(),
         }
     }

@@ -259,6 +259,32 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_failure_is_not_followed_by_a_create_within_the_backoff() {
+        let mut s = CloudResourceStatus {
+            pending_create: Some(intent(1)),
+            ..Default::default()
+        };
+        with_failure(
+            &mut s,
+            ProviderError::Capacity {
+                message: "none".into(),
+            },
+            1,
+        );
+        let mut i = input(&s, None);
+        i.backoff = Duration::from_secs(30);
+        i.now = now() + jiff::SignedDuration::from_secs(10);
+        assert_eq!(
+            plan_apply(i),
+            ApplyPlan::BackOff {
+                left: Duration::from_secs(20)
+            }
+        );
+        i.now = now() + jiff::SignedDuration::from_secs(30);
+        assert_eq!(plan_apply(i), ApplyPlan::Create);
+    }
+
+    #[test]
     fn a_new_object_records_intent_before_anything_else() {
         let s = CloudResourceStatus::default();
         assert!(!needs_observation(&s));

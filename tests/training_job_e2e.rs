@@ -1140,27 +1140,8 @@ async fn warnings(env: &TestEnv, regarding: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_places_jobs_only_on_the_providers_the_operator_enables() {
     use runctl::crd::ProviderKind;
-    use runctl::provider::ProvidersConfig;
-    use runctl_standins::runpod::RunPodStandin;
 
-    let standin = RunPodStandin::start().await;
-    let mut providers = ProvidersConfig {
-        sim: fast_sim(),
-        ..ProvidersConfig::default()
-    };
-    providers.sim.enabled = Some(false);
-    providers.aws.enabled = Some(false);
-    providers.lyceum.enabled = Some(false);
-    providers.runpod.enabled = Some(true);
-    providers.runpod.base_url = standin.url();
-    providers.runpod.list_cache_millis = 100;
-    let mut env = TestEnv::start_with(providers).await;
-    env.default_credentials(
-        runctl::crd::ProviderKind::Runpod,
-        "runpod",
-        &[("apiKey", &standin.api_key())],
-    )
-    .await;
+    let (standin, env) = runpod_env(false).await;
     let op = start(&env).await;
     let gpu = "NVIDIA H100 80GB HBM3";
 
@@ -1334,21 +1315,16 @@ async fn orphan_jobs_stop_their_machines_at_the_budget_and_the_deadline() {
     op.stop().await;
 }
 
-/// Issue "Providers the way platform teams run them", item 3: `placement.gpu` names the GPU in
-/// runctl's vocabulary, each enabled provider offers its own equivalent machines, and `auto`
-/// ranks them against the same need (RunPod's two A100-80GB ids and the simulator's `a100`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_ranks_equivalent_gpus_of_every_provider() {
-    use runctl::crd::ProviderKind;
+/// A test bed whose enabled providers are RunPod (a stand-in, with its key as the operator's
+/// default credentials) and, with `sim`, the simulated cloud; AWS and Lyceum are disabled.
+async fn runpod_env(sim: bool) -> (runctl_standins::runpod::RunPodStandin, TestEnv) {
     use runctl::provider::ProvidersConfig;
-    use runctl_standins::runpod::RunPodStandin;
-
-    let standin = RunPodStandin::start().await;
+    let standin = runctl_standins::runpod::RunPodStandin::start().await;
     let mut providers = ProvidersConfig {
         sim: fast_sim(),
         ..ProvidersConfig::default()
     };
-    providers.sim.enabled = Some(true);
+    providers.sim.enabled = Some(sim);
     providers.aws.enabled = Some(false);
     providers.lyceum.enabled = Some(false);
     providers.runpod.enabled = Some(true);
@@ -1356,11 +1332,22 @@ async fn auto_ranks_equivalent_gpus_of_every_provider() {
     providers.runpod.list_cache_millis = 100;
     let mut env = TestEnv::start_with(providers).await;
     env.default_credentials(
-        ProviderKind::Runpod,
+        runctl::crd::ProviderKind::Runpod,
         "runpod",
         &[("apiKey", &standin.api_key())],
     )
     .await;
+    (standin, env)
+}
+
+/// Issue "Providers the way platform teams run them", item 3: `placement.gpu` names the GPU in
+/// runctl's vocabulary, each enabled provider offers its own equivalent machines, and `auto`
+/// ranks them against the same need (RunPod's two A100-80GB ids and the simulator's `a100`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_ranks_equivalent_gpus_of_every_provider() {
+    use runctl::crd::ProviderKind;
+
+    let (_standin, env) = runpod_env(true).await;
     let op = start(&env).await;
     jobs(&env)
         .create(

@@ -33,6 +33,13 @@ pub struct ClassSecretRef {
     pub name: String,
 }
 
+impl ClassSecretRef {
+    /// `(namespace, name)`.
+    pub fn key(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
+}
+
 /// Settings of machines of a class.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(

@@ -332,13 +332,13 @@ fn credentials_ref(
     if let Some(own) = &cr.spec.credentials_secret_ref {
         return Some((t.namespace.clone(), own.name.clone()));
     }
-    if let Some(r) = class.and_then(|c| c.credentials_secret_ref.as_ref()) {
-        return Some((r.namespace.clone(), r.name.clone()));
-    }
-    ctx.registry
-        .config()
-        .default_credentials(cr.spec.provider)
-        .map(|d| (d.namespace.clone(), d.name.clone()))
+    machine_class::usage::credentials_or_default(
+        class
+            .and_then(|c| c.credentials_secret_ref.as_ref())
+            .map(|r| r.key()),
+        cr.spec.provider,
+        ctx.registry.config(),
+    )
 }
 
 /// The class the object names, checked for use by the object: namespace, provider, region and

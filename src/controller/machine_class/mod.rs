@@ -95,17 +95,11 @@ async fn check(class: &MachineClass, ctx: &Context) -> Verdict {
             ),
         );
     }
-    let secret = class
-        .spec
-        .credentials_secret_ref
-        .as_ref()
-        .map(|r| (r.namespace.clone(), r.name.clone()))
-        .or_else(|| {
-            ctx.registry
-                .config()
-                .default_credentials(kind)
-                .map(|d| (d.namespace.clone(), d.name.clone()))
-        });
+    let secret = usage::credentials_or_default(
+        class.spec.credentials_secret_ref.as_ref().map(|r| r.key()),
+        kind,
+        ctx.registry.config(),
+    );
     let mut problems = vec![];
     let mut checked = vec![];
     for region in regions_to_check(class, ctx) {

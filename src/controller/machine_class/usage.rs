@@ -145,6 +145,20 @@ pub fn default_region(class: &MachineClassSpec) -> Option<String> {
     class.allowed_regions().and_then(|r| r.into_iter().next())
 }
 
+/// The credentials Secret `(namespace, name)` to use: a class's (`class`), else the operator's
+/// default Secret of `kind` (`providers.<kind>.credentialsSecret`).
+pub fn credentials_or_default(
+    class: Option<(String, String)>,
+    kind: ProviderKind,
+    providers: &crate::provider::ProvidersConfig,
+) -> Option<(String, String)> {
+    class.or_else(|| {
+        providers
+            .default_credentials(kind)
+            .map(|d| (d.namespace.clone(), d.name.clone()))
+    })
+}
+
 /// Fills what `spec` leaves unset from the class (its settings for `spec.region` on AWS).
 pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
     for (k, v) in &class.tags {

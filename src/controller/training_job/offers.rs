@@ -285,12 +285,11 @@ async fn provider(
     region: Option<String>,
     class: Option<&ClassChoice>,
 ) -> Result<std::sync::Arc<dyn Provider>, String> {
-    let secret = class.and_then(|c| c.credentials.clone()).or_else(|| {
-        ctx.registry
-            .config()
-            .default_credentials(kind)
-            .map(|r| (r.namespace.clone(), r.name.clone()))
-    });
+    let secret = usage::credentials_or_default(
+        class.and_then(|c| c.credentials.clone()),
+        kind,
+        ctx.registry.config(),
+    );
     provider_instance(ctx, kind, region, secret, false)
         .await
         .map(|(_, p)| p)
@@ -329,11 +328,7 @@ async fn classes(
             name: name.clone(),
             provider: class.spec.provider,
             regions: class.spec.allowed_regions(),
-            credentials: class
-                .spec
-                .credentials_secret_ref
-                .as_ref()
-                .map(|r| (r.namespace.clone(), r.name.clone())),
+            credentials: class.spec.credentials_secret_ref.as_ref().map(|r| r.key()),
         });
     }
     Ok(Some(out))

@@ -6,6 +6,8 @@
 //! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
 //! - [`controller`]: the controllers (observe → plan → act → write status).
 //! - [`callback`]: the job callback endpoint (heartbeat, progress, exit reports).
+//! - [`cli`]: the user commands (`get`, `describe`, `logs`, `plan`, `cost`, `doctor`, ...), also
+//!   the kubectl plugin `kubectl runctl`.
 //! - [`operator`]: the operator process: preflight, endpoints, leader election, controllers.
 //! - [`demo`]: `runctl demo`, the operator against an embedded API server and `sim`.
 //! - [`config`]: the operator's configuration (file, environment, flags).
@@ -20,6 +22,7 @@ pub const USER_AGENT: &str = concat!("runctl/", env!("CARGO_PKG_VERSION"));
 pub mod allocator;
 pub mod bench;
 pub mod callback;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;

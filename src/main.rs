@@ -1,10 +1,13 @@
 //! The `runctl` binary: `run` (the operator), `demo` (the operator against an embedded API
-//! server and the simulated cloud), `crd` (print or write the CRDs).
+//! server and the simulated cloud), `crd` (print or write the CRDs), and the user commands of
+//! [`runctl::cli`] (`get`, `describe`, `logs`, `suspend`, `resume`, `retry`, `plan`, `cost`,
+//! `doctor`), which the same binary also answers as the kubectl plugin `kubectl-runctl`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use runctl::cli;
 use runctl::config::{OperatorConfig, Overrides};
 use runctl::telemetry::LogFormat;
 
@@ -21,6 +24,8 @@ runctl::use_jemalloc!();
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    cluster: cli::ClusterArgs,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +45,24 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// List TrainingJobs: phase, provider, machine, attempts, price and cost.
+    Get(cli::get::GetArgs),
+    /// Show a TrainingJob: attempts, placement (with rejected offers), cost, conditions, events.
+    Describe(cli::describe::DescribeArgs),
+    /// Print (or follow) a job's workload output.
+    Logs(cli::logs::LogsArgs),
+    /// Suspend a job: its machine is released, its attempts and cost are kept.
+    Suspend(cli::control::ControlArgs),
+    /// Resume a suspended job.
+    Resume(cli::control::ControlArgs),
+    /// Start a new attempt now (ends the current one; a failed job runs again).
+    Retry(cli::control::ControlArgs),
+    /// Show where a job would run and what it would cost, without creating anything.
+    Plan(cli::plan::PlanArgs),
+    /// Spend by namespace, provider and job over a period, from the jobs' status.
+    Cost(cli::cost::CostArgs),
+    /// Check the installation: operator, CRDs, callback endpoint, provider credentials.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 /// Flags of `runctl run`; each overrides the configuration file and environment.
@@ -137,6 +160,24 @@ fn write_crds(dir: Option<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs a user command against the kubeconfig's cluster.
+async fn user_command(command: Command, args: cli::ClusterArgs) -> Result<(), cli::CliError> {
+    let cluster = cli::Cluster::connect(&args).await?;
+    let out = &mut cli::Out::stdout();
+    match command {
+        Command::Get(a) => cli::get::run(&cluster, &a, out).await,
+        Command::Describe(a) => cli::describe::run(&cluster, &a, out).await,
+        Command::Logs(a) => cli::logs::run(&cluster, &a, out).await,
+        Command::Suspend(a) => cli::control::suspend(&cluster, &a, out).await,
+        Command::Resume(a) => cli::control::resume(&cluster, &a, out).await,
+        Command::Retry(a) => cli::control::retry(&cluster, &a, out).await,
+        Command::Plan(a) => cli::plan::run(&cluster, &a, out).await,
+        Command::Cost(a) => cli::cost::run(&cluster, &a, out).await,
+        Command::Doctor(a) => cli::doctor::run(&cluster, &a, out).await,
+        Command::Run(_) | Command::Demo { .. } | Command::Crd { .. } => Ok(()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -144,6 +185,9 @@ async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Demo { speed } => demo(speed).await,
         Command::Crd { write } => write_crds(write).map_err(|e| e.to_string()),
+        command => user_command(command, cli.cluster)
+            .await
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,48 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
+/// Where a command that needs the operator's configuration (`plan`, `doctor`) finds it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// The operator's namespace.
+    #[arg(long, default_value = "runctl-system")]
+    pub operator_namespace: String,
+    /// The ConfigMap holding the operator's configuration (the chart's `<release>-config`).
+    #[arg(long, default_value = "runctl-config")]
+    pub config_map: String,
+    /// The operator's configuration file, instead of its ConfigMap.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Key of the configuration file in the chart's ConfigMap.
+pub const CONFIG_KEY: &str = "config.yaml";
+
+impl OperatorArgs {
+    /// The operator's configuration: `--config`, else its ConfigMap in the cluster.
+    pub async fn load(&self, cluster: &Cluster) -> Result<crate::config::OperatorConfig, CliError> {
+        use crate::config::OperatorConfig;
+        if let Some(path) = &self.config {
+            return OperatorConfig::load(Some(path), &Default::default())
+                .map_err(|e| CliError::Usage(e.to_string()));
+        }
+        let (ns, name) = (&self.operator_namespace, &self.config_map);
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(cluster.client.clone(), ns);
+        let cm = api.get(name).await.map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the operator's configuration (ConfigMap {ns}/{name}): {e}; pass --operator-namespace/--config-map, or --config FILE"
+            ))
+        })?;
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(CONFIG_KEY))
+            .ok_or_else(|| CliError::Usage(format!("ConfigMap {ns}/{name} has no {CONFIG_KEY}")))?;
+        OperatorConfig::from_yaml(text).map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
 /// The cluster a command talks to: a client and the namespace it works in.
 #[derive(Clone)]
 pub struct Cluster {

@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn tables_align_and_cut_the_last_column_to_the_width() {
         let (mut out, buf) = Out::buffer(Timestamp::UNIX_EPOCH);
-        out.width = 30;
+        out.width = 31;
         let mut t = Table::new(&["NAME", "PHASE", "MESSAGE"]);
         t.row(["a", "Running", "short"]);
         t.row([
@@ -321,7 +321,7 @@ mod tests {
             buf.text(),
             "NAME         PHASE    MESSAGE\n\
              a            Running  short\n\
-             longer-name  Failed   a message…\n"
+             longer-name  Failed   a messag…\n"
         );
     }
 

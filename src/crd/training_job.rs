@@ -9,6 +9,20 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, EnvVar, ProviderKind, SecretRef};
 
+/// The annotation that asks for a new attempt now (`runctl retry tj/NAME`): its value is an
+/// opaque request token (the CLI writes the current RFC 3339 time), and the controller handles
+/// each distinct value once, recording it in `status.observedRetryRequest`. A running attempt
+/// ends `RetryRequested` (no failure: no backoff, nothing counted against `backoffLimit`) and the
+/// next one starts at once; a failed job runs again; a succeeded job is not retried; a suspended
+/// job starts nothing until it resumes. See `docs/training-jobs.md`.
+pub const RETRY_ANNOTATION: &str = "runctl.dev/retry";
+
+/// The JSON merge patch (`Patch::Merge`, content type `application/merge-patch+json`) that asks
+/// for a retry with request token `token`: it sets [`RETRY_ANNOTATION`] and touches nothing else.
+pub fn retry_patch(token: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"annotations": {RETRY_ANNOTATION: token}}})
+}
+
 /// An earlier job's success, as its record kept it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -352,11 +366,12 @@ pub struct Attempt {
     pub exit_code: Option<i32>,
     /// Why the attempt ended (Completed, ExitCode, SpotInterrupted, InsufficientCapacity,
     /// MachineLost, StartTimeout, HeartbeatsStopped, DeadlineExceeded, BudgetExceeded,
-    /// Suspended, InvalidSpec).
+    /// Suspended, RetryRequested, InvalidSpec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The `retryOn` class this end counts against (Failure, Interruption, Capacity); absent
-    /// for a success and for ends the job itself caused (deadline, budget, suspend).
+    /// for a success and for ends the job itself caused (deadline, budget, suspend) or a user
+    /// asked for (`runctl.dev/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_class: Option<RetryOn>,
     /// Cost of this attempt in USD.
@@ -515,6 +530,13 @@ pub struct TrainingJobStatus {
     /// (`recreatePolicy: SkipIfSucceeded`): it trained nothing itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_success: Option<PreviousSuccess>,
+    /// The value of the `runctl.dev/retry` annotation the controller last handled (`runctl
+    /// retry` writes the current time there): each distinct value asks once for a new attempt
+    /// now. A client that set the annotation waits for this field to equal its value, then reads
+    /// the outcome from `phase` and `attempts` (a succeeded job is not retried; a suspended one
+    /// starts nothing until it resumes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_retry_request: Option<String>,
     /// Generation of the spec last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -14,6 +14,10 @@
 //! waits for the machines), so deleting a job at any phase leaves no machine behind (with
 //! `deletionPolicy: Orphan`, none but the open attempt's).
 //!
+//! A user's retry request (the `runctl.dev/retry` annotation, `retry_request.rs`) is planned like
+//! any other input: the attempt it ends is released like every ended attempt, and the plan's
+//! typed decision names the event.
+//!
 //! Every attempt the job ends itself is released with its machine terminated, whatever the
 //! job's `deletionPolicy`: `Orphan` on an attempt's CloudResource is set to `Delete` before the
 //! release, so that deadline, budget, suspend and retries never leave a machine billing.
@@ -24,6 +28,7 @@ pub mod offers;
 pub mod outcome;
 pub mod plan;
 pub mod resources;
+pub mod retry_request;
 pub mod success_record;
 pub mod view;
 
@@ -49,7 +54,7 @@ use super::cloud_resource::spec::read_secret;
 use super::{Context, FIELD_MANAGER};
 use crate::callback::{AttemptId, AttemptReport, Reports, token};
 use crate::crd::cloud_resource::CloudResource;
-use crate::crd::training_job::{JobPhase, Offer, TrainingJob, TrainingJobStatus};
+use crate::crd::training_job::{JobPhase, Offer, RETRY_ANNOTATION, TrainingJob, TrainingJobStatus};
 use machines::{JobKey, MachineIndex};
 use plan::{Act, Input, Settings};
 use resources::ReportingSettings;
@@ -292,6 +297,23 @@ async fn data_credential_keys(
     Ok(data.into_keys().collect())
 }
 
+/// The plan's settings under the operator's configuration (also what `runctl plan` plans with).
+pub fn plan_settings(ctx: &Context, config: &TrainingJobConfig) -> Settings {
+    Settings {
+        poll_interval: ctx.config.poll_interval,
+        resync: ctx.config.resync_interval,
+        report_grace: config.report_grace,
+        start_timeout: config.start_timeout,
+        heartbeat_timeout: config.heartbeat_timeout,
+        retry: config.retry,
+        callback: crate::callback::reach::judge(
+            Some(config.reporting.callback_base_url.as_str()),
+            config.callback_check,
+        ),
+        enabled_providers: ctx.registry.config().enabled_kinds(),
+    }
+}
+
 /// Creates the token Secret (once) and applies the attempt's CloudResource.
 async fn start(
     job: &TrainingJob,
@@ -474,19 +496,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
             reports.insert(attempt, r);
         }
     }
-    let settings = Settings {
-        poll_interval: ctx.config.poll_interval,
-        resync: ctx.config.resync_interval,
-        report_grace: jc.config.report_grace,
-        start_timeout: jc.config.start_timeout,
-        heartbeat_timeout: jc.config.heartbeat_timeout,
-        retry: jc.config.retry,
-        callback: crate::callback::reach::judge(
-            Some(jc.config.reporting.callback_base_url.as_str()),
-            jc.config.callback_check,
-        ),
-        enabled_providers: ctx.registry.config().enabled_kinds(),
-    };
+    let settings = plan_settings(ctx, &jc.config);
     // A new job that may stand for an earlier success: its record, if any.
     let prior_success = if status.phase.is_none()
         && job.spec.recreate_policy == crate::crd::training_job::RecreatePolicy::SkipIfSucceeded
@@ -507,6 +517,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         prior_success: prior_success.as_ref(),
         reports: &reports,
         offers: None,
+        retry_request: job.annotations().get(RETRY_ANNOTATION).map(String::as_str),
         settings: &settings,
         now,
     };
@@ -519,6 +530,9 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
         });
     }
     debug!(job = %name, namespace = %ns, acts = ?p.acts, phase = ?p.status.phase, "planned");
+    if let Some(retry) = &p.retry {
+        info!(job = %name, namespace = %ns, ?retry, "retry request handled");
+    }
 
     for act in p.acts.clone() {
         match act {

@@ -30,6 +30,8 @@ pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const BUDGET_EXCEEDED: &str = "BudgetExceeded";
 /// Attempt reason: the job was suspended.
 pub const SUSPENDED: &str = "Suspended";
+/// Attempt reason: a user asked for a new attempt (`runctl.dev/retry`).
+pub const RETRY_REQUESTED: &str = "RetryRequested";
 /// Attempt reason: the machine did not reach Running within the start timeout.
 pub const START_TIMEOUT: &str = "StartTimeout";
 /// Attempt reason: the running workload's heartbeats stopped.

@@ -10,7 +10,10 @@
 //! - A new attempt follows a failure of a class listed in `retryOn`, while that class has failed
 //!   at most `backoffLimit` times, after an exponential backoff; a capacity error moves at once
 //!   to the next offer while one remains.
-//! - Succeeded and Failed are final: afterwards only cleanup and the TTL act.
+//! - Succeeded and Failed are final: afterwards only cleanup and the TTL act, and a user's retry
+//!   request (`runctl.dev/retry`, `retry_request.rs`) reopens a failed job.
+//! - A user's retry request ends the open attempt `RetryRequested`, not counted as a failure, and
+//!   the next attempt starts without a backoff.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::offers::{PROVIDER_NOT_ENABLED, enabled_list, reject_not_enabled};
 use super::outcome::{self, Outcome, Seen, classify};
 use super::resources::cloud_resource_name;
+use super::retry_request::{self, RetryDecision};
 use super::success_record::SuccessRecord;
 use super::view::MachineView;
 use crate::callback::AttemptReport;
@@ -105,6 +109,8 @@ pub struct Input<'a> {
     /// Freshly collected offers, when the previous plan asked for them; the refusal of a
     /// machine class the job may not use instead.
     pub offers: Option<&'a Result<PlacementStatus, ClassRefusal>>,
+    /// The job's `runctl.dev/retry` annotation: a user's request for a new attempt now.
+    pub retry_request: Option<&'a str>,
     /// Settings.
     pub settings: &'a Settings,
     /// Now.
@@ -164,6 +170,9 @@ pub struct Plan {
     pub requeue: Option<Duration>,
     /// CloudResources of ended attempts that still exist.
     pub releasing: usize,
+    /// What a new retry request (`runctl.dev/retry`) did, when there was one and it was handled
+    /// (it is recorded in `status.observedRetryRequest`).
+    pub retry: Option<RetryDecision>,
 }
 
 impl Plan {
@@ -314,7 +323,7 @@ fn end_attempt(
     }
     s.current_cloud_resource = None;
     s.cost_per_hour = None;
-    let warning = reason != outcome::COMPLETED;
+    let warning = reason != outcome::COMPLETED && reason != outcome::RETRY_REQUESTED;
     p.note(
         warning,
         "AttemptEnded",
@@ -442,8 +451,20 @@ pub fn plan(i: Input<'_>) -> Plan {
         notes: vec![],
         requeue: None,
         releasing: 0,
+        retry: None,
     };
     s.observed_generation = Some(i.generation);
+    // A user's retry request is recorded as handled; a job that has not run yet has nothing to
+    // retry. A failed job runs again.
+    let request = retry_request::pending(i.retry_request, &s);
+    if let Some(token) = request {
+        s.observed_retry_request = Some(token.to_string());
+    }
+    let request = request.filter(|_| s.phase.is_some());
+    let mut retry = None;
+    if request.is_some() && s.phase == Some(JobPhase::Failed) {
+        retry = Some(retry_request::reopen(&mut s, i.spec.suspend));
+    }
     let terminal = s.phase.is_some_and(JobPhase::is_terminal);
     // A re-created job whose training already succeeded (GitOps after a TTL): done at once.
     if s.phase.is_none()
@@ -521,13 +542,23 @@ pub fn plan(i: Input<'_>) -> Plan {
         }
     }
 
+    let mut waiting = false;
     if !terminal {
         if let Some(k) = open {
-            follow_open(&i, &mut s, &mut p, k);
+            let restart = request.is_some() && !i.spec.suspend;
+            if follow_open(&i, &mut s, &mut p, k, restart) {
+                let ended = s.attempts[k].index;
+                retry = Some(RetryDecision::Restarted { ended });
+            }
+            waiting = restart && retry.is_none() && s.attempts[k].end_time.is_none();
+        }
+        // A job that failed in this very pass while a retry was asked for runs again at once.
+        if request.is_some() && retry.is_none() && s.phase == Some(JobPhase::Failed) {
+            retry = Some(retry_request::reopen(&mut s, i.spec.suspend));
         }
         let still_open = s.attempts.iter().any(|a| a.end_time.is_none());
         if !still_open && !s.phase.is_some_and(JobPhase::is_terminal) {
-            between_attempts(&i, &mut s, &mut p);
+            between_attempts(&i, &mut s, &mut p, request.is_some());
             if p.acts.contains(&Act::CollectOffers) {
                 return Plan {
                     status: i.status.clone(),
@@ -535,9 +566,15 @@ pub fn plan(i: Input<'_>) -> Plan {
                     notes: vec![],
                     requeue: None,
                     releasing: 0,
+                    retry: None,
                 };
             }
         }
+    }
+
+    p.retry = request.and_then(|_| settle_retry(&i, &mut s, retry, waiting));
+    if let Some(d) = &p.retry {
+        p.note(d.warning(), d.event_reason(), d.message());
     }
 
     // Costs.
@@ -607,8 +644,37 @@ pub fn plan(i: Input<'_>) -> Plan {
     p
 }
 
-/// The open attempt: follow it, end it when it is over or a policy stops it.
-fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize) {
+/// What this pass did with a new retry request: `acted` when it restarted or reopened the job,
+/// else what the job's state makes of it. A request that meets an attempt whose outcome is still
+/// being decided (`waiting`) stays unrecorded and is handled once that outcome is known.
+fn settle_retry(
+    i: &Input<'_>,
+    s: &mut TrainingJobStatus,
+    acted: Option<RetryDecision>,
+    waiting: bool,
+) -> Option<RetryDecision> {
+    if waiting {
+        s.observed_retry_request = i.status.observed_retry_request.clone();
+        return None;
+    }
+    Some(acted.unwrap_or(match s.phase {
+        Some(JobPhase::Succeeded) => RetryDecision::Refused,
+        _ if i.spec.suspend => RetryDecision::Deferred,
+        _ => RetryDecision::NoWait,
+    }))
+}
+
+/// The open attempt: follow it, end it when it is over, a policy stops it, or `restart` (a user's
+/// retry request) asks for a new one. True when it ended for `restart`: not before the machine's
+/// own outcome, a suspend, the deadline or the budget, nor while the exit report of a machine
+/// that ended may still arrive.
+fn follow_open(
+    i: &Input<'_>,
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    k: usize,
+    restart: bool,
+) -> bool {
     let now = i.now;
     let a = s.attempts[k].clone();
     let view = i.machines.iter().find(|v| v.attempt == a.index);
@@ -641,7 +707,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             now,
         );
         after(i.spec, s, p, o, now);
-        return;
+        return false;
     }
 
     // Policies that stop a running attempt.
@@ -660,7 +726,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             now,
         );
         // `between_attempts` marks the job Suspended.
-        return;
+        return false;
     }
     if let Some(at) = deadline(i.spec, s) {
         if now >= at {
@@ -681,7 +747,8 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 },
                 now,
             );
-            return finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
+            finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
+            return false;
         }
         p.wake_at(at, now);
     }
@@ -717,10 +784,27 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
                 },
                 now,
             );
-            return finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+            finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+            return false;
         }
     }
 
+    if restart && !matches!(seen, Seen::AwaitingReport { .. }) {
+        end_attempt(
+            s,
+            p,
+            k,
+            view,
+            Ending {
+                reason: outcome::RETRY_REQUESTED,
+                class: None,
+                exit: None,
+                message: "a new attempt was requested (runctl.dev/retry)",
+            },
+            now,
+        );
+        return true;
+    }
     if let Some(o) = stuck(i, s, &a, view, report, p) {
         end_attempt(
             s,
@@ -736,7 +820,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             now,
         );
         after(i.spec, s, p, &o, now);
-        return;
+        return false;
     }
 
     match seen {
@@ -778,6 +862,7 @@ fn follow_open(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, k: usize)
             p.wake_in(i.settings.resync);
         }
     }
+    false
 }
 
 /// Condition type: whether the running attempt's workload reports through the callback.
@@ -961,8 +1046,9 @@ fn refused_class(
     p.wake_in(resync);
 }
 
-/// No attempt is open: suspend, stop on policy, wait for backoff, or start the next attempt.
-fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
+/// No attempt is open: suspend, stop on policy, wait for backoff (unless a user's retry request
+/// asks for the next attempt now: `no_wait`), or start the next attempt.
+fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_wait: bool) {
     let now = i.now;
     if i.spec.suspend {
         if s.phase != Some(JobPhase::Suspended) {
@@ -1021,6 +1107,7 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         }
     }
     if !resuming
+        && !no_wait
         && let Some(at) = next_start(s, i.settings)
         && now < at
     {
@@ -1055,6 +1142,7 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
             Some(Ok(fresh)) => s.placement = Some(fresh.clone()),
         }
     }
+    let spent = ended_cost(s);
     let placement = s.placement.get_or_insert_with(Default::default);
     if placement.remaining.is_empty()
         && let Some(msg) = not_enabled_message(i.spec, &i.settings.enabled_providers, placement)
@@ -1108,6 +1196,20 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         s.message = Some(why.message());
         p.wake_in(i.settings.resync);
         return;
+    }
+    // A machine the budget cannot pay for one look-ahead would be stopped at its first look: it
+    // is not rented (a job retried after BudgetExceeded fails again at once).
+    if let (Some(max), Some(price)) = (i.spec.max_total_cost, placement.remaining[0].price_per_hour)
+    {
+        let ahead = crate::provider::cost_for(price, i.settings.poll_interval.as_secs_f64());
+        if spent + ahead > max {
+            let msg = format!(
+                "{spent:.4} USD spent, and the next attempt's first {} s would cost {ahead:.4}; \
+                 maxTotalCost is {max}",
+                i.settings.poll_interval.as_secs()
+            );
+            return finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+        }
     }
     let offer = placement.remaining.remove(0);
     placement.chosen = Some(offer.clone());

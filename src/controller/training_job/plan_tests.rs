@@ -110,6 +110,8 @@ struct Case {
     prior_success: Option<crate::controller::training_job::success_record::SuccessRecord>,
     callback: Result<(), Unreachable>,
     enabled: Vec<ProviderKind>,
+    /// The job's `runctl.dev/retry` annotation.
+    retry_request: Option<String>,
     now: Timestamp,
 }
 
@@ -124,6 +126,7 @@ impl Case {
             prior_success: None,
             callback: Ok(()),
             enabled: ProviderKind::ALL.to_vec(),
+            retry_request: None,
             now: t0(),
         }
     }
@@ -142,6 +145,7 @@ impl Case {
             machines: &self.machines,
             reports: &self.reports,
             offers: self.offers.as_ref(),
+            retry_request: self.retry_request.as_deref(),
             prior_success: self.prior_success.as_ref(),
             settings: &s,
             now: self.now,
@@ -1111,4 +1115,299 @@ fn a_recreated_job_stands_for_the_earlier_success_and_trains_nothing() {
     let mut train = Case::new(spec(serde_json::json!({})));
     train.prior_success = Some(record(&train.spec));
     assert_eq!(train.step().acts, vec![Act::CollectOffers]);
+}
+
+/// The notes of a plan as (warning, reason).
+fn note_reasons(p: &Plan) -> Vec<(bool, &'static str)> {
+    p.notes.iter().map(|n| (n.warning, n.reason)).collect()
+}
+
+#[test]
+fn a_retry_request_ends_the_running_attempt_and_starts_the_next_at_once() {
+    let mut c = running(spec(serde_json::json!({"backoffLimit": 0})));
+    c.now = at(100);
+    c.retry_request = Some("2026-01-01T00:01:40Z".into());
+    let p = c.run();
+    assert_eq!(p.acts, vec![Act::CollectOffers], "a fresh ranking, no wait");
+    assert_eq!(
+        p.status, c.status,
+        "nothing is written before offers are known"
+    );
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(p.retry, Some(RetryDecision::Restarted { ended: 1 }));
+    let s = &p.status;
+    let first = &s.attempts[0];
+    assert_eq!(
+        (
+            first.reason.as_deref(),
+            first.retry_class,
+            first.end_time.clone()
+        ),
+        (Some("RetryRequested"), None, Some(Time(at(100))))
+    );
+    assert_eq!(first.cost, Some(0.1), "the ended attempt keeps its cost");
+    assert_eq!(s.failures, Default::default(), "a retry is no failure");
+    assert_eq!(
+        (s.attempt_count, s.phase),
+        (2, Some(JobPhase::Provisioning))
+    );
+    assert_eq!(s.observed_retry_request, c.retry_request);
+    assert_eq!(
+        p.acts,
+        vec![
+            Act::Start {
+                attempt: 2,
+                offer: offer(false, 3.6),
+                max_lifetime_seconds: None,
+            },
+            Act::Release {
+                name: "job-a1".into(),
+                attempt: 1
+            }
+        ]
+    );
+    assert_eq!(
+        note_reasons(&p),
+        vec![
+            (false, "AttemptEnded"),
+            (false, "AttemptStarted"),
+            (false, "RetryRequested")
+        ]
+    );
+    // Handled once: the same token asks nothing again.
+    c.offers = None;
+    c.machines = vec![machine(2, ResourceState::Running, "Running")];
+    c.now = at(110);
+    let p = c.step();
+    assert_eq!((p.retry.clone(), p.acts.clone()), (None, vec![]));
+    assert_eq!(
+        (p.status.phase, p.status.attempt_count),
+        (Some(JobPhase::Running), 2)
+    );
+    assert!(
+        p.status.accrued_cost.unwrap_or(0.0) >= 0.1,
+        "spend counts every attempt: {:?}",
+        p.status.accrued_cost
+    );
+    // A new token retries again, still without counting a failure.
+    c.retry_request = Some("2026-01-01T00:02:00Z".into());
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(p.retry, Some(RetryDecision::Restarted { ended: 2 }));
+    assert_eq!(
+        (p.status.attempt_count, p.status.failures.clone()),
+        (3, Default::default())
+    );
+}
+
+#[test]
+fn a_retry_request_skips_the_backoff_wait() {
+    let mut c = running(spec(
+        serde_json::json!({"retryOn": ["failure"], "backoffLimit": 2}),
+    ));
+    c.reports.insert(1, exit(2));
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Pending));
+    assert_eq!(p.requeue, Some(Duration::from_secs(10)), "backoff");
+    c.machines.clear();
+    c.now = at(1);
+    c.retry_request = Some("now".into());
+    assert_eq!(c.run().acts, vec![Act::CollectOffers], "no backoff wait");
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(p.retry, Some(RetryDecision::NoWait));
+    assert!(matches!(p.acts[0], Act::Start { attempt: 2, .. }));
+    assert_eq!(
+        p.status.failures.failure, 1,
+        "the failure stays counted once"
+    );
+}
+
+#[test]
+fn a_failed_job_retried_runs_again_with_its_history_and_a_new_deadline() {
+    let mut c = running(spec(
+        serde_json::json!({"activeDeadlineSeconds": 1000, "maxTotalCost": 10.0}),
+    ));
+    c.reports.insert(1, exit(3));
+    c.now = at(100);
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("ExitCode"))
+    );
+    c.machines.clear();
+    c.reports.clear();
+    // Past the first run's deadline: the retried run gets its own.
+    c.now = at(2000);
+    c.retry_request = Some("t1".into());
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(
+        p.retry,
+        Some(RetryDecision::Reopened {
+            failed: Some("ExitCode".into()),
+            suspended: false
+        })
+    );
+    let s = &p.status;
+    assert_eq!(
+        (s.phase, s.reason.as_deref(), s.completion_time.clone()),
+        (Some(JobPhase::Provisioning), None, None)
+    );
+    assert_eq!(
+        s.start_time,
+        Some(Time(at(2000))),
+        "the deadline counts from the retry"
+    );
+    assert_eq!(s.failures.failure, 1, "history stays");
+    assert_eq!(s.attempts[0].reason.as_deref(), Some("ExitCode"));
+    assert_eq!(
+        p.acts,
+        vec![Act::Start {
+            attempt: 2,
+            offer: offer(false, 3.6),
+            max_lifetime_seconds: Some(1000 + LIFETIME_MARGIN_SECONDS),
+        }]
+    );
+    assert!(note_reasons(&p).contains(&(false, "RetryRequested")));
+    assert!(
+        !condition::is_true(&s.conditions, "Failed"),
+        "conditions follow the phase"
+    );
+    // It can succeed.
+    c.offers = None;
+    c.machines = vec![machine(2, ResourceState::Running, "Running")];
+    c.reports.insert(2, exit(0));
+    c.now = at(2100);
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Succeeded), Some("Completed"))
+    );
+}
+
+#[test]
+fn a_job_over_its_budget_retried_fails_again_at_once() {
+    let mut c = running(spec(serde_json::json!({"maxTotalCost": 0.1})));
+    c.now = at(95);
+    let p = c.step();
+    assert_eq!(p.status.reason.as_deref(), Some("BudgetExceeded"));
+    c.machines.clear();
+    c.now = at(200);
+    c.retry_request = Some("t1".into());
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(
+        (p.status.phase, p.status.reason.as_deref()),
+        (Some(JobPhase::Failed), Some("BudgetExceeded")),
+        "maxTotalCost counts the spend of every attempt"
+    );
+    assert!(p.acts.is_empty(), "nothing rented: {:?}", p.acts);
+    assert_eq!(p.status.observed_retry_request.as_deref(), Some("t1"));
+    assert!(matches!(p.retry, Some(RetryDecision::Reopened { .. })));
+}
+
+#[test]
+fn a_job_that_fails_in_the_pass_of_a_retry_request_runs_again() {
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(1, exit(3));
+    c.retry_request = Some("t1".into());
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    let s = &p.status;
+    assert_eq!(
+        (s.attempts[0].reason.as_deref(), s.failures.failure),
+        (Some("ExitCode"), 1),
+        "the workload's own outcome comes first"
+    );
+    assert_eq!(
+        (s.phase, s.attempt_count),
+        (Some(JobPhase::Provisioning), 2)
+    );
+    assert!(matches!(p.retry, Some(RetryDecision::Reopened { .. })));
+}
+
+#[test]
+fn a_succeeded_job_is_not_retried() {
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(1, exit(0));
+    c.step();
+    c.machines.clear();
+    c.retry_request = Some("t1".into());
+    let p = c.step();
+    assert_eq!(p.retry, Some(RetryDecision::Refused));
+    assert_eq!(
+        (p.status.phase, p.status.attempt_count),
+        (Some(JobPhase::Succeeded), 1)
+    );
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert_eq!(note_reasons(&p), vec![(true, "RetryRefused")]);
+    assert_eq!(p.status.observed_retry_request.as_deref(), Some("t1"));
+    let p = c.step();
+    assert_eq!((p.retry, p.notes), (None, vec![]), "refused once");
+}
+
+#[test]
+fn a_suspended_job_records_the_request_and_starts_nothing_until_resumed() {
+    let mut c = running(spec(serde_json::json!({})));
+    c.spec.suspend = true;
+    c.retry_request = Some("t1".into());
+    let p = c.step();
+    assert_eq!(p.retry, Some(RetryDecision::Deferred));
+    assert_eq!(
+        p.status.attempts[0].reason.as_deref(),
+        Some("Suspended"),
+        "suspend wins over the retry"
+    );
+    assert_eq!(p.status.phase, Some(JobPhase::Suspended));
+    assert_eq!(p.status.observed_retry_request.as_deref(), Some("t1"));
+    c.machines.clear();
+    c.retry_request = Some("t2".into());
+    let p = c.step();
+    assert_eq!(
+        (p.retry, p.status.phase, p.acts),
+        (
+            Some(RetryDecision::Deferred),
+            Some(JobPhase::Suspended),
+            vec![]
+        )
+    );
+    c.spec.suspend = false;
+    assert_eq!(c.run().acts, vec![Act::CollectOffers], "resuming starts");
+}
+
+#[test]
+fn a_retry_waits_for_the_outcome_of_a_machine_that_just_ended() {
+    let mut c = running(spec(serde_json::json!({})));
+    c.machines = vec![machine(1, ResourceState::Terminated, "Completed")];
+    c.now = at(10);
+    c.retry_request = Some("t1".into());
+    let p = c.step();
+    assert_eq!(p.retry, None);
+    assert!(
+        p.status.attempts[0].end_time.is_none(),
+        "a report may be in flight"
+    );
+    assert_eq!(p.status.observed_retry_request, None, "not handled yet");
+    // The exit report arrives: the job succeeded, and the request is refused.
+    c.reports.insert(1, exit(0));
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Succeeded));
+    assert_eq!(p.retry, Some(RetryDecision::Refused));
+}
+
+#[test]
+fn a_retry_request_on_a_new_job_is_recorded_and_changes_nothing() {
+    let mut c = Case::new(spec(serde_json::json!({})));
+    c.retry_request = Some("t1".into());
+    assert_eq!(c.run().acts, vec![Act::CollectOffers]);
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert_eq!(p.retry, None);
+    assert_eq!(p.status.observed_retry_request.as_deref(), Some("t1"));
+    assert!(matches!(p.acts[..], [Act::Start { attempt: 1, .. }]));
 }

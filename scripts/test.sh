@@ -18,6 +18,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 scenarios=(
   cloud_resource_e2e
   training_job_e2e
+  retry_e2e
   operator_e2e
   reaper_e2e
   provider_e2e

@@ -27,6 +27,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod demo;
+pub mod logs;
 pub mod metrics;
 pub mod operator;
 pub mod provider;

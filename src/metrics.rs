@@ -57,6 +57,8 @@ pub struct Metrics {
     leader: IntGauge,
     events: IntCounterVec,
     events_dropped: IntCounterVec,
+    log_bytes: IntCounterVec,
+    log_bytes_dropped: IntCounterVec,
 }
 
 /// Times one reconcile; records `runctl_reconcile_duration_seconds` when dropped.
@@ -204,6 +206,26 @@ impl Metrics {
                 &["why"],
             ),
         );
+        let log_bytes = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "runctl_log_bytes_received_total",
+                    "Bytes of workload output received for the attempts' log tails, by source: wrapper (the reporting wrapper's chunks) or lyceum (pulled from the provider's log API).",
+                ),
+                &["source"],
+            ),
+        );
+        let log_bytes_dropped = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "runctl_log_bytes_dropped_total",
+                    "Bytes of workload output not stored, by reason: skipped (the sender skipped ahead to its newest output), overflow (more arrived than fits while the API could not be written), unwritable (the attempt's log ConfigMap could not be written).",
+                ),
+                &["reason"],
+            ),
+        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -233,6 +255,8 @@ impl Metrics {
             leader,
             events,
             events_dropped,
+            log_bytes,
+            log_bytes_dropped,
         }
     }
 
@@ -336,6 +360,18 @@ impl Metrics {
     /// Counts an event that was not written (`queue_full` or `write_failed`).
     pub fn event_dropped(&self, why: &'static str) {
         self.events_dropped.with_label_values(&[why]).inc();
+    }
+
+    /// Counts `bytes` of workload output received from `source` (`wrapper`, `lyceum`).
+    pub fn log_bytes_received(&self, source: &'static str, bytes: u64) {
+        self.log_bytes.with_label_values(&[source]).inc_by(bytes);
+    }
+
+    /// Counts `bytes` of workload output not stored (`skipped`, `overflow`, `unwritable`).
+    pub fn log_bytes_dropped(&self, reason: &'static str, bytes: u64) {
+        self.log_bytes_dropped
+            .with_label_values(&[reason])
+            .inc_by(bytes);
     }
 
     /// The registry, for callers that register metrics of their own.

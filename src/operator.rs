@@ -185,7 +185,11 @@ impl Operator {
         // for reports it received itself, from `reports` at once).
         let reports = Arc::new(Reports::new());
         if let Some(addr) = self.callback_addr {
-            let router = callback::router(CallbackState::new(self.client.clone(), reports.clone()));
+            let router = callback::router(CallbackState::with_metrics(
+                self.client.clone(),
+                reports.clone(),
+                self.metrics.clone(),
+            ));
             let bound = match self.callback_tls.clone() {
                 Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
                 None => callback::serve(addr, router, shutdown.clone()).await,

@@ -1,6 +1,7 @@
 //! The job callback endpoint: workloads (through runctl's reporting wrapper) report heartbeats,
 //! progress and their exit code to
-//! `POST /callback/<namespace>/<job>/<attempt>/{heartbeat,progress,exit}` with
+//! `POST /callback/<namespace>/<job>/<attempt>/{heartbeat,progress,exit}`, and ship their output
+//! in chunks to `.../logs?offset=<n>` (the raw bytes as the body; [`crate::logs::sink`]), with
 //! `Authorization: Bearer <token>`, where the token is the attempt's random token kept in a
 //! Secret owned by the job. Served as its own axum [`Router`] on its own port (default 8443),
 //! with TLS terminated by the operator's listener or an ingress.
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use jiff::Timestamp;
@@ -32,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::crd::training_job::Progress;
+use crate::logs::sink::{self, LogSink, Received};
+use crate::metrics::Metrics;
 pub use reports::{AttemptId, AttemptReport, Report, Reports};
 pub use tls::{TlsFiles, serve_tls};
 
@@ -47,6 +50,7 @@ pub struct CallbackState {
     reports: Arc<Reports>,
     limiter: limit::Limiter,
     persister: persist::Persister,
+    logs: Arc<LogSink>,
 }
 
 impl CallbackState {
@@ -73,12 +77,46 @@ impl CallbackState {
         limiter: limit::Limiter,
         persist_interval: std::time::Duration,
     ) -> Arc<Self> {
+        Self::with_logs(
+            client,
+            reports,
+            limiter,
+            persist_interval,
+            Arc::new(Metrics::new()),
+            sink::DEFAULT_WRITE_INTERVAL,
+        )
+    }
+
+    /// The operator's state: default limits, `metrics` counting the log bytes.
+    pub fn with_metrics(client: Client, reports: Arc<Reports>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_logs(
+            client,
+            reports,
+            limit::Limiter::default(),
+            persist::DEFAULT_INTERVAL,
+            metrics,
+            sink::DEFAULT_WRITE_INTERVAL,
+        )
+    }
+
+    /// Like [`with_options`](Self::with_options), writing each attempt's log ConfigMap at most
+    /// every `log_interval` and counting log bytes in `metrics`.
+    pub fn with_logs(
+        client: Client,
+        reports: Arc<Reports>,
+        limiter: limit::Limiter,
+        persist_interval: std::time::Duration,
+        metrics: Arc<Metrics>,
+        log_interval: std::time::Duration,
+    ) -> Arc<Self> {
         let persister = persist::Persister::new(client.clone(), reports.clone(), persist_interval);
+        let logs = LogSink::new(client.clone(), metrics, log_interval);
         Arc::new(Self {
             client,
             reports,
             limiter,
             persister,
+            logs,
         })
     }
 
@@ -227,7 +265,7 @@ fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode,
         }
         _ => Err((
             StatusCode::NOT_FOUND,
-            "unknown report kind; expected heartbeat, progress or exit",
+            "unknown report kind; expected heartbeat, progress, exit or logs",
         )),
     }
 }
@@ -235,6 +273,7 @@ fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode,
 async fn report(
     State(state): State<Arc<CallbackState>>,
     Path((namespace, job, attempt, kind)): Path<(String, String, u32, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
@@ -268,16 +307,41 @@ async fn report(
     {
         return too_many();
     }
+    if kind == "logs" {
+        let Some(offset) = query.get("offset").and_then(|o| o.parse::<u64>().ok()) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "logs needs ?offset=<stream offset of the body's first byte>",
+            );
+        };
+        return match state.logs.receive(&id, offset, &body, presented).await {
+            Received::Accepted => (StatusCode::OK, "ok"),
+            Received::Gone => (StatusCode::GONE, "the attempt has ended; stop reporting"),
+            Received::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot record the output right now; retry",
+            ),
+        };
+    }
     let now = Timestamp::now();
     let parsed = match parse(&kind, &body, now) {
         Ok(r) => r,
         Err(e) => return e,
     };
     debug!(namespace = %id.namespace, job = %id.job, attempt, kind = %kind, "callback report");
-    let is_exit = matches!(parsed, Report::Exit { .. });
+    let exit = match parsed {
+        Report::Exit { code, interrupted } => Some((code, interrupted)),
+        _ => None,
+    };
+    let is_exit = exit.is_some();
     state.reports.record(id.clone(), parsed, now);
     match state.persister.persist(&id, is_exit, now).await {
-        Ok(()) => (StatusCode::OK, "ok"),
+        Ok(()) => {
+            if let Some((code, interrupted)) = exit {
+                state.logs.finish(&id, code, interrupted).await;
+            }
+            (StatusCode::OK, "ok")
+        }
         // The attempt was released: its outcome is in the job's status already.
         Err(persist::PersistError::AttemptGone) => {
             (StatusCode::GONE, "the attempt has ended; stop reporting")

@@ -1,6 +1,23 @@
-//! `runctl logs tj/NAME [-f] [--attempt N] [--since D] [--tail N]`: the workload's output.
+//! `runctl logs tj/NAME [-f] [--attempt N] [--since D] [--tail N]`: the workload's output, as
+//! the operator keeps it in each attempt's ConfigMap `<job>-a<N>-log` ([`crate::logs`]): the
+//! last 500 lines (64 KiB) of the attempt, from the provider's log API (Lyceum runs) or shipped
+//! by the reporting wrapper. The CLI only reads that ConfigMap and the job, so it needs no
+//! provider credentials. With `-f` it reads both every second and prints new lines until the
+//! attempt has ended, then says how it ended on standard error and exits 0.
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
 
 use super::{CliError, Cluster, Out};
+use crate::crd::TrainingJob;
+use crate::crd::training_job::Attempt;
+use crate::logs::stored::{self, Stored};
+
+/// How often `-f` reads the ConfigMap and the job.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// After the attempt ended, how long `-f` waits for the operator's last write.
+pub const LAST_WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// Flags of `logs`.
 #[derive(clap::Args, Debug, Clone)]
@@ -13,9 +30,266 @@ pub struct LogsArgs {
     /// The attempt (default: the latest).
     #[arg(long)]
     pub attempt: Option<u32>,
+    /// Only lines printed within this long (e.g. 30s, 10m, 1h30m, 2d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+}
+
+/// Parses `--since`: numbers with a unit each (`s`, `m`, `h`, `d`), e.g. `1h30m`.
+pub fn parse_since(s: &str) -> Result<SignedDuration, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--since {s:?}: expected a duration such as 30s, 10m, 1h30m or 2d"
+        ))
+    };
+    let mut total: i64 = 0;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() || s.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(SignedDuration::from_secs(total))
+}
+
+/// The lines of `stored` to print: those with a stream-wide index from `from` on, started at or
+/// after `since` (unix second), the last `tail` of them; with `complete_only`, an incomplete last
+/// line is left for later. Returns the text and the index of the next line to print.
+pub fn select(
+    stored: &Stored,
+    from: u64,
+    since: Option<i64>,
+    tail: Option<usize>,
+    complete_only: bool,
+) -> (String, u64) {
+    let first = stored.tail.first_line();
+    let mut picked: Vec<(u64, &[u8])> = stored
+        .tail
+        .lines()
+        .enumerate()
+        .map(|(i, (t, l))| (first + i as u64, t, l))
+        .filter(|(i, t, l)| {
+            *i >= from && since.is_none_or(|s| *t >= s) && (!complete_only || l.ends_with(b"\n"))
+        })
+        .map(|(i, _, l)| (i, l))
+        .collect();
+    let next = picked.last().map_or(from.max(first), |(i, _)| i + 1);
+    if let Some(n) = tail {
+        picked.drain(..picked.len().saturating_sub(n));
+    }
+    let bytes: Vec<u8> = picked.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+    (String::from_utf8_lossy(&bytes).into_owned(), next)
+}
+
+/// The attempt `wanted`, else the latest one.
+pub fn pick(job: &TrainingJob, wanted: Option<u32>) -> Option<&Attempt> {
+    let attempts = job.status.as_ref().map(|s| s.attempts.as_slice())?;
+    match wanted {
+        Some(n) => attempts.iter().find(|a| a.index == n),
+        None => attempts.iter().max_by_key(|a| a.index),
+    }
+}
+
+/// How an ended attempt ended: `Completed (exit 0)`, `MachineLost`.
+pub fn ending(a: &Attempt) -> String {
+    let reason = a.reason.as_deref().unwrap_or("ended");
+    match a.exit_code {
+        Some(c) => format!("{reason} (exit {c})"),
+        None => reason.to_string(),
+    }
+}
+
+fn note(text: &str) {
+    eprintln!("{text}");
 }
 
 /// Prints the job's logs.
-pub async fn run(_cluster: &Cluster, _args: &LogsArgs, _out: &mut Out) -> Result<(), CliError> {
-    Err(CliError::Refused("logs: not built yet".into()))
+pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<(), CliError> {
+    let since = args
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map(|d| (out.now - d).as_second());
+    let mut job = super::target::fetch_job(cluster, &args.job).await?;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let ns = cluster.namespace.clone();
+    // The attempt: the one asked for, else the latest (waiting for the first with -f).
+    let attempt = loop {
+        if let Some(a) = pick(&job, args.attempt) {
+            break a.index;
+        }
+        if let Some(n) = args.attempt
+            && job.status.as_ref().is_some_and(|s| !s.attempts.is_empty())
+        {
+            return Err(CliError::Usage(format!(
+                "tj/{name} has no attempt {n}; `runctl describe tj/{name}` lists its attempts"
+            )));
+        }
+        let finished = job
+            .status
+            .as_ref()
+            .and_then(|s| s.completion_time.as_ref())
+            .is_some();
+        if !args.follow || finished {
+            note(&format!(
+                "tj/{name} has not started an attempt: no logs yet"
+            ));
+            return Ok(());
+        }
+        out.progress(&format!("waiting for the first attempt of tj/{name}"));
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        job = super::target::fetch_job(cluster, &args.job).await?;
+    };
+    out.progress_done();
+    let read = || async {
+        stored::read(&cluster.client, &ns, &name, attempt)
+            .await
+            .map_err(|e| {
+                CliError::api(
+                    format!("get ConfigMap {}", stored::configmap_name(&name, attempt)),
+                    e,
+                )
+            })
+    };
+    let mut next: Option<u64> = None;
+    let mut printed_any = false;
+    let mut ended_at: Option<std::time::Instant> = None;
+    loop {
+        let ended = pick(&job, Some(attempt))
+            .and_then(|a| a.end_time.as_ref())
+            .is_some();
+        let stored = read().await?.map(|(_, s)| s);
+        let waited = ended_at.is_some_and(|t| t.elapsed() >= LAST_WRITE_WAIT);
+        let complete =
+            !args.follow || (ended && (stored.as_ref().is_some_and(|s| s.last) || waited));
+        if let Some(s) = &stored {
+            let from = next.unwrap_or(0);
+            if next.is_some_and(|n| n < s.tail.first_line()) {
+                note(&format!(
+                    "[runctl: {} lines were not shown (printed faster than read)]",
+                    s.tail.first_line() - from
+                ));
+            }
+            let tail = if next.is_none() { args.tail } else { None };
+            let since = if next.is_none() { since } else { None };
+            let (text, n) = select(s, from, since, tail, !complete);
+            if !text.is_empty() {
+                out.write(&text)?;
+                if complete && !text.ends_with('\n') {
+                    out.write("\n")?;
+                }
+                printed_any = true;
+            }
+            next = Some(n);
+        }
+        if complete {
+            if !printed_any && stored.as_ref().is_none_or(|s| s.tail.text().is_empty()) {
+                note(&format!(
+                    "no output from attempt {attempt} of tj/{name}{}",
+                    if ended { "" } else { " yet" }
+                ));
+            }
+            if args.follow
+                && let Some(a) = pick(&job, Some(attempt))
+            {
+                note(&format!("attempt {attempt} ended: {}", ending(a)));
+            }
+            return Ok(());
+        }
+        if ended && ended_at.is_none() {
+            ended_at = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        job = match super::target::fetch_job(cluster, &args.job).await {
+            Ok(j) => j,
+            Err(CliError::NotFound { .. }) => {
+                note(&format!("tj/{name} was deleted"));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::tail::Tail;
+
+    #[test]
+    fn since_takes_units() {
+        assert_eq!(parse_since("30s").unwrap(), SignedDuration::from_secs(30));
+        assert_eq!(
+            parse_since("1h30m").unwrap(),
+            SignedDuration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_since("2d").unwrap(),
+            SignedDuration::from_secs(172_800)
+        );
+        for bad in ["", "10", "5x", "m", "1h 30m", "-5m"] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn stored() -> Stored {
+        let mut t = Tail::new();
+        t.append(0, b"a\nb\n", 100);
+        t.append(4, b"c\nd", 200);
+        Stored {
+            tail: t,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn selection_by_index_time_and_count() {
+        let s = stored();
+        assert_eq!(select(&s, 0, None, None, false), ("a\nb\nc\nd".into(), 4));
+        assert_eq!(select(&s, 0, None, None, true), ("a\nb\nc\n".into(), 3));
+        assert_eq!(select(&s, 3, None, None, false), ("d".into(), 4));
+        assert_eq!(select(&s, 0, Some(150), None, true), ("c\n".into(), 3));
+        assert_eq!(select(&s, 0, None, Some(2), true), ("b\nc\n".into(), 3));
+        assert_eq!(select(&s, 4, None, None, true), (String::new(), 4));
+    }
+
+    #[test]
+    fn attempts_and_endings() {
+        let job: TrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": "j"},
+            "spec": {"placement": {"provider": "sim", "instanceType": "sim.a100"}, "workload": {"image": "x"}},
+            "status": {"attempts": [
+                {"index": 1, "provider": "sim", "cloudResource": "j-a1", "reason": "SpotInterrupted"},
+                {"index": 2, "provider": "sim", "cloudResource": "j-a2", "reason": "ExitCode", "exitCode": 3}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(pick(&job, None).map(|a| a.index), Some(2));
+        assert_eq!(pick(&job, Some(1)).map(|a| a.index), Some(1));
+        assert!(pick(&job, Some(3)).is_none());
+        assert_eq!(ending(pick(&job, None).unwrap()), "ExitCode (exit 3)");
+        assert_eq!(ending(pick(&job, Some(1)).unwrap()), "SpotInterrupted");
+    }
 }

@@ -270,6 +270,23 @@ pub trait Provider: Send + Sync {
         let _ = spec;
         self.list().await.map(|_| Vec::new())
     }
+
+    /// The last `limit` lines of machine `id`'s output from the provider's own log API, oldest
+    /// first; `Ok(None)` when the provider has none for it (the reporting wrapper ships the
+    /// output instead, see `crate::logs`).
+    async fn logs(&self, id: &str, limit: u32) -> Result<Option<Vec<LogLine>>, ProviderError> {
+        let _ = (id, limit);
+        Ok(None)
+    }
+}
+
+/// One line of a machine's output as a provider's log API returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the provider recorded it, if it says.
+    pub time: Option<Timestamp>,
+    /// The text, without a trailing newline.
+    pub message: String,
 }
 
 /// Cost of running at `per_hour` for `seconds`.

@@ -30,6 +30,13 @@ pub const ENV_DEADLINE: &str = "RUNCTL_DEADLINE";
 /// workload's exit report, at the deadline, or when heartbeats stopped being acknowledged. An
 /// exited container alone leaves the pod `EXITED`, and its disk keeps billing.
 pub const ENV_RUNPOD_API_URL: &str = "RUNCTL_RUNPOD_API_URL";
+/// Env var: `no` stops the wrapper from shipping the workload's output (set where runctl reads
+/// it from the provider's own log API: Lyceum runs).
+pub const ENV_SHIP_LOGS: &str = "RUNCTL_SHIP_LOGS";
+/// Env var: seconds between two chunks of output the wrapper ships (default 5).
+pub const ENV_LOG_INTERVAL: &str = "RUNCTL_LOG_INTERVAL";
+/// Largest chunk of output the wrapper posts, in bytes (under the endpoint's body limit).
+pub const LOG_CHUNK_BYTES: usize = 15 * 1024;
 /// Env var RunPod sets in every pod: the pod's id.
 pub const ENV_RUNPOD_POD_ID: &str = "RUNPOD_POD_ID";
 /// Env var RunPod sets in every pod: an API key limited to that pod.
@@ -121,6 +128,14 @@ impl fmt::Debug for Workload {
 ///   the above ended it, with the pod-scoped key RunPod gives every pod (see
 ///   [`ENV_RUNPOD_API_URL`]); each outcome is one `runctl-wrapper:` line on stderr (the pod's
 ///   log), the key is never printed;
+/// - ships the workload's output (stdout and stderr, which still go to the container's own
+///   stdout and stderr through `tee`) to `$RUNCTL_REPORT_URL/logs?offset=<n>`: every
+///   `RUNCTL_LOG_INTERVAL` seconds (default 5) the newest output since the last acknowledged
+///   chunk, at most [`LOG_CHUNK_BYTES`] bytes (older unsent output is skipped, and the offset
+///   says how much), and after the workload ended the last up to four chunks, before the exit
+///   report. The output goes through a file in `$TMPDIR` (as large as the output): the workload
+///   never waits for the network. It needs `mkfifo`, `tee`, `tail`, `head`, `wc`, `mkdir` and
+///   `rm`; without one of them, or with `RUNCTL_SHIP_LOGS=no`, nothing is shipped;
 /// - forwards SIGTERM and SIGINT to the workload; on AWS spot machines the host sends the
 ///   container SIGTERM on the spot instance-action notice after writing the file named by
 ///   `RUNCTL_INTERRUPTION_FILE`, and the wrapper reports an exit with that file present as
@@ -135,7 +150,8 @@ impl fmt::Debug for Workload {
 /// client it needs `date` and `sleep` (`kill`, `wait`, `command` and `[` are builtins of `sh`).
 pub const WRAPPER_SCRIPT: &str = r#"set -u
 py='import os, sys, urllib.error, urllib.request
-req = urllib.request.Request(os.environ["RUNCTL_REPORT_URL"] + "/" + sys.argv[1], data=sys.argv[2].encode(), method="POST",
+data = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else sys.argv[2].encode()
+req = urllib.request.Request(os.environ["RUNCTL_REPORT_URL"] + "/" + sys.argv[1], data=data, method="POST",
     headers={"Authorization": "Bearer " + os.environ["RUNCTL_REPORT_TOKEN"], "Content-Type": "application/json"})
 try:
     print(urllib.request.urlopen(req, timeout=10).getcode())
@@ -155,10 +171,18 @@ report() {
   c=000
   case "$client" in
   curl)
-    c=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" -H 'Content-Type: application/json' -d "$2" "${RUNCTL_REPORT_URL}/$1" 2>/dev/null)
+    if [ -n "${3:-}" ]; then
+      c=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" -H 'Content-Type: application/octet-stream' --data-binary "@$3" "${RUNCTL_REPORT_URL}/$1" 2>/dev/null)
+    else
+      c=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" -H 'Content-Type: application/json' -d "$2" "${RUNCTL_REPORT_URL}/$1" 2>/dev/null)
+    fi
     ;;
   wget)
-    out=$($wget_limit wget -S $wget_timeout -t 1 -O /dev/null --header="Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" --header='Content-Type: application/json' --post-data="$2" "${RUNCTL_REPORT_URL}/$1" 2>&1)
+    if [ -n "${3:-}" ]; then
+      out=$($wget_limit wget -S $wget_timeout -t 1 -O /dev/null --header="Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" --header='Content-Type: application/octet-stream' --post-file="$3" "${RUNCTL_REPORT_URL}/$1" 2>&1)
+    else
+      out=$($wget_limit wget -S $wget_timeout -t 1 -O /dev/null --header="Authorization: Bearer ${RUNCTL_REPORT_TOKEN}" --header='Content-Type: application/json' --post-data="$2" "${RUNCTL_REPORT_URL}/$1" 2>&1)
+    fi
     while read -r a b rest; do
       case "$a" in HTTP/*) c=$b ;; esac
     done <<EOF
@@ -166,7 +190,11 @@ $out
 EOF
     ;;
   python3)
-    c=$(python3 -c "$py" "$1" "$2" 2>/dev/null)
+    if [ -n "${3:-}" ]; then
+      c=$(python3 -c "$py" "$1" "$2" "$3" 2>/dev/null)
+    else
+      c=$(python3 -c "$py" "$1" "$2" 2>/dev/null)
+    fi
     ;;
   esac
   case "$c" in
@@ -228,6 +256,25 @@ finish() {
   end_pod
   exit "$1"
 }
+ship_logs() {
+  [ "$logs" = yes ] || return 0
+  size=$(wc -c <"$logdir/log" 2>/dev/null) || return 0
+  size=$((size + 0))
+  if [ $((size - log_off)) -gt $(($1 * LOG_CHUNK)) ]; then log_off=$((size - $1 * LOG_CHUNK)); fi
+  sent=0
+  while [ "$log_off" -lt "$size" ] && [ "$sent" -lt "$1" ]; do
+    len=$((size - log_off))
+    [ "$len" -le "$LOG_CHUNK" ] || len=$LOG_CHUNK
+    tail -c +$((log_off + 1)) "$logdir/log" 2>/dev/null | head -c "$len" >"$logdir/chunk" 2>/dev/null
+    report "logs?offset=$log_off" '' "$logdir/chunk"
+    case "$?" in
+    0) log_off=$((log_off + len)) ;;
+    2) logs=gone; return 0 ;;
+    *) return 0 ;;
+    esac
+    sent=$((sent + 1))
+  done
+}
 if command -v curl >/dev/null 2>&1; then client=curl
 elif command -v wget >/dev/null 2>&1; then
   client=wget
@@ -254,7 +301,29 @@ if [ -n "${RUNCTL_DEADLINE:-}" ] && [ "$(date +%s)" -ge "$RUNCTL_DEADLINE" ]; th
   echo "runctl-wrapper: the machine's lifetime deadline has passed: the workload is not started" >&2
   finish 124
 fi
-"$@" &
+logs=$reporting
+[ "${RUNCTL_SHIP_LOGS:-yes}" != no ] || logs=no
+for t in mkfifo tee tail head wc mkdir rm; do
+  command -v "$t" >/dev/null 2>&1 || logs=no
+done
+LOG_CHUNK=15360
+log_off=0
+if [ "$logs" = yes ]; then
+  logdir="${TMPDIR:-/tmp}/runctl-wrapper.$$"
+  if mkdir -m 700 "$logdir" 2>/dev/null && mkfifo "$logdir/out" "$logdir/err" 2>/dev/null && : >"$logdir/log"; then
+    tee -a "$logdir/log" <"$logdir/out" &
+    tee_out=$!
+    tee -a "$logdir/log" <"$logdir/err" >&2 &
+    tee_err=$!
+  else
+    logs=no
+  fi
+fi
+if [ "$logs" = yes ]; then
+  "$@" >"$logdir/out" 2>"$logdir/err" &
+else
+  "$@" &
+fi
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM INT
 stop_child() {
@@ -268,12 +337,17 @@ stop_child() {
 }
 last_ack=$(date +%s)
 next=0
+next_log=$((last_ack + ${RUNCTL_LOG_INTERVAL:-5}))
 while kill -0 "$child" 2>/dev/null; do
   now=$(date +%s)
   if [ "$reporting" = yes ]; then
     if [ "$now" -ge "$next" ]; then
       if report heartbeat '{"kind":"heartbeat"}'; then last_ack=$now; fi
       next=$((now + ${RUNCTL_HEARTBEAT_INTERVAL:-30}))
+    fi
+    if [ "$now" -ge "$next_log" ]; then
+      ship_logs 1
+      next_log=$((now + ${RUNCTL_LOG_INTERVAL:-5}))
     fi
     if [ $((now - last_ack)) -ge "${RUNCTL_SELF_TERMINATE_AFTER:-1800}" ]; then
       echo "runctl-wrapper: no heartbeat acknowledged for ${RUNCTL_SELF_TERMINATE_AFTER:-1800} s: stopping the workload" >&2
@@ -290,6 +364,15 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 code=$?
+if [ -n "${logdir:-}" ]; then
+  n=0
+  while [ "$n" -lt 10 ] && { kill -0 "$tee_out" 2>/dev/null || kill -0 "$tee_err" 2>/dev/null; }; do
+    sleep 1
+    n=$((n + 1))
+  done
+  ship_logs 4
+  rm -rf "$logdir"
+fi
 if [ "$reporting" = yes ]; then
   interrupted=false
   if [ -n "${RUNCTL_INTERRUPTION_FILE:-}" ] && [ -e "$RUNCTL_INTERRUPTION_FILE" ]; then interrupted=true; fi
@@ -439,6 +522,12 @@ mod tests {
             argv,
             "wrapped the same with or without reporting"
         );
+    }
+
+    #[test]
+    fn the_wrapper_ships_chunks_of_the_documented_size() {
+        assert!(WRAPPER_SCRIPT.contains(&format!("\nLOG_CHUNK={LOG_CHUNK_BYTES}\n")));
+        const { assert!(LOG_CHUNK_BYTES < crate::callback::limit::MAX_BODY_BYTES) };
     }
 
     #[test]

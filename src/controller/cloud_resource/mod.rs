@@ -598,6 +598,9 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             } else {
                 (None, None)
             };
+            // The provider's own log (Lyceum runs), before an end is written: the job's end
+            // then finds the last lines stored.
+            crate::logs::pull::observed(ctx, &cr, provider.as_ref(), m).await;
             let next = status::track(&t.status, m, quote, source, t.generation, now);
             t.write(ctx, next).await?;
             announce(&cr, ctx, before, &t.status).await;
@@ -867,6 +870,8 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
             }
         }
     };
+    // The last of the provider's own log (Lyceum runs) before the machine goes.
+    crate::logs::pull::pull(ctx, &cr, provider.as_ref(), &id, None, true).await;
     let outcome = metered(
         &ctx.metrics,
         provider.as_ref(),

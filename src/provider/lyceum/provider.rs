@@ -369,4 +369,35 @@ impl Provider for LyceumProvider {
             .await?
             .quote(kind, &profile, spec.gpu_count.max(1), spec.spot)
     }
+
+    /// A run's log (`GET /logs/execution/{id}`, the last week); VMs keep none.
+    async fn logs(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::provider::LogLine>>, ProviderError> {
+        if MachineId::parse(id)?.kind != Kind::Run {
+            return Ok(None);
+        }
+        let lines = self.run_logs(id, limit, 168).await?;
+        Ok(Some(
+            lines
+                .into_iter()
+                .map(|l| crate::provider::LogLine {
+                    time: l.timestamp.as_deref().and_then(parse_time),
+                    message: l.message,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// A Lyceum timestamp: RFC 3339, or a date and time without an offset (taken as UTC).
+fn parse_time(s: &str) -> Option<jiff::Timestamp> {
+    s.parse::<jiff::Timestamp>().ok().or_else(|| {
+        s.parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .map(|z| z.timestamp())
+    })
 }

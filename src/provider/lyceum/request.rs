@@ -175,6 +175,10 @@ pub fn plan(key: &ResourceKey, spec: &MachineSpec, bounds: Bounds) -> Result<Pla
             let mut env = workload.full_env();
             env.insert(ENV_OWNER.into(), key.uid.clone());
             env.insert(ENV_INSTALLATION.into(), key.installation.clone());
+            if workload.reporting.is_some() {
+                // runctl reads a run's output from Lyceum's log API: the wrapper ships none.
+                env.insert(crate::provider::workload::ENV_SHIP_LOGS.into(), "no".into());
+            }
             let mut metadata = spec.tags.clone();
             metadata.extend(key.tags());
             let mut labels = vec![NAME_PREFIX.to_string()];

@@ -14,6 +14,7 @@ pub mod config;
 pub mod fault;
 /// GPU vocabulary table.
 pub mod gpus;
+pub mod output;
 pub mod provider;
 pub mod store;
 pub mod timeline;

@@ -3,7 +3,9 @@
 //! `Running` it posts heartbeats to `RUNCTL_REPORT_URL` every `heartbeat_interval_seconds`
 //! (times `SimConfig::heartbeat_ms_per_second` simulated milliseconds), and when a timed workload
 //! ends it posts the exit report (the same JSON bodies as the wrapper) just before the machine
-//! ends. One background task per cloud drives every machine, with one shared HTTP client and at
+//! ends. It also ships what the workload prints ([`super::output`]) to `<url>/logs?offset=<n>`
+//! every `LOG_INTERVAL_SECONDS` (and its last lines before the exit report), as the shell wrapper
+//! does. One background task per cloud drives every machine, with one shared HTTP client and at
 //! most `SimConfig::report_concurrency` requests in flight. The bearer token is never logged.
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,12 @@ use crate::provider::ResourceState;
 /// first try, so that a callback endpoint that answers 429 or 503 to a burst of exits gets the
 /// reports later instead of never.
 pub const EXIT_RETRY_MAX_SECONDS: u64 = 30;
+
+/// Seconds between two chunks of output, as the shell wrapper's default (times
+/// `SimConfig::heartbeat_ms_per_second` simulated milliseconds).
+pub const LOG_INTERVAL_SECONDS: u64 = 5;
+/// Lines of output shipped per chunk at most.
+pub const LOG_CHUNK_LINES: usize = 200;
 
 /// The wait before exit report try `attempts + 1`, in seconds: 1, 2, 4 … capped.
 pub fn exit_retry_seconds(attempts: u32) -> u64 {
@@ -71,6 +79,14 @@ pub struct Track {
     pub exit_grace_ms: u64,
     /// Simulated instant before which the exit report is not tried again (0: at once).
     pub next_exit: SimMillis,
+    /// Lines of output acknowledged.
+    pub log_lines: u64,
+    /// Bytes of output acknowledged (the stream offset of the next chunk).
+    pub log_offset: u64,
+    /// Simulated instant of the next chunk of output (0: at once).
+    pub next_log: SimMillis,
+    /// The callback refused output for good (the attempt has ended).
+    pub log_done: bool,
 }
 
 /// Kind of report.
@@ -80,6 +96,8 @@ pub enum Kind {
     Heartbeat,
     /// `POST <url>/exit` with `{"kind":"exit","exitCode":<code>}`.
     Exit(i32),
+    /// `POST <url>/logs?offset=<n>` with the output as the body.
+    Logs,
 }
 
 impl Kind {
@@ -88,6 +106,7 @@ impl Kind {
         match self {
             Kind::Heartbeat => "heartbeat",
             Kind::Exit(_) => "exit",
+            Kind::Logs => "logs",
         }
     }
 
@@ -96,6 +115,7 @@ impl Kind {
         match self {
             Kind::Heartbeat => r#"{"kind":"heartbeat"}"#.to_string(),
             Kind::Exit(code) => format!(r#"{{"kind":"exit","exitCode":{code}}}"#),
+            Kind::Logs => String::new(),
         }
     }
 }
@@ -108,6 +128,9 @@ pub struct Post {
     pub kind: Kind,
     url: String,
     token: String,
+    body: String,
+    /// Lines of output in the body (logs).
+    lines: u64,
 }
 
 impl std::fmt::Debug for Post {
@@ -150,9 +173,40 @@ pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<
         .then_some(Kind::Heartbeat)
 }
 
+/// The chunk of output of `rec` due now: lines not yet acknowledged, printed by `upto`, when its
+/// interval has passed or `flush` (its exit is reported now).
+fn output_due(
+    rec: &Record,
+    track: &mut Track,
+    now: SimMillis,
+    upto: SimMillis,
+    flush: bool,
+    step_ms: u64,
+    ms_per_second: u64,
+) -> Option<(String, u64)> {
+    let w = rec.workload.as_ref()?;
+    if track.log_done
+        || w.env
+            .get(crate::provider::workload::ENV_SHIP_LOGS)
+            .is_some_and(|v| v == "no")
+        || (!flush && now < track.next_log)
+    {
+        return None;
+    }
+    track.next_log = now.saturating_add(LOG_INTERVAL_SECONDS.saturating_mul(ms_per_second.max(1)));
+    let lines = super::output::lines(rec, track.log_lines, upto, step_ms, LOG_CHUNK_LINES);
+    if lines.is_empty() {
+        return None;
+    }
+    let n = lines.len() as u64;
+    let mut body = lines.join("\n");
+    body.push('\n');
+    Some((body, n))
+}
+
 /// Collects the reports due now and updates the tracks (heartbeats are rescheduled when
 /// collected; exits are marked done when acknowledged). Tracks of machines the cloud forgot
-/// are dropped.
+/// are dropped. Chunks of output come first, so the last lines precede the exit report.
 pub(super) fn collect<'a>(
     records: impl Iterator<Item = &'a Record>,
     tracks: &mut HashMap<u64, Track>,
@@ -172,7 +226,31 @@ pub(super) fn collect<'a>(
         let track = tracks.entry(rec.num).or_default();
         track.exit_grace_ms =
             u64::from(reporting.report_grace_seconds).saturating_mul(ms_per_second.max(1));
-        let Some(kind) = due(rec, track, now, lead_ms) else {
+        let kind = due(rec, track, now, lead_ms);
+        let base = reporting.callback_url.trim_end_matches('/');
+        let upto = match kind {
+            Some(Kind::Exit(_)) => now.saturating_add(lead_ms),
+            _ => now,
+        };
+        if let Some((body, lines)) = output_due(
+            rec,
+            track,
+            now,
+            upto,
+            matches!(kind, Some(Kind::Exit(_))),
+            interval_ms,
+            ms_per_second,
+        ) {
+            posts.push(Post {
+                num: rec.num,
+                kind: Kind::Logs,
+                url: format!("{base}/logs?offset={}", track.log_offset),
+                token: reporting.token.clone(),
+                body,
+                lines,
+            });
+        }
+        let Some(kind) = kind else {
             continue;
         };
         if kind == Kind::Heartbeat {
@@ -181,12 +259,10 @@ pub(super) fn collect<'a>(
         posts.push(Post {
             num: rec.num,
             kind,
-            url: format!(
-                "{}/{}",
-                reporting.callback_url.trim_end_matches('/'),
-                kind.path()
-            ),
+            url: format!("{base}/{}", kind.path()),
             token: reporting.token.clone(),
+            body: kind.body(),
+            lines: 0,
         });
     }
     tracks.retain(|num, _| seen.contains(num));
@@ -223,26 +299,22 @@ async fn run(cloud: Weak<SimCloud>) {
         let posts = c.due_reports(&mut tracks);
         let now = c.now();
         drop(c);
-        let results: Vec<(u64, Kind, Answer)> = futures::stream::iter(posts)
-            .map(|p| {
-                let client = client.clone();
-                async move {
-                    let answer = client
-                        .post(&p.url)
-                        .bearer_auth(&p.token)
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(p.kind.body())
-                        .send()
-                        .await
-                        .map_or(Answer::Retry, |r| Answer::of(r.status().as_u16()));
-                    (p.num, p.kind, answer)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for (num, kind, answer) in results {
+        let (logs, reports): (Vec<Post>, Vec<Post>) =
+            posts.into_iter().partition(|p| p.kind == Kind::Logs);
+        let mut results = send(&client, logs, concurrency).await;
+        results.extend(send(&client, reports, concurrency).await);
+        for (num, kind, answer, lines, bytes) in results {
             let ok = answer == Answer::Acknowledged;
+            if let (Kind::Logs, Some(t)) = (kind, tracks.get_mut(&num)) {
+                match answer {
+                    Answer::Acknowledged => {
+                        t.log_lines += lines;
+                        t.log_offset += bytes;
+                    }
+                    Answer::Refused => t.log_done = true,
+                    Answer::Retry => t.next_log = 0,
+                }
+            }
             if let (Kind::Exit(_), Some(t)) = (kind, tracks.get_mut(&num)) {
                 t.exit_attempts += 1;
                 if t.first_exit == 0 {
@@ -282,6 +354,38 @@ async fn run(cloud: Weak<SimCloud>) {
         }
         tokio::time::sleep(tick).await;
     }
+}
+
+/// Sends `posts`, at most `concurrency` at once: (machine, kind, answer, lines, bytes) each.
+async fn send(
+    client: &reqwest::Client,
+    posts: Vec<Post>,
+    concurrency: usize,
+) -> Vec<(u64, Kind, Answer, u64, u64)> {
+    futures::stream::iter(posts)
+        .map(|p| {
+            let client = client.clone();
+            async move {
+                let content_type = if p.kind == Kind::Logs {
+                    "application/octet-stream"
+                } else {
+                    "application/json"
+                };
+                let bytes = p.body.len() as u64;
+                let answer = client
+                    .post(&p.url)
+                    .bearer_auth(&p.token)
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(p.body)
+                    .send()
+                    .await
+                    .map_or(Answer::Retry, |r| Answer::of(r.status().as_u16()));
+                (p.num, p.kind, answer, p.lines, bytes)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
 }
 
 #[cfg(test)]

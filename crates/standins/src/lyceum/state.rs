@@ -147,6 +147,8 @@ pub struct Run {
     forced: Option<String>,
     return_code: Option<i64>,
     ended: Option<Instant>,
+    /// The run's output, oldest first: (when, line).
+    pub logs: Vec<(Timestamp, String)>,
 }
 
 /// Everything the stand-in knows.
@@ -380,6 +382,11 @@ impl Store {
         metadata: Value,
     ) -> Run {
         let price = unit_price(&execution_type, false).unwrap_or(1.0);
+        let now = Timestamp::now();
+        let logs = vec![
+            (now, format!("pulling image {image}")),
+            (now, "starting container".to_string()),
+        ];
         let run = Run {
             id: uuid::Uuid::new_v4().to_string(),
             run_name,
@@ -396,6 +403,7 @@ impl Store {
             forced: None,
             return_code: None,
             ended: None,
+            logs,
         };
         self.runs.push(run.clone());
         run
@@ -443,7 +451,21 @@ impl Store {
         run.return_code = return_code;
         if RUN_TERMINAL.contains(&status) && run.ended.is_none() {
             run.ended = Some(Instant::now());
+            let code = return_code.map_or("none".to_string(), |c| c.to_string());
+            run.logs.push((
+                Timestamp::now(),
+                format!("run {status} (return code {code})"),
+            ));
         }
+        true
+    }
+
+    /// Appends a line to a run's output; false for an unknown id.
+    pub fn log_run(&mut self, id: &str, line: &str) -> bool {
+        let Some(run) = self.run_mut(id) else {
+            return false;
+        };
+        run.logs.push((Timestamp::now(), line.to_string()));
         true
     }
 

@@ -297,6 +297,21 @@ async fn runs_progress_finish_and_abort() {
         (Some("failed"), Some(137))
     );
     assert!(st["job_end"].is_string());
+    assert!(api.s.print_run(&id3, "epoch 1 done"));
+    let (_, logs) = api
+        .get(&format!("/logs/execution/{id3}?limit=2&hours=1"))
+        .await;
+    let messages: Vec<&str> = logs["logs"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        vec!["run failed (return code 137)", "epoch 1 done"],
+        "the last lines, oldest first"
+    );
 }
 
 #[tokio::test]

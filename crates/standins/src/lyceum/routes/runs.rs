@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::super::state::{DEFAULT_RUN_TIMEOUT_SECONDS, RUN_TERMINAL, unit_price};
@@ -189,21 +190,27 @@ pub(super) async fn run_logs(
             "range",
         )]);
     }
+    let hours = q
+        .get("hours")
+        .and_then(|h| h.parse::<i64>().ok())
+        .unwrap_or(24);
+    if !(1..=168).contains(&hours) {
+        return validation(vec![(
+            vec!["query", "hours"],
+            "Input should be between 1 and 168".into(),
+            "range",
+        )]);
+    }
     let store = app.store.lock();
     let Some(run) = store.runs.iter().find(|r| r.id == id) else {
         return detail(StatusCode::NOT_FOUND, "Execution not found");
     };
-    let (status, _) = run.status(Instant::now(), &store.knobs);
-    let ts = run.created_at.to_string();
-    let lines = [
-        format!("pulling image {}", run.image),
-        format!("starting command {:?}", run.cmd),
-        format!("status {status}"),
-    ];
-    let logs: Vec<Value> = lines
+    // The last `limit` lines of the last `hours` hours, oldest first.
+    let oldest = Timestamp::now() - jiff::SignedDuration::from_hours(hours);
+    let recent: Vec<&(Timestamp, String)> = run.logs.iter().filter(|(t, _)| *t >= oldest).collect();
+    let logs: Vec<Value> = recent[recent.len().saturating_sub(limit)..]
         .iter()
-        .take(limit)
-        .map(|l| json!({"timestamp": ts, "message": l, "level": "info"}))
+        .map(|(t, l)| json!({"timestamp": t.to_string(), "message": l, "level": "info"}))
         .collect();
     let total = logs.len();
     axum::Json(json!({ "logs": logs, "total": total })).into_response()

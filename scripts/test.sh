@@ -19,6 +19,7 @@ scenarios=(
   cloud_resource_e2e
   training_job_e2e
   retry_e2e
+  cli_e2e
   operator_e2e
   reaper_e2e
   provider_e2e

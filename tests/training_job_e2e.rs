@@ -15,7 +15,7 @@ use runctl::crd::{CloudResource, condition};
 use runctl::provider::sim::{SimConfig, SimFault, SimOp};
 use runctl_apiserver::Verb;
 use serde_json::{Value, json};
-use support::jobs::{JobOperator, Workload, test_job_config};
+use support::jobs::{JobOperator, Workload, runpod_env, test_job_config};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 fn jobs(env: &TestEnv) -> Api<TrainingJob> {
@@ -1313,31 +1313,6 @@ async fn orphan_jobs_stop_their_machines_at_the_budget_and_the_deadline() {
         "the orphaned machine keeps running"
     );
     op.stop().await;
-}
-
-/// A test bed whose enabled providers are RunPod (a stand-in, with its key as the operator's
-/// default credentials) and, with `sim`, the simulated cloud; AWS and Lyceum are disabled.
-async fn runpod_env(sim: bool) -> (runctl_standins::runpod::RunPodStandin, TestEnv) {
-    use runctl::provider::ProvidersConfig;
-    let standin = runctl_standins::runpod::RunPodStandin::start().await;
-    let mut providers = ProvidersConfig {
-        sim: fast_sim(),
-        ..ProvidersConfig::default()
-    };
-    providers.sim.enabled = Some(sim);
-    providers.aws.enabled = Some(false);
-    providers.lyceum.enabled = Some(false);
-    providers.runpod.enabled = Some(true);
-    providers.runpod.base_url = standin.url();
-    providers.runpod.list_cache_millis = 100;
-    let mut env = TestEnv::start_with(providers).await;
-    env.default_credentials(
-        runctl::crd::ProviderKind::Runpod,
-        "runpod",
-        &[("apiKey", &standin.api_key())],
-    )
-    .await;
-    (standin, env)
 }
 
 /// Issue "Providers the way platform teams run them", item 3: `placement.gpu` names the GPU in

@@ -8,12 +8,10 @@ use kube::api::{Patch, PatchParams};
 
 use super::{CliError, Cluster, Out, target};
 use crate::crd::TrainingJob;
-use crate::crd::training_job::JobPhase;
+use crate::crd::training_job::{JobPhase, retry_patch};
 
 /// Field manager of the commands' writes (`kubectl get --show-managed-fields` names it).
 pub const FIELD_MANAGER: &str = "kubectl-runctl";
-/// The annotation `retry` sets; the TrainingJob controller acts on each new value once.
-pub const RETRY_ANNOTATION: &str = "runctl.dev/retry";
 
 /// Flags of `suspend`, `resume` and `retry`.
 #[derive(clap::Args, Debug, Clone)]
@@ -60,9 +58,7 @@ pub fn patch(switch: Switch, token: &str) -> serde_json::Value {
     match switch {
         Switch::Suspend => serde_json::json!({"spec": {"suspend": true}}),
         Switch::Resume => serde_json::json!({"spec": {"suspend": false}}),
-        Switch::Retry => {
-            serde_json::json!({"metadata": {"annotations": {RETRY_ANNOTATION: token}}})
-        }
+        Switch::Retry => retry_patch(token),
     }
 }
 

@@ -296,10 +296,7 @@ mod tests {
         ];
         let s = spends(&jobs, from, now);
         assert_eq!(s.len(), 2);
-        assert_eq!(
-            (s[0].job.as_str(), s[0].usd, s[0].hours),
-            ("old", 8.0, 8.0)
-        );
+        assert_eq!((s[0].job.as_str(), s[0].usd, s[0].hours), ("old", 8.0, 8.0));
         assert_eq!(
             (s[1].job.as_str(), s[1].usd, s[1].hours),
             ("live", 6.0, 3.0)

@@ -16,9 +16,11 @@ use super::output::{Table, Tone, duration, money, per_hour};
 use super::{CliError, Cluster, OperatorArgs, Out};
 use crate::config::OperatorConfig;
 use crate::controller::Context;
-use crate::controller::training_job::offers;
+use std::collections::BTreeMap;
+
+use crate::controller::training_job::{self, offers};
 use crate::crd::TrainingJob;
-use crate::crd::training_job::PlacementStatus;
+use crate::crd::training_job::{JobPhase, PlacementStatus, TrainingJobStatus};
 use crate::metrics::Metrics;
 use crate::provider::ProviderRegistry;
 
@@ -40,8 +42,16 @@ pub struct Planned {
     pub job: TrainingJob,
     /// Whether a job of that name exists already (the plan is for a new one).
     pub exists: bool,
-    /// The offers, as the controller would write them into `status.placement`.
+    /// The offers, as the controller writes them into `status.placement` on its first pass:
+    /// `chosen` is the first attempt's offer.
     pub placement: PlacementStatus,
+    /// The job's phase after that pass (`Provisioning` when an attempt starts; `Failed` or
+    /// `Pending` when it cannot, with the reason and message the job would show).
+    pub phase: Option<JobPhase>,
+    /// The reason the job would show.
+    pub reason: Option<String>,
+    /// The message the job would show.
+    pub message: Option<String>,
 }
 
 /// Prints the plan.
@@ -55,7 +65,7 @@ pub async fn run(cluster: &Cluster, args: &PlanArgs, out: &mut Out) -> Result<()
     render(&planned, out)?;
     if planned.placement.chosen.is_none() {
         return Err(CliError::Refused(
-            "no offer fits the job's placement (see the rejected offers)".into(),
+            "the job would start no attempt (see above)".into(),
         ));
     }
     Ok(())
@@ -111,13 +121,34 @@ pub async fn plan(
         Arc::new(Metrics::new()),
         settings,
     );
-    let placement = offers::collect(&ctx, &job.spec.placement, &ns)
-        .await
-        .map_err(|refusal| CliError::Refused(refusal.to_string()))?;
+    let offers = offers::collect(&ctx, &job.spec.placement, &ns).await;
+    // The controller's own first pass over a new job with these offers.
+    let job_config = config.training_job_config();
+    let settings = training_job::plan_settings(&ctx, &job_config);
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let status = TrainingJobStatus::default();
+    let reports = BTreeMap::new();
+    let first = training_job::plan::plan(training_job::plan::Input {
+        job: &name,
+        spec: &job.spec,
+        status: &status,
+        generation: 1,
+        machines: &[],
+        reports: &reports,
+        prior_success: None,
+        offers: Some(&offers),
+        retry_request: None,
+        settings: &settings,
+        now: jiff::Timestamp::now(),
+    });
+    let decided = first.status;
     Ok(Planned {
         job,
         exists,
-        placement,
+        placement: decided.placement.unwrap_or_default(),
+        phase: decided.phase,
+        reason: decided.reason,
+        message: decided.message,
     })
 }
 
@@ -162,8 +193,16 @@ pub fn render(p: &Planned, out: &mut Out) -> std::io::Result<()> {
             ))?;
         }
         None => {
-            let none = out.paint("no offer fits the placement", Tone::Bad);
-            out.line(&format!("Would run on:  {none}"))?;
+            let why = match (&p.phase, &p.reason) {
+                (Some(phase), Some(reason)) => {
+                    format!("nothing: the job would be {} ({reason})", phase.as_str())
+                }
+                _ => "nothing".to_string(),
+            };
+            out.line(&format!("Would run on:  {}", out.paint(&why, Tone::Bad)))?;
+            if let Some(m) = &p.message {
+                out.line(&format!("               {m}"))?;
+            }
         }
     }
     if !p.placement.remaining.is_empty() {

@@ -18,7 +18,7 @@ use runctl::crd::CloudResource;
 use runctl::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
-use super::TestEnv;
+use super::{TestEnv, fast_sim};
 
 /// TrainingJob settings with short waits for tests (the callback URL is filled in at start).
 pub fn test_job_config() -> TrainingJobConfig {
@@ -210,4 +210,29 @@ impl Workload {
         )
         .await
     }
+}
+
+/// A test bed whose enabled providers are RunPod (a stand-in, with its key as the operator's
+/// default credentials) and, with `sim`, the simulated cloud; AWS and Lyceum are disabled.
+pub async fn runpod_env(sim: bool) -> (runctl_standins::runpod::RunPodStandin, TestEnv) {
+    use runctl::provider::ProvidersConfig;
+    let standin = runctl_standins::runpod::RunPodStandin::start().await;
+    let mut providers = ProvidersConfig {
+        sim: fast_sim(),
+        ..ProvidersConfig::default()
+    };
+    providers.sim.enabled = Some(sim);
+    providers.aws.enabled = Some(false);
+    providers.lyceum.enabled = Some(false);
+    providers.runpod.enabled = Some(true);
+    providers.runpod.base_url = standin.url();
+    providers.runpod.list_cache_millis = 100;
+    let mut env = TestEnv::start_with(providers).await;
+    env.default_credentials(
+        runctl::crd::ProviderKind::Runpod,
+        "runpod",
+        &[("apiKey", &standin.api_key())],
+    )
+    .await;
+    (standin, env)
 }

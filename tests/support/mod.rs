@@ -11,6 +11,7 @@ pub mod builders;
 pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod snapshot;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,8 +6,9 @@
 //! ServiceAccount, and the operator runs with a client acting as that ServiceAccount:
 //! - the CloudResource controller and the TrainingJob controller with its callback endpoint
 //!   (`TestEnv::start_controller_as`, `start_training_job_controller_as`): a CloudResource that
-//!   hits two capacity errors, runs and is deleted; a TrainingJob that succeeds from its exit
-//!   report; a TrainingJob deleted while it runs, with its token Secret;
+//!   hits two capacity errors, runs and is deleted; a TrainingJob whose workload ships output
+//!   (its log ConfigMap) and that succeeds from its exit report; a TrainingJob deleted while it
+//!   runs, with its token Secret;
 //! - the whole operator (`runctl::operator::Operator`: preflight, leader Lease, orphan reaper,
 //!   both controllers, callback endpoint) through the same scenarios.
 //!
@@ -639,6 +640,13 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
     .expect("label the job");
     let machine = uid_of(env, &format!("{name}-a1")).await;
     let workload = Workload::of(env, &format!("{name}-a1")).await;
+    // Output: its log ConfigMap is read and created; the exit report writes it a last time (an
+    // update with the resourceVersion read).
+    assert_eq!(
+        workload.post("logs?offset=0", json!("epoch 1")).await,
+        200,
+        "{name}: output accepted"
+    );
     assert_eq!(workload.exit(0).await, 200, "{name}: exit report accepted");
     wait_job(env, name, "Succeeded", |s| {
         s.phase == Some(JobPhase::Succeeded)

@@ -14,13 +14,15 @@
 //! - [`metrics`]: Prometheus metrics in runctl's own registry.
 //! - [`runtime`]: the HTTP endpoint (metrics, probes), leader election, shutdown.
 //! - [`telemetry`]: logging setup.
+//!
+//! The scale benchmark is a crate of its own (`crates/bench`, `runctl-bench`); the operator
+//! ships none of it.
 
 /// The `User-Agent` of every request runctl makes: to the Kubernetes API server and to the
 /// providers' APIs (`runctl/<version>`; the AWS SDK adds it as its app name).
 pub const USER_AGENT: &str = concat!("runctl/", env!("CARGO_PKG_VERSION"));
 
 pub mod allocator;
-pub mod bench;
 pub mod callback;
 pub mod cli;
 pub mod config;

@@ -255,13 +255,6 @@ impl ProviderRegistry {
         &self.sim
     }
 
-    /// Puts a ready provider instance under `key`, so that [`get`](Self::get) returns it
-    /// instead of building one (the benchmark's sim in another process). The key must be the
-    /// one the controllers compute for the objects it should serve.
-    pub fn insert(&self, key: ProviderKey, provider: Arc<dyn Provider>) {
-        self.cache.lock().insert(key, provider);
-    }
-
     /// The provider for `key`, built on first use with `credentials`.
     pub async fn get(
         &self,

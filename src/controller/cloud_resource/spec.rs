@@ -165,7 +165,7 @@ pub fn build(
 }
 
 /// The region a CloudResource uses: its own, else the provider's configured default.
-pub fn region_for(spec: &CloudResourceSpec, default: Option<String>) -> Option<String> {
+pub(super) fn region_for(spec: &CloudResourceSpec, default: Option<String>) -> Option<String> {
     match spec.provider {
         ProviderKind::Runpod | ProviderKind::Lyceum => None,
         ProviderKind::Aws | ProviderKind::Sim => spec.region.clone().or(default),

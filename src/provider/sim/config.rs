@@ -18,6 +18,13 @@ pub struct SimConfig {
     /// that do no work. A section without it does not enable the simulator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// URL of a simulated cloud served by another process (`http://HOST:PORT`, see
+    /// `sim::server`): the operator's sim provider calls it over HTTP instead of keeping the
+    /// cloud in its own process, so that the machines outlive an operator restart and several
+    /// operator processes (replicas, the scale benchmark) share one cloud. The served cloud runs
+    /// on the server's settings; here only `region` and `prices` (the GPU types offered) apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// The default simulated region (a provider built without a region uses it).
     pub region: String,
     /// Milliseconds from create until the machine exists: `Starting/Provisioning` until then,
@@ -62,6 +69,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             enabled: None,
+            endpoint: None,
             region: "sim-1".into(),
             provision_ms: 200,
             boot_ms: 1000,

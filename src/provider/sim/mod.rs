@@ -6,7 +6,9 @@
 //! Layout: [`config`] (settings and price table), [`clock`] (real or manual time),
 //! [`timeline`] (pure state machine), [`fault`] (fault injection), [`store`] (indexed machine
 //! records), [`cloud`] ([`SimCloud`]: the shared cloud, test knobs, inspection), [`provider`]
-//! ([`SimProvider`]), [`wrapper`] (the simulated reporting wrapper). Knobs are described in `docs/providers/sim.md`.
+//! ([`SimProvider`]), [`wrapper`] (the simulated reporting wrapper), [`server`] / [`remote`] /
+//! [`wire`] (the cloud served over HTTP to operators in other processes, `endpoint`). Knobs are
+//! described in `docs/providers/sim.md`.
 
 pub mod clock;
 pub mod cloud;
@@ -16,8 +18,11 @@ pub mod fault;
 pub mod gpus;
 pub mod output;
 pub mod provider;
+pub mod remote;
+pub mod server;
 pub mod store;
 pub mod timeline;
+pub mod wire;
 pub mod wrapper;
 
 #[cfg(test)]
@@ -29,19 +34,27 @@ pub use cloud::{ForeignMachine, SimCloud, SimError, SimMachine, SimStats};
 pub use config::{SPOT_FACTOR, SimConfig};
 pub use fault::{SimFault, SimOp};
 pub use provider::SimProvider;
+pub use remote::RemoteSim;
+pub use server::SimServer;
 pub use timeline::{ENV_EXIT_CODE, ENV_RUN_MS};
 
 use super::registry::BuildContext;
 use super::{Provider, ProviderError};
 
-/// Builds a sim provider bound to the shared cloud, the installation and the region (the
-/// cloud's configured region when none is given).
+/// Builds a sim provider bound to the installation and the region (the configured region when
+/// none is given): a client of the served cloud when the configuration names one (`endpoint`),
+/// else a provider over the registry's shared in-process cloud.
 pub fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError> {
     let region = ctx.region.unwrap_or(&ctx.sim.config().region);
     if region.is_empty() {
         return Err(ProviderError::InvalidSpec {
             message: "sim: region must not be empty".into(),
         });
+    }
+    if let Some(url) = &ctx.config.sim.endpoint {
+        let remote = RemoteSim::new(url, ctx.installation, region, &ctx.config.sim)
+            .map_err(|e| ProviderError::retryable_from("sim: HTTP client", e))?;
+        return Ok(Arc::new(remote));
     }
     Ok(Arc::new(SimProvider::new(
         ctx.sim.clone(),

@@ -1,8 +1,8 @@
-//! The benchmark's simulated cloud served over HTTP (JSON, [`super::sim_wire`]), so that it runs
-//! outside the operator's process: the [`Provider`] operations of any installation and region
-//! (through [`SimProvider`], which also starts the simulated reporting wrapper in this process)
-//! and what the driver reads and does (machines with their timelines, counters, every workload
-//! exits).
+//! The simulated cloud served over HTTP (JSON, [`super::wire`]), so that operators in other
+//! processes use it (`providers.sim.endpoint`, [`super::remote::RemoteSim`]): the [`Provider`]
+//! operations of any installation and region (through [`SimProvider`], which also starts the
+//! simulated reporting wrapper in this process) and what the cloud shows (machines with their
+//! timelines, counters) and does (every workload exits).
 //!
 //! Routes: `POST /provider/{create,observe,list,terminate,price}`, `GET /sim/machines`,
 //! `GET /sim/summary`, `POST /sim/exit-all`.
@@ -17,10 +17,10 @@ use axum::{Json, Router};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::provider::sim::{SimCloud, SimOp, SimProvider};
+use super::{SimCloud, SimOp, SimProvider};
 use crate::provider::{Provider, ProviderError, ResourceKey};
 
-use super::sim_wire::{
+use super::wire::{
     Answer, CreateRequest, ExitAll, ObserveRequest, PriceRequest, Scope, Summary, TerminateRequest,
     WireError, WireMachine, WireQuote, WireSimMachine, WireTermination,
 };

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use runctl_apiserver::{RequestStats, Verb};
 
-use crate::provider::ResourceState;
-use crate::provider::identity::TAG_OWNER;
+use runctl::crd::training_job::JobPhase;
+use runctl::provider::ResourceState;
+use runctl::provider::identity::TAG_OWNER;
+use runctl::provider::sim::wire::WireSimMachine;
 
 use super::report::{FailedJob, Latency};
-use super::sim_wire::WireSimMachine;
 use super::watch::JobOutcome;
-use crate::crd::training_job::JobPhase;
 
 /// Apply → create-call and provider-state → status latencies of the machines of `namespace`:
 /// `applied` gives when each job was applied, `first` when the benchmark first saw a
@@ -115,7 +115,7 @@ pub fn operator_requests(stats: &RequestStats, driver_lists: &BTreeMap<String, u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::sim_wire::WireStatus;
+    use runctl::provider::sim::wire::WireStatus;
 
     fn outcome(phase: JobPhase, reason: Option<&str>) -> JobOutcome {
         JobOutcome {

@@ -1,8 +1,9 @@
-//! `RemoteSim`: the benchmark's simulated cloud as seen from the operator's process, by HTTP
-//! calls to [`super::sim_server`] (in the API test server's child process). It implements
-//! [`Provider`] for one installation and region, so the operator's registry can use it for
-//! `ProviderKind::Sim`, and gives the driver what it reads of the cloud. At most
-//! [`MAX_IN_FLIGHT`] requests (so connections) at once.
+//! `RemoteSim`: the sim provider of an operator whose configuration names a served simulated
+//! cloud (`providers.sim.endpoint`): the [`Provider`] calls of one installation and region go by
+//! HTTP to [`super::server`] in another process, which holds the [`super::SimCloud`] and runs its
+//! reporting wrapper. It also reads what the served cloud shows (machines with their timelines,
+//! counters) and makes its workloads exit. At most [`MAX_IN_FLIGHT`] requests (so connections)
+//! at once.
 //!
 //! Two keep-alive HTTP clients: one for the small calls (create, observe, terminate, price) and
 //! one, keeping a single idle connection, for the large answers (a list of every machine). A
@@ -24,7 +25,7 @@ use crate::provider::{
     ResourceKey, Termination,
 };
 
-use super::sim_wire::{
+use super::wire::{
     Answer, CreateRequest, ExitAll, ObserveRequest, PriceRequest, Scope, Summary, TerminateRequest,
     WireKey, WireMachine, WireQuote, WireSimMachine, WireSpec, WireTermination,
 };
@@ -32,7 +33,7 @@ use super::sim_wire::{
 /// Requests to the sim server in flight at once (and so its most connections).
 pub const MAX_IN_FLIGHT: usize = 32;
 
-/// A client of the benchmark's sim server, bound to one installation and region.
+/// A client of a served simulated cloud, bound to one installation and region.
 #[derive(Clone)]
 pub struct RemoteSim {
     url: String,
@@ -55,7 +56,7 @@ impl std::fmt::Debug for RemoteSim {
 
 impl RemoteSim {
     /// A client of the server at `url` (`http://127.0.0.1:PORT`) for `installation` in `region`;
-    /// `config` is the server's simulator settings (for the capabilities).
+    /// `config` gives the capabilities (the GPU types of its price table).
     pub fn new(
         url: &str,
         installation: &str,
@@ -151,7 +152,7 @@ impl RemoteSim {
         Scope::clone(&self.scope)
     }
 
-    // ---- what the driver reads and does ----
+    // ---- what the served cloud shows, and its workloads ----
 
     /// Every machine still known, with its timeline.
     pub async fn machines(&self) -> Result<Vec<WireSimMachine>, ProviderError> {
@@ -242,10 +243,10 @@ mod tests {
     use super::*;
     use crate::provider::ProviderRegistry;
     use crate::provider::ResourceState;
-    use crate::provider::registry::ProviderKey;
+    use crate::provider::registry::{ProviderKey, ProvidersConfig};
     use crate::provider::sim::{SimCloud, SimFault, SimOp};
 
-    use super::super::sim_server::SimServer;
+    use super::super::server::SimServer;
 
     fn key(uid: &str) -> ResourceKey {
         ResourceKey {
@@ -279,14 +280,16 @@ mod tests {
             .unwrap();
         let sim = RemoteSim::new(&server.url(), "bench", &config.region, &config).unwrap();
 
-        // The registry hands the remote instance out under the key a sim object resolves to.
-        let registry = ProviderRegistry::new("bench", Default::default());
+        // An operator configured with the endpoint builds its sim provider as a client of the
+        // served cloud; its own in-process cloud stays empty.
+        let mut providers = ProvidersConfig::default();
+        providers.sim.endpoint = Some(server.url());
+        let registry = ProviderRegistry::new("bench", providers);
         let pkey = ProviderKey {
             kind: ProviderKind::Sim,
-            region: Some(config.region.clone()),
+            region: None,
             credentials: None,
         };
-        registry.insert(pkey.clone(), Arc::new(sim.clone()));
         let provider = registry.get(&pkey, None).await.unwrap();
         assert!(registry.sim().machines().is_empty());
 

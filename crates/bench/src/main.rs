@@ -5,7 +5,7 @@
 //! the memory and CPU of both processes. Progress goes to stderr. See `docs/benchmarks.md`:
 //!
 //! ```sh
-//! cargo run --profile scale --no-default-features --bin runctl-bench -- 100 1000 10000
+//! cargo run --profile scale -p runctl-bench -- 100 1000 10000
 //! ```
 
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 // uses.
 runctl::use_jemalloc!();
 
-use runctl::bench::{self, Options, SERVE_API_FLAG, ServerMode};
+use runctl_bench::{self as bench, Options, SERVE_API_FLAG, ServerMode};
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -1,19 +1,18 @@
-//! The scale benchmark (`runctl-bench`, `docs/benchmarks.md`): starts the API test server and
-//! the simulated cloud with its reporting wrapper (in a child process, or in this one:
-//! [`ServerMode`]) and the operator in this process, whose registry reaches the sim by HTTP
-//! ([`remote_sim::RemoteSim`]), and drives N TrainingJobs through their whole life: apply burst,
-//! provisioning, running, completion, TTL deletion. It measures memory and CPU of this process
-//! (operator and driver) and of the child's, latencies, outcomes and request counts of that one
-//! run (see [`Report`]), and prints progress lines per phase on stderr. `tests/bench_small.rs`
-//! runs N = 100 and checks the counts only.
+//! runctl's scale benchmark (`runctl-bench`, `docs/benchmarks.md`), a crate of its own: the
+//! operator ships none of it. It starts the API test server and the simulated cloud with its
+//! reporting wrapper, served over HTTP (`runctl::provider::sim::SimServer`; in a child process,
+//! or in this one: [`ServerMode`]), and the operator in this process, configured with the served
+//! sim's endpoint (`providers.sim.endpoint`: its sim provider is a [`RemoteSim`]), and drives N
+//! TrainingJobs through their whole life: apply burst, provisioning, running, completion, TTL
+//! deletion. It measures memory and CPU of this process (operator and driver) and of the
+//! child's, latencies, outcomes and request counts of that one run (see [`Report`]), and prints
+//! progress lines per phase on stderr. `tests/bench_small.rs` runs N = 100 and checks the counts
+//! only.
 
 pub mod measure;
-mod remote_sim;
 pub mod report;
 pub mod rss;
 mod server;
-mod sim_server;
-mod sim_wire;
 mod tally;
 mod watch;
 
@@ -30,18 +29,14 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::OperatorConfig;
-use crate::controller::cloud_resource::spec::region_for;
-use crate::crd::CloudResource;
-use crate::crd::cloud_resource::CloudResourceSpec;
-use crate::crd::training_job::{JobPhase, TrainingJob};
-use crate::operator::Operator;
-use crate::provider::registry::ProviderKey;
-use crate::provider::sim::{SimConfig, SimOp};
-use crate::provider::{Provider, ProviderKind, ProviderRegistry, ResourceKey, ResourceState};
+use runctl::config::OperatorConfig;
+use runctl::crd::CloudResource;
+use runctl::crd::training_job::{JobPhase, TrainingJob};
+use runctl::operator::Operator;
+use runctl::provider::sim::{RemoteSim, SimConfig, SimOp};
+use runctl::provider::{Provider, ProviderRegistry, ResourceKey, ResourceState};
 
 use measure::Process;
-use remote_sim::RemoteSim;
 use report::ProcessFigures;
 use rss::{Phase, Sampler};
 use server::BenchServer;
@@ -125,20 +120,9 @@ pub fn sim_config() -> SimConfig {
     }
 }
 
-/// The benchmark's TrainingJobs' placement: what their CloudResources' specs say.
+/// The benchmark's TrainingJobs' placement: what their CloudResources' specs say (no region:
+/// the sim's configured one).
 const PLACEMENT: &str = r#"{"provider": "sim", "instanceType": "sim.a100"}"#;
-
-/// The registry key the CloudResource controller computes for the benchmark's objects: the sim,
-/// in the region of their spec defaulted from the configuration, no credentials.
-fn sim_provider_key(config: &OperatorConfig) -> Result<ProviderKey, BenchError> {
-    let spec: CloudResourceSpec = serde_json::from_str(PLACEMENT)
-        .map_err(|e| BenchError::Operator(format!("the benchmark's placement: {e}")))?;
-    Ok(ProviderKey {
-        kind: ProviderKind::Sim,
-        region: region_for(&spec, config.providers.default_region(ProviderKind::Sim)),
-        credentials: None,
-    })
-}
 
 /// Progress lines on stderr, so that a long run shows where it is.
 struct Progress {
@@ -180,7 +164,7 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     );
     let client = server.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crate::crd::all() {
+    for crd in runctl::crd::all() {
         crds.create(&PostParams::default(), &crd)
             .await
             .map_err(kube_err("installing the CRDs"))?;
@@ -224,29 +208,22 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     // The simulated cloud is off unless a configuration enables it: the benchmark's jobs run
     // on nothing else.
     config.providers.sim.enabled = Some(true);
+    // The operator's sim provider is a client of the served one.
+    config.providers.sim.endpoint = Some(server.sim_url());
     config.jobs.callback_addr = format!("127.0.0.1:{port}");
     config.jobs.callback_url = Some(format!("http://127.0.0.1:{port}"));
     // The simulated machines run on this host.
     config.jobs.allow_cluster_internal_callback_url = true;
-    let key = sim_provider_key(&config)?;
-    let region = key.region.clone().unwrap_or_default();
-    let sim = RemoteSim::new(
-        &server.sim_url(),
-        &config.installation_id,
-        &region,
-        &config.providers.sim,
-    )
-    .map_err(|e| BenchError::Operator(format!("sim client: {e}")))?;
-    // The registry's own in-process sim stays empty: sim objects resolve to the remote one.
+    let sim = sim_client(server, &config)?;
+    // The registry's own in-process sim stays empty: its sim provider is the served one.
     let registry = Arc::new(ProviderRegistry::new(
         config.installation_id.clone(),
         config.providers.clone(),
     ));
-    registry.insert(key, Arc::new(sim.clone()));
     let operator = Operator::from_config(client.clone(), &config, registry, "runctl-bench-0")
         .map_err(|e| BenchError::Operator(e.to_string()))?;
     let op_task = tokio::spawn(operator.run(shutdown.clone()));
-    let outcome = drive(opts, server, &client, &sim, &seen, &progress).await;
+    let outcome = drive(opts, server, &client, &config, &sim, &seen, &progress).await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), op_task).await;
     let mut report = outcome?;
@@ -255,7 +232,20 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     Ok(report)
 }
 
-fn sim_err(what: &'static str) -> impl Fn(crate::provider::ProviderError) -> BenchError {
+/// The driver's own client of the served sim, in the installation and region of the jobs. Its
+/// connections are not the operator's: a client that listed every machine holds that answer's
+/// read buffer while it lives, so the list it times has a client of its own, dropped after.
+fn sim_client(server: &BenchServer, config: &OperatorConfig) -> Result<RemoteSim, BenchError> {
+    RemoteSim::new(
+        &server.sim_url(),
+        &config.installation_id,
+        &config.providers.sim.region,
+        &config.providers.sim,
+    )
+    .map_err(|e| BenchError::Operator(format!("sim client: {e}")))
+}
+
+fn sim_err(what: &'static str) -> impl Fn(runctl::provider::ProviderError) -> BenchError {
     move |e| BenchError::Operator(format!("{what}: {e}"))
 }
 
@@ -313,6 +303,7 @@ async fn drive(
     opts: &Options,
     server: &BenchServer,
     client: &Client,
+    config: &OperatorConfig,
     sim: &RemoteSim,
     seen: &watch::Seen,
     progress: &Progress,
@@ -415,7 +406,7 @@ async fn drive(
         &format!("{intervals:.1} intervals, {noop_writes} writes"),
     );
 
-    let observe_vs_list = batched_vs_single(sim).await?;
+    let observe_vs_list = batched_vs_single(&sim_client(server, config)?).await?;
 
     // Completion: every workload exits 0; the wrapper reports it; TTL deletes the jobs. The
     // benchmark's watches see the deletions; a list confirms them (and its reads are not the
@@ -623,8 +614,8 @@ async fn raw_write_throughput(
 }
 
 /// Time of one observe call per machine over the time of one list call, same machines (both
-/// through the remote sim, as the operator calls it; the machines are those of the timed list,
-/// so the driver holds no more of them than the operator's own poll does).
+/// through one client of the served sim, as the operator calls it; the machines are those of
+/// the timed list, so the driver holds no more of them than the operator's own poll does).
 async fn batched_vs_single(sim: &RemoteSim) -> Result<f64, BenchError> {
     let t = Instant::now();
     let machines = sim.list().await.map_err(sim_err("sim list"))?;

@@ -1,7 +1,7 @@
 //! Where the benchmark's API test server and simulated cloud run: in this process, or in a child
 //! process (the benchmark binary run with [`SERVE_API_FLAG`]) so that this process's memory and
 //! CPU are the operator's and the driver's only, and the server's and the sim's are measured
-//! apart. Either way the operator reaches the sim by HTTP ([`super::remote_sim`]).
+//! apart. Either way the operator reaches the sim by HTTP (`providers.sim.endpoint`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -11,10 +11,10 @@ use kube::Client;
 use runctl_apiserver::{ApiServer, ChildApiServer, RequestStats, ServerConfig};
 use tokio::io::AsyncReadExt;
 
+use runctl::provider::sim::{SimCloud, SimServer};
+
 use super::BenchError;
 use super::measure::Process;
-use super::sim_server::SimServer;
-use crate::provider::sim::SimCloud;
 
 /// The hidden argument that makes `runctl-bench` serve the API test server and the simulated
 /// cloud (see [`serve_child`]).

@@ -6,7 +6,7 @@ use std::fmt;
 use super::rss::{Phase, PhasePeaks};
 
 /// The default `costRefreshSeconds` of the operator, for the computed refresh-rate row.
-const DEFAULT_COST_REFRESH_SECONDS: f64 = crate::config::DEFAULT_COST_REFRESH_SECONDS as f64;
+const DEFAULT_COST_REFRESH_SECONDS: f64 = runctl::config::DEFAULT_COST_REFRESH_SECONDS as f64;
 /// Failed jobs listed by name in the table at most.
 const FAILED_LISTED: usize = 10;
 

@@ -1,7 +1,7 @@
-//! The JSON the benchmark's simulated cloud speaks over HTTP between its server
-//! ([`super::sim_server`], in the API test server's child process) and [`super::remote_sim`] (in
-//! the operator's process): private wire forms of the provider types, and the pure conversions
-//! both ways. Provider errors keep their class, message and suggested wait.
+//! The JSON a served simulated cloud speaks over HTTP between its server ([`super::server`]) and
+//! its clients ([`super::remote`], in the operators' processes): private wire forms of the
+//! provider types, and the pure conversions both ways. Provider errors keep their class, message
+//! and suggested wait.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -262,6 +262,7 @@ pub struct WireMachine {
     pub message: Option<String>,
     pub machine_type: Option<String>,
     pub public_address: Option<String>,
+    pub private_address: Option<String>,
     pub launch_time: Option<Timestamp>,
     pub price_per_hour: Option<f64>,
     pub billed: Option<f64>,
@@ -281,6 +282,7 @@ impl From<&Machine> for WireMachine {
             message: m.message.clone(),
             machine_type: m.machine_type.clone(),
             public_address: m.public_address.clone(),
+            private_address: m.private_address.clone(),
             launch_time: m.launch_time,
             price_per_hour: m.price_per_hour,
             billed: m.billed,
@@ -302,6 +304,7 @@ impl From<WireMachine> for Machine {
             message: m.message,
             machine_type: m.machine_type,
             public_address: m.public_address,
+            private_address: m.private_address,
             launch_time: m.launch_time,
             price_per_hour: m.price_per_hour,
             price_source: None,

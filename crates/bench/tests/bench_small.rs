@@ -3,10 +3,10 @@
 //! is lost, no watch has to relist, a steady window of no-op reconciles writes nothing, and
 //! provider status polling costs one list call per interval whatever N is. The API test server
 //! and the simulated cloud run in a child process (the `runctl-bench` binary), as in the
-//! benchmark; the operator reaches the sim over HTTP.
+//! benchmark; the operator reaches the sim over HTTP (`providers.sim.endpoint`).
 
-use runctl::bench::report::Latency;
-use runctl::bench::{self, Options, ServerMode};
+use runctl_bench::report::Latency;
+use runctl_bench::{self as bench, Options, ServerMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_jobs_through_their_whole_life() {

@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::crd::CloudResource;
-use crate::crd::training_job::{JobPhase, TrainingJob};
-use crate::provider::ResourceState;
+use runctl::crd::CloudResource;
+use runctl::crd::training_job::{JobPhase, TrainingJob};
+use runctl::provider::ResourceState;
 
 /// The last phase a job showed, with its reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,6 +25,7 @@ scenarios=(
   provider_e2e
   machine_class_e2e
   sim_wrapper
+  job_logs
   hostile_input
 )
 

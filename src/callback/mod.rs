@@ -342,8 +342,12 @@ async fn report(
             }
             (StatusCode::OK, "ok")
         }
-        // The attempt was released: its outcome is in the job's status already.
+        // The attempt was released: its outcome is in the job's status already. Its output
+        // (kept with the job) is still written a last time.
         Err(persist::PersistError::AttemptGone) => {
+            if let Some((code, interrupted)) = exit {
+                state.logs.finish(&id, code, interrupted).await;
+            }
             (StatusCode::GONE, "the attempt has ended; stop reporting")
         }
         // An exit must be in the API before it is acknowledged: the wrapper retries.

@@ -16,8 +16,9 @@ use crate::logs::stored::{self, Stored};
 
 /// How often `-f` reads the ConfigMap and the job.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
-/// After the attempt ended, how long `-f` waits for the operator's last write.
-pub const LAST_WRITE_WAIT: Duration = Duration::from_secs(10);
+/// After the attempt ended, how long `-f` waits for the operator's last write (longer than the
+/// operator's write interval, [`crate::logs::sink::DEFAULT_WRITE_INTERVAL`]).
+pub const LAST_WRITE_WAIT: Duration = Duration::from_secs(15);
 
 /// Flags of `logs`.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,6 +1,9 @@
 //! The last lines of a failed attempt in an event on its TrainingJob (reason `AttemptFailed`),
 //! so `kubectl describe tj` shows why it failed. The lines come from the stored (scrubbed) tail,
-//! at most [`LINES`] of them and [`MAX_NOTE`] bytes in all (an event's note holds 1 KiB).
+//! at most [`LINES`] of them and [`MAX_NOTE`] bytes in all (an event's note holds 1 KiB). The
+//! event is published once per attempt, by whichever learns of the failure first: the callback
+//! endpoint on the exit report, or the CloudResource controller on a machine that ended with a
+//! non-zero exit code; the ConfigMap's `runctl.dev/log-failure-event` annotation says it was.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -9,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+use super::stored::{self, StoreError, Target};
 use super::tail::Tail;
 use kube::runtime::events::EventType;
 
@@ -56,10 +60,74 @@ pub fn event(namespace: &str, owner: &OwnerReference, note: String, now: Timesta
     new_event(&pending, &reporter, now)
 }
 
-/// Writes the event (once per failed attempt: not through the event sink's series cache).
+/// Writes the event.
 pub async fn publish(client: &Client, namespace: &str, event: &Event) -> Result<(), kube::Error> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     api.create(&PostParams::default(), event).await.map(|_| ())
+}
+
+/// Why the event could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum FailureError {
+    /// Marking the ConfigMap failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing the event failed.
+    #[error("failed to publish the AttemptFailed event: {0}")]
+    Publish(#[source] kube::Error),
+}
+
+/// What [`report_once`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reported {
+    /// Published the event now.
+    Published,
+    /// Nothing to do: published before, or the attempt printed nothing (or has no job).
+    Nothing,
+    /// The output's end has not been written yet (with `complete`): try again later.
+    NotYet,
+}
+
+/// Publishes the `AttemptFailed` event of attempt `target` (which `why` ended) unless it was
+/// published already or the attempt printed nothing; with `complete`, only once the output's end
+/// was written (a machine seen ended before its wrapper's last chunk arrived). Marks its
+/// ConfigMap first, so the event is published once.
+pub async fn report_once(
+    client: &Client,
+    target: &Target,
+    why: &str,
+    complete: bool,
+) -> Result<Reported, FailureError> {
+    let mut outcome = Reported::Nothing;
+    let cm = stored::update(client, target, None, |s| {
+        outcome = if s.failure_event || s.tail.text().is_empty() {
+            Reported::Nothing
+        } else if complete && !s.last {
+            Reported::NotYet
+        } else {
+            Reported::Published
+        };
+        s.failure_event |= outcome == Reported::Published;
+        outcome == Reported::Published
+    })
+    .await?;
+    if outcome != Reported::Published {
+        return Ok(outcome);
+    }
+    let owner = cm
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|o| o.iter().find(|o| o.kind == "TrainingJob"));
+    let Some(owner) = owner else {
+        return Ok(Reported::Nothing);
+    };
+    let note = note(target.attempt, why, &stored::Stored::of(&cm).tail);
+    let event = event(&target.namespace, owner, note, Timestamp::now());
+    publish(client, &target.namespace, &event)
+        .await
+        .map_err(FailureError::Publish)?;
+    Ok(Reported::Published)
 }
 
 #[cfg(test)]

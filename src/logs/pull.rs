@@ -11,16 +11,14 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::events::EventType;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::context;
 use super::failure;
-use super::stored::{self, Stored};
+use super::stored;
 use crate::controller::Context;
-use crate::controller::events::Pending;
 use crate::controller::training_job::view::{LABEL_ATTEMPT, LABEL_JOB};
 use crate::crd::CloudResource;
 use crate::provider::{LogLine, Machine, Provider};
@@ -29,6 +27,10 @@ use crate::provider::{LogLine, Machine, Provider};
 pub const PULL_INTERVAL: Duration = Duration::from_secs(15);
 /// Lines read per pull.
 pub const PULL_LINES: u32 = 500;
+/// How long after a machine was seen ended the `AttemptFailed` event waits for the wrapper's
+/// last output when its exit report did not come first (the callback endpoint writes pending
+/// output at most [`super::sink::DEFAULT_WRITE_INTERVAL`] after it arrived).
+pub const LATE_EVENT: Duration = Duration::from_secs(12);
 /// Lines the cursor fingerprints.
 const CURSOR_LINES: usize = 3;
 
@@ -101,7 +103,6 @@ pub async fn pull(
     cr: &CloudResource,
     provider: &dyn Provider,
     machine: &str,
-    exit_code: Option<i32>,
     last: bool,
 ) {
     let labels = cr.labels();
@@ -156,41 +157,58 @@ pub async fn pull(
         true
     })
     .await;
-    let cm = match result {
-        Ok(cm) => cm,
-        Err(e) => {
-            warn!(name = %cr.name_any(), error = %e, "log pull not stored");
-            return;
-        }
-    };
-    ctx.metrics
-        .log_bytes_received(provider.kind().as_str(), received);
-    let (Some(code), true, Some(owner)) = (exit_code, last, context::job_owner(cr)) else {
-        return;
-    };
-    if code == 0 {
+    if let Err(e) = result {
+        warn!(name = %cr.name_any(), error = %e, "log pull not stored");
         return;
     }
-    let note = failure::note(
-        attempt,
-        &format!("exited with code {code}"),
-        &Stored::of(&cm).tail,
-    );
-    let event = failure::event(&actx.target.namespace, &owner, note, Timestamp::now());
-    if let Some(regarding) = event.regarding {
-        ctx.events.publish(Pending {
-            regarding,
-            type_: EventType::Warning,
-            reason: failure::REASON,
-            action: "Exit",
-            note: event.note.unwrap_or_default(),
-        });
+    ctx.metrics
+        .log_bytes_received(provider.kind().as_str(), received);
+}
+
+/// [`pull`] after an observation of `m`: while it runs, and a last time once it has ended;
+/// then, for a machine that ended with a non-zero exit code, the `AttemptFailed` event.
+pub async fn observed(ctx: &Context, cr: &CloudResource, provider: &dyn Provider, m: &Machine) {
+    let last = m.state.is_final();
+    pull(ctx, cr, provider, &m.id, last).await;
+    if let (true, Some(code)) = (last, m.exit_code.filter(|c| *c != 0)) {
+        failed(ctx, cr, code).await;
     }
 }
 
-/// [`pull`] after an observation of `m`: while it runs, and a last time once it has ended.
-pub async fn observed(ctx: &Context, cr: &CloudResource, provider: &dyn Provider, m: &Machine) {
-    pull(ctx, cr, provider, &m.id, m.exit_code, m.state.is_final()).await;
+/// Publishes the `AttemptFailed` event of `cr`'s attempt, whose machine ended with `code`,
+/// unless the exit report's did already. When the wrapper's last output has not been written yet
+/// (the machine was seen ended first), once more after [`LATE_EVENT`] with what is there by then.
+async fn failed(ctx: &Context, cr: &CloudResource, code: i32) {
+    let Some(target) = target_of(cr) else {
+        return;
+    };
+    let why = format!("exited with code {code}");
+    match failure::report_once(&ctx.client, &target, &why, true).await {
+        Ok(failure::Reported::NotYet) => {
+            let client = ctx.client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LATE_EVENT).await;
+                if let Err(e) = failure::report_once(&client, &target, &why, false).await {
+                    warn!(job = %target.job, attempt = target.attempt, error = %e, "failed to publish the failed attempt's last lines");
+                }
+            });
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(name = %cr.name_any(), error = %e, "failed to publish the failed attempt's last lines")
+        }
+    }
+}
+
+/// The ConfigMap target of `cr`, an attempt of a TrainingJob.
+fn target_of(cr: &CloudResource) -> Option<stored::Target> {
+    let labels = cr.labels();
+    Some(stored::Target {
+        namespace: cr.namespace()?,
+        job: labels.get(LABEL_JOB)?.clone(),
+        attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
+        owner: context::job_owner(cr),
+    })
 }
 
 #[cfg(test)]

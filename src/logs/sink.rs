@@ -165,37 +165,29 @@ impl LogSink {
     /// The attempt's exit was reported: writes what is pending a last time and, when the
     /// workload failed (not stopped for a reclaim), publishes its last lines as an event.
     pub async fn finish(self: &Arc<Self>, id: &AttemptId, exit_code: i32, interrupted: bool) {
-        let stored = self.flush(id, true).await;
+        let ctx = self.attempts.lock().get(id).and_then(|e| e.context.clone());
+        self.flush(id, true).await;
         self.attempts.lock().remove(id);
         if exit_code == 0 || interrupted {
             return;
         }
-        let cm = match stored {
-            Some(cm) => Some(cm),
-            None => stored::read(&self.client, &id.namespace, &id.job, id.attempt)
-                .await
-                .ok()
-                .flatten()
-                .map(|(cm, _)| cm),
+        let target = match ctx {
+            Some(c) => c.target.clone(),
+            None => stored::Target {
+                namespace: id.namespace.clone(),
+                job: id.job.clone(),
+                attempt: id.attempt,
+                owner: None,
+            },
         };
-        let Some(cm) = cm else { return };
-        let Some(owner) = cm
-            .metadata
-            .owner_references
-            .as_ref()
-            .and_then(|o| o.iter().find(|o| o.kind == "TrainingJob"))
-        else {
-            return;
-        };
-        let stored = Stored::of(&cm);
-        if stored.source != SOURCE {
-            // A provider's log: its puller publishes the event.
-            return;
-        }
-        let tail = stored.tail;
-        let note = failure::note(id.attempt, &format!("exited with code {exit_code}"), &tail);
-        let event = failure::event(&id.namespace, owner, note, Timestamp::now());
-        if let Err(e) = failure::publish(&self.client, &id.namespace, &event).await {
+        if let Err(e) = failure::report_once(
+            &self.client,
+            &target,
+            &format!("exited with code {exit_code}"),
+            false,
+        )
+        .await
+        {
             warn!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, error = %e, "failed to publish the failed attempt's last lines");
         }
     }

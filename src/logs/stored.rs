@@ -38,6 +38,8 @@ pub const ANN_SOURCE: &str = "runctl.dev/log-source";
 pub const ANN_FINAL: &str = "runctl.dev/log-final";
 /// Annotation: where a provider pull left off.
 pub const ANN_CURSOR: &str = "runctl.dev/log-cursor";
+/// Annotation: `true` once the failed attempt's `AttemptFailed` event was published.
+pub const ANN_FAILURE_EVENT: &str = "runctl.dev/log-failure-event";
 
 /// Writes tried at most per update (each conflict re-reads).
 const TRIES: usize = 4;
@@ -75,6 +77,8 @@ pub struct Stored {
     pub last: bool,
     /// Where a provider pull left off.
     pub cursor: Option<String>,
+    /// The failed attempt's event was published.
+    pub failure_event: bool,
 }
 
 impl Stored {
@@ -96,6 +100,7 @@ impl Stored {
             source: ann.get(ANN_SOURCE).cloned().unwrap_or_default(),
             last: ann.get(ANN_FINAL).is_some_and(|v| v == "true"),
             cursor: ann.get(ANN_CURSOR).cloned(),
+            failure_event: ann.get(ANN_FAILURE_EVENT).is_some_and(|v| v == "true"),
         }
     }
 
@@ -115,6 +120,9 @@ impl Stored {
         ann.insert(ANN_SOURCE.into(), self.source.clone());
         if self.last {
             ann.insert(ANN_FINAL.into(), "true".into());
+        }
+        if self.failure_event {
+            ann.insert(ANN_FAILURE_EVENT.into(), "true".into());
         }
         match &self.cursor {
             Some(c) => {
@@ -283,6 +291,7 @@ mod tests {
             source: "wrapper".into(),
             last: true,
             cursor: Some("abc".into()),
+            failure_event: true,
         };
         let target = Target {
             namespace: "ml".into(),

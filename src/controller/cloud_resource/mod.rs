@@ -871,7 +871,7 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
         }
     };
     // The last of the provider's own log (Lyceum runs) before the machine goes.
-    crate::logs::pull::pull(ctx, &cr, provider.as_ref(), &id, None, true).await;
+    crate::logs::pull::pull(ctx, &cr, provider.as_ref(), &id, true).await;
     let outcome = metered(
         &ctx.metrics,
         provider.as_ref(),

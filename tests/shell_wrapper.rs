@@ -599,3 +599,57 @@ async fn a_heartbeat_answered_503_is_not_an_acknowledgement() {
     })
     .await;
 }
+
+/// Issue 19, item 1: the workload's output still reaches the container's stdout and stderr, and
+/// is shipped in chunks to `<url>/logs` (the last ones before the exit report), from each
+/// client's image that has the tools for it; with `RUNCTL_SHIP_LOGS=no` nothing is shipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workloads_output_is_shipped_in_chunks() {
+    for_each_client(|client| async move {
+        let callback = StandIn::start(|_, _| StatusCode::OK).await;
+        let image = Image::with(&[
+            "sh", "date", "sleep", client, "mkfifo", "tee", "tail", "head", "wc", "mkdir", "rm",
+        ]);
+        let workload = ["sh", "-c", "echo one; sleep 2; echo two >&2; printf three"];
+        let mut cmd = image.wrapper(&callback.url, STAND_IN_TOKEN, &workload);
+        cmd.env("RUNCTL_LOG_INTERVAL", "1");
+        let out = run(cmd, 90).await;
+        assert_eq!(out.status.code(), Some(0), "{client}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "one\nthree",
+            "{client}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("two\n"),
+            "{client}: {out:?}"
+        );
+        let all = callback.all();
+        let shipped: String = all
+            .iter()
+            .filter(|r| r.kind == "logs")
+            .map(|r| r.body.as_str())
+            .collect();
+        // stdout and stderr are two streams: their lines interleave as they arrive.
+        assert!(shipped.contains("two\n"), "{client}: {all:?}");
+        assert_eq!(
+            shipped.replacen("two\n", "", 1),
+            "one\nthree",
+            "{client}: {all:?}"
+        );
+        let last_logs = all.iter().rposition(|r| r.kind == "logs");
+        let exit = all.iter().position(|r| r.kind == "exit");
+        assert!(
+            last_logs < exit,
+            "{client}: the output before the exit report"
+        );
+
+        let quiet = StandIn::start(|_, _| StatusCode::OK).await;
+        let mut cmd = image.wrapper(&quiet.url, STAND_IN_TOKEN, &workload);
+        cmd.env("RUNCTL_SHIP_LOGS", "no");
+        assert_eq!(run(cmd, 90).await.status.code(), Some(0));
+        assert!(quiet.of("logs").is_empty(), "{client}: {:?}", quiet.all());
+        assert_eq!(quiet.of("exit").len(), 1);
+    })
+    .await;
+}

@@ -20,6 +20,7 @@ scenarios=(
   training_job_e2e
   retry_e2e
   cli_e2e
+  multi_node_e2e
   operator_e2e
   reaper_e2e
   provider_e2e

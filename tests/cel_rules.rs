@@ -203,3 +203,61 @@ fn machine_class_rules() {
         "{errs:?}"
     );
 }
+
+fn job_errors(spec: Value) -> Vec<String> {
+    let crd = serde_json::to_value(runctl::crd::TrainingJob::crd()).unwrap();
+    let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    let obj = json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "x"}, "spec": spec});
+    match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
+        Ok(()) => vec![],
+        Err(e) => e.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+/// Multi-node jobs only where machines reach each other; the rule's provider list is the one
+/// `ProviderKind::multi_node` gives.
+#[test]
+fn multi_node_jobs_need_a_provider_that_places_machines_together() {
+    let job = |nodes: u32, placement: Value| json!({"nodes": nodes, "placement": placement, "workload": {"image": "x"}});
+    for ok in [
+        job(
+            2,
+            json!({"provider": "aws", "instanceType": "p4d.24xlarge"}),
+        ),
+        job(4, json!({"provider": "sim", "instanceType": "sim.a100"})),
+        job(
+            2,
+            json!({"provider": "auto", "gpuType": "a100", "allowedProviders": ["runpod", "aws"]}),
+        ),
+        job(1, json!({"provider": "runpod", "gpuType": "a100"})),
+    ] {
+        assert_eq!(job_errors(ok.clone()), Vec::<String>::new(), "{ok}");
+    }
+    let refused = job_errors(job(2, json!({"provider": "runpod", "gpuType": "a100"})));
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("needs placement.provider aws, sim or auto")),
+        "{refused:?}"
+    );
+    let refused = job_errors(job(
+        2,
+        json!({"provider": "auto", "gpuType": "a100", "allowedProviders": ["runpod", "lyceum"]}),
+    ));
+    assert!(
+        refused
+            .iter()
+            .any(|m| m.contains("needs aws or sim among placement.allowedProviders")),
+        "{refused:?}"
+    );
+    let multi: Vec<&str> = runctl::crd::ProviderKind::ALL
+        .into_iter()
+        .filter(|p| p.multi_node())
+        .map(|p| p.as_str())
+        .collect();
+    assert_eq!(
+        multi,
+        ["aws", "sim"],
+        "update the CEL rules on TrainingJobSpec"
+    );
+}

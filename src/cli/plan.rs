@@ -121,7 +121,7 @@ pub async fn plan(
         Arc::new(Metrics::new()),
         settings,
     );
-    let offers = offers::collect(&ctx, &job.spec.placement, &ns).await;
+    let offers = offers::collect(&ctx, &job.spec.placement, job.spec.nodes(), &ns).await;
     // The controller's own first pass over a new job with these offers.
     let job_config = config.training_job_config();
     let settings = training_job::plan_settings(&ctx, &job_config);

@@ -126,6 +126,7 @@ pub fn changed(before: &Machine, after: &Machine) -> bool {
         || before.reason != after.reason
         || before.message != after.message
         || before.public_address != after.public_address
+        || before.private_address != after.private_address
         || before.price_per_hour != after.price_per_hour
         || before.price_source != after.price_source
         || before.exit_code != after.exit_code

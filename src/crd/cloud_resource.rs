@@ -204,6 +204,11 @@ pub struct AwsOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub metadata_hop_limit: Option<u32>,
+    /// EC2 placement group to launch into (an existing group; a `cluster` group packs the
+    /// machines of a multi-node job close together for fast networking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub placement_group: Option<String>,
 }
 
 /// RunPod cloud tier.
@@ -448,6 +453,10 @@ pub struct CloudResourceStatus {
     /// Public address (IP or host:port) when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_address: Option<String>,
+    /// Address on the provider's private network, when it has one (the address the other
+    /// machines of a multi-node job reach this one at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_address: Option<String>,
     /// When the provider launched the machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_time: Option<Time>,

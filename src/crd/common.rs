@@ -41,6 +41,13 @@ impl ProviderKind {
     pub fn reports_from_outside(self) -> bool {
         self != Self::Sim
     }
+
+    /// Whether the provider places the machines of one job on a private network where they
+    /// reach each other (multi-node jobs): EC2 instances in one subnet do, the simulator does;
+    /// RunPod pods and Lyceum runs have no network between machines of one account.
+    pub const fn multi_node(self) -> bool {
+        matches!(self, Self::Aws | Self::Sim)
+    }
 }
 
 impl std::fmt::Display for ProviderKind {

@@ -149,6 +149,11 @@ pub struct AwsClass {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub metadata_hop_limit: Option<u32>,
+    /// EC2 placement group (an existing one, e.g. of strategy `cluster`) the class's machines
+    /// are launched into; see CloudResource `aws.placementGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub placement_group: Option<String>,
     /// Run the workload container in the instance's network namespace; see CloudResource
     /// `aws.hostNetwork`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

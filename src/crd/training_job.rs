@@ -250,11 +250,25 @@ pub struct DataSource {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
+#[x_kube(validation = Rule::new("self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim'])").message("spec.nodes above 1 (a multi-node job) needs aws or sim among placement.allowedProviders").field_path(".nodes"))]
 pub struct TrainingJobSpec {
     /// Machine placement. Changes apply to the next attempt.
     pub placement: Placement,
     /// The container to run. Changes apply to the next attempt.
     pub workload: TrainingWorkload,
+    /// Machines per attempt, all of one offer (default 1). Above 1 the job is a multi-node job:
+    /// every attempt rents this many machines together, in the same provider, region and
+    /// network (aws or sim), each running the workload with `NODE_RANK`, `NNODES`,
+    /// `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` set for torchrun. Rank 0's exit decides the
+    /// attempt; any node lost ends it; a node that does not come up releases them all.
+    #[serde(default = "default_nodes", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1, max = 16))]
+    pub nodes: u32,
+    /// Rank 0's rendezvous port (`MASTER_PORT`) in a multi-node job (default 29500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub master_port: Option<u16>,
     /// New attempts allowed per failure class in retryOn (default 3). Capacity errors,
     /// interruptions and workload failures are counted separately.
     #[serde(default = "default_backoff_limit")]
@@ -295,6 +309,22 @@ pub struct TrainingJobSpec {
 
 fn default_backoff_limit() -> u32 {
     3
+}
+fn default_nodes() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// The rendezvous port of a multi-node job when `spec.masterPort` is not set.
+pub const DEFAULT_MASTER_PORT: u16 = 29500;
+
+impl TrainingJobSpec {
+    /// Machines per attempt (at least 1).
+    pub fn nodes(&self) -> u32 {
+        self.nodes.max(1)
+    }
 }
 fn default_retry_on() -> Vec<RetryOn> {
     vec![RetryOn::Capacity, RetryOn::Interruption]
@@ -374,9 +404,13 @@ pub struct Attempt {
     /// asked for (`runctl.dev/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_class: Option<RetryOn>,
-    /// Cost of this attempt in USD.
+    /// Cost of this attempt in USD (all its machines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// Machines of the attempt, when more than one (a multi-node job); their CloudResources
+    /// are `cloudResource` (rank 0) and `cloudResource-r<rank>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 /// A machine offer considered for placement.

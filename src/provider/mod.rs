@@ -117,6 +117,8 @@ pub struct Machine {
     pub machine_type: Option<String>,
     /// Public IP or host:port.
     pub public_address: Option<String>,
+    /// Address on the provider's private network (other machines of the job reach it there).
+    pub private_address: Option<String>,
     /// Launch time.
     pub launch_time: Option<Timestamp>,
     /// Price per hour in USD as reported or estimated by the provider client.
@@ -145,6 +147,7 @@ impl Machine {
             message: None,
             machine_type: None,
             public_address: None,
+            private_address: None,
             launch_time: None,
             price_per_hour: None,
             price_source: None,
@@ -216,6 +219,9 @@ pub struct Capabilities {
     pub bare_machine: bool,
     /// GPU types (or instance families) the provider knows prices for.
     pub gpu_types: Vec<String>,
+    /// Machines of one job can reach each other on a private network, so a multi-node job
+    /// (`spec.nodes > 1`) can run there (see [`ProviderKind::multi_node`](crate::crd::ProviderKind::multi_node)).
+    pub multi_node: bool,
 }
 
 /// A price quote.

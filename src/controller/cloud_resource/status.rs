@@ -108,6 +108,9 @@ pub fn track(
     if m.public_address.is_some() {
         s.public_address = m.public_address.clone();
     }
+    if m.private_address.is_some() {
+        s.private_address = m.private_address.clone();
+    }
     if let Some(l) = m.launch_time {
         s.launch_time = Some(Time(l));
     }

@@ -186,6 +186,7 @@ pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
         fill(&mut o.root_volume_type, aws.root_volume_type.as_ref());
         fill(&mut o.metadata_hop_limit, aws.metadata_hop_limit.as_ref());
         fill(&mut o.host_network, aws.host_network.as_ref());
+        fill(&mut o.placement_group, aws.placement_group.as_ref());
     }
     if let Some(rp) = &class.runpod {
         let o = &mut spec.runpod;

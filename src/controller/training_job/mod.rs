@@ -23,6 +23,7 @@
 //! release, so that deadline, budget, suspend and retries never leave a machine billing.
 
 pub mod conditions;
+pub mod gang;
 pub mod machines;
 pub mod offers;
 pub mod outcome;
@@ -365,6 +366,42 @@ async fn start(
     Ok(())
 }
 
+/// Applies the other nodes of a multi-node attempt: copies of its rank 0 CloudResource (read
+/// back, so they are of the very offer, class and lifetime rank 0 was) with their rank and rank
+/// 0's address. Names are deterministic: a repeated apply changes nothing.
+async fn start_nodes(
+    job: &TrainingJob,
+    jc: &JobContext,
+    ns: &str,
+    attempt: u32,
+    ranks: &[u32],
+    master_addr: &str,
+) -> Result<(), Error> {
+    let api: Api<CloudResource> = Api::namespaced(jc.ctx.client.clone(), ns);
+    let rank0_name = resources::cloud_resource_name(&job.name_any(), attempt);
+    let rank0 = api.get(&rank0_name).await.map_err(|source| Error::Apply {
+        name: rank0_name.clone(),
+        source,
+    })?;
+    for &rank in ranks {
+        let cr = resources::node_cloud_resource(job, &rank0, attempt, rank, master_addr);
+        let name = cr.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&cr),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            name: name.clone(),
+            source,
+        })?;
+        jc.machines.expect(&(ns.to_string(), job.name_any()), &name);
+    }
+    info!(job = %job.name_any(), namespace = %ns, attempt, ?ranks, "nodes of the attempt started");
+    Ok(())
+}
+
 async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -523,7 +560,7 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
     };
     let mut p = plan::plan(input);
     if p.acts.contains(&Act::CollectOffers) {
-        let offers = offers::collect(ctx, &job.spec.placement, &ns).await;
+        let offers = offers::collect(ctx, &job.spec.placement, job.spec.nodes(), &ns).await;
         p = plan::plan(Input {
             offers: Some(&offers),
             ..input
@@ -560,6 +597,11 @@ async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Erro
                     return Err(e);
                 }
             },
+            Act::StartPeers {
+                attempt,
+                ranks,
+                master_addr,
+            } => start_nodes(&job, jc, &ns, attempt, &ranks, &master_addr).await?,
             Act::RecordSuccess => {
                 let record = success_record::SuccessRecord {
                     job: name.clone(),

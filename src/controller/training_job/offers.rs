@@ -27,6 +27,9 @@ pub const PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
 pub const NO_EQUIVALENT_MACHINE: &str = "NoEquivalentMachine";
 /// Rejection: the machine class allows none of the placement's regions.
 pub const REGION_NOT_IN_CLASS: &str = "RegionNotInMachineClass";
+/// Rejection reason: a multi-node job (`spec.nodes > 1`) on a provider whose machines cannot
+/// reach each other.
+pub const NO_MULTI_NODE: &str = "NoMultiNode";
 
 fn reject(offer: Offer, reason: &str, message: impl Into<String>) -> RejectedOffer {
     RejectedOffer {
@@ -336,10 +339,12 @@ async fn classes(
 
 /// Collects prices and capabilities for every candidate on the providers the operator's
 /// configuration enables (of the placement's machine classes, when it names some), and ranks
-/// them. A class the job in `namespace` may not use refuses the whole placement.
+/// them; a job of several `nodes` only on providers that place machines together. A class the
+/// job in `namespace` may not use refuses the whole placement.
 pub async fn collect(
     ctx: &Context,
     p: &Placement,
+    nodes: u32,
     namespace: &str,
 ) -> Result<PlacementStatus, ClassRefusal> {
     let enabled = ctx.registry.config().enabled_kinds();
@@ -347,6 +352,14 @@ pub async fn collect(
     let (offers, mut rejected) = candidates(p, &enabled, classes.as_deref());
     let mut priced = vec![];
     for mut o in offers {
+        if nodes > 1 && !o.provider.multi_node() {
+            let msg = format!(
+                "{} cannot run a job of {nodes} nodes: its machines do not reach each other (aws and sim can)",
+                o.provider
+            );
+            rejected.push(reject(o, NO_MULTI_NODE, msg));
+            continue;
+        }
         let class = classes
             .iter()
             .flatten()

@@ -242,6 +242,9 @@ mod tests {
         MachineView {
             name: "j-a1".into(),
             attempt: 1,
+            rank: 0,
+            created: None,
+            private_address: None,
             provider: ProviderKind::Sim,
             machine_type: Some("sim.a100".into()),
             region: None,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::gang::{self, Gang};
 use super::offers::{PROVIDER_NOT_ENABLED, enabled_list, reject_not_enabled};
 use super::outcome::{self, Outcome, Seen, classify};
 use super::resources::cloud_resource_name;
@@ -132,6 +133,16 @@ pub enum Act {
         /// left of `activeDeadlineSeconds` plus a margin, so that the provider's dead-man path
         /// ends the machine even when no operator is left to enforce the deadline.
         max_lifetime_seconds: Option<i64>,
+    },
+    /// Create the other nodes of a multi-node attempt, once its rank 0 runs: copies of rank 0's
+    /// CloudResource with their rank and rank 0's private address.
+    StartPeers {
+        /// Attempt number.
+        attempt: u32,
+        /// The ranks to create.
+        ranks: Vec<u32>,
+        /// Rank 0's private address (`MASTER_ADDR`).
+        master_addr: String,
     },
     /// Delete an ended attempt's CloudResource (the machine is terminated) and token Secret.
     Release {
@@ -294,7 +305,7 @@ fn end_attempt(
     s: &mut TrainingJobStatus,
     p: &mut Plan,
     k: usize,
-    view: Option<&MachineView>,
+    nodes: &[&MachineView],
     end: Ending<'_>,
     now: Timestamp,
 ) {
@@ -311,11 +322,18 @@ fn end_attempt(
     if exit.is_some() {
         a.exit_code = exit;
     }
-    if let Some(v) = view {
-        a.cost = machine_cost(v, now);
-        if v.machine_type.is_some() {
-            a.machine_type = v.machine_type.clone();
-        }
+    if !nodes.is_empty() {
+        a.cost = nodes
+            .iter()
+            .filter_map(|v| machine_cost(v, now))
+            .fold(None, |sum, c| Some(sum.unwrap_or(0.0) + c));
+    }
+    if let Some(t) = nodes
+        .iter()
+        .find(|v| v.rank == 0)
+        .and_then(|v| v.machine_type.clone())
+    {
+        a.machine_type = Some(t);
     }
     let index = a.index;
     if exit.is_some() {
@@ -419,7 +437,7 @@ pub fn rejected_start(plan: &mut Plan, attempt: u32, message: String, now: Times
             &mut s,
             plan,
             k,
-            None,
+            &[],
             Ending {
                 reason: outcome::INVALID_SPEC,
                 class: None,
@@ -500,7 +518,7 @@ pub fn plan(i: Input<'_>) -> Plan {
     let mut strays: Vec<&MachineView> = i
         .machines
         .iter()
-        .filter(|v| v.attempt > recorded && !v.deleting)
+        .filter(|v| v.attempt > recorded && v.rank == 0 && !v.deleting)
         .collect();
     strays.sort_by_key(|v| v.attempt);
     if !terminal {
@@ -525,6 +543,7 @@ pub fn plan(i: Input<'_>) -> Plan {
                 reason: None,
                 retry_class: None,
                 cost: None,
+                nodes: multi_node(i.spec),
             });
             s.start_time.get_or_insert(Time(now));
         }
@@ -583,9 +602,14 @@ pub fn plan(i: Input<'_>) -> Plan {
         .iter()
         .find(|a| a.end_time.is_none())
         .map(|a| a.index);
-    let live = open_index
-        .and_then(|n| i.machines.iter().find(|v| v.attempt == n))
-        .and_then(|v| v.accrued_cost)
+    let live: f64 = open_index
+        .map(|n| {
+            i.machines
+                .iter()
+                .filter(|v| v.attempt == n)
+                .filter_map(|v| v.accrued_cost)
+                .sum()
+        })
         .unwrap_or(0.0);
     if !s.attempts.is_empty() {
         s.accrued_cost = Some(pricing::round_cents(ended_cost(&s) + live));
@@ -677,14 +701,23 @@ fn follow_open(
 ) -> bool {
     let now = i.now;
     let a = s.attempts[k].clone();
-    let view = i.machines.iter().find(|v| v.attempt == a.index);
+    let view = i
+        .machines
+        .iter()
+        .find(|v| v.attempt == a.index && v.rank == 0);
+    let peers: Vec<&MachineView> = i
+        .machines
+        .iter()
+        .filter(|v| v.attempt == a.index && v.rank > 0)
+        .collect();
+    let nodes: Vec<&MachineView> = view.into_iter().chain(peers.iter().copied()).collect();
     let report = i.reports.get(&a.index);
     s.current_cloud_resource = Some(a.cloud_resource.clone());
     s.provider = Some(a.provider);
     s.machine_type = view
         .and_then(|v| v.machine_type.clone())
         .or(a.machine_type.clone());
-    s.cost_per_hour = view.and_then(|v| v.cost_per_hour);
+    s.cost_per_hour = gang::price_per_hour(&nodes);
 
     let seen = classify(view, report, i.settings.report_grace, now);
     if let Seen::Ended(o) = &seen {
@@ -697,7 +730,7 @@ fn follow_open(
             s,
             p,
             k,
-            view,
+            &nodes,
             Ending {
                 reason: o.reason(),
                 class: o.class(),
@@ -716,7 +749,7 @@ fn follow_open(
             s,
             p,
             k,
-            view,
+            &nodes,
             Ending {
                 reason: outcome::SUSPENDED,
                 class: None,
@@ -738,7 +771,7 @@ fn follow_open(
                 s,
                 p,
                 k,
-                view,
+                &nodes,
                 Ending {
                     reason: outcome::DEADLINE_EXCEEDED,
                     class: None,
@@ -752,14 +785,17 @@ fn follow_open(
         }
         p.wake_at(at, now);
     }
-    if let (Some(max), Some(v)) = (i.spec.max_total_cost, view) {
-        let running = machine_cost(v, now).unwrap_or(0.0);
-        let ahead = v.cost_per_hour.map_or(0.0, |c| {
+    if let Some(max) = i.spec.max_total_cost
+        && view.is_some()
+    {
+        let running: f64 = nodes.iter().filter_map(|v| machine_cost(v, now)).sum();
+        let price = gang::price_per_hour(&nodes);
+        let ahead = price.map_or(0.0, |c| {
             crate::provider::cost_for(c, i.settings.poll_interval.as_secs_f64())
         });
         let projected = ended_cost(s) + running + ahead;
         // Not over yet: look again when it would be, one look-ahead early.
-        if let Some(per_hour) = v.cost_per_hour.filter(|c| *c > 0.0)
+        if let Some(per_hour) = price.filter(|c| *c > 0.0)
             && projected <= max
         {
             let hours_left = (max - projected) / per_hour;
@@ -775,7 +811,7 @@ fn follow_open(
                 s,
                 p,
                 k,
-                view,
+                &nodes,
                 Ending {
                     reason: outcome::BUDGET_EXCEEDED,
                     class: None,
@@ -794,7 +830,7 @@ fn follow_open(
             s,
             p,
             k,
-            view,
+            &nodes,
             Ending {
                 reason: outcome::RETRY_REQUESTED,
                 class: None,
@@ -805,12 +841,47 @@ fn follow_open(
         );
         return true;
     }
+    // The other nodes of a multi-node attempt: created once rank 0 runs; one that fails ends
+    // the attempt.
+    let limits = gang::Limits {
+        report_grace: i.settings.report_grace,
+        start_timeout: i.settings.start_timeout,
+    };
+    let (gang, wake) = gang::assess(a.nodes.unwrap_or(1), view, &peers, limits, now);
+    if let Some(at) = wake {
+        p.wake_at(at, now);
+    }
+    match &gang {
+        Gang::Broken(o) => {
+            end_attempt(
+                s,
+                p,
+                k,
+                &nodes,
+                Ending {
+                    reason: o.reason(),
+                    class: o.class(),
+                    exit: None,
+                    message: &o.message(),
+                },
+                now,
+            );
+            after(i.spec, s, p, o, now);
+            return false;
+        }
+        Gang::StartPeers { ranks, master_addr } => p.acts.push(Act::StartPeers {
+            attempt: a.index,
+            ranks: ranks.clone(),
+            master_addr: master_addr.clone(),
+        }),
+        _ => {}
+    }
     if let Some(o) = stuck(i, s, &a, view, report, p) {
         end_attempt(
             s,
             p,
             k,
-            view,
+            &nodes,
             Ending {
                 reason: o.reason(),
                 class: o.class(),
@@ -830,7 +901,8 @@ fn follow_open(
             p.wake_at(until, now);
         }
         _ => {
-            let running = view.is_some_and(|v| v.state == Some(ResourceState::Running));
+            let rank0_running = view.is_some_and(|v| v.state == Some(ResourceState::Running));
+            let running = rank0_running && gang == Gang::Complete;
             s.phase = Some(if running {
                 JobPhase::Running
             } else {
@@ -839,11 +911,26 @@ fn follow_open(
             s.reason = None;
             s.message = Some(match view {
                 Some(v) if running => format!(
-                    "attempt {} runs on {} ({})",
+                    "attempt {} runs on {} ({}){}",
                     a.index,
                     v.provider,
-                    v.machine_type.as_deref().unwrap_or("-")
+                    v.machine_type.as_deref().unwrap_or("-"),
+                    a.nodes
+                        .map(|n| format!(" on {n} nodes"))
+                        .unwrap_or_default()
                 ),
+                Some(_) if rank0_running => match &gang {
+                    Gang::Starting { running } => format!(
+                        "attempt {}: {running} of {} nodes running",
+                        a.index,
+                        a.nodes.unwrap_or(1)
+                    ),
+                    _ => format!(
+                        "attempt {}: rank 0 runs; starting the other {} nodes",
+                        a.index,
+                        a.nodes.unwrap_or(1).saturating_sub(1)
+                    ),
+                },
                 Some(v) => format!(
                     "attempt {}: machine {}{}",
                     a.index,
@@ -856,7 +943,7 @@ fn follow_open(
                 ),
                 None => format!("attempt {}: requesting a machine", a.index),
             });
-            if running {
+            if rank0_running {
                 reporting(i, s, &a, view, report, p);
             }
             p.wake_in(i.settings.resync);
@@ -1201,6 +1288,8 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
     // is not rented (a job retried after BudgetExceeded fails again at once).
     if let (Some(max), Some(price)) = (i.spec.max_total_cost, placement.remaining[0].price_per_hour)
     {
+        // Every node of a multi-node attempt bills.
+        let price = price * f64::from(i.spec.nodes());
         let ahead = crate::provider::cost_for(price, i.settings.poll_interval.as_secs_f64());
         if spent + ahead > max {
             let msg = format!(
@@ -1227,6 +1316,7 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
         reason: None,
         retry_class: None,
         cost: None,
+        nodes: multi_node(i.spec),
     });
     s.start_time.get_or_insert(Time(now));
     s.phase = Some(JobPhase::Provisioning);
@@ -1274,3 +1364,8 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+/// `spec.nodes` as an attempt records it: absent for one machine.
+fn multi_node(spec: &TrainingJobSpec) -> Option<u32> {
+    (spec.nodes() > 1).then(|| spec.nodes())
+}

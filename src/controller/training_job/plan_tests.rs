@@ -80,6 +80,9 @@ fn machine(attempt: u32, state: ResourceState, reason: &str) -> MachineView {
     MachineView {
         name: format!("job-a{attempt}"),
         attempt,
+        rank: 0,
+        created: None,
+        private_address: None,
         provider: ProviderKind::Sim,
         machine_type: Some("sim.a100".into()),
         region: None,
@@ -1410,4 +1413,127 @@ fn a_retry_request_on_a_new_job_is_recorded_and_changes_nothing() {
     assert_eq!(p.retry, None);
     assert_eq!(p.status.observed_retry_request.as_deref(), Some("t1"));
     assert!(matches!(p.acts[..], [Act::Start { attempt: 1, .. }]));
+}
+
+/// Node `rank` of attempt 1 of a multi-node job.
+fn node(rank: u32, state: ResourceState, reason: &str) -> MachineView {
+    let mut v = machine(1, state, reason);
+    if rank > 0 {
+        v.name = format!("job-a1-r{rank}");
+    }
+    v.rank = rank;
+    v.created = Some(t0());
+    v.private_address = (state == ResourceState::Running).then(|| format!("10.0.0.{}", rank + 1));
+    v
+}
+
+#[test]
+fn a_two_node_job_starts_rank_1_once_rank_0_runs_and_runs_when_both_do() {
+    let mut c = Case::new(spec(serde_json::json!({"nodes": 2})));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    let p = c.step();
+    assert!(
+        matches!(&p.acts[..], [Act::Start { attempt: 1, .. }]),
+        "rank 0 first: {:?}",
+        p.acts
+    );
+    assert_eq!(p.status.attempts[0].nodes, Some(2));
+    c.offers = None;
+    c.machines = vec![node(0, ResourceState::Starting, "Booting")];
+    let p = c.step();
+    assert!(
+        p.acts.is_empty(),
+        "the others wait for rank 0: {:?}",
+        p.acts
+    );
+    c.machines = vec![node(0, ResourceState::Running, "Running")];
+    let p = c.step();
+    assert_eq!(
+        p.acts,
+        vec![Act::StartPeers {
+            attempt: 1,
+            ranks: vec![1],
+            master_addr: "10.0.0.1".into()
+        }]
+    );
+    assert_eq!(p.status.phase, Some(JobPhase::Provisioning));
+    c.machines.push(node(1, ResourceState::Starting, "Booting"));
+    let p = c.step();
+    assert!(p.acts.is_empty(), "{:?}", p.acts);
+    assert_eq!(
+        p.status.message.as_deref(),
+        Some("attempt 1: 1 of 2 nodes running")
+    );
+    c.machines[1] = node(1, ResourceState::Running, "Running");
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
+    assert_eq!(p.status.cost_per_hour, Some(7.2), "both nodes bill");
+    assert_eq!(p.status.attempt_count, 1, "one attempt of two machines");
+    // Rank 0's exit decides, an hour later; both machines are released.
+    c.now = at(3600);
+    c.reports.insert(1, exit(0));
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Succeeded));
+    let released: Vec<&str> = p
+        .acts
+        .iter()
+        .filter_map(|a| match a {
+            Act::Release { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec!["job-a1", "job-a1-r1"]);
+    assert_eq!(
+        p.status.attempts[0].cost,
+        Some(7.2),
+        "an hour of both nodes at 3.6 USD/h"
+    );
+}
+
+#[test]
+fn a_node_that_fails_to_start_ends_the_attempt_and_releases_every_node() {
+    let mut c = Case::new(spec(serde_json::json!({"nodes": 2})));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6), offer(false, 4.0)])));
+    c.step();
+    c.offers = None;
+    c.machines = vec![
+        node(0, ResourceState::Running, "Running"),
+        node(1, ResourceState::Starting, "InsufficientCapacity"),
+    ];
+    let p = c.step();
+    let a = &p.status.attempts[0];
+    assert_eq!(a.reason.as_deref(), Some("InsufficientCapacity"));
+    assert_eq!(a.retry_class, Some(RetryOn::Capacity));
+    assert_eq!(p.status.failures.capacity, 1);
+    let released: Vec<&str> = p
+        .acts
+        .iter()
+        .filter_map(|a| match a {
+            Act::Release { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec!["job-a1", "job-a1-r1"], "all or none");
+    assert!(
+        p.acts
+            .iter()
+            .any(|a| matches!(a, Act::Start { attempt: 2, .. })),
+        "the next offer is tried: {:?}",
+        p.acts
+    );
+}
+
+#[test]
+fn the_other_nodes_of_an_attempt_are_not_taken_for_strays() {
+    let mut c = Case::new(spec(serde_json::json!({"nodes": 2})));
+    c.offers = Some(Ok(offers(vec![offer(false, 3.6)])));
+    c.step();
+    c.offers = None;
+    c.machines = vec![
+        node(0, ResourceState::Running, "Running"),
+        node(1, ResourceState::Running, "Running"),
+    ];
+    let p = c.step();
+    assert_eq!(p.status.attempt_count, 1);
+    assert_eq!(p.status.phase, Some(JobPhase::Running));
 }

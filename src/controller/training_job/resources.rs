@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::api::ObjectMeta;
 
-use super::view::{LABEL_ATTEMPT, LABEL_JOB};
+use super::view::{LABEL_ATTEMPT, LABEL_JOB, LABEL_RANK};
 use crate::callback::token;
 use crate::crd::cloud_resource::{CloudResource, CloudResourceSpec};
 use crate::crd::common::{EnvVar, EnvVarSource, ReportingSpec, SecretKeyRef, WorkloadSpec};
@@ -27,6 +27,25 @@ pub const ENV_CHECKPOINT_DIR: &str = "RUNCTL_CHECKPOINT_DIR";
 pub const ENV_DATA_SOURCE: &str = "RUNCTL_DATA_SOURCE";
 /// Env var: output URI.
 pub const ENV_OUTPUT_DEST: &str = "RUNCTL_OUTPUT_DEST";
+/// Env var (multi-node jobs, torchrun's names): this node's rank, 0 to `nodes - 1`.
+pub const ENV_NODE_RANK: &str = "NODE_RANK";
+/// Env var (multi-node jobs): the number of nodes.
+pub const ENV_NNODES: &str = "NNODES";
+/// Env var (multi-node jobs): the number of nodes, under the name launchers also read.
+pub const ENV_WORLD_SIZE: &str = "WORLD_SIZE";
+/// Env var (multi-node jobs): rank 0's address (`127.0.0.1` on rank 0 itself, its private
+/// address on the others).
+pub const ENV_MASTER_ADDR: &str = "MASTER_ADDR";
+/// Env var (multi-node jobs): rank 0's rendezvous port.
+pub const ENV_MASTER_PORT: &str = "MASTER_PORT";
+/// The names runctl sets in a multi-node job (the user's own values of them are dropped).
+pub const DISTRIBUTED_ENV: [&str; 5] = [
+    ENV_NODE_RANK,
+    ENV_NNODES,
+    ENV_WORLD_SIZE,
+    ENV_MASTER_ADDR,
+    ENV_MASTER_PORT,
+];
 
 /// How the workload reports back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +63,11 @@ pub struct ReportingSettings {
 /// Name of the CloudResource of an attempt.
 pub fn cloud_resource_name(job: &str, attempt: u32) -> String {
     format!("{job}-a{attempt}")
+}
+
+/// Name of the CloudResource of node `rank` (at least 1) of a multi-node attempt.
+pub fn node_name(job: &str, attempt: u32, rank: u32) -> String {
+    format!("{job}-a{attempt}-r{rank}")
 }
 
 /// The callback URL of an attempt (the wrapper appends `/heartbeat`, `/exit`…).
@@ -89,7 +113,11 @@ pub fn is_env_name(s: &str) -> bool {
 /// job context, and the data-source credentials as references to their Secret's keys.
 pub fn env(job: &TrainingJob, attempt: u32, data_credential_keys: &[String]) -> Vec<EnvVar> {
     let w = &job.spec.workload;
+    let nodes = job.spec.nodes();
     let mut env = w.env.clone();
+    if nodes > 1 {
+        env.retain(|e| !DISTRIBUTED_ENV.contains(&e.name.as_str()));
+    }
     env.push(literal(
         ENV_JOB_NAME,
         job.metadata.name.clone().unwrap_or_default(),
@@ -99,6 +127,21 @@ pub fn env(job: &TrainingJob, attempt: u32, data_credential_keys: &[String]) -> 
         job.metadata.namespace.clone().unwrap_or_default(),
     ));
     env.push(literal(ENV_ATTEMPT, attempt.to_string()));
+    if nodes > 1 {
+        env.extend([
+            literal(ENV_NODE_RANK, "0"),
+            literal(ENV_NNODES, nodes.to_string()),
+            literal(ENV_WORLD_SIZE, nodes.to_string()),
+            literal(ENV_MASTER_ADDR, "127.0.0.1"),
+            literal(
+                ENV_MASTER_PORT,
+                job.spec
+                    .master_port
+                    .unwrap_or(crate::crd::training_job::DEFAULT_MASTER_PORT)
+                    .to_string(),
+            ),
+        ]);
+    }
     if let Some(d) = &w.checkpoint_dir {
         env.push(literal(ENV_CHECKPOINT_DIR, d.clone()));
     }
@@ -181,13 +224,51 @@ pub fn cloud_resource(
         credentials_secret_ref: None,
         deletion_policy: job.spec.deletion_policy,
         max_lifetime_seconds: None,
-        aws: None,
+        // The nodes of a multi-node job reach each other's ports (the rendezvous, NCCL): their
+        // containers share the instances' network.
+        aws: (job.spec.nodes() > 1 && offer.provider == crate::crd::ProviderKind::Aws).then(|| {
+            crate::crd::cloud_resource::AwsOptions {
+                host_network: Some(true),
+                ..Default::default()
+            }
+        }),
         runpod: None,
         lyceum: None,
     };
     let name = cloud_resource_name(&job_name, attempt);
     let mut cr = CloudResource::new(&name, spec);
     cr.metadata = meta(job, name, attempt);
+    cr
+}
+
+/// The CloudResource of node `rank` (at least 1) of a multi-node attempt: rank 0's
+/// CloudResource (`rank0`, same offer, class, region and lifetime) with the node's rank, rank 0's
+/// address, and no reporting (rank 0's workload reports for the attempt).
+pub fn node_cloud_resource(
+    job: &TrainingJob,
+    rank0: &CloudResource,
+    attempt: u32,
+    rank: u32,
+    master_addr: &str,
+) -> CloudResource {
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let mut spec = rank0.spec.clone();
+    if let Some(w) = spec.workload.as_mut() {
+        w.reporting = None;
+        for e in w.env.iter_mut() {
+            match e.name.as_str() {
+                ENV_NODE_RANK => e.value = Some(rank.to_string()),
+                ENV_MASTER_ADDR => e.value = Some(master_addr.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let name = node_name(&job_name, attempt, rank);
+    let mut cr = CloudResource::new(&name, spec);
+    cr.metadata = meta(job, name, attempt);
+    if let Some(labels) = cr.metadata.labels.as_mut() {
+        labels.insert(LABEL_RANK.to_string(), rank.to_string());
+    }
     cr
 }
 
@@ -317,5 +398,79 @@ mod tests {
         let s = token_secret(&job(), 1, "tok");
         assert_eq!(s.metadata.name.as_deref(), Some("bert-a1-callback"));
         assert!(s.metadata.owner_references.is_some());
+    }
+
+    #[test]
+    fn a_multi_node_attempt_gives_each_node_its_rank_and_rank_0s_address() {
+        let mut j = job();
+        j.spec.nodes = 3;
+        j.spec.workload.env.push(EnvVar {
+            name: "NODE_RANK".into(),
+            value: Some("7".into()),
+            value_from: None,
+        });
+        let offer = Offer {
+            provider: ProviderKind::Aws,
+            instance_type: Some("p4d.24xlarge".into()),
+            gpu_type: None,
+            gpu_count: None,
+            region: Some("us-east-1".into()),
+            spot: false,
+            price_per_hour: None,
+            machine_class: None,
+        };
+        let rank0 = cloud_resource(&j, 1, &offer, &settings(), &[]);
+        assert_eq!(
+            rank0.spec.aws.as_ref().and_then(|a| a.host_network),
+            Some(true),
+            "the nodes share the instances' network"
+        );
+        let env_of = |cr: &CloudResource| -> Vec<(String, String)> {
+            cr.spec
+                .workload
+                .as_ref()
+                .unwrap()
+                .env
+                .iter()
+                .filter(|e| DISTRIBUTED_ENV.contains(&e.name.as_str()))
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            env_of(&rank0),
+            pairs(&[
+                ("NODE_RANK", "0"),
+                ("NNODES", "3"),
+                ("WORLD_SIZE", "3"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", "29500")
+            ]),
+            "the user's NODE_RANK is replaced"
+        );
+        let r2 = node_cloud_resource(&j, &rank0, 1, 2, "10.0.0.5");
+        assert_eq!(r2.metadata.name.as_deref(), Some("bert-a1-r2"));
+        let labels = r2.metadata.labels.clone().unwrap();
+        assert_eq!(
+            (labels[LABEL_ATTEMPT].as_str(), labels[LABEL_RANK].as_str()),
+            ("1", "2")
+        );
+        assert_eq!(
+            env_of(&r2),
+            pairs(&[
+                ("NODE_RANK", "2"),
+                ("NNODES", "3"),
+                ("WORLD_SIZE", "3"),
+                ("MASTER_ADDR", "10.0.0.5"),
+                ("MASTER_PORT", "29500")
+            ])
+        );
+        assert!(r2.spec.workload.as_ref().unwrap().reporting.is_none());
+        assert_eq!(r2.spec.instance_type, rank0.spec.instance_type);
+        assert!(r2.metadata.owner_references.is_some());
     }
 }

@@ -11,6 +11,9 @@ use crate::crd::{DeletionPolicy, ProviderKind};
 pub const LABEL_JOB: &str = "runctl.dev/job";
 /// Label on every CloudResource of a job: the attempt number.
 pub const LABEL_ATTEMPT: &str = "runctl.dev/attempt";
+/// Label on the CloudResources of a multi-node attempt's other machines: the node's rank
+/// (absent on rank 0).
+pub const LABEL_RANK: &str = "runctl.dev/node-rank";
 
 /// One CloudResource of a job, reduced to what the plan uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +22,12 @@ pub struct MachineView {
     pub name: String,
     /// Attempt number (from the label).
     pub attempt: u32,
+    /// Node rank in a multi-node attempt (0: the attempt's first machine, the one that reports).
+    pub rank: u32,
+    /// When the CloudResource was created.
+    pub created: Option<Timestamp>,
+    /// The machine's address on the provider's private network.
+    pub private_address: Option<String>,
     /// Provider.
     pub provider: ProviderKind,
     /// Machine type as rented, else as requested.
@@ -58,13 +67,8 @@ pub struct MachineView {
 impl MachineView {
     /// Reads a CloudResource of a job; `None` when it lacks the attempt label.
     pub fn of(cr: &CloudResource) -> Option<Self> {
-        let attempt = cr
-            .metadata
-            .labels
-            .as_ref()?
-            .get(LABEL_ATTEMPT)?
-            .parse()
-            .ok()?;
+        let labels = cr.metadata.labels.as_ref()?;
+        let attempt = labels.get(LABEL_ATTEMPT)?.parse().ok()?;
         let none = CloudResourceStatus::default();
         let status = cr.status.as_ref().unwrap_or(&none);
         let requested = match (&cr.spec.instance_type, &cr.spec.gpu_type) {
@@ -75,9 +79,16 @@ impl MachineView {
             }),
             (None, None) => None,
         };
+        let rank = match labels.get(LABEL_RANK) {
+            Some(r) => r.parse().ok()?,
+            None => 0,
+        };
         Some(Self {
             name: cr.metadata.name.clone().unwrap_or_default(),
             attempt,
+            rank,
+            created: cr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            private_address: status.private_address.clone(),
             provider: cr.spec.provider,
             machine_type: status.machine_type.clone().or(requested),
             region: cr.spec.region.clone(),

@@ -48,6 +48,7 @@ pub fn to_machine(instance: &Instance) -> Machine {
     m.attempt = tag(instance, TAG_ATTEMPT).and_then(|a| a.parse().ok());
     m.machine_type = instance.instance_type().map(|t| t.as_str().to_string());
     m.public_address = instance.public_ip_address().map(str::to_string);
+    m.private_address = instance.private_ip_address().map(str::to_string);
     m.launch_time = instance
         .launch_time()
         .and_then(|t| Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok());

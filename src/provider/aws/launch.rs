@@ -10,8 +10,8 @@ use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
     InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, MarketType, ResourceType, ShutdownBehavior,
-    SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
+    InstanceMetadataOptionsRequest, InstanceType, MarketType, Placement, ResourceType,
+    ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
 use base64::Engine;
 
@@ -52,6 +52,8 @@ pub struct LaunchPlan {
     pub metadata_hop_limit: u32,
     /// The workload container shares the host's network (and so reaches the metadata service).
     pub host_network: bool,
+    /// Placement group to launch into.
+    pub placement_group: Option<String>,
 }
 
 /// Highest `HttpPutResponseHopLimit` EC2 accepts.
@@ -73,6 +75,7 @@ impl std::fmt::Debug for LaunchPlan {
             .field("tags", &self.tags)
             .field("metadata_hop_limit", &self.metadata_hop_limit)
             .field("host_network", &self.host_network)
+            .field("placement_group", &self.placement_group)
             .field(
                 "user_data",
                 &self
@@ -156,6 +159,7 @@ pub fn plan(
             .unwrap_or(config.metadata_hop_limit)
             .clamp(1, MAX_METADATA_HOP_LIMIT),
         host_network,
+        placement_group: aws.placement_group.clone(),
     })
 }
 
@@ -215,6 +219,9 @@ pub fn request(
         );
     for sg in &plan.security_group_ids {
         req = req.security_group_ids(sg);
+    }
+    if let Some(group) = &plan.placement_group {
+        req = req.placement(Placement::builder().group_name(group).build());
     }
     if let Some(profile) = &plan.iam_instance_profile {
         let spec = if profile.starts_with("arn:") {
@@ -322,11 +329,13 @@ mod tests {
             root_volume_type: Some("io2".into()),
             host_network: Some(true),
             metadata_hop_limit: Some(2),
+            placement_group: Some("nodes-close".into()),
         };
         s.spot = true;
         s.max_price_per_hour = Some(0.5);
         let p = plan(&key(), &s, &config()).expect("plan");
         assert_eq!(p.ami_id, "ami-spec");
+        assert_eq!(p.placement_group.as_deref(), Some("nodes-close"));
         assert_eq!(p.subnet_id.as_deref(), Some("subnet-spec"));
         assert_eq!(p.security_group_ids, vec!["sg-a", "sg-b"]);
         assert_eq!(p.key_name.as_deref(), Some("kp"));

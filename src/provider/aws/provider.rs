@@ -341,6 +341,7 @@ impl Provider for AwsProvider {
             workload: true,
             bare_machine: true,
             gpu_types: pricing::families(),
+            multi_node: crate::crd::ProviderKind::Aws.multi_node(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Checks a MachineClass's EC2 settings in one region without launching anything: the AMI,
-//! subnet, security groups and key pair exist and the credentials may describe them. The
+//! subnet, security groups, key pair and placement group exist and the credentials may describe them. The
 //! instance profile is not checked (that needs IAM's API, not EC2's); a wrong one fails the
 //! first RunInstances with `InvalidParameterValue`.
 
@@ -72,6 +72,17 @@ pub async fn check(
             .map(|o| !o.key_pairs().is_empty());
         if !exists(found, "InvalidKeyPair")? {
             missing.push(format!("key pair {key} not found in {region}"));
+        }
+    }
+    if let Some(group) = aws.placement_group.clone() {
+        let found = client
+            .describe_placement_groups()
+            .group_names(&group)
+            .send()
+            .await
+            .map(|o| !o.placement_groups().is_empty());
+        if !exists(found, "InvalidPlacementGroup")? {
+            missing.push(format!("placement group {group} not found in {region}"));
         }
     }
     Ok(missing)

@@ -276,6 +276,7 @@ impl Provider for LyceumProvider {
             workload: true,
             bare_machine: true,
             gpu_types,
+            multi_node: crate::crd::ProviderKind::Lyceum.multi_node(),
         }
     }
 

@@ -279,6 +279,7 @@ impl Provider for RunPodProvider {
             workload: true,
             bare_machine: false,
             gpu_types,
+            multi_node: crate::crd::ProviderKind::Runpod.multi_node(),
         }
     }
 

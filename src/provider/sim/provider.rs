@@ -55,6 +55,7 @@ pub fn capabilities(gpu_types: Vec<String>) -> Capabilities {
         workload: true,
         bare_machine: true,
         gpu_types,
+        multi_node: crate::crd::ProviderKind::Sim.multi_node(),
     }
 }
 

@@ -114,6 +114,13 @@ impl Record {
         m.machine_type = Some(self.machine_type.clone());
         if s.state == ResourceState::Running {
             m.public_address = Some(format!("{}.{}.sim.invalid", self.id(), self.region));
+            // A private network per region: 10.x.y.z from the machine's number.
+            m.private_address = Some(format!(
+                "10.{}.{}.{}",
+                (self.num >> 16) & 0xff,
+                (self.num >> 8) & 0xff,
+                self.num & 0xff
+            ));
         }
         m.launch_time = Some(clock.timestamp(self.created));
         m.price_per_hour = Some(self.price_per_hour);

@@ -38,7 +38,11 @@ fn expected_object_rules() -> Rules {
         ("runctl.dev", "cloudresources/status", &["get", "patch"]),
         ("runctl.dev", "trainingjobs/status", &["patch"]),
         ("", "secrets", &["get", "create", "delete"]),
-        ("", "configmaps", &["list", "get", "create", "update", "delete"]),
+        (
+            "",
+            "configmaps",
+            &["list", "get", "create", "update", "delete"],
+        ),
         ("events.k8s.io", "events", &["create", "patch"]),
     ])
 }

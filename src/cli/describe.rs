@@ -152,6 +152,18 @@ pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io
         field(out, "Suspended", "yes (spec.suspend)")?;
     }
     field(out, "Image", &spec.workload.image)?;
+    if spec.nodes() > 1 {
+        field(
+            out,
+            "Nodes",
+            &format!(
+                "{} per attempt (rank 0 reports; MASTER_PORT {})",
+                spec.nodes(),
+                spec.master_port
+                    .unwrap_or(crate::crd::training_job::DEFAULT_MASTER_PORT)
+            ),
+        )?;
+    }
     let mut cost = format!("{} accrued", money(s.accrued_cost.or(Some(0.0))));
     if s.current_cloud_resource.is_some() && s.cost_per_hour.is_some() {
         cost.push_str(&format!(", {} now", per_hour(s.cost_per_hour)));
@@ -244,7 +256,13 @@ fn attempts(out: &mut Out, attempts: &[Attempt]) -> std::io::Result<()> {
         t.toned_row(vec![
             (a.index.to_string(), None),
             (a.provider.as_str().to_string(), None),
-            (or_dash(a.machine_type.as_ref()), None),
+            (
+                match a.nodes {
+                    Some(n) => format!("{n}x {}", or_dash(a.machine_type.as_ref())),
+                    None => or_dash(a.machine_type.as_ref()),
+                },
+                None,
+            ),
             (or_dash(a.region.as_ref()), None),
             (if a.spot { "yes" } else { "no" }.to_string(), None),
             (

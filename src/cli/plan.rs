@@ -185,12 +185,14 @@ pub fn render(p: &Planned, out: &mut Out) -> std::io::Result<()> {
     out.line("")?;
     match &p.placement.chosen {
         Some(o) => {
-            let chosen = out.paint(&offer_text(o), Tone::Good);
+            let nodes = p.job.spec.nodes();
+            let mut chosen = out.paint(&offer_text(o), Tone::Good);
+            if nodes > 1 {
+                chosen.push_str(&format!(", {nodes} nodes"));
+            }
             out.line(&format!("Would run on:  {chosen}"))?;
-            out.line(&format!(
-                "Expected cost: {}",
-                expected_cost(p, o.price_per_hour)
-            ))?;
+            let price = o.price_per_hour.map(|per_node| per_node * f64::from(nodes));
+            out.line(&format!("Expected cost: {}", expected_cost(p, price)))?;
         }
         None => {
             let why = match (&p.phase, &p.reason) {
@@ -226,7 +228,8 @@ pub fn render(p: &Planned, out: &mut Out) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `$1.10 per hour; $2.20 at the deadline (2h); the budget of $10.00 lasts 9h5m`.
+/// `$1.10 per hour; $2.20 at the deadline (2h); the budget of $10.00 lasts 9h5m` (`price`: of
+/// every node together).
 fn expected_cost(p: &Planned, price: Option<f64>) -> String {
     let Some(price) = price else {
         return "unknown (the provider gave no price)".into();

@@ -250,8 +250,8 @@ pub struct DataSource {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
-#[x_kube(validation = Rule::new("self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim'])").message("spec.nodes above 1 (a multi-node job) needs aws or sim among placement.allowedProviders").field_path(".nodes"))]
+#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
+#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim'])").message("spec.nodes above 1 (a multi-node job) needs aws or sim among placement.allowedProviders").field_path(".nodes"))]
 pub struct TrainingJobSpec {
     /// Machine placement. Changes apply to the next attempt.
     pub placement: Placement,

@@ -27,6 +27,7 @@ pub mod gang;
 pub mod machines;
 pub mod offers;
 pub mod outcome;
+mod pass;
 pub mod plan;
 pub mod resources;
 pub mod retry_request;
@@ -38,11 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -53,11 +52,11 @@ use tracing::{debug, info, warn};
 use super::backoff::BackoffConfig;
 use super::cloud_resource::spec::read_secret;
 use super::{Context, FIELD_MANAGER};
-use crate::callback::{AttemptId, AttemptReport, Reports, token};
+use crate::callback::{AttemptId, Reports, token};
 use crate::crd::cloud_resource::CloudResource;
-use crate::crd::training_job::{JobPhase, Offer, RETRY_ANNOTATION, TrainingJob, TrainingJobStatus};
+use crate::crd::training_job::{JobPhase, Offer, TrainingJob, TrainingJobStatus};
 use machines::{JobKey, MachineIndex};
-use plan::{Act, Input, Settings};
+use plan::Settings;
 use resources::ReportingSettings;
 use view::{LABEL_JOB, MachineView};
 
@@ -484,240 +483,6 @@ async fn write_status(
     Ok(())
 }
 
-async fn apply(cached: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
-    let ctx = &jc.ctx;
-    let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
-    let name = cached.name_any();
-    let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let key: JobKey = (ns.clone(), name.clone());
-    // The cache may not hold this controller's last status write yet (a reconcile triggered by
-    // a CloudResource event can run first); planning from a stale status could undo a final
-    // outcome or start a needless machine. A cached job of the version we last wrote or read
-    // holds every earlier write (reconciles of one object never overlap); any other version is
-    // read fresh.
-    let known = jc.known_versions.lock().get(&key).cloned();
-    let job = if known.is_some() && known == cached.metadata.resource_version {
-        cached
-    } else {
-        let Some(job) = api.get_opt(&name).await.map_err(Error::Get)? else {
-            jc.remember_version(&key, None);
-            return Ok(Action::await_change());
-        };
-        jc.remember_version(&key, job.metadata.resource_version.as_ref());
-        Arc::new(job)
-    };
-    if job.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::requeue(ctx.config.transition_poll_interval));
-    }
-    let generation = job.metadata.generation.unwrap_or(0);
-    let machines: Vec<MachineView> = machines_of(jc, &key).await?;
-    let status = job.status.clone().unwrap_or_default();
-    let mut reports: BTreeMap<u32, AttemptReport> = BTreeMap::new();
-    for attempt in status
-        .attempts
-        .iter()
-        .map(|a| a.index)
-        .chain(machines.iter().map(|v| v.attempt))
-    {
-        // What this replica received, merged with what any replica persisted.
-        let local = jc.reports.get(&AttemptId {
-            namespace: ns.clone(),
-            job: name.clone(),
-            attempt,
-        });
-        let stored = machines
-            .iter()
-            .find(|v| v.attempt == attempt)
-            .and_then(|v| v.report.clone());
-        if let Some(r) = AttemptReport::merged(local, stored) {
-            reports.insert(attempt, r);
-        }
-    }
-    let settings = plan_settings(ctx, &jc.config);
-    // A new job that may stand for an earlier success: its record, if any.
-    let prior_success = if status.phase.is_none()
-        && job.spec.recreate_policy == crate::crd::training_job::RecreatePolicy::SkipIfSucceeded
-    {
-        success_record::read(&ctx.client, &ns, &name)
-            .await
-            .map_err(Error::ReadSuccessRecord)?
-    } else {
-        None
-    };
-    let now = Timestamp::now();
-    let input = Input {
-        job: &name,
-        spec: &job.spec,
-        status: &status,
-        generation,
-        machines: &machines,
-        prior_success: prior_success.as_ref(),
-        reports: &reports,
-        offers: None,
-        retry_request: job.annotations().get(RETRY_ANNOTATION).map(String::as_str),
-        settings: &settings,
-        now,
-    };
-    let mut p = plan::plan(input);
-    if p.acts.contains(&Act::CollectOffers) {
-        let offers = offers::collect(ctx, &job.spec.placement, job.spec.nodes(), &ns).await;
-        p = plan::plan(Input {
-            offers: Some(&offers),
-            ..input
-        });
-    }
-    debug!(job = %name, namespace = %ns, acts = ?p.acts, phase = ?p.status.phase, "planned");
-    if let Some(retry) = &p.retry {
-        info!(job = %name, namespace = %ns, ?retry, "retry request handled");
-    }
-
-    for act in p.acts.clone() {
-        match act {
-            Act::Start {
-                attempt,
-                offer,
-                max_lifetime_seconds,
-            } => match start(&job, jc, &ns, attempt, &offer, max_lifetime_seconds).await {
-                Ok(()) => {}
-                Err(Error::Apply { source, .. }) if api_error_code(&source) == Some(422) => {
-                    plan::rejected_start(&mut p, attempt, source.to_string(), now);
-                }
-                Err(e) => {
-                    // The attempt did not start: keep the previous status, report the step.
-                    let mut prev = status.clone();
-                    conditions::set_synced(
-                        &mut prev,
-                        generation,
-                        now,
-                        Some((e.reason(), e.to_string())),
-                    );
-                    if job.status.as_ref() != Some(&prev) {
-                        write_status(jc, &api, &key, &prev).await?;
-                    }
-                    return Err(e);
-                }
-            },
-            Act::StartPeers {
-                attempt,
-                ranks,
-                master_addr,
-            } => start_nodes(&job, jc, &ns, attempt, &ranks, &master_addr).await?,
-            Act::RecordSuccess => {
-                let record = success_record::SuccessRecord {
-                    job: name.clone(),
-                    uid: job.metadata.uid.clone().unwrap_or_default(),
-                    spec_digest: success_record::spec_digest(&job.spec),
-                    completion_time: p.status.completion_time.as_ref().map_or(now, |t| t.0),
-                    attempt_count: p.status.attempt_count,
-                    accrued_cost: p.status.accrued_cost,
-                };
-                success_record::write(&ctx.client, &ns, &record)
-                    .await
-                    .map_err(Error::WriteSuccessRecord)?;
-            }
-            Act::DeleteJob => {
-                ctx.publish(
-                    job.as_ref(),
-                    EventType::Normal,
-                    "TTLExpired",
-                    "Delete",
-                    "ttlSecondsAfterFinished passed; deleting the job and its machines".into(),
-                )
-                .await;
-                delete_ignoring_missing(&api, &name)
-                    .await
-                    .map_err(|source| Error::Delete {
-                        what: format!("TrainingJob {name}"),
-                        source,
-                    })?;
-            }
-            // Releases come after the status write below.
-            Act::CollectOffers | Act::Release { .. } => {}
-        }
-    }
-
-    // Record the plan's outcome (an attempt's end above all) before releasing any machine: if
-    // this write fails, nothing was released, and the next pass finds the same CloudResource and
-    // comes to the same end. Released first, a failed write would leave an open attempt whose
-    // CloudResource is gone: `MachineLost`, and the capacity retry lost.
-    let mut next = p.status.clone();
-    // A release that failed before stays reported until a release succeeds (no flapping).
-    let earlier_cleanup_error = (p.releasing > 0)
-        .then(|| conditions::cleanup_error(&status))
-        .flatten();
-    conditions::set_all(
-        &mut next,
-        generation,
-        now,
-        p.releasing,
-        earlier_cleanup_error,
-    );
-    conditions::set_synced(&mut next, generation, now, None);
-    // Compared as stored: a sub-second difference (e.g. a heartbeat time) writes nothing.
-    let unchanged = job
-        .status
-        .as_ref()
-        .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
-    if !unchanged {
-        write_status(jc, &api, &key, &next).await?;
-    }
-
-    let mut cleanup_error = None;
-    for act in &p.acts {
-        if let Act::Release { name: cr, attempt } = act {
-            let (cr, attempt) = (cr.as_str(), *attempt);
-            let orphan = machines.iter().any(|v| v.name == cr && v.orphan);
-            match release(ctx, &ns, &name, cr, attempt, orphan).await {
-                Ok(()) => jc.reports.forget(&AttemptId {
-                    namespace: ns.clone(),
-                    job: name.clone(),
-                    attempt,
-                }),
-                Err(e) => {
-                    warn!(job = %name, namespace = %ns, error = %e, "cleanup failed");
-                    ctx.publish(
-                        job.as_ref(),
-                        EventType::Warning,
-                        "CleanupFailed",
-                        "Release",
-                        e.to_string(),
-                    )
-                    .await;
-                    cleanup_error = Some(e.to_string());
-                }
-            }
-        }
-    }
-    if let Some(error) = cleanup_error {
-        // A final outcome stays as written; the failed release shows in MachinesReleased.
-        let mut failed = next.clone();
-        conditions::set_all(&mut failed, generation, now, p.releasing, Some(error));
-        conditions::set_synced(&mut failed, generation, now, None);
-        if !crate::controller::stored::same_when_stored(&next, &failed) {
-            write_status(jc, &api, &key, &failed).await?;
-        }
-    }
-    for n in &p.notes {
-        let type_ = if n.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(
-            job.as_ref(),
-            type_,
-            n.reason,
-            "Reconcile",
-            n.message.clone(),
-        )
-        .await;
-    }
-    Ok(match p.requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
-}
-
 async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error> {
     let ctx = &jc.ctx;
     let ns = job.namespace().ok_or(Error::MissingMetadata)?;
@@ -791,7 +556,7 @@ async fn reconcile(job: Arc<TrainingJob>, jc: Arc<JobContext>) -> Result<Action,
     }
     let result = finalizer(&api, FINALIZER, job, |event| async {
         match event {
-            FinalizerEvent::Apply(j) => apply(j, &jc).await,
+            FinalizerEvent::Apply(j) => pass::apply(j, &jc).await,
             FinalizerEvent::Cleanup(j) => cleanup(j, &jc).await,
         }
     })

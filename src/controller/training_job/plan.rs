@@ -461,7 +461,6 @@ pub fn rejected_start(plan: &mut Plan, attempt: u32, message: String, now: Times
 
 /// Decides the next status and actions.
 pub fn plan(i: Input<'_>) -> Plan {
-    let now = i.now;
     let mut s = i.status.clone();
     let mut p = Plan {
         status: TrainingJobStatus::default(),
@@ -484,24 +483,7 @@ pub fn plan(i: Input<'_>) -> Plan {
         retry = Some(retry_request::reopen(&mut s, i.spec.suspend));
     }
     let terminal = s.phase.is_some_and(JobPhase::is_terminal);
-    // A re-created job whose training already succeeded (GitOps after a TTL): done at once.
-    if s.phase.is_none()
-        && i.spec.recreate_policy == RecreatePolicy::SkipIfSucceeded
-        && let Some(r) = i.prior_success.filter(|r| r.stands_for(i.spec, now))
-    {
-        s.previous_success = Some(r.previous());
-        let msg = format!(
-            "a job {} with this spec (uid {}) succeeded at {}; recreatePolicy SkipIfSucceeded: nothing was trained again",
-            i.job, r.uid, r.completion_time
-        );
-        finish(
-            &mut s,
-            &mut p,
-            JobPhase::Succeeded,
-            REASON_ALREADY_SUCCEEDED,
-            msg,
-            now,
-        );
+    if stands_for_earlier_success(&i, &mut s, &mut p) {
         p.status = s;
         return p;
     }
@@ -512,57 +494,13 @@ pub fn plan(i: Input<'_>) -> Plan {
             JobPhase::Pending
         });
     }
-
-    // A CloudResource applied for an attempt whose status write was lost is adopted.
-    let recorded = s.attempts.iter().map(|a| a.index).max().unwrap_or(0);
-    let mut strays: Vec<&MachineView> = i
-        .machines
-        .iter()
-        .filter(|v| v.attempt > recorded && v.rank == 0 && !v.deleting)
-        .collect();
-    strays.sort_by_key(|v| v.attempt);
     if !terminal {
-        for v in strays {
-            if let Some(open) = s.attempts.iter_mut().find(|a| a.end_time.is_none()) {
-                open.end_time = Some(Time(now));
-                if open.reason.is_none() {
-                    open.reason = Some(outcome::MACHINE_LOST.to_string());
-                    open.retry_class = Some(RetryOn::Interruption);
-                }
-            }
-            s.attempts.push(Attempt {
-                index: v.attempt,
-                provider: v.provider,
-                machine_type: v.machine_type.clone(),
-                region: v.region.clone(),
-                spot: v.spot,
-                cloud_resource: v.name.clone(),
-                start_time: Some(Time(now)),
-                end_time: None,
-                exit_code: None,
-                reason: None,
-                retry_class: None,
-                cost: None,
-                nodes: multi_node(i.spec),
-            });
-            s.start_time.get_or_insert(Time(now));
-        }
+        adopt_strays(&i, &mut s);
     }
-
-    let open = s.attempts.iter().position(|a| a.end_time.is_none());
-    if let Some(k) = open
-        && let Some(r) = i.reports.get(&s.attempts[k].index)
-    {
-        if let Some(hb) = r.last_heartbeat {
-            s.last_heartbeat_time = Some(Time(hb));
-        }
-        if r.progress.is_some() {
-            s.progress = r.progress.clone();
-        }
-    }
-
+    take_reports(&i, &mut s);
     let mut waiting = false;
     if !terminal {
+        let open = s.attempts.iter().position(|a| a.end_time.is_none());
         if let Some(k) = open {
             let restart = request.is_some() && !i.spec.suspend;
             if follow_open(&i, &mut s, &mut p, k, restart) {
@@ -579,48 +517,139 @@ pub fn plan(i: Input<'_>) -> Plan {
         if !still_open && !s.phase.is_some_and(JobPhase::is_terminal) {
             between_attempts(&i, &mut s, &mut p, request.is_some());
             if p.acts.contains(&Act::CollectOffers) {
-                return Plan {
-                    status: i.status.clone(),
-                    acts: vec![Act::CollectOffers],
-                    notes: vec![],
-                    requeue: None,
-                    releasing: 0,
-                    retry: None,
-                };
+                return collect_offers_first(&i);
             }
         }
     }
-
     p.retry = request.and_then(|_| settle_retry(&i, &mut s, retry, waiting));
     if let Some(d) = &p.retry {
         p.note(d.warning(), d.event_reason(), d.message());
     }
+    let open_index = count_costs(&i, &mut s);
+    release_others(&i, &mut p, open_index);
+    after_the_outcome(&i, &mut s, &mut p, terminal);
+    p.status = s;
+    p
+}
 
-    // Costs.
+/// The plan that only asks for offers: nothing is written before they are known.
+fn collect_offers_first(i: &Input<'_>) -> Plan {
+    Plan {
+        status: i.status.clone(),
+        acts: vec![Act::CollectOffers],
+        notes: vec![],
+        requeue: None,
+        releasing: 0,
+        retry: None,
+    }
+}
+
+/// A re-created job whose training already succeeded (GitOps after a TTL,
+/// `recreatePolicy: SkipIfSucceeded`): done at once. True when it is.
+fn stands_for_earlier_success(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) -> bool {
+    let Some(r) = i.prior_success.filter(|r| {
+        s.phase.is_none()
+            && i.spec.recreate_policy == RecreatePolicy::SkipIfSucceeded
+            && r.stands_for(i.spec, i.now)
+    }) else {
+        return false;
+    };
+    s.previous_success = Some(r.previous());
+    let msg = format!(
+        "a job {} with this spec (uid {}) succeeded at {}; recreatePolicy SkipIfSucceeded: nothing was trained again",
+        i.job, r.uid, r.completion_time
+    );
+    finish(
+        s,
+        p,
+        JobPhase::Succeeded,
+        REASON_ALREADY_SUCCEEDED,
+        msg,
+        i.now,
+    );
+    true
+}
+
+/// A CloudResource applied for an attempt whose status write was lost is adopted (its other
+/// nodes belong to it); an attempt still open before it ended `MachineLost`.
+fn adopt_strays(i: &Input<'_>, s: &mut TrainingJobStatus) {
+    let now = i.now;
+    let recorded = s.attempts.iter().map(|a| a.index).max().unwrap_or(0);
+    let mut strays: Vec<&MachineView> = i
+        .machines
+        .iter()
+        .filter(|v| v.attempt > recorded && v.rank == 0 && !v.deleting)
+        .collect();
+    strays.sort_by_key(|v| v.attempt);
+    for v in strays {
+        if let Some(open) = s.attempts.iter_mut().find(|a| a.end_time.is_none()) {
+            open.end_time = Some(Time(now));
+            if open.reason.is_none() {
+                open.reason = Some(outcome::MACHINE_LOST.to_string());
+                open.retry_class = Some(RetryOn::Interruption);
+            }
+        }
+        s.attempts.push(Attempt {
+            index: v.attempt,
+            provider: v.provider,
+            machine_type: v.machine_type.clone(),
+            region: v.region.clone(),
+            spot: v.spot,
+            cloud_resource: v.name.clone(),
+            start_time: Some(Time(now)),
+            end_time: None,
+            exit_code: None,
+            reason: None,
+            retry_class: None,
+            cost: None,
+            nodes: multi_node(i.spec),
+        });
+        s.start_time.get_or_insert(Time(now));
+    }
+}
+
+/// The open attempt's last heartbeat and progress, into status.
+fn take_reports(i: &Input<'_>, s: &mut TrainingJobStatus) {
+    let Some(r) = s
+        .attempts
+        .iter()
+        .find(|a| a.end_time.is_none())
+        .and_then(|a| i.reports.get(&a.index))
+    else {
+        return;
+    };
+    if let Some(hb) = r.last_heartbeat {
+        s.last_heartbeat_time = Some(Time(hb));
+    }
+    if r.progress.is_some() {
+        s.progress = r.progress.clone();
+    }
+}
+
+/// Accrued cost (ended attempts plus every machine of the open one) and the attempt count;
+/// returns the open attempt's number.
+fn count_costs(i: &Input<'_>, s: &mut TrainingJobStatus) -> Option<u32> {
     let open_index = s
         .attempts
         .iter()
         .find(|a| a.end_time.is_none())
         .map(|a| a.index);
-    let live: f64 = open_index
-        .map(|n| {
-            i.machines
-                .iter()
-                .filter(|v| v.attempt == n)
-                .filter_map(|v| v.accrued_cost)
-                .sum()
-        })
-        .unwrap_or(0.0);
+    let live: f64 = i
+        .machines
+        .iter()
+        .filter(|v| Some(v.attempt) == open_index)
+        .filter_map(|v| v.accrued_cost)
+        .sum();
     if !s.attempts.is_empty() {
-        s.accrued_cost = Some(pricing::round_cents(ended_cost(&s) + live));
+        s.accrued_cost = Some(pricing::round_cents(ended_cost(s) + live));
     }
     s.attempt_count = s.attempts.len() as u32;
+    open_index
+}
 
-    // Release every CloudResource that is not the open attempt's.
-    for v in i.machines {
-        if Some(v.attempt) == open_index {
-            continue;
-        }
+/// Releases every CloudResource that is not the open attempt's.
+fn release_others(i: &Input<'_>, p: &mut Plan, open_index: Option<u32>) {
+    for v in i.machines.iter().filter(|v| Some(v.attempt) != open_index) {
         p.releasing += 1;
         if !v.deleting {
             p.acts.push(Act::Release {
@@ -632,9 +661,12 @@ pub fn plan(i: Input<'_>) -> Plan {
     if p.releasing > 0 {
         p.wake_in(i.settings.poll_interval);
     }
+}
 
-    // TTL after a final outcome; not for a job that stands for an earlier success (deleting it
-    // would have a GitOps tool re-create it, again and again).
+/// After a final outcome: the TTL, the success record, one event for the job's end.
+fn after_the_outcome(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, terminal: bool) {
+    // Not for a job that stands for an earlier success (deleting it would have a GitOps tool
+    // re-create it, again and again).
     if s.phase.is_some_and(JobPhase::is_terminal)
         && s.previous_success.is_none()
         && let (Some(ttl), Some(done)) = (
@@ -643,10 +675,10 @@ pub fn plan(i: Input<'_>) -> Plan {
         )
     {
         let at = done.0 + SignedDuration::from_secs(ttl);
-        if now >= at {
+        if i.now >= at {
             p.acts.push(Act::DeleteJob);
         } else {
-            p.wake_at(at, now);
+            p.wake_at(at, i.now);
         }
     }
     if !terminal
@@ -664,8 +696,6 @@ pub fn plan(i: Input<'_>) -> Plan {
     {
         p.notes.retain(|n| n.reason != "AttemptEnded");
     }
-    p.status = s;
-    p
 }
 
 /// What this pass did with a new retry request: `acted` when it restarted or reopened the job,
@@ -688,10 +718,87 @@ fn settle_retry(
     }))
 }
 
-/// The open attempt: follow it, end it when it is over, a policy stops it, or `restart` (a user's
-/// retry request) asks for a new one. True when it ended for `restart`: not before the machine's
-/// own outcome, a suspend, the deadline or the budget, nor while the exit report of a machine
-/// that ended may still arrive.
+/// The open attempt `k`, with its machines and report.
+struct Open<'a> {
+    k: usize,
+    a: Attempt,
+    /// Rank 0's machine (the attempt's CloudResource), if it exists.
+    view: Option<&'a MachineView>,
+    /// The other nodes of a multi-node attempt.
+    peers: Vec<&'a MachineView>,
+    /// Every machine of the attempt, rank 0 first.
+    nodes: Vec<&'a MachineView>,
+    report: Option<&'a AttemptReport>,
+}
+
+impl<'a> Open<'a> {
+    fn of(i: &Input<'a>, s: &TrainingJobStatus, k: usize) -> Self {
+        let a = s.attempts[k].clone();
+        let view = i
+            .machines
+            .iter()
+            .find(|v| v.attempt == a.index && v.rank == 0);
+        let peers: Vec<&MachineView> = i
+            .machines
+            .iter()
+            .filter(|v| v.attempt == a.index && v.rank > 0)
+            .collect();
+        let nodes = view.into_iter().chain(peers.iter().copied()).collect();
+        let report = i.reports.get(&a.index);
+        Self {
+            k,
+            a,
+            view,
+            peers,
+            nodes,
+            report,
+        }
+    }
+
+    /// Ends the attempt.
+    fn end(&self, s: &mut TrainingJobStatus, p: &mut Plan, end: Ending<'_>, now: Timestamp) {
+        end_attempt(s, p, self.k, &self.nodes, end, now);
+    }
+
+    /// Ends the attempt with `o` and decides what the job does next.
+    fn end_with(&self, i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, o: &Outcome) {
+        let exit = match o {
+            Outcome::Completed => Some(0),
+            Outcome::ExitCode(c) => Some(*c),
+            _ => None,
+        };
+        let end = Ending {
+            reason: o.reason(),
+            class: o.class(),
+            exit,
+            message: &o.message(),
+        };
+        self.end(s, p, end, i.now);
+        after(i.spec, s, p, o, i.now);
+    }
+
+    /// Ends the attempt for a reason of the job's own (no failure class, no exit code).
+    fn stop(
+        &self,
+        s: &mut TrainingJobStatus,
+        p: &mut Plan,
+        reason: &str,
+        message: &str,
+        now: Timestamp,
+    ) {
+        let end = Ending {
+            reason,
+            class: None,
+            exit: None,
+            message,
+        };
+        self.end(s, p, end, now);
+    }
+}
+
+/// Follows the open attempt `k`: its outcome, the policies that stop it, a user's retry
+/// (`restart`), its other nodes, a stuck machine, else its progress. Returns true when it was
+/// ended for the retry request.
 fn follow_open(
     i: &Input<'_>,
     s: &mut TrainingJobStatus,
@@ -699,257 +806,179 @@ fn follow_open(
     k: usize,
     restart: bool,
 ) -> bool {
-    let now = i.now;
-    let a = s.attempts[k].clone();
-    let view = i
-        .machines
-        .iter()
-        .find(|v| v.attempt == a.index && v.rank == 0);
-    let peers: Vec<&MachineView> = i
-        .machines
-        .iter()
-        .filter(|v| v.attempt == a.index && v.rank > 0)
-        .collect();
-    let nodes: Vec<&MachineView> = view.into_iter().chain(peers.iter().copied()).collect();
-    let report = i.reports.get(&a.index);
-    s.current_cloud_resource = Some(a.cloud_resource.clone());
-    s.provider = Some(a.provider);
-    s.machine_type = view
+    let o = Open::of(i, s, k);
+    s.current_cloud_resource = Some(o.a.cloud_resource.clone());
+    s.provider = Some(o.a.provider);
+    s.machine_type = o
+        .view
         .and_then(|v| v.machine_type.clone())
-        .or(a.machine_type.clone());
-    s.cost_per_hour = gang::price_per_hour(&nodes);
+        .or(o.a.machine_type.clone());
+    s.cost_per_hour = gang::price_per_hour(&o.nodes);
 
-    let seen = classify(view, report, i.settings.report_grace, now);
-    if let Seen::Ended(o) = &seen {
-        let exit = match o {
-            Outcome::Completed => Some(0),
-            Outcome::ExitCode(c) => Some(*c),
-            _ => None,
-        };
-        end_attempt(
-            s,
-            p,
-            k,
-            &nodes,
-            Ending {
-                reason: o.reason(),
-                class: o.class(),
-                exit,
-                message: &o.message(),
-            },
-            now,
-        );
-        after(i.spec, s, p, o, now);
+    let seen = classify(o.view, o.report, i.settings.report_grace, i.now);
+    if let Seen::Ended(outcome) = &seen {
+        o.end_with(i, s, p, outcome);
         return false;
     }
-
-    // Policies that stop a running attempt.
-    if i.spec.suspend {
-        end_attempt(
-            s,
-            p,
-            k,
-            &nodes,
-            Ending {
-                reason: outcome::SUSPENDED,
-                class: None,
-                exit: None,
-                message: "spec.suspend is true",
-            },
-            now,
-        );
-        // `between_attempts` marks the job Suspended.
+    if stopped_by_policy(i, s, p, &o) {
         return false;
+    }
+    if restart && !matches!(seen, Seen::AwaitingReport { .. }) {
+        let why = "a new attempt was requested (runctl.dev/retry)";
+        o.stop(s, p, outcome::RETRY_REQUESTED, why, i.now);
+        return true;
+    }
+    let Some(gang) = follow_nodes(i, s, p, &o) else {
+        return false;
+    };
+    if let Some(outcome) = stuck(i, s, &o.a, o.view, o.report, p) {
+        o.end_with(i, s, p, &outcome);
+        return false;
+    }
+    match seen {
+        Seen::AwaitingReport { until } => {
+            s.message =
+                Some("the machine ended; waiting briefly for the workload's exit report".into());
+            p.wake_at(until, i.now);
+        }
+        _ => show_progress(i, s, p, &o, &gang),
+    }
+    false
+}
+
+/// The policies that stop a running attempt: `suspend`, `activeDeadlineSeconds` and
+/// `maxTotalCost`. True when one did.
+fn stopped_by_policy(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, o: &Open<'_>) -> bool {
+    let now = i.now;
+    if i.spec.suspend {
+        // `between_attempts` marks the job Suspended.
+        o.stop(s, p, outcome::SUSPENDED, "spec.suspend is true", now);
+        return true;
     }
     if let Some(at) = deadline(i.spec, s) {
         if now >= at {
-            let msg = format!(
-                "activeDeadlineSeconds {} passed",
-                i.spec.active_deadline_seconds.unwrap_or_default()
-            );
-            end_attempt(
-                s,
-                p,
-                k,
-                &nodes,
-                Ending {
-                    reason: outcome::DEADLINE_EXCEEDED,
-                    class: None,
-                    exit: None,
-                    message: &msg,
-                },
-                now,
-            );
+            let secs = i.spec.active_deadline_seconds.unwrap_or_default();
+            let msg = format!("activeDeadlineSeconds {secs} passed");
+            o.stop(s, p, outcome::DEADLINE_EXCEEDED, &msg, now);
             finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
-            return false;
+            return true;
         }
         p.wake_at(at, now);
     }
-    if let Some(max) = i.spec.max_total_cost
-        && view.is_some()
-    {
-        let running: f64 = nodes.iter().filter_map(|v| machine_cost(v, now)).sum();
-        let price = gang::price_per_hour(&nodes);
-        let ahead = price.map_or(0.0, |c| {
-            crate::provider::cost_for(c, i.settings.poll_interval.as_secs_f64())
-        });
-        let projected = ended_cost(s) + running + ahead;
-        // Not over yet: look again when it would be, one look-ahead early.
-        if let Some(per_hour) = price.filter(|c| *c > 0.0)
-            && projected <= max
-        {
-            let hours_left = (max - projected) / per_hour;
-            p.wake_in(Duration::from_secs_f64(
-                (hours_left * 3600.0).clamp(0.05, 86_400.0),
-            ));
-        }
-        if projected > max {
-            let msg = format!(
-                "spend would reach {projected:.4} USD by the next check; maxTotalCost is {max}"
-            );
-            end_attempt(
-                s,
-                p,
-                k,
-                &nodes,
-                Ending {
-                    reason: outcome::BUDGET_EXCEEDED,
-                    class: None,
-                    exit: None,
-                    message: &msg,
-                },
-                now,
-            );
-            finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
-            return false;
-        }
-    }
-
-    if restart && !matches!(seen, Seen::AwaitingReport { .. }) {
-        end_attempt(
-            s,
-            p,
-            k,
-            &nodes,
-            Ending {
-                reason: outcome::RETRY_REQUESTED,
-                class: None,
-                exit: None,
-                message: "a new attempt was requested (runctl.dev/retry)",
-            },
-            now,
+    let Some(max) = i.spec.max_total_cost.filter(|_| o.view.is_some()) else {
+        return false;
+    };
+    let running: f64 = o.nodes.iter().filter_map(|v| machine_cost(v, now)).sum();
+    let price = gang::price_per_hour(&o.nodes);
+    let poll = i.settings.poll_interval.as_secs_f64();
+    let ahead = price.map_or(0.0, |c| crate::provider::cost_for(c, poll));
+    let projected = ended_cost(s) + running + ahead;
+    if projected > max {
+        let msg = format!(
+            "spend would reach {projected:.4} USD by the next check; maxTotalCost is {max}"
         );
+        o.stop(s, p, outcome::BUDGET_EXCEEDED, &msg, now);
+        finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
         return true;
     }
-    // The other nodes of a multi-node attempt: created once rank 0 runs; one that fails ends
-    // the attempt.
+    // Not over yet: look again when it would be, one look-ahead early.
+    if let Some(per_hour) = price.filter(|c| *c > 0.0) {
+        let hours_left = (max - projected) / per_hour;
+        p.wake_in(Duration::from_secs_f64(
+            (hours_left * 3600.0).clamp(0.05, 86_400.0),
+        ));
+    }
+    false
+}
+
+/// The other nodes of a multi-node attempt: created once rank 0 runs; one that fails ends the
+/// attempt (`None`).
+fn follow_nodes(
+    i: &Input<'_>,
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    o: &Open<'_>,
+) -> Option<Gang> {
     let limits = gang::Limits {
         report_grace: i.settings.report_grace,
         start_timeout: i.settings.start_timeout,
     };
-    let (gang, wake) = gang::assess(a.nodes.unwrap_or(1), view, &peers, limits, now);
+    let (gang, wake) = gang::assess(o.a.nodes.unwrap_or(1), o.view, &o.peers, limits, i.now);
     if let Some(at) = wake {
-        p.wake_at(at, now);
+        p.wake_at(at, i.now);
     }
     match &gang {
-        Gang::Broken(o) => {
-            end_attempt(
-                s,
-                p,
-                k,
-                &nodes,
-                Ending {
-                    reason: o.reason(),
-                    class: o.class(),
-                    exit: None,
-                    message: &o.message(),
-                },
-                now,
-            );
-            after(i.spec, s, p, o, now);
-            return false;
+        Gang::Broken(outcome) => {
+            o.end_with(i, s, p, outcome);
+            return None;
         }
         Gang::StartPeers { ranks, master_addr } => p.acts.push(Act::StartPeers {
-            attempt: a.index,
+            attempt: o.a.index,
             ranks: ranks.clone(),
             master_addr: master_addr.clone(),
         }),
         _ => {}
     }
-    if let Some(o) = stuck(i, s, &a, view, report, p) {
-        end_attempt(
-            s,
-            p,
-            k,
-            &nodes,
-            Ending {
-                reason: o.reason(),
-                class: o.class(),
-                exit: None,
-                message: &o.message(),
-            },
-            now,
-        );
-        after(i.spec, s, p, &o, now);
-        return false;
-    }
+    Some(gang)
+}
 
-    match seen {
-        Seen::AwaitingReport { until } => {
-            s.message =
-                Some("the machine ended; waiting briefly for the workload's exit report".into());
-            p.wake_at(until, now);
-        }
-        _ => {
-            let rank0_running = view.is_some_and(|v| v.state == Some(ResourceState::Running));
-            let running = rank0_running && gang == Gang::Complete;
-            s.phase = Some(if running {
-                JobPhase::Running
-            } else {
-                JobPhase::Provisioning
-            });
-            s.reason = None;
-            s.message = Some(match view {
-                Some(v) if running => format!(
-                    "attempt {} runs on {} ({}){}",
-                    a.index,
-                    v.provider,
-                    v.machine_type.as_deref().unwrap_or("-"),
-                    a.nodes
-                        .map(|n| format!(" on {n} nodes"))
-                        .unwrap_or_default()
-                ),
-                Some(_) if rank0_running => match &gang {
-                    Gang::Starting { running } => format!(
-                        "attempt {}: {running} of {} nodes running",
-                        a.index,
-                        a.nodes.unwrap_or(1)
-                    ),
-                    _ => format!(
-                        "attempt {}: rank 0 runs; starting the other {} nodes",
-                        a.index,
-                        a.nodes.unwrap_or(1).saturating_sub(1)
-                    ),
-                },
-                Some(v) => format!(
-                    "attempt {}: machine {}{}",
-                    a.index,
-                    v.state.map_or("requested", ResourceState::as_str),
-                    v.message
-                        .as_deref()
-                        .or(v.failure.as_ref().map(|f| f.reason.as_str()))
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-                None => format!("attempt {}: requesting a machine", a.index),
-            });
-            if rank0_running {
-                reporting(i, s, &a, view, report, p);
+/// An attempt still going: Running once rank 0 (and every other node) runs, else
+/// Provisioning, with a message saying where it is.
+fn show_progress(
+    i: &Input<'_>,
+    s: &mut TrainingJobStatus,
+    p: &mut Plan,
+    o: &Open<'_>,
+    gang: &Gang,
+) {
+    let a = &o.a;
+    let rank0_running = o
+        .view
+        .is_some_and(|v| v.state == Some(ResourceState::Running));
+    let running = rank0_running && *gang == Gang::Complete;
+    s.phase = Some(if running {
+        JobPhase::Running
+    } else {
+        JobPhase::Provisioning
+    });
+    s.reason = None;
+    let nodes = a.nodes.unwrap_or(1);
+    s.message = Some(match o.view {
+        Some(v) if running => format!(
+            "attempt {} runs on {} ({}){}",
+            a.index,
+            v.provider,
+            v.machine_type.as_deref().unwrap_or("-"),
+            a.nodes
+                .map(|n| format!(" on {n} nodes"))
+                .unwrap_or_default()
+        ),
+        Some(_) if rank0_running => match gang {
+            Gang::Starting { running } => {
+                format!("attempt {}: {running} of {nodes} nodes running", a.index)
             }
-            p.wake_in(i.settings.resync);
-        }
+            _ => format!(
+                "attempt {}: rank 0 runs; starting the other {} nodes",
+                a.index,
+                nodes.saturating_sub(1)
+            ),
+        },
+        Some(v) => format!(
+            "attempt {}: machine {}{}",
+            a.index,
+            v.state.map_or("requested", ResourceState::as_str),
+            v.message
+                .as_deref()
+                .or(v.failure.as_ref().map(|f| f.reason.as_str()))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        None => format!("attempt {}: requesting a machine", a.index),
+    });
+    if rank0_running {
+        reporting(i, s, a, o.view, o.report, p);
     }
-    false
+    p.wake_in(i.settings.resync);
 }
 
 /// Condition type: whether the running attempt's workload reports through the callback.
@@ -1136,82 +1165,97 @@ fn refused_class(
 /// No attempt is open: suspend, stop on policy, wait for backoff (unless a user's retry request
 /// asks for the next attempt now: `no_wait`), or start the next attempt.
 fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_wait: bool) {
-    let now = i.now;
     if i.spec.suspend {
-        if s.phase != Some(JobPhase::Suspended) {
-            p.note(false, "Suspended", "job suspended".into());
-        }
-        s.phase = Some(JobPhase::Suspended);
-        s.reason = None;
-        s.message = Some("suspended: no machine; resuming starts a new attempt".into());
-        s.current_cloud_resource = None;
-        s.cost_per_hour = None;
-        return;
+        return suspend(s, p);
     }
-    // Offers kept from an earlier ranking on a provider the configuration no longer enables
-    // (the operator restarted with another configuration) are not tried.
-    if let Some(pl) = s.placement.as_mut()
-        && pl
-            .remaining
-            .iter()
-            .any(|o| !i.settings.enabled_providers.contains(&o.provider))
-    {
-        let (keep, drop): (Vec<Offer>, Vec<Offer>) = std::mem::take(&mut pl.remaining)
-            .into_iter()
-            .partition(|o| i.settings.enabled_providers.contains(&o.provider));
-        pl.remaining = keep;
-        pl.rejected.extend(
-            drop.into_iter()
-                .map(|o| reject_not_enabled(o, &i.settings.enabled_providers)),
-        );
-    }
+    drop_disabled_offers(i, s);
     let resuming = s.phase == Some(JobPhase::Suspended);
     if resuming {
         // Like a Kubernetes Job, the deadline counts again from the resume.
         s.start_time = None;
     }
-    if let Some(at) = deadline(i.spec, s) {
-        if now >= at {
-            let msg = format!(
-                "activeDeadlineSeconds {} passed",
-                i.spec.active_deadline_seconds.unwrap_or_default()
-            );
-            return finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
-        }
-        p.wake_at(at, now);
-    }
-    if let Some(max) = i.spec.max_total_cost {
-        let spent = ended_cost(s);
-        if spent >= max {
-            return finish(
-                s,
-                p,
-                JobPhase::Failed,
-                REASON_BUDGET,
-                format!("{spent:.4} USD spent; maxTotalCost is {max}"),
-                now,
-            );
-        }
-    }
-    if !resuming
-        && !no_wait
-        && let Some(at) = next_start(s, i.settings)
-        && now < at
-    {
-        s.phase = Some(JobPhase::Pending);
-        s.reason = None;
-        s.message = Some(format!(
-            "retrying after attempt {} ended ({})",
-            s.attempts.len(),
-            s.attempts
-                .last()
-                .and_then(|a| a.reason.clone())
-                .unwrap_or_default()
-        ));
-        p.wake_at(at, now);
+    if out_of_limits(i, s, p) || (!resuming && !no_wait && backing_off(i, s, p)) {
         return;
     }
-    // The offer: the next one after a capacity error, else a fresh ranking.
+    if !next_offers(i, s, p) || cannot_start(i, s, p) {
+        return;
+    }
+    start_next(i, s, p);
+}
+
+/// A suspended job: no machine, no attempt.
+fn suspend(s: &mut TrainingJobStatus, p: &mut Plan) {
+    if s.phase != Some(JobPhase::Suspended) {
+        p.note(false, "Suspended", "job suspended".into());
+    }
+    s.phase = Some(JobPhase::Suspended);
+    s.reason = None;
+    s.message = Some("suspended: no machine; resuming starts a new attempt".into());
+    s.current_cloud_resource = None;
+    s.cost_per_hour = None;
+}
+
+/// Offers kept from an earlier ranking on a provider the configuration no longer enables (the
+/// operator restarted with another configuration) are not tried.
+fn drop_disabled_offers(i: &Input<'_>, s: &mut TrainingJobStatus) {
+    let enabled = &i.settings.enabled_providers;
+    let Some(pl) = s
+        .placement
+        .as_mut()
+        .filter(|pl| pl.remaining.iter().any(|o| !enabled.contains(&o.provider)))
+    else {
+        return;
+    };
+    let (keep, drop): (Vec<Offer>, Vec<Offer>) = std::mem::take(&mut pl.remaining)
+        .into_iter()
+        .partition(|o| enabled.contains(&o.provider));
+    pl.remaining = keep;
+    pl.rejected
+        .extend(drop.into_iter().map(|o| reject_not_enabled(o, enabled)));
+}
+
+/// The deadline passed or the budget is spent: the job fails. True when it did.
+fn out_of_limits(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) -> bool {
+    let now = i.now;
+    if let Some(at) = deadline(i.spec, s) {
+        if now >= at {
+            let secs = i.spec.active_deadline_seconds.unwrap_or_default();
+            let msg = format!("activeDeadlineSeconds {secs} passed");
+            finish(s, p, JobPhase::Failed, REASON_DEADLINE, msg, now);
+            return true;
+        }
+        p.wake_at(at, now);
+    }
+    let spent = ended_cost(s);
+    if let Some(max) = i.spec.max_total_cost.filter(|max| spent >= *max) {
+        let msg = format!("{spent:.4} USD spent; maxTotalCost is {max}");
+        finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+        return true;
+    }
+    false
+}
+
+/// The retry backoff after a failed attempt has not passed: Pending until it has.
+fn backing_off(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) -> bool {
+    let Some(at) = next_start(s, i.settings).filter(|at| i.now < *at) else {
+        return false;
+    };
+    s.phase = Some(JobPhase::Pending);
+    s.reason = None;
+    let last = s.attempts.last().and_then(|a| a.reason.clone());
+    s.message = Some(format!(
+        "retrying after attempt {} ended ({})",
+        s.attempts.len(),
+        last.unwrap_or_default()
+    ));
+    p.wake_at(at, i.now);
+    true
+}
+
+/// The offers the next attempt picks from: the next one after a capacity error, else a fresh
+/// ranking (collected first: `Act::CollectOffers`). False when there are none to pick from yet
+/// (or a machine class refused the job).
+fn next_offers(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) -> bool {
     let fallback = s
         .attempts
         .last()
@@ -1219,61 +1263,54 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
         && s.placement
             .as_ref()
             .is_some_and(|pl| !pl.remaining.is_empty());
-    if !fallback {
-        match i.offers {
-            None => {
-                p.acts.push(Act::CollectOffers);
-                return;
-            }
-            Some(Err(refusal)) => return refused_class(s, p, refusal, i.settings.resync),
-            Some(Ok(fresh)) => s.placement = Some(fresh.clone()),
+    if fallback {
+        return true;
+    }
+    match i.offers {
+        None => {
+            p.acts.push(Act::CollectOffers);
+            false
+        }
+        Some(Err(refusal)) => {
+            refused_class(s, p, refusal, i.settings.resync);
+            false
+        }
+        Some(Ok(fresh)) => {
+            s.placement = Some(fresh.clone());
+            true
         }
     }
+}
+
+/// Why the first remaining offer cannot be started now: no offer (the job fails), a callback
+/// URL machines cannot reach (Pending), a budget that cannot pay its first look (fails). True
+/// when one of these holds.
+fn cannot_start(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) -> bool {
+    let now = i.now;
     let spent = ended_cost(s);
     let placement = s.placement.get_or_insert_with(Default::default);
-    if placement.remaining.is_empty()
-        && let Some(msg) = not_enabled_message(i.spec, &i.settings.enabled_providers, placement)
-    {
-        return finish(
-            s,
-            p,
-            JobPhase::Failed,
-            REASON_PROVIDER_NOT_ENABLED,
-            msg,
-            now,
-        );
-    }
-    if placement.remaining.is_empty() {
-        let why: Vec<String> = placement
-            .rejected
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {}: {}",
-                    r.offer.provider,
-                    r.offer
-                        .instance_type
-                        .as_deref()
-                        .or(r.offer.gpu_type.as_deref())
-                        .unwrap_or("-"),
-                    r.reason
-                )
-            })
-            .collect();
-        let msg = format!(
-            "no offer fits the placement ({})",
-            if why.is_empty() {
-                "no candidates".into()
-            } else {
-                why.join("; ")
+    let Some(first) = placement.remaining.first().cloned() else {
+        let enabled = &i.settings.enabled_providers;
+        match not_enabled_message(i.spec, enabled, placement) {
+            Some(msg) => finish(
+                s,
+                p,
+                JobPhase::Failed,
+                REASON_PROVIDER_NOT_ENABLED,
+                msg,
+                now,
+            ),
+            None => {
+                let msg = no_offer_message(placement);
+                finish(s, p, JobPhase::Failed, REASON_NO_CAPACITY, msg, now)
             }
-        );
-        return finish(s, p, JobPhase::Failed, REASON_NO_CAPACITY, msg, now);
-    }
+        }
+        return true;
+    };
     // A cloud machine that cannot report would train blind and end MachineLost however the run
     // went: no machine is rented until the callback URL can work.
     if let Err(why) = &i.settings.callback
-        && placement.remaining[0].provider.reports_from_outside()
+        && first.provider.reports_from_outside()
     {
         if s.reason.as_deref() != Some(why.reason()) {
             p.note(true, why.reason(), why.message());
@@ -1282,31 +1319,67 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
         s.reason = Some(why.reason().to_string());
         s.message = Some(why.message());
         p.wake_in(i.settings.resync);
-        return;
+        return true;
     }
     // A machine the budget cannot pay for one look-ahead would be stopped at its first look: it
-    // is not rented (a job retried after BudgetExceeded fails again at once).
-    if let (Some(max), Some(price)) = (i.spec.max_total_cost, placement.remaining[0].price_per_hour)
-    {
-        // Every node of a multi-node attempt bills.
-        let price = price * f64::from(i.spec.nodes());
-        let ahead = crate::provider::cost_for(price, i.settings.poll_interval.as_secs_f64());
-        if spent + ahead > max {
-            let msg = format!(
-                "{spent:.4} USD spent, and the next attempt's first {} s would cost {ahead:.4}; \
-                 maxTotalCost is {max}",
-                i.settings.poll_interval.as_secs()
-            );
-            return finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
-        }
+    // is not rented (a job retried after BudgetExceeded fails again at once). Every node of a
+    // multi-node attempt bills.
+    let (Some(max), Some(price)) = (i.spec.max_total_cost, first.price_per_hour) else {
+        return false;
+    };
+    let poll = i.settings.poll_interval;
+    let ahead = crate::provider::cost_for(price * f64::from(i.spec.nodes()), poll.as_secs_f64());
+    if spent + ahead <= max {
+        return false;
     }
+    let msg = format!(
+        "{spent:.4} USD spent, and the next attempt's first {} s would cost {ahead:.4}; \
+         maxTotalCost is {max}",
+        poll.as_secs()
+    );
+    finish(s, p, JobPhase::Failed, REASON_BUDGET, msg, now);
+    true
+}
+
+/// `no offer fits the placement (<provider> <machine>: <reason>; …)`.
+fn no_offer_message(placement: &PlacementStatus) -> String {
+    let why: Vec<String> = placement
+        .rejected
+        .iter()
+        .map(|r| {
+            let machine = r
+                .offer
+                .instance_type
+                .as_deref()
+                .or(r.offer.gpu_type.as_deref());
+            format!(
+                "{} {}: {}",
+                r.offer.provider,
+                machine.unwrap_or("-"),
+                r.reason
+            )
+        })
+        .collect();
+    let why = if why.is_empty() {
+        "no candidates".to_string()
+    } else {
+        why.join("; ")
+    };
+    format!("no offer fits the placement ({why})")
+}
+
+/// Starts the next attempt on the first remaining offer.
+fn start_next(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
+    let now = i.now;
+    let placement = s.placement.get_or_insert_with(Default::default);
     let offer = placement.remaining.remove(0);
     placement.chosen = Some(offer.clone());
     let index = s.attempts.iter().map(|a| a.index).max().unwrap_or(0) + 1;
+    let machine = offer.instance_type.clone().or(offer.gpu_type.clone());
     s.attempts.push(Attempt {
         index,
         provider: offer.provider,
-        machine_type: offer.instance_type.clone().or(offer.gpu_type.clone()),
+        machine_type: machine.clone(),
         region: offer.region.clone(),
         spot: offer.spot,
         cloud_resource: cloud_resource_name(i.job, index),
@@ -1319,39 +1392,24 @@ fn between_attempts(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, no_w
         nodes: multi_node(i.spec),
     });
     s.start_time.get_or_insert(Time(now));
+    let what = format!(
+        "{} {}{}",
+        offer.provider,
+        machine.as_deref().unwrap_or("-"),
+        if offer.spot { " (spot)" } else { "" }
+    );
     s.phase = Some(JobPhase::Provisioning);
     s.reason = None;
-    s.message = Some(format!(
-        "attempt {index}: requesting {} {}{}",
-        offer.provider,
-        offer
-            .instance_type
-            .as_deref()
-            .or(offer.gpu_type.as_deref())
-            .unwrap_or("-"),
-        if offer.spot { " (spot)" } else { "" }
-    ));
+    s.message = Some(format!("attempt {index}: requesting {what}"));
     s.provider = Some(offer.provider);
-    s.machine_type = offer.instance_type.clone().or(offer.gpu_type.clone());
+    s.machine_type = machine;
     s.cost_per_hour = None;
     s.last_heartbeat_time = None;
-    p.note(
-        false,
-        "AttemptStarted",
-        format!(
-            "attempt {index} on {} {}{} at {} USD/h",
-            offer.provider,
-            offer
-                .instance_type
-                .as_deref()
-                .or(offer.gpu_type.as_deref())
-                .unwrap_or("-"),
-            if offer.spot { " (spot)" } else { "" },
-            offer
-                .price_per_hour
-                .map_or("unknown".into(), |p| format!("{p:.4}"))
-        ),
-    );
+    let price = offer
+        .price_per_hour
+        .map_or("unknown".into(), |p| format!("{p:.4}"));
+    let note = format!("attempt {index} on {what} at {price} USD/h");
+    p.note(false, "AttemptStarted", note);
     let max_lifetime_seconds = attempt_lifetime(i.spec, s, now);
     p.acts.push(Act::Start {
         attempt: index,

@@ -9,6 +9,7 @@
 //! progress lines per phase on stderr. `tests/bench_small.rs` runs N = 100 and checks the counts
 //! only.
 
+pub mod count;
 pub mod measure;
 pub mod report;
 pub mod rss;
@@ -42,7 +43,9 @@ use rss::{Phase, Sampler};
 use server::BenchServer;
 
 pub use report::Report;
-pub use server::{SERVE_API_FLAG, ServeError, ServerMode, serve_child};
+pub use server::{
+    SERVE_API_FLAG, SERVE_SIM_FLAG, ServeError, ServerMode, serve_child, serve_sim_child,
+};
 
 /// Namespace the jobs live in.
 const NAMESPACE: &str = "default";
@@ -154,12 +157,20 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
         n,
         started: Instant::now(),
     };
-    let child = server.process();
+    let pids: Vec<String> = server
+        .processes()
+        .iter()
+        .map(|(name, p)| match p {
+            Process::Pid(pid) => format!("{name} {pid}"),
+            Process::This => name.clone(),
+        })
+        .collect();
     progress.line(
-        "API test server + sim",
-        &match child {
-            Some(Process::Pid(pid)) => format!("child process {pid}"),
-            _ => "in this process".to_string(),
+        server.describe(),
+        &if pids.is_empty() {
+            "in this process".to_string()
+        } else {
+            format!("processes: {}", pids.join(", "))
         },
     );
     let client = server.client();
@@ -168,6 +179,9 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
         crds.create(&PostParams::default(), &crd)
             .await
             .map_err(kube_err("installing the CRDs"))?;
+    }
+    if server.is_real() {
+        wait_established(&crds, &progress).await?;
     }
     let raw_writes_per_second = raw_write_throughput(&client, n, opts.concurrency).await?;
     progress.line(
@@ -249,52 +263,109 @@ fn sim_err(what: &'static str) -> impl Fn(runctl::provider::ProviderError) -> Be
     move |e| BenchError::Operator(format!("{what}: {e}"))
 }
 
-/// Memory and CPU of the benchmark process and of the server's child process, if any.
+/// Waits until every CRD is established (the real API server serves a CRD's resources only
+/// then).
+async fn wait_established(
+    crds: &Api<CustomResourceDefinition>,
+    progress: &Progress,
+) -> Result<(), BenchError> {
+    let names: Vec<String> = runctl::crd::all()
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    wait(
+        Duration::from_secs(60),
+        progress,
+        "CRDs established",
+        || async {
+            let mut established = 0;
+            for name in &names {
+                if let Ok(crd) = crds.get(name).await
+                    && crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                {
+                    established += 1;
+                }
+            }
+            (
+                established == names.len(),
+                format!("{established} of {}", names.len()),
+            )
+        },
+    )
+    .await
+}
+
+/// Memory and CPU of the benchmark process and of the servers' processes, if any.
 struct Meter {
-    server: Option<Process>,
-    cpu0: (f64, f64),
-    base: (u64, u64),
+    servers: Vec<(String, Process)>,
+    cpu0: (f64, Vec<f64>),
+    base: (u64, Vec<u64>),
 }
 
 impl Meter {
-    /// Resets both peaks and takes the base figures.
-    fn start(server: Option<Process>) -> Self {
+    /// Resets every peak and takes the base figures.
+    fn start(servers: Vec<(String, Process)>) -> Self {
         measure::reset_peak_rss(Process::This);
-        if let Some(p) = server {
-            measure::reset_peak_rss(p);
+        for (_, p) in &servers {
+            measure::reset_peak_rss(*p);
         }
-        let server_cpu = server.map_or(0.0, measure::cpu_seconds);
-        let server_rss = server.map_or(0, |p| measure::rss_kib(p).0);
+        let server_cpu = servers
+            .iter()
+            .map(|(_, p)| measure::cpu_seconds(*p))
+            .collect();
+        let server_rss = servers
+            .iter()
+            .map(|(_, p)| measure::rss_kib(*p).0)
+            .collect();
         Meter {
-            server,
+            servers,
             cpu0: (measure::cpu_seconds(Process::This), server_cpu),
             base: (measure::rss_kib(Process::This).0, server_rss),
         }
     }
 
-    /// RSS of both processes now.
-    fn rss(&self) -> (u64, u64) {
+    /// RSS of this process and of each server process now.
+    fn rss(&self) -> (u64, Vec<u64>) {
         (
             measure::rss_kib(Process::This).0,
-            self.server.map_or(0, |p| measure::rss_kib(p).0),
+            self.servers
+                .iter()
+                .map(|(_, p)| measure::rss_kib(*p).0)
+                .collect(),
         )
     }
 
-    /// (this process, server process) figures from the start to now.
-    fn finish(&self, steady: (u64, u64)) -> (ProcessFigures, Option<ProcessFigures>) {
+    /// This process's figures from the start to now, and each server process's.
+    fn finish(&self, steady: &(u64, Vec<u64>)) -> (ProcessFigures, Vec<(String, ProcessFigures)>) {
         let this = ProcessFigures {
             peak_rss_kib: measure::rss_kib(Process::This).1,
             steady_rss_kib: steady.0,
             base_rss_kib: self.base.0,
             cpu_seconds: measure::cpu_seconds(Process::This) - self.cpu0.0,
         };
-        let server = self.server.map(|p| ProcessFigures {
-            peak_rss_kib: measure::rss_kib(p).1,
-            steady_rss_kib: steady.1,
-            base_rss_kib: self.base.1,
-            cpu_seconds: measure::cpu_seconds(p) - self.cpu0.1,
-        });
-        (this, server)
+        let servers = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, p))| {
+                (
+                    name.clone(),
+                    ProcessFigures {
+                        peak_rss_kib: measure::rss_kib(*p).1,
+                        steady_rss_kib: steady.1.get(i).copied().unwrap_or(0),
+                        base_rss_kib: self.base.1.get(i).copied().unwrap_or(0),
+                        cpu_seconds: measure::cpu_seconds(*p)
+                            - self.cpu0.1.get(i).copied().unwrap_or(0.0),
+                    },
+                )
+            })
+            .collect();
+        (this, servers)
     }
 }
 
@@ -331,8 +402,9 @@ async fn drive(
         &format!("{watches_startup} watch streams opened"),
     );
 
-    let meter = Meter::start(server.process());
     server.reset_stats().await?;
+    let server_requests0 = server.server_requests().await?;
+    let meter = Meter::start(server.processes());
     let lists0 = seen.lists();
     let sampler = Sampler::start(Duration::from_secs(1));
     let started = Instant::now();
@@ -476,8 +548,16 @@ async fn drive(
     let wall_seconds = started.elapsed().as_secs_f64();
     progress.line("deleted", &format!("{n} jobs and CloudResources"));
     let rss_by_phase = sampler.finish();
-    let (this, server_figures) = meter.finish(steady_rss);
+    let (this, server_processes) = meter.finish(&steady_rss);
     let stats = server.stats().await?;
+    let server_requests = match (server.server_requests().await?, server_requests0) {
+        (Some(end), Some(start)) => Some(end.since(&start)),
+        _ => None,
+    };
+    let (server_writes, server_failed_writes) = server_requests
+        .as_ref()
+        .map(count::ServerRequests::writes)
+        .unwrap_or_default();
     let lists1 = seen.lists();
     let summary = sim.summary().await.map_err(sim_err("sim summary"))?;
     let machines = sim.machines().await.map_err(sim_err("sim machines"))?;
@@ -519,13 +599,15 @@ async fn drive(
         machines_created: summary.machines_created,
         machines_leaked: summary.live_total,
         objects_left: left.0 + left.1,
-        server_in_process: server.process().is_none(),
+        server_in_process: server_processes.is_empty(),
+        server_kind: server.describe().to_string(),
         peak_rss_kib: this.peak_rss_kib,
         steady_rss_kib: this.steady_rss_kib,
         base_rss_kib: this.base_rss_kib,
         cpu_seconds: this.cpu_seconds,
         rss_by_phase,
-        server: server_figures,
+        server: (!server_processes.is_empty()).then(|| ProcessFigures::sum(&server_processes)),
+        server_processes,
         wall_seconds,
         apply_to_create,
         status_lag,
@@ -548,14 +630,16 @@ async fn drive(
             .into_iter()
             .map(|(k, v)| (k, v as f64 / n.max(1) as f64))
             .collect(),
+        server_writes_per_job_by_resource: server_writes
+            .into_iter()
+            .map(|(k, v)| (k, v as f64 / n.max(1) as f64))
+            .collect(),
+        server_failed_writes,
     })
 }
 
 /// Writes per resource between two snapshots (to name what a no-op reconcile wrote).
-fn writes_by_resource(
-    a: &runctl_apiserver::RequestStats,
-    b: &runctl_apiserver::RequestStats,
-) -> BTreeMap<String, u64> {
+fn writes_by_resource(a: &count::Counts, b: &count::Counts) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for (verb, resource, count) in b.iter() {
         let before = a.count(verb, resource);
@@ -585,7 +669,8 @@ fn job(name: &str) -> TrainingJob {
 }
 
 /// Creates `n` ConfigMaps as fast as the client can and returns writes per second: the API
-/// test server's raw write throughput on this machine, now.
+/// server's raw write throughput on this machine, now (the same server the operator then uses,
+/// in the same run).
 async fn raw_write_throughput(
     client: &Client,
     n: usize,

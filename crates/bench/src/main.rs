@@ -1,11 +1,16 @@
-//! `runctl-bench`: the scale benchmark. Runs the operator in this process and the API test server
-//! and the simulated cloud (with its reporting wrapper) in a child process (this program again,
-//! with the hidden arguments `--serve-api --sim-port=PORT`), drives N TrainingJobs through their
-//! whole life for each size given (default 100 1000 10000), and prints one table per size with
-//! the memory and CPU of both processes. Progress goes to stderr. See `docs/benchmarks.md`:
+//! `runctl-bench`: the scale benchmark. Runs the operator in this process, and the API server
+//! and the simulated cloud (with its reporting wrapper) in other processes: by default
+//! (`--server real`) the real control plane (etcd, kube-apiserver, kube-controller-manager from
+//! `scripts/setup-control-plane.sh`) and the sim in a child process (this program again, with
+//! the hidden arguments `--serve-sim --sim-port=PORT`); with `--server inprocess` runctl's API
+//! test server and the sim in one child process (`--serve-api --sim-port=PORT`). Drives N
+//! TrainingJobs through their whole life for each size given (default 100 1000 10000), and
+//! prints one table per size with the memory and CPU of every process. Progress goes to stderr.
+//! See `docs/benchmarks.md`:
 //!
 //! ```sh
 //! cargo run --profile scale -p runctl-bench -- 100 1000 10000
+//! cargo run --profile scale -p runctl-bench -- --server inprocess 100 1000
 //! ```
 
 use std::process::ExitCode;
@@ -14,7 +19,16 @@ use std::process::ExitCode;
 // uses.
 runctl::use_jemalloc!();
 
-use runctl_bench::{self as bench, Options, SERVE_API_FLAG, ServerMode};
+use runctl_bench::{self as bench, Options, SERVE_API_FLAG, SERVE_SIM_FLAG, ServerMode};
+
+/// Which API server the benchmark runs against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// The real control plane (`--server real`, the default).
+    Real,
+    /// runctl's API test server, in a child process (`--server inprocess`).
+    InProcess,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,9 +48,33 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some(SERVE_SIM_FLAG) {
+        return match bench::serve_sim_child(&args[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("runctl-bench {SERVE_SIM_FLAG}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut sizes = Vec::new();
     let mut reconcile_concurrency = None;
-    for arg in &args {
+    let mut kind = Server::Real;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let server = match arg.strip_prefix("--server=") {
+            Some(s) => Some(s),
+            None if arg == "--server" => Some(args.next().map_or("", String::as_str)),
+            None => None,
+        };
+        if let Some(s) = server {
+            kind = match s {
+                "real" => Server::Real,
+                "inprocess" => Server::InProcess,
+                _ => return usage(),
+            };
+            continue;
+        }
         if let Some(c) = arg.strip_prefix("--concurrency=") {
             match c.parse::<u16>() {
                 Ok(c) if c > 0 => reconcile_concurrency = Some(c),
@@ -52,18 +90,21 @@ async fn main() -> ExitCode {
     if sizes.is_empty() {
         sizes = vec![100, 1000, 10_000];
     }
-    let server = match std::env::current_exe() {
-        Ok(exe) => ServerMode::ChildProcess(exe),
-        Err(e) => {
-            eprintln!(
-                "runctl-bench: cannot find its own executable to run the API test server: {e}"
-            );
+    let server = match (std::env::current_exe(), kind) {
+        (Ok(exe), Server::Real) => ServerMode::Real(exe),
+        (Ok(exe), Server::InProcess) => ServerMode::ChildProcess(exe),
+        (Err(e), _) => {
+            eprintln!("runctl-bench: cannot find its own executable to run the sim's process: {e}");
             return ExitCode::FAILURE;
         }
     };
     println!(
-        "runctl scale benchmark: {} CPUs, sizes {sizes:?}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "runctl scale benchmark: {} CPUs, sizes {sizes:?}, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        match kind {
+            Server::Real => "real control plane (etcd, kube-apiserver, kube-controller-manager)",
+            Server::InProcess => "runctl's API test server (crates/apiserver)",
+        }
     );
     for n in sizes {
         let opts = Options {
@@ -84,7 +125,7 @@ async fn main() -> ExitCode {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: runctl-bench [--concurrency=C] [N ...]   (default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured)"
+        "usage: runctl-bench [--server real|inprocess] [--concurrency=C] [N ...]   (server: the real control plane from scripts/setup-control-plane.sh (default) or runctl's API test server; default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured)"
     );
     ExitCode::from(2)
 }

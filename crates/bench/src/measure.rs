@@ -34,6 +34,26 @@ pub fn rss_kib(process: Process) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// This process's child processes: (`comm`, pid), from `/proc/<pid>/stat` (Linux; none
+/// elsewhere). `comm` is the program's name cut to 15 characters.
+pub fn children() -> Vec<(String, u32)> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let ppid = rest.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == me).then_some((comm, pid))
+        })
+        .collect()
+}
+
 /// Resets the peak RSS to the current RSS (Linux `clear_refs` value 5), so that each size
 /// reports its own peak; best effort.
 pub fn reset_peak_rss(process: Process) {
@@ -93,6 +113,23 @@ mod tests {
             assert!(rss_kib(pid).0 > 0);
         }
         assert_eq!(rss_kib(Process::Pid(u32::MAX)), (0, 0), "no such process");
+    }
+
+    #[test]
+    fn finds_a_child_by_name() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = children()
+            .iter()
+            .any(|(comm, pid)| comm == "sleep" && *pid == child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "{:?}", children());
     }
 
     #[test]

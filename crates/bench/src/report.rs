@@ -105,8 +105,15 @@ pub struct Report {
     pub cpu_seconds: f64,
     /// Highest RSS sample of the operator process per phase (one sample a second).
     pub rss_by_phase: PhasePeaks,
-    /// The process of the API test server and the sim, when they ran in a child process.
+    /// What the API server was (the real control plane or runctl's API test server) and where
+    /// it and the sim ran.
+    pub server_kind: String,
+    /// The servers' processes together (the sum of [`Report::server_processes`]; peaks summed
+    /// too, an upper bound of the peak together), when they ran in processes of their own.
     pub server: Option<ProcessFigures>,
+    /// Each server process: the API test server + sim child, or etcd, kube-apiserver,
+    /// kube-controller-manager and the sim's child on the real control plane.
+    pub server_processes: Vec<(String, ProcessFigures)>,
     /// Wall seconds of the run (apply to last deletion).
     pub wall_seconds: f64,
     /// Apply-to-create-call latency.
@@ -150,6 +157,13 @@ pub struct Report {
     /// Every write of the run per job, by verb and resource (the benchmark's own job creates
     /// included: one `Create trainingjobs.runctl.dev` per job).
     pub writes_per_job_by_resource: BTreeMap<String, f64>,
+    /// On the real control plane: every write kube-apiserver counted per job from apply to the
+    /// last deletion, from every client (the operator, the driver, kube-controller-manager's
+    /// garbage collector, the control plane's own leases), by its verb (`APPLY` is a server-side
+    /// apply) and resource; empty on the API test server.
+    pub server_writes_per_job_by_resource: BTreeMap<String, f64>,
+    /// Of those, the ones that failed, by `CODE VERB resource` (absolute counts).
+    pub server_failed_writes: BTreeMap<String, u64>,
 }
 
 /// Memory and CPU of one process over a run.
@@ -165,6 +179,20 @@ pub struct ProcessFigures {
     pub cpu_seconds: f64,
 }
 
+impl ProcessFigures {
+    /// The figures of several processes added up.
+    pub fn sum(parts: &[(String, ProcessFigures)]) -> ProcessFigures {
+        parts
+            .iter()
+            .fold(ProcessFigures::default(), |a, (_, p)| ProcessFigures {
+                peak_rss_kib: a.peak_rss_kib + p.peak_rss_kib,
+                steady_rss_kib: a.steady_rss_kib + p.steady_rss_kib,
+                base_rss_kib: a.base_rss_kib + p.base_rss_kib,
+                cpu_seconds: a.cpu_seconds + p.cpu_seconds,
+            })
+    }
+}
+
 impl Report {
     /// KiB per job above the base RSS, while running.
     pub fn kib_per_object(&self) -> f64 {
@@ -178,6 +206,9 @@ impl fmt::Display for Report {
         writeln!(f, "N = {}", self.n)?;
         writeln!(f, "| metric | value |")?;
         writeln!(f, "|---|---|")?;
+        if !self.server_kind.is_empty() {
+            writeln!(f, "| API server | {} |", self.server_kind)?;
+        }
         writeln!(
             f,
             "| jobs succeeded / machines created / leaked / objects left | {} / {} / {} / {} |",
@@ -243,15 +274,33 @@ impl fmt::Display for Report {
             "| CPU seconds ({process}) / wall seconds | {:.1} / {:.1} |",
             self.cpu_seconds, self.wall_seconds
         )?;
-        match &self.server {
-            Some(s) => writeln!(
+        match (&self.server, self.server_processes.as_slice()) {
+            (Some(s), [_] | []) => writeln!(
                 f,
                 "| child process (API test server + sim): peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
                 mib(s.peak_rss_kib),
                 mib(s.steady_rss_kib),
                 s.cpu_seconds
             )?,
-            None => writeln!(
+            (Some(s), parts) => {
+                for (name, p) in parts {
+                    writeln!(
+                        f,
+                        "| {name}: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+                        mib(p.peak_rss_kib),
+                        mib(p.steady_rss_kib),
+                        p.cpu_seconds
+                    )?;
+                }
+                writeln!(
+                    f,
+                    "| server processes together: peaks added / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+                    mib(s.peak_rss_kib),
+                    mib(s.steady_rss_kib),
+                    s.cpu_seconds
+                )?;
+            }
+            (None, _) => writeln!(
                 f,
                 "| API test server + sim | in the operator process (counted above) |"
             )?,
@@ -278,9 +327,36 @@ impl fmt::Display for Report {
             .collect();
         writeln!(
             f,
-            "| writes per job by verb and resource | {} |",
+            "| writes per job by verb and resource (operator, and the driver's job create) | {} |",
             by_resource.join(", ")
         )?;
+        if !self.server_writes_per_job_by_resource.is_empty() {
+            let total: f64 = self.server_writes_per_job_by_resource.values().sum();
+            let all: Vec<String> = self
+                .server_writes_per_job_by_resource
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.2}"))
+                .collect();
+            writeln!(
+                f,
+                "| kube-apiserver's writes per job, every client (/metrics) | {total:.1}: {} |",
+                all.join(", ")
+            )?;
+            let failed: Vec<String> = self
+                .server_failed_writes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            writeln!(
+                f,
+                "| of which failed (code, verb, resource; counts) | {} |",
+                if failed.is_empty() {
+                    "none".to_string()
+                } else {
+                    failed.join(", ")
+                }
+            )?;
+        }
         writeln!(
             f,
             "| watch streams opened: start-up / apply to last deletion; open when steady (incl. the benchmark's 2) | {} / {}; {} |",

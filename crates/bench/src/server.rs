@@ -1,38 +1,67 @@
-//! Where the benchmark's API test server and simulated cloud run: in this process, or in a child
-//! process (the benchmark binary run with [`SERVE_API_FLAG`]) so that this process's memory and
-//! CPU are the operator's and the driver's only, and the server's and the sim's are measured
-//! apart. Either way the operator reaches the sim by HTTP (`providers.sim.endpoint`).
+//! Where the benchmark's API server and simulated cloud run:
+//! - the real control plane (the default): etcd, kube-apiserver and kube-controller-manager
+//!   (`runctl_envtest`, each a child process of this one that dies with it), and the simulated
+//!   cloud in a child process of its own (this program run with [`SERVE_SIM_FLAG`]);
+//! - runctl's API test server (`crates/apiserver`) and the sim together in a child process (this
+//!   program run with [`SERVE_API_FLAG`]);
+//! - both in this process (for tests).
+//!
+//! In the first two, this process's memory and CPU are the operator's and the driver's only, and
+//! the servers' are measured apart. Either way the operator reaches the sim by HTTP
+//! (`providers.sim.endpoint`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
-use kube::Client;
-use runctl_apiserver::{ApiServer, ChildApiServer, RequestStats, ServerConfig};
-use tokio::io::AsyncReadExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use runctl_apiserver::{ApiServer, ChildApiServer, ServerConfig};
+use runctl_envtest::ControlPlane;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use runctl::provider::sim::{SimCloud, SimServer};
 
 use super::BenchError;
-use super::measure::Process;
+use super::count::{CountLayer, Counts, Recorder, ServerRequests};
+use super::measure::{self, Process};
 
 /// The hidden argument that makes `runctl-bench` serve the API test server and the simulated
 /// cloud (see [`serve_child`]).
 pub const SERVE_API_FLAG: &str = "--serve-api";
 
-/// The argument after [`SERVE_API_FLAG`] that gives the sim server's port.
+/// The hidden argument that makes `runctl-bench` serve the simulated cloud only (see
+/// [`serve_sim_child`]), beside the real control plane.
+pub const SERVE_SIM_FLAG: &str = "--serve-sim";
+
+/// The argument after [`SERVE_API_FLAG`] or [`SERVE_SIM_FLAG`] that gives the sim server's port.
 const SIM_PORT_ARG: &str = "--sim-port=";
 
 /// Spawn attempts when the sim port chosen for the child was taken in the meantime.
 const SPAWN_ATTEMPTS: u32 = 3;
 
-/// Where the API test server and the sim run.
+/// How long the sim's child process may take to start.
+const SIM_STARTUP: Duration = Duration::from_secs(30);
+
+/// Where the API server and the sim run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerMode {
-    /// In the benchmark's process: their memory and CPU count as the operator's.
+    /// The API test server and the sim in the benchmark's process: their memory and CPU count as
+    /// the operator's.
     InProcess,
-    /// In a child process: this program run with [`SERVE_API_FLAG`] (the `runctl-bench` binary).
+    /// The API test server and the sim in a child process: this program run with
+    /// [`SERVE_API_FLAG`] (the `runctl-bench` binary). `runctl-bench --server inprocess`.
     ChildProcess(PathBuf),
+    /// The real control plane (etcd, kube-apiserver, kube-controller-manager from
+    /// `scripts/setup-control-plane.sh`), and the sim in a child process: this program run with
+    /// [`SERVE_SIM_FLAG`]. `runctl-bench --server real`, the default.
+    Real(PathBuf),
 }
 
 /// The API test server's settings in the benchmark: a watch cache as large as a real API
@@ -50,6 +79,15 @@ pub fn server_config() -> ServerConfig {
 pub(crate) enum BenchServer {
     InProcess(ApiServer, SimServer),
     Child(Box<ChildApiServer>, String),
+    Real(Box<RealServer>),
+}
+
+/// The real control plane, the benchmark's counting client of it, and the sim's child process.
+pub(crate) struct RealServer {
+    plane: ControlPlane,
+    client: Client,
+    counts: Arc<Recorder>,
+    sim: SimChild,
 }
 
 impl BenchServer {
@@ -82,13 +120,63 @@ impl BenchServer {
                 }
                 Err(last.map_or_else(|| BenchError::ApiServer("not started".into()), api))
             }
+            ServerMode::Real(program) => {
+                let sim = SimChild::spawn(program).await?;
+                let plane = ControlPlane::start(runctl_envtest::Options::default())
+                    .await
+                    .map_err(|e| BenchError::ApiServer(format!("control plane: {e}")))?;
+                let counts = Arc::new(Recorder::default());
+                let client = counting_client(&plane, &counts).await?;
+                // The API server makes namespace `default` shortly after it is ready.
+                let namespaces: Api<Namespace> = Api::all(client.clone());
+                let mut tries = 0;
+                while namespaces
+                    .get_opt(super::NAMESPACE)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    tries += 1;
+                    if tries > 150 {
+                        return Err(BenchError::ApiServer(format!(
+                            "namespace {} did not appear",
+                            super::NAMESPACE
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(BenchServer::Real(Box::new(RealServer {
+                    plane,
+                    client,
+                    counts,
+                    sim,
+                })))
+            }
         }
+    }
+
+    /// What the servers are, for the progress lines and the table.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            BenchServer::InProcess(..) => "API test server + sim in this process",
+            BenchServer::Child(..) => "API test server + sim in a child process",
+            BenchServer::Real(..) => {
+                "real control plane (etcd, kube-apiserver, kube-controller-manager) + sim in a child process"
+            }
+        }
+    }
+
+    /// Whether this is the real control plane.
+    pub fn is_real(&self) -> bool {
+        matches!(self, BenchServer::Real(_))
     }
 
     pub fn client(&self) -> Client {
         match self {
             BenchServer::InProcess(s, _) => s.client(),
             BenchServer::Child(c, _) => c.remote().client(),
+            BenchServer::Real(r) => r.client.clone(),
         }
     }
 
@@ -97,25 +185,55 @@ impl BenchServer {
         match self {
             BenchServer::InProcess(_, sim) => sim.url(),
             BenchServer::Child(_, url) => url.clone(),
+            BenchServer::Real(r) => r.sim.url.clone(),
         }
     }
 
-    /// The servers' own process, if they have one.
-    pub fn process(&self) -> Option<Process> {
+    /// The servers' own processes, by name (none when they run in this process).
+    pub fn processes(&self) -> Vec<(String, Process)> {
         match self {
-            BenchServer::InProcess(..) => None,
-            BenchServer::Child(c, _) => c.pid().map(Process::Pid),
+            BenchServer::InProcess(..) => Vec::new(),
+            BenchServer::Child(c, _) => c
+                .pid()
+                .map(|pid| ("API test server + sim".to_string(), Process::Pid(pid)))
+                .into_iter()
+                .collect(),
+            BenchServer::Real(r) => {
+                // The control plane's processes are this process's children (envtest forks
+                // them), named after their binaries (`comm` holds 15 characters).
+                let mut out: Vec<(String, Process)> = measure::children()
+                    .into_iter()
+                    .filter_map(|(comm, pid)| {
+                        let name = match comm.as_str() {
+                            "etcd" => "etcd",
+                            "kube-apiserver" => "kube-apiserver",
+                            c if c.starts_with("kube-controller") => "kube-controller-manager",
+                            _ => return None,
+                        };
+                        Some((name.to_string(), Process::Pid(pid)))
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                if let Some(pid) = r.sim.child.id() {
+                    out.push(("sim".to_string(), Process::Pid(pid)));
+                }
+                out
+            }
         }
     }
 
-    pub async fn stats(&self) -> Result<RequestStats, BenchError> {
+    /// The requests counted since the last reset: by the API test server (every client's), or
+    /// on the real control plane by the benchmark's client (the operator's and the driver's).
+    pub async fn stats(&self) -> Result<Counts, BenchError> {
         match self {
-            BenchServer::InProcess(s, _) => Ok(s.stats()),
+            BenchServer::InProcess(s, _) => Ok(s.stats().into()),
             BenchServer::Child(c, _) => c
                 .remote()
                 .stats()
                 .await
+                .map(Counts::from)
                 .map_err(|e| BenchError::Kube("reading the request counts", e)),
+            BenchServer::Real(r) => Ok(r.counts.snapshot()),
         }
     }
 
@@ -128,8 +246,26 @@ impl BenchServer {
                     .await
                     .map_err(|e| BenchError::Kube("resetting the request counts", e))?;
             }
+            BenchServer::Real(r) => r.counts.reset(),
         }
         Ok(())
+    }
+
+    /// What the real kube-apiserver counted from every client so far (`/metrics`); `None` for
+    /// the API test server.
+    pub async fn server_requests(&self) -> Result<Option<ServerRequests>, BenchError> {
+        let BenchServer::Real(r) = self else {
+            return Ok(None);
+        };
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| BenchError::ApiServer(e.to_string()))?;
+        let text = r
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| BenchError::Kube("reading kube-apiserver's /metrics", e))?;
+        Ok(Some(ServerRequests::parse(&text)))
     }
 
     pub async fn shutdown(self) {
@@ -139,6 +275,84 @@ impl BenchServer {
                 s.shutdown().await;
             }
             BenchServer::Child(c, _) => c.shutdown().await,
+            BenchServer::Real(r) => {
+                let RealServer { plane, sim, .. } = *r;
+                sim.shutdown().await;
+                // Dropping the control plane kills its processes and removes its directory.
+                drop(plane);
+            }
+        }
+    }
+}
+
+/// An admin client of the control plane whose requests are counted in `counts`.
+async fn counting_client(
+    plane: &ControlPlane,
+    counts: &Arc<Recorder>,
+) -> Result<Client, BenchError> {
+    let err = |e: kube::config::KubeconfigError| BenchError::ApiServer(format!("kubeconfig: {e}"));
+    let kubeconfig = Kubeconfig::read_from(plane.kubeconfig()).map_err(err)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(err)?;
+    let builder = ClientBuilder::try_from(config)
+        .map_err(|e| BenchError::Kube("building the benchmark's client", e))?;
+    Ok(builder.with_layer(&CountLayer(counts.clone())).build())
+}
+
+/// The sim served by a child process (this program with [`SERVE_SIM_FLAG`]); killed when
+/// dropped, and it exits by itself when its stdin closes (this process ended).
+struct SimChild {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    _stdout: BufReader<ChildStdout>,
+    url: String,
+}
+
+impl SimChild {
+    async fn spawn(program: &PathBuf) -> Result<Self, BenchError> {
+        let fail = |what: String| BenchError::ApiServer(format!("sim child process: {what}"));
+        let mut last = String::new();
+        for _ in 0..SPAWN_ATTEMPTS {
+            let port = super::free_port().map_err(|e| fail(e.to_string()))?;
+            let mut child = Command::new(program)
+                .args([SERVE_SIM_FLAG, &format!("{SIM_PORT_ARG}{port}")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| fail(e.to_string()))?;
+            let stdin = child.stdin.take();
+            let Some(stdout) = child.stdout.take() else {
+                return Err(fail("no stdout pipe".into()));
+            };
+            let mut stdout = BufReader::new(stdout);
+            let mut line = String::new();
+            match tokio::time::timeout(SIM_STARTUP, stdout.read_line(&mut line)).await {
+                Ok(Ok(n)) if n > 0 && line.trim().starts_with("http://") => {
+                    return Ok(SimChild {
+                        child,
+                        stdin,
+                        _stdout: stdout,
+                        url: line.trim().to_string(),
+                    });
+                }
+                Ok(Ok(_)) => last = format!("printed {line:?} instead of its URL"),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "printed no URL within 30 s".into(),
+            }
+        }
+        Err(fail(last))
+    }
+
+    async fn shutdown(mut self) {
+        drop(self.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
         }
     }
 }
@@ -146,8 +360,8 @@ impl BenchServer {
 /// Why the child could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The arguments after [`SERVE_API_FLAG`] are not `--sim-port=PORT`.
-    #[error("expected {SIM_PORT_ARG}PORT after {SERVE_API_FLAG}")]
+    /// The arguments after [`SERVE_API_FLAG`] or [`SERVE_SIM_FLAG`] are not `--sim-port=PORT`.
+    #[error("expected {SIM_PORT_ARG}PORT after {SERVE_API_FLAG} or {SERVE_SIM_FLAG}")]
     Usage,
     /// The API test server did not start.
     #[error("API test server: {0}")]
@@ -157,25 +371,47 @@ pub enum ServeError {
     Sim(#[from] std::io::Error),
 }
 
+/// The sim's child process (`runctl-bench --serve-sim --sim-port=PORT`, `args` being what follows
+/// the flag): serves the benchmark's simulated cloud ([`super::sim_config`], with its reporting
+/// wrapper) on `127.0.0.1:PORT`, prints its URL as one line on stdout, and serves until stdin
+/// closes.
+pub async fn serve_sim_child(args: &[String]) -> Result<(), ServeError> {
+    let port = sim_port(args)?;
+    let cloud = Arc::new(SimCloud::new(super::sim_config()));
+    let sim = SimServer::start(cloud, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    println!("{}", sim.url());
+    wait_for_stdin_to_close().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn sim_port(args: &[String]) -> Result<u16, ServeError> {
+    match args {
+        [arg] => arg
+            .strip_prefix(SIM_PORT_ARG)
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or(ServeError::Usage),
+        _ => Err(ServeError::Usage),
+    }
+}
+
+async fn wait_for_stdin_to_close() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
 /// The child's side (`runctl-bench --serve-api --sim-port=PORT`, `args` being what follows the
 /// flag): starts the API test server ([`server_config`]) and the benchmark's simulated cloud
 /// ([`super::sim_config`], with its reporting wrapper) served on `127.0.0.1:PORT`, prints the API
 /// server's URL as one line on stdout, and serves until stdin closes.
 pub async fn serve_child(args: &[String]) -> Result<(), ServeError> {
-    let port = match args {
-        [arg] => arg
-            .strip_prefix(SIM_PORT_ARG)
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or(ServeError::Usage)?,
-        _ => return Err(ServeError::Usage),
-    };
+    let port = sim_port(args)?;
     let cloud = Arc::new(SimCloud::new(super::sim_config()));
     let sim = SimServer::start(cloud, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let server = ApiServer::start_with(server_config()).await?;
     println!("{}", server.url());
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    wait_for_stdin_to_close().await;
     sim.shutdown().await;
     server.shutdown().await;
     Ok(())

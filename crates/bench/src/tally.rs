@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use runctl_apiserver::{RequestStats, Verb};
+use runctl_apiserver::Verb;
 
 use runctl::crd::training_job::JobPhase;
 use runctl::provider::ResourceState;
 use runctl::provider::identity::TAG_OWNER;
 use runctl::provider::sim::wire::WireSimMachine;
 
+use super::count::Counts;
 use super::report::{FailedJob, Latency};
 use super::watch::JobOutcome;
 
@@ -93,7 +94,7 @@ pub struct Requests {
 
 /// The operator's share of `stats`: everything but the driver's lists (`driver_lists` by
 /// resource). Writes include the driver's job creates (the caller subtracts them).
-pub fn operator_requests(stats: &RequestStats, driver_lists: &BTreeMap<String, u64>) -> Requests {
+pub fn operator_requests(stats: &Counts, driver_lists: &BTreeMap<String, u64>) -> Requests {
     let mut out = Requests::default();
     for (verb, resource, count) in stats.iter() {
         match verb {

@@ -1,9 +1,12 @@
 //! The scale benchmark at N = 100, as a CI test: it checks counts only, never time. Every job
 //! succeeds (as its own status says) and is deleted by its TTL, no machine leaks, no exit report
 //! is lost, no watch has to relist, a steady window of no-op reconciles writes nothing, and
-//! provider status polling costs one list call per interval whatever N is. The API test server
-//! and the simulated cloud run in a child process (the `runctl-bench` binary), as in the
-//! benchmark; the operator reaches the sim over HTTP (`providers.sim.endpoint`).
+//! provider status polling costs one list call per interval whatever N is. It runs on the real
+//! control plane (etcd, kube-apiserver, kube-controller-manager from
+//! `scripts/setup-control-plane.sh`), the benchmark's default, with the simulated cloud in a
+//! child process (the `runctl-bench` binary); the operator reaches the sim over HTTP
+//! (`providers.sim.endpoint`). The last test runs a smaller life on runctl's API test server,
+//! all in the test's process.
 
 use runctl_bench::report::Latency;
 use runctl_bench::{self as bench, Options, ServerMode};
@@ -11,11 +14,15 @@ use runctl_bench::{self as bench, Options, ServerMode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_jobs_through_their_whole_life() {
     let opts = Options {
-        server: ServerMode::ChildProcess(env!("CARGO_BIN_EXE_runctl-bench").into()),
+        server: ServerMode::Real(env!("CARGO_BIN_EXE_runctl-bench").into()),
         ..Options::new(100)
     };
     let report = bench::run(&opts).await.expect("benchmark run");
     println!("{report}");
+    assert!(
+        !report.server_writes_per_job_by_resource.is_empty(),
+        "kube-apiserver's own counts were read"
+    );
     assert_eq!(report.succeeded, 100, "every job succeeded");
     assert!(
         report.failed.is_empty(),
@@ -31,6 +38,16 @@ async fn one_hundred_jobs_through_their_whole_life() {
     );
     assert!(report.server.is_some(), "the server's process was measured");
     assert!(!report.server_in_process);
+    let names: Vec<&str> = report
+        .server_processes
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["etcd", "kube-apiserver", "kube-controller-manager", "sim"],
+        "each server process was measured"
+    );
     assert!(
         matches!(
             report.apply_to_create,

@@ -174,6 +174,23 @@ struct Listed {
     machines: Option<Vec<Machine>>,
 }
 
+/// A machine the pass found orphaned: which listing it came from, and its creation record.
+struct Orphan {
+    /// Index into the pass's listings.
+    listed: usize,
+    machine: Machine,
+    token: String,
+    namespace: String,
+}
+
+/// What classifying a pass's listings found besides the report's counts.
+#[derive(Default)]
+struct Found {
+    orphans: Vec<Orphan>,
+    /// (provider, owner UID, attempt) of every billable machine.
+    billable_owners: HashSet<(ProviderKind, String, u32)>,
+}
+
 /// The reaper; keeps when each orphan was first seen across passes.
 pub struct Reaper {
     ctx: Arc<Context>,
@@ -241,196 +258,50 @@ impl Reaper {
         let early = record::list(&ctx.client, ns, installation)
             .await
             .map_err(ReaperError::ListRecords)?;
-        let instances = self.instances(&early).await;
-        let mut listed = Vec::with_capacity(instances.len());
-        for (key, provider) in instances {
-            let machines = metered(&ctx.metrics, provider.as_ref(), "list", provider.list()).await;
-            if let Err(e) = &machines {
-                warn!(provider = %key.kind, region = ?key.region, error = %e, "reaper: list failed; provider skipped this pass");
-            }
-            listed.push(Listed {
-                key,
-                provider,
-                machines: machines.ok(),
-            });
-        }
+        let listed = self.list_machines(&early).await;
         // 2. Then records and live objects, fresh.
         let records = record::list(&ctx.client, ns, installation)
             .await
             .map_err(ReaperError::ListRecords)?;
-        let api: Api<CloudResource> = match ns {
-            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-            None => Api::all(ctx.client.clone()),
-        };
-        let objects = api
-            .list(&ListParams::default())
-            .await
-            .map_err(ReaperError::ListObjects)?;
-        let live: HashSet<String> = objects
-            .items
-            .iter()
-            .filter_map(|o| o.metadata.uid.clone())
-            .collect();
-
+        let live = self.live_objects(ns).await?;
         // 3. Classify.
-        let idx = plan::index(&records);
         let mut report = PassReport {
             dry_run: self.config.dry_run,
             ..PassReport::default()
         };
-        let mut orphans: Vec<(usize, Machine, String, String)> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut billable_owners = HashSet::new();
-        let mut orphan_counts: BTreeMap<ProviderKind, i64> = BTreeMap::new();
-        for (i, l) in listed.iter().enumerate() {
-            let Some(machines) = &l.machines else {
-                report.skipped.push(format!(
-                    "{}/{}",
-                    l.key.kind,
-                    l.key.region.as_deref().unwrap_or("-")
-                ));
-                continue;
-            };
-            orphan_counts.entry(l.key.kind).or_default();
-            for m in machines {
-                if !seen.insert((l.key.kind, m.id.clone())) {
-                    continue;
-                }
-                if m.is_billable() {
-                    report.fleet += 1;
-                    if let (Some(uid), Some(attempt)) = (&m.owner_uid, m.attempt) {
-                        billable_owners.insert((l.key.kind, uid.clone(), attempt));
-                    }
-                }
-                match plan::classify(m, l.key.kind, &live, &idx) {
-                    Verdict::Ended | Verdict::Terminating => {}
-                    Verdict::Owned => report.owned += 1,
-                    Verdict::Untracked => report.untracked.push(m.id.clone()),
-                    Verdict::Orphan { token, namespace } => {
-                        report.orphans.push(m.id.clone());
-                        *orphan_counts.entry(l.key.kind).or_default() += 1;
-                        orphans.push((i, m.clone(), token, namespace));
-                    }
-                }
-            }
-        }
-        for (kind, n) in &orphan_counts {
-            self.metrics
-                .orphans
-                .with_label_values(&[kind.as_str()])
-                .set(*n);
-        }
-
+        let found = self.classify(&listed, &live, &records, &mut report);
         // 4. Halt, or terminate due orphans.
         let now = Instant::now();
-        {
-            let mut first = self.first_seen.lock();
-            first.retain(|k, _| {
-                orphans
-                    .iter()
-                    .any(|(i, m, _, _)| (listed[*i].key.kind, m.id.clone()) == *k)
-            });
-            for (i, m, _, _) in &orphans {
-                first
-                    .entry((listed[*i].key.kind, m.id.clone()))
-                    .or_insert(now);
-            }
-        }
-        report.halted =
-            plan::must_halt(orphans.len(), report.fleet, self.config.max_orphan_fraction);
+        self.track_first_seen(&listed, &found.orphans, now);
+        report.halted = plan::must_halt(
+            found.orphans.len(),
+            report.fleet,
+            self.config.max_orphan_fraction,
+        );
         self.metrics.halted.set(i64::from(report.halted));
         if report.halted {
             warn!(
-                orphans = orphans.len(),
+                orphans = found.orphans.len(),
                 fleet = report.fleet,
                 "reaper halted: too much of the fleet looks orphaned; nothing is deleted until a human checks"
             );
             return Ok(report);
         }
-        for (i, m, token, namespace) in orphans {
-            let l = &listed[i];
-            let since = self
-                .first_seen
-                .lock()
-                .get(&(l.key.kind, m.id.clone()))
-                .copied()
-                .unwrap_or(now);
-            if !plan::grace_passed(now.duration_since(since), self.config.grace) {
-                report.waiting.push(m.id.clone());
-                continue;
-            }
-            let dry = if self.config.dry_run { "true" } else { "false" };
-            if self.config.dry_run {
-                info!(provider = %l.key.kind, machine = %m.id, "reaper (dry run): would terminate orphaned machine");
-                self.metrics
-                    .reaped
-                    .with_label_values(&[l.key.kind.as_str(), dry])
-                    .inc();
-                report.reaped.push(m.id.clone());
-                continue;
-            }
-            warn!(provider = %l.key.kind, machine = %m.id, owner = ?m.owner_uid, "reaper: terminating orphaned machine");
-            match metered(
-                &ctx.metrics,
-                l.provider.as_ref(),
-                "terminate",
-                l.provider.terminate(&m.id),
+        for orphan in &found.orphans {
+            self.terminate_if_due(&listed[orphan.listed], orphan, now, &mut report)
+                .await;
+        }
+        if !self.config.dry_run {
+            // 5. Records whose object and machine are both gone.
+            self.forget_stale_records(
+                &listed,
+                &records,
+                &live,
+                &found.billable_owners,
+                &mut report,
             )
-            .await
-            {
-                Ok(outcome) => {
-                    self.metrics
-                        .reaped
-                        .with_label_values(&[l.key.kind.as_str(), dry])
-                        .inc();
-                    report.reaped.push(m.id.clone());
-                    ctx.fleet.invalidate(&l.key);
-                    if outcome == Termination::Gone
-                        && let Err(e) =
-                            record::forget(&ctx.client, &ctx.records, &namespace, &token).await
-                    {
-                        warn!(error = %e, "reaper: creation record not removed; next pass will");
-                    }
-                }
-                Err(e) => {
-                    warn!(provider = %l.key.kind, machine = %m.id, error = %e, "reaper: terminate failed; next pass retries")
-                }
-            }
-        }
-
-        // 5. Records whose object and machine are both gone.
-        if !self.config.dry_run {
-            let ok_kinds: HashSet<ProviderKind> = listed
-                .iter()
-                .filter(|l| l.machines.is_some())
-                .map(|l| l.key.kind)
-                .collect();
-            let failed_kinds: HashSet<ProviderKind> = listed
-                .iter()
-                .filter(|l| l.machines.is_none())
-                .map(|l| l.key.kind)
-                .collect();
-            for r in &records {
-                let listed_ok =
-                    ok_kinds.contains(&r.provider) && !failed_kinds.contains(&r.provider);
-                let age = Timestamp::now().duration_since(r.created_at).unsigned_abs();
-                if plan::record_is_stale(
-                    r,
-                    &live,
-                    &billable_owners,
-                    listed_ok,
-                    age,
-                    self.config.grace,
-                ) {
-                    match record::forget(&ctx.client, &ctx.records, &r.namespace, &r.token).await {
-                        Ok(()) => report.records_removed += 1,
-                        Err(e) => warn!(error = %e, "reaper: stale creation record not removed"),
-                    }
-                }
-            }
-        }
-        // 6. Success records past their retention (they stand for nothing any more).
-        if !self.config.dry_run {
+            .await;
+            // 6. Success records past their retention (they stand for nothing any more).
             match success_record::remove_expired(&ctx.client, ns, Timestamp::now()).await {
                 Ok(n) => report.success_records_expired = n,
                 Err(e) => warn!(error = %e, "reaper: expired success records not removed"),
@@ -446,6 +317,196 @@ impl Reaper {
             );
         }
         Ok(report)
+    }
+
+    /// Lists the machines of every provider instance the records name (or already built); an
+    /// instance whose list fails is skipped this pass.
+    async fn list_machines(&self, records: &[record::CreationRecord]) -> Vec<Listed> {
+        let mut listed = vec![];
+        for (key, provider) in self.instances(records).await {
+            let list = provider.list();
+            let machines = metered(&self.ctx.metrics, provider.as_ref(), "list", list).await;
+            if let Err(e) = &machines {
+                warn!(provider = %key.kind, region = ?key.region, error = %e, "reaper: list failed; provider skipped this pass");
+            }
+            listed.push(Listed {
+                key,
+                provider,
+                machines: machines.ok(),
+            });
+        }
+        listed
+    }
+
+    /// UIDs of the CloudResources that exist.
+    async fn live_objects(&self, ns: Option<&str>) -> Result<HashSet<String>, ReaperError> {
+        let api: Api<CloudResource> = match ns {
+            Some(ns) => Api::namespaced(self.ctx.client.clone(), ns),
+            None => Api::all(self.ctx.client.clone()),
+        };
+        let objects = api
+            .list(&ListParams::default())
+            .await
+            .map_err(ReaperError::ListObjects)?;
+        Ok(objects
+            .items
+            .iter()
+            .filter_map(|o| o.metadata.uid.clone())
+            .collect())
+    }
+
+    /// Classifies every listed machine once (fleet, owned, untracked, orphans) into `report`,
+    /// and sets the orphan gauges.
+    fn classify(
+        &self,
+        listed: &[Listed],
+        live: &HashSet<String>,
+        records: &[record::CreationRecord],
+        report: &mut PassReport,
+    ) -> Found {
+        let idx = plan::index(records);
+        let mut found = Found::default();
+        let mut seen = HashSet::new();
+        let mut orphan_counts: BTreeMap<ProviderKind, i64> = BTreeMap::new();
+        for (i, l) in listed.iter().enumerate() {
+            let Some(machines) = &l.machines else {
+                let region = l.key.region.as_deref().unwrap_or("-");
+                report.skipped.push(format!("{}/{region}", l.key.kind));
+                continue;
+            };
+            let count = orphan_counts.entry(l.key.kind).or_default();
+            for m in machines {
+                if !seen.insert((l.key.kind, m.id.clone())) {
+                    continue;
+                }
+                if m.is_billable() {
+                    report.fleet += 1;
+                    if let (Some(uid), Some(attempt)) = (&m.owner_uid, m.attempt) {
+                        found
+                            .billable_owners
+                            .insert((l.key.kind, uid.clone(), attempt));
+                    }
+                }
+                match plan::classify(m, l.key.kind, live, &idx) {
+                    Verdict::Ended | Verdict::Terminating => {}
+                    Verdict::Owned => report.owned += 1,
+                    Verdict::Untracked => report.untracked.push(m.id.clone()),
+                    Verdict::Orphan { token, namespace } => {
+                        report.orphans.push(m.id.clone());
+                        *count += 1;
+                        found.orphans.push(Orphan {
+                            listed: i,
+                            machine: m.clone(),
+                            token,
+                            namespace,
+                        });
+                    }
+                }
+            }
+        }
+        for (kind, n) in &orphan_counts {
+            self.metrics
+                .orphans
+                .with_label_values(&[kind.as_str()])
+                .set(*n);
+        }
+        found
+    }
+
+    /// Remembers when each orphan was first seen (and forgets machines no longer orphaned).
+    fn track_first_seen(&self, listed: &[Listed], orphans: &[Orphan], now: Instant) {
+        let key = |o: &Orphan| (listed[o.listed].key.kind, o.machine.id.clone());
+        let mut first = self.first_seen.lock();
+        first.retain(|k, _| orphans.iter().any(|o| key(o) == *k));
+        for o in orphans {
+            first.entry(key(o)).or_insert(now);
+        }
+    }
+
+    /// Terminates an orphan whose grace has passed (or says it would, in a dry run).
+    async fn terminate_if_due(
+        &self,
+        l: &Listed,
+        o: &Orphan,
+        now: Instant,
+        report: &mut PassReport,
+    ) {
+        let m = &o.machine;
+        let since = self
+            .first_seen
+            .lock()
+            .get(&(l.key.kind, m.id.clone()))
+            .copied()
+            .unwrap_or(now);
+        if !plan::grace_passed(now.duration_since(since), self.config.grace) {
+            report.waiting.push(m.id.clone());
+            return;
+        }
+        let dry = if self.config.dry_run { "true" } else { "false" };
+        let reaped = self
+            .metrics
+            .reaped
+            .with_label_values(&[l.key.kind.as_str(), dry]);
+        if self.config.dry_run {
+            info!(provider = %l.key.kind, machine = %m.id, "reaper (dry run): would terminate orphaned machine");
+            reaped.inc();
+            report.reaped.push(m.id.clone());
+            return;
+        }
+        warn!(provider = %l.key.kind, machine = %m.id, owner = ?m.owner_uid, "reaper: terminating orphaned machine");
+        let ctx = &self.ctx;
+        let terminate = l.provider.terminate(&m.id);
+        match metered(&ctx.metrics, l.provider.as_ref(), "terminate", terminate).await {
+            Ok(outcome) => {
+                reaped.inc();
+                report.reaped.push(m.id.clone());
+                ctx.fleet.invalidate(&l.key);
+                if outcome == Termination::Gone
+                    && let Err(e) =
+                        record::forget(&ctx.client, &ctx.records, &o.namespace, &o.token).await
+                {
+                    warn!(error = %e, "reaper: creation record not removed; next pass will");
+                }
+            }
+            Err(e) => {
+                warn!(provider = %l.key.kind, machine = %m.id, error = %e, "reaper: terminate failed; next pass retries")
+            }
+        }
+    }
+
+    /// Removes creation records whose object and machine are both gone (judged only for
+    /// providers whose every instance listed).
+    async fn forget_stale_records(
+        &self,
+        listed: &[Listed],
+        records: &[record::CreationRecord],
+        live: &HashSet<String>,
+        billable_owners: &HashSet<(ProviderKind, String, u32)>,
+        report: &mut PassReport,
+    ) {
+        let ok_kinds: HashSet<ProviderKind> = listed
+            .iter()
+            .filter(|l| l.machines.is_some())
+            .map(|l| l.key.kind)
+            .collect();
+        let failed_kinds: HashSet<ProviderKind> = listed
+            .iter()
+            .filter(|l| l.machines.is_none())
+            .map(|l| l.key.kind)
+            .collect();
+        let ctx = &self.ctx;
+        for r in records {
+            let listed_ok = ok_kinds.contains(&r.provider) && !failed_kinds.contains(&r.provider);
+            let age = Timestamp::now().duration_since(r.created_at).unsigned_abs();
+            let grace = self.config.grace;
+            if !plan::record_is_stale(r, live, billable_owners, listed_ok, age, grace) {
+                continue;
+            }
+            match record::forget(&ctx.client, &ctx.records, &r.namespace, &r.token).await {
+                Ok(()) => report.records_removed += 1,
+                Err(e) => warn!(error = %e, "reaper: stale creation record not removed"),
+            }
+        }
     }
 
     /// Provider instances to list: those named by creation records plus those already built.

@@ -166,6 +166,9 @@ pub struct Note {
     pub reason: &'static str,
     /// Event note.
     pub message: String,
+    /// The note tells an attempt's end (dropped when the job's own end is told in the same
+    /// pass: the job's event carries the reason).
+    pub attempt_end: bool,
 }
 
 /// The plan: next status, actions, events, and when to look again.
@@ -205,6 +208,7 @@ impl Plan {
             warning,
             reason,
             message,
+            attempt_end: false,
         });
     }
 }
@@ -284,6 +288,8 @@ fn finish(
     s.current_cloud_resource = None;
     s.cost_per_hour = None;
     let warning = phase == JobPhase::Failed;
+    // A job that ends with its attempt says so once.
+    p.notes.retain(|n| !n.attempt_end);
     p.note(
         warning,
         if warning { "JobFailed" } else { "JobSucceeded" },
@@ -342,11 +348,12 @@ fn end_attempt(
     s.current_cloud_resource = None;
     s.cost_per_hour = None;
     let warning = reason != outcome::COMPLETED && reason != outcome::RETRY_REQUESTED;
-    p.note(
+    p.notes.push(Note {
         warning,
-        "AttemptEnded",
-        format!("attempt {index} ended: {reason}: {message}"),
-    );
+        reason: "AttemptEnded",
+        message: format!("attempt {index} ended: {reason}: {message}"),
+        attempt_end: true,
+    });
 }
 
 /// After an outcome that ended the open attempt: the job's next phase, or a retry.
@@ -663,7 +670,7 @@ fn release_others(i: &Input<'_>, p: &mut Plan, open_index: Option<u32>) {
     }
 }
 
-/// After a final outcome: the TTL, the success record, one event for the job's end.
+/// After a final outcome: the TTL and the success record.
 fn after_the_outcome(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, terminal: bool) {
     // Not for a job that stands for an earlier success (deleting it would have a GitOps tool
     // re-create it, again and again).
@@ -688,13 +695,6 @@ fn after_the_outcome(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan, ter
     {
         // Before the status write: a failed write of the record is tried again.
         p.acts.insert(0, Act::RecordSuccess);
-    }
-    // A job that ends with this attempt says so once: the job's event carries the reason.
-    if p.notes
-        .iter()
-        .any(|n| matches!(n.reason, "JobSucceeded" | "JobFailed"))
-    {
-        p.notes.retain(|n| n.reason != "AttemptEnded");
     }
 }
 

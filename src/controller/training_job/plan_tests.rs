@@ -553,6 +553,7 @@ fn a_job_on_a_provider_that_is_not_enabled_fails_and_rents_nothing() {
             warning: true,
             reason: "JobFailed",
             message: format!("ProviderNotEnabled: {msg}"),
+            attempt_end: false,
         }]
     );
 }

@@ -59,6 +59,7 @@ async fn main() -> ExitCode {
     }
     let mut sizes = Vec::new();
     let mut reconcile_concurrency = None;
+    let mut deadline = None;
     let mut kind = Server::Real;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -73,6 +74,13 @@ async fn main() -> ExitCode {
                 "inprocess" => Server::InProcess,
                 _ => return usage(),
             };
+            continue;
+        }
+        if let Some(d) = arg.strip_prefix("--deadline=") {
+            match d.parse::<u64>() {
+                Ok(d) if d > 0 => deadline = Some(std::time::Duration::from_secs(d)),
+                _ => return usage(),
+            }
             continue;
         }
         if let Some(c) = arg.strip_prefix("--concurrency=") {
@@ -107,10 +115,12 @@ async fn main() -> ExitCode {
         }
     );
     for n in sizes {
+        let defaults = Options::new(n);
         let opts = Options {
             server: server.clone(),
             reconcile_concurrency,
-            ..Options::new(n)
+            deadline: deadline.unwrap_or(defaults.deadline),
+            ..defaults
         };
         match bench::run(&opts).await {
             Ok(report) => println!("\n{report}"),
@@ -125,7 +135,7 @@ async fn main() -> ExitCode {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: runctl-bench [--server real|inprocess] [--concurrency=C] [N ...]   (server: the real control plane from scripts/setup-control-plane.sh (default) or runctl's API test server; default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured)"
+        "usage: runctl-bench [--server real|inprocess] [--concurrency=C] [--deadline=S] [N ...]   (server: the real control plane from scripts/setup-control-plane.sh (default) or runctl's API test server; default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured; S: longest wait of each phase in seconds, default 120 + 0.03 × N)"
     );
     ExitCode::from(2)
 }

@@ -184,11 +184,18 @@ impl Operator {
         // accepts reports as well as the leader, whose controller reads them from the API (and,
         // for reports it received itself, from `reports` at once).
         let reports = Arc::new(Reports::new());
+        // Workload output is kept by the leader only (a standby answers chunks with 421).
+        let logs = crate::logs::sink::LogSink::new(
+            self.client.clone(),
+            self.metrics.clone(),
+            crate::logs::sink::FOLLOWED_WRITE_INTERVAL,
+        );
+        logs.set_leading(false);
         if let Some(addr) = self.callback_addr {
-            let router = callback::router(CallbackState::with_metrics(
+            let router = callback::router(CallbackState::with_sink(
                 self.client.clone(),
                 reports.clone(),
-                self.metrics.clone(),
+                logs.clone(),
             ));
             let bound = match self.callback_tls.clone() {
                 Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
@@ -227,12 +234,16 @@ impl Operator {
             info!("leading: starting controllers");
             self.metrics.set_leader(true);
             let term = shutdown.child_token();
-            let ctx = Arc::new(Context::new(
-                self.client.clone(),
-                self.registry.clone(),
-                self.metrics.clone(),
-                self.controllers.clone(),
-            ));
+            logs.set_leading(true);
+            let ctx = Arc::new(
+                Context::new(
+                    self.client.clone(),
+                    self.registry.clone(),
+                    self.metrics.clone(),
+                    self.controllers.clone(),
+                )
+                .with_logs(logs.clone()),
+            );
             let stop = term.clone();
             let reaper = match (&self.reaper, &reaper_metrics) {
                 (Some(config), Some(metrics)) => {
@@ -277,6 +288,7 @@ impl Operator {
                 let _ = r.await;
             }
             self.metrics.set_leader(false);
+            logs.set_leading(false);
             if !lost {
                 break;
             }

@@ -3,7 +3,9 @@
 //! Lyceum stand-in run (pulled from the provider's log API by the CloudResource controller)
 //! lands in the attempt's ConfigMap, owned by the job and with Secret values masked, and
 //! `runctl logs -f` follows it until the job ends. A failed attempt's last lines are in an
-//! `AttemptFailed` event on the job.
+//! `AttemptFailed` event on the job. Without a follower a running attempt's output costs no
+//! write (it is kept in the leader's memory and written once, at the attempt's end); while
+//! someone follows the job it is written live.
 
 mod support;
 
@@ -13,14 +15,17 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use runctl::cli::Cluster;
-use runctl::cli::logs::{self, LogsArgs};
+use runctl::cli::logs::{self, LiveRequest, LogsArgs};
 use runctl::cli::output::Out;
 use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
 use runctl::provider::ProvidersConfig;
 use runctl::provider::sim::SimConfig;
 use runctl_standins::lyceum::LyceumStandin;
 use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use support::jobs::test_job_config;
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
@@ -319,5 +324,141 @@ async fn a_lyceum_runs_output_is_pulled_and_followed() {
         notes[0].ends_with("run failed (return code 2)"),
         "{notes:?}"
     );
+    op.stop().await;
+}
+
+/// Name → the resourceVersions written.
+type Writes = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
+/// Every write of the log ConfigMaps in the test's namespace, as the watch shows them (each
+/// create and update once).
+fn count_writes(env: &TestEnv) -> (Writes, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    let seen: Writes = Arc::default();
+    let api: Api<ConfigMap> = env.api();
+    let into = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream =
+            watcher(api, watcher::Config::default().labels("runctl.dev/job")).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(cm) = stream.next().await {
+            let Ok(cm) = cm else { continue };
+            let (Some(name), Some(rv)) = (cm.metadata.name, cm.metadata.resource_version) else {
+                continue;
+            };
+            let mut seen = into.lock().unwrap();
+            let versions = seen.entry(name).or_default();
+            if !versions.contains(&rv) {
+                versions.push(rv);
+            }
+        }
+    });
+    (seen, task)
+}
+
+fn writes_of(seen: &Mutex<BTreeMap<String, Vec<String>>>, name: &str) -> usize {
+    seen.lock().unwrap().get(name).map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_written_at_the_end_or_live_while_followed() {
+    let env = TestEnv::start(reporting_sim()).await;
+    let op = env
+        .start_training_job_controller(test_controller_config("log-writes"), test_job_config())
+        .await;
+    let (writes, watch) = count_writes(&env);
+    let jobs: Api<TrainingJob> = env.api();
+    // "quiet" runs until it is deleted, printing a step line per heartbeat; "short" prints a few
+    // and succeeds. Nobody follows either.
+    for (name, env_vars) in [
+        ("quiet", json!([])),
+        (
+            "short",
+            json!([{"name": "RUNCTL_SIM_RUN_MS", "value": "1500"}]),
+        ),
+    ] {
+        let job: TrainingJob = serde_json::from_value(json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name},
+            "spec": {
+                "placement": {"provider": "sim", "instanceType": "sim.a100"},
+                "workload": {"image": "train:1", "env": env_vars},
+                "retryOn": []
+            }
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+    }
+
+    // The end: written once (or twice when the machine is seen ended before the exit report
+    // arrives), complete.
+    let status = final_status(&env, "short").await;
+    assert_eq!(status.phase, Some(JobPhase::Succeeded), "{status:?}");
+    let cms: Api<ConfigMap> = env.api();
+    let cm = eventually(30, "short's output written at its end", || async {
+        let cm = cms.get_opt("short-a1-log").await.ok().flatten()?;
+        let ann = cm.metadata.annotations.clone()?;
+        (ann.get("runctl.dev/log-final").map(String::as_str) == Some("true")).then_some(cm)
+    })
+    .await;
+    let text = &cm.data.as_ref().unwrap()["log"];
+    assert!(
+        text.starts_with("[sim] train:1 started on sim.a100\n")
+            && text.contains("[sim] step 1\n")
+            && text.ends_with("[sim] exiting with code 0\n"),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n = writes_of(&writes, "short-a1-log");
+    assert!((1..=2).contains(&n), "short's ConfigMap written {n} times");
+
+    // Running and printing, nobody following: no write over several live intervals.
+    eventually(60, "quiet running", || async {
+        let s = jobs.get("quiet").await.ok()?.status?;
+        (s.phase == Some(JobPhase::Running)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(writes_of(&writes, "quiet-a1-log"), 0, "{:?}", writes.lock());
+    assert!(cms.get_opt("quiet-a1-log").await.unwrap().is_none());
+    assert_eq!(
+        logs(&env, args("quiet")).await,
+        "",
+        "nothing written yet (a hint on stderr)"
+    );
+
+    // Followed: what the leader kept from the start is written at once, then live.
+    let cluster = Cluster::new(env.client.clone(), env.ns.clone());
+    assert_eq!(
+        logs::request_live(&cluster, "quiet").await,
+        LiveRequest::Asked
+    );
+    let first = eventually(30, "quiet's output written once followed", || async {
+        cms.get_opt("quiet-a1-log").await.ok().flatten()
+    })
+    .await;
+    let text = &first.data.as_ref().unwrap()["log"];
+    assert!(
+        text.starts_with("[sim] train:1 started on sim.a100\n[sim] step 1\n"),
+        "kept in memory from the start: {text}"
+    );
+    eventually(30, "live writes while followed", || async {
+        (writes_of(&writes, "quiet-a1-log") >= 3).then_some(())
+    })
+    .await;
+    let live = cms.get("quiet-a1-log").await.unwrap();
+    assert!(
+        live.data.as_ref().unwrap()["log"].len() > text.len(),
+        "the output grows while followed"
+    );
+    assert_ne!(
+        live.metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .get("runctl.dev/log-final"),
+        Some(&"true".to_string())
+    );
+    watch.abort();
     op.stop().await;
 }

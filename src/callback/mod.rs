@@ -1,7 +1,8 @@
 //! The job callback endpoint: workloads (through runctl's reporting wrapper) report heartbeats,
 //! progress and their exit code to
 //! `POST /callback/<namespace>/<job>/<attempt>/{heartbeat,progress,exit}`, and ship their output
-//! in chunks to `.../logs?offset=<n>` (the raw bytes as the body; [`crate::logs::sink`]), with
+//! in chunks to `.../logs?offset=<n>` (the raw bytes as the body; [`crate::logs::sink`]: kept by
+//! the leader only, a standby answers 421 and the wrapper sends the chunk again), with
 //! `Authorization: Bearer <token>`, where the token is the attempt's random token kept in a
 //! Secret owned by the job. Served as its own axum [`Router`] on its own port (default 8443),
 //! with TLS terminated by the operator's listener or an ingress.
@@ -83,24 +84,24 @@ impl CallbackState {
             limiter,
             persist_interval,
             Arc::new(Metrics::new()),
-            sink::DEFAULT_WRITE_INTERVAL,
+            sink::FOLLOWED_WRITE_INTERVAL,
         )
     }
 
-    /// The operator's state: default limits, `metrics` counting the log bytes.
-    pub fn with_metrics(client: Client, reports: Arc<Reports>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with_logs(
+    /// The operator's state: default limits, workload output kept in `logs` (the sink the
+    /// controllers of this process share: [`crate::controller::Context::logs`]).
+    pub fn with_sink(client: Client, reports: Arc<Reports>, logs: Arc<LogSink>) -> Arc<Self> {
+        Self::with_parts(
             client,
             reports,
             limit::Limiter::default(),
             persist::DEFAULT_INTERVAL,
-            metrics,
-            sink::DEFAULT_WRITE_INTERVAL,
+            logs,
         )
     }
 
-    /// Like [`with_options`](Self::with_options), writing each attempt's log ConfigMap at most
-    /// every `log_interval` and counting log bytes in `metrics`.
+    /// Like [`with_options`](Self::with_options), writing each followed attempt's log ConfigMap
+    /// at most every `log_interval` and counting log bytes in `metrics`.
     pub fn with_logs(
         client: Client,
         reports: Arc<Reports>,
@@ -109,8 +110,18 @@ impl CallbackState {
         metrics: Arc<Metrics>,
         log_interval: std::time::Duration,
     ) -> Arc<Self> {
-        let persister = persist::Persister::new(client.clone(), reports.clone(), persist_interval);
         let logs = LogSink::new(client.clone(), metrics, log_interval);
+        Self::with_parts(client, reports, limiter, persist_interval, logs)
+    }
+
+    fn with_parts(
+        client: Client,
+        reports: Arc<Reports>,
+        limiter: limit::Limiter,
+        persist_interval: std::time::Duration,
+        logs: Arc<LogSink>,
+    ) -> Arc<Self> {
+        let persister = persist::Persister::new(client.clone(), reports.clone(), persist_interval);
         Arc::new(Self {
             client,
             reports,
@@ -320,6 +331,12 @@ async fn report(
             Received::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot record the output right now; retry",
+            ),
+            // Only the leader keeps output; the wrapper sends it again at once, and the Service
+            // routes it to another replica.
+            Received::NotLeader => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this replica does not keep output; send it again",
             ),
         };
     }

@@ -1,23 +1,33 @@
 //! `runctl logs tj/NAME [-f] [--attempt N] [--since D] [--tail N]`: the workload's output, as
 //! the operator keeps it in each attempt's ConfigMap `<job>-a<N>-log` ([`crate::logs`]): the
 //! last 500 lines (64 KiB) of the attempt, from the provider's log API (Lyceum runs) or shipped
-//! by the reporting wrapper. The CLI only reads that ConfigMap and the job, so it needs no
-//! provider credentials. With `-f` it reads both every second and prints new lines until the
-//! attempt has ended, then says how it ended on standard error and exits 0.
+//! by the reporting wrapper. The CLI reads that ConfigMap and the job, so it needs no provider
+//! credentials.
+//!
+//! The operator writes a running attempt's output only while someone follows the job
+//! ([`crate::logs::follow`]), else once when the attempt ends. With `-f` the CLI asks for live
+//! output (a merge patch of the job's `runctl.dev/logs-follow` annotation, renewed every
+//! [`FOLLOW_RENEW`]; it needs `patch` on trainingjobs, else it says so and shows the output as
+//! written), reads both every second and prints new lines until the attempt has ended, then says
+//! how it ended on standard error and exits 0. Without `-f`, a running attempt nobody follows
+//! shows what was written, with a hint on standard error.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 
 use super::{CliError, Cluster, Out};
 use crate::crd::TrainingJob;
 use crate::crd::training_job::Attempt;
+use crate::logs::follow::{self, FOLLOW_ANNOTATION, FOLLOW_RENEW, follow_patch};
 use crate::logs::stored::{self, Stored};
 
 /// How often `-f` reads the ConfigMap and the job.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
-/// After the attempt ended, how long `-f` waits for the operator's last write (longer than the
-/// operator's write interval, [`crate::logs::sink::DEFAULT_WRITE_INTERVAL`]).
+/// After the attempt ended, how long `-f` waits for the operator's last write (the leader writes
+/// it with the exit report, or when it releases the attempt).
 pub const LAST_WRITE_WAIT: Duration = Duration::from_secs(15);
 
 /// Flags of `logs`.
@@ -124,6 +134,49 @@ fn note(text: &str) {
     eprintln!("{text}");
 }
 
+/// Whether someone asked for `job`'s output live within the window, as of now.
+pub fn is_followed(job: &TrainingJob) -> bool {
+    follow::followed(
+        job.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FOLLOW_ANNOTATION))
+            .map(String::as_str),
+        Timestamp::now(),
+    )
+}
+
+/// What asking for live output came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveRequest {
+    /// Asked.
+    Asked,
+    /// Not allowed to patch the job.
+    Forbidden,
+    /// Failed for now (tried again at the next renewal).
+    Failed,
+}
+
+/// Asks the operator for `name`'s output live (sets [`FOLLOW_ANNOTATION`] to now).
+pub async fn request_live(cluster: &Cluster, name: &str) -> LiveRequest {
+    let api: Api<TrainingJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(super::control::FIELD_MANAGER),
+            &Patch::Merge(follow_patch(Timestamp::now())),
+        )
+        .await
+    {
+        Ok(_) => LiveRequest::Asked,
+        Err(kube::Error::Api(s)) if s.code == 403 => LiveRequest::Forbidden,
+        Err(e) => {
+            tracing::debug!(error = %e, "asking for live output failed");
+            LiveRequest::Failed
+        }
+    }
+}
+
 /// Prints the job's logs.
 pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<(), CliError> {
     let since = args
@@ -175,11 +228,30 @@ pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<()
     };
     let mut next: Option<u64> = None;
     let mut printed_any = false;
-    let mut ended_at: Option<std::time::Instant> = None;
+    let mut ended_at: Option<Instant> = None;
+    // -f: when live output was last asked for (None: not allowed).
+    let mut asked: Option<Option<Instant>> = None;
     loop {
         let ended = pick(&job, Some(attempt))
             .and_then(|a| a.end_time.as_ref())
             .is_some();
+        if args.follow && !ended && asked != Some(None) {
+            let due = asked.flatten().is_none_or(|t| t.elapsed() >= FOLLOW_RENEW);
+            if due {
+                asked = match request_live(cluster, &name).await {
+                    LiveRequest::Asked => Some(Some(Instant::now())),
+                    LiveRequest::Forbidden => {
+                        note(&format!(
+                            "[runctl: not allowed to patch tj/{name}, so its output cannot be asked for live: \
+                             showing it as the operator writes it, when the attempt ends]"
+                        ));
+                        Some(None)
+                    }
+                    // Tried again at the next read.
+                    LiveRequest::Failed => asked,
+                };
+            }
+        }
         let stored = read().await?.map(|(_, s)| s);
         let waited = ended_at.is_some_and(|t| t.elapsed() >= LAST_WRITE_WAIT);
         let complete =
@@ -209,6 +281,16 @@ pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<()
                 note(&format!(
                     "no output from attempt {attempt} of tj/{name}{}",
                     if ended { "" } else { " yet" }
+                ));
+            }
+            if !args.follow
+                && !ended
+                && !stored.as_ref().is_some_and(|s| s.last)
+                && !is_followed(&job)
+            {
+                note(&format!(
+                    "[runctl: attempt {attempt} is running: its output is written when it ends, \
+                     or live while someone follows it: runctl logs -f tj/{name}]"
                 ));
             }
             if args.follow

@@ -101,6 +101,9 @@ pub struct Context {
     pub records: cloud_resource::record::Written,
     /// MachineClasses (cached; none where the operator watches one namespace).
     pub classes: machine_class::Classes,
+    /// Workload output this process keeps (shared with its callback endpoint) and the jobs
+    /// followed now ([`crate::logs::sink`]).
+    pub logs: Arc<crate::logs::sink::LogSink>,
     /// Settings.
     pub config: ControllerConfig,
 }
@@ -127,12 +130,24 @@ impl Context {
             secrets: secrets::SecretCache::new(config.account_retry.recheck),
             records: cloud_resource::record::Written::default(),
             classes: machine_class::Classes::start(client.clone(), config.machine_classes),
+            logs: crate::logs::sink::LogSink::new(
+                client.clone(),
+                metrics.clone(),
+                crate::logs::sink::FOLLOWED_WRITE_INTERVAL,
+            ),
             client,
             registry,
             metrics,
             events,
             config,
         }
+    }
+
+    /// The context with `logs` as the workload output sink: the one the callback endpoint of
+    /// this process fills ([`crate::callback::CallbackState::with_sink`]).
+    pub fn with_logs(mut self, logs: Arc<crate::logs::sink::LogSink>) -> Self {
+        self.logs = logs;
+        self
     }
 
     /// Publishes an event about `obj`: queued, written by the event workers, never fatal.

@@ -1,12 +1,13 @@
 //! The last lines of a failed attempt in an event on its TrainingJob (reason `AttemptFailed`),
 //! so `kubectl describe tj` shows why it failed. The lines come from the stored (scrubbed) tail,
 //! at most [`LINES`] of them and [`MAX_NOTE`] bytes in all (an event's note holds 1 KiB). The
-//! event is published once per attempt, by whichever learns of the failure first: the callback
-//! endpoint on the exit report, or the CloudResource controller on a machine that ended with a
-//! non-zero exit code; the ConfigMap's `runctl.dev/log-failure-event` annotation says it was.
+//! event is published once per attempt, by whichever learns of the failure first: the leader on
+//! the exit report (marked in the same write as the attempt's last output), or the CloudResource
+//! controller on a machine that ended with a non-zero exit code or on the attempt's release; the
+//! ConfigMap's `runctl.dev/log-failure-event` annotation says it was.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::PostParams;
@@ -114,6 +115,17 @@ pub async fn report_once(
     if outcome != Reported::Published {
         return Ok(outcome);
     }
+    publish_stored(client, target, &cm, why).await
+}
+
+/// Publishes the event of attempt `target` (which `why` ended) with the last lines `cm` (its
+/// ConfigMap, already marked) holds: for a writer that marked it in its own write.
+pub async fn publish_stored(
+    client: &Client,
+    target: &Target,
+    cm: &ConfigMap,
+    why: &str,
+) -> Result<Reported, FailureError> {
     let owner = cm
         .metadata
         .owner_references
@@ -122,7 +134,7 @@ pub async fn report_once(
     let Some(owner) = owner else {
         return Ok(Reported::Nothing);
     };
-    let note = note(target.attempt, why, &stored::Stored::of(&cm).tail);
+    let note = note(target.attempt, why, &stored::Stored::of(cm).tail);
     let event = event(&target.namespace, owner, note, Timestamp::now());
     publish(client, &target.namespace, &event)
         .await

@@ -1,9 +1,15 @@
 //! Output from a provider's own log API (Lyceum runs), pulled by the CloudResource controller
 //! (the only part of runctl that talks to clouds, with the operator's credentials: users need
-//! none) into the same per-attempt ConfigMap the wrapper's chunks go to: at most once per
-//! [`PULL_INTERVAL`] per machine while it runs, once when it is seen ended, and once before it is
-//! terminated. Each pull reads the last [`PULL_LINES`] lines; the ConfigMap's cursor (the
+//! none) into the same per-attempt ConfigMap the wrapper's chunks go to: once when the machine is
+//! seen ended, once before it is terminated, and while someone follows the job
+//! ([`super::follow`]) at most once per [`PULL_INTERVAL`] per machine (a followed machine is
+//! revisited that often). A running machine nobody follows is not pulled: its output costs no
+//! write until it ends. Each pull reads the last [`PULL_LINES`] lines; the ConfigMap's cursor (the
 //! fingerprints of the last lines taken) says where the new ones start.
+//!
+//! The same controller tells the wrapper's output sink ([`super::sink`]) when an attempt ends
+//! ([`observed`], [`released`]), so the leader writes what it holds of it even when a standby
+//! received the exit report.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -18,8 +24,9 @@ use tracing::{debug, warn};
 use super::context;
 use super::failure;
 use super::stored;
+use crate::callback::AttemptId;
 use crate::controller::Context;
-use crate::controller::training_job::view::{LABEL_ATTEMPT, LABEL_JOB};
+use crate::controller::training_job::view::{LABEL_ATTEMPT, LABEL_JOB, LABEL_RANK};
 use crate::crd::CloudResource;
 use crate::provider::{LogLine, Machine, Provider};
 
@@ -28,8 +35,8 @@ pub const PULL_INTERVAL: Duration = Duration::from_secs(15);
 /// Lines read per pull.
 pub const PULL_LINES: u32 = 500;
 /// How long after a machine was seen ended the `AttemptFailed` event waits for the wrapper's
-/// last output when its exit report did not come first (the callback endpoint writes pending
-/// output at most [`super::sink::DEFAULT_WRITE_INTERVAL`] after it arrived).
+/// last output when its exit report did not come first (the leader writes it with the exit
+/// report, or when the attempt is released).
 pub const LATE_EVENT: Duration = Duration::from_secs(12);
 /// Lines the cursor fingerprints.
 const CURSOR_LINES: usize = 3;
@@ -114,6 +121,9 @@ pub async fn pull(
     ) else {
         return;
     };
+    if !last && !followed(ctx, cr) {
+        return;
+    }
     let uid = cr.uid().unwrap_or_default();
     if !due(&uid, last, Instant::now()) {
         return;
@@ -169,10 +179,52 @@ pub async fn pull(
 /// then, for a machine that ended with a non-zero exit code, the `AttemptFailed` event.
 pub async fn observed(ctx: &Context, cr: &CloudResource, provider: &dyn Provider, m: &Machine) {
     let last = m.state.is_final();
+    if last && let Some(id) = attempt_of(cr) {
+        // What the leader holds of the wrapper's output (its exit report may still come).
+        ctx.logs.ended(&id, false, None).await;
+    }
     pull(ctx, cr, provider, &m.id, last).await;
     if let (true, Some(code)) = (last, m.exit_code.filter(|c| *c != 0)) {
         failed(ctx, cr, code).await;
     }
+}
+
+/// The attempt of `cr` is released (its CloudResource is being deleted): the leader writes the
+/// wrapper's output it holds a last time, with the `AttemptFailed` event when the attempt failed
+/// (by the exit report the CloudResource keeps, else the machine's exit code).
+pub async fn released(ctx: &Context, cr: &CloudResource) {
+    let Some(id) = attempt_of(cr) else {
+        return;
+    };
+    let status = cr.status.as_ref();
+    let report = status.and_then(|s| s.report.as_ref());
+    let exit = match report.and_then(|r| r.exit_code) {
+        Some(code) => Some((code, report.and_then(|r| r.interrupted).unwrap_or(false))),
+        None => status.and_then(|s| s.exit_code).map(|c| (c, false)),
+    };
+    ctx.logs.ended(&id, true, exit).await;
+}
+
+/// Whether the job of `cr` is followed now.
+pub fn followed(ctx: &Context, cr: &CloudResource) -> bool {
+    match (cr.namespace(), cr.labels().get(LABEL_JOB)) {
+        (Some(ns), Some(job)) => ctx.logs.followed(&ns, job),
+        _ => false,
+    }
+}
+
+/// The attempt whose output `cr` carries: an attempt of a TrainingJob, its rank 0 (the other
+/// ranks ship none).
+fn attempt_of(cr: &CloudResource) -> Option<AttemptId> {
+    let labels = cr.labels();
+    if labels.get(LABEL_RANK).is_some_and(|r| r != "0") {
+        return None;
+    }
+    Some(AttemptId {
+        namespace: cr.namespace()?,
+        job: labels.get(LABEL_JOB)?.clone(),
+        attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
+    })
 }
 
 /// Publishes the `AttemptFailed` event of `cr`'s attempt, whose machine ended with `code`,

@@ -133,7 +133,9 @@ impl fmt::Debug for Workload {
 ///   `RUNCTL_LOG_INTERVAL` seconds (default 5) the newest output since the last acknowledged
 ///   chunk, at most [`LOG_CHUNK_BYTES`] bytes (older unsent output is skipped, and the offset
 ///   says how much), and after the workload ended the last up to four chunks, before the exit
-///   report. The output goes through a file in `$TMPDIR` (as large as the output): the workload
+///   report. A chunk answered 421 (a standby replica: only the leader keeps output) is sent
+///   again at once, up to eight more times (each try may reach another replica). The output
+///   goes through a file in `$TMPDIR` (as large as the output): the workload
 ///   never waits for the network. It needs `mkfifo`, `tee`, `tail`, `head`, `wc`, `mkdir` and
 ///   `rm`; without one of them, or with `RUNCTL_SHIP_LOGS=no`, nothing is shipped;
 /// - forwards SIGTERM and SIGINT to the workload; on AWS spot machines the host sends the
@@ -200,6 +202,7 @@ EOF
   case "$c" in
   2[0-9][0-9]) return 0 ;;
   401|403|404|410) return 2 ;;
+  421) return 3 ;;
   *) return 1 ;;
   esac
 }
@@ -267,7 +270,14 @@ ship_logs() {
     [ "$len" -le "$LOG_CHUNK" ] || len=$LOG_CHUNK
     tail -c +$((log_off + 1)) "$logdir/log" 2>/dev/null | head -c "$len" >"$logdir/chunk" 2>/dev/null
     report "logs?offset=$log_off" '' "$logdir/chunk"
-    case "$?" in
+    r=$?
+    again=0
+    while [ "$r" -eq 3 ] && [ "$again" -lt 8 ]; do
+      report "logs?offset=$log_off" '' "$logdir/chunk"
+      r=$?
+      again=$((again + 1))
+    done
+    case "$r" in
     0) log_off=$((log_off + len)) ;;
     2) logs=gone; return 0 ;;
     *) return 0 ;;
@@ -380,7 +390,7 @@ if [ "$reporting" = yes ]; then
   delay=1
   while :; do
     report exit "{\"kind\":\"exit\",\"exitCode\":$code,\"interrupted\":$interrupted}"
-    [ "$?" -eq 1 ] || break
+    case "$?" in 1|3) ;; *) break ;; esac
     left=$((report_until - $(date +%s)))
     [ "$left" -gt 0 ] || break
     [ "$delay" -le "$left" ] || delay=$left

@@ -93,7 +93,12 @@ impl TestEnv {
         ));
         let token = CancellationToken::new();
         let reports = Arc::new(Reports::new());
-        let router = callback::router(CallbackState::new(client, reports.clone()));
+        // The callback endpoint keeps workload output in the sink the controllers share.
+        let router = callback::router(CallbackState::with_sink(
+            client,
+            reports.clone(),
+            ctx.logs.clone(),
+        ));
         let addr = callback::serve(
             "127.0.0.1:0".parse().expect("loopback address"),
             router,

@@ -417,6 +417,10 @@ fn requeue_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Action {
             ctx.fleet.untrack(&t.uid);
             Action::await_change()
         }
+        // A followed job's provider log is pulled every PULL_INTERVAL.
+        plan::Revisit::After(d) if crate::logs::pull::followed(ctx, cr) => {
+            Action::requeue(d.min(crate::logs::pull::PULL_INTERVAL))
+        }
         plan::Revisit::After(d) => Action::requeue(d),
     }
 }
@@ -808,6 +812,8 @@ async fn create_failed(
 
 async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
     let mut t = Target::of(&cr, ctx)?;
+    // The attempt is released: the leader writes the wrapper's output it holds a last time.
+    crate::logs::pull::released(ctx, &cr).await;
     // The delete path polls the machine itself until it is gone.
     ctx.fleet.untrack(&t.uid);
     let now = Timestamp::now();
@@ -1013,6 +1019,12 @@ pub async fn run(
     // One list per provider instance per poll interval; only objects whose machine changed are
     // reconciled.
     let (changed_tx, changed_rx) = tokio::sync::mpsc::channel::<ObjectRef<CloudResource>>(1024);
+    // A job someone starts to follow: its running machines now, for their provider log.
+    let follows = tokio::spawn(wake_followed(
+        ctx.clone(),
+        controller.store(),
+        changed_tx.clone(),
+    ));
     let refresher = tokio::spawn(refresh_fleet(ctx.clone(), changed_tx));
     let changed = futures::stream::unfold(changed_rx, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
@@ -1029,6 +1041,47 @@ pub async fn run(
         .await;
     gauges.abort();
     refresher.abort();
+    follows.abort();
+}
+
+/// Wakes the running CloudResources of each job whose follow starts ([`crate::logs::follow`]),
+/// so their provider log is pulled now rather than at the next revisit.
+async fn wake_followed(
+    ctx: Arc<Context>,
+    store: kube::runtime::reflector::Store<CloudResource>,
+    changed: tokio::sync::mpsc::Sender<ObjectRef<CloudResource>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = ctx.logs.subscribe_follows();
+    loop {
+        let (ns, job) = match rx.recv().await {
+            Ok(k) => k,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let objects: Vec<ObjectRef<CloudResource>> = store
+            .state()
+            .into_iter()
+            .filter(|cr| {
+                cr.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && cr
+                        .labels()
+                        .get(crate::controller::training_job::view::LABEL_JOB)
+                        == Some(&job)
+                    && cr
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.state)
+                        .is_some_and(|s| !s.is_final())
+            })
+            .map(|cr| ObjectRef::from_obj(cr.as_ref()))
+            .collect();
+        for o in objects {
+            if changed.send(o).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Every poll interval: refresh the tracked provider instances' snapshots and wake the objects

@@ -540,6 +540,15 @@ async fn reconcile(job: Arc<TrainingJob>, jc: Arc<JobContext>) -> Result<Action,
     let ns = job.namespace().ok_or(Error::MissingMetadata)?;
     let api: Api<TrainingJob> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = job.uid().unwrap_or_default();
+    // A reader's request for live output (`runctl logs -f`): the output sink writes this job's
+    // output as it arrives while the request is fresh.
+    ctx.logs.follow(
+        &ns,
+        &job.name_any(),
+        job.annotations()
+            .get(crate::logs::follow::FOLLOW_ANNOTATION)
+            .and_then(|v| crate::logs::follow::until(v, jiff::Timestamp::now())),
+    );
     // Add the finalizer and go on in the same reconcile (see `controller::finalizers`); the
     // patched object is fresh, so planning needs no read of it.
     let before = job.metadata.resource_version.clone();

@@ -39,14 +39,14 @@ impl ProviderKind {
     /// Whether the provider's machines run outside the cluster and report through the callback
     /// endpoint (every provider but the in-process simulator).
     pub fn reports_from_outside(self) -> bool {
-        self != Self::Sim
+        crate::provider::descriptor::of(self).reports_from_outside
     }
 
     /// Whether the provider places the machines of one job on a private network where they
     /// reach each other (multi-node jobs): EC2 instances in one subnet do, the simulator does;
     /// RunPod pods and Lyceum runs have no network between machines of one account.
-    pub const fn multi_node(self) -> bool {
-        matches!(self, Self::Aws | Self::Sim)
+    pub fn multi_node(self) -> bool {
+        crate::provider::descriptor::of(self).multi_node
     }
 }
 

@@ -33,14 +33,9 @@ pub struct Equivalent {
     pub gpu_count: Option<u32>,
 }
 
-/// The provider's table.
+/// The provider's table (its descriptor's).
 fn shapes(kind: ProviderKind) -> &'static [Shape] {
-    match kind {
-        ProviderKind::Aws => super::aws::gpus::SHAPES,
-        ProviderKind::Runpod => super::runpod::gpus::SHAPES,
-        ProviderKind::Lyceum => super::lyceum::gpus::SHAPES,
-        ProviderKind::Sim => super::sim::gpus::SHAPES,
-    }
+    super::descriptor::of(kind).gpu_shapes
 }
 
 /// The machines of `kind` that match `need`: the model, exactly `need.count` GPUs, and the

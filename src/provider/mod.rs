@@ -13,6 +13,7 @@
 //! - no call blocks waiting for a machine to boot.
 
 pub mod aws;
+pub mod descriptor;
 pub mod error;
 pub mod gpus;
 pub mod identity;

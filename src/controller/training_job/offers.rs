@@ -8,6 +8,7 @@ use crate::controller::cloud_resource::provider_instance;
 use crate::controller::machine_class::{ClassRefusal, usage};
 use crate::crd::ProviderKind;
 use crate::crd::training_job::{CapacityType, Offer, Placement, PlacementStatus, RejectedOffer};
+use crate::provider::descriptor::{self, Sizing};
 use crate::provider::{MachineSpec, Provider};
 
 /// Rejection: the placement names no machine type this provider understands.
@@ -40,15 +41,15 @@ fn reject(offer: Offer, reason: &str, message: impl Into<String>) -> RejectedOff
 }
 
 fn has_regions(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Aws | ProviderKind::Sim)
+    descriptor::of(kind).regions
 }
 
 /// The machine a placement asks `kind` for: instance type, GPU type and count.
 fn machine_of(p: &Placement, kind: ProviderKind) -> (Option<String>, Option<String>, Option<u32>) {
-    match kind {
-        ProviderKind::Aws => (p.instance_type.clone(), None, None),
-        ProviderKind::Runpod | ProviderKind::Lyceum => (None, p.gpu_type.clone(), p.gpu_count),
-        ProviderKind::Sim => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
+    match descriptor::of(kind).sizing {
+        Sizing::InstanceType => (p.instance_type.clone(), None, None),
+        Sizing::GpuType => (None, p.gpu_type.clone(), p.gpu_count),
+        Sizing::Either => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
     }
 }
 

@@ -41,6 +41,18 @@ pub mod userdata;
 #[cfg(feature = "aws")]
 pub mod verify;
 
+/// What runctl knows of Aws without building it (see [`crate::provider::descriptor`]).
+pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
+    crate::provider::descriptor::Descriptor {
+        kind: crate::crd::ProviderKind::Aws,
+        regions: true,
+        sizing: crate::provider::descriptor::Sizing::InstanceType,
+        spot: true,
+        multi_node: true,
+        reports_from_outside: true,
+        gpu_shapes: gpus::SHAPES,
+    };
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

@@ -336,12 +336,12 @@ impl Provider for AwsProvider {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            spot: true,
+            spot: super::DESCRIPTOR.spot,
             stop_resume: false,
             workload: true,
             bare_machine: true,
             gpu_types: pricing::families(),
-            multi_node: crate::crd::ProviderKind::Aws.multi_node(),
+            multi_node: super::DESCRIPTOR.multi_node,
         }
     }
 

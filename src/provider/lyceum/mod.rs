@@ -30,6 +30,18 @@ pub mod provider;
 pub mod request;
 pub mod state;
 
+/// What runctl knows of Lyceum without building it (see [`crate::provider::descriptor`]).
+pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
+    crate::provider::descriptor::Descriptor {
+        kind: crate::crd::ProviderKind::Lyceum,
+        regions: false,
+        sizing: crate::provider::descriptor::Sizing::GpuType,
+        spot: true,
+        multi_node: false,
+        reports_from_outside: true,
+        gpu_shapes: gpus::SHAPES,
+    };
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

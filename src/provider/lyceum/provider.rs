@@ -271,12 +271,12 @@ impl Provider for LyceumProvider {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| DOCUMENTED_PROFILES.iter().map(|p| p.to_string()).collect());
         Capabilities {
-            spot: true,
+            spot: super::DESCRIPTOR.spot,
             stop_resume: false,
             workload: true,
             bare_machine: true,
             gpu_types,
-            multi_node: crate::crd::ProviderKind::Lyceum.multi_node(),
+            multi_node: super::DESCRIPTOR.multi_node,
         }
     }
 

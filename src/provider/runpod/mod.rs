@@ -20,6 +20,18 @@ pub mod provider;
 pub mod ratelimit;
 pub mod state;
 
+/// What runctl knows of Runpod without building it (see [`crate::provider::descriptor`]).
+pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
+    crate::provider::descriptor::Descriptor {
+        kind: crate::crd::ProviderKind::Runpod,
+        regions: false,
+        sizing: crate::provider::descriptor::Sizing::GpuType,
+        spot: false,
+        multi_node: false,
+        reports_from_outside: true,
+        gpu_shapes: gpus::SHAPES,
+    };
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -274,12 +274,12 @@ impl Provider for RunPodProvider {
             .unwrap_or_default();
         gpu_types.sort();
         Capabilities {
-            spot: false,
+            spot: super::DESCRIPTOR.spot,
             stop_resume: false,
             workload: true,
             bare_machine: false,
             gpu_types,
-            multi_node: crate::crd::ProviderKind::Runpod.multi_node(),
+            multi_node: super::DESCRIPTOR.multi_node,
         }
     }
 

@@ -28,6 +28,18 @@ pub mod wrapper;
 #[cfg(test)]
 mod tests;
 
+/// What runctl knows of the simulated cloud without building it (see [`crate::provider::descriptor`]).
+pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
+    crate::provider::descriptor::Descriptor {
+        kind: crate::crd::ProviderKind::Sim,
+        regions: true,
+        sizing: crate::provider::descriptor::Sizing::Either,
+        spot: true,
+        multi_node: true,
+        reports_from_outside: false,
+        gpu_shapes: gpus::SHAPES,
+    };
+
 use std::sync::Arc;
 
 pub use cloud::{ForeignMachine, SimCloud, SimError, SimMachine, SimStats};

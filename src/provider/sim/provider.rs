@@ -50,12 +50,12 @@ impl SimProvider {
 /// What the simulated cloud supports, with the machine types it prices.
 pub fn capabilities(gpu_types: Vec<String>) -> Capabilities {
     Capabilities {
-        spot: true,
+        spot: super::DESCRIPTOR.spot,
         stop_resume: true,
         workload: true,
         bare_machine: true,
         gpu_types,
-        multi_node: crate::crd::ProviderKind::Sim.multi_node(),
+        multi_node: super::DESCRIPTOR.multi_node,
     }
 }
 

@@ -1,0 +1,75 @@
+//! One descriptor per provider: what runctl knows of a provider without building it (whether it
+//! has regions, how a placement sizes its machines, spot, multi-node, where its workloads report
+//! from, its GPU vocabulary table). Each provider's module holds its `DESCRIPTOR`;
+//! [`ALL`] is the one line per provider; placement, offers, the GPU vocabulary and the
+//! capabilities read it instead of matching on the provider.
+
+use super::gpus::Shape;
+use crate::crd::ProviderKind;
+
+/// How a placement names the provider's machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizing {
+    /// By instance type (`placement.instanceType`: EC2).
+    InstanceType,
+    /// By GPU type and count (`placement.gpuType`, `gpuCount`: RunPod, Lyceum).
+    GpuType,
+    /// Either (the simulator).
+    Either,
+}
+
+/// What runctl knows of a provider without building it.
+#[derive(Debug)]
+pub struct Descriptor {
+    /// The provider.
+    pub kind: ProviderKind,
+    /// Machines are placed in regions (`placement.regions`, a MachineClass's regions).
+    pub regions: bool,
+    /// How a placement names its machines.
+    pub sizing: Sizing,
+    /// Spot (interruptible) machines can be rented.
+    pub spot: bool,
+    /// The machines of one job reach each other on a private network (multi-node jobs).
+    pub multi_node: bool,
+    /// Its machines run outside the cluster and report through the callback URL.
+    pub reports_from_outside: bool,
+    /// Its machines in the GPU vocabulary (`placement.gpu`), from its `gpus.rs`.
+    pub gpu_shapes: &'static [Shape],
+}
+
+/// Every provider's descriptor, in [`ProviderKind::ALL`] order: one line per provider.
+pub const ALL: [&Descriptor; 4] = [
+    &super::aws::DESCRIPTOR,
+    &super::runpod::DESCRIPTOR,
+    &super::lyceum::DESCRIPTOR,
+    &super::sim::DESCRIPTOR,
+];
+
+/// The descriptor of `kind`.
+pub fn of(kind: ProviderKind) -> &'static Descriptor {
+    ALL.into_iter()
+        .find(|d| d.kind == kind)
+        .expect("every provider has a descriptor (descriptor::ALL)")
+}
+
+/// The providers whose machines reach each other (multi-node jobs), as named in manifests.
+pub fn multi_node_names() -> Vec<&'static str> {
+    ALL.into_iter()
+        .filter(|d| d.multi_node)
+        .map(|d| d.kind.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_has_one_descriptor_in_order() {
+        let kinds: Vec<ProviderKind> = ALL.iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, ProviderKind::ALL);
+        for kind in ProviderKind::ALL {
+            assert_eq!(of(kind).kind, kind);
+        }
+    }
+}

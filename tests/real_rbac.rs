@@ -640,13 +640,27 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
     .expect("label the job");
     let machine = uid_of(env, &format!("{name}-a1")).await;
     let workload = Workload::of(env, &format!("{name}-a1")).await;
-    // Output: its log ConfigMap is read and created; the exit report writes it a last time (an
-    // update with the resourceVersion read).
+    // Output, followed (`runctl logs -f`): its log ConfigMap is read and created live; the exit
+    // report writes it a last time (an update with the resourceVersion read). Unfollowed, the
+    // exit report would be its only write (a create).
+    jobs.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&runctl::logs::follow::follow_patch(jiff::Timestamp::now())),
+    )
+    .await
+    .expect("follow the job");
     assert_eq!(
         workload.post("logs?offset=0", json!("epoch 1")).await,
         200,
         "{name}: output accepted"
     );
+    let configmaps: Api<ConfigMap> = env.api();
+    let log = runctl::logs::configmap_name(name, 1);
+    eventually(20, "the output written live", || async {
+        configmaps.get_opt(&log).await.ok().flatten().map(|_| ())
+    })
+    .await;
     assert_eq!(workload.exit(0).await, 200, "{name}: exit report accepted");
     wait_job(env, name, "Succeeded", |s| {
         s.phase == Some(JobPhase::Succeeded)

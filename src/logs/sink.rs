@@ -294,7 +294,8 @@ impl LogSink {
                 let skipped = e.merge_pending(&ctx, false);
                 self.metrics.log_bytes_dropped("skipped", skipped);
             }
-            if !followed {
+            // Output after the attempt's end was written (late chunks) is written at once too.
+            if !followed && !e.base.last {
                 return Received::Accepted;
             }
             let due = e
@@ -349,9 +350,10 @@ impl LogSink {
     }
 
     /// The CloudResource controller saw attempt `id` end: writes what this replica holds of it.
-    /// With `last` (the attempt is released: nothing more comes) the output is marked complete,
-    /// this replica forgets the attempt, and an attempt that ended with `exit` (code, interrupted)
-    /// failed gets its `AttemptFailed` event, from what is stored when this replica held nothing.
+    /// With `last` (the attempt is released after its exit report: nothing more comes) the output
+    /// is marked complete, this replica forgets the attempt, and an attempt that ended with
+    /// `exit` (code, interrupted) failed gets its `AttemptFailed` event, from what is stored when
+    /// this replica held nothing.
     pub async fn ended(self: &Arc<Self>, id: &AttemptId, last: bool, exit: Option<(i32, bool)>) {
         if !self.leading() {
             return;

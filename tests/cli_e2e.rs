@@ -1,4 +1,4 @@
-//! The user commands (`runctl get|describe|suspend|resume|retry|plan|cost|doctor`, also
+//! The user commands (`runctl get|describe|logs|suspend|resume|retry|plan|cost|doctor`, also
 //! `kubectl runctl ...`) against a test control plane with the real controllers running: each
 //! command's whole output is compared with a snapshot in tests/snapshots/cli/ (ages, accrued
 //! amounts and the test's namespace normalized, so one snapshot holds on both API servers), and
@@ -196,6 +196,16 @@ async fn every_command_against_a_control_plane() {
     assert!(err.is_none(), "{err:?}");
     assert_snapshot("cli/get-running", &text);
 
+    // The workload's output, as the wrapper ships it (written into the API at the attempt's end).
+    let shipped = w
+        .http
+        .post(format!("{}/logs?offset=0", w.url))
+        .bearer_auth(&w.token)
+        .body("epoch 1 loss 0.91\nepoch 2 loss 0.47\nsaved s3://ckpt/train/2\n")
+        .send()
+        .await
+        .expect("ship output");
+    assert!(shipped.status().is_success(), "{}", shipped.status());
     assert_eq!(w.exit(0).await, 200);
     wait_job(&env, "train", "succeeded, its machine released", |s| {
         s.phase == Some(JobPhase::Succeeded)
@@ -220,6 +230,26 @@ async fn every_command_against_a_control_plane() {
     })
     .await;
     assert_snapshot("cli/describe-succeeded", &pod_ids(&text));
+
+    // logs, once the attempt ended.
+    let text = eventually(30, "the attempt's output is written", || async {
+        let (text, err) = output(&env, |mut out| async {
+            let a = cli::logs::LogsArgs {
+                job: "train".into(),
+                follow: false,
+                attempt: None,
+                since: None,
+                tail: None,
+            };
+            let r = cli::logs::run(&cluster, &a, &mut out).await;
+            (out, r)
+        })
+        .await;
+        assert!(err.is_none(), "{err:?}");
+        text.contains("saved").then_some(text)
+    })
+    .await;
+    assert_snapshot("cli/logs", &text);
 
     // suspend and resume; a switch that does not apply is refused with the reason.
     jobs.create(

@@ -476,96 +476,39 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
         known_class(&cr, ctx).await
     };
     let class_spec = class.as_ref().map(|c| &c.spec);
-    let (pkey, provider) = match provider_for(&cr, &t, ctx, class_spec).await {
-        Ok(p) => p,
-        Err(e) => {
-            let next = status::blocked(
-                &t.status,
-                e.reason(),
-                e.to_string(),
-                t.generation,
-                Timestamp::now(),
-            );
-            t.write(ctx, next).await?;
-            return Err(e);
-        }
-    };
+    let (pkey, provider) = provider_or_blocked(&cr, &mut t, ctx, class_spec).await?;
     ctx.fleet
         .track(&pkey, &provider, &t.uid, ObjectRef::from_obj(cr.as_ref()));
     let rkey = t.key(ctx, t.attempt());
-    let machine = if plan::needs_observation(&t.status) {
-        match ctx
-            .fleet
-            .observe(
-                &pkey,
-                provider.as_ref(),
-                &rkey,
-                t.status.provider_id.as_deref(),
-            )
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                let next = t.failed(&e, false, &pkey, Timestamp::now());
-                t.write(ctx, next).await?;
-                return Err(Error::Observe(e));
-            }
-        }
-    } else {
-        None
-    };
+    let machine = observe_machine(&mut t, ctx, &pkey, provider.as_ref(), &rkey).await?;
     let now = Timestamp::now();
-    let before = t.status.state;
-    let plan_with = |status: &CloudResourceStatus| {
-        plan::plan_apply(ApplyInput {
-            generation: t.generation,
-            status,
-            machine: machine.as_ref(),
-            max_lifetime_seconds: cr.spec.max_lifetime_seconds,
-            credentials: pkey.credentials.as_deref(),
-            account_retry: ctx.config.account_retry,
-            backoff: super::backoff::delay_for(
-                ctx.config.backoff,
-                ctx.backoff.failures(&t.uid).max(1),
-            ),
-            now,
-        })
-    };
-    let decision = plan_with(&t.status);
-    if matches!(decision, ApplyPlan::Create | ApplyPlan::RecordIntent { .. }) {
-        // Read our own writes before a create call: the cache may not have seen the status we
-        // wrote last (a terminal failure, an id), and planning on a stale view would call create
-        // again. Creates are rare, so the extra read is cheap. When the cache is behind, try
-        // again shortly instead of acting on it.
-        let fresh = t
-            .api
-            .get_status(&t.name)
-            .await
-            .map_err(Error::ReadStatus)?
-            .status
-            .unwrap_or_default();
-        if fresh != t.status {
-            debug!(name = %t.name, "cache behind our last status write; replanning shortly");
-            return Ok(Action::requeue(Duration::from_millis(250)));
-        }
+    let decision = plan::plan_apply(ApplyInput {
+        generation: t.generation,
+        status: &t.status,
+        machine: machine.as_ref(),
+        max_lifetime_seconds: cr.spec.max_lifetime_seconds,
+        credentials: pkey.credentials.as_deref(),
+        account_retry: ctx.config.account_retry,
+        backoff: super::backoff::delay_for(ctx.config.backoff, ctx.backoff.failures(&t.uid).max(1)),
+        now,
+    });
+    if matches!(decision, ApplyPlan::Create | ApplyPlan::RecordIntent { .. })
+        && !status_is_current(&t).await?
+    {
+        debug!(name = %t.name, "cache behind our last status write; replanning shortly");
+        return Ok(Action::requeue(Duration::from_millis(250)));
     }
     debug!(name = %t.name, namespace = %t.namespace, ?decision, "planned");
+    let on = Machines {
+        cr: &cr,
+        ctx,
+        pkey: &pkey,
+        provider: provider.as_ref(),
+        class: class_spec,
+        now,
+    };
     match decision {
-        ApplyPlan::RecordIntent { attempt } => {
-            let key = t.key(ctx, attempt);
-            let intent = PendingCreate {
-                token: key.token(),
-                attempt,
-                machine_name: key.machine_name(),
-                since: Time(now),
-                generation: t.generation,
-                credentials: secret_of(&pkey),
-            };
-            // The intent must be durable before the create call.
-            t.write(ctx, status::intent(&t.status, intent, t.generation, now))
-                .await?;
-            create(&cr, &mut t, ctx, &pkey, provider.as_ref(), &key, class_spec).await
-        }
+        ApplyPlan::RecordIntent { attempt } => on.record_intent_and_create(&mut t, attempt).await,
         ApplyPlan::Create => {
             create(
                 &cr,
@@ -582,78 +525,184 @@ async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
             let m = machine
                 .as_ref()
                 .expect("Track is planned only with a machine");
-            let (quote, source) = if t.status.cost_per_hour.is_none() && m.price_per_hour.is_none()
-            {
-                let spec = spec::build(&cr.spec, pkey.region.clone(), None);
-                match metered(
-                    &ctx.metrics,
-                    provider.as_ref(),
-                    "price",
-                    provider.price(&spec),
-                )
-                .await
-                {
-                    Ok(q) => (Some(q.per_hour), Some(q.source)),
-                    Err(e) => {
-                        warn!(name = %t.name, error = %e, "price lookup failed");
-                        (None, None)
-                    }
-                }
-            } else {
-                (None, None)
-            };
-            // The provider's own log (Lyceum runs), before an end is written: the job's end
-            // then finds the last lines stored.
-            crate::logs::pull::observed(ctx, &cr, provider.as_ref(), m).await;
-            let next = status::track(&t.status, m, quote, source, t.generation, now);
-            t.write(ctx, next).await?;
-            announce(&cr, ctx, before, &t.status).await;
-            Ok(requeue_for(&cr, &t, ctx))
+            on.track(&mut t, m).await
         }
-        ApplyPlan::Terminate { reason } => {
-            let id = t
-                .status
-                .provider_id
-                .clone()
-                .or_else(|| machine.as_ref().map(|m| m.id.clone()));
-            if let Some(id) = id {
-                metered(
-                    &ctx.metrics,
-                    provider.as_ref(),
-                    "terminate",
-                    provider.terminate(&id),
-                )
-                .await
-                .map_err(Error::Terminate)?;
-                ctx.fleet.invalidate(&pkey);
-                ctx.publish(
-                    cr.as_ref(),
-                    EventType::Normal,
-                    "MaxLifetimeExceeded",
-                    "Terminate",
-                    format!("terminating machine {id}: maxLifetimeSeconds reached"),
-                )
-                .await;
-            }
-            let mut next = t.status.clone();
-            if let Some(m) = &machine {
-                next = status::track(&next, m, None, None, t.generation, now);
-            }
-            t.write(ctx, status::terminating(&next, reason, t.generation, now))
-                .await?;
-            Ok(Action::requeue(ctx.config.transition_poll_interval))
-        }
+        ApplyPlan::Terminate { reason } => on.terminate(&mut t, machine.as_ref(), reason).await,
         ApplyPlan::Wait { recheck } => {
             Ok(recheck.map_or_else(Action::await_change, Action::requeue))
         }
         ApplyPlan::BackOff { left } => Err(Error::BackingOff(left)),
         ApplyPlan::Done => Ok(Action::await_change()),
         ApplyPlan::Lost => {
+            let before = t.status.state;
             t.write(ctx, status::lost(&t.status, t.generation, now))
                 .await?;
             announce(&cr, ctx, before, &t.status).await;
             Ok(Action::await_change())
         }
+    }
+}
+
+/// The provider instance of the object's account and region; when it cannot be built (the
+/// credentials Secret is missing or unreadable) the object says so and the error is returned.
+async fn provider_or_blocked(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    class: Option<&MachineClassSpec>,
+) -> Result<(ProviderKey, Arc<dyn Provider>), Error> {
+    match provider_for(cr, t, ctx, class).await {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            let now = Timestamp::now();
+            let next = status::blocked(&t.status, e.reason(), e.to_string(), t.generation, now);
+            t.write(ctx, next).await?;
+            Err(e)
+        }
+    }
+}
+
+/// The object's machine from the fleet snapshot (or a direct observe), when the status says
+/// one may exist; a failed observe is written as the object's failure and returned.
+async fn observe_machine(
+    t: &mut Target,
+    ctx: &Context,
+    pkey: &ProviderKey,
+    provider: &dyn Provider,
+    rkey: &ResourceKey,
+) -> Result<Option<crate::provider::Machine>, Error> {
+    if !plan::needs_observation(&t.status) {
+        return Ok(None);
+    }
+    let id = t.status.provider_id.clone();
+    match ctx.fleet.observe(pkey, provider, rkey, id.as_deref()).await {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            let next = t.failed(&e, false, pkey, Timestamp::now());
+            t.write(ctx, next).await?;
+            Err(Error::Observe(e))
+        }
+    }
+}
+
+/// Whether the cached status is the stored one. Read our own writes before a create call: the
+/// cache may not have seen the status we wrote last (a terminal failure, an id), and planning
+/// on a stale view would call create again. Creates are rare, so the extra read is cheap.
+async fn status_is_current(t: &Target) -> Result<bool, Error> {
+    let fresh = t
+        .api
+        .get_status(&t.name)
+        .await
+        .map_err(Error::ReadStatus)?
+        .status
+        .unwrap_or_default();
+    Ok(fresh == t.status)
+}
+
+/// What the act steps of one pass share: the object, its provider instance and class.
+struct Machines<'a> {
+    cr: &'a Arc<CloudResource>,
+    ctx: &'a Context,
+    pkey: &'a ProviderKey,
+    provider: &'a dyn Provider,
+    class: Option<&'a MachineClassSpec>,
+    now: Timestamp,
+}
+
+impl Machines<'_> {
+    /// Writes the create intent (durable before the create call), then creates.
+    async fn record_intent_and_create(
+        &self,
+        t: &mut Target,
+        attempt: u32,
+    ) -> Result<Action, Error> {
+        let key = t.key(self.ctx, attempt);
+        let intent = PendingCreate {
+            token: key.token(),
+            attempt,
+            machine_name: key.machine_name(),
+            since: Time(self.now),
+            generation: t.generation,
+            credentials: secret_of(self.pkey),
+        };
+        let next = status::intent(&t.status, intent, t.generation, self.now);
+        t.write(self.ctx, next).await?;
+        create(
+            self.cr,
+            t,
+            self.ctx,
+            self.pkey,
+            self.provider,
+            &key,
+            self.class,
+        )
+        .await
+    }
+
+    /// Follows a running machine: its price when the provider gave none yet, the provider's
+    /// own log (Lyceum runs, before an end is written), its status.
+    async fn track(&self, t: &mut Target, m: &crate::provider::Machine) -> Result<Action, Error> {
+        let (cr, ctx) = (self.cr, self.ctx);
+        let (quote, source) = if t.status.cost_per_hour.is_none() && m.price_per_hour.is_none() {
+            let spec = spec::build(&cr.spec, self.pkey.region.clone(), None);
+            let price = self.provider.price(&spec);
+            match metered(&ctx.metrics, self.provider, "price", price).await {
+                Ok(q) => (Some(q.per_hour), Some(q.source)),
+                Err(e) => {
+                    warn!(name = %t.name, error = %e, "price lookup failed");
+                    (None, None)
+                }
+            }
+        } else {
+            (None, None)
+        };
+        crate::logs::pull::observed(ctx, cr, self.provider, m).await;
+        let before = t.status.state;
+        let next = status::track(&t.status, m, quote, source, t.generation, self.now);
+        t.write(ctx, next).await?;
+        announce(cr, ctx, before, &t.status).await;
+        Ok(requeue_for(cr, t, ctx))
+    }
+
+    /// Terminates a machine past `maxLifetimeSeconds`.
+    async fn terminate(
+        &self,
+        t: &mut Target,
+        machine: Option<&crate::provider::Machine>,
+        reason: &'static str,
+    ) -> Result<Action, Error> {
+        let ctx = self.ctx;
+        let id = t
+            .status
+            .provider_id
+            .clone()
+            .or_else(|| machine.map(|m| m.id.clone()));
+        if let Some(id) = id {
+            let call = self.provider.terminate(&id);
+            metered(&ctx.metrics, self.provider, "terminate", call)
+                .await
+                .map_err(Error::Terminate)?;
+            ctx.fleet.invalidate(self.pkey);
+            let note = format!("terminating machine {id}: maxLifetimeSeconds reached");
+            ctx.publish(
+                self.cr.as_ref(),
+                EventType::Normal,
+                "MaxLifetimeExceeded",
+                "Terminate",
+                note,
+            )
+            .await;
+        }
+        let mut next = t.status.clone();
+        if let Some(m) = machine {
+            next = status::track(&next, m, None, None, t.generation, self.now);
+        }
+        t.write(
+            ctx,
+            status::terminating(&next, reason, t.generation, self.now),
+        )
+        .await?;
+        Ok(Action::requeue(ctx.config.transition_poll_interval))
     }
 }
 

@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -16,9 +14,9 @@ use kube::api::{Api, PostParams};
 use runctl::cli::control::ControlArgs;
 use runctl::cli::{self, CliError, Cluster, OperatorArgs, Out};
 use runctl::config::OperatorConfig;
-use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
+use runctl::crd::training_job::{JobPhase, TrainingJob};
 use serde_json::json;
-use support::jobs::{JobOperator, Workload, runpod_env, test_job_config};
+use support::jobs::{JobOperator, Workload, runpod_env, test_job_config, wait_job};
 use support::snapshot::{assert_snapshot, normalize};
 use support::{TestEnv, eventually, test_controller_config};
 
@@ -51,28 +49,6 @@ fn sim_job(name: &str, extra: serde_json::Value) -> TrainingJob {
         "metadata": {"name": name}, "spec": spec
     }))
     .unwrap()
-}
-
-async fn wait_job(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&TrainingJobStatus) -> bool,
-) -> TrainingJobStatus {
-    let api: Api<TrainingJob> = env.api();
-    let found = tokio::time::timeout(
-        Duration::from_secs(30),
-        eventually(3600, &format!("{name}: {what}"), || {
-            let api = api.clone();
-            let pred = &pred;
-            async move {
-                let s = api.get_opt(name).await.ok().flatten()?.status?;
-                pred(&s).then_some(s)
-            }
-        }),
-    )
-    .await;
-    found.unwrap_or_else(|_| panic!("timed out waiting for {name}: {what}"))
 }
 
 /// Runs a command into a buffer; its normalized output (and its error, if any).

@@ -7,41 +7,17 @@
 
 mod support;
 
-use std::time::Duration;
-
 use kube::api::{Api, ListParams, PostParams};
 use runctl::crd::CloudResource;
 use runctl::crd::cloud_resource::ResourceState;
-use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
+use runctl::crd::training_job::{JobPhase, TrainingJob};
 use runctl::provider::sim::{SimFault, SimOp};
 use serde_json::json;
-use support::jobs::{Workload, test_job_config};
+use support::jobs::{Workload, test_job_config, wait_job};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("a valid object")
-}
-
-async fn wait_job(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&TrainingJobStatus) -> bool,
-) -> TrainingJobStatus {
-    let api: Api<TrainingJob> = env.api();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        eventually(3600, &format!("{name}: {what}"), || {
-            let api = api.clone();
-            let pred = &pred;
-            async move {
-                let s = api.get_opt(name).await.ok().flatten()?.status?;
-                pred(&s).then_some(s)
-            }
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {name}: {what}"))
 }
 
 /// The value of `name` in a CloudResource's workload env.

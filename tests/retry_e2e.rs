@@ -15,7 +15,7 @@ use runctl::crd::training_job::{
 };
 use runctl::crd::{CloudResource, condition};
 use serde_json::{Value, json};
-use support::jobs::{JobOperator, Workload, test_job_config};
+use support::jobs::{JobOperator, Workload, test_job_config, wait_job};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 fn jobs(env: &TestEnv) -> Api<TrainingJob> {
@@ -47,34 +47,6 @@ async fn start(env: &TestEnv, name: &str, extra: Value) -> JobOperator {
         .await
         .expect("create job");
     op
-}
-
-async fn wait_job(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&TrainingJobStatus) -> bool,
-) -> TrainingJobStatus {
-    let api = jobs(env);
-    let last = std::sync::Mutex::new(None);
-    let waited = tokio::time::timeout(
-        Duration::from_secs(30),
-        eventually(3600, &format!("{name}: {what}"), || {
-            let (api, pred, last) = (api.clone(), &pred, &last);
-            async move {
-                let s = api.get_opt(name).await.ok().flatten()?.status?;
-                *last.lock().unwrap() = Some(s.clone());
-                pred(&s).then_some(s)
-            }
-        }),
-    )
-    .await;
-    waited.unwrap_or_else(|_| {
-        panic!(
-            "timed out waiting for {name}: {what}; its last status: {:#?}",
-            last.lock().unwrap()
-        )
-    })
 }
 
 /// Waits until attempt `n` runs and returns its workload.

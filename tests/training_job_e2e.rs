@@ -15,7 +15,7 @@ use runctl::crd::{CloudResource, condition};
 use runctl::provider::sim::{SimConfig, SimFault, SimOp};
 use runctl_apiserver::Verb;
 use serde_json::{Value, json};
-use support::jobs::{JobOperator, Workload, runpod_env, test_job_config};
+use support::jobs::{JobOperator, Workload, runpod_env, test_job_config, wait_job};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 fn jobs(env: &TestEnv) -> Api<TrainingJob> {
@@ -45,37 +45,6 @@ fn job(name: &str, extra: Value) -> TrainingJob {
 async fn start(env: &TestEnv) -> JobOperator {
     env.start_training_job_controller(test_controller_config("op"), test_job_config())
         .await
-}
-
-async fn wait_job(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&TrainingJobStatus) -> bool,
-) -> TrainingJobStatus {
-    let api = jobs(env);
-    let last = std::sync::Mutex::new(None);
-    let waited = tokio::time::timeout(
-        Duration::from_secs(30),
-        eventually(3600, &format!("{name}: {what}"), || {
-            let api = api.clone();
-            let pred = &pred;
-            let last = &last;
-            async move {
-                let s = api.get_opt(name).await.ok().flatten()?.status?;
-                *last.lock().unwrap() = Some(s.clone());
-                pred(&s).then_some(s)
-            }
-        }),
-    )
-    .await;
-    match waited {
-        Ok(s) => s,
-        Err(_) => panic!(
-            "timed out waiting for {name}: {what}; its last status: {:#?}",
-            last.lock().unwrap()
-        ),
-    }
 }
 
 async fn wait_phase(env: &TestEnv, name: &str, phase: JobPhase) -> TrainingJobStatus {

@@ -241,3 +241,33 @@ pub async fn runpod_env(sim: bool) -> (runctl_standins::runpod::RunPodStandin, T
     .await;
     (standin, env)
 }
+
+/// Waits (up to 60 s) until the status of TrainingJob `name` in the test's namespace satisfies
+/// `pred`; on timeout, panics with `what` and the last status seen.
+pub async fn wait_job(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&runctl::crd::training_job::TrainingJobStatus) -> bool,
+) -> runctl::crd::training_job::TrainingJobStatus {
+    let api: Api<runctl::crd::TrainingJob> = env.api();
+    let last = std::sync::Mutex::new(None);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        super::eventually(3600, &format!("{name}: {what}"), || {
+            let (api, pred, last) = (api.clone(), &pred, &last);
+            async move {
+                let s = api.get_opt(name).await.ok().flatten()?.status?;
+                *last.lock().expect("not poisoned") = Some(s.clone());
+                pred(&s).then_some(s)
+            }
+        }),
+    )
+    .await;
+    waited.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {name}: {what}; its last status: {:#?}",
+            last.lock().expect("not poisoned")
+        )
+    })
+}

@@ -180,9 +180,10 @@ impl Operator {
         }
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
         // Every replica serves the callback endpoint: it verifies a report's token and
-        // persists the report in the attempt's CloudResource before it answers, so a standby
+        // persists an exit report in the attempt's CloudResource before it answers, so a standby
         // accepts reports as well as the leader, whose controller reads them from the API (and,
-        // for reports it received itself, from `reports` at once).
+        // for reports it received itself, from `reports` at once). Heartbeats and progress are
+        // persisted only by a standby, at most once per `costRefreshSeconds` per attempt.
         let reports = Arc::new(Reports::new());
         // Workload output is kept by the leader only (a standby answers chunks with 421).
         let logs = crate::logs::sink::LogSink::new(
@@ -192,10 +193,11 @@ impl Operator {
         );
         logs.set_leading(false);
         if let Some(addr) = self.callback_addr {
-            let router = callback::router(CallbackState::with_sink(
+            let router = callback::router(CallbackState::with_sink_every(
                 self.client.clone(),
                 reports.clone(),
                 logs.clone(),
+                self.controllers.cost_refresh_interval,
             ));
             let bound = match self.callback_tls.clone() {
                 Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,

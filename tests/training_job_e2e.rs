@@ -974,13 +974,21 @@ async fn a_sigterm_for_a_spot_reclaim_retries_as_an_interruption() {
 }
 
 /// A callback endpoint alone, as a standby replica (or a replica that is about to die) serves it:
-/// its own report store, no controller reading it. Returns its base URL and the token stopping it.
+/// its own report store, no controller reading it, not leading (so it persists heartbeats and
+/// progress as well as exits). Returns its base URL and the token stopping it.
 async fn callback_only(env: &TestEnv) -> (String, tokio_util::sync::CancellationToken) {
     use runctl::callback::{self, CallbackState, Reports};
     let stop = tokio_util::sync::CancellationToken::new();
-    let router = callback::router(CallbackState::new(
+    let logs = runctl::logs::sink::LogSink::new(
+        env.client.clone(),
+        std::sync::Arc::new(runctl::metrics::Metrics::new()),
+        runctl::logs::sink::FOLLOWED_WRITE_INTERVAL,
+    );
+    logs.set_leading(false);
+    let router = callback::router(CallbackState::with_sink(
         env.client.clone(),
         std::sync::Arc::new(Reports::new()),
+        logs,
     ));
     let addr = callback::serve("127.0.0.1:0".parse().unwrap(), router, stop.clone())
         .await
@@ -1038,6 +1046,65 @@ async fn reports_to_a_standby_replica_reach_the_leader() {
     );
     stop_standby.cancel();
     leader.stop().await;
+}
+
+/// Issue 20: the leader persists no heartbeats (its controller reads them from memory), so a
+/// replica that takes over knows only the heartbeat the job's status shows, older than the
+/// heartbeat timeout here. It grants the running attempt a full timeout from when it took over
+/// instead of ending it `HeartbeatsStopped` at once; heartbeats that then stop still end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_does_not_take_an_old_heartbeat_for_a_lost_machine() {
+    let env = TestEnv::start(fast_sim()).await;
+    let mut config = test_job_config();
+    config.heartbeat_timeout = Some(Duration::from_secs(3));
+    let first = env
+        .start_training_job_controller(test_controller_config("op"), config.clone())
+        .await;
+    jobs(&env)
+        .create(
+            &PostParams::default(),
+            &job("taken-over", json!({"retryOn": []})),
+        )
+        .await
+        .unwrap();
+    let w = running_attempt(&env, "taken-over", 1).await;
+    assert_eq!(w.heartbeat().await, 200);
+    wait_job(&env, "taken-over", "the heartbeat in status", |s| {
+        s.last_heartbeat_time.is_some()
+    })
+    .await;
+    let old_base = first.callback_base.clone();
+    first.stop().await;
+    let cr = crs(&env).get("taken-over-a1").await.unwrap();
+    assert!(
+        cr.status.and_then(|s| s.report).is_none(),
+        "the leader persisted no heartbeat"
+    );
+    // Longer than the heartbeat timeout without a leader.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let second = env
+        .start_training_job_controller(test_controller_config("op"), config)
+        .await;
+    let w = Workload {
+        url: w.url.replace(&old_base, &second.callback_base),
+        ..w
+    };
+    assert_eq!(w.heartbeat().await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = jobs(&env).get("taken-over").await.unwrap().status.unwrap();
+    assert!(
+        s.phase == Some(JobPhase::Running) && s.attempts[0].end_time.is_none(),
+        "{s:?}"
+    );
+    // ... and then nothing more.
+    let s = wait_phase(&env, "taken-over", JobPhase::Failed).await;
+    assert_eq!(
+        s.attempts[0].reason.as_deref(),
+        Some("HeartbeatsStopped"),
+        "{s:?}"
+    );
+    wait_no_machines(&env, "taken-over").await;
+    second.stop().await;
 }
 
 /// Issue "Truthful outcomes", item 3: an operator that received the exit report and stopped

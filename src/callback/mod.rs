@@ -56,7 +56,9 @@ pub struct CallbackState {
 
 impl CallbackState {
     /// State over `reports`, which the TrainingJob controller of this process reads (when it
-    /// leads; every replica persists reports into the API either way).
+    /// leads; every replica persists exit reports into the API either way, a standby also its
+    /// heartbeats and progress, throttled: [`reports::persist_due`]). Leads until its log sink
+    /// is told otherwise ([`LogSink::set_leading`]).
     pub fn new(client: Client, reports: Arc<Reports>) -> Arc<Self> {
         Self::with_limiter(client, reports, limit::Limiter::default())
     }
@@ -70,8 +72,8 @@ impl CallbackState {
         Self::with_options(client, reports, limiter, persist::DEFAULT_INTERVAL)
     }
 
-    /// Like [`with_limiter`](Self::with_limiter), persisting heartbeats and progress at most
-    /// every `persist_interval` per attempt.
+    /// Like [`with_limiter`](Self::with_limiter), a standby persisting heartbeats and progress
+    /// at most every `persist_interval` per attempt.
     pub fn with_options(
         client: Client,
         reports: Arc<Reports>,
@@ -91,11 +93,23 @@ impl CallbackState {
     /// The operator's state: default limits, workload output kept in `logs` (the sink the
     /// controllers of this process share: [`crate::controller::Context::logs`]).
     pub fn with_sink(client: Client, reports: Arc<Reports>, logs: Arc<LogSink>) -> Arc<Self> {
+        Self::with_sink_every(client, reports, logs, persist::DEFAULT_INTERVAL)
+    }
+
+    /// Like [`with_sink`](Self::with_sink), a standby persisting heartbeats and progress at most
+    /// every `persist_interval` per attempt (the operator's `costRefreshSeconds`). Whether this
+    /// replica leads is the sink's [`LogSink::leading`].
+    pub fn with_sink_every(
+        client: Client,
+        reports: Arc<Reports>,
+        logs: Arc<LogSink>,
+        persist_interval: std::time::Duration,
+    ) -> Arc<Self> {
         Self::with_parts(
             client,
             reports,
             limit::Limiter::default(),
-            persist::DEFAULT_INTERVAL,
+            persist_interval,
             logs,
         )
     }
@@ -352,7 +366,9 @@ async fn report(
     };
     let is_exit = exit.is_some();
     state.reports.record(id.clone(), parsed, now);
-    match state.persister.persist(&id, is_exit, now).await {
+    // The leader's controller reads this replica's store; a standby's store is read by nobody.
+    let leading = state.logs.leading();
+    match state.persister.persist(&id, is_exit, leading, now).await {
         Ok(()) => {
             if let Some((code, interrupted)) = exit {
                 state.logs.finish(&id, code, interrupted).await;
@@ -375,7 +391,8 @@ async fn report(
                 "cannot record the report right now; retry",
             )
         }
-        // A heartbeat is in this replica's memory, and the next one is written again.
+        // A heartbeat is in this replica's memory, and the next one is written again (a
+        // failed write is forgotten: `Reports::persist_failed`).
         Err(e) => {
             debug!(namespace = %id.namespace, job = %id.job, attempt, error = %e, "heartbeat not persisted");
             (StatusCode::OK, "ok")

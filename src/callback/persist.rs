@@ -1,12 +1,15 @@
-//! Persisting what workloads report: any replica that verified a report writes it into the
-//! attempt's CloudResource status (`status.report`) before it answers, so that a report never
-//! lives only in one process's memory. A standby accepts reports as well as the leader, and a
-//! restart loses none.
+//! Persisting what workloads report into the attempt's CloudResource status (`status.report`),
+//! by the replica that verified the report, before it answers. A standby accepts reports as well
+//! as the leader.
 //!
-//! Exit reports are written at once, every time (the wrapper gets 200 only once the exit is in
-//! the API). Heartbeats and progress are written at most once per `interval` per attempt and
-//! replica (the first one at once), so a running attempt costs a write a minute, not one per
-//! heartbeat; the leader also keeps them in memory, where its controller sees them at once.
+//! Exit reports are written at once, every time, by every replica (the wrapper gets 200 only
+//! once the exit is in the API): an exit never lives only in one process's memory, and a restart
+//! loses none. Heartbeats and progress are written on no timer by the leader, whose controller
+//! reads them from memory; a standby writes its first one of an attempt at once and then at most
+//! once per `interval` (`costRefreshSeconds`), so that the leader learns of heartbeats that
+//! reached only a standby. A replica that becomes leader grants running attempts a heartbeat
+//! grace from that moment instead of relying on persisted heartbeats. The decisions are
+//! [`super::reports::persist_due`] and [`super::reports::alive_since`].
 //!
 //! Writes are JSON merge patches on the status subresource under their own field manager: they
 //! set the fields they carry and never remove one another's (two replicas may write the same
@@ -25,8 +28,9 @@ use crate::crd::CloudResource;
 
 /// Field manager of the report writes.
 pub const FIELD_MANAGER: &str = "runctl-callback";
-/// Default: heartbeats and progress are persisted at most this often per attempt and replica.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default: a standby persists an attempt's heartbeats and progress at most this often (the
+/// default `costRefreshSeconds`; the operator passes its configured value).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1200);
 
 /// Why a report could not be persisted.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +43,8 @@ pub enum PersistError {
     Write(#[source] kube::Error),
 }
 
-/// Writes the reports recorded in [`Reports`] into CloudResource status, throttling
-/// heartbeats and progress.
+/// Writes the reports recorded in [`Reports`] into CloudResource status: exits at once, a
+/// standby's heartbeats and progress throttled, the leader's heartbeats and progress not at all.
 pub struct Persister {
     client: Client,
     reports: Arc<Reports>,
@@ -48,8 +52,8 @@ pub struct Persister {
 }
 
 impl Persister {
-    /// A persister of what `reports` holds, writing with `client`, heartbeats at most every
-    /// `interval`.
+    /// A persister of what `reports` holds, writing with `client`, a standby's heartbeats at
+    /// most every `interval`.
     pub fn new(client: Client, reports: Arc<Reports>, interval: Duration) -> Self {
         Self {
             client,
@@ -59,16 +63,17 @@ impl Persister {
     }
 
     /// Persists what attempt `id` reported (recorded in the store at `now`) when it is due; an
-    /// exit always.
+    /// exit always. `leading`: this replica holds the Lease (its controller reads the store).
     pub async fn persist(
         &self,
         id: &AttemptId,
         exit: bool,
+        leading: bool,
         now: Timestamp,
     ) -> Result<(), PersistError> {
         let Some(body) = self
             .reports
-            .due_for_persisting(id, exit, now, self.interval)
+            .due_for_persisting(id, exit, leading, now, self.interval)
         else {
             return Ok(());
         };

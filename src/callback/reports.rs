@@ -1,10 +1,11 @@
 //! In-memory store of what workloads reported through the callback endpoint, per attempt, read
 //! by the TrainingJob controller of the same process (which copies it into the job's status).
 //! Exit reports wake the controller at once; heartbeats and progress are picked up at its next
-//! poll. This is the fast path only: every report is also persisted in the attempt's
-//! CloudResource status ([`super::persist`]), which is what survives restarts and reaches the
-//! leader from a standby. Attempts that have not reported for an hour are forgotten (a standby's
-//! controller never forgets them for it).
+//! poll. Exit reports are also persisted in the attempt's CloudResource status at once
+//! ([`super::persist`]), which is what survives restarts and reaches the leader from a standby;
+//! heartbeats and progress only when this replica is a standby (the leader's own are read from
+//! here: see [`persist_due`]). Attempts that have not reported for an hour are forgotten (a
+//! standby's controller never forgets them for it).
 
 use std::collections::HashMap;
 
@@ -42,6 +43,11 @@ pub struct AttemptReport {
     pub interrupted: bool,
     /// What of this attempt this replica has persisted in the API.
     pub persisted: Persisted,
+    /// The heartbeat time found in the attempt's CloudResource (`status.report`), written by a
+    /// replica that received the heartbeat as a standby (or by an earlier leader). Such a replica
+    /// writes again within the persist interval while heartbeats keep reaching it, so the attempt
+    /// counts as alive until this time plus that interval ([`alive_since`]).
+    pub stored_heartbeat: Option<Timestamp>,
 }
 
 impl AttemptReport {
@@ -53,6 +59,7 @@ impl AttemptReport {
             exit_code: stored.exit_code,
             interrupted: stored.interrupted.unwrap_or(false),
             persisted: Persisted::default(),
+            stored_heartbeat: stored.last_heartbeat_time.as_ref().map(|t| t.0),
         }
     }
 
@@ -68,6 +75,7 @@ impl AttemptReport {
             a.interrupted = b.interrupted;
         }
         a.last_heartbeat = a.last_heartbeat.max(b.last_heartbeat);
+        a.stored_heartbeat = b.stored_heartbeat;
         let time = |p: &Option<Progress>| p.as_ref().and_then(|p| p.time.as_ref()).map(|t| t.0);
         if time(&b.progress) > time(&a.progress) {
             a.progress = b.progress;
@@ -83,6 +91,71 @@ pub struct Persisted {
     pub heartbeat: Option<Timestamp>,
     /// The progress last written.
     pub progress: Option<Progress>,
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(now.duration_since(since)).unwrap_or_default()
+}
+
+/// Whether a report of an attempt is written into its CloudResource now, from what this replica
+/// wrote of the attempt before (`persisted`):
+///
+/// - an exit always, on every replica (the wrapper gets 200 only once it is in the API, so an
+///   exit never lives only in one process's memory);
+/// - on the leader nothing else: its TrainingJob controller reads the heartbeats and progress it
+///   received from memory, and a replica that becomes leader grants every running attempt a
+///   heartbeat grace from that moment ([`alive_since`]) instead of reading old heartbeats back;
+/// - on a standby (whose memory no controller reads) the first report of the attempt at once,
+///   then a heartbeat or progress at most once per `interval` (`costRefreshSeconds`): the
+///   leader counts such a heartbeat as alive for `interval` more ([`alive_since`]).
+///
+/// So a running attempt whose reports reach the leader costs no periodic write at all.
+pub fn persist_due(
+    persisted: &Persisted,
+    exit: bool,
+    leading: bool,
+    now: Timestamp,
+    interval: std::time::Duration,
+) -> bool {
+    if exit {
+        return true;
+    }
+    if leading {
+        return false;
+    }
+    persisted
+        .heartbeat
+        .is_none_or(|t| elapsed(t, now) >= interval)
+}
+
+/// Since when a running attempt counts as alive for the heartbeat timeout, or `None` when no
+/// heartbeat ever came (the timeout then does not apply). The latest of:
+///
+/// - `last`: the last heartbeat this replica received (merged with the persisted one), or the
+///   one the job's status shows;
+/// - `stored` plus `interval`: a heartbeat a standby persisted; that standby writes again
+///   within `interval` while heartbeats keep reaching it ([`persist_due`]), so any heartbeat it
+///   received and did not write came before this;
+/// - `leader_since`: when this process became the leader; heartbeats the earlier leader
+///   received are in no memory this process reads (the leader does not persist them), so each
+///   running attempt gets a full timeout from then.
+pub fn alive_since(
+    last: Option<Timestamp>,
+    stored: Option<Timestamp>,
+    interval: std::time::Duration,
+    leader_since: Option<Timestamp>,
+) -> Option<Timestamp> {
+    let last = last.max(stored)?;
+    let vouched = stored.map(|t| {
+        jiff::SignedDuration::try_from(interval)
+            .ok()
+            .and_then(|d| t.checked_add(d).ok())
+            .unwrap_or(Timestamp::MAX)
+    });
+    [vouched, leader_since]
+        .into_iter()
+        .flatten()
+        .fold(Some(last), Option::max)
 }
 
 /// A report as received.
@@ -187,22 +260,20 @@ impl Reports {
             .retain(|id, _| by_attempt.contains_key(id));
     }
 
-    /// The fields of attempt `id` to write into the API now, if any, marked as written: an exit
-    /// always (with everything else); otherwise the heartbeat, and progress that changed, when
-    /// no heartbeat was written for `interval`.
+    /// The fields of attempt `id` to write into the API now, if any, marked as written, when
+    /// [`persist_due`] says so: an exit (with everything else); on a standby also the heartbeat,
+    /// and progress that changed.
     pub fn due_for_persisting(
         &self,
         id: &AttemptId,
         exit: bool,
+        leading: bool,
         now: Timestamp,
         interval: std::time::Duration,
     ) -> Option<WorkloadReport> {
         let mut map = self.by_attempt.lock();
         let r = map.get_mut(id)?;
-        let heartbeat_due = r.persisted.heartbeat.is_none_or(|t| {
-            std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default() >= interval
-        });
-        if !exit && !heartbeat_due {
+        if !persist_due(&r.persisted, exit, leading, now, interval) {
             return None;
         }
         let mut body = WorkloadReport {
@@ -321,18 +392,77 @@ mod tests {
     }
 
     #[test]
-    fn heartbeats_are_persisted_once_a_minute_and_exits_always() {
-        let r = Reports::new();
-        let minute = std::time::Duration::from_secs(60);
+    fn persisting_is_due_for_exits_and_a_standby_s_reports_at_most_once_per_interval() {
         let t0 = Timestamp::from_second(1_000_000).unwrap();
         let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
-        let due = |exit: bool, t: Timestamp| r.due_for_persisting(&id(1), exit, t, minute);
-        assert_eq!(due(false, t0), None, "nothing recorded yet");
+        let every = std::time::Duration::from_secs(1200);
+        let never = Persisted::default();
+        let wrote = |s: i64| Persisted {
+            heartbeat: Some(at(s)),
+            progress: None,
+        };
+        // (what this replica wrote before, exit, leading, now, due, why)
+        #[rustfmt::skip]
+        let cases = [
+            (&never, true, true, at(0), true, "the leader writes an exit"),
+            (&never, true, false, at(0), true, "a standby writes an exit"),
+            (&wrote(0), true, false, at(1), true, "an exit right after a write"),
+            (&never, false, true, at(0), false, "the leader: no heartbeat write"),
+            (&wrote(0), false, true, at(5000), false, "the leader: never on a timer"),
+            (&never, false, false, at(0), true, "a standby: its first at once"),
+            (&wrote(0), false, false, at(1199), false, "a standby: not within the interval"),
+            (&wrote(0), false, false, at(1200), true, "a standby: once the interval passed"),
+        ];
+        for (persisted, exit, leading, now, due, why) in cases {
+            assert_eq!(
+                persist_due(persisted, exit, leading, now, every),
+                due,
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn heartbeats_stay_alive_from_the_latest_of_memory_a_standby_s_write_and_leadership() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| Some(t0 + jiff::SignedDuration::from_secs(s));
+        let every = std::time::Duration::from_secs(1200);
+        // (last heartbeat, stored heartbeat, leader since, alive since, why)
+        #[rustfmt::skip]
+        let cases = [
+            (None, None, at(0), None, "no heartbeat ever: no timeout"),
+            (at(50), None, None, at(50), "the last one this leader received"),
+            (at(50), None, at(10), at(50), "received after it became leader"),
+            (at(50), None, at(900), at(900), "a new leader grants a grace"),
+            (None, at(30), None, at(1230), "a standby's write vouches for the interval"),
+            (at(2000), at(30), None, at(2000), "a later heartbeat in memory"),
+            (at(40), at(30), at(5000), at(5000), "leadership later than both"),
+        ];
+        for (last, stored, leader, want, why) in cases {
+            assert_eq!(alive_since(last, stored, every, leader), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_standby_writes_its_first_report_then_once_per_interval_and_the_leader_only_exits() {
+        let r = Reports::new();
+        let every = std::time::Duration::from_secs(1200);
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let due = |exit: bool, leading: bool, t: Timestamp| {
+            r.due_for_persisting(&id(1), exit, leading, t, every)
+        };
+        assert_eq!(due(false, false, t0), None, "nothing recorded yet");
         r.record(id(1), Report::Heartbeat, t0);
-        let first = due(false, t0).expect("the first heartbeat is written at once");
+        assert_eq!(
+            due(false, true, t0),
+            None,
+            "the leader keeps heartbeats in memory"
+        );
+        let first = due(false, false, t0).expect("a standby writes its first heartbeat at once");
         assert_eq!(first.last_heartbeat_time, Some(Time(t0)));
         r.record(id(1), Report::Heartbeat, at(30));
-        assert_eq!(due(false, at(30)), None);
+        assert_eq!(due(false, false, at(30)), None);
         let p = |step| {
             Report::Progress(Progress {
                 step: Some(step),
@@ -341,30 +471,30 @@ mod tests {
         };
         r.record(id(1), p(7), at(31));
         assert_eq!(
-            due(false, at(31)),
+            due(false, false, at(31)),
             None,
             "progress waits for the next write"
         );
-        r.record(id(1), Report::Heartbeat, at(60));
-        let later = due(false, at(60)).expect("a minute later");
+        r.record(id(1), Report::Heartbeat, at(1200));
+        let later = due(false, false, at(1200)).expect("an interval later");
         assert_eq!(later.progress.and_then(|p| p.step), Some(7));
-        r.record(id(1), Report::Heartbeat, at(121));
+        r.record(id(1), Report::Heartbeat, at(2400));
         assert_eq!(
-            due(false, at(121)).expect("heartbeat").progress,
+            due(false, false, at(2400)).expect("heartbeat").progress,
             None,
             "unchanged progress is not written again"
         );
-        r.record(id(1), p(8), at(122));
-        r.record(id(1), exit(4), at(123));
-        let e = due(true, at(123)).expect("an exit is always written");
+        r.record(id(1), p(8), at(2401));
+        r.record(id(1), exit(4), at(2402));
+        let e = due(true, true, at(2402)).expect("an exit is always written");
         assert_eq!(
             (e.exit_code, e.interrupted, e.progress.and_then(|p| p.step)),
             (Some(4), Some(false), Some(8))
         );
         r.persist_failed(&id(1));
-        r.record(id(1), Report::Heartbeat, at(124));
+        r.record(id(1), Report::Heartbeat, at(2403));
         assert!(
-            due(false, at(124)).is_some(),
+            due(false, false, at(2403)).is_some(),
             "after a failed write the next report writes again"
         );
     }
@@ -399,6 +529,11 @@ mod tests {
             ),
             (Some(0), true, Some(t(20)), Some(2)),
             "a standby's persisted exit reaches the leader"
+        );
+        assert_eq!(
+            m.stored_heartbeat,
+            Some(t(20)),
+            "kept apart for alive_since"
         );
         assert_eq!(
             AttemptReport::merged(None, Some(stored.clone())),

@@ -208,6 +208,10 @@ pub struct JobContext {
     /// The resourceVersion of each job as this controller last read or wrote it: a cached job of
     /// that version holds every status write of ours, so it needs no fresh read.
     pub known_versions: Mutex<HashMap<JobKey, String>>,
+    /// When this controller started, which is when its process became the leader: heartbeats
+    /// the earlier leader received are in no memory it reads, so running attempts get a full
+    /// heartbeat timeout from then ([`plan::Settings::leader_since`]).
+    pub leader_since: jiff::Timestamp,
 }
 
 impl JobContext {
@@ -219,6 +223,7 @@ impl JobContext {
             reports,
             machines: Arc::new(MachineIndex::new()),
             known_versions: Mutex::new(HashMap::new()),
+            leader_since: jiff::Timestamp::now(),
         }
     }
 
@@ -311,6 +316,8 @@ pub fn plan_settings(ctx: &Context, config: &TrainingJobConfig) -> Settings {
             config.callback_check,
         ),
         enabled_providers: ctx.registry.config().enabled_kinds(),
+        report_refresh: ctx.config.cost_refresh_interval,
+        leader_since: None,
     }
 }
 

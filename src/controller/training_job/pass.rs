@@ -140,7 +140,10 @@ impl Pass {
 
     /// The plan; when it asks for offers, they are collected and it plans again with them.
     async fn decide(&self, jc: &JobContext, seen: &Observed) -> Plan {
-        let settings = plan_settings(&jc.ctx, &jc.config);
+        let settings = plan::Settings {
+            leader_since: Some(jc.leader_since),
+            ..plan_settings(&jc.ctx, &jc.config)
+        };
         let input = Input {
             job: &self.name,
             spec: &self.job.spec,
@@ -295,6 +298,12 @@ impl Pass {
             .as_ref()
             .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
         if !unchanged {
+            // Written anyway: with the latest heartbeat and progress of its last attempt.
+            if let Some((attempt, r)) = &p.latest_report
+                && next.attempts.last().is_some_and(|a| a.index == *attempt)
+            {
+                plan::show_latest_reports(&mut next, r);
+            }
             write_status(jc, &self.api, &self.key, &next).await?;
         }
         Ok(next)

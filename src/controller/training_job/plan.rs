@@ -87,6 +87,13 @@ pub struct Settings {
     /// The providers the operator's configuration enables (`providers.<name>.enabled`): no
     /// attempt starts anywhere else.
     pub enabled_providers: Vec<ProviderKind>,
+    /// `costRefreshSeconds`: how often a standby persists heartbeats (a persisted heartbeat
+    /// counts as alive this much longer), and the pace of the job status's `lastHeartbeatTime`
+    /// and `progress` ([`take_reports`]).
+    pub report_refresh: Duration,
+    /// When this process became the leader: a running attempt's heartbeat timeout counts from
+    /// no earlier ([`crate::callback::reports::alive_since`]). `None`: from its heartbeats only.
+    pub leader_since: Option<Timestamp>,
 }
 
 /// Everything the plan looks at.
@@ -187,6 +194,10 @@ pub struct Plan {
     /// What a new retry request (`runctl.dev/retry`) did, when there was one and it was handled
     /// (it is recorded in `status.observedRetryRequest`).
     pub retry: Option<RetryDecision>,
+    /// The latest report of the attempt whose heartbeat and progress the status shows (its
+    /// number and report), which [`take_reports`] may have held back: shown whenever the status
+    /// is written anyway ([`show_latest_reports`]).
+    pub latest_report: Option<(u32, AttemptReport)>,
 }
 
 impl Plan {
@@ -476,6 +487,7 @@ pub fn plan(i: Input<'_>) -> Plan {
         requeue: None,
         releasing: 0,
         retry: None,
+        latest_report: None,
     };
     s.observed_generation = Some(i.generation);
     // A user's retry request is recorded as handled; a job that has not run yet has nothing to
@@ -504,7 +516,7 @@ pub fn plan(i: Input<'_>) -> Plan {
     if !terminal {
         adopt_strays(&i, &mut s);
     }
-    take_reports(&i, &mut s);
+    p.latest_report = take_reports(&i, &mut s);
     let mut waiting = false;
     if !terminal {
         let open = s.attempts.iter().position(|a| a.end_time.is_none());
@@ -548,6 +560,7 @@ fn collect_offers_first(i: &Input<'_>) -> Plan {
         requeue: None,
         releasing: 0,
         retry: None,
+        latest_report: None,
     }
 }
 
@@ -615,16 +628,58 @@ fn adopt_strays(i: &Input<'_>, s: &mut TrainingJobStatus) {
     }
 }
 
-/// The open attempt's last heartbeat and progress, into status.
-fn take_reports(i: &Input<'_>, s: &mut TrainingJobStatus) {
-    let Some(r) = s
-        .attempts
-        .iter()
-        .find(|a| a.end_time.is_none())
-        .and_then(|a| i.reports.get(&a.index))
-    else {
-        return;
-    };
+/// The open attempt's last heartbeat and progress, into status, at the pace of the cost refresh
+/// so that a heartbeat alone writes no status: shown at once when the status shows none of this
+/// attempt's yet (the first report, which also turns `Reporting` True), else when what it shows
+/// is at least twice `report_refresh` (`costRefreshSeconds`) old ([`reports_shown_now`]); and
+/// whenever the status is written for another reason (a transition, the accrued-cost refresh:
+/// [`show_latest_reports`]). Returns the attempt's number and report for the latter.
+fn take_reports(i: &Input<'_>, s: &mut TrainingJobStatus) -> Option<(u32, AttemptReport)> {
+    let a = s.attempts.iter().find(|a| a.end_time.is_none())?;
+    let (index, started) = (a.index, a.start_time.as_ref().map(|t| t.0));
+    let r = i.reports.get(&index)?;
+    if reports_shown_now(s, r, started, i.now, i.settings.report_refresh) {
+        show_latest_reports(s, r);
+    }
+    Some((index, r.clone()))
+}
+
+/// Whether the status shows the open attempt's latest heartbeat and progress (`r`) now, though
+/// it is written for nothing else: when it shows no heartbeat, or no progress, of this attempt
+/// (`started` then) while `r` has one, or a heartbeat at least twice `refresh` old while `r`
+/// has a later one. Pure, for table tests.
+pub fn reports_shown_now(
+    s: &TrainingJobStatus,
+    r: &AttemptReport,
+    started: Option<Timestamp>,
+    now: Timestamp,
+    refresh: Duration,
+) -> bool {
+    let of_this_attempt = |t: Timestamp| started.is_none_or(|st| t >= st);
+    let shown = s
+        .last_heartbeat_time
+        .as_ref()
+        .map(|t| t.0)
+        .filter(|t| of_this_attempt(*t));
+    let progress_shown = s
+        .progress
+        .as_ref()
+        .is_some_and(|p| p.time.as_ref().is_none_or(|t| of_this_attempt(t.0)));
+    match (shown, r.last_heartbeat) {
+        (None, Some(_)) => return true,
+        (Some(shown), Some(latest)) if latest > shown => {
+            let stale = shown + signed(refresh.saturating_mul(2));
+            if now >= stale {
+                return true;
+            }
+        }
+        _ => {}
+    }
+    r.progress.is_some() && !progress_shown
+}
+
+/// Shows `r`'s heartbeat and progress in the status.
+pub fn show_latest_reports(s: &mut TrainingJobStatus, r: &AttemptReport) {
     if let Some(hb) = r.last_heartbeat {
         s.last_heartbeat_time = Some(Time(hb));
     }
@@ -1068,13 +1123,21 @@ fn stuck(
     let started = a.start_time.as_ref().map(|t| t.0);
     if state == Some(ResourceState::Running) {
         let timeout = i.settings.heartbeat_timeout?;
-        // The last heartbeat of this attempt: in memory, or in status when it is this attempt's.
+        // The last heartbeat of this attempt: in memory, or in status when it is this attempt's;
+        // one a standby persisted counts for `report_refresh` more, and a new leader grants a
+        // full timeout from when it took over.
         let last = report.and_then(|r| r.last_heartbeat).or_else(|| {
             s.last_heartbeat_time
                 .as_ref()
                 .map(|t| t.0)
                 .filter(|t| started.is_some_and(|st| *t >= st))
-        })?;
+        });
+        let last = crate::callback::reports::alive_since(
+            last,
+            report.and_then(|r| r.stored_heartbeat),
+            i.settings.report_refresh,
+            i.settings.leader_since,
+        )?;
         let due = after(last, timeout);
         if now >= due {
             return Some(Outcome::HeartbeatsStopped {

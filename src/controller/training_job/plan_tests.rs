@@ -26,6 +26,8 @@ fn settings() -> Settings {
         },
         callback: Ok(()),
         enabled_providers: ProviderKind::ALL.to_vec(),
+        report_refresh: Duration::from_secs(1200),
+        leader_since: None,
     }
 }
 
@@ -115,6 +117,8 @@ struct Case {
     enabled: Vec<ProviderKind>,
     /// The job's `runctl.dev/retry` annotation.
     retry_request: Option<String>,
+    /// When the planning process became the leader.
+    leader_since: Option<Timestamp>,
     now: Timestamp,
 }
 
@@ -130,6 +134,7 @@ impl Case {
             callback: Ok(()),
             enabled: ProviderKind::ALL.to_vec(),
             retry_request: None,
+            leader_since: None,
             now: t0(),
         }
     }
@@ -138,6 +143,7 @@ impl Case {
         let s = Settings {
             callback: self.callback.clone(),
             enabled_providers: self.enabled.clone(),
+            leader_since: self.leader_since,
             ..settings()
         };
         plan(Input {
@@ -912,6 +918,138 @@ fn heartbeats_that_stop_end_a_running_attempt_and_none_at_all_are_left_alone() {
         Some("HeartbeatsStopped")
     );
     assert_eq!(p.status.failures.interruption, 1);
+}
+
+#[test]
+fn a_new_leader_grants_heartbeats_a_full_timeout_from_when_it_took_over() {
+    // The earlier leader showed a heartbeat at 50 s; this process leads from 1,000 s, with
+    // nothing in memory: that old heartbeat is no lost machine.
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(
+        1,
+        AttemptReport {
+            last_heartbeat: Some(at(50)),
+            ..Default::default()
+        },
+    );
+    c.now = at(60);
+    assert_eq!(c.step().status.last_heartbeat_time, Some(Time(at(50))));
+    c.reports.clear();
+    c.leader_since = Some(at(1000));
+    c.now = at(1000);
+    let p = c.step();
+    assert_eq!(p.status.phase, Some(JobPhase::Running), "{:?}", p.status);
+    c.now = at(1119);
+    assert_eq!(c.step().status.phase, Some(JobPhase::Running));
+    // No heartbeat reached the new leader within the timeout (120 s) of taking over.
+    c.now = at(1120);
+    let p = c.step();
+    assert_eq!(
+        p.status.attempts[0].reason.as_deref(),
+        Some("HeartbeatsStopped")
+    );
+}
+
+#[test]
+fn a_heartbeat_a_standby_persisted_counts_for_the_refresh_interval_more() {
+    // A standby wrote a heartbeat at 50 s; it writes again within `report_refresh` (1,200 s)
+    // while heartbeats reach it, so the attempt lives until 50 + 1,200 + 120 s.
+    let mut c = running(spec(serde_json::json!({})));
+    c.reports.insert(
+        1,
+        AttemptReport {
+            last_heartbeat: Some(at(50)),
+            stored_heartbeat: Some(at(50)),
+            ..Default::default()
+        },
+    );
+    c.now = at(1369);
+    assert_eq!(c.step().status.phase, Some(JobPhase::Running));
+    c.now = at(1370);
+    assert_eq!(
+        c.step().status.attempts[0].reason.as_deref(),
+        Some("HeartbeatsStopped")
+    );
+}
+
+#[test]
+fn a_heartbeat_alone_changes_no_status_until_twice_the_refresh_interval() {
+    let mut c = running(spec(serde_json::json!({})));
+    let hb = |s: i64| AttemptReport {
+        last_heartbeat: Some(at(s)),
+        ..Default::default()
+    };
+    c.reports.insert(1, hb(5));
+    c.now = at(5);
+    let p = c.step();
+    assert_eq!(
+        p.status.last_heartbeat_time,
+        Some(Time(at(5))),
+        "the first heartbeat is shown at once"
+    );
+    let shown = p.status.clone();
+    for s in [35, 65, 1200, 2404] {
+        c.reports.insert(1, hb(s));
+        c.now = at(s);
+        let p = c.step();
+        assert_eq!(
+            p.status, shown,
+            "a heartbeat at {s} s alone changes nothing"
+        );
+        assert_eq!(
+            p.latest_report.map(|(a, r)| (a, r.last_heartbeat)),
+            Some((1, Some(at(s)))),
+            "the latest, shown when the status is written anyway"
+        );
+    }
+    c.reports.insert(1, hb(2405));
+    c.now = at(2405);
+    assert_eq!(
+        c.step().status.last_heartbeat_time,
+        Some(Time(at(2405))),
+        "twice the refresh interval (1,200 s) after the shown one"
+    );
+}
+
+#[test]
+fn when_the_status_shows_the_latest_heartbeat_and_progress() {
+    let started = at(100);
+    let progress = |s: i64| crate::crd::training_job::Progress {
+        step: Some(s),
+        time: Some(Time(at(s))),
+        ..Default::default()
+    };
+    let status = |hb: Option<i64>, p: Option<i64>| TrainingJobStatus {
+        last_heartbeat_time: hb.map(|s| Time(at(s))),
+        progress: p.map(progress),
+        ..Default::default()
+    };
+    let report = |hb: i64, p: Option<i64>| AttemptReport {
+        last_heartbeat: Some(at(hb)),
+        progress: p.map(progress),
+        ..Default::default()
+    };
+    let refresh = Duration::from_secs(1200);
+    // (status shows, latest report, now, shown now, why)
+    #[rustfmt::skip]
+    let cases = [
+        (status(None, None), report(110, None), 110, true, "the first heartbeat"),
+        (status(Some(50), None), report(110, None), 110, true, "the first of this attempt"),
+        (status(Some(110), None), report(140, None), 140, false, "a later heartbeat"),
+        (status(Some(110), None), report(140, Some(130)), 140, true, "the first progress"),
+        (status(Some(110), Some(50)), report(140, Some(130)), 140, true, "the first progress of this attempt"),
+        (status(Some(110), Some(120)), report(140, Some(130)), 140, false, "later progress"),
+        (status(Some(110), Some(120)), report(2500, Some(2490)), 2509, false, "not yet twice the refresh"),
+        (status(Some(110), Some(120)), report(2500, Some(2490)), 2510, true, "twice the refresh"),
+        (status(Some(110), None), report(110, None), 9000, false, "nothing newer to show"),
+    ];
+    for (s, r, now, want, why) in cases {
+        assert_eq!(
+            reports_shown_now(&s, &r, Some(started), at(now), refresh),
+            want,
+            "{why}"
+        );
+    }
 }
 
 #[test]

@@ -152,10 +152,12 @@ pub fn alive_since(
             .and_then(|d| t.checked_add(d).ok())
             .unwrap_or(Timestamp::MAX)
     });
-    [vouched, leader_since]
-        .into_iter()
-        .flatten()
-        .fold(Some(last), Option::max)
+    Some(
+        [vouched, leader_since]
+            .into_iter()
+            .flatten()
+            .fold(last, std::cmp::max),
+    )
 }
 
 /// A report as received.

@@ -122,10 +122,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
     runctl::telemetry::init(config.log.format, &config.log.level).map_err(|e| e.to_string())?;
     let client = runctl::runtime::client::infer().await?;
     let identity = runctl::runtime::leader::default_identity();
-    let registry = std::sync::Arc::new(runctl::provider::ProviderRegistry::new(
-        config.installation_id.clone(),
-        config.providers.clone(),
-    ));
+    let registry = std::sync::Arc::new(
+        runctl::provider::ProviderRegistry::new(
+            config.installation_id.clone(),
+            config.providers.clone(),
+        )
+        .with_client(client.clone()),
+    );
     let operator = runctl::operator::Operator::from_config(client, &config, registry, &identity)
         .map_err(|e| e.to_string())?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -73,6 +73,7 @@ fn runpod(standin: &RunPodStandin) -> RunPodProvider {
         credentials: Some(&creds),
         config: &config,
         sim: &sim,
+        client: None,
     })
     .expect("provider")
 }

@@ -196,6 +196,40 @@ fn rbac_grants_exactly_the_operators_calls() {
 }
 
 #[test]
+fn the_in_cluster_provider_adds_pods_pod_logs_and_nodes_and_its_settings() {
+    let docs = helm_template(&[
+        "--set",
+        CALLBACK_URL,
+        "--set",
+        "providers.kubernetes.enabled=true",
+        "--set",
+        "providers.kubernetes.settings.pricePerGpuHour=1.25",
+    ]);
+    let mut expected = expected_cluster_rules();
+    expected.extend(rules(&[
+        ("", "pods", &["list", "get", "create", "delete"]),
+        ("", "pods/log", &["get"]),
+        ("", "nodes", &["list"]),
+    ]));
+    expected.sort();
+    assert_eq!(canonical_rules(one(&docs, "ClusterRole")), expected);
+    let config = rendered_config(&docs);
+    assert_eq!(config["providers"]["kubernetes"]["enabled"], true);
+    assert_eq!(config["providers"]["kubernetes"]["pricePerGpuHour"], 1.25);
+    let err = template_error(&[
+        "--set",
+        "providers.kubernetes.enabled=true",
+        "--set",
+        "providers.aws.enabled=false",
+        "--set",
+        "rbac.scope=namespaced",
+        "--set",
+        "config.watchNamespace=ml",
+    ]);
+    assert!(err.contains("needs rbac.scope=cluster"), "{err}");
+}
+
+#[test]
 fn namespaced_rbac_grants_nothing_outside_the_watched_namespace() {
     let docs = helm_template(&[
         "--values",

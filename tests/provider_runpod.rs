@@ -50,6 +50,7 @@ fn provider_with(installation: &str, runpod: RunPodConfig, key: &str) -> RunPodP
         credentials: Some(&creds),
         config: &config,
         sim: &sim,
+        client: None,
     };
     build_provider(&ctx).expect("provider builds")
 }

@@ -347,10 +347,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Each enabled provider: its default credentials accepted (a listing, or the provider's own
 /// verification of its default region's settings).
 async fn providers(cluster: &Cluster, config: &OperatorConfig) -> Vec<Check> {
-    let registry = Arc::new(ProviderRegistry::new(
-        config.installation_id.clone(),
-        config.providers.clone(),
-    ));
+    let registry = Arc::new(
+        ProviderRegistry::new(config.installation_id.clone(), config.providers.clone())
+            .with_client(cluster.client.clone()),
+    );
     let mut settings = crate::operator::controller_config(config, "runctl-doctor");
     settings.machine_classes = false;
     let ctx = Context::new(

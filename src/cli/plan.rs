@@ -108,10 +108,10 @@ pub async fn plan(
         .unwrap_or_else(|| cluster.namespace.clone());
     job.metadata.namespace = Some(ns.clone());
     let exists = dry_run(cluster, &job, &ns).await?;
-    let registry = Arc::new(ProviderRegistry::new(
-        config.installation_id.clone(),
-        config.providers.clone(),
-    ));
+    let registry = Arc::new(
+        ProviderRegistry::new(config.installation_id.clone(), config.providers.clone())
+            .with_client(cluster.client.clone()),
+    );
     let mut settings = crate::operator::controller_config(config, "runctl-plan");
     // Classes are read only when the job names some (reading them needs a cluster-wide list).
     settings.machine_classes = job.spec.placement.machine_classes.is_some();

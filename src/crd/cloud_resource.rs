@@ -3,6 +3,8 @@
 //! A CloudResource is created by the TrainingJob controller (one per attempt) or by hand. Its
 //! controller is the only part of runctl that talks to clouds.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -48,17 +50,22 @@ use super::common::{DeletionPolicy, ProviderKind, SecretRef, Tags, WorkloadSpec}
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("provider aws needs spec.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
-#[x_kube(validation = Rule::new("self.provider == 'aws' || self.provider == 'sim' || has(self.gpuType)").message("providers runpod and lyceum need spec.gpuType (RunPod GPU id such as 'NVIDIA H100 80GB HBM3', or Lyceum profile such as a100)").field_path(".gpuType"))]
+#[x_kube(validation = Rule::new("self.provider in ['aws', 'sim', 'kubernetes'] || has(self.gpuType)").message("providers runpod and lyceum need spec.gpuType (RunPod GPU id such as 'NVIDIA H100 80GB HBM3', or Lyceum profile such as a100)").field_path(".gpuType"))]
 #[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
 #[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.spot)").message("RunPod's REST API v2 offers no spot/interruptible pods; set spot: false").field_path(".spot"))]
 #[x_kube(validation = Rule::new("!has(self.maxPricePerHour) || self.spot").message("maxPricePerHour is the spot bid ceiling and needs spot: true").field_path(".maxPricePerHour"))]
 #[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
 #[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
 #[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
+#[x_kube(validation = Rule::new("!has(self.kubernetes) || self.provider == 'kubernetes'").message("spec.kubernetes is only valid with provider kubernetes").field_path(".kubernetes"))]
+#[x_kube(validation = Rule::new("self.provider != 'kubernetes' || has(self.workload)").message("a kubernetes machine is a Pod and needs spec.workload").field_path(".workload"))]
+#[x_kube(validation = Rule::new("self.provider != 'kubernetes' || !has(self.instanceType)").message("provider kubernetes places by gpuType (a GPU product label value) and gpuCount, not instanceType").field_path(".instanceType"))]
+#[x_kube(validation = Rule::new("!(self.provider == 'kubernetes' && self.spot)").message("the cluster's own GPUs (provider kubernetes) have no spot machines; set spot: false").field_path(".spot"))]
 #[x_kube(validation = Rule::new("!(self.provider == 'lyceum' && has(self.lyceum) && has(self.lyceum.mode) && self.lyceum.mode == 'Vm' && has(self.workload))").message("Lyceum VMs take no start-up script: a CloudResource with a workload runs as a Lyceum container run (lyceum.mode: Run)").field_path(".lyceum.mode"))]
 #[x_kube(validation = Rule::new("has(self.instanceType) == has(oldSelf.instanceType) && has(self.gpuType) == has(oldSelf.gpuType) && has(self.gpuCount) == has(oldSelf.gpuCount) && has(self.region) == has(oldSelf.region) && has(self.workload) == has(oldSelf.workload)").message("placement and workload fields cannot be added or removed after creation"))]
 pub struct CloudResourceSpec {
-    /// Cloud provider: aws, runpod, lyceum or sim. Immutable.
+    /// Provider: aws, runpod, lyceum, sim or kubernetes (a Pod on the cluster's own GPU nodes).
+    /// Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable"))]
     pub provider: ProviderKind,
 
@@ -156,6 +163,11 @@ pub struct CloudResourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("lyceum placement options are immutable"))]
     pub lyceum: Option<LyceumOptions>,
+
+    /// Pod options (provider kubernetes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("kubernetes placement options are immutable"))]
+    pub kubernetes: Option<KubernetesOptions>,
 }
 
 /// EC2 launch options; each falls back to the operator's configuration when absent.
@@ -283,6 +295,81 @@ pub struct LyceumOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60, max = 31_536_000))]
     pub timeout_seconds: Option<u32>,
+}
+
+/// Where the Pod of a `kubernetes` machine may run; the machine class's settings fill what is
+/// absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesOptions {
+    /// Node labels the Pod's node must carry (a Pod `nodeSelector`), on top of the GPU product
+    /// label that `gpuType` selects.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 256}))]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints of GPU nodes the Pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub tolerations: Vec<KubernetesToleration>,
+    /// PriorityClass of the Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub priority_class_name: Option<String>,
+    /// ServiceAccount the Pod runs as; the namespace's `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
+}
+
+/// A Pod toleration (the fields of the core `Toleration`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesToleration {
+    /// Taint key; empty with operator Exists tolerates every taint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 317))]
+    pub key: Option<String>,
+    /// `Equal` (default) or `Exists`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<TolerationOperator>,
+    /// Taint value (operator Equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub value: Option<String>,
+    /// The taint effect tolerated; every effect when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TaintEffect>,
+}
+
+/// How a toleration matches a taint's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TolerationOperator {
+    /// The taint's value equals the toleration's.
+    Equal,
+    /// Any value.
+    Exists,
+}
+
+/// A taint effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TaintEffect {
+    /// New Pods are not scheduled on the node.
+    NoSchedule,
+    /// The scheduler avoids the node.
+    PreferNoSchedule,
+    /// Pods are evicted from the node.
+    NoExecute,
+}
+
+impl TaintEffect {
+    /// The name Kubernetes uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSchedule => "NoSchedule",
+            Self::PreferNoSchedule => "PreferNoSchedule",
+            Self::NoExecute => "NoExecute",
+        }
+    }
 }
 
 /// How a failed provider call is treated: the one classification both controllers read

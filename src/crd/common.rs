@@ -20,11 +20,19 @@ pub enum ProviderKind {
     Lyceum,
     /// runctl's deterministic in-process simulated cloud, for demos and tests.
     Sim,
+    /// The cluster's own GPU nodes: the machine is a Pod in the job's namespace.
+    Kubernetes,
 }
 
 impl ProviderKind {
     /// Every provider, in a stable order.
-    pub const ALL: [ProviderKind; 4] = [Self::Aws, Self::Runpod, Self::Lyceum, Self::Sim];
+    pub const ALL: [ProviderKind; 5] = [
+        Self::Aws,
+        Self::Runpod,
+        Self::Lyceum,
+        Self::Sim,
+        Self::Kubernetes,
+    ];
 
     /// The lower-case name used in manifests, metric labels and tags.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +41,7 @@ impl ProviderKind {
             Self::Runpod => "runpod",
             Self::Lyceum => "lyceum",
             Self::Sim => "sim",
+            Self::Kubernetes => "kubernetes",
         }
     }
 
@@ -63,7 +72,8 @@ impl std::str::FromStr for ProviderKind {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown provider {s:?}; expected one of aws, runpod, lyceum, sim")
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown provider {s:?}; expected one of {}", names.join(", "))
             })
     }
 }

@@ -18,7 +18,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cloud_resource::{LyceumOptions, RunPodOptions};
+use super::cloud_resource::{KubernetesOptions, LyceumOptions, RunPodOptions};
 use super::common::{ProviderKind, Tags};
 
 /// A Secret in a given namespace.
@@ -78,7 +78,8 @@ impl ClassSecretRef {
 #[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
 #[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
 #[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
-#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || !has(self.regions)").message("RunPod and Lyceum have no regions runctl can choose; use runpod.dataCenterIds for RunPod").field_path(".regions"))]
+#[x_kube(validation = Rule::new("!has(self.kubernetes) || self.provider == 'kubernetes'").message("spec.kubernetes is only valid with provider kubernetes").field_path(".kubernetes"))]
+#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum', 'kubernetes']) || !has(self.regions)").message("RunPod, Lyceum and the cluster's own GPUs (kubernetes) have no regions runctl can choose; use runpod.dataCenterIds for RunPod, kubernetes.nodeSelector for the cluster").field_path(".regions"))]
 #[x_kube(validation = Rule::new("!has(self.regions) || !has(self.aws) || !has(self.aws.regionSettings) || self.regions.all(r, r in self.aws.regionSettings)").message("every region in spec.regions needs an entry in aws.regionSettings (its AMI)").field_path(".regions"))]
 pub struct MachineClassSpec {
     /// Cloud provider of the class's machines: aws, runpod, lyceum or sim. Immutable.
@@ -122,6 +123,11 @@ pub struct MachineClassSpec {
     /// Lyceum settings (provider lyceum only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lyceum: Option<LyceumOptions>,
+
+    /// Pod settings of the cluster's own GPU nodes (provider kubernetes only): node selector,
+    /// tolerations, priority class, service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesOptions>,
 }
 
 /// EC2 settings of a class; what is absent comes from the operator's `providers.aws`.

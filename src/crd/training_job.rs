@@ -50,6 +50,8 @@ pub enum PlacementProvider {
     Lyceum,
     /// The simulated cloud.
     Sim,
+    /// The cluster's own GPU nodes (a Pod per machine).
+    Kubernetes,
     /// The cheapest offer among the allowed providers.
     Auto,
 }
@@ -62,6 +64,7 @@ impl PlacementProvider {
             Self::Runpod => Some(ProviderKind::Runpod),
             Self::Lyceum => Some(ProviderKind::Lyceum),
             Self::Sim => Some(ProviderKind::Sim),
+            Self::Kubernetes => Some(ProviderKind::Kubernetes),
             Self::Auto => None,
         }
     }
@@ -112,10 +115,11 @@ pub enum RecreatePolicy {
 #[x_kube(validation = Rule::new("!has(self.gpu) || !(has(self.instanceType) || has(self.gpuType) || has(self.gpuCount))").message("placement.gpu replaces instanceType, gpuType and gpuCount: use one or the other").field_path(".gpu"))]
 #[x_kube(validation = Rule::new("self.provider == 'auto' || !has(self.machineClasses) || size(self.machineClasses) == 1").message("a fixed placement.provider takes one machine class; list several only with provider auto").field_path(".machineClasses"))]
 #[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("placement.allowedProviders is only used with provider auto").field_path(".allowedProviders"))]
-#[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.capacityType == 'spot')").message("RunPod offers no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
+#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'kubernetes'] && self.capacityType == 'spot')").message("RunPod and the cluster's own GPUs (kubernetes) offer no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
 #[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
 pub struct Placement {
-    /// aws, runpod, lyceum, sim, or auto (cheapest allowed offer). Only a provider the
+    /// aws, runpod, lyceum, sim, kubernetes (the cluster's own GPU nodes), or auto (free
+    /// in-cluster GPUs first, else the cheapest allowed offer). Only a provider the
     /// operator's configuration enables can run the job (sim only where enabled explicitly).
     pub provider: PlacementProvider,
     /// Instance type (EC2 `g5.xlarge`; a priced machine type for sim).
@@ -250,8 +254,8 @@ pub struct DataSource {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
-#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim'])").message("spec.nodes above 1 (a multi-node job) needs aws or sim among placement.allowedProviders").field_path(".nodes"))]
+#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'kubernetes', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim, kubernetes or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
+#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim', 'kubernetes'])").message("spec.nodes above 1 (a multi-node job) needs aws, sim or kubernetes among placement.allowedProviders").field_path(".nodes"))]
 pub struct TrainingJobSpec {
     /// Machine placement. Changes apply to the next attempt.
     pub placement: Placement,

@@ -16,6 +16,16 @@ pub enum Sizing {
     GpuType,
     /// Either (the simulator).
     Either,
+    /// By GPU count, the GPU type optional (`placement.gpuType` narrows it: the cluster's own
+    /// nodes, where any free GPU will do).
+    GpuCount,
+}
+
+impl Sizing {
+    /// Whether an offer must name an instance type or a GPU type.
+    pub fn needs_machine_type(self) -> bool {
+        self != Self::GpuCount
+    }
 }
 
 /// What runctl knows of a provider without building it.
@@ -33,16 +43,23 @@ pub struct Descriptor {
     pub multi_node: bool,
     /// Its machines run outside the cluster and report through the callback URL.
     pub reports_from_outside: bool,
+    /// Its workloads report through the callback endpoint at all (heartbeats, progress, exit);
+    /// without, the provider's own status says how the workload went.
+    pub reports: bool,
+    /// The cluster's own machines, already paid for: `auto` places a job there first while it
+    /// has room, and bursts to the cheapest rented offer when it has none.
+    pub in_cluster: bool,
     /// Its machines in the GPU vocabulary (`placement.gpu`), from its `gpus.rs`.
     pub gpu_shapes: &'static [Shape],
 }
 
 /// Every provider's descriptor, in [`ProviderKind::ALL`] order: one line per provider.
-pub const ALL: [&Descriptor; 4] = [
+pub const ALL: [&Descriptor; 5] = [
     &super::aws::DESCRIPTOR,
     &super::runpod::DESCRIPTOR,
     &super::lyceum::DESCRIPTOR,
     &super::sim::DESCRIPTOR,
+    &super::kubernetes::DESCRIPTOR,
 ];
 
 /// The descriptor of `kind`.

@@ -17,6 +17,7 @@ pub mod descriptor;
 pub mod error;
 pub mod gpus;
 pub mod identity;
+pub mod kubernetes;
 pub mod lyceum;
 pub mod pricing;
 pub mod registry;
@@ -37,7 +38,7 @@ pub use identity::ResourceKey;
 pub use registry::{ProviderRegistry, ProvidersConfig};
 pub use workload::Workload;
 
-use crate::crd::cloud_resource::{AwsOptions, LyceumOptions, RunPodOptions};
+use crate::crd::cloud_resource::{AwsOptions, KubernetesOptions, LyceumOptions, RunPodOptions};
 
 /// Provider-neutral description of the machine to create, built by the controller from a
 /// CloudResource spec with Secret values resolved.
@@ -67,6 +68,8 @@ pub struct MachineSpec {
     pub runpod: RunPodOptions,
     /// Lyceum options.
     pub lyceum: LyceumOptions,
+    /// Pod options of the cluster's own GPU nodes.
+    pub kubernetes: KubernetesOptions,
 }
 
 impl fmt::Debug for MachineSpec {
@@ -196,6 +199,9 @@ pub mod reasons {
     pub const TIMED_OUT: &str = "TimedOut";
     /// The provider reported a status runctl does not know.
     pub const UNRECOGNIZED: &str = "UnrecognizedStatus";
+    /// The provider could not place the machine within its timeout (the cluster's own GPUs are
+    /// all taken): the attempt ends for lack of capacity and `auto` tries the next offer.
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
 }
 
 /// Result of a terminate call.
@@ -278,6 +284,14 @@ pub trait Provider: Send + Sync {
         self.list().await.map(|_| Vec::new())
     }
 
+    /// Whether a machine like `spec` has room now, where the provider can tell without
+    /// creating one (the cluster's own nodes); clouds answer only at create
+    /// ([`Availability::Unknown`]). `auto` puts in-cluster offers first while they have room.
+    async fn availability(&self, spec: &MachineSpec) -> Result<Availability, ProviderError> {
+        let _ = spec;
+        Ok(Availability::Unknown)
+    }
+
     /// The last `limit` lines of machine `id`'s output from the provider's own log API, oldest
     /// first; `Ok(None)` when the provider has none for it (the reporting wrapper ships the
     /// output instead, see `crate::logs`).
@@ -285,6 +299,17 @@ pub trait Provider: Send + Sync {
         let _ = (id, limit);
         Ok(None)
     }
+}
+
+/// Whether a provider has room for a machine now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// The provider cannot tell before a create call.
+    Unknown,
+    /// It has room.
+    Available,
+    /// It has none; why.
+    Full(String),
 }
 
 /// One line of a machine's output as a provider's log API returns it.

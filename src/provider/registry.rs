@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{Provider, ProviderError, ProviderKind, aws, lyceum, runpod, sim};
+use super::{Provider, ProviderError, ProviderKind, aws, kubernetes, lyceum, runpod, sim};
 
 /// A Secret in a given namespace (operator-level default credentials).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,6 +43,9 @@ pub struct ProvidersConfig {
     pub lyceum: lyceum::LyceumConfig,
     /// The simulated cloud.
     pub sim: sim::SimConfig,
+    /// The cluster's own GPU nodes.
+    #[serde(deserialize_with = "configured")]
+    pub kubernetes: kubernetes::KubernetesConfig,
 }
 
 /// A provider section with an `enabled` switch.
@@ -68,6 +71,12 @@ impl Switch for lyceum::LyceumConfig {
     }
 }
 
+impl Switch for kubernetes::KubernetesConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+}
+
 /// A cloud's section that is present in the file: enabled unless it says otherwise.
 fn configured<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -87,6 +96,7 @@ impl ProvidersConfig {
             ProviderKind::Runpod => self.runpod.enabled,
             ProviderKind::Lyceum => self.lyceum.enabled,
             ProviderKind::Sim => self.sim.enabled,
+            ProviderKind::Kubernetes => self.kubernetes.enabled,
         };
         switch == Some(true)
     }
@@ -107,6 +117,7 @@ impl ProvidersConfig {
             &mut self.runpod.enabled,
             &mut self.lyceum.enabled,
             &mut self.sim.enabled,
+            &mut self.kubernetes.enabled,
         ] {
             switch.get_or_insert(true);
         }
@@ -118,7 +129,7 @@ impl ProvidersConfig {
             ProviderKind::Aws => self.aws.credentials_secret.as_ref(),
             ProviderKind::Runpod => self.runpod.credentials_secret.as_ref(),
             ProviderKind::Lyceum => self.lyceum.credentials_secret.as_ref(),
-            ProviderKind::Sim => None,
+            ProviderKind::Sim | ProviderKind::Kubernetes => None,
         }
     }
 
@@ -127,7 +138,7 @@ impl ProvidersConfig {
         match kind {
             ProviderKind::Aws => Some(self.aws.default_region.clone()),
             ProviderKind::Sim => Some(self.sim.region.clone()),
-            ProviderKind::Runpod | ProviderKind::Lyceum => None,
+            ProviderKind::Runpod | ProviderKind::Lyceum | ProviderKind::Kubernetes => None,
         }
     }
 }
@@ -196,6 +207,8 @@ pub struct BuildContext<'a> {
     pub config: &'a ProvidersConfig,
     /// The shared simulated cloud.
     pub sim: &'a Arc<sim::SimCloud>,
+    /// The operator's cluster client (the cluster's own GPU nodes are rented through it).
+    pub client: Option<&'a kube::Client>,
 }
 
 /// Builds a provider instance; one line per provider.
@@ -208,6 +221,7 @@ async fn build(
         ProviderKind::Runpod => runpod::build(ctx),
         ProviderKind::Lyceum => lyceum::build(ctx),
         ProviderKind::Sim => sim::build(ctx),
+        ProviderKind::Kubernetes => kubernetes::build(ctx),
     }
 }
 
@@ -216,6 +230,7 @@ pub struct ProviderRegistry {
     installation: String,
     config: ProvidersConfig,
     sim: Arc<sim::SimCloud>,
+    client: Option<kube::Client>,
     cache: Mutex<HashMap<ProviderKey, Arc<dyn Provider>>>,
 }
 
@@ -236,8 +251,15 @@ impl ProviderRegistry {
             installation: installation.into(),
             config,
             sim,
+            client: None,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The registry with the cluster client providers that live in the cluster use.
+    pub fn with_client(mut self, client: kube::Client) -> Self {
+        self.client = Some(client);
+        self
     }
 
     /// This installation's id.
@@ -270,6 +292,7 @@ impl ProviderRegistry {
             credentials,
             config: &self.config,
             sim: &self.sim,
+            client: self.client.as_ref(),
         };
         let provider = build(key.kind, &ctx).await?;
         let mut cache = self.cache.lock();

@@ -125,6 +125,7 @@ fn provider(base_url: String) -> Arc<dyn Provider> {
         credentials: Some(&creds),
         config: &config,
         sim: &sim,
+        client: None,
     };
     Arc::new(build_provider(&ctx).expect("provider builds"))
 }

@@ -238,11 +238,10 @@ impl TestEnv {
 
     /// A provider registry bound to this environment's simulated cloud.
     pub fn registry(&self) -> Arc<ProviderRegistry> {
-        Arc::new(ProviderRegistry::with_sim(
-            "test",
-            self.providers.clone(),
-            self.sim.clone(),
-        ))
+        Arc::new(
+            ProviderRegistry::with_sim("test", self.providers.clone(), self.sim.clone())
+                .with_client(self.client.clone()),
+        )
     }
 
     /// Starts the CloudResource controller (the same code `runctl run` runs).

@@ -129,6 +129,11 @@ enabled and there is none: those machines run outside the cluster and cannot rea
 {{- if .Values.providers.sim.enabled }}
 {{- $_ := set $providers "sim" (dict "enabled" true) }}
 {{- end }}
+{{- if .Values.providers.kubernetes.enabled }}
+{{- $section := deepCopy (default dict .Values.providers.kubernetes.settings) }}
+{{- $_ := set $section "enabled" true }}
+{{- $_ := set $providers "kubernetes" $section }}
+{{- end }}
 {{- if $providers }}
 {{- $_ := set $cfg "providers" $providers }}
 {{- end }}

@@ -9,7 +9,7 @@ use kube::{Api, Client};
 use crate::crd::CloudResourceSpec;
 use crate::crd::common::SecretKeyRef;
 use crate::provider::workload::{Reporting, Workload};
-use crate::provider::{MachineSpec, ProviderKind};
+use crate::provider::MachineSpec;
 
 /// Failure to read a Secret the spec refers to.
 #[derive(Debug, thiserror::Error)]
@@ -161,20 +161,22 @@ pub fn build(
         aws: spec.aws.clone().unwrap_or_default(),
         runpod: spec.runpod.clone().unwrap_or_default(),
         lyceum: spec.lyceum.clone().unwrap_or_default(),
+        kubernetes: spec.kubernetes.clone().unwrap_or_default(),
     }
 }
 
 /// The region a CloudResource uses: its own, else the provider's configured default.
 pub(super) fn region_for(spec: &CloudResourceSpec, default: Option<String>) -> Option<String> {
-    match spec.provider {
-        ProviderKind::Runpod | ProviderKind::Lyceum => None,
-        ProviderKind::Aws | ProviderKind::Sim => spec.region.clone().or(default),
-    }
+    crate::provider::descriptor::of(spec.provider)
+        .regions
+        .then(|| spec.region.clone().or(default))
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::ProviderKind;
 
     fn spec() -> CloudResourceSpec {
         serde_json::from_value(serde_json::json!({

@@ -212,6 +212,19 @@ pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
         fill(&mut o.user_public_key, ly.user_public_key.as_ref());
         fill(&mut o.timeout_seconds, ly.timeout_seconds.as_ref());
     }
+    if let Some(k) = &class.kubernetes {
+        let o = &mut spec.kubernetes;
+        for (key, value) in &k.node_selector {
+            o.node_selector
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+        if o.tolerations.is_empty() {
+            o.tolerations = k.tolerations.clone();
+        }
+        fill(&mut o.priority_class_name, k.priority_class_name.as_ref());
+        fill(&mut o.service_account_name, k.service_account_name.as_ref());
+    }
 }
 
 fn fill<T: Clone>(slot: &mut Option<T>, value: Option<&T>) {

@@ -9,7 +9,7 @@ use crate::controller::machine_class::{ClassRefusal, usage};
 use crate::crd::ProviderKind;
 use crate::crd::training_job::{CapacityType, Offer, Placement, PlacementStatus, RejectedOffer};
 use crate::provider::descriptor::{self, Sizing};
-use crate::provider::{MachineSpec, Provider};
+use crate::provider::{Availability, MachineSpec, Provider};
 
 /// Rejection: the placement names no machine type this provider understands.
 pub const NO_MACHINE_TYPE: &str = "NoMachineType";
@@ -28,6 +28,9 @@ pub const PROVIDER_NOT_ENABLED: &str = "ProviderNotEnabled";
 pub const NO_EQUIVALENT_MACHINE: &str = "NoEquivalentMachine";
 /// Rejection: the machine class allows none of the placement's regions.
 pub const REGION_NOT_IN_CLASS: &str = "RegionNotInMachineClass";
+/// Rejection: the cluster's own nodes have no room for the machine now (`auto` bursts to the
+/// rented offers).
+pub const NO_FREE_CAPACITY: &str = "NoFreeCapacity";
 /// Rejection reason: a multi-node job (`spec.nodes > 1`) on a provider whose machines cannot
 /// reach each other.
 pub const NO_MULTI_NODE: &str = "NoMultiNode";
@@ -48,7 +51,7 @@ fn has_regions(kind: ProviderKind) -> bool {
 fn machine_of(p: &Placement, kind: ProviderKind) -> (Option<String>, Option<String>, Option<u32>) {
     match descriptor::of(kind).sizing {
         Sizing::InstanceType => (p.instance_type.clone(), None, None),
-        Sizing::GpuType => (None, p.gpu_type.clone(), p.gpu_count),
+        Sizing::GpuType | Sizing::GpuCount => (None, p.gpu_type.clone(), p.gpu_count),
         Sizing::Either => (p.instance_type.clone(), p.gpu_type.clone(), p.gpu_count),
     }
 }
@@ -210,7 +213,10 @@ pub fn candidates(
                         price_per_hour: None,
                         machine_class: class.map(|c| c.name.clone()),
                     };
-                    if offer.instance_type.is_none() && offer.gpu_type.is_none() {
+                    if offer.instance_type.is_none()
+                        && offer.gpu_type.is_none()
+                        && descriptor::of(kind).sizing.needs_machine_type()
+                    {
                         let need = if kind == ProviderKind::Aws {
                             "instanceType"
                         } else {
@@ -221,8 +227,9 @@ pub fn candidates(
                             NO_MACHINE_TYPE,
                             format!("{kind} needs placement.{need} or placement.gpu"),
                         ));
-                    } else if spot && kind == ProviderKind::Runpod {
-                        rejected.push(reject(offer, NO_SPOT, "RunPod offers no spot machines"));
+                    } else if spot && !descriptor::of(kind).spot {
+                        let msg = format!("{kind} offers no spot machines");
+                        rejected.push(reject(offer, NO_SPOT, msg));
                     } else {
                         offers.push(offer);
                     }
@@ -233,9 +240,10 @@ pub fn candidates(
     (offers, rejected)
 }
 
-/// Ranks priced offers cheapest first and rejects those above `maxHourlyPrice`. Offers without
-/// a price are kept last when `allow_unpriced` (a fixed provider), else rejected (auto compares
-/// prices).
+/// Ranks priced offers and rejects those above `maxHourlyPrice`: the cluster's own machines
+/// first (already paid for; only offered while they have room), then the rented ones cheapest
+/// first. Offers without a price are kept last when `allow_unpriced` (a fixed provider), else
+/// rejected (auto compares prices).
 pub fn rank(
     offers: Vec<Offer>,
     mut rejected: Vec<RejectedOffer>,
@@ -256,11 +264,16 @@ pub fn rank(
             _ => kept.push(o),
         }
     }
-    kept.sort_by(|a, b| match (a.price_per_hour, b.price_per_hour) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
+    let rented = |o: &Offer| !descriptor::of(o.provider).in_cluster;
+    kept.sort_by(|a, b| {
+        rented(a)
+            .cmp(&rented(b))
+            .then_with(|| match (a.price_per_hour, b.price_per_hour) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            })
     });
     PlacementStatus {
         chosen: None,
@@ -355,8 +368,9 @@ pub async fn collect(
     for mut o in offers {
         if nodes > 1 && !o.provider.multi_node() {
             let msg = format!(
-                "{} cannot run a job of {nodes} nodes: its machines do not reach each other (aws and sim can)",
-                o.provider
+                "{} cannot run a job of {nodes} nodes: its machines do not reach each other ({} can)",
+                o.provider,
+                descriptor::multi_node_names().join(", ")
             );
             rejected.push(reject(o, NO_MULTI_NODE, msg));
             continue;
@@ -382,7 +396,23 @@ pub async fn collect(
             rejected.push(reject(o, NO_SPOT, msg));
             continue;
         }
-        match prov.price(&quote_spec(&o, region)).await {
+        let spec = quote_spec(&o, region);
+        // Where the provider can tell (the cluster's own nodes), an offer without room now is
+        // not taken by `auto`; a fixed provider waits for room instead.
+        if p.provider.fixed().is_none() {
+            match prov.availability(&spec).await {
+                Ok(Availability::Full(why)) => {
+                    rejected.push(reject(o, NO_FREE_CAPACITY, why));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    rejected.push(reject(o, PROVIDER_UNAVAILABLE, e.to_string()));
+                    continue;
+                }
+            }
+        }
+        match prov.price(&spec).await {
             Ok(q) => {
                 o.price_per_hour = Some(crate::provider::pricing::round_cents(q.per_hour));
                 priced.push(o);
@@ -441,7 +471,8 @@ mod tests {
                 "sim:r1:true",
                 "sim:r1:false",
                 "sim:r2:true",
-                "sim:r2:false"
+                "sim:r2:false",
+                "kubernetes:-:false"
             ]
         );
         let why: Vec<(String, &str)> = rejected
@@ -455,7 +486,8 @@ mod tests {
                 ("aws".into(), NO_MACHINE_TYPE),
                 ("aws".into(), NO_MACHINE_TYPE),
                 ("aws".into(), NO_MACHINE_TYPE),
-                ("runpod".into(), NO_SPOT)
+                ("runpod".into(), NO_SPOT),
+                ("kubernetes".into(), NO_SPOT)
             ]
         );
         assert_eq!(offers[0].gpu_count, Some(2));
@@ -645,7 +677,8 @@ mod tests {
                 "runpod:NVIDIA A100 80GB PCIe:1",
                 "runpod:NVIDIA A100-SXM4-80GB:1",
                 "lyceum:a100:1",
-                "sim:a100:1"
+                "sim:a100:1",
+                "kubernetes:NVIDIA-A100-SXM4-80GB:1"
             ]
         );
         assert_eq!(rejected.len(), 1);

@@ -204,6 +204,16 @@ pub fn classify(
     if !ended {
         return Seen::Open;
     }
+    if reason == reasons::UNSCHEDULABLE {
+        // The machine never ran (the cluster's own GPUs stayed taken): placement tries the next
+        // offer.
+        return Seen::Ended(Outcome::NoCapacity {
+            message: v
+                .message
+                .clone()
+                .unwrap_or_else(|| "the machine could not be scheduled".into()),
+        });
+    }
     if let Some(reason) = reclaim_reason(view) {
         return Seen::Ended(Outcome::Interrupted {
             reason: reason.to_string(),
@@ -215,7 +225,10 @@ pub fn classify(
     }
     let since = v.end_time.unwrap_or(now);
     let until = since + jiff::SignedDuration::try_from(grace).unwrap_or_default();
-    if now < until {
+    // A workload that sends no reports (the provider's status is all there is) has none in
+    // flight.
+    let reports = crate::provider::descriptor::of(v.provider).reports;
+    if reports && now < until {
         return Seen::AwaitingReport { until };
     }
     Seen::Ended(Outcome::MachineLost {

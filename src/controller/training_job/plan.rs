@@ -1059,7 +1059,17 @@ fn reporting(
             .as_ref()
             .is_some_and(|t| started.is_some_and(|st| t.0 >= st));
     let since = view.and_then(|v| v.launch_time).or(started);
+    let observed = !crate::provider::descriptor::of(a.provider).reports;
     let (status, reason, message) = match (reported, i.settings.heartbeat_timeout, since) {
+        // The provider's own status says how the workload goes (a Pod's phase and exit code).
+        _ if observed => (
+            condition::TRUE,
+            "ObservedByProvider",
+            format!(
+                "attempt {} is followed through {}'s own status; its workload sends no reports",
+                a.index, a.provider
+            ),
+        ),
         (true, _, _) => (
             condition::TRUE,
             "Reporting",

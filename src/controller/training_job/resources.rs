@@ -234,6 +234,7 @@ pub fn cloud_resource(
         }),
         runpod: None,
         lyceum: None,
+        kubernetes: None,
     };
     let name = cloud_resource_name(&job_name, attempt);
     let mut cr = CloudResource::new(&name, spec);

@@ -50,6 +50,8 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         spot: true,
         multi_node: true,
         reports_from_outside: true,
+        reports: true,
+        in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };
 

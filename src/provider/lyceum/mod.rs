@@ -39,6 +39,8 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         spot: true,
         multi_node: false,
         reports_from_outside: true,
+        reports: true,
+        in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };
 

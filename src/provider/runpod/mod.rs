@@ -29,6 +29,8 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         spot: false,
         multi_node: false,
         reports_from_outside: true,
+        reports: true,
+        in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };
 
@@ -176,6 +178,7 @@ mod tests {
             credentials,
             config: &config,
             sim: &sim,
+            client: None,
         };
         let err = build_provider(&ctx(None)).expect_err("no Secret");
         assert_eq!(err.reason(), "AuthenticationFailed");

@@ -37,6 +37,8 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         spot: true,
         multi_node: true,
         reports_from_outside: false,
+        reports: true,
+        in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::cloud_resource::{AwsOptions, LyceumOptions, RunPodOptions};
+use crate::crd::cloud_resource::{AwsOptions, KubernetesOptions, LyceumOptions, RunPodOptions};
 use crate::provider::sim::SimMachine;
 use crate::provider::sim::provider::PRICE_SOURCE;
 use crate::provider::workload::Reporting;
@@ -181,6 +181,8 @@ pub struct WireSpec {
     pub aws: AwsOptions,
     pub runpod: RunPodOptions,
     pub lyceum: LyceumOptions,
+    #[serde(default)]
+    pub kubernetes: KubernetesOptions,
 }
 
 impl From<&MachineSpec> for WireSpec {
@@ -198,6 +200,7 @@ impl From<&MachineSpec> for WireSpec {
             aws: s.aws.clone(),
             runpod: s.runpod.clone(),
             lyceum: s.lyceum.clone(),
+            kubernetes: s.kubernetes.clone(),
         }
     }
 }
@@ -217,12 +220,13 @@ impl From<WireSpec> for MachineSpec {
             aws: s.aws,
             runpod: s.runpod,
             lyceum: s.lyceum,
+            kubernetes: s.kubernetes,
         }
     }
 }
 
 /// Every reason a machine may carry, to turn a wire string back into the static one.
-const REASONS: [&str; 15] = [
+const REASONS: [&str; 16] = [
     reasons::PROVISIONING,
     reasons::BOOTING,
     reasons::RUNNING,
@@ -238,6 +242,7 @@ const REASONS: [&str; 15] = [
     reasons::DISAPPEARED,
     reasons::TIMED_OUT,
     reasons::UNRECOGNIZED,
+    reasons::UNSCHEDULABLE,
 ];
 
 /// The static reason of a wire string; [`reasons::UNRECOGNIZED`] for one runctl does not know.

@@ -21,6 +21,7 @@ scenarios=(
   retry_e2e
   cli_e2e
   multi_node_e2e
+  kubernetes_provider_e2e
   operator_e2e
   reaper_e2e
   provider_e2e

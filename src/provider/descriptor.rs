@@ -46,6 +46,9 @@ pub struct Descriptor {
     /// Its workloads report through the callback endpoint at all (heartbeats, progress, exit);
     /// without, the provider's own status says how the workload went.
     pub reports: bool,
+    /// An ended machine stays as an object until it is deleted (a finished Pod): releasing
+    /// one deletes it even when it was seen terminated.
+    pub ended_machines_stay: bool,
     /// The cluster's own machines, already paid for: `auto` places a job there first while it
     /// has room, and bursts to the cheapest rented offer when it has none.
     pub in_cluster: bool,

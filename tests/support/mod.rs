@@ -114,9 +114,13 @@ impl TestEnv {
     /// `RUNCTL_TEST_BACKEND` says (tests that only make sense on one of them).
     ///
     /// Every provider whose `enabled` the test left unset is enabled, the simulated cloud
-    /// included (the tests point the clouds at stand-ins); a test of disabled providers sets
+    /// included (the tests point the clouds at stand-ins), but the cluster's own GPUs
+    /// (`kubernetes`), which a test enables itself; a test of disabled providers sets
     /// `enabled: Some(false)`.
     pub async fn start_on(backend: Backend, mut providers: ProvidersConfig) -> Self {
+        // The cluster's own GPUs are no stand-in cloud: only the tests of that provider enable
+        // it.
+        providers.kubernetes.enabled.get_or_insert(false);
         providers.enable_unset();
         let sim = Arc::new(SimCloud::new(providers.sim.clone()));
         match backend {

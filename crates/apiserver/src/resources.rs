@@ -109,6 +109,7 @@ impl Registry {
                 &["sa"],
             ),
             ResourceType::builtin("", "v1", "pods", "Pod", true, true, &["po"]),
+            ResourceType::builtin("", "v1", "nodes", "Node", false, true, &["no"]),
             ResourceType::builtin(
                 "events.k8s.io",
                 "v1",

@@ -866,7 +866,8 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
     // The delete path polls the machine itself until it is gone.
     ctx.fleet.untrack(&t.uid);
     let now = Timestamp::now();
-    let plan = plan::plan_cleanup(cr.spec.deletion_policy, &t.status);
+    let ended_stays = crate::provider::descriptor::of(cr.spec.provider).ended_machines_stay;
+    let plan = plan::plan_cleanup(cr.spec.deletion_policy, &t.status, ended_stays);
     if let CleanupPlan::Release { reason } = plan {
         {
             // A released machine is no longer runctl's: the reaper must not touch it.

@@ -190,20 +190,28 @@ pub enum CleanupPlan {
     FindByOwner,
 }
 
-/// Decides the delete path's next step.
 /// Release reason of an object whose machine was already seen terminated.
 pub const ALREADY_TERMINATED: &str = "AlreadyTerminated";
 
-/// Decides the delete path's next step.
-pub fn plan_cleanup(policy: DeletionPolicy, status: &CloudResourceStatus) -> CleanupPlan {
+/// Decides the delete path's next step. `ended_stays`: the provider keeps an ended machine as an
+/// object until it is deleted (a finished Pod and its env Secret), so even a terminated one is
+/// deleted.
+pub fn plan_cleanup(
+    policy: DeletionPolicy,
+    status: &CloudResourceStatus,
+    ended_stays: bool,
+) -> CleanupPlan {
     if policy == DeletionPolicy::Orphan {
         return CleanupPlan::Release { reason: "Orphaned" };
     }
     match (&status.provider_id, &status.pending_create) {
-        // Observed terminated: a terminated machine never comes back, nothing is left to do.
-        (Some(_), _) if status.state == Some(ResourceState::Terminated) => CleanupPlan::Release {
-            reason: ALREADY_TERMINATED,
-        },
+        // Observed terminated: a terminated machine never comes back, nothing is left to do
+        // (unless it stays as an object).
+        (Some(_), _) if status.state == Some(ResourceState::Terminated) && !ended_stays => {
+            CleanupPlan::Release {
+                reason: ALREADY_TERMINATED,
+            }
+        }
         (Some(id), _) => CleanupPlan::Terminate { id: id.clone() },
         (None, Some(_)) => CleanupPlan::FindByOwner,
         (None, None) => CleanupPlan::Release {
@@ -434,7 +442,7 @@ mod tests {
             state: Some(ResourceState::Running),
             ..Default::default()
         };
-        let plan = |s: &CloudResourceStatus| plan_cleanup(DeletionPolicy::Delete, s);
+        let plan = |s: &CloudResourceStatus| plan_cleanup(DeletionPolicy::Delete, s, false);
         assert_eq!(plan(&s), CleanupPlan::Terminate { id: "i-1".into() });
         // An Error machine may still bill: terminate it.
         s.state = Some(ResourceState::Error);
@@ -445,6 +453,11 @@ mod tests {
             CleanupPlan::Release {
                 reason: ALREADY_TERMINATED
             }
+        );
+        // A finished Pod stays an object (with its env Secret) until deleted.
+        assert_eq!(
+            plan_cleanup(DeletionPolicy::Delete, &s, true),
+            CleanupPlan::Terminate { id: "i-1".into() }
         );
         s.provider_id = None;
         s.state = None;
@@ -478,7 +491,7 @@ mod tests {
     fn cleanup_paths() {
         let none = CloudResourceStatus::default();
         assert_eq!(
-            plan_cleanup(DeletionPolicy::Delete, &none),
+            plan_cleanup(DeletionPolicy::Delete, &none, false),
             CleanupPlan::Release {
                 reason: "NothingToDelete"
             }
@@ -488,7 +501,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plan_cleanup(DeletionPolicy::Delete, &pending),
+            plan_cleanup(DeletionPolicy::Delete, &pending, false),
             CleanupPlan::FindByOwner
         );
         let known = CloudResourceStatus {
@@ -496,11 +509,11 @@ mod tests {
             ..pending.clone()
         };
         assert_eq!(
-            plan_cleanup(DeletionPolicy::Delete, &known),
+            plan_cleanup(DeletionPolicy::Delete, &known, false),
             CleanupPlan::Terminate { id: "i-9".into() }
         );
         assert_eq!(
-            plan_cleanup(DeletionPolicy::Orphan, &known),
+            plan_cleanup(DeletionPolicy::Orphan, &known, false),
             CleanupPlan::Release { reason: "Orphaned" }
         );
     }

@@ -8,8 +8,8 @@ use kube::{Api, Client};
 
 use crate::crd::CloudResourceSpec;
 use crate::crd::common::SecretKeyRef;
-use crate::provider::workload::{Reporting, Workload};
 use crate::provider::MachineSpec;
+use crate::provider::workload::{Reporting, Workload};
 
 /// Failure to read a Secret the spec refers to.
 #[derive(Debug, thiserror::Error)]

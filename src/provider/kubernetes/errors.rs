@@ -49,14 +49,26 @@ mod tests {
     #[test]
     fn classes() {
         let cases = [
-            (403, "pods is forbidden: exceeded quota: gpu-quota", ErrorClass::Retryable),
-            (403, "pods is forbidden: User cannot create", ErrorClass::Account),
+            (
+                403,
+                "pods is forbidden: exceeded quota: gpu-quota",
+                ErrorClass::Retryable,
+            ),
+            (
+                403,
+                "pods is forbidden: User cannot create",
+                ErrorClass::Account,
+            ),
             (422, "Pod is invalid", ErrorClass::Terminal),
             (429, "slow down", ErrorClass::Retryable),
             (500, "etcd", ErrorClass::Retryable),
         ];
         for (code, msg, class) in cases {
-            assert_eq!(classify("create Pod", api(code, msg)).class(), class, "{code} {msg}");
+            assert_eq!(
+                classify("create Pod", api(code, msg)).class(),
+                class,
+                "{code} {msg}"
+            );
         }
         assert!(matches!(
             classify("x", api(403, "exceeded quota")),

@@ -42,6 +42,7 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         multi_node: true,
         reports_from_outside: false,
         reports: false,
+        ended_machines_stay: true,
         in_cluster: true,
         gpu_shapes: gpus::SHAPES,
     };

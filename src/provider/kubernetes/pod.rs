@@ -33,9 +33,10 @@ pub fn machine_id(namespace: &str, name: &str) -> String {
 
 /// The namespace and name a machine id names.
 pub fn split_id(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/').ok_or_else(|| ProviderError::InvalidSpec {
-        message: format!("kubernetes: machine id {id:?} is not namespace/name"),
-    })
+    id.split_once('/')
+        .ok_or_else(|| ProviderError::InvalidSpec {
+            message: format!("kubernetes: machine id {id:?} is not namespace/name"),
+        })
 }
 
 /// The name of the Secret with a Pod's environment.
@@ -275,7 +276,10 @@ mod tests {
         pod.metadata.uid = Some("pod-uid".into());
         let secret = env_secret(&pod, &spec()).unwrap();
         let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Pod", "pod-uid"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Pod", "pod-uid")
+        );
         assert_eq!(secret.data.as_ref().unwrap()["HF_TOKEN"].0, b"s3cr3t");
     }
 

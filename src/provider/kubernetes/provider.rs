@@ -15,8 +15,8 @@ use super::room::{self, Ask, Room};
 use super::{KubernetesConfig, state};
 use crate::provider::identity::TAG_OWNER_UID;
 use crate::provider::{
-    Availability, Capabilities, LogLine, Machine, MachineSpec, PriceQuote, Provider,
-    ProviderError, ProviderKind, ResourceKey, Termination,
+    Availability, Capabilities, LogLine, Machine, MachineSpec, PriceQuote, Provider, ProviderError,
+    ProviderKind, ResourceKey, Termination,
 };
 
 /// Page size of the Pod listing.
@@ -205,10 +205,7 @@ impl Provider for KubernetesProvider {
             Some(id) => pod::split_id(id)?,
             None => (key.namespace.as_str(), name.as_str()),
         };
-        Ok(self
-            .get(namespace, name)
-            .await?
-            .map(|p| self.machine(&p)))
+        Ok(self.get(namespace, name).await?.map(|p| self.machine(&p)))
     }
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
@@ -237,7 +234,9 @@ impl Provider for KubernetesProvider {
 
     async fn price(&self, spec: &MachineSpec) -> Result<PriceQuote, ProviderError> {
         Ok(PriceQuote {
-            per_hour: self.config.price(spec.gpu_type.as_deref(), spec.gpu_count.max(1)),
+            per_hour: self
+                .config
+                .price(spec.gpu_type.as_deref(), spec.gpu_count.max(1)),
             estimate: false,
             source: super::PRICE_SOURCE,
         })

@@ -143,7 +143,10 @@ fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
         Some(key) if key != taint.key => false,
         Some(_) => match tol.operator.as_deref() {
             Some("Exists") => true,
-            _ => tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+            _ => {
+                tol.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+            }
         },
     }
 }
@@ -212,14 +215,23 @@ mod tests {
                 free: 3
             }
         );
-        assert!(matches!(room(&ask(4, &none, &[]), &nodes, &pods, 0), Room::Full(_)));
+        assert!(matches!(
+            room(&ask(4, &none, &[]), &nodes, &pods, 0),
+            Room::Full(_)
+        ));
         // Two GPUs asked for by our own Pods not yet placed leave one.
-        assert!(matches!(room(&ask(2, &none, &[]), &nodes, &pods, 2), Room::Full(_)));
+        assert!(matches!(
+            room(&ask(2, &none, &[]), &nodes, &pods, 2),
+            Room::Full(_)
+        ));
     }
 
     #[test]
     fn selector_readiness_cordon_and_taints() {
-        let sel = BTreeMap::from([("nvidia.com/gpu.product".to_string(), "NVIDIA-L4".to_string())]);
+        let sel = BTreeMap::from([(
+            "nvidia.com/gpu.product".to_string(),
+            "NVIDIA-L4".to_string(),
+        )]);
         let l4 = serde_json::json!({"nvidia.com/gpu.product": "NVIDIA-L4"});
         let not_ready = serde_json::json!({"status": {"allocatable": {"nvidia.com/gpu": "8"},
             "conditions": [{"type": "Ready", "status": "False"}]}});

@@ -45,11 +45,7 @@ pub fn machine(pod: &Pod, config: &KubernetesConfig, now: Timestamp) -> Machine 
         .flatten()
         .find(|c| c.name == CONTAINER);
     let exit_code = container.and_then(exit_code);
-    let created = meta
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
     let (state, reason, message) = if meta.deletion_timestamp.is_some()
         && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
     {
@@ -110,7 +106,9 @@ fn failed(
 ) -> (ResourceState, &'static str, Option<String>) {
     match reason {
         Some("DeadlineExceeded") => (ResourceState::Error, reasons::TIMED_OUT, message),
-        Some(r) if RECLAIMED.contains(&r) => (ResourceState::Error, reasons::CAPACITY_LOST, message),
+        Some(r) if RECLAIMED.contains(&r) => {
+            (ResourceState::Error, reasons::CAPACITY_LOST, message)
+        }
         _ => (ResourceState::Error, reasons::WORKLOAD_FAILED, message),
     }
 }
@@ -216,21 +214,76 @@ mod tests {
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
              "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}});
         let cases = [
-            ("pending, no scheduler yet", serde_json::json!({"status": {"phase": "Pending"}}), t0, (Starting, reasons::PROVISIONING, None)),
-            ("unschedulable within the timeout", unsched.clone(), t0, (Starting, reasons::PROVISIONING, None)),
-            ("unschedulable past the timeout", unsched, late, (Error, reasons::UNSCHEDULABLE, None)),
-            ("pulling on a node", serde_json::json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Pending",
+            (
+                "pending, no scheduler yet",
+                serde_json::json!({"status": {"phase": "Pending"}}),
+                t0,
+                (Starting, reasons::PROVISIONING, None),
+            ),
+            (
+                "unschedulable within the timeout",
+                unsched.clone(),
+                t0,
+                (Starting, reasons::PROVISIONING, None),
+            ),
+            (
+                "unschedulable past the timeout",
+                unsched,
+                late,
+                (Error, reasons::UNSCHEDULABLE, None),
+            ),
+            (
+                "pulling on a node",
+                serde_json::json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Pending",
                 "containerStatuses": [{"name": "workload", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                    "state": {"waiting": {"reason": "ContainerCreating"}}}]}}), late, (Starting, reasons::BOOTING, None)),
-            ("running", serde_json::json!({"status": {"phase": "Running"}}), late, (Running, reasons::RUNNING, None)),
-            ("succeeded", serde_json::json!({"status": {"phase": "Succeeded"}}), late, (Terminated, reasons::COMPLETED, Some(0))),
-            ("failed with a code", serde_json::json!({"status": {"phase": "Failed",
+                    "state": {"waiting": {"reason": "ContainerCreating"}}}]}}),
+                late,
+                (Starting, reasons::BOOTING, None),
+            ),
+            (
+                "running",
+                serde_json::json!({"status": {"phase": "Running"}}),
+                late,
+                (Running, reasons::RUNNING, None),
+            ),
+            (
+                "succeeded",
+                serde_json::json!({"status": {"phase": "Succeeded"}}),
+                late,
+                (Terminated, reasons::COMPLETED, Some(0)),
+            ),
+            (
+                "failed with a code",
+                serde_json::json!({"status": {"phase": "Failed",
                 "containerStatuses": [{"name": "workload", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 3}}}]}}), late, (Error, reasons::WORKLOAD_FAILED, Some(3))),
-            ("deadline", serde_json::json!({"status": {"phase": "Failed", "reason": "DeadlineExceeded"}}), late, (Error, reasons::TIMED_OUT, None)),
-            ("evicted", serde_json::json!({"status": {"phase": "Failed", "reason": "Evicted"}}), late, (Error, reasons::CAPACITY_LOST, None)),
-            ("node lost", serde_json::json!({"status": {"phase": "Unknown"}}), late, (Unknown, reasons::UNRECOGNIZED, None)),
-            ("being deleted", serde_json::json!({"metadata": {"deletionTimestamp": "2026-12-04T10:00:40Z"}, "status": {"phase": "Running"}}), late, (Terminating, reasons::TERMINATING, None)),
+                    "state": {"terminated": {"exitCode": 3}}}]}}),
+                late,
+                (Error, reasons::WORKLOAD_FAILED, Some(3)),
+            ),
+            (
+                "deadline",
+                serde_json::json!({"status": {"phase": "Failed", "reason": "DeadlineExceeded"}}),
+                late,
+                (Error, reasons::TIMED_OUT, None),
+            ),
+            (
+                "evicted",
+                serde_json::json!({"status": {"phase": "Failed", "reason": "Evicted"}}),
+                late,
+                (Error, reasons::CAPACITY_LOST, None),
+            ),
+            (
+                "node lost",
+                serde_json::json!({"status": {"phase": "Unknown"}}),
+                late,
+                (Unknown, reasons::UNRECOGNIZED, None),
+            ),
+            (
+                "being deleted",
+                serde_json::json!({"metadata": {"deletionTimestamp": "2026-12-04T10:00:40Z"}, "status": {"phase": "Running"}}),
+                late,
+                (Terminating, reasons::TERMINATING, None),
+            ),
         ];
         for (what, v, now, want) in cases {
             assert_eq!(seen(v, now), want, "{what}");

@@ -30,6 +30,7 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         multi_node: false,
         reports_from_outside: true,
         reports: true,
+        ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };

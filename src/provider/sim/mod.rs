@@ -38,6 +38,7 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         multi_node: true,
         reports_from_outside: false,
         reports: true,
+        ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
     };

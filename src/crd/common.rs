@@ -73,7 +73,10 @@ impl std::str::FromStr for ProviderKind {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown provider {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown provider {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

@@ -22,6 +22,7 @@ scenarios=(
   cli_e2e
   multi_node_e2e
   kubernetes_provider_e2e
+  provider_kubernetes
   operator_e2e
   reaper_e2e
   provider_e2e

@@ -174,7 +174,7 @@ fn machine_class_rules() {
         ),
         (
             json!({"provider": "runpod", "regions": ["us-east-1"]}),
-            "RunPod and Lyceum have no regions",
+            "RunPod, Lyceum and the cluster's own GPUs (kubernetes) have no regions",
         ),
         (
             json!({"provider": "aws", "regions": ["us-east-1", "eu-west-1"], "aws": {"regionSettings": {"us-east-1": ami}}}),
@@ -225,6 +225,7 @@ fn multi_node_jobs_need_a_provider_that_places_machines_together() {
             json!({"provider": "aws", "instanceType": "p4d.24xlarge"}),
         ),
         job(4, json!({"provider": "sim", "instanceType": "sim.a100"})),
+        job(2, json!({"provider": "kubernetes", "gpuCount": 8})),
         job(
             2,
             json!({"provider": "auto", "gpuType": "a100", "allowedProviders": ["runpod", "aws"]}),
@@ -237,7 +238,7 @@ fn multi_node_jobs_need_a_provider_that_places_machines_together() {
     assert!(
         refused
             .iter()
-            .any(|m| m.contains("needs placement.provider aws, sim or auto")),
+            .any(|m| m.contains("needs placement.provider aws, sim, kubernetes or auto")),
         "{refused:?}"
     );
     let refused = job_errors(job(
@@ -247,12 +248,12 @@ fn multi_node_jobs_need_a_provider_that_places_machines_together() {
     assert!(
         refused
             .iter()
-            .any(|m| m.contains("needs aws or sim among placement.allowedProviders")),
+            .any(|m| m.contains("needs aws, sim or kubernetes among placement.allowedProviders")),
         "{refused:?}"
     );
     assert_eq!(
         runctl::provider::descriptor::multi_node_names(),
-        ["aws", "sim"],
+        ["aws", "sim", "kubernetes"],
         "the providers' descriptors changed: update the CEL rules on TrainingJobSpec"
     );
 }

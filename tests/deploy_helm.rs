@@ -202,8 +202,9 @@ fn the_in_cluster_provider_adds_pods_pod_logs_and_nodes_and_its_settings() {
         CALLBACK_URL,
         "--set",
         "providers.kubernetes.enabled=true",
-        "--set",
-        "providers.kubernetes.settings.pricePerGpuHour=1.25",
+        // Numbers through --set-json or a values file (`--set` makes 1.25 a string).
+        "--set-json",
+        "providers.kubernetes.settings={\"pricePerGpuHour\":1.25}",
     ]);
     let mut expected = expected_cluster_rules();
     expected.extend(rules(&[

@@ -82,7 +82,8 @@ impl ClassSecretRef {
 #[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum', 'kubernetes']) || !has(self.regions)").message("RunPod, Lyceum and the cluster's own GPUs (kubernetes) have no regions runctl can choose; use runpod.dataCenterIds for RunPod, kubernetes.nodeSelector for the cluster").field_path(".regions"))]
 #[x_kube(validation = Rule::new("!has(self.regions) || !has(self.aws) || !has(self.aws.regionSettings) || self.regions.all(r, r in self.aws.regionSettings)").message("every region in spec.regions needs an entry in aws.regionSettings (its AMI)").field_path(".regions"))]
 pub struct MachineClassSpec {
-    /// Cloud provider of the class's machines: aws, runpod, lyceum or sim. Immutable.
+    /// Provider of the class's machines: aws, runpod, lyceum, sim or kubernetes (Pods on the
+    /// cluster's own GPU nodes). Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable; create a new MachineClass"))]
     pub provider: ProviderKind,
 

@@ -18,7 +18,7 @@ use runctl::crd::training_job::{JobPhase, TrainingJob};
 use runctl::provider::ProvidersConfig;
 use runctl::provider::kubernetes::KubernetesConfig;
 use serde_json::json;
-use support::jobs::{test_job_config, wait_job};
+use support::jobs::{JobOperator, test_job_config, wait_job};
 use support::{TestEnv, eventually, fast_sim, test_controller_config};
 
 /// The GPU product every test node carries and every test job asks for.
@@ -98,13 +98,24 @@ async fn delete_node(env: &TestEnv, name: &str) {
     let _ = nodes.delete(name, &DeleteParams::default()).await;
 }
 
-/// The one Pod runctl made for the job's attempt `attempt`.
+/// The one Pod runctl made for the job's attempt `attempt` (its rank 0).
 async fn attempt_pod(env: &TestEnv, job: &str, attempt: u32) -> Pod {
+    rank_pod(env, job, attempt, 0).await
+}
+
+/// The Pod of node `rank` of the job's attempt `attempt`: the CloudResource's name
+/// (`<job>-a<N>`, `-r<R>` for the other ranks) starts its deterministic machine name.
+async fn rank_pod(env: &TestEnv, job: &str, attempt: u32, rank: u32) -> Pod {
     let pods: Api<Pod> = env.api();
-    let prefix = format!("runctl-{job}-a{attempt}-");
+    let cr = match rank {
+        0 => format!("{job}-a{attempt}"),
+        r => format!("{job}-a{attempt}-r{r}"),
+    };
+    let prefix = format!("runctl-{cr}-");
+    // The uid that follows is hex: another rank's `r` never continues rank 0's prefix.
+    let other_rank = format!("{prefix}r");
     let crs: Api<runctl::crd::CloudResource> = env.api();
-    let cr = format!("{job}-a{attempt}");
-    eventually(30, &format!("{job}'s attempt {attempt} Pod"), || async {
+    eventually(30, &format!("{cr}'s Pod"), || async {
         if let Ok(Some(cr)) = crs.get_opt(&cr).await
             && cr.spec.provider != ProviderKind::Kubernetes
         {
@@ -120,7 +131,7 @@ async fn attempt_pod(env: &TestEnv, job: &str, attempt: u32) -> Pod {
             p.metadata
                 .name
                 .as_deref()
-                .is_some_and(|n| n.starts_with(&prefix))
+                .is_some_and(|n| n.starts_with(&prefix) && !n.starts_with(&other_rank))
         })
     })
     .await
@@ -128,18 +139,27 @@ async fn attempt_pod(env: &TestEnv, job: &str, attempt: u32) -> Pod {
 
 /// Plays the scheduler and the kubelet: the Pod on a node, running, then exited with `code`.
 async fn run_pod(env: &TestEnv, pod: &str, code: i32) {
-    let pods: Api<Pod> = env.api();
-    let pp = PatchParams::default();
+    start_pod(env, pod, "10.244.0.7").await;
+    exit_pod(env, pod, code).await;
+}
+
+/// The Pod on a node, running at `ip`.
+async fn start_pod(env: &TestEnv, pod: &str, ip: &str) {
     let running = json!({"status": {
-        "phase": "Running", "podIP": "10.244.0.7", "startTime": "2026-12-04T00:00:00Z",
+        "phase": "Running", "podIP": ip, "startTime": "2026-12-04T00:00:00Z",
         "conditions": [{"type": "PodScheduled", "status": "True"}],
         "containerStatuses": [{"name": "workload", "image": "ghcr.io/acme/train:1",
             "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {"startedAt": "2026-12-04T00:00:01Z"}}}]
     }});
-    pods.patch_status(pod, &pp, &Patch::Merge(&running))
+    let pods: Api<Pod> = env.api();
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&running))
         .await
         .expect("Pod running");
+}
+
+/// The Pod's container exited with `code`.
+async fn exit_pod(env: &TestEnv, pod: &str, code: i32) {
     let phase = if code == 0 { "Succeeded" } else { "Failed" };
     let exited = json!({"status": {
         "phase": phase,
@@ -148,7 +168,8 @@ async fn run_pod(env: &TestEnv, pod: &str, code: i32) {
             "state": {"terminated": {"exitCode": code, "reason": "Completed",
                 "startedAt": "2026-12-04T00:00:01Z", "finishedAt": "2026-12-04T00:10:00Z"}}}]
     }});
-    pods.patch_status(pod, &pp, &Patch::Merge(&exited))
+    let pods: Api<Pod> = env.api();
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&exited))
         .await
         .expect("Pod exited");
 }
@@ -163,25 +184,39 @@ async fn pod_gone(env: &TestEnv, name: &str) {
     .await;
 }
 
+/// A cluster with one GPU node of `gpus`, the provider's Pods unscheduled for at most
+/// `schedule_timeout_seconds`.
+async fn cluster(schedule_timeout_seconds: u64, node_name: &str, gpus: u32) -> TestEnv {
+    let env = TestEnv::start_with(providers(schedule_timeout_seconds)).await;
+    node(&env, node_name, gpus).await;
+    env
+}
+
+/// Starts the operator and creates `job`.
+async fn apply(env: &TestEnv, job: TrainingJob) -> JobOperator {
+    let op = env
+        .start_training_job_controller(test_controller_config("op"), test_job_config())
+        .await;
+    let jobs: Api<TrainingJob> = env.api();
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create job");
+    op
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_cluster_gpus_first_and_bursting_to_the_cloud() {
     free_gpus_run_the_job_as_a_pod().await;
     a_full_cluster_sends_the_job_to_the_cloud().await;
     an_unscheduled_pod_bursts_after_the_schedule_timeout().await;
+    a_two_node_job_runs_as_two_pods_that_find_rank_0().await;
 }
 
 /// A node with free GPUs: the job runs as a Pod there, its exit code read from the container
 /// status, its env kept out of the Pod spec, the Pod released when the job ends.
 async fn free_gpus_run_the_job_as_a_pod() {
-    let env = TestEnv::start_with(providers(300)).await;
-    node(&env, "gpu-node-1", 4).await;
-    let op = env
-        .start_training_job_controller(test_controller_config("op"), test_job_config())
-        .await;
-    let jobs: Api<TrainingJob> = env.api();
-    jobs.create(&PostParams::default(), &job("local"))
-        .await
-        .expect("create job");
+    let env = cluster(300, "gpu-node-1", 4).await;
+    let op = apply(&env, job("local")).await;
 
     let pod = attempt_pod(&env, "local", 1).await;
     let name = pod.metadata.name.clone().unwrap();
@@ -246,8 +281,7 @@ async fn free_gpus_run_the_job_as_a_pod() {
 /// Every GPU taken: `auto` rejects the in-cluster offer (`NoFreeCapacity`) and rents the cloud
 /// machine.
 async fn a_full_cluster_sends_the_job_to_the_cloud() {
-    let env = TestEnv::start_with(providers(300)).await;
-    node(&env, "gpu-node-2", 1).await;
+    let env = cluster(300, "gpu-node-2", 1).await;
     let pods: Api<Pod> = env.api();
     let busy: Pod = serde_json::from_value(json!({
         "metadata": {"name": "someone-elses-training"},
@@ -258,13 +292,7 @@ async fn a_full_cluster_sends_the_job_to_the_cloud() {
     pods.create(&PostParams::default(), &busy)
         .await
         .expect("a Pod holding the node's GPU");
-    let op = env
-        .start_training_job_controller(test_controller_config("op"), test_job_config())
-        .await;
-    let jobs: Api<TrainingJob> = env.api();
-    jobs.create(&PostParams::default(), &job("burst"))
-        .await
-        .expect("create job");
+    let op = apply(&env, job("burst")).await;
     let placed = wait_job(&env, "burst", "placed on the cloud", |s| {
         s.attempts
             .first()
@@ -295,15 +323,8 @@ async fn a_full_cluster_sends_the_job_to_the_cloud() {
 /// Free GPUs on paper, but the Pod never lands on a node: after `scheduleTimeoutSeconds` the
 /// attempt ends for lack of capacity, its Pod is deleted, and the next attempt runs on the cloud.
 async fn an_unscheduled_pod_bursts_after_the_schedule_timeout() {
-    let env = TestEnv::start_with(providers(2)).await;
-    node(&env, "gpu-node-3", 8).await;
-    let op = env
-        .start_training_job_controller(test_controller_config("op"), test_job_config())
-        .await;
-    let jobs: Api<TrainingJob> = env.api();
-    jobs.create(&PostParams::default(), &job("stuck"))
-        .await
-        .expect("create job");
+    let env = cluster(2, "gpu-node-3", 8).await;
+    let op = apply(&env, job("stuck")).await;
     let pod = attempt_pod(&env, "stuck", 1).await;
     let s = wait_job(&env, "stuck", "the second attempt on the cloud", |s| {
         s.attempts.len() == 2 && s.attempts[1].provider == ProviderKind::Sim
@@ -331,4 +352,48 @@ async fn an_unscheduled_pod_bursts_after_the_schedule_timeout() {
     pod_gone(&env, pod.metadata.name.as_deref().unwrap()).await;
     op.stop().await;
     delete_node(&env, "gpu-node-3").await;
+}
+
+/// `nodes: 2` on the cluster: rank 0's Pod first, then rank 1's with rank 0's Pod IP as
+/// `MASTER_ADDR`; rank 0's exit decides the attempt and both Pods are released.
+async fn a_two_node_job_runs_as_two_pods_that_find_rank_0() {
+    let env = cluster(300, "gpu-node-4", 8).await;
+    let mut two = job("gang");
+    two.spec.nodes = 2;
+    let op = apply(&env, two).await;
+    let rank0 = attempt_pod(&env, "gang", 1).await.metadata.name.unwrap();
+    start_pod(&env, &rank0, "10.244.3.21").await;
+    let rank1 = rank_pod(&env, "gang", 1, 1).await.metadata.name.unwrap();
+    let env1 = pod_env(&env, &rank1).await;
+    assert_eq!(env1["MASTER_ADDR"], "10.244.3.21");
+    assert_eq!(
+        (env1["NODE_RANK"].as_str(), env1["NNODES"].as_str()),
+        ("1", "2")
+    );
+    assert_eq!(pod_env(&env, &rank0).await["NODE_RANK"], "0");
+    start_pod(&env, &rank1, "10.244.3.22").await;
+    exit_pod(&env, &rank0, 0).await;
+    let done = wait_job(&env, "gang", "succeeded", |s| {
+        s.phase == Some(JobPhase::Succeeded)
+    })
+    .await;
+    assert_eq!(done.attempts.len(), 1);
+    pod_gone(&env, &rank0).await;
+    pod_gone(&env, &rank1).await;
+    op.stop().await;
+    delete_node(&env, "gpu-node-4").await;
+}
+
+/// The environment a Pod gets (its env Secret).
+async fn pod_env(env: &TestEnv, pod: &str) -> BTreeMap<String, String> {
+    let secrets: Api<Secret> = env.api();
+    let s = eventually(30, &format!("{pod}'s env Secret"), || async {
+        secrets.get_opt(&format!("{pod}-env")).await.ok()?
+    })
+    .await;
+    s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("UTF-8 env")))
+        .collect()
 }

@@ -22,6 +22,20 @@ pub struct Shape {
     pub size: Option<(u32, u32)>,
 }
 
+impl Shape {
+    /// A GPU type rented in any of `counts` (RunPod ids, Lyceum profiles, sim GPU types, the
+    /// cluster's GPU product labels), whose machine size is not published.
+    pub const fn gpu_type(name: &'static str, model: GpuModel, counts: &'static [u32]) -> Self {
+        Self {
+            name,
+            instance_type: false,
+            model,
+            counts,
+            size: None,
+        }
+    }
+}
+
 /// What a provider's placement fields get for one equivalent machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Equivalent {

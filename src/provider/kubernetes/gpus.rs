@@ -11,13 +11,7 @@ use crate::provider::gpus::Shape;
 const COUNTS: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8];
 
 const fn gpu(name: &'static str, model: GpuModel) -> Shape {
-    Shape {
-        name,
-        instance_type: false,
-        model,
-        counts: COUNTS,
-        size: None,
-    }
+    Shape::gpu_type(name, model, COUNTS)
 }
 
 /// The table.

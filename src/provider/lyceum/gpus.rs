@@ -6,13 +6,7 @@ use crate::crd::GpuModel::{self, *};
 use crate::provider::gpus::Shape;
 
 const fn profile(name: &'static str, model: GpuModel) -> Shape {
-    Shape {
-        name,
-        instance_type: false,
-        model,
-        counts: &[1],
-        size: None,
-    }
+    Shape::gpu_type(name, model, &[1])
 }
 
 /// The table.

@@ -5,13 +5,7 @@ use crate::crd::GpuModel::{self, *};
 use crate::provider::gpus::Shape;
 
 const fn gpu(name: &'static str, model: GpuModel) -> Shape {
-    Shape {
-        name,
-        instance_type: false,
-        model,
-        counts: &[1, 2, 4, 8, 16],
-        size: None,
-    }
+    Shape::gpu_type(name, model, &[1, 2, 4, 8, 16])
 }
 
 /// The table.

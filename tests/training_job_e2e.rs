@@ -619,7 +619,7 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
         ),
         (
             json!({"placement": {"provider": "runpod", "gpuType": "g", "capacityType": "spot"}, "workload": w}),
-            "runpod offers no spot machines",
+            "RunPod and the cluster's own GPUs (kubernetes) offer no spot machines",
         ),
         (
             json!({"placement": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}, "workload": w}),

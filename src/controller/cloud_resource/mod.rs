@@ -44,7 +44,7 @@ use crate::crd::cloud_resource::{
 use crate::crd::machine_class::{MachineClass, MachineClassSpec};
 use crate::provider::registry::{Credentials, ProviderKey};
 use crate::provider::{Provider, ProviderError, ResourceKey, Termination};
-use plan::{ApplyInput, ApplyPlan, CleanupPlan};
+use plan::{ApplyInput, ApplyPlan, CleanupPlan, Released};
 use spec::SecretError;
 
 /// Finalizer that keeps the object until its machine is gone.
@@ -746,26 +746,7 @@ async fn create(
     key: &ResourceKey,
     class: Option<&MachineClassSpec>,
 ) -> Result<Action, Error> {
-    let spec = match spec::resolve(&ctx.client, &t.namespace, &cr.spec, pkey.region.clone()).await {
-        Ok(mut s) => {
-            if let Some(class) = class {
-                machine_class::usage::apply(class, &mut s);
-            }
-            s
-        }
-        Err(e) => {
-            let err = Error::Workload(e);
-            let next = status::blocked(
-                &t.status,
-                err.reason(),
-                err.to_string(),
-                t.generation,
-                Timestamp::now(),
-            );
-            t.write(ctx, next).await?;
-            return Err(err);
-        }
-    };
+    let spec = machine_spec(cr, t, ctx, pkey, class).await?;
     let quote = match metered(&ctx.metrics, provider, "price", provider.price(&spec)).await {
         Ok(q) => Some(q),
         // The provider's catalog does not know the machine (a RunPod GPU id, a Lyceum GPU
@@ -827,6 +808,32 @@ async fn create(
     }
 }
 
+/// The machine to create: the spec with its Secret values resolved and the class's settings
+/// applied; a workload whose Secrets cannot be read blocks the object (status says why).
+async fn machine_spec(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    pkey: &ProviderKey,
+    class: Option<&MachineClassSpec>,
+) -> Result<crate::provider::MachineSpec, Error> {
+    match spec::resolve(&ctx.client, &t.namespace, &cr.spec, pkey.region.clone()).await {
+        Ok(mut s) => {
+            if let Some(class) = class {
+                machine_class::usage::apply(class, &mut s);
+            }
+            Ok(s)
+        }
+        Err(e) => {
+            let err = Error::Workload(e);
+            let now = Timestamp::now();
+            let next = status::blocked(&t.status, err.reason(), err.to_string(), t.generation, now);
+            t.write(ctx, next).await?;
+            Err(err)
+        }
+    }
+}
+
 /// Records a failed create (or a machine the provider's catalog refused before any create call)
 /// and waits as the retry policy says: failures retries cannot fix wait, the rest back off.
 async fn create_failed(
@@ -865,66 +872,21 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
     crate::logs::pull::released(ctx, &cr).await;
     // The delete path polls the machine itself until it is gone.
     ctx.fleet.untrack(&t.uid);
-    let now = Timestamp::now();
     let ended_stays = crate::provider::descriptor::of(cr.spec.provider).ended_machines_stay;
-    let plan = plan::plan_cleanup(cr.spec.deletion_policy, &t.status, ended_stays);
-    if let CleanupPlan::Release { reason } = plan {
-        {
-            // A released machine is no longer runctl's: the reaper must not touch it.
-            forget_record(&t, ctx).await?;
-            let note = match reason {
-                "Orphaned" => format!(
-                    "deletionPolicy Orphan: machine {} left running",
-                    t.status.provider_id.as_deref().unwrap_or("-")
-                ),
-                // MachineTerminated was announced when the machine was seen terminated.
-                plan::ALREADY_TERMINATED => return Ok(Action::await_change()),
-                _ => "no machine was created".to_string(),
-            };
-            ctx.publish(cr.as_ref(), EventType::Normal, reason, "Delete", note)
-                .await;
-            return Ok(Action::await_change());
-        }
-    }
+    let id = match plan::plan_cleanup(cr.spec.deletion_policy, &t.status, ended_stays) {
+        CleanupPlan::Release(why) => return release(&cr, &t, ctx, why).await,
+        CleanupPlan::Terminate { id } => Some(id),
+        CleanupPlan::FindByOwner => None,
+    };
     // One provider lookup (and credentials read) serves both the owner search and terminate.
     let class = known_class(&cr, ctx).await;
     let (pkey, provider) = provider_for(&cr, &t, ctx, class.as_ref().map(|c| &c.spec)).await?;
-    let id = match plan {
-        // Released above.
-        CleanupPlan::Release { .. } => return Ok(Action::await_change()),
-        CleanupPlan::Terminate { id } => id,
-        CleanupPlan::FindByOwner => {
-            let key = t.key(ctx, t.attempt());
-            let found = metered(
-                &ctx.metrics,
-                provider.as_ref(),
-                "observe",
-                provider.observe(&key, None),
-            )
-            .await
-            .map_err(Error::Observe)?;
-            match found {
-                Some(m) if m.is_billable() => {
-                    let next = status::track(&t.status, &m, None, None, t.generation, now);
-                    t.write(ctx, next).await?;
-                    m.id
-                }
-                _ => {
-                    if let Err(e) = forget_record(&t, ctx).await {
-                        warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
-                    }
-                    ctx.publish(
-                        cr.as_ref(),
-                        EventType::Normal,
-                        "NothingToDelete",
-                        "Delete",
-                        "no machine exists for the recorded create intent".into(),
-                    )
-                    .await;
-                    return Ok(Action::await_change());
-                }
-            }
-        }
+    let id = match id {
+        Some(id) => id,
+        None => match find_by_owner(&mut t, ctx, provider.as_ref()).await? {
+            Some(id) => id,
+            None => return release(&cr, &t, ctx, Released::NothingToDelete).await,
+        },
     };
     // The last of the provider's own log (Lyceum runs) before the machine goes.
     crate::logs::pull::pull(ctx, &cr, provider.as_ref(), &id, true).await;
@@ -937,52 +899,110 @@ async fn cleanup(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error>
     .await;
     ctx.fleet.invalidate(&pkey);
     match outcome {
-        Ok(Termination::Gone) => {
-            let mut next = status::terminating(&t.status, "Deleted", t.generation, now);
-            next.state = Some(ResourceState::Terminated);
-            next.reason = Some("Deleted".into());
-            next.message = Some("machine terminated because its CloudResource was deleted".into());
-            if next.end_time.is_none() {
-                next.end_time = Some(Time(now));
-            }
-            t.write(ctx, next).await?;
-            if let Err(e) = forget_record(&t, ctx).await {
-                warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
-            }
-            ctx.publish(
-                cr.as_ref(),
-                EventType::Normal,
-                "MachineTerminated",
-                "Delete",
-                format!("machine {id} is gone"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
+        Ok(Termination::Gone) => deleted(&cr, &mut t, ctx, &id).await,
         Ok(Termination::InProgress) => {
             let before = t.status.state;
-            t.write(
-                ctx,
-                status::terminating(&t.status, "Deleting", t.generation, now),
-            )
-            .await?;
+            let next = status::terminating(&t.status, "Deleting", t.generation, Timestamp::now());
+            t.write(ctx, next).await?;
             announce(&cr, ctx, before, &t.status).await;
             Err(Error::StillTerminating(ctx.config.transition_poll_interval))
         }
         Err(e) => {
-            let next = t.failed(&e, false, &pkey, now);
+            let next = t.failed(&e, false, &pkey, Timestamp::now());
             t.write(ctx, next).await?;
-            ctx.publish(
-                cr.as_ref(),
-                EventType::Warning,
-                e.reason(),
-                "Delete",
-                format!("terminating machine {id} failed: {e}"),
-            )
-            .await;
+            let note = format!("terminating machine {id} failed: {e}");
+            ctx.publish(cr.as_ref(), EventType::Warning, e.reason(), "Delete", note)
+                .await;
             Err(Error::Terminate(e))
         }
     }
+}
+
+/// Lets a deleted object go without terminating anything: the machine is no longer runctl's,
+/// so the reaper must not touch it either.
+async fn release(
+    cr: &CloudResource,
+    t: &Target,
+    ctx: &Context,
+    why: Released,
+) -> Result<Action, Error> {
+    let note = match why {
+        // MachineTerminated was announced when the machine was seen terminated.
+        Released::AlreadyTerminated => None,
+        Released::Orphaned => Some(format!(
+            "deletionPolicy Orphan: machine {} left running",
+            t.status.provider_id.as_deref().unwrap_or("-")
+        )),
+        Released::NothingToDelete if t.status.pending_create.is_some() => {
+            Some("no machine exists for the recorded create intent".to_string())
+        }
+        Released::NothingToDelete => Some("no machine was created".to_string()),
+    };
+    if why == Released::NothingToDelete && t.status.pending_create.is_some() {
+        // The record may outlive this object: the reaper removes it if this fails.
+        if let Err(e) = forget_record(t, ctx).await {
+            warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
+        }
+    } else {
+        forget_record(t, ctx).await?;
+    }
+    if let Some(note) = note {
+        ctx.publish(cr, EventType::Normal, why.reason(), "Delete", note)
+            .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// A create intent without an id: the machine the create may have made, tracked in status, or
+/// `None` when there is none to terminate.
+async fn find_by_owner(
+    t: &mut Target,
+    ctx: &Context,
+    provider: &dyn crate::provider::Provider,
+) -> Result<Option<String>, Error> {
+    let key = t.key(ctx, t.attempt());
+    let found = metered(
+        &ctx.metrics,
+        provider,
+        "observe",
+        provider.observe(&key, None),
+    )
+    .await
+    .map_err(Error::Observe)?;
+    match found {
+        Some(m) if m.is_billable() => {
+            let next = status::track(&t.status, &m, None, None, t.generation, Timestamp::now());
+            t.write(ctx, next).await?;
+            Ok(Some(m.id))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The machine of a deleted object is gone: status says so, the creation record goes, and the
+/// user hears of it.
+async fn deleted(
+    cr: &CloudResource,
+    t: &mut Target,
+    ctx: &Context,
+    id: &str,
+) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let mut next = status::terminating(&t.status, "Deleted", t.generation, now);
+    next.state = Some(ResourceState::Terminated);
+    next.reason = Some("Deleted".into());
+    next.message = Some("machine terminated because its CloudResource was deleted".into());
+    if next.end_time.is_none() {
+        next.end_time = Some(Time(now));
+    }
+    t.write(ctx, next).await?;
+    if let Err(e) = forget_record(t, ctx).await {
+        warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
+    }
+    let note = format!("machine {id} is gone");
+    ctx.publish(cr, EventType::Normal, "MachineTerminated", "Delete", note)
+        .await;
+    Ok(Action::await_change())
 }
 
 async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, Error> {

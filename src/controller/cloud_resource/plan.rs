@@ -177,10 +177,7 @@ pub fn revisit(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CleanupPlan {
     /// Remove the finalizer now.
-    Release {
-        /// Why (event reason).
-        reason: &'static str,
-    },
+    Release(Released),
     /// Terminate the machine with this id.
     Terminate {
         /// Provider id.
@@ -190,8 +187,27 @@ pub enum CleanupPlan {
     FindByOwner,
 }
 
-/// Release reason of an object whose machine was already seen terminated.
-pub const ALREADY_TERMINATED: &str = "AlreadyTerminated";
+/// Why a deleted object lets go without terminating anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// `deletionPolicy: Orphan`: the machine is left running.
+    Orphaned,
+    /// The machine was already seen terminated (and announced then).
+    AlreadyTerminated,
+    /// No machine was ever created.
+    NothingToDelete,
+}
+
+impl Released {
+    /// The event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Orphaned => "Orphaned",
+            Self::AlreadyTerminated => "AlreadyTerminated",
+            Self::NothingToDelete => "NothingToDelete",
+        }
+    }
+}
 
 /// Decides the delete path's next step. `ended_stays`: the provider keeps an ended machine as an
 /// object until it is deleted (a finished Pod and its env Secret), so even a terminated one is
@@ -202,21 +218,17 @@ pub fn plan_cleanup(
     ended_stays: bool,
 ) -> CleanupPlan {
     if policy == DeletionPolicy::Orphan {
-        return CleanupPlan::Release { reason: "Orphaned" };
+        return CleanupPlan::Release(Released::Orphaned);
     }
     match (&status.provider_id, &status.pending_create) {
         // Observed terminated: a terminated machine never comes back, nothing is left to do
         // (unless it stays as an object).
         (Some(_), _) if status.state == Some(ResourceState::Terminated) && !ended_stays => {
-            CleanupPlan::Release {
-                reason: ALREADY_TERMINATED,
-            }
+            CleanupPlan::Release(Released::AlreadyTerminated)
         }
         (Some(id), _) => CleanupPlan::Terminate { id: id.clone() },
         (None, Some(_)) => CleanupPlan::FindByOwner,
-        (None, None) => CleanupPlan::Release {
-            reason: "NothingToDelete",
-        },
+        (None, None) => CleanupPlan::Release(Released::NothingToDelete),
     }
 }
 
@@ -448,12 +460,7 @@ mod tests {
         s.state = Some(ResourceState::Error);
         assert_eq!(plan(&s), CleanupPlan::Terminate { id: "i-1".into() });
         s.state = Some(ResourceState::Terminated);
-        assert_eq!(
-            plan(&s),
-            CleanupPlan::Release {
-                reason: ALREADY_TERMINATED
-            }
-        );
+        assert_eq!(plan(&s), CleanupPlan::Release(Released::AlreadyTerminated));
         // A finished Pod stays an object (with its env Secret) until deleted.
         assert_eq!(
             plan_cleanup(DeletionPolicy::Delete, &s, true),
@@ -492,9 +499,7 @@ mod tests {
         let none = CloudResourceStatus::default();
         assert_eq!(
             plan_cleanup(DeletionPolicy::Delete, &none, false),
-            CleanupPlan::Release {
-                reason: "NothingToDelete"
-            }
+            CleanupPlan::Release(Released::NothingToDelete)
         );
         let pending = CloudResourceStatus {
             pending_create: Some(intent(1)),
@@ -514,7 +519,7 @@ mod tests {
         );
         assert_eq!(
             plan_cleanup(DeletionPolicy::Orphan, &known, false),
-            CleanupPlan::Release { reason: "Orphaned" }
+            CleanupPlan::Release(Released::Orphaned)
         );
     }
 }

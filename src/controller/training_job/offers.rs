@@ -130,114 +130,123 @@ pub fn candidates(
     enabled: &[ProviderKind],
     classes: Option<&[ClassChoice]>,
 ) -> (Vec<Offer>, Vec<RejectedOffer>) {
-    let named: Vec<(ProviderKind, Option<&ClassChoice>)> = match classes {
-        Some(classes) => classes.iter().map(|c| (c.provider, Some(c))).collect(),
-        None => match (p.provider.fixed(), &p.allowed_providers) {
-            (Some(k), _) => vec![(k, None)],
-            (None, Some(allowed)) => allowed.iter().map(|k| (*k, None)).collect(),
-            (None, None) => enabled.iter().map(|k| (*k, None)).collect(),
-        },
-    };
     let spots: &[bool] = match p.capacity_type {
         CapacityType::OnDemand => &[false],
         CapacityType::Spot => &[true],
         CapacityType::SpotWithFallback => &[true, false],
     };
     let (mut offers, mut rejected) = (vec![], vec![]);
-    for (kind, class) in named {
+    for (kind, class) in named(p, enabled, classes) {
         if !enabled.contains(&kind) {
             rejected.push(not_enabled(p, kind, enabled));
             continue;
         }
+        let mut offer = placeholder(p, kind);
+        offer.machine_class = class.map(|c| c.name.clone());
         let machines = match machines_of(p, kind) {
             Ok(m) => m,
             Err(why) => {
-                let mut offer = placeholder(p, kind);
-                offer.machine_class = class.map(|c| c.name.clone());
                 rejected.push(reject(offer, NO_EQUIVALENT_MACHINE, why));
                 continue;
             }
         };
-        let (instance_type, gpu_type, gpu_count) = machines[0].clone();
-        let class_regions = class.and_then(|c| c.regions.as_ref());
-        let regions: Vec<Option<String>> = match (has_regions(kind), class_regions) {
-            (false, _) => vec![None],
-            (true, None) if p.regions.is_empty() => vec![None],
-            (true, None) => p.regions.iter().cloned().map(Some).collect(),
-            (true, Some(allowed)) if p.regions.is_empty() => {
-                allowed.iter().cloned().map(Some).collect()
+        (offer.instance_type, offer.gpu_type, offer.gpu_count) = machines[0].clone();
+        let regions = match regions_of(p, kind, class) {
+            Ok(regions) => regions,
+            Err(why) => {
+                rejected.push(reject(offer, REGION_NOT_IN_CLASS, why));
+                continue;
             }
-            (true, Some(allowed)) => p
-                .regions
-                .iter()
-                .filter(|r| allowed.contains(r))
-                .cloned()
-                .map(Some)
-                .collect(),
         };
-        if regions.is_empty()
-            && let Some(c) = class
-        {
-            let offer = Offer {
-                provider: kind,
-                instance_type,
-                gpu_type,
-                gpu_count,
-                region: None,
-                spot: p.capacity_type == CapacityType::Spot,
-                price_per_hour: None,
-                machine_class: Some(c.name.clone()),
-            };
-            rejected.push(reject(
-                offer,
-                REGION_NOT_IN_CLASS,
-                format!(
-                    "MachineClass {} allows none of placement.regions ({}); it allows {}",
-                    c.name,
-                    p.regions.join(", "),
-                    class_regions.map(|r| r.join(", ")).unwrap_or_default()
-                ),
-            ));
-            continue;
-        }
         for (instance_type, gpu_type, gpu_count) in &machines {
             for region in &regions {
                 for &spot in spots {
                     let offer = Offer {
-                        provider: kind,
                         instance_type: instance_type.clone(),
                         gpu_type: gpu_type.clone(),
                         gpu_count: *gpu_count,
                         region: region.clone(),
                         spot,
-                        price_per_hour: None,
-                        machine_class: class.map(|c| c.name.clone()),
+                        ..offer.clone()
                     };
-                    if offer.instance_type.is_none()
-                        && offer.gpu_type.is_none()
-                        && descriptor::of(kind).sizing.needs_machine_type()
-                    {
-                        let need = if kind == ProviderKind::Aws {
-                            "instanceType"
-                        } else {
-                            "gpuType"
-                        };
-                        rejected.push(reject(
-                            offer,
-                            NO_MACHINE_TYPE,
-                            format!("{kind} needs placement.{need} or placement.gpu"),
-                        ));
-                    } else if spot && !descriptor::of(kind).spot {
-                        let msg = format!("{kind} offers no spot machines");
-                        rejected.push(reject(offer, NO_SPOT, msg));
-                    } else {
-                        offers.push(offer);
+                    match refusal(&offer) {
+                        Some((reason, why)) => rejected.push(reject(offer, reason, why)),
+                        None => offers.push(offer),
                     }
                 }
             }
         }
     }
     (offers, rejected)
+}
+
+/// The providers a placement names, each with its machine class: the classes', else the
+/// fixed provider, else `allowedProviders`, else every enabled one.
+fn named<'a>(
+    p: &Placement,
+    enabled: &[ProviderKind],
+    classes: Option<&'a [ClassChoice]>,
+) -> Vec<(ProviderKind, Option<&'a ClassChoice>)> {
+    match classes {
+        Some(classes) => classes.iter().map(|c| (c.provider, Some(c))).collect(),
+        None => match (p.provider.fixed(), &p.allowed_providers) {
+            (Some(k), _) => vec![(k, None)],
+            (None, Some(allowed)) => allowed.iter().map(|k| (*k, None)).collect(),
+            (None, None) => enabled.iter().map(|k| (*k, None)).collect(),
+        },
+    }
+}
+
+/// The regions an offer of `kind` may use (`None`: the provider has none, or the default);
+/// `Err` when the class allows none of the placement's.
+fn regions_of(
+    p: &Placement,
+    kind: ProviderKind,
+    class: Option<&ClassChoice>,
+) -> Result<Vec<Option<String>>, String> {
+    let class_regions = class.and_then(|c| c.regions.as_ref());
+    let regions: Vec<Option<String>> = match (has_regions(kind), class_regions) {
+        (false, _) => vec![None],
+        (true, None) if p.regions.is_empty() => vec![None],
+        (true, None) => p.regions.iter().cloned().map(Some).collect(),
+        (true, Some(allowed)) if p.regions.is_empty() => {
+            allowed.iter().cloned().map(Some).collect()
+        }
+        (true, Some(allowed)) => p
+            .regions
+            .iter()
+            .filter(|r| allowed.contains(r))
+            .cloned()
+            .map(Some)
+            .collect(),
+    };
+    match class {
+        Some(c) if regions.is_empty() => Err(format!(
+            "MachineClass {} allows none of placement.regions ({}); it allows {}",
+            c.name,
+            p.regions.join(", "),
+            class_regions.map(|r| r.join(", ")).unwrap_or_default()
+        )),
+        _ => Ok(regions),
+    }
+}
+
+/// Why the provider cannot take an offer at all: no machine type where it needs one, or spot
+/// where it has none.
+fn refusal(offer: &Offer) -> Option<(&'static str, String)> {
+    let kind = offer.provider;
+    let d = descriptor::of(kind);
+    if offer.instance_type.is_none() && offer.gpu_type.is_none() && d.sizing.needs_machine_type() {
+        let need = match d.sizing {
+            Sizing::InstanceType => "instanceType",
+            _ => "gpuType",
+        };
+        return Some((
+            NO_MACHINE_TYPE,
+            format!("{kind} needs placement.{need} or placement.gpu"),
+        ));
+    }
+    (offer.spot && !d.spot).then(|| (NO_SPOT, format!("{kind} offers no spot machines")))
 }
 
 /// Ranks priced offers and rejects those above `maxHourlyPrice`: the cluster's own machines

@@ -274,7 +274,7 @@ async fn callback(config: &OperatorConfig) -> Check {
         .providers
         .enabled_kinds()
         .into_iter()
-        .any(|k| k != crate::crd::ProviderKind::Sim);
+        .any(|k| k.reports_from_outside());
     let url = config.jobs.callback_url.as_deref();
     let check = config.training_job_config().callback_check;
     if let Err(why) = crate::callback::reach::judge(url, check) {

@@ -430,7 +430,8 @@ pub struct Failure {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadReport {
-    /// A recent heartbeat (heartbeats are persisted at most about once a minute per replica).
+    /// A heartbeat persisted by a standby replica (its first, then at most once per
+    /// `costRefreshSeconds`); the leader keeps heartbeats in memory and writes none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_time: Option<Time>,
     /// The latest progress persisted.

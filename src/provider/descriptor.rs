@@ -4,8 +4,58 @@
 //! [`ALL`] is the one line per provider; placement, offers, the GPU vocabulary and the
 //! capabilities read it instead of matching on the provider.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
 use super::gpus::Shape;
+use super::registry::{BuildContext, ProvidersConfig, Section};
+use super::{Provider, ProviderError};
 use crate::crd::ProviderKind;
+
+/// How a provider is built from a [`BuildContext`].
+pub type Build =
+    for<'a> fn(&'a BuildContext<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>, ProviderError>>;
+
+/// The glue of a provider module's descriptor: `section` and `section_mut` (its field of
+/// [`ProvidersConfig`]) and `build_boxed` (its `build`, `sync` or `async`).
+macro_rules! glue {
+    ($field:ident, sync) => {
+        $crate::provider::descriptor::glue!(@section $field);
+        fn build_boxed<'a>(
+            ctx: &'a $crate::provider::registry::BuildContext<'a>,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<std::sync::Arc<dyn $crate::provider::Provider>, $crate::provider::ProviderError>,
+        > {
+            Box::pin(std::future::ready(build(ctx)))
+        }
+    };
+    ($field:ident, async) => {
+        $crate::provider::descriptor::glue!(@section $field);
+        fn build_boxed<'a>(
+            ctx: &'a $crate::provider::registry::BuildContext<'a>,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<std::sync::Arc<dyn $crate::provider::Provider>, $crate::provider::ProviderError>,
+        > {
+            Box::pin(build(ctx))
+        }
+    };
+    (@section $field:ident) => {
+        fn section(
+            c: &$crate::provider::registry::ProvidersConfig,
+        ) -> &dyn $crate::provider::registry::Section {
+            &c.$field
+        }
+        fn section_mut(
+            c: &mut $crate::provider::registry::ProvidersConfig,
+        ) -> &mut dyn $crate::provider::registry::Section {
+            &mut c.$field
+        }
+    };
+}
+pub(crate) use glue;
 
 /// How a placement names the provider's machines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +104,12 @@ pub struct Descriptor {
     pub in_cluster: bool,
     /// Its machines in the GPU vocabulary (`placement.gpu`), from its `gpus.rs`.
     pub gpu_shapes: &'static [Shape],
+    /// Its section of the operator's configuration (`providers.<name>`).
+    pub section: fn(&ProvidersConfig) -> &dyn Section,
+    /// The same, to change.
+    pub section_mut: fn(&mut ProvidersConfig) -> &mut dyn Section,
+    /// How an instance is built.
+    pub build: Build,
 }
 
 /// Every provider's descriptor, in [`ProviderKind::ALL`] order: one line per provider.

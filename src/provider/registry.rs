@@ -1,7 +1,8 @@
 //! The provider registry: builds providers by name from the operator's configuration and a
 //! credentials Secret, and caches one instance per account (credentials) and region.
 //!
-//! Adding a provider is one module plus one line in [`build`].
+//! What differs per provider comes from its descriptor ([`descriptor::ALL`]): its section of
+//! the configuration ([`Section`]) and how it is built.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{Provider, ProviderError, ProviderKind, aws, kubernetes, lyceum, runpod, sim};
+use super::{
+    Provider, ProviderError, ProviderKind, aws, descriptor, kubernetes, lyceum, runpod, sim,
+};
 
 /// A Secret in a given namespace (operator-level default credentials).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,32 +51,21 @@ pub struct ProvidersConfig {
     pub kubernetes: kubernetes::KubernetesConfig,
 }
 
-/// A provider section with an `enabled` switch.
-trait Switch {
+/// A provider's section of the operator's configuration, as the registry reads it: each
+/// provider's module implements it for its configuration type, and its descriptor points at
+/// its field of [`ProvidersConfig`].
+pub trait Section {
+    /// `enabled` (unset: see [`ProvidersConfig::enabled`]).
     fn switch(&mut self) -> &mut Option<bool>;
-}
-
-impl Switch for aws::AwsConfig {
-    fn switch(&mut self) -> &mut Option<bool> {
-        &mut self.enabled
+    /// `enabled` as set.
+    fn enabled(&self) -> Option<bool>;
+    /// The operator-wide default credentials Secret, where the provider has credentials.
+    fn credentials(&self) -> Option<&NamespacedSecretRef> {
+        None
     }
-}
-
-impl Switch for runpod::RunPodConfig {
-    fn switch(&mut self) -> &mut Option<bool> {
-        &mut self.enabled
-    }
-}
-
-impl Switch for lyceum::LyceumConfig {
-    fn switch(&mut self) -> &mut Option<bool> {
-        &mut self.enabled
-    }
-}
-
-impl Switch for kubernetes::KubernetesConfig {
-    fn switch(&mut self) -> &mut Option<bool> {
-        &mut self.enabled
+    /// The default region, where the provider has regions.
+    fn default_region(&self) -> Option<String> {
+        None
     }
 }
 
@@ -81,7 +73,7 @@ impl Switch for kubernetes::KubernetesConfig {
 fn configured<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Switch,
+    T: Deserialize<'de> + Section,
 {
     let mut section = T::deserialize(d)?;
     section.switch().get_or_insert(true);
@@ -91,14 +83,7 @@ where
 impl ProvidersConfig {
     /// Whether TrainingJobs may be placed on `kind` (see the type's documentation).
     pub fn enabled(&self, kind: ProviderKind) -> bool {
-        let switch = match kind {
-            ProviderKind::Aws => self.aws.enabled,
-            ProviderKind::Runpod => self.runpod.enabled,
-            ProviderKind::Lyceum => self.lyceum.enabled,
-            ProviderKind::Sim => self.sim.enabled,
-            ProviderKind::Kubernetes => self.kubernetes.enabled,
-        };
-        switch == Some(true)
+        (descriptor::of(kind).section)(self).enabled() == Some(true)
     }
 
     /// The enabled providers, in [`ProviderKind::ALL`] order.
@@ -112,34 +97,19 @@ impl ProvidersConfig {
     /// Sets `enabled` of every provider whose section leaves it unset (test beds that point
     /// every provider at a stand-in).
     pub fn enable_unset(&mut self) {
-        for switch in [
-            &mut self.aws.enabled,
-            &mut self.runpod.enabled,
-            &mut self.lyceum.enabled,
-            &mut self.sim.enabled,
-            &mut self.kubernetes.enabled,
-        ] {
-            switch.get_or_insert(true);
+        for d in descriptor::ALL {
+            (d.section_mut)(self).switch().get_or_insert(true);
         }
     }
 
     /// The operator-wide default credentials Secret of a provider, if configured.
     pub fn default_credentials(&self, kind: ProviderKind) -> Option<&NamespacedSecretRef> {
-        match kind {
-            ProviderKind::Aws => self.aws.credentials_secret.as_ref(),
-            ProviderKind::Runpod => self.runpod.credentials_secret.as_ref(),
-            ProviderKind::Lyceum => self.lyceum.credentials_secret.as_ref(),
-            ProviderKind::Sim | ProviderKind::Kubernetes => None,
-        }
+        (descriptor::of(kind).section)(self).credentials()
     }
 
     /// The default region of a provider that has regions.
     pub fn default_region(&self, kind: ProviderKind) -> Option<String> {
-        match kind {
-            ProviderKind::Aws => Some(self.aws.default_region.clone()),
-            ProviderKind::Sim => Some(self.sim.region.clone()),
-            ProviderKind::Runpod | ProviderKind::Lyceum | ProviderKind::Kubernetes => None,
-        }
+        (descriptor::of(kind).section)(self).default_region()
     }
 }
 
@@ -211,18 +181,12 @@ pub struct BuildContext<'a> {
     pub client: Option<&'a kube::Client>,
 }
 
-/// Builds a provider instance; one line per provider.
+/// Builds a provider instance with its descriptor's `build`.
 async fn build(
     kind: ProviderKind,
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    match kind {
-        ProviderKind::Aws => aws::build(ctx).await,
-        ProviderKind::Runpod => runpod::build(ctx),
-        ProviderKind::Lyceum => lyceum::build(ctx),
-        ProviderKind::Sim => sim::build(ctx),
-        ProviderKind::Kubernetes => kubernetes::build(ctx),
-    }
+    (descriptor::of(kind).build)(ctx).await
 }
 
 /// Builds and caches providers.

@@ -41,6 +41,8 @@ pub mod userdata;
 #[cfg(feature = "aws")]
 pub mod verify;
 
+crate::provider::descriptor::glue!(aws, async);
+
 /// What runctl knows of Aws without building it (see [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
     crate::provider::descriptor::Descriptor {
@@ -54,6 +56,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
+        section,
+        section_mut,
+        build: build_boxed,
     };
 
 use std::sync::Arc;
@@ -206,4 +211,23 @@ pub async fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, Provide
         message: "this runctl binary was built without the `aws` feature; AWS EC2 is not available"
             .into(),
     })
+}
+
+/// Its section of the operator's configuration (`providers.aws`).
+impl crate::provider::registry::Section for AwsConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+    }
+
+    fn credentials(&self) -> Option<&NamespacedSecretRef> {
+        self.credentials_secret.as_ref()
+    }
+
+    fn default_region(&self) -> Option<String> {
+        Some(self.default_region.clone())
+    }
 }

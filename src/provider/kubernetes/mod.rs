@@ -31,6 +31,8 @@ use super::{Provider, ProviderError};
 
 pub use provider::KubernetesProvider;
 
+crate::provider::descriptor::glue!(kubernetes, sync);
+
 /// What runctl knows of the cluster's own GPUs without building the provider (see
 /// [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
@@ -45,6 +47,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: true,
         in_cluster: true,
         gpu_shapes: gpus::SHAPES,
+        section,
+        section_mut,
+        build: build_boxed,
     };
 
 /// Where prices of the cluster's own GPUs come from.
@@ -109,4 +114,15 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError>
         ctx.installation,
         ctx.config.kubernetes.clone(),
     )))
+}
+
+/// Its section of the operator's configuration (`providers.kubernetes`).
+impl crate::provider::registry::Section for KubernetesConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+    }
 }

@@ -30,6 +30,8 @@ pub mod provider;
 pub mod request;
 pub mod state;
 
+crate::provider::descriptor::glue!(lyceum, sync);
+
 /// What runctl knows of Lyceum without building it (see [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
     crate::provider::descriptor::Descriptor {
@@ -43,6 +45,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
+        section,
+        section_mut,
+        build: build_boxed,
     };
 
 use std::sync::Arc;
@@ -112,4 +117,19 @@ pub fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ProviderError>
         ctx.installation,
         api_key,
     )?))
+}
+
+/// Its section of the operator's configuration (`providers.lyceum`).
+impl crate::provider::registry::Section for LyceumConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+    }
+
+    fn credentials(&self) -> Option<&NamespacedSecretRef> {
+        self.credentials_secret.as_ref()
+    }
 }

@@ -20,6 +20,8 @@ pub mod provider;
 pub mod ratelimit;
 pub mod state;
 
+crate::provider::descriptor::glue!(runpod, sync);
+
 /// What runctl knows of Runpod without building it (see [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
     crate::provider::descriptor::Descriptor {
@@ -33,6 +35,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
+        section,
+        section_mut,
+        build: build_boxed,
     };
 
 use std::sync::Arc;
@@ -144,6 +149,21 @@ pub fn build_provider(ctx: &BuildContext<'_>) -> Result<RunPodProvider, Provider
         client,
         config.provider_settings(),
     ))
+}
+
+/// Its section of the operator's configuration (`providers.runpod`).
+impl crate::provider::registry::Section for RunPodConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+    }
+
+    fn credentials(&self) -> Option<&NamespacedSecretRef> {
+        self.credentials_secret.as_ref()
+    }
 }
 
 #[cfg(test)]

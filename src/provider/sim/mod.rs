@@ -25,8 +25,25 @@ pub mod timeline;
 pub mod wire;
 pub mod wrapper;
 
+/// Its section of the operator's configuration (`providers.sim`).
+impl crate::provider::registry::Section for SimConfig {
+    fn switch(&mut self) -> &mut Option<bool> {
+        &mut self.enabled
+    }
+
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+    }
+
+    fn default_region(&self) -> Option<String> {
+        Some(self.region.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+crate::provider::descriptor::glue!(sim, sync);
 
 /// What runctl knows of the simulated cloud without building it (see [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
@@ -41,6 +58,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
+        section,
+        section_mut,
+        build: build_boxed,
     };
 
 use std::sync::Arc;

@@ -204,6 +204,12 @@ pub fn classify(
     if !ended {
         return Seen::Open;
     }
+    ended_machine(v, reason, grace, now)
+}
+
+/// How an attempt whose machine ended (no exit report) ended: never ran (unschedulable),
+/// taken back, exited as the provider saw it, or lost once no report can still arrive.
+fn ended_machine(v: &MachineView, reason: &str, grace: Duration, now: Timestamp) -> Seen {
     if reason == reasons::UNSCHEDULABLE {
         // The machine never ran (the cluster's own GPUs stayed taken): placement tries the next
         // offer.
@@ -214,7 +220,7 @@ pub fn classify(
                 .unwrap_or_else(|| "the machine could not be scheduled".into()),
         });
     }
-    if let Some(reason) = reclaim_reason(view) {
+    if let Some(reason) = reclaim_reason(Some(v)) {
         return Seen::Ended(Outcome::Interrupted {
             reason: reason.to_string(),
         });

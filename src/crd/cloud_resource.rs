@@ -319,6 +319,26 @@ pub struct KubernetesOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
+    /// CPU the workload container requests (a quantity, e.g. `8` or `7500m`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory the workload container requests and is limited to (a quantity, e.g. `64Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    )]
+    pub memory: Option<String>,
+    /// Size of `/dev/shm` in GiB (a memory-backed volume): PyTorch data loaders with workers
+    /// need more than the container runtime's 64 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub shm_size_gi: Option<u32>,
+    /// Secrets in the namespace to pull a private image with (`imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 253)))]
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// A Pod toleration (the fields of the core `Toleration`).

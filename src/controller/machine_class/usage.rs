@@ -224,6 +224,12 @@ pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
         }
         fill(&mut o.priority_class_name, k.priority_class_name.as_ref());
         fill(&mut o.service_account_name, k.service_account_name.as_ref());
+        fill(&mut o.cpu, k.cpu.as_ref());
+        fill(&mut o.memory, k.memory.as_ref());
+        fill(&mut o.shm_size_gi, k.shm_size_gi.as_ref());
+        if o.image_pull_secrets.is_empty() {
+            o.image_pull_secrets = k.image_pull_secrets.clone();
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, Pod, PodSpec, ResourceRequirements, Secret, SecretEnvSource,
-    Toleration,
+    Container, EmptyDirVolumeSource, EnvFromSource, LocalObjectReference, Pod, PodSpec,
+    ResourceRequirements, Secret, SecretEnvSource, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -89,10 +89,8 @@ pub fn pod(
         });
     }
     let name = key.machine_name();
-    let gpus = BTreeMap::from([(
-        config.gpu_resource.clone(),
-        Quantity(spec.gpu_count.max(1).to_string()),
-    )]);
+    let k = &spec.kubernetes;
+    let (requests, limits) = resources(spec, config);
     let container = Container {
         name: CONTAINER.into(),
         image: Some(workload.image.clone()),
@@ -108,15 +106,37 @@ pub fn pod(
             }]
         }),
         resources: Some(ResourceRequirements {
-            limits: Some(gpus.clone()),
-            requests: Some(gpus),
+            limits: Some(limits),
+            requests: Some(requests),
             ..Default::default()
+        }),
+        volume_mounts: k.shm_size_gi.map(|_| {
+            vec![VolumeMount {
+                name: SHM.into(),
+                mount_path: "/dev/shm".into(),
+                ..Default::default()
+            }]
         }),
         ..Default::default()
     };
-    let k = &spec.kubernetes;
     let pod_spec = PodSpec {
         containers: vec![container],
+        volumes: k.shm_size_gi.map(|gi| {
+            vec![Volume {
+                name: SHM.into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".into()),
+                    size_limit: Some(Quantity(format!("{gi}Gi"))),
+                }),
+                ..Default::default()
+            }]
+        }),
+        image_pull_secrets: (!k.image_pull_secrets.is_empty()).then(|| {
+            k.image_pull_secrets
+                .iter()
+                .map(|n| LocalObjectReference { name: n.clone() })
+                .collect()
+        }),
         restart_policy: Some("Never".into()),
         node_selector: Some(node_selector(spec, config)).filter(|s| !s.is_empty()),
         tolerations: (!k.tolerations.is_empty())
@@ -143,6 +163,32 @@ pub fn pod(
         spec: Some(pod_spec),
         status: None,
     })
+}
+
+/// The volume behind `/dev/shm`.
+const SHM: &str = "dshm";
+
+/// The container's requests and limits: the GPUs (requested and limited alike, as extended
+/// resources must be), the CPU asked for, and the memory (limited to what is requested).
+fn resources(
+    spec: &MachineSpec,
+    config: &KubernetesConfig,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+    let k = &spec.kubernetes;
+    let gpus = (
+        config.gpu_resource.clone(),
+        Quantity(spec.gpu_count.max(1).to_string()),
+    );
+    let mut requests = BTreeMap::from([gpus.clone()]);
+    let mut limits = BTreeMap::from([gpus]);
+    if let Some(cpu) = &k.cpu {
+        requests.insert("cpu".into(), Quantity(cpu.clone()));
+    }
+    if let Some(memory) = &k.memory {
+        requests.insert("memory".into(), Quantity(memory.clone()));
+        limits.insert("memory".into(), Quantity(memory.clone()));
+    }
+    (requests, limits)
 }
 
 /// runctl's ownership labels of a Pod.
@@ -226,6 +272,10 @@ mod tests {
                 }],
                 priority_class_name: None,
                 service_account_name: None,
+                cpu: Some("8".into()),
+                memory: Some("64Gi".into()),
+                shm_size_gi: Some(16),
+                image_pull_secrets: vec!["ghcr-pull".into()],
             },
             ..Default::default()
         }
@@ -257,6 +307,25 @@ mod tests {
         let c = &ps.containers[0];
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(limits["nvidia.com/gpu"].0, "2");
+        assert_eq!(limits["memory"].0, "64Gi");
+        let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+        assert_eq!(
+            (
+                requests["cpu"].0.as_str(),
+                requests["nvidia.com/gpu"].0.as_str()
+            ),
+            ("8", "2")
+        );
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, "/dev/shm");
+        let shm = ps.volumes.as_ref().unwrap()[0].empty_dir.as_ref().unwrap();
+        assert_eq!(
+            (
+                shm.medium.as_deref(),
+                shm.size_limit.as_ref().map(|q| q.0.as_str())
+            ),
+            (Some("Memory"), Some("16Gi"))
+        );
+        assert_eq!(ps.image_pull_secrets.as_ref().unwrap()[0].name, "ghcr-pull");
         assert_eq!(
             c.env_from.as_ref().unwrap()[0]
                 .secret_ref

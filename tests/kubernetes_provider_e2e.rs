@@ -249,6 +249,14 @@ async fn free_gpus_run_the_job_as_a_pod() {
         env_secret.metadata.owner_references.as_ref().unwrap()[0].kind,
         "Pod"
     );
+    assert!(
+        secrets
+            .get_opt("local-a1-callback")
+            .await
+            .unwrap()
+            .is_none(),
+        "a Pod sends no reports: no callback token"
+    );
     let placed = wait_job(&env, "local", "placed on the cluster", |s| {
         s.attempts
             .first()

@@ -321,7 +321,8 @@ pub fn plan_settings(ctx: &Context, config: &TrainingJobConfig) -> Settings {
     }
 }
 
-/// Creates the token Secret (once) and applies the attempt's CloudResource.
+/// Creates the token Secret (once, where the workload reports) and applies the attempt's
+/// CloudResource.
 async fn start(
     job: &TrainingJob,
     jc: &JobContext,
@@ -331,7 +332,22 @@ async fn start(
     max_lifetime_seconds: Option<i64>,
 ) -> Result<(), Error> {
     let ctx = &jc.ctx;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    // A workload that sends no reports (the cluster's own Pods) needs no token.
+    if crate::provider::descriptor::of(offer.provider).reports {
+        token_secret(job, jc, ns, attempt).await?;
+    }
+    let keys = data_credential_keys(ctx, job, ns).await?;
+    apply_attempt(job, jc, ns, attempt, offer, max_lifetime_seconds, &keys).await
+}
+
+/// Creates the attempt's callback token Secret, once.
+async fn token_secret(
+    job: &TrainingJob,
+    jc: &JobContext,
+    ns: &str,
+    attempt: u32,
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(jc.ctx.client.clone(), ns);
     // Create without reading first: an existing Secret (a start retried after a lost status
     // write) answers 409 and keeps its token, which a running workload may already hold.
     let value = token::generate();
@@ -351,8 +367,21 @@ async fn start(
         Err(e) if api_error_code(&e) == Some(409) => {}
         Err(e) => return Err(Error::TokenSecret(e)),
     }
-    let keys = data_credential_keys(ctx, job, ns).await?;
-    let mut cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, &keys);
+    Ok(())
+}
+
+/// Applies the attempt's CloudResource (its token Secret made before, where one is needed).
+async fn apply_attempt(
+    job: &TrainingJob,
+    jc: &JobContext,
+    ns: &str,
+    attempt: u32,
+    offer: &Offer,
+    max_lifetime_seconds: Option<i64>,
+    keys: &[String],
+) -> Result<(), Error> {
+    let ctx = &jc.ctx;
+    let mut cr = resources::cloud_resource(job, attempt, offer, &jc.config.reporting, keys);
     cr.spec.max_lifetime_seconds = max_lifetime_seconds;
     let cr_name = cr.name_any();
     let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), ns);

@@ -190,21 +190,25 @@ pub fn cloud_resource(
         command: w.command.clone(),
         args: w.args.clone(),
         env: env(job, attempt, data_credential_keys),
-        reporting: Some(ReportingSpec {
-            callback_url: callback_url(
-                &reporting.callback_base_url,
-                &namespace,
-                &job_name,
-                attempt,
-            ),
-            token_secret_ref: SecretKeyRef {
-                name: token::secret_name(&job_name, attempt),
-                key: token::TOKEN_KEY.into(),
-            },
-            heartbeat_interval_seconds: reporting.heartbeat_interval_seconds,
-            self_terminate_after_seconds: reporting.self_terminate_after_seconds,
-            report_grace_seconds: reporting.report_grace_seconds,
-        }),
+        // The token and callback only where the workload reports (not the cluster's own Pods,
+        // whose status says how they went).
+        reporting: crate::provider::descriptor::of(offer.provider)
+            .reports
+            .then(|| ReportingSpec {
+                callback_url: callback_url(
+                    &reporting.callback_base_url,
+                    &namespace,
+                    &job_name,
+                    attempt,
+                ),
+                token_secret_ref: SecretKeyRef {
+                    name: token::secret_name(&job_name, attempt),
+                    key: token::TOKEN_KEY.into(),
+                },
+                heartbeat_interval_seconds: reporting.heartbeat_interval_seconds,
+                self_terminate_after_seconds: reporting.self_terminate_after_seconds,
+                report_grace_seconds: reporting.report_grace_seconds,
+            }),
     };
     let spec = CloudResourceSpec {
         provider: offer.provider,

@@ -18,8 +18,8 @@ use runctl::crd::training_job::{JobPhase, TrainingJob};
 use runctl::provider::ProvidersConfig;
 use runctl::provider::kubernetes::KubernetesConfig;
 use serde_json::json;
-use support::jobs::{JobOperator, test_job_config, wait_job};
-use support::{TestEnv, eventually, fast_sim, test_controller_config};
+use support::jobs::{run_job, wait_job};
+use support::{TestEnv, eventually, fast_sim};
 
 /// The GPU product every test node carries and every test job asks for.
 const PRODUCT: &str = "a100";
@@ -192,18 +192,6 @@ async fn cluster(schedule_timeout_seconds: u64, node_name: &str, gpus: u32) -> T
     env
 }
 
-/// Starts the operator and creates `job`.
-async fn apply(env: &TestEnv, job: TrainingJob) -> JobOperator {
-    let op = env
-        .start_training_job_controller(test_controller_config("op"), test_job_config())
-        .await;
-    let jobs: Api<TrainingJob> = env.api();
-    jobs.create(&PostParams::default(), &job)
-        .await
-        .expect("create job");
-    op
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_cluster_gpus_first_and_bursting_to_the_cloud() {
     free_gpus_run_the_job_as_a_pod().await;
@@ -216,7 +204,7 @@ async fn in_cluster_gpus_first_and_bursting_to_the_cloud() {
 /// status, its env kept out of the Pod spec, the Pod released when the job ends.
 async fn free_gpus_run_the_job_as_a_pod() {
     let env = cluster(300, "gpu-node-1", 4).await;
-    let op = apply(&env, job("local")).await;
+    let op = run_job(&env, &job("local")).await;
 
     let pod = attempt_pod(&env, "local", 1).await;
     let name = pod.metadata.name.clone().unwrap();
@@ -300,7 +288,7 @@ async fn a_full_cluster_sends_the_job_to_the_cloud() {
     pods.create(&PostParams::default(), &busy)
         .await
         .expect("a Pod holding the node's GPU");
-    let op = apply(&env, job("burst")).await;
+    let op = run_job(&env, &job("burst")).await;
     let placed = wait_job(&env, "burst", "placed on the cloud", |s| {
         s.attempts
             .first()
@@ -332,7 +320,7 @@ async fn a_full_cluster_sends_the_job_to_the_cloud() {
 /// attempt ends for lack of capacity, its Pod is deleted, and the next attempt runs on the cloud.
 async fn an_unscheduled_pod_bursts_after_the_schedule_timeout() {
     let env = cluster(2, "gpu-node-3", 8).await;
-    let op = apply(&env, job("stuck")).await;
+    let op = run_job(&env, &job("stuck")).await;
     let pod = attempt_pod(&env, "stuck", 1).await;
     let s = wait_job(&env, "stuck", "the second attempt on the cloud", |s| {
         s.attempts.len() == 2 && s.attempts[1].provider == ProviderKind::Sim
@@ -368,7 +356,7 @@ async fn a_two_node_job_runs_as_two_pods_that_find_rank_0() {
     let env = cluster(300, "gpu-node-4", 8).await;
     let mut two = job("gang");
     two.spec.nodes = 2;
-    let op = apply(&env, two).await;
+    let op = run_job(&env, &two).await;
     let rank0 = attempt_pod(&env, "gang", 1).await.metadata.name.unwrap();
     start_pod(&env, &rank0, "10.244.3.21").await;
     let rank1 = rank_pod(&env, "gang", 1, 1).await.metadata.name.unwrap();

@@ -58,12 +58,7 @@ async fn an_aws_class_sets_up_the_instance_and_is_checked_against_ec2() {
     let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
     let ec2 = support::moto::ec2_client(&moto.url());
     let ami = support::moto::first_ami(&ec2).await;
-    let subnets = ec2.describe_subnets().send().await.expect("moto subnets");
-    let subnet = subnets.subnets()[0]
-        .subnet_id()
-        .expect("a subnet")
-        .to_string();
-    let vpc = subnets.subnets()[0].vpc_id().expect("its VPC").to_string();
+    let (subnet, vpc) = support::moto::first_subnet(&ec2).await;
     let group = ec2
         .create_security_group()
         .group_name("training")

@@ -185,11 +185,7 @@ async fn two_nodes_on_ec2_share_a_subnet_and_a_placement_group() {
     let proxy = Ec2Proxy::start(&moto.url()).await.expect("start proxy");
     let ec2 = support::moto::ec2_client(&moto.url());
     let ami = support::moto::first_ami(&ec2).await;
-    let subnets = ec2.describe_subnets().send().await.expect("moto subnets");
-    let subnet = subnets.subnets()[0]
-        .subnet_id()
-        .expect("a subnet")
-        .to_string();
+    let (subnet, _) = support::moto::first_subnet(&ec2).await;
     let mut providers = ProvidersConfig::default();
     providers.aws.endpoint_url = Some(proxy.url());
     providers.aws.max_attempts = 1;

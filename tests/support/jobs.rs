@@ -242,6 +242,18 @@ pub async fn runpod_env(sim: bool) -> (runctl_standins::runpod::RunPodStandin, T
     (standin, env)
 }
 
+/// Starts the operator with the test settings and creates `job` in the test's namespace.
+pub async fn run_job(env: &TestEnv, job: &runctl::crd::training_job::TrainingJob) -> JobOperator {
+    let op = env
+        .start_training_job_controller(super::test_controller_config("op"), test_job_config())
+        .await;
+    let jobs: Api<runctl::crd::training_job::TrainingJob> = env.api();
+    jobs.create(&kube::api::PostParams::default(), job)
+        .await
+        .expect("create job");
+    op
+}
+
 /// Waits (up to 60 s) until the status of TrainingJob `name` in the test's namespace satisfies
 /// `pred`; on timeout, panics with `what` and the last status seen.
 pub async fn wait_job(

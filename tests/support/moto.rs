@@ -31,3 +31,17 @@ pub async fn first_ami(client: &aws_sdk_ec2::Client) -> String {
         .expect("an AMI")
         .to_string()
 }
+
+/// The first subnet moto lists, and its VPC.
+pub async fn first_subnet(client: &aws_sdk_ec2::Client) -> (String, String) {
+    let subnets = client
+        .describe_subnets()
+        .send()
+        .await
+        .expect("moto subnets");
+    let first = &subnets.subnets()[0];
+    (
+        first.subnet_id().expect("a subnet").to_string(),
+        first.vpc_id().expect("its VPC").to_string(),
+    )
+}

@@ -3,11 +3,14 @@
 //! `observe` gets the Pod by name, `list` lists the installation's Pods by label, `terminate`
 //! deletes the Pod (its env Secret goes with it).
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, Client};
+use parking_lot::Mutex;
 
 use super::errors::{classify, is_conflict, is_not_found};
 use super::pod::{self, CONTAINER};
@@ -21,12 +24,27 @@ use crate::provider::{
 
 /// Page size of the Pod listing.
 const PAGE: u32 = 500;
+/// How long one listing of the Nodes and active Pods answers room questions: a burst of jobs
+/// placed together costs one listing, not one per job.
+const ROOM_TTL: Duration = Duration::from_secs(5);
+
+/// The Nodes and the active Pods, shared by the room questions of one [`ROOM_TTL`].
+type Listed = std::sync::Arc<(Vec<Node>, Vec<Pod>)>;
+
+/// The Nodes and active Pods as last listed, and the GPUs of the Pods this provider created
+/// since (not in that listing yet, but taken).
+#[derive(Default)]
+struct Seen {
+    listed: Option<(Instant, Listed)>,
+    created_since: u64,
+}
 
 /// The cluster's own GPU nodes, for one installation.
 pub struct KubernetesProvider {
     client: Client,
     installation: String,
     config: KubernetesConfig,
+    seen: Mutex<Seen>,
 }
 
 impl KubernetesProvider {
@@ -36,6 +54,7 @@ impl KubernetesProvider {
             client,
             installation: installation.into(),
             config,
+            seen: Mutex::new(Seen::default()),
         }
     }
 
@@ -88,8 +107,16 @@ impl KubernetesProvider {
         }
     }
 
-    /// How much room the cluster has for `spec`.
-    async fn room_for(&self, spec: &MachineSpec) -> Result<Room, ProviderError> {
+    /// The Nodes and the active Pods: listed at most once per [`ROOM_TTL`].
+    async fn cluster(&self) -> Result<(Listed, u64), ProviderError> {
+        {
+            let seen = self.seen.lock();
+            if let Some((at, listed)) = &seen.listed
+                && at.elapsed() < ROOM_TTL
+            {
+                return Ok((listed.clone(), seen.created_since));
+            }
+        }
         let nodes: Api<Node> = Api::all(self.client.clone());
         let nodes = nodes
             .list(&ListParams::default())
@@ -103,16 +130,29 @@ impl KubernetesProvider {
             .await
             .map_err(|e| classify("list Pods", e))?
             .items;
-        let ours_waiting: u64 = pods
-            .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
-            .filter(|p| {
-                p.metadata.labels.as_ref().is_some_and(|l| {
-                    l.get(crate::provider::identity::TAG_INSTALLATION) == Some(&self.installation)
+        let listed = std::sync::Arc::new((nodes, pods));
+        let mut seen = self.seen.lock();
+        seen.listed = Some((Instant::now(), listed.clone()));
+        seen.created_since = 0;
+        Ok((listed, 0))
+    }
+
+    /// How much room the cluster has for `spec`.
+    async fn room_for(&self, spec: &MachineSpec) -> Result<Room, ProviderError> {
+        let (listed, created_since) = self.cluster().await?;
+        let (nodes, pods) = (&listed.0, &listed.1);
+        let ours_waiting: u64 = created_since
+            + pods
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
+                .filter(|p| {
+                    p.metadata.labels.as_ref().is_some_and(|l| {
+                        l.get(crate::provider::identity::TAG_INSTALLATION)
+                            == Some(&self.installation)
+                    })
                 })
-            })
-            .map(|p| room::requested(p, &self.config.gpu_resource))
-            .sum();
+                .map(|p| room::requested(p, &self.config.gpu_resource))
+                .sum::<u64>();
         let selector = pod::node_selector(spec, &self.config);
         let tolerations: Vec<_> = spec
             .kubernetes
@@ -126,7 +166,7 @@ impl KubernetesProvider {
             node_selector: &selector,
             tolerations: &tolerations,
         };
-        Ok(room::room(&ask, &nodes, &pods, ours_waiting))
+        Ok(room::room(&ask, nodes, pods, ours_waiting))
     }
 }
 
@@ -161,7 +201,11 @@ impl Provider for KubernetesProvider {
                 .create(&PostParams::default(), &wanted)
                 .await
             {
-                Ok(p) => p,
+                Ok(p) => {
+                    // Taken from now on, though the last listing does not show it yet.
+                    self.seen.lock().created_since += u64::from(spec.gpu_count.max(1));
+                    p
+                }
                 Err(e) if is_conflict(&e) => self
                     .get(&key.namespace, &name)
                     .await?

@@ -390,13 +390,11 @@ async fn output_is_written_at_the_end_or_live_while_followed() {
         jobs.create(&PostParams::default(), &job).await.unwrap();
     }
 
-    // The end: written once (or twice when the machine is seen ended before the exit report
-    // arrives), complete.
+    // The end: written once, with the exit report (or when the attempt is released if none
+    // came), complete.
     let status = final_status(&env, "short").await;
     assert_eq!(status.phase, Some(JobPhase::Succeeded), "{status:?}");
     let cms: Api<ConfigMap> = env.api();
-    // A first final write may precede the last chunks when the machine was seen ended before
-    // the exit report; the second one completes it.
     let cm = eventually(30, "short's output written at its end", || async {
         let cm = cms.get_opt("short-a1-log").await.ok().flatten()?;
         let ann = cm.metadata.annotations.clone()?;

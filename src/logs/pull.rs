@@ -7,9 +7,9 @@
 //! write until it ends. Each pull reads the last [`PULL_LINES`] lines; the ConfigMap's cursor (the
 //! fingerprints of the last lines taken) says where the new ones start.
 //!
-//! The same controller tells the wrapper's output sink ([`super::sink`]) when an attempt ends
-//! ([`observed`], [`released`]), so the leader writes what it holds of it even when a standby
-//! received the exit report.
+//! The same controller tells the wrapper's output sink ([`super::sink`]) when an attempt is
+//! released ([`released`]), so the leader writes what it holds of it even when a standby
+//! received the exit report (or none came).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -179,10 +179,9 @@ pub async fn pull(
 /// then, for a machine that ended with a non-zero exit code, the `AttemptFailed` event.
 pub async fn observed(ctx: &Context, cr: &CloudResource, provider: &dyn Provider, m: &Machine) {
     let last = m.state.is_final();
-    if last && let Some(id) = attempt_of(cr) {
-        // What the leader holds of the wrapper's output (its exit report may still come).
-        ctx.logs.ended(&id, false, None).await;
-    }
+    // The wrapper's output the leader holds is written with the exit report, or when the attempt
+    // is released ([`released`]) if none comes: once, not also here, where the exit report is
+    // usually a moment away.
     pull(ctx, cr, provider, &m.id, last).await;
     if let (true, Some(code)) = (last, m.exit_code.filter(|c| *c != 0)) {
         failed(ctx, cr, code).await;
@@ -202,7 +201,7 @@ pub async fn released(ctx: &Context, cr: &CloudResource) {
         Some(code) => Some((code, report.and_then(|r| r.interrupted).unwrap_or(false))),
         None => status.and_then(|s| s.exit_code).map(|c| (c, false)),
     };
-    ctx.logs.ended(&id, true, exit).await;
+    ctx.logs.ended(&id, exit).await;
 }
 
 /// Whether the job of `cr` is followed now.

@@ -349,23 +349,25 @@ impl LogSink {
         }
     }
 
-    /// The CloudResource controller saw attempt `id` end: writes what this replica holds of it.
-    /// With `last` (the attempt is released after its exit report: nothing more comes) the output
-    /// is marked complete, this replica forgets the attempt, and an attempt that ended with
+    /// The CloudResource controller released attempt `id` (nothing more comes): writes what this
+    /// replica holds of it, marked complete, and forgets the attempt; an attempt that ended with
     /// `exit` (code, interrupted) failed gets its `AttemptFailed` event, from what is stored when
     /// this replica held nothing.
-    pub async fn ended(self: &Arc<Self>, id: &AttemptId, last: bool, exit: Option<(i32, bool)>) {
+    pub async fn ended(self: &Arc<Self>, id: &AttemptId, exit: Option<(i32, bool)>) {
         if !self.leading() {
             return;
         }
-        let failure = exit
-            .filter(|_| last)
-            .and_then(|(code, interrupted)| failure_of(Some(code), interrupted));
+        let failure = exit.and_then(|(code, interrupted)| failure_of(Some(code), interrupted));
         if self.attempts.lock().contains_key(id) {
-            self.flush(id, Ending { last, failure }).await;
-            if last {
-                self.attempts.lock().remove(id);
-            }
+            self.flush(
+                id,
+                Ending {
+                    last: true,
+                    failure,
+                },
+            )
+            .await;
+            self.attempts.lock().remove(id);
         } else if let Some(why) = failure {
             report_stored(&self.client, id, &why).await;
         }

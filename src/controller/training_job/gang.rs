@@ -63,7 +63,7 @@ pub fn assess(
     let mut ranks = peers.to_vec();
     ranks.sort_by_key(|v| v.rank);
     for v in ranks.iter().filter(|v| v.rank < nodes) {
-        match classify(Some(v), None, limits.report_grace, now) {
+        match classify(Some(v), None, limits.report_grace, now, false) {
             Seen::Ended(o) => return (Gang::Broken(on_node(v.rank, o)), None),
             Seen::AwaitingReport { until } => soon(until),
             Seen::Open if v.state == Some(ResourceState::Running) => running += 1,

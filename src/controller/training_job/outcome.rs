@@ -150,11 +150,14 @@ fn reclaim_reason(view: Option<&MachineView>) -> Option<&str> {
 }
 
 /// Classifies an open attempt from its CloudResource (`None`: it is gone) and its reports.
+/// With `await_report` (an attempt whose workload reports), a machine the provider saw exit is
+/// given the report `grace` for the exit report (and the output shipped before it) to arrive.
 pub fn classify(
     view: Option<&MachineView>,
     report: Option<&AttemptReport>,
     grace: Duration,
     now: Timestamp,
+    await_report: bool,
 ) -> Seen {
     if let Some(r) = report
         && let Some(code) = r.exit_code
@@ -204,12 +207,18 @@ pub fn classify(
     if !ended {
         return Seen::Open;
     }
-    ended_machine(v, reason, grace, now)
+    ended_machine(v, reason, grace, now, await_report)
 }
 
 /// How an attempt whose machine ended (no exit report) ended: never ran (unschedulable),
 /// taken back, exited as the provider saw it, or lost once no report can still arrive.
-fn ended_machine(v: &MachineView, reason: &str, grace: Duration, now: Timestamp) -> Seen {
+fn ended_machine(
+    v: &MachineView,
+    reason: &str,
+    grace: Duration,
+    now: Timestamp,
+    await_report: bool,
+) -> Seen {
     if reason == reasons::UNSCHEDULABLE {
         // The machine never ran (the cluster's own GPUs stayed taken): placement tries the next
         // offer.
@@ -225,16 +234,21 @@ fn ended_machine(v: &MachineView, reason: &str, grace: Duration, now: Timestamp)
             reason: reason.to_string(),
         });
     }
-    if let Some(code) = v.exit_code {
-        // The provider saw the workload exit: a finished run is never trained again.
-        return Seen::Ended(Outcome::of_exit(code));
-    }
     let since = v.end_time.unwrap_or(now);
     let until = since + jiff::SignedDuration::try_from(grace).unwrap_or_default();
     // A workload that sends no reports (the provider's status is all there is) has none in
     // flight.
-    let reports = crate::provider::descriptor::of(v.provider).reports;
-    if reports && now < until {
+    let in_flight = crate::provider::descriptor::of(v.provider).reports && now < until;
+    if let Some(code) = v.exit_code {
+        // The provider saw the workload exit: a finished run is never trained again. Its exit
+        // report, and the last output the wrapper ships before it, get the grace to arrive
+        // first, so that the attempt is not released (and its output closed) before them.
+        if await_report && in_flight {
+            return Seen::AwaitingReport { until };
+        }
+        return Seen::Ended(Outcome::of_exit(code));
+    }
+    if in_flight {
         return Seen::AwaitingReport { until };
     }
     Seen::Ended(Outcome::MachineLost {
@@ -303,7 +317,7 @@ mod tests {
         deleting.deleting = true;
         let mut provider_exit_0 = view(ResourceState::Terminated, "Completed", true);
         provider_exit_0.exit_code = Some(0);
-        provider_exit_0.end_time = Some(now);
+        provider_exit_0.end_time = Some(now - jiff::SignedDuration::from_secs(60));
         let mut provider_exit_3 = view(ResourceState::Error, "WorkloadFailed", true);
         provider_exit_3.exit_code = Some(3);
         provider_exit_3.end_time = Some(now);
@@ -343,8 +357,8 @@ mod tests {
             ("invalid spec", Some(failing(ResourceState::Error, "InvalidSpec", FailureClass::Terminal)), None, Seen::Ended(Outcome::InvalidSpec { message: "msg".into() })),
             ("a rejected account waits: the CloudResource retries it", Some(failing(ResourceState::Error, "AuthenticationFailed", FailureClass::Account)), None, Seen::Open),
             ("a retryable create failure waits", Some(failing(ResourceState::Starting, "ProviderUnavailable", FailureClass::Retryable)), None, Seen::Open),
-            ("the provider's exit 0 without a report", Some(provider_exit_0), None, Seen::Ended(Outcome::Completed)),
-            ("the provider's exit 3 without a report", Some(provider_exit_3.clone()), None, Seen::Ended(Outcome::ExitCode(3))),
+            ("the provider's exit 0, no report within the grace", Some(provider_exit_0), None, Seen::Ended(Outcome::Completed)),
+            ("the provider's exit 3, its report (and last output) may be in flight", Some(provider_exit_3.clone()), None, Seen::AwaitingReport { until: now + jiff::SignedDuration::from_secs(10) }),
             ("the wrapper's report comes first", Some(provider_exit_3), Some(exit(0)), Seen::Ended(Outcome::Completed)),
             ("a reclaim is an interruption whatever the exit", Some(reclaimed_with_exit), None, Seen::Ended(Outcome::Interrupted { reason: "SpotInterrupted".into() })),
             ("a stopped machine (RunPod EXITED) ends the attempt", Some(exited_pod), None, Seen::Ended(Outcome::MachineLost { message: "the machine ended (Stopped, Stopped) without the workload reporting an exit code".into() })),
@@ -354,7 +368,11 @@ mod tests {
             ("CloudResource deleted by someone", Some(deleting), None, Seen::Ended(Outcome::MachineLost { message: "CloudResource j-a1 was deleted outside runctl".into() })),
         ];
         for (name, v, r, want) in cases {
-            assert_eq!(classify(v.as_ref(), r.as_ref(), grace, now), want, "{name}");
+            assert_eq!(
+                classify(v.as_ref(), r.as_ref(), grace, now, true),
+                want,
+                "{name}"
+            );
         }
     }
 

@@ -870,7 +870,7 @@ fn follow_open(
         .or(o.a.machine_type.clone());
     s.cost_per_hour = gang::price_per_hour(&o.nodes);
 
-    let seen = classify(o.view, o.report, i.settings.report_grace, i.now);
+    let seen = classify(o.view, o.report, i.settings.report_grace, i.now, true);
     if let Seen::Ended(outcome) = &seen {
         o.end_with(i, s, p, outcome);
         return false;

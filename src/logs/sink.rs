@@ -330,23 +330,7 @@ impl LogSink {
     /// last lines as an event. A standby holds none of the output: the leader writes it when
     /// it sees the attempt end ([`ended`](Self::ended)).
     pub async fn finish(self: &Arc<Self>, id: &AttemptId, exit_code: i32, interrupted: bool) {
-        if !self.leading() {
-            return;
-        }
-        let failure = failure_of(Some(exit_code), interrupted);
-        if self.attempts.lock().contains_key(id) {
-            self.flush(
-                id,
-                Ending {
-                    last: true,
-                    failure,
-                },
-            )
-            .await;
-            self.attempts.lock().remove(id);
-        } else if let Some(why) = failure {
-            report_stored(&self.client, id, &why).await;
-        }
+        self.ended(id, Some((exit_code, interrupted))).await;
     }
 
     /// The CloudResource controller released attempt `id` (nothing more comes): writes what this

@@ -178,7 +178,7 @@ impl CallbackState {
     }
 }
 
-fn too_many() -> (StatusCode, &'static str) {
+fn too_many() -> Answer {
     (
         StatusCode::TOO_MANY_REQUESTS,
         "too many reports; retry later",
@@ -295,64 +295,27 @@ fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode,
     }
 }
 
+/// The answer to a report: a status code and a short message for the wrapper.
+type Answer = (StatusCode, &'static str);
+
 async fn report(
     State(state): State<Arc<CallbackState>>,
     Path((namespace, job, attempt, kind)): Path<(String, String, u32, String)>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
-    // Authenticate first: requests without the attempt's token never touch its budget.
-    let Some(presented) = bearer(&headers) else {
-        return state.unauthorized("missing bearer token");
-    };
+) -> Answer {
     let id = AttemptId {
         namespace,
         job,
         attempt,
     };
-    match state.verify(&id, presented).await {
-        Some(Ok(true)) => {}
-        Some(Ok(false)) => {
-            warn!(namespace = %id.namespace, job = %id.job, attempt, "callback with an invalid token rejected");
-            return state.unauthorized("invalid token");
-        }
-        Some(Err(e)) => {
-            warn!(error = %e, "failed to read the attempt's token Secret");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot verify the token right now",
-            );
-        }
-        None => return too_many(),
-    }
-    if !state
-        .limiter
-        .allow_attempt(&format!("{}/{}/{attempt}", id.namespace, id.job))
-    {
-        return too_many();
-    }
+    let presented = match authenticate(&state, &id, &headers).await {
+        Ok(presented) => presented,
+        Err(answer) => return answer,
+    };
     if kind == "logs" {
-        let Some(offset) = query.get("offset").and_then(|o| o.parse::<u64>().ok()) else {
-            return (
-                StatusCode::BAD_REQUEST,
-                "logs needs ?offset=<stream offset of the body's first byte>",
-            );
-        };
-        return match state.logs.receive(&id, offset, &body, presented).await {
-            Received::Accepted => (StatusCode::OK, "ok"),
-            Received::Gone => (StatusCode::GONE, "the attempt has ended; stop reporting"),
-            Received::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot record the output right now; retry",
-            ),
-            // Only the leader keeps output; the wrapper sends it again at once, and the Service
-            // routes it to another replica.
-            Received::NotLeader => (
-                StatusCode::MISDIRECTED_REQUEST,
-                "this replica does not keep output; send it again",
-            ),
-        };
+        return receive_logs(&state, &id, &query, &body, presented).await;
     }
     let now = Timestamp::now();
     let parsed = match parse(&kind, &body, now) {
@@ -360,6 +323,77 @@ async fn report(
         Err(e) => return e,
     };
     debug!(namespace = %id.namespace, job = %id.job, attempt, kind = %kind, "callback report");
+    record(&state, &id, parsed, now).await
+}
+
+/// The request's token when it is attempt `id`'s and the attempt's budget allows the request;
+/// otherwise the answer. Authentication comes first: requests without the attempt's token never
+/// touch its budget.
+async fn authenticate<'h>(
+    state: &CallbackState,
+    id: &AttemptId,
+    headers: &'h HeaderMap,
+) -> Result<&'h str, Answer> {
+    let Some(presented) = bearer(headers) else {
+        return Err(state.unauthorized("missing bearer token"));
+    };
+    match state.verify(id, presented).await {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
+            warn!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, "callback with an invalid token rejected");
+            return Err(state.unauthorized("invalid token"));
+        }
+        Some(Err(e)) => {
+            warn!(error = %e, "failed to read the attempt's token Secret");
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot verify the token right now",
+            ));
+        }
+        None => return Err(too_many()),
+    }
+    if !state
+        .limiter
+        .allow_attempt(&format!("{}/{}/{}", id.namespace, id.job, id.attempt))
+    {
+        return Err(too_many());
+    }
+    Ok(presented)
+}
+
+/// A chunk of the workload's output, at the stream offset `?offset=` names.
+async fn receive_logs(
+    state: &CallbackState,
+    id: &AttemptId,
+    query: &std::collections::HashMap<String, String>,
+    body: &[u8],
+    presented: &str,
+) -> Answer {
+    let Some(offset) = query.get("offset").and_then(|o| o.parse::<u64>().ok()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "logs needs ?offset=<stream offset of the body's first byte>",
+        );
+    };
+    match state.logs.receive(id, offset, body, presented).await {
+        Received::Accepted => (StatusCode::OK, "ok"),
+        Received::Gone => (StatusCode::GONE, "the attempt has ended; stop reporting"),
+        Received::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot record the output right now; retry",
+        ),
+        // Only the leader keeps output; the wrapper sends it again at once, and the Service
+        // routes it to another replica.
+        Received::NotLeader => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this replica does not keep output; send it again",
+        ),
+    }
+}
+
+/// Records a heartbeat, progress or exit report in memory and persists it where it must be
+/// (an exit always, before it is acknowledged); an exit also ends the attempt's output.
+async fn record(state: &CallbackState, id: &AttemptId, parsed: Report, now: Timestamp) -> Answer {
     let exit = match parsed {
         Report::Exit { code, interrupted } => Some((code, interrupted)),
         _ => None,
@@ -368,24 +402,33 @@ async fn report(
     state.reports.record(id.clone(), parsed, now);
     // The leader's controller reads this replica's store; a standby's store is read by nobody.
     let leading = state.logs.leading();
-    match state.persister.persist(&id, is_exit, leading, now).await {
-        Ok(()) => {
-            if let Some((code, interrupted)) = exit {
-                state.logs.finish(&id, code, interrupted).await;
-            }
-            (StatusCode::OK, "ok")
-        }
-        // The attempt was released: its outcome is in the job's status already. Its output
-        // (kept with the job) is still written a last time.
+    let persisted = state.persister.persist(id, is_exit, leading, now).await;
+    // Also when the attempt was released: its output (kept with the job) is still written a
+    // last time.
+    let ended = matches!(persisted, Ok(()) | Err(persist::PersistError::AttemptGone));
+    if let Some((code, interrupted)) = exit
+        && ended
+    {
+        state.logs.finish(id, code, interrupted).await;
+    }
+    persisted_answer(id, is_exit, persisted)
+}
+
+/// The answer to a report once its persisting is over.
+fn persisted_answer(
+    id: &AttemptId,
+    is_exit: bool,
+    persisted: Result<(), persist::PersistError>,
+) -> Answer {
+    match persisted {
+        Ok(()) => (StatusCode::OK, "ok"),
+        // The attempt was released: its outcome is in the job's status already.
         Err(persist::PersistError::AttemptGone) => {
-            if let Some((code, interrupted)) = exit {
-                state.logs.finish(&id, code, interrupted).await;
-            }
             (StatusCode::GONE, "the attempt has ended; stop reporting")
         }
         // An exit must be in the API before it is acknowledged: the wrapper retries.
         Err(e) if is_exit => {
-            warn!(namespace = %id.namespace, job = %id.job, attempt, error = %e, "exit report not persisted");
+            warn!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, error = %e, "exit report not persisted");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot record the report right now; retry",
@@ -394,7 +437,7 @@ async fn report(
         // A heartbeat is in this replica's memory, and the next one is written again (a
         // failed write is forgotten: `Reports::persist_failed`).
         Err(e) => {
-            debug!(namespace = %id.namespace, job = %id.job, attempt, error = %e, "heartbeat not persisted");
+            debug!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, error = %e, "heartbeat not persisted");
             (StatusCode::OK, "ok")
         }
     }

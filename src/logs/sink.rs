@@ -5,7 +5,7 @@
 //!
 //! - once when the attempt ends: with its exit report (which also publishes the `AttemptFailed`
 //!   event of a failed attempt, marked in the same write), else when the CloudResource
-//!   controller sees the machine ended or releases the attempt ([`LogSink::ended`]);
+//!   controller releases the attempt ([`LogSink::ended`]);
 //! - while someone follows the job ([`super::follow`]): at once when the request arrives, then
 //!   as chunks arrive, at most once per [`FOLLOWED_WRITE_INTERVAL`] per attempt.
 //!
@@ -235,94 +235,110 @@ impl LogSink {
             return Received::NotLeader;
         }
         let now = Instant::now();
+        if let Err(answer) = self.know(id, token, now).await {
+            return answer;
+        }
+        self.metrics.log_bytes_received(SOURCE, bytes.len() as u64);
+        let followed = self.followed(&id.namespace, &id.job);
+        if self.keep(id, offset, bytes, followed, now) {
+            self.flush(id, Ending::default()).await;
+        }
+        Received::Accepted
+    }
+
+    /// Makes sure this replica holds attempt `id`'s context, reading it (and what an earlier
+    /// leader wrote of its output) the first time; the answer to the chunk when it cannot.
+    async fn know(
+        self: &Arc<Self>,
+        id: &AttemptId,
+        token: &str,
+        now: Instant,
+    ) -> Result<(), Received> {
         let known = {
             let mut map = self.attempts.lock();
             if map.len() > 64 && !map.contains_key(id) {
                 self.forget_idle(&mut map, now);
             }
-            map.get(id).and_then(|e| e.context.clone())
+            map.get(id).is_some_and(|e| e.context.is_some())
         };
-        if known.is_none() {
-            let read = async {
-                let Some(c) =
-                    context::read(&self.client, &id.namespace, &id.job, id.attempt, &[token])
-                        .await
-                        .map_err(|e| e.to_string())?
-                else {
-                    return Ok(None);
-                };
-                // What an earlier leader wrote is where this one goes on from.
-                let cm = stored::read(&self.client, &id.namespace, &id.job, id.attempt)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(Some((c, cm)))
-            };
-            match read.await {
-                Ok(Some((c, cm))) => {
-                    let mut map = self.attempts.lock();
-                    let e = map.entry(id.clone()).or_default();
-                    if e.context.is_none() {
-                        e.context = Some(Arc::new(c));
-                        if let Some((cm, s)) = cm {
-                            e.base = s;
-                            e.cached = Some(metadata_only(cm));
-                        }
+        if known {
+            return Ok(());
+        }
+        match read_attempt(&self.client, id, token).await {
+            Ok(Some((c, cm))) => {
+                let mut map = self.attempts.lock();
+                let e = map.entry(id.clone()).or_default();
+                if e.context.is_none() {
+                    e.context = Some(Arc::new(c));
+                    if let Some((cm, s)) = cm {
+                        e.base = s;
+                        e.cached = Some(metadata_only(cm));
                     }
                 }
-                Ok(None) => return Received::Gone,
-                Err(e) => {
-                    debug!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, error = %e, "log chunk: attempt context unreadable");
-                    return Received::Unavailable;
-                }
+                Ok(())
+            }
+            Ok(None) => Err(Received::Gone),
+            Err(e) => {
+                debug!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, error = %e, "log chunk: attempt context unreadable");
+                Err(Received::Unavailable)
             }
         }
-        self.metrics.log_bytes_received(SOURCE, bytes.len() as u64);
-        let followed = self.followed(&id.namespace, &id.job);
-        let due = {
-            let mut map = self.attempts.lock();
-            let e = map.entry(id.clone()).or_default();
-            e.seen = Some(now);
-            e.changes += 1;
-            e.pending.push(Chunk {
-                offset,
-                bytes: bytes.to_vec(),
-                at: Timestamp::now().as_second(),
+    }
+
+    /// Keeps the chunk (merging what is held unmerged when it grows past its bounds); returns
+    /// whether the attempt's output is to be written now. A write due later is scheduled; none
+    /// is while nobody follows the job and its end was not written yet.
+    fn keep(
+        self: &Arc<Self>,
+        id: &AttemptId,
+        offset: u64,
+        bytes: &[u8],
+        followed: bool,
+        now: Instant,
+    ) -> bool {
+        let mut map = self.attempts.lock();
+        let e = map.entry(id.clone()).or_default();
+        e.seen = Some(now);
+        e.changes += 1;
+        e.pending.push(Chunk {
+            offset,
+            bytes: bytes.to_vec(),
+            at: Timestamp::now().as_second(),
+        });
+        if (e.pending_bytes() > MERGE_BYTES || e.pending.len() > MERGE_CHUNKS)
+            && let Some(ctx) = e.context.clone()
+        {
+            let skipped = e.merge_pending(&ctx, false);
+            self.metrics.log_bytes_dropped("skipped", skipped);
+        }
+        // Output after the attempt's end was written (late chunks) is written at once too.
+        if !followed && !e.base.last {
+            return false;
+        }
+        let due = e
+            .last_write
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+        if !due && !e.scheduled {
+            e.scheduled = true;
+            let wait = e.last_write.map_or(Duration::ZERO, |t| {
+                self.interval
+                    .saturating_sub(now.saturating_duration_since(t))
             });
-            if (e.pending_bytes() > MERGE_BYTES || e.pending.len() > MERGE_CHUNKS)
-                && let Some(ctx) = e.context.clone()
-            {
-                let skipped = e.merge_pending(&ctx, false);
-                self.metrics.log_bytes_dropped("skipped", skipped);
-            }
-            // Output after the attempt's end was written (late chunks) is written at once too.
-            if !followed && !e.base.last {
-                return Received::Accepted;
-            }
-            let due = e
-                .last_write
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
-            if !due && !e.scheduled {
-                e.scheduled = true;
-                let wait = e.last_write.map_or(Duration::ZERO, |t| {
-                    self.interval
-                        .saturating_sub(now.saturating_duration_since(t))
-                });
-                let sink = self.clone();
-                let id = id.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    if let Some(e) = sink.attempts.lock().get_mut(&id) {
-                        e.scheduled = false;
-                    }
-                    sink.flush(&id, Ending::default()).await;
-                });
-            }
-            due
-        };
-        if due {
-            self.flush(id, Ending::default()).await;
+            self.flush_after(id.clone(), wait);
         }
-        Received::Accepted
+        due
+    }
+
+    /// Writes what attempt `id` holds after `wait`, in a task.
+    fn flush_after(self: &Arc<Self>, id: AttemptId, wait: Duration) {
+        let sink = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(e) = sink.attempts.lock().get_mut(&id) {
+                e.scheduled = false;
+            }
+            sink.flush(&id, Ending::default()).await;
+        });
     }
 
     /// The attempt's exit was reported to this replica: as the leader, writes its output a last
@@ -439,6 +455,26 @@ impl LogSink {
         }
         Some(cm)
     }
+}
+
+/// Attempt `id`'s context (`token` scrubbed too) and its log ConfigMap as an earlier leader
+/// wrote it; `None` when the attempt's CloudResource is gone.
+async fn read_attempt(
+    client: &Client,
+    id: &AttemptId,
+    token: &str,
+) -> Result<Option<(AttemptContext, Option<(ConfigMap, Stored)>)>, String> {
+    let Some(c) = context::read(client, &id.namespace, &id.job, id.attempt, &[token])
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    // What an earlier leader wrote is where this one goes on from.
+    let cm = stored::read(client, &id.namespace, &id.job, id.attempt)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some((c, cm)))
 }
 
 /// Why an attempt that ended with `code` failed, if it did (a reclaim is no failure).

@@ -185,13 +185,38 @@ pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<()
         .map(parse_since)
         .transpose()?
         .map(|d| (out.now - d).as_second());
-    let mut job = super::target::fetch_job(cluster, &args.job).await?;
+    let job = super::target::fetch_job(cluster, &args.job).await?;
     let name = job.metadata.name.clone().unwrap_or_default();
-    let ns = cluster.namespace.clone();
-    // The attempt: the one asked for, else the latest (waiting for the first with -f).
-    let attempt = loop {
-        if let Some(a) = pick(&job, args.attempt) {
-            break a.index;
+    let Some((job, attempt)) = wait_for_attempt(cluster, args, job, &name, out).await? else {
+        return Ok(());
+    };
+    out.progress_done();
+    let mut stream = Stream {
+        cluster,
+        args,
+        name,
+        attempt,
+        since,
+        next: None,
+        printed_any: false,
+        ended_at: None,
+        asked: None,
+    };
+    stream.run(job, out).await
+}
+
+/// The attempt to show: the one asked for, else the latest (waiting for the first with `-f`),
+/// with the job as last read; `None` when there is none to show (said on standard error).
+async fn wait_for_attempt(
+    cluster: &Cluster,
+    args: &LogsArgs,
+    mut job: TrainingJob,
+    name: &str,
+    out: &mut Out,
+) -> Result<Option<(TrainingJob, u32)>, CliError> {
+    loop {
+        if let Some(index) = pick(&job, args.attempt).map(|a| a.index) {
+            return Ok(Some((job, index)));
         }
         if let Some(n) = args.attempt
             && job.status.as_ref().is_some_and(|s| !s.attempts.is_empty())
@@ -209,109 +234,161 @@ pub async fn run(cluster: &Cluster, args: &LogsArgs, out: &mut Out) -> Result<()
             note(&format!(
                 "tj/{name} has not started an attempt: no logs yet"
             ));
-            return Ok(());
+            return Ok(None);
         }
         out.progress(&format!("waiting for the first attempt of tj/{name}"));
         tokio::time::sleep(FOLLOW_INTERVAL).await;
         job = super::target::fetch_job(cluster, &args.job).await?;
-    };
-    out.progress_done();
-    let read = || async {
-        stored::read(&cluster.client, &ns, &name, attempt)
-            .await
-            .map_err(|e| {
-                CliError::api(
-                    format!("get ConfigMap {}", stored::configmap_name(&name, attempt)),
-                    e,
-                )
-            })
-    };
-    let mut next: Option<u64> = None;
-    let mut printed_any = false;
-    let mut ended_at: Option<Instant> = None;
-    // -f: when live output was last asked for (None: not allowed).
-    let mut asked: Option<Option<Instant>> = None;
-    loop {
-        let ended = pick(&job, Some(attempt))
-            .and_then(|a| a.end_time.as_ref())
-            .is_some();
-        if args.follow && !ended && asked != Some(None) {
-            let due = asked.flatten().is_none_or(|t| t.elapsed() >= FOLLOW_RENEW);
-            if due {
-                asked = match request_live(cluster, &name).await {
-                    LiveRequest::Asked => Some(Some(Instant::now())),
-                    LiveRequest::Forbidden => {
-                        note(&format!(
-                            "[runctl: not allowed to patch tj/{name}, so its output cannot be asked for live: \
-                             showing it as the operator writes it, when the attempt ends]"
-                        ));
-                        Some(None)
-                    }
-                    // Tried again at the next read.
-                    LiveRequest::Failed => asked,
-                };
+    }
+}
+
+/// The output of one attempt being printed: what was printed so far and, with `-f`, the live
+/// output request and when the attempt was seen ended.
+struct Stream<'a> {
+    cluster: &'a Cluster,
+    args: &'a LogsArgs,
+    name: String,
+    attempt: u32,
+    /// `--since` as a unix second.
+    since: Option<i64>,
+    /// The stream-wide index of the next line to print; `None` before the first read.
+    next: Option<u64>,
+    printed_any: bool,
+    /// When the attempt was first seen ended.
+    ended_at: Option<Instant>,
+    /// `-f`: when live output was last asked for (`Some(None)`: not allowed).
+    asked: Option<Option<Instant>>,
+}
+
+impl Stream<'_> {
+    /// Reads the ConfigMap (and with `-f` the job) every [`FOLLOW_INTERVAL`] and prints new
+    /// lines until the output is complete: at once without `-f`, else once the attempt ended
+    /// and its last write came (or [`LAST_WRITE_WAIT`] passed).
+    async fn run(&mut self, mut job: TrainingJob, out: &mut Out) -> Result<(), CliError> {
+        loop {
+            let ended = pick(&job, Some(self.attempt))
+                .and_then(|a| a.end_time.as_ref())
+                .is_some();
+            if self.args.follow && !ended {
+                self.ask_live().await;
             }
-        }
-        let stored = read().await?.map(|(_, s)| s);
-        let waited = ended_at.is_some_and(|t| t.elapsed() >= LAST_WRITE_WAIT);
-        let complete =
-            !args.follow || (ended && (stored.as_ref().is_some_and(|s| s.last) || waited));
-        if let Some(s) = &stored {
-            let from = next.unwrap_or(0);
-            if next.is_some_and(|n| n < s.tail.first_line()) {
-                note(&format!(
-                    "[runctl: {} lines were not shown (printed faster than read)]",
-                    s.tail.first_line() - from
-                ));
+            let stored = self.read().await?;
+            let waited = self
+                .ended_at
+                .is_some_and(|t| t.elapsed() >= LAST_WRITE_WAIT);
+            let complete =
+                !self.args.follow || (ended && (stored.as_ref().is_some_and(|s| s.last) || waited));
+            if let Some(s) = &stored {
+                self.print(s, complete, out)?;
             }
-            let tail = if next.is_none() { args.tail } else { None };
-            let since = if next.is_none() { since } else { None };
-            let (text, n) = select(s, from, since, tail, !complete);
-            if !text.is_empty() {
-                out.write(&text)?;
-                if complete && !text.ends_with('\n') {
-                    out.write("\n")?;
-                }
-                printed_any = true;
-            }
-            next = Some(n);
-        }
-        if complete {
-            if !printed_any && stored.as_ref().is_none_or(|s| s.tail.text().is_empty()) {
-                note(&format!(
-                    "no output from attempt {attempt} of tj/{name}{}",
-                    if ended { "" } else { " yet" }
-                ));
-            }
-            if !args.follow
-                && !ended
-                && !stored.as_ref().is_some_and(|s| s.last)
-                && !is_followed(&job)
-            {
-                note(&format!(
-                    "[runctl: attempt {attempt} is running: its output is written when it ends, \
-                     or live while someone follows it: runctl logs -f tj/{name}]"
-                ));
-            }
-            if args.follow
-                && let Some(a) = pick(&job, Some(attempt))
-            {
-                note(&format!("attempt {attempt} ended: {}", ending(a)));
-            }
-            return Ok(());
-        }
-        if ended && ended_at.is_none() {
-            ended_at = Some(std::time::Instant::now());
-        }
-        tokio::time::sleep(FOLLOW_INTERVAL).await;
-        job = match super::target::fetch_job(cluster, &args.job).await {
-            Ok(j) => j,
-            Err(CliError::NotFound { .. }) => {
-                note(&format!("tj/{name} was deleted"));
+            if complete {
+                self.conclude(&job, ended, stored.as_ref());
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            if ended && self.ended_at.is_none() {
+                self.ended_at = Some(Instant::now());
+            }
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+            job = match super::target::fetch_job(self.cluster, &self.args.job).await {
+                Ok(j) => j,
+                Err(CliError::NotFound { .. }) => {
+                    note(&format!("tj/{} was deleted", self.name));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+        }
+    }
+
+    /// Asks for live output when it is due (every [`FOLLOW_RENEW`]), unless not allowed.
+    async fn ask_live(&mut self) {
+        if self.asked == Some(None) {
+            return;
+        }
+        let due = self
+            .asked
+            .flatten()
+            .is_none_or(|t| t.elapsed() >= FOLLOW_RENEW);
+        if !due {
+            return;
+        }
+        self.asked = match request_live(self.cluster, &self.name).await {
+            LiveRequest::Asked => Some(Some(Instant::now())),
+            LiveRequest::Forbidden => {
+                note(&format!(
+                    "[runctl: not allowed to patch tj/{}, so its output cannot be asked for live: \
+                     showing it as the operator writes it, when the attempt ends]",
+                    self.name
+                ));
+                Some(None)
+            }
+            // Tried again at the next read.
+            LiveRequest::Failed => self.asked,
         };
+    }
+
+    /// The attempt's output as the operator wrote it, if it wrote any.
+    async fn read(&self) -> Result<Option<Stored>, CliError> {
+        let (client, ns) = (&self.cluster.client, &self.cluster.namespace);
+        match stored::read(client, ns, &self.name, self.attempt).await {
+            Ok(read) => Ok(read.map(|(_, s)| s)),
+            Err(e) => Err(CliError::api(
+                format!(
+                    "get ConfigMap {}",
+                    stored::configmap_name(&self.name, self.attempt)
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// Prints the lines of `s` not printed yet (the first time, those `--since` and `--tail`
+    /// select); an incomplete last line only when the output is `complete`.
+    fn print(&mut self, s: &Stored, complete: bool, out: &mut Out) -> Result<(), CliError> {
+        let from = self.next.unwrap_or(0);
+        if self.next.is_some_and(|n| n < s.tail.first_line()) {
+            note(&format!(
+                "[runctl: {} lines were not shown (printed faster than read)]",
+                s.tail.first_line() - from
+            ));
+        }
+        let first = self.next.is_none();
+        let tail = if first { self.args.tail } else { None };
+        let since = if first { self.since } else { None };
+        let (text, n) = select(s, from, since, tail, !complete);
+        if !text.is_empty() {
+            out.write(&text)?;
+            if complete && !text.ends_with('\n') {
+                out.write("\n")?;
+            }
+            self.printed_any = true;
+        }
+        self.next = Some(n);
+        Ok(())
+    }
+
+    /// The notes on standard error once the output is printed: that there was none, that a
+    /// running attempt's output is written only at its end or while followed, how a followed
+    /// attempt ended.
+    fn conclude(&self, job: &TrainingJob, ended: bool, stored: Option<&Stored>) {
+        let (attempt, name) = (self.attempt, &self.name);
+        if !self.printed_any && stored.is_none_or(|s| s.tail.text().is_empty()) {
+            note(&format!(
+                "no output from attempt {attempt} of tj/{name}{}",
+                if ended { "" } else { " yet" }
+            ));
+        }
+        if !self.args.follow && !ended && !stored.is_some_and(|s| s.last) && !is_followed(job) {
+            note(&format!(
+                "[runctl: attempt {attempt} is running: its output is written when it ends, \
+                 or live while someone follows it: runctl logs -f tj/{name}]"
+            ));
+        }
+        if self.args.follow
+            && let Some(a) = pick(job, Some(attempt))
+        {
+            note(&format!("attempt {attempt} ended: {}", ending(a)));
+        }
     }
 }
 

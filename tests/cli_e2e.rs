@@ -191,8 +191,8 @@ async fn every_command_against_a_control_plane() {
     })
     .await;
 
-    // describe, once it succeeded and the last event (the machine's end) is written.
-    let text = eventually(30, "describe shows the machine's end", || async {
+    // describe, once it succeeded and the last event (the job's end) is written.
+    let text = eventually(30, "describe shows the job's end", || async {
         let (text, err) = output(&env, |mut out| async {
             let a = cli::describe::DescribeArgs {
                 job: "tj/train".into(),
@@ -202,7 +202,7 @@ async fn every_command_against_a_control_plane() {
         })
         .await;
         assert!(err.is_none(), "{err:?}");
-        text.contains("MachineTerminated").then_some(text)
+        text.contains("JobSucceeded").then_some(text)
     })
     .await;
     assert_snapshot("cli/describe-succeeded", &pod_ids(&text));

@@ -425,7 +425,11 @@ fn requeue_for(cr: &CloudResource, t: &Target, ctx: &Context) -> Action {
     }
 }
 
-/// Records a state transition as an event.
+/// Records a state transition a user acts on as an event: a machine that failed, whose state is
+/// unknown or that stopped (runctl never stops one), and the end of a machine no TrainingJob
+/// controls (a job's own events tell its machine's end). The steps on the way (`Starting`,
+/// `Running`, `Stopping`, `Terminating`) are in status and write no event: at scale every event
+/// is an API write (docs/benchmarks.md).
 async fn announce(
     cr: &CloudResource,
     ctx: &Context,
@@ -435,20 +439,17 @@ async fn announce(
     if before == after.state {
         return;
     }
-    // A new machine starting was announced as MachineCreated.
-    if before.is_none() && after.state == Some(ResourceState::Starting) {
-        return;
-    }
     let Some(state) = after.state else { return };
     let (type_, reason) = match state {
-        ResourceState::Running => (EventType::Normal, "MachineRunning"),
-        ResourceState::Starting => (EventType::Normal, "MachineStarting"),
-        ResourceState::Stopping => (EventType::Normal, "MachineStopping"),
-        ResourceState::Stopped => (EventType::Normal, "MachineStopped"),
-        ResourceState::Terminating => (EventType::Normal, "MachineTerminating"),
-        ResourceState::Terminated => (EventType::Normal, "MachineTerminated"),
         ResourceState::Error => (EventType::Warning, "MachineFailed"),
         ResourceState::Unknown => (EventType::Warning, "MachineStateUnknown"),
+        ResourceState::Stopped => (EventType::Normal, "MachineStopped"),
+        ResourceState::Terminated if !of_a_job(cr) => (EventType::Normal, "MachineTerminated"),
+        ResourceState::Terminated
+        | ResourceState::Running
+        | ResourceState::Starting
+        | ResourceState::Stopping
+        | ResourceState::Terminating => return,
     };
     let note = format!(
         "{} ({}){}",
@@ -461,6 +462,18 @@ async fn announce(
             .unwrap_or_default()
     );
     ctx.publish(cr, type_, reason, "Observe", note).await;
+}
+
+/// True when a TrainingJob controls the object (its attempt's machine): the job's events and
+/// conditions tell the machine's end and release, so the object's own would repeat them.
+fn of_a_job(cr: &CloudResource) -> bool {
+    cr.metadata.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter().any(|r| {
+            r.controller == Some(true)
+                && r.kind == "TrainingJob"
+                && r.api_version.starts_with("runctl.dev/")
+        })
+    })
 }
 
 async fn apply(cr: Arc<CloudResource>, ctx: &Context) -> Result<Action, Error> {
@@ -933,6 +946,8 @@ async fn release(
             "deletionPolicy Orphan: machine {} left running",
             t.status.provider_id.as_deref().unwrap_or("-")
         )),
+        // A job's attempt without a machine: the job's events tell why.
+        Released::NothingToDelete if of_a_job(cr) => None,
         Released::NothingToDelete if t.status.pending_create.is_some() => {
             Some("no machine exists for the recorded create intent".to_string())
         }
@@ -999,9 +1014,12 @@ async fn deleted(
     if let Err(e) = forget_record(t, ctx).await {
         warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
     }
-    let note = format!("machine {id} is gone");
-    ctx.publish(cr, EventType::Normal, "MachineTerminated", "Delete", note)
-        .await;
+    // A job's machine: the job's MachinesReleased condition tells it.
+    if !of_a_job(cr) {
+        let note = format!("machine {id} is gone");
+        ctx.publish(cr, EventType::Normal, "MachineTerminated", "Delete", note)
+            .await;
+    }
     Ok(Action::await_change())
 }
 

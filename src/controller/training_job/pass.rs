@@ -204,7 +204,7 @@ impl Pass {
                     master_addr,
                 } => start_nodes(&self.job, jc, &self.ns, attempt, &ranks, &master_addr).await?,
                 Act::RecordSuccess => self.record_success(jc, p).await?,
-                Act::DeleteJob => self.delete_job(jc).await?,
+                Act::DeleteJob => self.delete_job().await?,
                 Act::CollectOffers | Act::Release { .. } => {}
             }
         }
@@ -252,17 +252,9 @@ impl Pass {
             .map_err(Error::WriteSuccessRecord)
     }
 
-    async fn delete_job(&self, jc: &JobContext) -> Result<(), Error> {
-        let note = "ttlSecondsAfterFinished passed; deleting the job and its machines";
-        jc.ctx
-            .publish(
-                self.job.as_ref(),
-                EventType::Normal,
-                "TTLExpired",
-                "Delete",
-                note.into(),
-            )
-            .await;
+    async fn delete_job(&self) -> Result<(), Error> {
+        // No event: it would be about an object that is going away (the log says it).
+        info!(job = %self.name, namespace = %self.ns, "ttlSecondsAfterFinished passed; deleting the job and its machines");
         delete_ignoring_missing(&self.api, &self.name)
             .await
             .map_err(|source| Error::Delete {

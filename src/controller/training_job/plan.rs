@@ -1481,8 +1481,12 @@ fn start_next(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
     let price = offer
         .price_per_hour
         .map_or("unknown".into(), |p| format!("{p:.4}"));
-    let note = format!("attempt {index} on {what} at {price} USD/h");
-    p.note(false, "AttemptStarted", note);
+    // The first attempt's start is its machine's `MachineCreated` event (and the job's status);
+    // a later one is a retry, which the user hears of.
+    if index > 1 {
+        let note = format!("attempt {index} on {what} at {price} USD/h");
+        p.note(false, "AttemptStarted", note);
+    }
     let max_lifetime_seconds = attempt_lifetime(i.spec, s, now);
     p.acts.push(Act::Start {
         attempt: index,

@@ -2,12 +2,10 @@
 //! server does at admission): each invalid spec is rejected with the message a user sees, and
 //! every valid example passes.
 
-use kube::CustomResourceExt;
-use runctl::crd::CloudResource;
 use serde_json::{Value, json};
 
 fn schema() -> Value {
-    let crd = serde_json::to_value(CloudResource::crd()).unwrap();
+    let crd = serde_json::to_value(runctl::crd::of_kind("CloudResource")).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
@@ -49,7 +47,7 @@ fn invalid_specs_are_rejected_with_a_clear_message() {
         ),
         (
             json!({"provider": "runpod", "workload": {"image": "x"}}),
-            "need spec.gpuType",
+            "needs spec.gpuType",
         ),
         (
             json!({"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}),
@@ -137,7 +135,7 @@ fn placement_is_immutable_on_update() {
 }
 
 fn class_errors(spec: Value, old: Option<Value>) -> Vec<String> {
-    let crd = serde_json::to_value(runctl::crd::MachineClass::crd()).unwrap();
+    let crd = serde_json::to_value(runctl::crd::of_kind("MachineClass")).unwrap();
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let obj = |spec: Value| json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "MachineClass", "metadata": {"name": "c"}, "spec": spec});
     let old = old.map(obj);
@@ -174,7 +172,7 @@ fn machine_class_rules() {
         ),
         (
             json!({"provider": "runpod", "regions": ["us-east-1"]}),
-            "RunPod, Lyceum and the cluster's own GPUs (kubernetes) have no regions",
+            "has no regions runctl can choose",
         ),
         (
             json!({"provider": "aws", "regions": ["us-east-1", "eu-west-1"], "aws": {"regionSettings": {"us-east-1": ami}}}),
@@ -205,7 +203,7 @@ fn machine_class_rules() {
 }
 
 fn job_errors(spec: Value) -> Vec<String> {
-    let crd = serde_json::to_value(runctl::crd::TrainingJob::crd()).unwrap();
+    let crd = serde_json::to_value(runctl::crd::of_kind("TrainingJob")).unwrap();
     let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
     let obj = json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "x"}, "spec": spec});
     match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
@@ -250,10 +248,5 @@ fn multi_node_jobs_need_a_provider_that_places_machines_together() {
             .iter()
             .any(|m| m.contains("needs aws, sim or kubernetes among placement.allowedProviders")),
         "{refused:?}"
-    );
-    assert_eq!(
-        runctl::provider::descriptor::multi_node_names(),
-        ["aws", "sim", "kubernetes"],
-        "the providers' descriptors changed: update the CEL rules on TrainingJobSpec"
     );
 }

@@ -570,7 +570,7 @@ async fn invalid_jobs_are_rejected_by_the_api_server() {
 // CEL rules of the TrainingJob CRD, evaluated with kube's validator.
 
 fn cel_errors(spec: Value) -> Vec<String> {
-    let crd = serde_json::to_value(TrainingJob::crd()).unwrap();
+    let crd = serde_json::to_value(runctl::crd::of_kind("TrainingJob")).unwrap();
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let obj = json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "x"}, "spec": spec});
     match kube::core::cel::Validator::new().validate(schema, &obj, None) {
@@ -599,7 +599,7 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
         ),
         (
             json!({"placement": {"provider": "runpod"}, "workload": w}),
-            "placement.provider runpod and lyceum need placement.gpuType",
+            "placement.provider runpod needs placement.gpuType",
         ),
         (
             json!({"placement": {"provider": "auto"}, "workload": w}),
@@ -619,7 +619,7 @@ fn cel_rules_accept_valid_jobs_and_explain_invalid_ones() {
         ),
         (
             json!({"placement": {"provider": "runpod", "gpuType": "g", "capacityType": "spot"}, "workload": w}),
-            "RunPod and the cluster's own GPUs (kubernetes) offer no spot machines",
+            "placement.provider runpod has no spot machines",
         ),
         (
             json!({"placement": {"provider": "lyceum", "gpuType": "a100", "gpuCount": 3}, "workload": w}),

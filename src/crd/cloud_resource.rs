@@ -49,23 +49,11 @@ use super::common::{DeletionPolicy, ProviderKind, SecretRef, Tags, WorkloadSpec}
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType)").message("provider aws needs spec.instanceType, e.g. g5.xlarge").field_path(".instanceType"))]
-#[x_kube(validation = Rule::new("self.provider in ['aws', 'sim', 'kubernetes'] || has(self.gpuType)").message("providers runpod and lyceum need spec.gpuType (RunPod GPU id such as 'NVIDIA H100 80GB HBM3', or Lyceum profile such as a100)").field_path(".gpuType"))]
-#[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
-#[x_kube(validation = Rule::new("!(self.provider == 'runpod' && self.spot)").message("RunPod's REST API v2 offers no spot/interruptible pods; set spot: false").field_path(".spot"))]
 #[x_kube(validation = Rule::new("!has(self.maxPricePerHour) || self.spot").message("maxPricePerHour is the spot bid ceiling and needs spot: true").field_path(".maxPricePerHour"))]
-#[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
-#[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
-#[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
-#[x_kube(validation = Rule::new("!has(self.kubernetes) || self.provider == 'kubernetes'").message("spec.kubernetes is only valid with provider kubernetes").field_path(".kubernetes"))]
-#[x_kube(validation = Rule::new("self.provider != 'kubernetes' || has(self.workload)").message("a kubernetes machine is a Pod and needs spec.workload").field_path(".workload"))]
-#[x_kube(validation = Rule::new("self.provider != 'kubernetes' || !has(self.instanceType)").message("provider kubernetes places by gpuType (a GPU product label value) and gpuCount, not instanceType").field_path(".instanceType"))]
-#[x_kube(validation = Rule::new("!(self.provider == 'kubernetes' && self.spot)").message("the cluster's own GPUs (provider kubernetes) have no spot machines; set spot: false").field_path(".spot"))]
-#[x_kube(validation = Rule::new("!(self.provider == 'lyceum' && has(self.lyceum) && has(self.lyceum.mode) && self.lyceum.mode == 'Vm' && has(self.workload))").message("Lyceum VMs take no start-up script: a CloudResource with a workload runs as a Lyceum container run (lyceum.mode: Run)").field_path(".lyceum.mode"))]
 #[x_kube(validation = Rule::new("has(self.instanceType) == has(oldSelf.instanceType) && has(self.gpuType) == has(oldSelf.gpuType) && has(self.gpuCount) == has(oldSelf.gpuCount) && has(self.region) == has(oldSelf.region) && has(self.workload) == has(oldSelf.workload)").message("placement and workload fields cannot be added or removed after creation"))]
 pub struct CloudResourceSpec {
-    /// Provider: aws, runpod, lyceum, sim or kubernetes (a Pod on the cluster's own GPU nodes).
-    /// Immutable.
+    /// Provider, one of the names listed (each is described in docs/providers/; kubernetes is
+    /// a Pod on the cluster's own GPU nodes). Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable"))]
     pub provider: ProviderKind,
 

@@ -6,46 +6,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A provider runctl places machines on: a cloud it rents from, the simulator, or the
-/// cluster's own GPU nodes.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Amazon EC2 (on-demand and spot instances).
-    Aws,
-    /// RunPod pods through REST API v2 (on-demand only).
-    Runpod,
-    /// Lyceum AI container runs and VMs.
-    Lyceum,
-    /// runctl's deterministic in-process simulated cloud, for demos and tests.
-    Sim,
-    /// The cluster's own GPU nodes: the machine is a Pod in the job's namespace.
-    Kubernetes,
-}
+pub use crate::provider::descriptor::ProviderKind;
 
 impl ProviderKind {
-    /// Every provider, in a stable order.
-    pub const ALL: [ProviderKind; 5] = [
-        Self::Aws,
-        Self::Runpod,
-        Self::Lyceum,
-        Self::Sim,
-        Self::Kubernetes,
-    ];
-
-    /// The lower-case name used in manifests, metric labels and tags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Aws => "aws",
-            Self::Runpod => "runpod",
-            Self::Lyceum => "lyceum",
-            Self::Sim => "sim",
-            Self::Kubernetes => "kubernetes",
-        }
-    }
-
     /// Whether the provider's machines run outside the cluster and report through the callback
     /// endpoint (every provider but the in-process simulator).
     pub fn reports_from_outside(self) -> bool {

@@ -75,15 +75,10 @@ impl ClassSecretRef {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.aws) || self.provider == 'aws'").message("spec.aws is only valid with provider aws").field_path(".aws"))]
-#[x_kube(validation = Rule::new("!has(self.runpod) || self.provider == 'runpod'").message("spec.runpod is only valid with provider runpod").field_path(".runpod"))]
-#[x_kube(validation = Rule::new("!has(self.lyceum) || self.provider == 'lyceum'").message("spec.lyceum is only valid with provider lyceum").field_path(".lyceum"))]
-#[x_kube(validation = Rule::new("!has(self.kubernetes) || self.provider == 'kubernetes'").message("spec.kubernetes is only valid with provider kubernetes").field_path(".kubernetes"))]
-#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum', 'kubernetes']) || !has(self.regions)").message("RunPod, Lyceum and the cluster's own GPUs (kubernetes) have no regions runctl can choose; use runpod.dataCenterIds for RunPod, kubernetes.nodeSelector for the cluster").field_path(".regions"))]
 #[x_kube(validation = Rule::new("!has(self.regions) || !has(self.aws) || !has(self.aws.regionSettings) || self.regions.all(r, r in self.aws.regionSettings)").message("every region in spec.regions needs an entry in aws.regionSettings (its AMI)").field_path(".regions"))]
 pub struct MachineClassSpec {
-    /// Provider of the class's machines: aws, runpod, lyceum, sim or kubernetes (Pods on the
-    /// cluster's own GPU nodes). Immutable.
+    /// Provider of the class's machines, one of the names listed (docs/providers/; kubernetes
+    /// is Pods on the cluster's own GPU nodes). Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable; create a new MachineClass"))]
     pub provider: ProviderKind,
 

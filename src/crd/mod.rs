@@ -12,6 +12,7 @@ pub mod condition;
 pub mod gpu;
 #[allow(clippy::duplicated_attributes)]
 pub mod machine_class;
+pub mod rules;
 #[allow(clippy::duplicated_attributes)]
 pub mod training_job;
 
@@ -29,13 +30,24 @@ pub const GROUP: &str = "runctl.dev";
 /// The one served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
-/// Every CRD, in the order they are printed and installed.
+/// Every CRD, in the order they are printed and installed, with the rules the providers'
+/// descriptors contribute ([`rules`]).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         CloudResource::crd(),
         MachineClass::crd(),
         TrainingJob::crd(),
-    ]
+    ];
+    crds.iter_mut().for_each(rules::add_to);
+    crds
+}
+
+/// One of [`all`], by kind (`TrainingJob`).
+pub fn of_kind(kind: &str) -> CustomResourceDefinition {
+    all()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("runctl has no kind {kind}"))
 }
 
 /// Renders one CRD as YAML, the format of the files in `crds/`.

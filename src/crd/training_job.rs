@@ -38,37 +38,7 @@ pub struct PreviousSuccess {
     pub accrued_cost: Option<f64>,
 }
 
-/// Where a job may run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PlacementProvider {
-    /// Amazon EC2.
-    Aws,
-    /// RunPod.
-    Runpod,
-    /// Lyceum AI.
-    Lyceum,
-    /// The simulated cloud.
-    Sim,
-    /// The cluster's own GPU nodes (a Pod per machine).
-    Kubernetes,
-    /// The cheapest offer among the allowed providers.
-    Auto,
-}
-
-impl PlacementProvider {
-    /// The single provider, or `None` for `auto`.
-    pub fn fixed(self) -> Option<ProviderKind> {
-        match self {
-            Self::Aws => Some(ProviderKind::Aws),
-            Self::Runpod => Some(ProviderKind::Runpod),
-            Self::Lyceum => Some(ProviderKind::Lyceum),
-            Self::Sim => Some(ProviderKind::Sim),
-            Self::Kubernetes => Some(ProviderKind::Kubernetes),
-            Self::Auto => None,
-        }
-    }
-}
+pub use crate::provider::descriptor::PlacementProvider;
 
 /// Capacity type of the machine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -109,17 +79,13 @@ pub enum RecreatePolicy {
 /// The machine the job needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.provider != 'aws' || has(self.instanceType) || has(self.gpu)").message("placement.provider aws needs placement.instanceType (e.g. g5.xlarge) or placement.gpu").field_path(".instanceType"))]
-#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'lyceum']) || has(self.gpuType) || has(self.gpu)").message("placement.provider runpod and lyceum need placement.gpuType or placement.gpu").field_path(".gpuType"))]
 #[x_kube(validation = Rule::new("self.provider != 'auto' || has(self.instanceType) || has(self.gpuType) || has(self.gpu)").message("placement.provider auto needs placement.gpu (or gpuType / instanceType) to compare offers"))]
 #[x_kube(validation = Rule::new("!has(self.gpu) || !(has(self.instanceType) || has(self.gpuType) || has(self.gpuCount))").message("placement.gpu replaces instanceType, gpuType and gpuCount: use one or the other").field_path(".gpu"))]
 #[x_kube(validation = Rule::new("self.provider == 'auto' || !has(self.machineClasses) || size(self.machineClasses) == 1").message("a fixed placement.provider takes one machine class; list several only with provider auto").field_path(".machineClasses"))]
 #[x_kube(validation = Rule::new("!has(self.allowedProviders) || self.provider == 'auto'").message("placement.allowedProviders is only used with provider auto").field_path(".allowedProviders"))]
-#[x_kube(validation = Rule::new("!(self.provider in ['runpod', 'kubernetes'] && self.capacityType == 'spot')").message("RunPod and the cluster's own GPUs (kubernetes) offer no spot machines; use capacityType onDemand or spotWithFallback").field_path(".capacityType"))]
-#[x_kube(validation = Rule::new("self.provider != 'lyceum' || !has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]").message("Lyceum machines take 1, 2, 4 or 8 GPUs").field_path(".gpuCount"))]
 pub struct Placement {
-    /// aws, runpod, lyceum, sim, kubernetes (the cluster's own GPU nodes), or auto (free
-    /// in-cluster GPUs first, else the cheapest allowed offer). Only a provider the
+    /// One provider of those listed (docs/providers/; kubernetes is the cluster's own GPU
+    /// nodes), or auto (free in-cluster GPUs first, else the cheapest allowed offer). Only a provider the
     /// operator's configuration enables can run the job (sim only where enabled explicitly).
     pub provider: PlacementProvider,
     /// Instance type (EC2 `g5.xlarge`; a priced machine type for sim).
@@ -254,8 +220,6 @@ pub struct DataSource {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || self.placement.provider in ['aws', 'sim', 'kubernetes', 'auto']").message("spec.nodes above 1 (a multi-node job) needs placement.provider aws, sim, kubernetes or auto: RunPod pods and Lyceum runs cannot reach each other").field_path(".nodes"))]
-#[x_kube(validation = Rule::new("!has(self.nodes) || self.nodes <= 1 || !has(self.placement.allowedProviders) || self.placement.allowedProviders.exists(p, p in ['aws', 'sim', 'kubernetes'])").message("spec.nodes above 1 (a multi-node job) needs aws, sim or kubernetes among placement.allowedProviders").field_path(".nodes"))]
 pub struct TrainingJobSpec {
     /// Machine placement. Changes apply to the next attempt.
     pub placement: Placement,

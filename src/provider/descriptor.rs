@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use super::gpus::Shape;
 use super::registry::{BuildContext, ProvidersConfig, Section};
 use super::{Provider, ProviderError};
-use crate::crd::ProviderKind;
 
 /// How a provider is built from a [`BuildContext`].
 pub type Build =
@@ -78,6 +77,36 @@ impl Sizing {
     }
 }
 
+/// A CEL rule a provider contributes to a CRD. `rule` holds while the object names the provider:
+/// the generated rule is `self.provider != '<name>' || (<rule>)`, so a provider's rule never
+/// constrains another provider's objects.
+#[derive(Debug)]
+pub struct Constraint {
+    /// The CEL expression, on the object the rule is attached to.
+    pub rule: &'static str,
+    /// What a user reads when it fails.
+    pub message: &'static str,
+    /// The field the failure is reported at (`.gpuCount`), if one.
+    pub field: Option<&'static str>,
+}
+
+/// The rules a provider contributes, by where they apply.
+#[derive(Debug)]
+pub struct Cel {
+    /// On a CloudResource's spec.
+    pub cloud_resource: &'static [Constraint],
+    /// On a TrainingJob's placement.
+    pub placement: &'static [Constraint],
+}
+
+impl Cel {
+    /// No rules beyond the generated ones.
+    pub const NONE: Cel = Cel {
+        cloud_resource: &[],
+        placement: &[],
+    };
+}
+
 /// What runctl knows of a provider without building it.
 #[derive(Debug)]
 pub struct Descriptor {
@@ -104,6 +133,15 @@ pub struct Descriptor {
     pub in_cluster: bool,
     /// Its machines in the GPU vocabulary (`placement.gpu`), from its `gpus.rs`.
     pub gpu_shapes: &'static [Shape],
+    /// A machine type as a user writes it (`g5.xlarge`, a RunPod GPU id), for the messages of
+    /// the generated CEL rules.
+    pub machine_example: &'static str,
+    /// CloudResources, MachineClasses and machine specs carry a block of its own settings named
+    /// after it (`spec.aws`); the generated rules refuse the block with another provider.
+    pub options: bool,
+    /// The admission rules only this provider needs, beyond what the flags above generate
+    /// ([`crate::crd::rules`]).
+    pub cel: Cel,
     /// Its section of the operator's configuration (`providers.<name>`).
     pub section: fn(&ProvidersConfig) -> &dyn Section,
     /// The same, to change.
@@ -112,14 +150,75 @@ pub struct Descriptor {
     pub build: Build,
 }
 
-/// Every provider's descriptor, in [`ProviderKind::ALL`] order: one line per provider.
-pub const ALL: [&Descriptor; 5] = [
-    &super::aws::DESCRIPTOR,
-    &super::runpod::DESCRIPTOR,
-    &super::lyceum::DESCRIPTOR,
-    &super::sim::DESCRIPTOR,
-    &super::kubernetes::DESCRIPTOR,
-];
+/// The registry of providers: from one line per provider (its variant and its module), the
+/// [`ProviderKind`] enum (its manifest name is the module's), the [`PlacementProvider`] enum (the
+/// same and `auto`) and [`ALL`], the descriptors in that order.
+macro_rules! providers {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident,)*) => {
+        /// A provider runctl places machines on: a cloud it rents from, the simulator, or the
+        /// cluster's own GPU nodes.
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+        )]
+        #[serde(rename_all = "lowercase")]
+        pub enum ProviderKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        /// Where a job may run: one provider, or the cheapest offer among those allowed.
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+            schemars::JsonSchema,
+        )]
+        #[serde(rename_all = "lowercase")]
+        pub enum PlacementProvider {
+            $($(#[$doc])* $variant,)*
+            /// The cheapest offer among the allowed providers (free in-cluster GPUs first).
+            Auto,
+        }
+
+        const COUNT: usize = [$(stringify!($module)),*].len();
+
+        impl ProviderKind {
+            /// Every provider, in the registry's order.
+            pub const ALL: [ProviderKind; COUNT] = [$(Self::$variant),*];
+
+            /// The lower-case name used in manifests, metric labels and tags: its module's.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($module),)*
+                }
+            }
+        }
+
+        impl PlacementProvider {
+            /// The single provider, or `None` for `auto`.
+            pub fn fixed(self) -> Option<ProviderKind> {
+                match self {
+                    $(Self::$variant => Some(ProviderKind::$variant),)*
+                    Self::Auto => None,
+                }
+            }
+        }
+
+        /// Every provider's descriptor, in [`ProviderKind::ALL`] order.
+        pub const ALL: [&Descriptor; COUNT] = [$(&super::$module::DESCRIPTOR),*];
+    };
+}
+
+providers! {
+    /// Amazon EC2 (on-demand and spot instances).
+    Aws => aws,
+    /// RunPod pods through REST API v2 (on-demand only).
+    Runpod => runpod,
+    /// Lyceum AI container runs and VMs.
+    Lyceum => lyceum,
+    /// runctl's deterministic simulated cloud, for demos and tests.
+    Sim => sim,
+    /// The cluster's own GPU nodes: the machine is a Pod in the job's namespace.
+    Kubernetes => kubernetes,
+}
 
 /// The descriptor of `kind`.
 pub fn of(kind: ProviderKind) -> &'static Descriptor {
@@ -146,6 +245,14 @@ mod tests {
         assert_eq!(kinds, ProviderKind::ALL);
         for kind in ProviderKind::ALL {
             assert_eq!(of(kind).kind, kind);
+            // The manifest name (serde) is the module's name (as_str).
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+            let placed: PlacementProvider =
+                serde_json::from_value(serde_json::json!(kind.as_str())).unwrap();
+            assert_eq!(placed.fixed(), Some(kind));
         }
     }
 }

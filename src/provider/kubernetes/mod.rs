@@ -33,6 +33,16 @@ pub use provider::KubernetesProvider;
 
 crate::provider::descriptor::glue!(kubernetes, sync);
 
+/// The cluster's admission rules: a machine here is a Pod, which needs a container to run.
+const CEL: crate::provider::descriptor::Cel = crate::provider::descriptor::Cel {
+    cloud_resource: &[crate::provider::descriptor::Constraint {
+        rule: "has(self.workload)",
+        message: "a kubernetes machine is a Pod and needs spec.workload",
+        field: Some(".workload"),
+    }],
+    placement: &[],
+};
+
 /// What runctl knows of the cluster's own GPUs without building the provider (see
 /// [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
@@ -47,6 +57,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: true,
         in_cluster: true,
         gpu_shapes: gpus::SHAPES,
+        machine_example: "NVIDIA-A100-SXM4-80GB",
+        options: true,
+        cel: CEL,
         section,
         section_mut,
         build: build_boxed,

@@ -32,6 +32,27 @@ pub mod state;
 
 crate::provider::descriptor::glue!(lyceum, sync);
 
+/// Lyceum's admission rules: its machine sizes, and no start-up script on a VM.
+const CEL: crate::provider::descriptor::Cel = {
+    use crate::provider::descriptor::{Cel, Constraint};
+    const GPU_COUNT: Constraint = Constraint {
+        rule: "!has(self.gpuCount) || self.gpuCount in [1, 2, 4, 8]",
+        message: "Lyceum machines take 1, 2, 4 or 8 GPUs",
+        field: Some(".gpuCount"),
+    };
+    Cel {
+        cloud_resource: &[
+            GPU_COUNT,
+            Constraint {
+                rule: "!(has(self.lyceum) && has(self.lyceum.mode) && self.lyceum.mode == 'Vm' && has(self.workload))",
+                message: "Lyceum VMs take no start-up script: a CloudResource with a workload runs as a Lyceum container run (lyceum.mode: Run)",
+                field: Some(".lyceum.mode"),
+            },
+        ],
+        placement: &[GPU_COUNT],
+    }
+};
+
 /// What runctl knows of Lyceum without building it (see [`crate::provider::descriptor`]).
 pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
     crate::provider::descriptor::Descriptor {
@@ -45,6 +66,9 @@ pub const DESCRIPTOR: crate::provider::descriptor::Descriptor =
         ended_machines_stay: false,
         in_cluster: false,
         gpu_shapes: gpus::SHAPES,
+        machine_example: "a100",
+        options: true,
+        cel: CEL,
         section,
         section_mut,
         build: build_boxed,

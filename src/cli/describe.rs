@@ -12,7 +12,7 @@ use super::get::{phase_text, phase_tone, progress_text};
 use super::output::{Table, Tone, duration, money, or_dash, per_hour};
 use super::{CliError, Cluster, Out, target};
 use crate::crd::TrainingJob;
-use crate::crd::training_job::{Attempt, Offer, PlacementStatus};
+use crate::crd::training_job::{Attempt, Offer, PlacementStatus, TrainingJobStatus};
 
 /// Events shown at most (the newest).
 const MAX_EVENTS: usize = 15;
@@ -134,6 +134,19 @@ pub fn offer_text(o: &Offer) -> String {
 /// Renders the description.
 pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io::Result<()> {
     let s = job.status.clone().unwrap_or_default();
+    identity(out, job, &s)?;
+    cost(out, job, &s)?;
+    times(out, job, &s)?;
+    reports(out, job, &s)?;
+    history(out, job, &s)?;
+    attempts(out, &s.attempts)?;
+    placement(out, s.placement.as_ref())?;
+    conditions(out, &s.conditions)?;
+    events_section(out, events)
+}
+
+/// Name, namespace, phase (and reason), message, suspension, image and nodes.
+fn identity(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::Result<()> {
     let spec = &job.spec;
     field(out, "Name", &or_dash(job.metadata.name.as_ref()))?;
     field(out, "Namespace", &or_dash(job.metadata.namespace.as_ref()))?;
@@ -164,15 +177,24 @@ pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io
             ),
         )?;
     }
+    Ok(())
+}
+
+/// The cost so far, the price of the machine that runs now and the budget.
+fn cost(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::Result<()> {
     let mut cost = format!("{} accrued", money(s.accrued_cost.or(Some(0.0))));
     if s.current_cloud_resource.is_some() && s.cost_per_hour.is_some() {
         cost.push_str(&format!(", {} now", per_hour(s.cost_per_hour)));
     }
-    if let Some(max) = spec.max_total_cost {
+    if let Some(max) = job.spec.max_total_cost {
         cost.push_str(&format!(", budget {}", money(Some(max))));
     }
-    field(out, "Cost", &cost)?;
-    if let Some(d) = spec.active_deadline_seconds {
+    field(out, "Cost", &cost)
+}
+
+/// The deadline (and the time left), the start and the completion.
+fn times(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::Result<()> {
+    if let Some(d) = job.spec.active_deadline_seconds {
         let mut text = duration(jiff::SignedDuration::from_secs(d));
         if let (Some(start), None) = (&s.start_time, &s.completion_time) {
             let end = start.0 + jiff::SignedDuration::from_secs(d);
@@ -196,6 +218,11 @@ pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io
     if let Some(t) = &s.completion_time {
         field(out, "Completed", &format!("{} ago", out.age(Some(t.0))))?;
     }
+    Ok(())
+}
+
+/// The workload's progress and heartbeat as the status shows them.
+fn reports(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::Result<()> {
     if let Some(p) = &s.progress {
         let mut text = progress_text(job);
         if let Some(m) = &p.message {
@@ -209,6 +236,11 @@ pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io
     if let Some(t) = &s.last_heartbeat_time {
         field(out, "Heartbeat", &format!("{} ago", out.age(Some(t.0))))?;
     }
+    Ok(())
+}
+
+/// The earlier success the job stands for, and the failure counts against `backoffLimit`.
+fn history(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::Result<()> {
     if let Some(prev) = &s.previous_success {
         field(
             out,
@@ -225,13 +257,12 @@ pub fn render(job: &TrainingJob, events: &[EventLine], out: &mut Out) -> std::io
         "Failures",
         &format!(
             "capacity {}, interruption {}, failure {} (backoffLimit {})",
-            s.failures.capacity, s.failures.interruption, s.failures.failure, spec.backoff_limit
+            s.failures.capacity,
+            s.failures.interruption,
+            s.failures.failure,
+            job.spec.backoff_limit
         ),
-    )?;
-    attempts(out, &s.attempts)?;
-    placement(out, s.placement.as_ref())?;
-    conditions(out, &s.conditions)?;
-    events_section(out, events)
+    )
 }
 
 fn attempts(out: &mut Out, attempts: &[Attempt]) -> std::io::Result<()> {

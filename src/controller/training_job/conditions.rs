@@ -28,6 +28,45 @@ fn flag(yes: bool) -> &'static str {
     }
 }
 
+/// A condition as [`set_all`] decides it: its type, whether it holds, why.
+#[derive(Clone, Debug, PartialEq)]
+struct Verdict {
+    type_: &'static str,
+    holds: bool,
+    reason: String,
+    message: String,
+}
+
+impl Verdict {
+    fn new(
+        type_: &'static str,
+        holds: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            holds,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `type_` holding for the phase's `reason` and `message`, else not for `no_reason`.
+    fn of(
+        type_: &'static str,
+        holds: bool,
+        (reason, message): (&str, &str),
+        (no_reason, no_message): (&str, &str),
+    ) -> Self {
+        if holds {
+            Self::new(type_, true, reason, message)
+        } else {
+            Self::new(type_, false, no_reason, no_message)
+        }
+    }
+}
+
 /// Sets every condition from the status; `releasing` is how many CloudResources of ended
 /// attempts still exist, `cleanup_error` a failed delete to report.
 pub fn set_all(
@@ -46,75 +85,74 @@ pub fn set_all(
         .message
         .clone()
         .unwrap_or_else(|| format!("job is {}", phase.as_str()));
-    let g = Some(generation);
-    let ready = matches!(phase, JobPhase::Running | JobPhase::Succeeded);
-    // The phase's own reason when it has one (e.g. a Pending job's CallbackUnreachable).
-    let ready_reason = reason.clone();
-    let mut set = |type_: &str, yes: bool, reason: &str, message: String| {
+    let mut verdicts = of_phase(phase, &reason, &message);
+    verdicts.push(released(releasing, cleanup_error));
+    for v in verdicts {
         condition::set(
             &mut s.conditions,
             NewCondition {
-                type_,
-                status: flag(yes),
-                reason,
-                message,
+                type_: v.type_,
+                status: flag(v.holds),
+                reason: &v.reason,
+                message: v.message,
             },
-            g,
+            Some(generation),
             now,
         );
-    };
-    set(condition::READY, ready, &ready_reason, message.clone());
-    let done = phase == JobPhase::Succeeded;
-    set(
-        COMPLETE,
-        done,
-        if done { &reason } else { "NotComplete" },
-        if done {
-            message.clone()
-        } else {
-            "the job has not succeeded".into()
-        },
-    );
-    let failed = phase == JobPhase::Failed;
-    set(
-        FAILED,
-        failed,
-        if failed { &reason } else { "NotFailed" },
-        if failed {
-            message.clone()
-        } else {
-            "the job has not failed".into()
-        },
-    );
-    let suspended = phase == JobPhase::Suspended;
-    set(
-        SUSPENDED,
-        suspended,
-        if suspended {
-            "Suspended"
-        } else {
-            "NotSuspended"
-        },
-        if suspended {
-            "spec.suspend is true".into()
-        } else {
-            "the job is not suspended".into()
-        },
-    );
-    let (ok, r, m) = match (cleanup_error, releasing) {
-        (Some(e), _) => (false, CLEANUP_FAILED, e),
-        (None, 0) => (
+    }
+}
+
+/// `Ready`, `Complete`, `Failed` and `Suspended` of a job in `phase`, whose status gives
+/// `reason` and `message` (or the phase's own).
+fn of_phase(phase: JobPhase, reason: &str, message: &str) -> Vec<Verdict> {
+    let phase_says = (reason, message);
+    vec![
+        // The phase's own reason when it has one (e.g. a Pending job's CallbackUnreachable).
+        Verdict::new(
+            condition::READY,
+            matches!(phase, JobPhase::Running | JobPhase::Succeeded),
+            reason,
+            message,
+        ),
+        Verdict::of(
+            COMPLETE,
+            phase == JobPhase::Succeeded,
+            phase_says,
+            ("NotComplete", "the job has not succeeded"),
+        ),
+        Verdict::of(
+            FAILED,
+            phase == JobPhase::Failed,
+            phase_says,
+            ("NotFailed", "the job has not failed"),
+        ),
+        Verdict::of(
+            SUSPENDED,
+            phase == JobPhase::Suspended,
+            ("Suspended", "spec.suspend is true"),
+            ("NotSuspended", "the job is not suspended"),
+        ),
+    ]
+}
+
+/// `MachinesReleased`: `releasing` CloudResources of ended attempts remain, `cleanup_error` is
+/// a failed delete.
+fn released(releasing: usize, cleanup_error: Option<String>) -> Verdict {
+    match (cleanup_error, releasing) {
+        (Some(e), _) => Verdict::new(MACHINES_RELEASED, false, CLEANUP_FAILED, e),
+        (None, 0) => Verdict::new(
+            MACHINES_RELEASED,
             true,
             "Released",
-            "no machine of an ended attempt remains".to_string(),
+            "no machine of an ended attempt remains",
         ),
-        (None, n) => (
+        (None, n) => Verdict::new(
+            MACHINES_RELEASED,
             false,
             "Releasing",
             format!("{n} CloudResource(s) of ended attempts are being deleted"),
         ),
-    };
-    set(MACHINES_RELEASED, ok, r, m);
+    }
 }
 
 /// The message of a failed release that `MachinesReleased` reports, if it does.

@@ -3,14 +3,18 @@
 //! A CloudResource is created by the TrainingJob controller (one per attempt) or by hand. Its
 //! controller is the only part of runctl that talks to clouds.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, ProviderKind, SecretRef, Tags, WorkloadSpec};
+pub use crate::provider::aws::options::AwsOptions;
+pub use crate::provider::kubernetes::options::{
+    KubernetesOptions, KubernetesToleration, TaintEffect, TolerationOperator,
+};
+pub use crate::provider::lyceum::options::{LyceumMode, LyceumOptions};
+pub use crate::provider::runpod::options::{RunPodCloud, RunPodOptions};
 
 /// Desired machine. Provider and placement fields are immutable once created: change them by
 /// creating a new CloudResource.
@@ -156,228 +160,6 @@ pub struct CloudResourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("kubernetes placement options are immutable"))]
     pub kubernetes: Option<KubernetesOptions>,
-}
-
-/// EC2 launch options; each falls back to the operator's configuration when absent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsOptions {
-    /// AMI id (`ami-…`). Needs a container runtime and, for GPU types, the NVIDIA driver and
-    /// container toolkit (e.g. the AWS Deep Learning Base AMI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
-    pub ami_id: Option<String>,
-    /// Subnet id (`subnet-…`); the default VPC when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
-    pub subnet_id: Option<String>,
-    /// Security group ids (`sg-…`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128)))]
-    pub security_group_ids: Vec<String>,
-    /// EC2 key pair name for SSH access.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
-    pub key_name: Option<String>,
-    /// IAM instance profile name or ARN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
-    pub iam_instance_profile: Option<String>,
-    /// Root volume size in GiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 8, max = 16384))]
-    pub root_volume_size_gb: Option<u32>,
-    /// Root volume type (gp3, gp2, io2…).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    pub root_volume_type: Option<String>,
-    /// Run the workload container in the instance's network namespace (`docker run --network
-    /// host`) instead of Docker's bridge network. The workload then reaches the instance
-    /// metadata service: the instance role's credentials and the UserData (its env values and
-    /// report token). Default: the operator's `providers.aws.hostNetwork` (false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_network: Option<bool>,
-    /// IMDSv2 PUT response hop limit of the instance (1 to 64). 1 keeps the metadata service out
-    /// of reach of a container on the bridge network; 2 lets it reach the service (and the
-    /// instance role's credentials). Default: the operator's `providers.aws.metadataHopLimit`
-    /// (1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 64))]
-    pub metadata_hop_limit: Option<u32>,
-    /// EC2 placement group to launch into (an existing group; a `cluster` group packs the
-    /// machines of a multi-node job close together for fast networking).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
-    pub placement_group: Option<String>,
-}
-
-/// RunPod cloud tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum RunPodCloud {
-    /// RunPod's Secure Cloud (data centres; default).
-    Secure,
-    /// Community Cloud (cheaper, peer hosts).
-    Community,
-}
-
-/// RunPod pod options.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.volumeGb) && has(self.networkVolumeId))").message("a RunPod pod mounts either a new volume (volumeGb) or a network volume (networkVolumeId), not both"))]
-pub struct RunPodOptions {
-    /// SECURE (default) or COMMUNITY.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud: Option<RunPodCloud>,
-    /// Allowed data centre ids (`US-KS-2`…); any when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(max = 64)))]
-    pub data_center_ids: Vec<String>,
-    /// Container disk in GB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 4096))]
-    pub container_disk_gb: Option<u32>,
-    /// Exposed ports such as `8888/http` or `22/tcp`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(max = 32)))]
-    pub ports: Vec<String>,
-    /// A persistent volume of this many GB, mounted at `volumeMountPath` (kept while the pod
-    /// exists, deleted with it). Not with `networkVolumeId`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65536))]
-    pub volume_gb: Option<u32>,
-    /// An existing RunPod network volume id, mounted at `volumeMountPath` (outlives the pod;
-    /// pins the pod to the volume's data centre). Not with `volumeGb`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    pub network_volume_id: Option<String>,
-    /// Where the volume is mounted; `/workspace` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
-    pub volume_mount_path: Option<String>,
-}
-
-/// Which kind of Lyceum compute backs the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum LyceumMode {
-    /// A container run (`/execution/image/start`): runs the workload, ends with it.
-    Run,
-    /// A bare VM (`/vms/create`): takes no start-up script, so only without a workload.
-    Vm,
-}
-
-/// Lyceum options.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LyceumOptions {
-    /// Run (default when a workload is given) or Vm (default without a workload).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<LyceumMode>,
-    /// SSH public key installed on a VM (mode Vm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16384))]
-    pub user_public_key: Option<String>,
-    /// Run timeout in seconds. Lyceum's default is 60 s, so runctl always sends one: the shorter
-    /// of this value and `maxLifetimeSeconds`, else the operator's default
-    /// (`providers.lyceum.defaultRunTimeoutSeconds`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 60, max = 31_536_000))]
-    pub timeout_seconds: Option<u32>,
-}
-
-/// Where the Pod of a `kubernetes` machine may run; the machine class's settings fill what is
-/// absent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesOptions {
-    /// Node labels the Pod's node must carry (a Pod `nodeSelector`), on top of the GPU product
-    /// label that `gpuType` selects.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 256}))]
-    pub node_selector: BTreeMap<String, String>,
-    /// Taints of GPU nodes the Pod tolerates.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub tolerations: Vec<KubernetesToleration>,
-    /// PriorityClass of the Pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
-    pub priority_class_name: Option<String>,
-    /// ServiceAccount the Pod runs as; the namespace's `default` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
-    pub service_account_name: Option<String>,
-    /// CPU the workload container requests (a quantity, e.g. `8` or `7500m`); none when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
-    pub cpu: Option<String>,
-    /// Memory the workload container requests and is limited to (a quantity, e.g. `64Gi`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 32),
-        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-    )]
-    pub memory: Option<String>,
-    /// Size of `/dev/shm` in GiB (a memory-backed volume): PyTorch data loaders with workers
-    /// need more than the container runtime's 64 MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1024))]
-    pub shm_size_gi: Option<u32>,
-    /// Secrets in the namespace to pull a private image with (`imagePullSecrets`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8), inner(length(max = 253)))]
-    pub image_pull_secrets: Vec<String>,
-}
-
-/// A Pod toleration (the fields of the core `Toleration`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesToleration {
-    /// Taint key; empty with operator Exists tolerates every taint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 317))]
-    pub key: Option<String>,
-    /// `Equal` (default) or `Exists`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<TolerationOperator>,
-    /// Taint value (operator Equal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
-    pub value: Option<String>,
-    /// The taint effect tolerated; every effect when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<TaintEffect>,
-}
-
-/// How a toleration matches a taint's value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum TolerationOperator {
-    /// The taint's value equals the toleration's.
-    Equal,
-    /// Any value.
-    Exists,
-}
-
-/// A taint effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum TaintEffect {
-    /// New Pods are not scheduled on the node.
-    NoSchedule,
-    /// The scheduler avoids the node.
-    PreferNoSchedule,
-    /// Pods are evicted from the node.
-    NoExecute,
-}
-
-impl TaintEffect {
-    /// The name Kubernetes uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoSchedule => "NoSchedule",
-            Self::PreferNoSchedule => "PreferNoSchedule",
-            Self::NoExecute => "NoExecute",
-        }
-    }
 }
 
 /// How a failed provider call is treated: the one classification both controllers read

@@ -24,6 +24,7 @@ pub mod gpus;
 pub mod instance;
 #[cfg(feature = "aws")]
 pub mod launch;
+pub mod options;
 #[cfg(feature = "aws")]
 pub mod price_api;
 #[cfg(feature = "aws")]

@@ -16,6 +16,7 @@
 pub mod errors;
 /// GPU vocabulary table.
 pub mod gpus;
+pub mod options;
 pub mod pod;
 pub mod provider;
 pub mod room;

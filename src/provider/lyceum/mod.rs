@@ -25,6 +25,7 @@ pub mod errors;
 pub mod gpus;
 pub mod ids;
 pub mod machine;
+pub mod options;
 pub mod pricing;
 pub mod provider;
 pub mod request;

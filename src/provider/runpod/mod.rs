@@ -15,6 +15,7 @@ pub mod deadman;
 pub mod errors;
 /// GPU vocabulary table.
 pub mod gpus;
+pub mod options;
 pub mod pricing;
 pub mod provider;
 pub mod ratelimit;

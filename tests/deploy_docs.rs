@@ -132,6 +132,45 @@ fn collect_rules(path: &str, schema: &Value, rules: &mut Vec<(String, String, St
 }
 
 /// The whole reference, from the CRDs.
+/// What each provider's descriptor says, the source of its CEL rules below.
+fn providers_table() -> String {
+    use runctl::provider::descriptor::{ALL, Sizing};
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut out = String::from(
+        "\n## Providers\n\nFrom each provider's descriptor (`src/provider/<name>/mod.rs`); the \
+         provider-specific CEL rules of the kinds below are generated from it \
+         (`src/crd/rules.rs`).\n\n\
+         | provider | machines named by | regions | spot | multi-node | workload reports | settings block |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for d in ALL {
+        let name = d.kind.as_str();
+        let sizing = match d.sizing {
+            Sizing::InstanceType => format!("`instanceType` (`{}`)", d.machine_example),
+            Sizing::GpuType => format!("`gpuType` (`{}`)", d.machine_example),
+            Sizing::Either => format!("`instanceType` or `gpuType` (`{}`)", d.machine_example),
+            Sizing::GpuCount => format!("`gpuCount`, `gpuType` optional (`{}`)", d.machine_example),
+        };
+        let reports = match (d.reports, d.reports_from_outside) {
+            (false, _) => "no (the provider's status)",
+            (true, true) => "callback URL",
+            (true, false) => "in process",
+        };
+        let block = if d.options {
+            format!("`spec.{name}`")
+        } else {
+            "none".to_string()
+        };
+        out.push_str(&format!(
+            "| `{name}` | {sizing} | {} | {} | {} | {reports} | {block} |\n",
+            yes(d.regions),
+            yes(d.spot),
+            yes(d.multi_node),
+        ));
+    }
+    out
+}
+
 fn generate() -> String {
     let mut out = String::from(
         "# CRD reference\n\n<!-- Generated from the Rust types by tests/deploy_docs.rs; do not edit.\n     \
@@ -148,6 +187,7 @@ fn generate() -> String {
          are then not checked until it is fixed. Status is written by runctl only and has no\n\
          bounds.\n",
     );
+    out.push_str(&providers_table());
     for crd in runctl::crd::all() {
         let v = serde_json::to_value(&crd).expect("CRD serializes");
         let spec = &v["spec"];

@@ -1028,7 +1028,9 @@ async fn reconcile(cr: Arc<CloudResource>, ctx: Arc<Context>) -> Result<Action, 
     let ns = cr.namespace().ok_or(Error::MissingMetadata)?;
     let api: Api<CloudResource> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cr.uid().unwrap_or_default();
-    // Add the finalizer and go on in the same reconcile (see `controller::finalizers`).
+    // Add the finalizer and go on in the same reconcile (see `controller::finalizers`); a job's
+    // attempt is applied with it already (`training_job::resources`), so this writes only for
+    // objects made without it.
     let cr = match super::finalizers::ensure(&api, cr, FINALIZER).await {
         Ok(o) => o,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),

@@ -242,8 +242,21 @@ pub fn cloud_resource(
     };
     let name = cloud_resource_name(&job_name, attempt);
     let mut cr = CloudResource::new(&name, spec);
-    cr.metadata = meta(job, name, attempt);
+    cr.metadata = machine_meta(job, name, attempt);
     cr
+}
+
+/// The metadata of an attempt's CloudResource: with the CloudResource controller's finalizer
+/// already in place, set by the apply that creates the object, so that its controller need not
+/// add it with a write of its own (it still adds it to objects made without it). Kept by the job's
+/// field manager; the CloudResource controller removes it once the machine is gone, and the
+/// object is then deleted, so no later apply of the job puts it back.
+fn machine_meta(job: &TrainingJob, name: String, attempt: u32) -> ObjectMeta {
+    let mut m = meta(job, name, attempt);
+    m.finalizers = Some(vec![
+        crate::controller::cloud_resource::FINALIZER.to_string(),
+    ]);
+    m
 }
 
 /// The CloudResource of node `rank` (at least 1) of a multi-node attempt: rank 0's
@@ -270,7 +283,7 @@ pub fn node_cloud_resource(
     }
     let name = node_name(&job_name, attempt, rank);
     let mut cr = CloudResource::new(&name, spec);
-    cr.metadata = meta(job, name, attempt);
+    cr.metadata = machine_meta(job, name, attempt);
     if let Some(labels) = cr.metadata.labels.as_mut() {
         labels.insert(LABEL_RANK.to_string(), rank.to_string());
     }
@@ -334,6 +347,11 @@ mod tests {
         let cr = cloud_resource(&job(), 2, &offer, &settings(), &keys);
         assert_eq!(cr.metadata.name.as_deref(), Some("bert-a2"));
         assert_eq!(cr.metadata.namespace.as_deref(), Some("ml"));
+        assert_eq!(
+            cr.metadata.finalizers,
+            Some(vec!["runctl.dev/machine".to_string()]),
+            "created with its controller's finalizer"
+        );
         let labels = cr.metadata.labels.clone().unwrap();
         assert_eq!(
             (labels[LABEL_JOB].as_str(), labels[LABEL_ATTEMPT].as_str()),
@@ -403,6 +421,10 @@ mod tests {
         let s = token_secret(&job(), 1, "tok");
         assert_eq!(s.metadata.name.as_deref(), Some("bert-a1-callback"));
         assert!(s.metadata.owner_references.is_some());
+        assert_eq!(
+            s.metadata.finalizers, None,
+            "a Secret has no machine to guard"
+        );
     }
 
     #[test]
@@ -477,5 +499,9 @@ mod tests {
         assert!(r2.spec.workload.as_ref().unwrap().reporting.is_none());
         assert_eq!(r2.spec.instance_type, rank0.spec.instance_type);
         assert!(r2.metadata.owner_references.is_some());
+        assert_eq!(
+            r2.metadata.finalizers,
+            Some(vec!["runctl.dev/machine".to_string()])
+        );
     }
 }

@@ -234,9 +234,50 @@ fn reports(out: &mut Out, job: &TrainingJob, s: &TrainingJobStatus) -> std::io::
         field(out, "Progress", &text)?;
     }
     if let Some(t) = &s.last_heartbeat_time {
-        field(out, "Heartbeat", &format!("{} ago", out.age(Some(t.0))))?;
+        field(out, "Heartbeat", &heartbeat_text(out, job, t.0))?;
     }
     Ok(())
+}
+
+/// The heartbeat the status shows, said to be as of the status's last write: a heartbeat alone
+/// writes no status, so while the job runs a newer one reaches the status only with a write
+/// made for another reason (the accrued-cost refresh every `costRefreshSeconds` at the latest;
+/// 2 × on a machine without a price), docs/training-jobs.md#reports-across-replicas-and-restarts.
+fn heartbeat_text(out: &Out, job: &TrainingJob, heartbeat: Timestamp) -> String {
+    let mut text = format!(
+        "{} ago (as of the last status write",
+        out.age(Some(heartbeat))
+    );
+    if let Some(written) = status_written(job) {
+        text.push_str(&format!(", {} ago", out.age(Some(written))));
+    }
+    let running = job
+        .status
+        .as_ref()
+        .is_some_and(|s| s.completion_time.is_none() && s.current_cloud_resource.is_some());
+    if running {
+        text.push_str(
+            "; heartbeats and progress reach the status only with other writes, \
+             up to costRefreshSeconds late",
+        );
+    }
+    text.push(')');
+    text
+}
+
+/// When the operator last wrote the job's status: the time of its field manager's
+/// `managedFields` entry for the status subresource, if the object carries it.
+pub fn status_written(job: &TrainingJob) -> Option<Timestamp> {
+    job.metadata
+        .managed_fields
+        .as_ref()?
+        .iter()
+        .filter(|m| {
+            m.manager.as_deref() == Some(crate::controller::FIELD_MANAGER)
+                && m.subresource.as_deref() == Some("status")
+        })
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
 }
 
 /// The earlier success the job stands for, and the failure counts against `backoffLimit`.
@@ -393,4 +434,68 @@ fn events_section(out: &mut Out, events: &[EventLine]) -> std::io::Result<()> {
         ]);
     }
     out.table(&t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+
+    fn job(running: bool, written: Option<Timestamp>) -> TrainingJob {
+        let mut job: TrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": "j"},
+            "spec": {"placement": {"provider": "sim", "instanceType": "sim.a100"}, "workload": {"image": "x"}},
+            "status": {"currentCloudResource": "j-a1"}
+        }))
+        .unwrap();
+        if !running {
+            let s = job.status.as_mut().unwrap();
+            s.current_cloud_resource = None;
+            s.completion_time = Some(Time(Timestamp::UNIX_EPOCH));
+        }
+        let entry = |manager: &str, subresource: Option<&str>, t: Timestamp| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            subresource: subresource.map(str::to_string),
+            time: Some(Time(t)),
+            ..Default::default()
+        };
+        job.metadata.managed_fields = written.map(|t| {
+            vec![
+                entry(crate::controller::FIELD_MANAGER, Some("status"), t),
+                // Neither is a status write by the operator.
+                entry(
+                    crate::controller::FIELD_MANAGER,
+                    None,
+                    t + jiff::SignedDuration::from_secs(60),
+                ),
+                entry(
+                    "kubectl-runctl",
+                    Some("status"),
+                    t + jiff::SignedDuration::from_secs(60),
+                ),
+            ]
+        });
+        job
+    }
+
+    #[test]
+    fn the_heartbeat_is_shown_as_of_the_last_status_write() {
+        let now = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(3600);
+        let (out, _) = Out::buffer(now);
+        let at = |ago: i64| now - jiff::SignedDuration::from_secs(ago);
+        assert_eq!(
+            heartbeat_text(&out, &job(true, Some(at(120))), at(180)),
+            "3m ago (as of the last status write, 2m ago; heartbeats and progress reach the \
+             status only with other writes, up to costRefreshSeconds late)"
+        );
+        assert_eq!(
+            heartbeat_text(&out, &job(false, Some(at(120))), at(180)),
+            "3m ago (as of the last status write, 2m ago)"
+        );
+        assert_eq!(
+            heartbeat_text(&out, &job(false, None), at(180)),
+            "3m ago (as of the last status write)"
+        );
+    }
 }

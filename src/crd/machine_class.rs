@@ -11,8 +11,6 @@
 //! Its controller checks the settings and credentials against the provider and says so in the
 //! `Ready` condition; see `docs/machine-classes.md`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -20,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cloud_resource::{KubernetesOptions, LyceumOptions, RunPodOptions};
 use super::common::{ProviderKind, Tags};
+pub use crate::provider::aws::options::{AwsClass, AwsRegionSettings};
 
 /// A Secret in a given namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -124,64 +123,6 @@ pub struct MachineClassSpec {
     /// tolerations, priority class, service account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesOptions>,
-}
-
-/// EC2 settings of a class; what is absent comes from the operator's `providers.aws`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsClass {
-    /// Per-region settings by region name (AMIs, subnets, security groups and key pairs exist
-    /// in one region each). A machine of the class in a region without an entry is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 32))]
-    pub region_settings: Option<BTreeMap<String, AwsRegionSettings>>,
-    /// IAM instance profile name or ARN (the machine's role, e.g. for S3 checkpoints).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
-    pub iam_instance_profile: Option<String>,
-    /// Root volume size in GiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 8, max = 16384))]
-    pub root_volume_size_gb: Option<u32>,
-    /// Root volume type (gp3, gp2, io2…).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
-    pub root_volume_type: Option<String>,
-    /// IMDSv2 PUT response hop limit (1 to 64); see CloudResource `aws.metadataHopLimit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 64))]
-    pub metadata_hop_limit: Option<u32>,
-    /// EC2 placement group (an existing one, e.g. of strategy `cluster`) the class's machines
-    /// are launched into; see CloudResource `aws.placementGroup`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
-    pub placement_group: Option<String>,
-    /// Run the workload container in the instance's network namespace; see CloudResource
-    /// `aws.hostNetwork`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_network: Option<bool>,
-}
-
-/// EC2 settings that exist per region.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsRegionSettings {
-    /// AMI id (`ami-…`) in this region. Needs a container runtime and, for GPU types, the
-    /// NVIDIA driver and container toolkit (e.g. the AWS Deep Learning Base AMI).
-    #[schemars(length(max = 128))]
-    pub ami_id: String,
-    /// Subnet id (`subnet-…`); the default VPC when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
-    pub subnet_id: Option<String>,
-    /// Security group ids (`sg-…`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(max = 128)))]
-    pub security_group_ids: Vec<String>,
-    /// EC2 key pair name for SSH access.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 255))]
-    pub key_name: Option<String>,
 }
 
 /// What the controller found when it checked the class against the provider.

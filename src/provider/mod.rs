@@ -325,3 +325,10 @@ pub struct LogLine {
 pub fn cost_for(per_hour: f64, seconds: f64) -> f64 {
     per_hour * seconds.max(0.0) / 3600.0
 }
+
+/// Sets `slot` to `value` when it is unset: how a machine's settings take its class's.
+pub(crate) fn fill_unset<T: Clone>(slot: &mut Option<T>, value: Option<&T>) {
+    if slot.is_none() {
+        *slot = value.cloned();
+    }
+}

@@ -165,77 +165,16 @@ pub fn apply(class: &MachineClassSpec, spec: &mut MachineSpec) {
         spec.tags.entry(k.clone()).or_insert_with(|| v.clone());
     }
     if let Some(aws) = &class.aws {
-        let o = &mut spec.aws;
-        let here = spec
-            .region
-            .as_deref()
-            .and_then(|r| aws.region_settings.as_ref()?.get(r));
-        if let Some(r) = here {
-            fill(&mut o.ami_id, Some(&r.ami_id));
-            fill(&mut o.subnet_id, r.subnet_id.as_ref());
-            fill(&mut o.key_name, r.key_name.as_ref());
-            if o.security_group_ids.is_empty() {
-                o.security_group_ids = r.security_group_ids.clone();
-            }
-        }
-        fill(
-            &mut o.iam_instance_profile,
-            aws.iam_instance_profile.as_ref(),
-        );
-        fill(&mut o.root_volume_size_gb, aws.root_volume_size_gb.as_ref());
-        fill(&mut o.root_volume_type, aws.root_volume_type.as_ref());
-        fill(&mut o.metadata_hop_limit, aws.metadata_hop_limit.as_ref());
-        fill(&mut o.host_network, aws.host_network.as_ref());
-        fill(&mut o.placement_group, aws.placement_group.as_ref());
+        spec.aws.fill_from_class(aws, spec.region.as_deref());
     }
-    if let Some(rp) = &class.runpod {
-        let o = &mut spec.runpod;
-        fill(&mut o.cloud, rp.cloud.as_ref());
-        fill(&mut o.container_disk_gb, rp.container_disk_gb.as_ref());
-        if o.data_center_ids.is_empty() {
-            o.data_center_ids = rp.data_center_ids.clone();
-        }
-        if o.ports.is_empty() {
-            o.ports = rp.ports.clone();
-        }
-        // The volume as a whole: an object's own new or network volume is not mixed with the
-        // class's other kind.
-        if o.volume_gb.is_none() && o.network_volume_id.is_none() {
-            o.volume_gb = rp.volume_gb;
-            o.network_volume_id = rp.network_volume_id.clone();
-            fill(&mut o.volume_mount_path, rp.volume_mount_path.as_ref());
-        }
+    if let Some(runpod) = &class.runpod {
+        spec.runpod.fill_from_class(runpod);
     }
-    if let Some(ly) = &class.lyceum {
-        let o = &mut spec.lyceum;
-        fill(&mut o.mode, ly.mode.as_ref());
-        fill(&mut o.user_public_key, ly.user_public_key.as_ref());
-        fill(&mut o.timeout_seconds, ly.timeout_seconds.as_ref());
+    if let Some(lyceum) = &class.lyceum {
+        spec.lyceum.fill_from_class(lyceum);
     }
-    if let Some(k) = &class.kubernetes {
-        let o = &mut spec.kubernetes;
-        for (key, value) in &k.node_selector {
-            o.node_selector
-                .entry(key.clone())
-                .or_insert_with(|| value.clone());
-        }
-        if o.tolerations.is_empty() {
-            o.tolerations = k.tolerations.clone();
-        }
-        fill(&mut o.priority_class_name, k.priority_class_name.as_ref());
-        fill(&mut o.service_account_name, k.service_account_name.as_ref());
-        fill(&mut o.cpu, k.cpu.as_ref());
-        fill(&mut o.memory, k.memory.as_ref());
-        fill(&mut o.shm_size_gi, k.shm_size_gi.as_ref());
-        if o.image_pull_secrets.is_empty() {
-            o.image_pull_secrets = k.image_pull_secrets.clone();
-        }
-    }
-}
-
-fn fill<T: Clone>(slot: &mut Option<T>, value: Option<&T>) {
-    if slot.is_none() {
-        *slot = value.cloned();
+    if let Some(kubernetes) = &class.kubernetes {
+        spec.kubernetes.fill_from_class(kubernetes);
     }
 }
 

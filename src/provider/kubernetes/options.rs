@@ -100,3 +100,33 @@ impl TaintEffect {
         }
     }
 }
+
+impl KubernetesOptions {
+    /// Fills what a machine's settings leave unset from its class's (node selector entries one
+    /// by one, the machine's own winning).
+    pub fn fill_from_class(&mut self, class: &KubernetesOptions) {
+        use crate::provider::fill_unset as fill;
+        for (key, value) in &class.node_selector {
+            self.node_selector
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+        if self.tolerations.is_empty() {
+            self.tolerations = class.tolerations.clone();
+        }
+        fill(
+            &mut self.priority_class_name,
+            class.priority_class_name.as_ref(),
+        );
+        fill(
+            &mut self.service_account_name,
+            class.service_account_name.as_ref(),
+        );
+        fill(&mut self.cpu, class.cpu.as_ref());
+        fill(&mut self.memory, class.memory.as_ref());
+        fill(&mut self.shm_size_gi, class.shm_size_gi.as_ref());
+        if self.image_pull_secrets.is_empty() {
+            self.image_pull_secrets = class.image_pull_secrets.clone();
+        }
+    }
+}

@@ -31,3 +31,13 @@ pub struct LyceumOptions {
     #[schemars(range(min = 60, max = 31_536_000))]
     pub timeout_seconds: Option<u32>,
 }
+
+impl LyceumOptions {
+    /// Fills what a machine's settings leave unset from its class's.
+    pub fn fill_from_class(&mut self, class: &LyceumOptions) {
+        use crate::provider::fill_unset as fill;
+        fill(&mut self.mode, class.mode.as_ref());
+        fill(&mut self.user_public_key, class.user_public_key.as_ref());
+        fill(&mut self.timeout_seconds, class.timeout_seconds.as_ref());
+    }
+}

@@ -50,3 +50,31 @@ pub struct RunPodOptions {
     #[schemars(length(max = 256))]
     pub volume_mount_path: Option<String>,
 }
+
+impl RunPodOptions {
+    /// Fills what a machine's settings leave unset from its class's.
+    pub fn fill_from_class(&mut self, class: &RunPodOptions) {
+        use crate::provider::fill_unset as fill;
+        fill(&mut self.cloud, class.cloud.as_ref());
+        fill(
+            &mut self.container_disk_gb,
+            class.container_disk_gb.as_ref(),
+        );
+        if self.data_center_ids.is_empty() {
+            self.data_center_ids = class.data_center_ids.clone();
+        }
+        if self.ports.is_empty() {
+            self.ports = class.ports.clone();
+        }
+        // The volume as a whole: an object's own new or network volume is not mixed with the
+        // class's other kind.
+        if self.volume_gb.is_none() && self.network_volume_id.is_none() {
+            self.volume_gb = class.volume_gb;
+            self.network_volume_id = class.network_volume_id.clone();
+            fill(
+                &mut self.volume_mount_path,
+                class.volume_mount_path.as_ref(),
+            );
+        }
+    }
+}

@@ -344,15 +344,17 @@ impl Reaper {
             Some(ns) => Api::namespaced(self.ctx.client.clone(), ns),
             None => Api::all(self.ctx.client.clone()),
         };
-        let objects = api
-            .list(&ListParams::default())
-            .await
-            .map_err(ReaperError::ListObjects)?;
-        Ok(objects
-            .items
-            .iter()
-            .filter_map(|o| o.metadata.uid.clone())
-            .collect())
+        // Metadata only, page by page: the UIDs are all the pass needs, and a full list of
+        // every CloudResource (10,000 with their managed fields) was the operator's memory peak.
+        let api = &api;
+        let uids = crate::runtime::paged::collect(
+            ListParams::default(),
+            |p| async move { api.list_metadata(&p).await },
+            |o| o.metadata.uid,
+        )
+        .await
+        .map_err(ReaperError::ListObjects)?;
+        Ok(uids.into_iter().collect())
     }
 
     /// Classifies every listed machine once (fleet, owned, untracked, orphans) into `report`,

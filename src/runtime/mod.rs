@@ -4,6 +4,7 @@
 pub mod client;
 pub mod http;
 pub mod leader;
+pub mod paged;
 pub mod shutdown;
 
 use std::net::SocketAddr;

@@ -219,15 +219,13 @@ pub async fn list(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let items = api
-        .list(&ListParams::default().labels(&format!("{RECORD_LABEL}=true")))
-        .await?
-        .items;
-    Ok(items
-        .iter()
-        .filter_map(CreationRecord::from_configmap)
-        .filter(|r| r.installation == installation)
-        .collect())
+    let api = &api;
+    crate::runtime::paged::collect(
+        ListParams::default().labels(&format!("{RECORD_LABEL}=true")),
+        |p| async move { api.list(&p).await },
+        |c| CreationRecord::from_configmap(&c).filter(|r| r.installation == installation),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -22,8 +22,6 @@ use crate::provider::{
     ProviderKind, ResourceKey, Termination,
 };
 
-/// Page size of the Pod listing.
-const PAGE: u32 = 500;
 /// How long one listing of the Nodes and active Pods answers room questions: a burst of jobs
 /// placed together costs one listing, not one per job.
 const ROOM_TTL: Duration = Duration::from_secs(5);
@@ -90,21 +88,14 @@ impl KubernetesProvider {
     /// Every Pod of the installation, all namespaces, page by page.
     async fn installation_pods(&self) -> Result<Vec<Pod>, ProviderError> {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let mut params = ListParams::default()
-            .labels(&pod::installation_selector(&self.installation))
-            .limit(PAGE);
-        let mut out = vec![];
-        loop {
-            let page = api
-                .list(&params)
-                .await
-                .map_err(|e| classify("list Pods", e))?;
-            out.extend(page.items);
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
-            }
-        }
+        let api = &api;
+        crate::runtime::paged::collect(
+            ListParams::default().labels(&pod::installation_selector(&self.installation)),
+            |p| async move { api.list(&p).await },
+            Some,
+        )
+        .await
+        .map_err(|e| classify("list Pods", e))
     }
 
     /// The Nodes and the active Pods: listed at most once per [`ROOM_TTL`].
@@ -117,19 +108,22 @@ impl KubernetesProvider {
                 return Ok((listed.clone(), seen.created_since));
             }
         }
+        use crate::runtime::paged::collect;
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let nodes = nodes
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| classify("list Nodes", e))?
-            .items;
+        let nodes = &nodes;
+        let nodes = collect(
+            ListParams::default(),
+            |p| async move { nodes.list(&p).await },
+            Some,
+        )
+        .await
+        .map_err(|e| classify("list Nodes", e))?;
         let pods: Api<Pod> = Api::all(self.client.clone());
+        let pods = &pods;
         let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-        let pods = pods
-            .list(&active)
+        let pods = collect(active, |p| async move { pods.list(&p).await }, Some)
             .await
-            .map_err(|e| classify("list Pods", e))?
-            .items;
+            .map_err(|e| classify("list Pods", e))?;
         let listed = std::sync::Arc::new((nodes, pods));
         let mut seen = self.seen.lock();
         seen.listed = Some((Instant::now(), listed.clone()));

@@ -2,10 +2,12 @@
 //!
 //! Module map:
 //! - [`allocator`]: the binaries' allocator (jemalloc) and its settings.
-//! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource).
-//! - [`provider`]: the provider trait, registry, and the AWS, RunPod, Lyceum and sim clouds.
+//! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource, MachineClass).
+//! - [`provider`]: the provider trait, registry, descriptors, and the AWS, RunPod, Lyceum and sim
+//!   clouds and the cluster's own GPU nodes (`kubernetes`).
 //! - [`controller`]: the controllers (observe → plan → act → write status).
-//! - [`callback`]: the job callback endpoint (heartbeat, progress, exit reports).
+//! - [`callback`]: the job callback endpoint (heartbeat, progress, exit reports, output).
+//! - [`logs`]: workload output, a bounded tail per attempt in a ConfigMap (`runctl logs`).
 //! - [`cli`]: the user commands (`get`, `describe`, `logs`, `plan`, `cost`, `doctor`, ...), also
 //!   the kubectl plugin `kubectl runctl`.
 //! - [`operator`]: the operator process: preflight, endpoints, leader election, controllers.

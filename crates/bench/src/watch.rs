@@ -64,6 +64,13 @@ impl Seen {
                 }
             },
             move |cr| {
+                // Gone means its machine is gone (its finalizer is removed only then): the
+                // machine's end is known in the cluster, also where no status said Terminated
+                // (a deleted object's controller writes none before letting it go).
+                d.states
+                    .lock()
+                    .entry((cr.name_any(), ResourceState::Terminated))
+                    .or_insert_with(Timestamp::now);
                 d.deleted_crs.lock().insert(cr.name_any());
             },
         );

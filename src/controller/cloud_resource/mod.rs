@@ -994,23 +994,28 @@ async fn find_by_owner(
     }
 }
 
-/// The machine of a deleted object is gone: status says so, the creation record goes, and the
-/// user hears of it.
+/// The machine of a deleted object is gone: the creation record goes, and the user hears of it.
+/// Status says so only when another finalizer keeps the object: otherwise it goes as soon as its
+/// finalizer is removed, right after, and a `Terminated` status would be seen by nobody but
+/// watchers in that moment, for one API write per machine (a crash before the finalizer's removal
+/// terminates again, which answers `Gone`).
 async fn deleted(
     cr: &CloudResource,
     t: &mut Target,
     ctx: &Context,
     id: &str,
 ) -> Result<Action, Error> {
-    let now = Timestamp::now();
-    let mut next = status::terminating(&t.status, "Deleted", t.generation, now);
-    next.state = Some(ResourceState::Terminated);
-    next.reason = Some("Deleted".into());
-    next.message = Some("machine terminated because its CloudResource was deleted".into());
-    if next.end_time.is_none() {
-        next.end_time = Some(Time(now));
+    if cr.finalizers().iter().any(|f| f != FINALIZER) {
+        let now = Timestamp::now();
+        let mut next = status::terminating(&t.status, "Deleted", t.generation, now);
+        next.state = Some(ResourceState::Terminated);
+        next.reason = Some("Deleted".into());
+        next.message = Some("machine terminated because its CloudResource was deleted".into());
+        if next.end_time.is_none() {
+            next.end_time = Some(Time(now));
+        }
+        t.write(ctx, next).await?;
     }
-    t.write(ctx, next).await?;
     if let Err(e) = forget_record(t, ctx).await {
         warn!(name = %t.name, error = %e, "creation record not removed; the reaper will");
     }

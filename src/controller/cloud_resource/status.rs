@@ -120,12 +120,19 @@ pub fn track(
         s.end_time = Some(Time(now));
     }
     if let Some(p) = m.price_per_hour.filter(|p| *p > 0.0) {
-        s.cost_per_hour = Some(pricing::round_cents(p));
-        let source = m
-            .price_source
-            .or(price_source)
-            .unwrap_or("provider-reported");
-        s.price_source = Some(source.to_string());
+        let per_hour = pricing::round_cents(p);
+        // A machine price without a label of its own keeps the label it already has when it is
+        // the same price (a create answer labelled by the quote, then the same price in a list
+        // answer, which carries no label: relabelling it would cost a status write, and the job's
+        // write that follows, for no news).
+        let same_price = prev.cost_per_hour == Some(per_hour) && prev.price_source.is_some();
+        let source = match m.price_source.or(price_source) {
+            Some(source) => source.to_string(),
+            None if same_price => prev.price_source.clone().unwrap_or_default(),
+            None => "provider-reported".to_string(),
+        };
+        s.cost_per_hour = Some(per_hour);
+        s.price_source = Some(source);
     } else if let Some(p) = quoted_per_hour {
         s.cost_per_hour = Some(pricing::round_cents(p));
         s.price_source = price_source.map(str::to_string);
@@ -383,10 +390,17 @@ mod tests {
             (s.cost_per_hour, s.price_source.as_deref()),
             (Some(1.123), Some("aws-price-list"))
         );
-        // A machine price without a source keeps the quote's label, else "provider-reported".
+        // A machine price without a source keeps the quote's label, or the label it had when the
+        // price is the same, else it is "provider-reported".
         m.price_source = None;
         let s = track(&s, &m, None, None, 1, now());
-        assert_eq!(s.price_source.as_deref(), Some("provider-reported"));
+        assert_eq!(s.price_source.as_deref(), Some("aws-price-list"));
+        m.price_per_hour = Some(1.5);
+        let s = track(&s, &m, None, None, 1, now());
+        assert_eq!(
+            (s.cost_per_hour, s.price_source.as_deref()),
+            (Some(1.5), Some("provider-reported"))
+        );
     }
 
     #[test]

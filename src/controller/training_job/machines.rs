@@ -81,6 +81,11 @@ struct Inner {
     /// Objects of a relist in progress (between `Init` and `InitDone`).
     relist: Option<ByJob>,
     expected: HashMap<JobKey, BTreeSet<String>>,
+    /// Deleted by this controller, until the watch shows them gone: they count as `deleting`
+    /// even when an event from before the delete comes through after it (which would otherwise
+    /// have the next pass release them again: a second delete of the object and of its token
+    /// Secret).
+    released: HashMap<JobKey, BTreeSet<String>>,
 }
 
 /// The index. Shared between the watch stream (writer) and reconciles (readers).
@@ -226,7 +231,19 @@ impl MachineIndex {
 
     /// Forgets everything expected of a job (it is gone).
     pub fn forget_job(&self, job: &JobKey) {
-        self.inner.lock().expected.remove(job);
+        let mut inner = self.inner.lock();
+        inner.expected.remove(job);
+        inner.released.remove(job);
+    }
+
+    /// Remembers that CloudResource `name` of `job` was deleted (the delete call succeeded).
+    pub fn released(&self, job: &JobKey, name: &str) {
+        self.inner
+            .lock()
+            .released
+            .entry(job.clone())
+            .or_default()
+            .insert(name.to_string());
     }
 
     /// The job's CloudResources as the watch shows them, and the applied ones it does not show
@@ -234,10 +251,23 @@ impl MachineIndex {
     pub fn lookup(&self, job: &JobKey) -> Lookup {
         let mut inner = self.inner.lock();
         let Inner {
-            by_job, expected, ..
+            by_job,
+            expected,
+            released,
+            ..
         } = &mut *inner;
         let known = by_job.get(job);
-        let views: Vec<MachineView> = known.map(|v| v.0.clone()).unwrap_or_default();
+        let mut views: Vec<MachineView> = known.map(|v| v.0.clone()).unwrap_or_default();
+        if let Some(names) = released.get_mut(job) {
+            // Gone from the watch: forgotten.
+            names.retain(|n| known.is_some_and(|k| k.contains(n)));
+            for v in views.iter_mut().filter(|v| names.contains(&v.name)) {
+                v.deleting = true;
+            }
+            if names.is_empty() {
+                released.remove(job);
+            }
+        }
         let mut missing = Vec::new();
         if let Some(names) = expected.get_mut(job) {
             names.retain(|n| !known.is_some_and(|k| k.contains(n)));
@@ -278,6 +308,22 @@ mod tests {
 
     fn names(l: &Lookup) -> Vec<&str> {
         l.views.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_released_object_counts_as_deleting_until_the_watch_shows_it_gone() {
+        let idx = MachineIndex::new();
+        idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
+        idx.released(&job("j"), "j-a1");
+        // An event from before the delete, coming through after it.
+        idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
+        let l = idx.lookup(&job("j"));
+        assert!(l.views[0].deleting, "not released a second time");
+        idx.apply(&watcher::Event::Delete(cr("j-a1", "j", 1, Some("j"))));
+        assert!(idx.lookup(&job("j")).views.is_empty());
+        // Forgotten once gone: an object of that name made later is not taken as deleting.
+        idx.apply(&watcher::Event::Apply(cr("j-a1", "j", 1, Some("j"))));
+        assert!(!idx.lookup(&job("j")).views[0].deleting);
     }
 
     #[test]

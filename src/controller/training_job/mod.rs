@@ -551,6 +551,7 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
                 what: format!("CloudResource {}", v.name),
                 source,
             })?;
+        jc.machines.released(&key, &v.name);
         let n = token::secret_name(&name, v.attempt);
         delete_ignoring_missing(&secrets, &n)
             .await

@@ -21,7 +21,9 @@ use super::{
     plan_settings, release, start, start_nodes, success_record, write_status,
 };
 use crate::callback::{AttemptId, AttemptReport};
-use crate::crd::training_job::{RETRY_ANNOTATION, RecreatePolicy, TrainingJob, TrainingJobStatus};
+use crate::crd::training_job::{
+    JobPhase, RETRY_ANNOTATION, RecreatePolicy, TrainingJob, TrainingJobStatus,
+};
 
 /// The job a pass works on, read as this controller last wrote it.
 pub(super) struct Pass {
@@ -204,7 +206,7 @@ impl Pass {
                     master_addr,
                 } => start_nodes(&self.job, jc, &self.ns, attempt, &ranks, &master_addr).await?,
                 Act::RecordSuccess => self.record_success(jc, p).await?,
-                Act::DeleteJob => self.delete_job().await?,
+                Act::DeleteJob => self.delete_job(jc).await?,
                 Act::CollectOffers | Act::Release { .. } => {}
             }
         }
@@ -252,7 +254,7 @@ impl Pass {
             .map_err(Error::WriteSuccessRecord)
     }
 
-    async fn delete_job(&self) -> Result<(), Error> {
+    async fn delete_job(&self, jc: &JobContext) -> Result<(), Error> {
         // No event: it would be about an object that is going away (the log says it).
         info!(job = %self.name, namespace = %self.ns, "ttlSecondsAfterFinished passed; deleting the job and its machines");
         delete_ignoring_missing(&self.api, &self.name)
@@ -260,7 +262,11 @@ impl Pass {
             .map_err(|source| Error::Delete {
                 what: format!("TrainingJob {}", self.name),
                 source,
-            })
+            })?;
+        // The cached job does not show the delete yet: the next pass reads the job (and finds
+        // it being deleted) rather than planning the delete again from the cache.
+        jc.remember_version(&self.key, None);
+        Ok(())
     }
 
     /// Writes the plan's status (with its conditions) when it differs from the stored one, and
@@ -283,12 +289,13 @@ impl Pass {
             earlier_cleanup_error,
         );
         conditions::set_synced(&mut next, generation, now, None);
-        // Compared as stored: a sub-second difference (e.g. a heartbeat time) writes nothing.
-        let unchanged = self
-            .job
-            .status
-            .as_ref()
-            .is_some_and(|s| crate::controller::stored::same_when_stored(s, &next));
+        // Compared as stored: a sub-second difference (e.g. a heartbeat time) writes nothing;
+        // nor does a cost alone while the machine is being made (`costs_only`).
+        let refresh = jc.ctx.config.cost_refresh_interval;
+        let unchanged = self.job.status.as_ref().is_some_and(|s| {
+            crate::controller::stored::same_when_stored(s, &next)
+                || costs_only(s, &next, now, refresh)
+        });
         if !unchanged {
             // Written anyway: with the latest heartbeat and progress of its last attempt.
             if let Some((attempt, r)) = &p.latest_report
@@ -317,7 +324,10 @@ impl Pass {
             };
             let orphan = seen.machines.iter().any(|v| &v.name == cr && v.orphan);
             match release(&jc.ctx, &self.ns, &self.name, cr, *attempt, orphan).await {
-                Ok(()) => jc.reports.forget(&self.attempt_id(*attempt)),
+                Ok(()) => {
+                    jc.machines.released(&self.key, cr);
+                    jc.reports.forget(&self.attempt_id(*attempt));
+                }
                 Err(e) => {
                     warn!(job = %self.name, namespace = %self.ns, error = %e, "cleanup failed");
                     jc.ctx
@@ -359,5 +369,77 @@ impl Pass {
                 .publish(self.job.as_ref(), type_, n.reason, "Reconcile", message)
                 .await;
         }
+    }
+}
+
+/// True when `next` differs from `stored` only in its costs (`costPerHour`, `accruedCost`)
+/// while the job stays `Provisioning`, within `refresh` (`costRefreshSeconds`) of its attempt's
+/// start: the costs of a machine being made follow its CloudResource's steps (its create answer's
+/// price, a boot step), and are written with the job's next status, `Running` at the latest.
+/// Each would otherwise cost a job status write. The plan still counts them (budget); a machine
+/// that takes longer to start has its cost written as a running one's is (at most once per
+/// `costRefreshSeconds`, which the CloudResource's own refresh keeps).
+fn costs_only(
+    stored: &TrainingJobStatus,
+    next: &TrainingJobStatus,
+    now: Timestamp,
+    refresh: std::time::Duration,
+) -> bool {
+    let provisioning = |s: &TrainingJobStatus| s.phase == Some(JobPhase::Provisioning);
+    if !provisioning(stored) || !provisioning(next) {
+        return false;
+    }
+    let young = next
+        .attempts
+        .last()
+        .and_then(|a| a.start_time.as_ref())
+        .is_some_and(|t| now.duration_since(t.0).as_secs_f64() < refresh.as_secs_f64());
+    if !young {
+        return false;
+    }
+    let mut without = next.clone();
+    without.cost_per_hour = stored.cost_per_hour;
+    without.accrued_cost = stored.accrued_cost;
+    crate::controller::stored::same_when_stored(stored, &without)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn provisioning(start: Timestamp, accrued: f64) -> TrainingJobStatus {
+        TrainingJobStatus {
+            phase: Some(JobPhase::Provisioning),
+            accrued_cost: Some(accrued),
+            attempts: vec![
+                serde_json::from_value(serde_json::json!({
+                    "index": 1, "provider": "sim", "spot": false, "cloudResource": "j-a1",
+                    "startTime": start.to_string()
+                }))
+                .unwrap(),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_cost_alone_waits_while_a_young_attempt_provisions() {
+        let start: Timestamp = "2026-12-05T00:00:00Z".parse().unwrap();
+        let refresh = Duration::from_secs(1200);
+        let soon = start + jiff::SignedDuration::from_secs(60);
+        let stored = provisioning(start, 0.0);
+        let mut next = provisioning(start, 0.01);
+        next.cost_per_hour = Some(2.0);
+        assert!(costs_only(&stored, &next, soon, refresh));
+        // Once the attempt is older than the refresh interval, costs are written again.
+        let late = start + jiff::SignedDuration::from_secs(1200);
+        assert!(!costs_only(&stored, &next, late, refresh));
+        // Anything else, or another phase, is written.
+        next.message = Some("x".into());
+        assert!(!costs_only(&stored, &next, soon, refresh));
+        let mut running = provisioning(start, 0.01);
+        running.phase = Some(JobPhase::Running);
+        assert!(!costs_only(&stored, &running, soon, refresh));
     }
 }

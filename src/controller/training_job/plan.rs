@@ -1018,6 +1018,11 @@ fn show_progress(
                 nodes.saturating_sub(1)
             ),
         },
+        Some(v)
+            if v.failure.is_none() && matches!(v.state, None | Some(ResourceState::Starting)) =>
+        {
+            requesting(a)
+        }
         Some(v) => format!(
             "attempt {}: machine {}{}",
             a.index,
@@ -1028,7 +1033,7 @@ fn show_progress(
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         ),
-        None => format!("attempt {}: requesting a machine", a.index),
+        None => requesting(a),
     });
     if rank0_running {
         reporting(i, s, a, o.view, o.report, p);
@@ -1441,6 +1446,26 @@ fn no_offer_message(placement: &PlacementStatus) -> String {
     format!("no offer fits the placement ({why})")
 }
 
+/// An offer or attempt in a few words: `sim sim.a100`, `aws g5.xlarge (spot)`.
+fn offer_text(provider: ProviderKind, machine: Option<&str>, spot: bool) -> String {
+    format!(
+        "{provider} {}{}",
+        machine.unwrap_or("-"),
+        if spot { " (spot)" } else { "" }
+    )
+}
+
+/// The job's message while its attempt's machine is being made (no failure yet): the same from
+/// the start until the machine runs, so that its steps on the way (intent, create, boot), which
+/// the CloudResource shows, write nothing to the job.
+fn requesting(a: &Attempt) -> String {
+    format!(
+        "attempt {}: requesting {}",
+        a.index,
+        offer_text(a.provider, a.machine_type.as_deref(), a.spot)
+    )
+}
+
 /// Starts the next attempt on the first remaining offer.
 fn start_next(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
     let now = i.now;
@@ -1465,15 +1490,13 @@ fn start_next(i: &Input<'_>, s: &mut TrainingJobStatus, p: &mut Plan) {
         nodes: multi_node(i.spec),
     });
     s.start_time.get_or_insert(Time(now));
-    let what = format!(
-        "{} {}{}",
-        offer.provider,
-        machine.as_deref().unwrap_or("-"),
-        if offer.spot { " (spot)" } else { "" }
-    );
+    let what = offer_text(offer.provider, machine.as_deref(), offer.spot);
     s.phase = Some(JobPhase::Provisioning);
     s.reason = None;
-    s.message = Some(format!("attempt {index}: requesting {what}"));
+    s.message = Some(requesting(s.attempts.last().expect("just pushed")));
+    // Known now: the job's first write names it, and the passes that follow the machine's
+    // start have nothing new to write.
+    s.current_cloud_resource = Some(cloud_resource_name(i.job, index));
     s.provider = Some(offer.provider);
     s.machine_type = machine;
     s.cost_per_hour = None;

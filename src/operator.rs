@@ -10,6 +10,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -20,6 +21,7 @@ use crate::controller::reaper::{Reaper, ReaperConfig, ReaperMetrics};
 use crate::controller::training_job::{self, TrainingJobConfig};
 use crate::controller::{Context, ControllerConfig, cloud_resource};
 use crate::crd::{CloudResource, TrainingJob};
+use crate::logs::sink::LogSink;
 use crate::metrics::Metrics;
 use crate::provider::ProviderRegistry;
 use crate::runtime::http::{self, HttpState};
@@ -161,23 +163,9 @@ impl Operator {
     /// Runs until `shutdown` is cancelled: preflight, endpoints, leader election, controllers.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), OperatorError> {
         preflight(&self.client, self.controllers.watch_namespace.as_deref()).await?;
-        let enabled = self.registry.config().enabled_kinds();
-        if enabled.is_empty() {
-            warn!(
-                "no provider is enabled (providers.<name>.enabled): TrainingJobs fail ProviderNotEnabled and rent nothing"
-            );
-        } else {
-            let enabled = crate::controller::training_job::offers::enabled_list(&enabled);
-            info!(%enabled, "providers TrainingJobs may be placed on");
-        }
+        self.announce_providers();
         let ready = Arc::new(AtomicBool::new(false));
-        if let Some(addr) = self.http_addr {
-            let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));
-            let bound = http::serve(addr, router, shutdown.clone())
-                .await
-                .map_err(|e| OperatorError::Http(e.to_string()))?;
-            info!(%bound, "serving /metrics, /healthz and /readyz");
-        }
+        self.serve_http(&ready, &shutdown).await?;
         let (leader_tx, mut leader_rx) = watch::channel(self.lease.is_none());
         // Every replica serves the callback endpoint: it verifies a report's token and
         // persists an exit report in the attempt's CloudResource before it answers, so a standby
@@ -186,40 +174,14 @@ impl Operator {
         // persisted only by a standby, at most once per `costRefreshSeconds` per attempt.
         let reports = Arc::new(Reports::new());
         // Workload output is kept by the leader only (a standby answers chunks with 421).
-        let logs = crate::logs::sink::LogSink::new(
+        let logs = LogSink::new(
             self.client.clone(),
             self.metrics.clone(),
             crate::logs::sink::FOLLOWED_WRITE_INTERVAL,
         );
         logs.set_leading(false);
-        if let Some(addr) = self.callback_addr {
-            let router = callback::router(CallbackState::with_sink_every(
-                self.client.clone(),
-                reports.clone(),
-                logs.clone(),
-                self.controllers.cost_refresh_interval,
-            ));
-            let bound = match self.callback_tls.clone() {
-                Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
-                None => callback::serve(addr, router, shutdown.clone()).await,
-            }
-            .map_err(|e| OperatorError::Callback(e.to_string()))?;
-            let tls = self.callback_tls.is_some();
-            info!(%bound, tls, "serving the job callback endpoint");
-        }
-        let mut _always_leader = None;
-        let elector = match self.lease.clone() {
-            Some(lease) => {
-                info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election enabled");
-                let elector = LeaderElector::new(self.client.clone(), lease)
-                    .with_metrics(self.metrics.clone());
-                Some(tokio::spawn(elector.run(leader_tx, shutdown.clone())))
-            }
-            None => {
-                _always_leader = Some(leader_tx);
-                None
-            }
-        };
+        self.serve_callback(&reports, &logs, &shutdown).await?;
+        let election = self.elect(leader_tx, &shutdown);
         ready.store(true, Ordering::SeqCst);
         let reaper_metrics = self
             .reaper
@@ -233,74 +195,210 @@ impl Operator {
             if !leading {
                 break;
             }
-            info!("leading: starting controllers");
-            self.metrics.set_leader(true);
-            let term = shutdown.child_token();
-            logs.set_leading(true);
-            let ctx = Arc::new(
-                Context::new(
-                    self.client.clone(),
-                    self.registry.clone(),
-                    self.metrics.clone(),
-                    self.controllers.clone(),
+            let lost = self
+                .lead(
+                    &reports,
+                    &logs,
+                    reaper_metrics.as_ref(),
+                    &mut leader_rx,
+                    &shutdown,
                 )
-                .with_logs(logs.clone()),
-            );
-            let stop = term.clone();
-            let reaper = match (&self.reaper, &reaper_metrics) {
-                (Some(config), Some(metrics)) => {
-                    let reaper =
-                        Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
-                    let stop = term.clone();
-                    Some(tokio::spawn(
-                        reaper.run(async move { stop.cancelled().await }),
-                    ))
-                }
-                _ => None,
-            };
-            let machines = tokio::spawn(cloud_resource::run(ctx.clone(), async move {
-                stop.cancelled().await
-            }));
-            let classes = ctx.config.machine_classes.then(|| {
-                let stop = term.clone();
-                tokio::spawn(crate::controller::machine_class::run(
-                    ctx.clone(),
-                    async move { stop.cancelled().await },
-                ))
-            });
-            let stop = term.clone();
-            let jobs = tokio::spawn(training_job::run(
-                ctx,
-                self.jobs.clone(),
-                reports.clone(),
-                async move { stop.cancelled().await },
-            ));
-            // The elector's sender closes only when it stops, which it does on shutdown.
-            let lost = tokio::select! {
-                _ = shutdown.cancelled() => false,
-                r = leader_rx.wait_for(|l| !*l) => r.is_ok(),
-            };
-            term.cancel();
-            let _ = machines.await;
-            let _ = jobs.await;
-            if let Some(classes) = classes {
-                let _ = classes.await;
-            }
-            if let Some(r) = reaper {
-                let _ = r.await;
-            }
-            self.metrics.set_leader(false);
-            logs.set_leading(false);
+                .await;
             if !lost {
                 break;
             }
             warn!("lost leadership: controllers stopped; waiting to lead again");
         }
-        if let Some(e) = elector {
-            let _ = tokio::time::timeout(Duration::from_secs(5), e).await;
-        }
+        election.stop().await;
         info!("stopped");
         Ok(())
+    }
+
+    /// Says which providers TrainingJobs may be placed on (a warning when none is enabled).
+    fn announce_providers(&self) {
+        let enabled = self.registry.config().enabled_kinds();
+        if enabled.is_empty() {
+            warn!(
+                "no provider is enabled (providers.<name>.enabled): TrainingJobs fail ProviderNotEnabled and rent nothing"
+            );
+        } else {
+            let enabled = crate::controller::training_job::offers::enabled_list(&enabled);
+            info!(%enabled, "providers TrainingJobs may be placed on");
+        }
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` (ready once `ready` is set), when configured.
+    async fn serve_http(
+        &self,
+        ready: &Arc<AtomicBool>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), OperatorError> {
+        let Some(addr) = self.http_addr else {
+            return Ok(());
+        };
+        let router = http::router(HttpState::new(self.metrics.clone(), ready.clone()));
+        let bound = http::serve(addr, router, shutdown.clone())
+            .await
+            .map_err(|e| OperatorError::Http(e.to_string()))?;
+        info!(%bound, "serving /metrics, /healthz and /readyz");
+        Ok(())
+    }
+
+    /// Serves the job callback endpoint (over TLS when configured), when configured.
+    async fn serve_callback(
+        &self,
+        reports: &Arc<Reports>,
+        logs: &Arc<LogSink>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), OperatorError> {
+        let Some(addr) = self.callback_addr else {
+            return Ok(());
+        };
+        let router = callback::router(CallbackState::with_sink_every(
+            self.client.clone(),
+            reports.clone(),
+            logs.clone(),
+            self.controllers.cost_refresh_interval,
+        ));
+        let bound = match self.callback_tls.clone() {
+            Some(tls) => callback::serve_tls(addr, router, tls, shutdown.clone()).await,
+            None => callback::serve(addr, router, shutdown.clone()).await,
+        }
+        .map_err(|e| OperatorError::Callback(e.to_string()))?;
+        let tls = self.callback_tls.is_some();
+        info!(%bound, tls, "serving the job callback endpoint");
+        Ok(())
+    }
+
+    /// Starts leader election through the Lease, or, without one, keeps this replica the leader.
+    fn elect(&self, leader_tx: watch::Sender<bool>, shutdown: &CancellationToken) -> Election {
+        match self.lease.clone() {
+            Some(lease) => {
+                info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "leader election enabled");
+                let elector = LeaderElector::new(self.client.clone(), lease)
+                    .with_metrics(self.metrics.clone());
+                Election::Lease(tokio::spawn(elector.run(leader_tx, shutdown.clone())))
+            }
+            None => Election::AlwaysLeader(leader_tx),
+        }
+    }
+
+    /// One term as the leader: starts the controllers (and the reaper), waits until the
+    /// leadership is lost or the operator shuts down, and stops them. Returns whether the
+    /// leadership was lost (this replica may lead again).
+    async fn lead(
+        &self,
+        reports: &Arc<Reports>,
+        logs: &Arc<LogSink>,
+        reaper_metrics: Option<&Arc<ReaperMetrics>>,
+        leader_rx: &mut watch::Receiver<bool>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        info!("leading: starting controllers");
+        self.metrics.set_leader(true);
+        let term = shutdown.child_token();
+        logs.set_leading(true);
+        let ctx = Arc::new(
+            Context::new(
+                self.client.clone(),
+                self.registry.clone(),
+                self.metrics.clone(),
+                self.controllers.clone(),
+            )
+            .with_logs(logs.clone()),
+        );
+        let running = self.start_controllers(ctx, reports, reaper_metrics, &term);
+        // The elector's sender closes only when it stops, which it does on shutdown.
+        let lost = tokio::select! {
+            _ = shutdown.cancelled() => false,
+            r = leader_rx.wait_for(|l| !*l) => r.is_ok(),
+        };
+        term.cancel();
+        running.stopped().await;
+        self.metrics.set_leader(false);
+        logs.set_leading(false);
+        lost
+    }
+
+    /// Spawns the reaper (when configured), the CloudResource, MachineClass (when cluster-wide)
+    /// and TrainingJob controllers, each stopping when `term` is cancelled.
+    fn start_controllers(
+        &self,
+        ctx: Arc<Context>,
+        reports: &Arc<Reports>,
+        reaper_metrics: Option<&Arc<ReaperMetrics>>,
+        term: &CancellationToken,
+    ) -> Running {
+        let until = |t: &CancellationToken| {
+            let stop = t.clone();
+            async move { stop.cancelled().await }
+        };
+        let reaper = match (&self.reaper, reaper_metrics) {
+            (Some(config), Some(metrics)) => {
+                let reaper = Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
+                Some(tokio::spawn(reaper.run(until(term))))
+            }
+            _ => None,
+        };
+        let machines = tokio::spawn(cloud_resource::run(ctx.clone(), until(term)));
+        let classes = ctx.config.machine_classes.then(|| {
+            tokio::spawn(crate::controller::machine_class::run(
+                ctx.clone(),
+                until(term),
+            ))
+        });
+        let jobs = tokio::spawn(training_job::run(
+            ctx,
+            self.jobs.clone(),
+            reports.clone(),
+            until(term),
+        ));
+        Running {
+            machines,
+            jobs,
+            classes,
+            reaper,
+        }
+    }
+}
+
+/// A replica's leader election: the elector's task, or, without a Lease, the sender that keeps
+/// this replica the leader for as long as it runs.
+enum Election {
+    /// The elector's task.
+    Lease(JoinHandle<()>),
+    /// Held, never read: while it lives, the receiver sees this replica leading.
+    AlwaysLeader(#[allow(dead_code)] watch::Sender<bool>),
+}
+
+impl Election {
+    /// Waits a moment for the elector to release the Lease (it stops on shutdown).
+    async fn stop(self) {
+        if let Self::Lease(elector) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
+        }
+    }
+}
+
+/// The tasks of one leadership term.
+struct Running {
+    machines: JoinHandle<()>,
+    jobs: JoinHandle<()>,
+    classes: Option<JoinHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until every task has stopped (after their term was cancelled).
+    async fn stopped(self) {
+        let _ = self.machines.await;
+        let _ = self.jobs.await;
+        if let Some(classes) = self.classes {
+            let _ = classes.await;
+        }
+        if let Some(r) = self.reaper {
+            let _ = r.await;
+        }
     }
 }
 

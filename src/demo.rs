@@ -106,6 +106,7 @@ fn fmt_money(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
 }
 
+/// The machines' table: provider, type, state, reason, price, accrued cost and provider id.
 fn render(crs: &[CloudResource]) -> String {
     let mut out = format!(
         "{:<15} {:<9} {:<14} {:<12} {:<18} {:>8} {:>9}  {}\n",
@@ -131,8 +132,7 @@ fn render(crs: &[CloudResource]) -> String {
     out
 }
 
-/// True when every machine is where it will stay: ended, or running a workload with no end of
-/// its own (no `RUNCTL_SIM_RUN_MS`).
+/// The jobs' table: phase, reason, provider, attempts, price and cost.
 fn render_jobs(jobs: &[TrainingJob]) -> String {
     let mut out = format!(
         "{:<15} {:<12} {:<14} {:<9} {:>8} {:>8} {:>9}\n",
@@ -164,6 +164,8 @@ fn jobs_settled(jobs: &[TrainingJob]) -> bool {
     })
 }
 
+/// True when every machine is where it will stay: ended, or running a workload with no end of
+/// its own (no `RUNCTL_SIM_RUN_MS`).
 fn settled(crs: &[CloudResource]) -> bool {
     crs.iter().all(|cr| {
         let ends = cr
@@ -189,6 +191,40 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         "runctl demo: embedded Kubernetes API test server at {}",
         server.url()
     );
+    install_crds(&client).await?;
+    let (config, sim) = demo_config(speed)?;
+    let cloud = Arc::new(SimCloud::new(sim));
+    let registry = Arc::new(ProviderRegistry::with_sim(
+        "demo",
+        config.providers.clone(),
+        cloud.clone(),
+    ));
+    let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;
+    operator.controllers.transition_poll_interval = Duration::from_millis(500);
+    let shutdown = CancellationToken::new();
+    let op_task = tokio::spawn(operator.run(shutdown.clone()));
+
+    let api: Api<CloudResource> = Api::namespaced(client.clone(), "default");
+    let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), "default");
+    apply_examples(&api, &jobs).await?;
+    let tick = Duration::from_millis(1000 / speed.min(10));
+    watch_until_settled(&api, &jobs, &cloud, tick, 120 * speed.min(10)).await?;
+    delete_all(&api, &jobs, tick, 60 * speed.min(10)).await?;
+
+    let live = cloud.live_total();
+    println!("\nall CloudResources deleted; machines still billing in the simulated cloud: {live}");
+    shutdown.cancel();
+    let _ = op_task.await;
+    server.shutdown().await;
+    if live != 0 {
+        return Err(DemoError::Timeout("every machine to be terminated"));
+    }
+    println!("demo finished");
+    Ok(())
+}
+
+/// Installs runctl's CRDs in the embedded API server.
+async fn install_crds(client: &kube::Client) -> Result<(), DemoError> {
     let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::crd::all() {
         crd_api
@@ -197,7 +233,12 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
             .map_err(kube_err("installing the CRDs"))?;
     }
     println!("installed CRDs: cloudresources.runctl.dev, trainingjobs.runctl.dev");
+    Ok(())
+}
 
+/// The operator's configuration for the demo (the simulated cloud only, short intervals, a
+/// callback endpoint on this host) and the simulator's, its timings divided by `speed`.
+fn demo_config(speed: u64) -> Result<(OperatorConfig, SimConfig), DemoError> {
     let mut sim = sim_config();
     sim.provision_ms /= speed;
     sim.boot_ms /= speed;
@@ -224,69 +265,63 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
     config.jobs.allow_cluster_internal_callback_url = true;
     config.jobs.heartbeat_interval_seconds = 1;
     config.jobs.report_grace_seconds = 10;
-    let cloud = Arc::new(SimCloud::new(sim));
-    let registry = Arc::new(ProviderRegistry::with_sim(
-        "demo",
-        config.providers.clone(),
-        cloud.clone(),
-    ));
-    let mut operator = Operator::from_config(client.clone(), &config, registry, "runctl-demo-0")?;
-    operator.controllers.transition_poll_interval = Duration::from_millis(500);
-    let shutdown = CancellationToken::new();
-    let op_task = tokio::spawn(operator.run(shutdown.clone()));
+    Ok((config, sim))
+}
 
-    let api: Api<CloudResource> = Api::namespaced(client.clone(), "default");
+/// Applies the example CloudResources and the example TrainingJob in `default`.
+async fn apply_examples(
+    api: &Api<CloudResource>,
+    jobs: &Api<TrainingJob>,
+) -> Result<(), DemoError> {
     for cr in examples()? {
         let name = cr.name_any();
-        let mut body =
-            serde_json::to_value(&cr).map_err(|e| DemoError::ApiServer(e.to_string()))?;
-        body["metadata"]["namespace"] = "default".into();
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err("applying the examples"))?;
+        apply_in_default(api, &name, &cr).await?;
         println!("applied examples/sim/{name}.yaml");
     }
+    let (file, text) = JOB_EXAMPLE;
+    let job: TrainingJob =
+        serde_yaml::from_str(text).map_err(|source| DemoError::Example { file, source })?;
+    let name = job.name_any();
+    apply_in_default(jobs, &name, &job).await?;
+    println!(
+        "applied examples/sim/{file} (a TrainingJob: runctl makes its CloudResource {name}-a1)"
+    );
+    Ok(())
+}
 
-    let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), "default");
-    {
-        let (file, text) = JOB_EXAMPLE;
-        let job: TrainingJob =
-            serde_yaml::from_str(text).map_err(|source| DemoError::Example { file, source })?;
-        let name = job.name_any();
-        let mut body =
-            serde_json::to_value(&job).map_err(|e| DemoError::ApiServer(e.to_string()))?;
-        body["metadata"]["namespace"] = "default".into();
-        jobs.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err("applying the examples"))?;
-        println!(
-            "applied examples/sim/{file} (a TrainingJob: runctl makes its CloudResource {name}-a1)"
-        );
-    }
+/// Applies `object` as `name` in the namespace `default` (server-side apply).
+async fn apply_in_default<K>(api: &Api<K>, name: &str, object: &K) -> Result<(), DemoError>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut body = serde_json::to_value(object).map_err(|e| DemoError::ApiServer(e.to_string()))?;
+    body["metadata"]["namespace"] = "default".into();
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kube_err("applying the examples"))?;
+    Ok(())
+}
 
-    let tick = Duration::from_millis(1000 / speed.min(10));
+/// Prints the machines and jobs each time a state or phase changes, has the simulated cloud
+/// reclaim the spot machine once it runs, and returns once everything has settled (or after
+/// `ticks` looks).
+async fn watch_until_settled(
+    api: &Api<CloudResource>,
+    jobs: &Api<TrainingJob>,
+    cloud: &SimCloud,
+    tick: Duration,
+    ticks: u64,
+) -> Result<(), DemoError> {
     let mut interrupted = false;
     let mut last = String::new();
     let mut settled_ticks = 0;
-    for _ in 0..(120 * speed.min(10)) {
-        let crs = api
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("listing machines"))?
-            .items;
-        let job_list = jobs
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("listing jobs"))?
-            .items;
+    for _ in 0..ticks {
+        let crs = list(api, "listing machines").await?;
+        let job_list = list(jobs, "listing jobs").await?;
         let spot_running = crs
             .iter()
             .find(|c| c.name_any() == "spot-a100")
@@ -299,15 +334,7 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
             println!("\n>>> the simulated cloud reclaims spot machine {id}");
         }
         let table = format!("{}\n{}", render(&crs), render_jobs(&job_list));
-        let states: BTreeMap<String, Option<ResourceState>> = crs
-            .iter()
-            .map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state)))
-            .collect();
-        let phases: BTreeMap<String, Option<JobPhase>> = job_list
-            .iter()
-            .map(|j| (j.name_any(), j.status.as_ref().and_then(|s| s.phase)))
-            .collect();
-        let shape = format!("{states:?}{phases:?}");
+        let shape = shape(&crs, &job_list);
         if shape != last {
             println!("\n{table}");
             last = shape;
@@ -321,45 +348,49 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         }
         tokio::time::sleep(tick).await;
     }
+    Ok(())
+}
 
+/// The machines' states and the jobs' phases: the table is printed again when they change.
+fn shape(crs: &[CloudResource], jobs: &[TrainingJob]) -> String {
+    let states: BTreeMap<String, Option<ResourceState>> = crs
+        .iter()
+        .map(|c| (c.name_any(), c.status.as_ref().and_then(|s| s.state)))
+        .collect();
+    let phases: BTreeMap<String, Option<JobPhase>> = jobs
+        .iter()
+        .map(|j| (j.name_any(), j.status.as_ref().and_then(|s| s.phase)))
+        .collect();
+    format!("{states:?}{phases:?}")
+}
+
+/// Deletes every TrainingJob and CloudResource and waits (at most `ticks` looks) until they are
+/// gone, printing the machines as they change.
+async fn delete_all(
+    api: &Api<CloudResource>,
+    jobs: &Api<TrainingJob>,
+    tick: Duration,
+    ticks: u64,
+) -> Result<(), DemoError> {
     println!(
         "deleting the TrainingJob and every CloudResource: each running machine is terminated before its object goes away"
     );
-    for job in jobs
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err("listing jobs"))?
-        .items
-    {
+    for job in list(jobs, "listing jobs").await? {
         jobs.delete(&job.name_any(), &DeleteParams::default())
             .await
             .map_err(kube_err("deleting the jobs"))?;
     }
-    for cr in api
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err("listing machines"))?
-        .items
-    {
+    for cr in list(api, "listing machines").await? {
         api.delete(&cr.name_any(), &DeleteParams::default())
             .await
             .map_err(kube_err("deleting the machines"))?;
     }
-    let mut gone = false;
-    for _ in 0..(60 * speed.min(10)) {
-        let crs = api
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("listing machines"))?
-            .items;
-        let remaining_jobs = jobs
-            .list(&ListParams::default())
-            .await
-            .map_err(kube_err("listing jobs"))?
-            .items;
+    let mut last = String::new();
+    for _ in 0..ticks {
+        let crs = list(api, "listing machines").await?;
+        let remaining_jobs = list(jobs, "listing jobs").await?;
         if crs.is_empty() && remaining_jobs.is_empty() {
-            gone = true;
-            break;
+            return Ok(());
         }
         let table = render(&crs);
         if table != last {
@@ -368,17 +399,17 @@ pub async fn run(speed: u64) -> Result<(), DemoError> {
         }
         tokio::time::sleep(tick).await;
     }
-    if !gone {
-        return Err(DemoError::Timeout("the objects to be deleted"));
-    }
-    let live = cloud.live_total();
-    println!("\nall CloudResources deleted; machines still billing in the simulated cloud: {live}");
-    shutdown.cancel();
-    let _ = op_task.await;
-    server.shutdown().await;
-    if live != 0 {
-        return Err(DemoError::Timeout("every machine to be terminated"));
-    }
-    println!("demo finished");
-    Ok(())
+    Err(DemoError::Timeout("the objects to be deleted"))
+}
+
+/// Every object of `api`.
+async fn list<K>(api: &Api<K>, step: &'static str) -> Result<Vec<K>, DemoError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err(step))?
+        .items)
 }

@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use runctl::crd::training_job::{JobPhase, TrainingJob, TrainingJobStatus};
 use runctl::crd::{CloudResource, condition};

@@ -56,7 +56,10 @@ mod tests {
         let got = collect(
             ListParams::default(),
             |p| {
-                asked.lock().unwrap().push((p.limit, p.continue_token.clone()));
+                asked
+                    .lock()
+                    .unwrap()
+                    .push((p.limit, p.continue_token.clone()));
                 let answer = match p.continue_token.as_deref() {
                     None => page(vec![1, 2, 3], Some("t1")),
                     Some("t1") => page(vec![4, 5], Some("")),

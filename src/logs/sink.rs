@@ -7,7 +7,9 @@
 //!   event of a failed attempt, marked in the same write), else when the CloudResource
 //!   controller releases the attempt ([`LogSink::ended`]);
 //! - while someone follows the job ([`super::follow`]): at once when the request arrives, then
-//!   as chunks arrive, at most once per [`FOLLOWED_WRITE_INTERVAL`] per attempt.
+//!   as chunks arrive, at most once per [`FOLLOWED_WRITE_INTERVAL`] per attempt;
+//! - output that arrives after the end was written: once, [`LATE_WRITE_DELAY`] after it began to
+//!   arrive, or at the release. A chunk sent again (its bytes held already) writes nothing.
 //!
 //! A running attempt that prints while nobody follows it costs no write. Only the replica that
 //! holds the Lease keeps output: a standby answers a chunk with [`Received::NotLeader`] (HTTP
@@ -42,6 +44,10 @@ use crate::metrics::Metrics;
 /// often. The wrapper sends a chunk every 5 s, so each chunk is written as it arrives; the cost
 /// is bounded by the number of jobs being watched, not by the number running.
 pub const FOLLOWED_WRITE_INTERVAL: Duration = Duration::from_secs(2);
+/// Output that arrives after the attempt's end was written, while nobody follows the job, is
+/// written this long after its first chunk (with every chunk that came meanwhile), unless the
+/// attempt's release writes it first.
+pub const LATE_WRITE_DELAY: Duration = Duration::from_secs(30);
 /// Attempts that sent nothing for this long are forgotten (what they hold is written first).
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// `runctl.dev/log-source` of output the wrapper shipped.
@@ -95,6 +101,17 @@ impl Entry {
 
     /// Merges the pending chunks into the tail (with `last`, the held-back end too); returns the
     /// bytes the sender skipped.
+    /// Whether the bytes at stream offsets `offset..offset + len` are held already: merged into
+    /// the tail, or an identical chunk waiting to be.
+    fn holds(&self, offset: u64, len: usize) -> bool {
+        let end = offset + len as u64;
+        (self.context.is_some() && end <= self.base.tail.end())
+            || self
+                .pending
+                .iter()
+                .any(|c| c.offset == offset && c.bytes.len() == len)
+    }
+
     fn merge_pending(&mut self, ctx: &AttemptContext, last: bool) -> u64 {
         if self.pending.is_empty() && !last {
             return 0;
@@ -299,6 +316,11 @@ impl LogSink {
         let mut map = self.attempts.lock();
         let e = map.entry(id.clone()).or_default();
         e.seen = Some(now);
+        if e.holds(offset, bytes.len()) {
+            // A chunk sent again (its answer was lost, or came too late for the sender): what
+            // it brings is held already, so it changes nothing and costs no write.
+            return false;
+        }
         e.changes += 1;
         e.pending.push(Chunk {
             offset,
@@ -311,8 +333,14 @@ impl LogSink {
             let skipped = e.merge_pending(&ctx, false);
             self.metrics.log_bytes_dropped("skipped", skipped);
         }
-        // Output after the attempt's end was written (late chunks) is written at once too.
-        if !followed && !e.base.last {
+        if !followed {
+            // Output after the attempt's end was written (late chunks: a sender draining its
+            // backlog after the exit report) is written once for all of them, a while later or
+            // at the attempt's release, whichever comes first.
+            if e.base.last && !e.scheduled {
+                e.scheduled = true;
+                self.flush_after(id.clone(), LATE_WRITE_DELAY);
+            }
             return false;
         }
         let due = e
@@ -616,6 +644,22 @@ mod tests {
         e.merge_pending(&c, true);
         assert_eq!(e.base.tail.text(), b"step 1\ntoken ***\nbye hf_");
         assert!(e.base.last && e.pending.is_empty());
+    }
+
+    #[test]
+    fn a_chunk_sent_again_is_held_already() {
+        let c = ctx(&[]);
+        let mut e = Entry {
+            context: Some(Arc::new(c.clone())),
+            pending: vec![chunk(0, "step 1\n")],
+            ..Default::default()
+        };
+        assert!(e.holds(0, 7), "the same chunk waiting to be merged");
+        assert!(!e.holds(7, 7), "the next chunk");
+        e.merge_pending(&c, true);
+        assert!(e.holds(0, 7), "merged into the tail (the end was written)");
+        assert!(e.holds(3, 4), "a part of the tail");
+        assert!(!e.holds(3, 8), "reaches past the tail");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub const USER_AGENT: &str = concat!("runctl/", env!("CARGO_PKG_VERSION"));
 
 pub mod allocator;
+pub mod attempt;
 pub mod callback;
 pub mod cli;
 pub mod config;

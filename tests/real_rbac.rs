@@ -656,7 +656,7 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
         "{name}: output accepted"
     );
     let configmaps: Api<ConfigMap> = env.api();
-    let log = runctl::logs::configmap_name(name, 1);
+    let log = runctl::attempt::log_configmap_name(name, 1);
     eventually(20, "the output written live", || async {
         configmaps.get_opt(&log).await.ok().flatten().map(|_| ())
     })
@@ -669,7 +669,7 @@ async fn job_succeeds(env: &TestEnv, name: &str) {
     let crs: Api<CloudResource> = env.api();
     wait_gone(&crs, &format!("{name}-a1"), "CloudResource").await;
     let secrets: Api<Secret> = env.api();
-    let token = runctl::callback::token::secret_name(name, 1);
+    let token = runctl::attempt::token_secret_name(name, 1);
     wait_gone(&secrets, &token, "token Secret").await;
     no_machine_of(env, &machine).await;
     jobs.delete(name, &DeleteParams::default())
@@ -701,7 +701,7 @@ async fn job_deleted(env: &TestEnv, name: &str) {
     })
     .await;
     let secrets: Api<Secret> = env.api();
-    let token = runctl::callback::token::secret_name(name, 1);
+    let token = runctl::attempt::token_secret_name(name, 1);
     assert!(
         secrets.get_opt(&token).await.expect("read").is_some(),
         "{name}: the attempt's token Secret exists"

@@ -23,7 +23,6 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 use super::reports::{AttemptId, Reports};
-use crate::controller::training_job::resources::cloud_resource_name;
 use crate::crd::CloudResource;
 
 /// Field manager of the report writes.
@@ -84,11 +83,7 @@ impl Persister {
             ..Default::default()
         };
         match api
-            .patch_status(
-                &cloud_resource_name(&id.job, id.attempt),
-                &pp,
-                &Patch::Merge(&patch),
-            )
+            .patch_status(&id.cloud_resource_name(), &pp, &Patch::Merge(&patch))
             .await
         {
             Ok(_) => Ok(()),

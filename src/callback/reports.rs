@@ -15,19 +15,9 @@ use tokio::sync::{broadcast, watch};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+pub use crate::attempt::AttemptId;
 use crate::crd::cloud_resource::WorkloadReport;
 use crate::crd::training_job::Progress;
-
-/// Identifies one attempt of one job.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttemptId {
-    /// Namespace of the job.
-    pub namespace: String,
-    /// Name of the job.
-    pub job: String,
-    /// Attempt number.
-    pub attempt: u32,
-}
 
 /// What one attempt's workload reported.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -12,11 +12,6 @@ use sha2::{Digest, Sha256};
 /// Key of the token in its Secret.
 pub const TOKEN_KEY: &str = "token";
 
-/// Name of the Secret holding the token of attempt `attempt` of `job`.
-pub fn secret_name(job: &str, attempt: u32) -> String {
-    format!("{job}-a{attempt}-callback")
-}
-
 /// A new random token: 32 bytes from the OS-seeded generator, hex encoded.
 pub fn generate() -> String {
     let mut bytes = [0u8; 32];
@@ -83,7 +78,7 @@ mod tests {
     fn secret_round_trip() {
         let s = secret(
             ObjectMeta {
-                name: Some(secret_name("job", 2)),
+                name: Some(crate::attempt::token_secret_name("job", 2)),
                 ..Default::default()
             },
             "tok",

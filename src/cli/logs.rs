@@ -335,7 +335,7 @@ impl Stream<'_> {
             Err(e) => Err(CliError::api(
                 format!(
                     "get ConfigMap {}",
-                    stored::configmap_name(&self.name, self.attempt)
+                    crate::attempt::log_configmap_name(&self.name, self.attempt)
                 ),
                 e,
             )),

@@ -10,8 +10,8 @@ use kube::{Api, Client};
 
 use super::scrub::Scrubber;
 use super::stored::Target;
+use crate::attempt::cloud_resource_name;
 use crate::controller::cloud_resource::spec::{SecretError, read_secret};
-use crate::controller::training_job::resources::cloud_resource_name;
 use crate::crd::CloudResource;
 
 /// Why an attempt's context could not be read.

@@ -19,5 +19,3 @@ pub mod scrub;
 pub mod sink;
 pub mod stored;
 pub mod tail;
-
-pub use stored::configmap_name;

@@ -19,7 +19,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 use super::tail::Tail;
-use crate::controller::training_job::resources::cloud_resource_name;
+use crate::attempt::log_configmap_name;
 use crate::controller::training_job::view::{LABEL_ATTEMPT, LABEL_JOB};
 
 /// Data key of the text.
@@ -43,11 +43,6 @@ pub const ANN_FAILURE_EVENT: &str = "runctl.dev/log-failure-event";
 
 /// Writes tried at most per update (each conflict re-reads).
 const TRIES: usize = 4;
-
-/// Name of the ConfigMap holding attempt `attempt`'s output.
-pub fn configmap_name(job: &str, attempt: u32) -> String {
-    format!("{}-log", cloud_resource_name(job, attempt))
-}
 
 /// Why the tail could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +184,7 @@ pub struct Target {
 impl Target {
     /// The ConfigMap's name.
     pub fn name(&self) -> String {
-        configmap_name(&self.job, self.attempt)
+        log_configmap_name(&self.job, self.attempt)
     }
 
     fn fresh(&self) -> ConfigMap {
@@ -260,10 +255,13 @@ pub async fn read(
     attempt: u32,
 ) -> Result<Option<(ConfigMap, Stored)>, kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    Ok(api.get_opt(&configmap_name(job, attempt)).await?.map(|cm| {
-        let s = Stored::of(&cm);
-        (cm, s)
-    }))
+    Ok(api
+        .get_opt(&log_configmap_name(job, attempt))
+        .await?
+        .map(|cm| {
+            let s = Stored::of(&cm);
+            (cm, s)
+        }))
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl TestEnv {
         use runctl::callback::token;
         let good = token::generate();
         let meta = kube::api::ObjectMeta {
-            name: Some(token::secret_name(job, attempt)),
+            name: Some(runctl::attempt::token_secret_name(job, attempt)),
             namespace: Some(self.ns.clone()),
             ..Default::default()
         };

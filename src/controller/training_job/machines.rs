@@ -20,8 +20,24 @@ use parking_lot::Mutex;
 use super::view::{LABEL_JOB, MachineView};
 use crate::crd::cloud_resource::CloudResource;
 
-/// A job: (namespace, name).
-pub type JobKey = (String, String);
+/// A job, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    /// The job's namespace.
+    pub namespace: String,
+    /// The job's name.
+    pub name: String,
+}
+
+impl JobKey {
+    /// Job `name` in `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
 
 /// A job's views, sorted by name. Most jobs have one: a `Vec` grown one element at a time holds
 /// it in one allocation of one view, where a `BTreeMap` would allocate a node for eleven (about 3
@@ -116,11 +132,11 @@ pub fn owned_view(cr: &CloudResource) -> Option<(JobKey, MachineView)> {
         return None;
     }
     let view = MachineView::of(cr)?;
-    Some(((cr.namespace().unwrap_or_default(), job.clone()), view))
+    Some((JobKey::new(cr.namespace().unwrap_or_default(), job.clone()), view))
 }
 
 fn key_of(cr: &CloudResource) -> Option<JobKey> {
-    Some((
+    Some(JobKey::new(
         cr.namespace().unwrap_or_default(),
         cr.labels().get(LABEL_JOB)?.clone(),
     ))
@@ -303,7 +319,7 @@ mod tests {
     }
 
     fn job(name: &str) -> JobKey {
-        ("ns".into(), name.into())
+        JobKey::new("ns", name)
     }
 
     fn names(l: &Lookup) -> Vec<&str> {

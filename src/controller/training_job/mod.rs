@@ -265,7 +265,7 @@ async fn machines_of(jc: &JobContext, key: &JobKey) -> Result<Vec<MachineView>, 
     if lookup.missing.is_empty() {
         return Ok(views);
     }
-    let api: Api<CloudResource> = Api::namespaced(jc.ctx.client.clone(), &key.0);
+    let api: Api<CloudResource> = Api::namespaced(jc.ctx.client.clone(), &key.namespace);
     for name in lookup.missing {
         match api.get_opt(&name).await.map_err(Error::List)? {
             Some(cr) => {
@@ -396,7 +396,7 @@ async fn apply_attempt(
         source,
     })?;
     jc.machines
-        .expect(&(ns.to_string(), job.name_any()), &cr_name);
+        .expect(&JobKey::new(ns, job.name_any()), &cr_name);
     info!(job = %job.name_any(), namespace = %ns, attempt, provider = %offer.provider, cloud_resource = %cr_name, "attempt started");
     Ok(())
 }
@@ -431,7 +431,7 @@ async fn start_nodes(
             name: name.clone(),
             source,
         })?;
-        jc.machines.expect(&(ns.to_string(), job.name_any()), &name);
+        jc.machines.expect(&JobKey::new(ns, job.name_any()), &name);
     }
     info!(job = %job.name_any(), namespace = %ns, attempt, ?ranks, "nodes of the attempt started");
     Ok(())
@@ -490,7 +490,7 @@ async fn release(
             source,
         })?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret = token::secret_name(job, attempt);
+    let secret = crate::attempt::token_secret_name(job, attempt);
     delete_ignoring_missing(&secrets, &secret)
         .await
         .map_err(|source| Error::Delete {
@@ -509,7 +509,7 @@ async fn write_status(
     let patch = serde_json::json!({"apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob", "status": status});
     let written = api
         .patch_status(
-            &key.1,
+            &key.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
@@ -523,7 +523,7 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
     let ctx = &jc.ctx;
     let ns = job.namespace().ok_or(Error::MissingMetadata)?;
     let name = job.name_any();
-    let key: JobKey = (ns.clone(), name.clone());
+    let key = JobKey::new(ns.clone(), name.clone());
     let machines = machines_of(jc, &key).await?;
     // Each attempt's token Secret goes with its CloudResource, by name (no list: a label list
     // scans every Secret of the namespace), once: an attempt whose CloudResource is already being
@@ -552,7 +552,7 @@ async fn cleanup(job: Arc<TrainingJob>, jc: &JobContext) -> Result<Action, Error
                 source,
             })?;
         jc.machines.released(&key, &v.name);
-        let n = token::secret_name(&name, v.attempt);
+        let n = crate::attempt::token_secret_name(&name, v.attempt);
         delete_ignoring_missing(&secrets, &n)
             .await
             .map_err(|source| Error::Delete {
@@ -596,7 +596,7 @@ async fn reconcile(job: Arc<TrainingJob>, jc: Arc<JobContext>) -> Result<Action,
     };
     if job.metadata.resource_version != before {
         jc.remember_version(
-            &(ns.clone(), job.name_any()),
+            &JobKey::new(ns.clone(), job.name_any()),
             job.metadata.resource_version.as_ref(),
         );
     }

@@ -75,7 +75,7 @@ impl Pass {
         let ns = cached.namespace().ok_or(Error::MissingMetadata)?;
         let name = cached.name_any();
         let api: Api<TrainingJob> = Api::namespaced(jc.ctx.client.clone(), &ns);
-        let key: JobKey = (ns.clone(), name.clone());
+        let key = JobKey::new(ns.clone(), name.clone());
         let known = jc.known_versions.lock().get(&key).cloned();
         let job = if known.is_some() && known == cached.metadata.resource_version {
             cached

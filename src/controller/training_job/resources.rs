@@ -60,23 +60,7 @@ pub struct ReportingSettings {
     pub report_grace_seconds: u32,
 }
 
-/// Name of the CloudResource of an attempt.
-pub fn cloud_resource_name(job: &str, attempt: u32) -> String {
-    format!("{job}-a{attempt}")
-}
-
-/// Name of the CloudResource of node `rank` (at least 1) of a multi-node attempt.
-pub fn node_name(job: &str, attempt: u32, rank: u32) -> String {
-    format!("{job}-a{attempt}-r{rank}")
-}
-
-/// The callback URL of an attempt (the wrapper appends `/heartbeat`, `/exit`…).
-pub fn callback_url(base: &str, namespace: &str, job: &str, attempt: u32) -> String {
-    format!(
-        "{}/callback/{namespace}/{job}/{attempt}",
-        base.trim_end_matches('/')
-    )
-}
+pub use crate::attempt::{cloud_resource_name, node_name};
 
 fn meta(job: &TrainingJob, name: String, attempt: u32) -> ObjectMeta {
     let job_name = job.metadata.name.clone().unwrap_or_default();
@@ -184,6 +168,7 @@ pub fn cloud_resource(
 ) -> CloudResource {
     let job_name = job.metadata.name.clone().unwrap_or_default();
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
+    let id = crate::attempt::AttemptId::new(&namespace, &job_name, attempt);
     let w = &job.spec.workload;
     let workload = WorkloadSpec {
         image: w.image.clone(),
@@ -195,14 +180,9 @@ pub fn cloud_resource(
         reporting: crate::provider::descriptor::of(offer.provider)
             .reports
             .then(|| ReportingSpec {
-                callback_url: callback_url(
-                    &reporting.callback_base_url,
-                    &namespace,
-                    &job_name,
-                    attempt,
-                ),
+                callback_url: id.callback_url(&reporting.callback_base_url),
                 token_secret_ref: SecretKeyRef {
-                    name: token::secret_name(&job_name, attempt),
+                    name: id.token_secret_name(),
                     key: token::TOKEN_KEY.into(),
                 },
                 heartbeat_interval_seconds: reporting.heartbeat_interval_seconds,
@@ -292,7 +272,8 @@ pub fn node_cloud_resource(
 
 /// The Secret holding an attempt's callback token.
 pub fn token_secret(job: &TrainingJob, attempt: u32, value: &str) -> Secret {
-    let name = token::secret_name(&job.metadata.name.clone().unwrap_or_default(), attempt);
+    let name =
+        crate::attempt::token_secret_name(&job.metadata.name.clone().unwrap_or_default(), attempt);
     token::secret(meta(job, name, attempt), value)
 }
 

@@ -434,9 +434,12 @@ impl LogSink {
             let mut map = self.attempts.lock();
             let e = map.get_mut(id)?;
             let ctx = e.context.clone()?;
+            // Marked complete already (written so, or read so from an earlier write).
+            let complete = e.base.last;
             let skipped = e.merge_pending(&ctx, ending.last);
             self.metrics.log_bytes_dropped("skipped", skipped);
-            if !ending.last && e.changes == e.written {
+            let nothing_new = e.changes == e.written;
+            if nothing_new && (!ending.last || (complete && ending.failure.is_none())) {
                 return None;
             }
             (ctx, e.base.clone(), e.cached.clone(), e.changes)

@@ -132,7 +132,10 @@ pub fn owned_view(cr: &CloudResource) -> Option<(JobKey, MachineView)> {
         return None;
     }
     let view = MachineView::of(cr)?;
-    Some((JobKey::new(cr.namespace().unwrap_or_default(), job.clone()), view))
+    Some((
+        JobKey::new(cr.namespace().unwrap_or_default(), job.clone()),
+        view,
+    ))
 }
 
 fn key_of(cr: &CloudResource) -> Option<JobKey> {

@@ -8,8 +8,9 @@
 //!   controller releases the attempt ([`LogSink::ended`]);
 //! - while someone follows the job ([`super::follow`]): at once when the request arrives, then
 //!   as chunks arrive, at most once per [`FOLLOWED_WRITE_INTERVAL`] per attempt;
-//! - output that arrives after the end was written: once, [`LATE_WRITE_DELAY`] after it began to
-//!   arrive, or at the release. A chunk sent again (its bytes held already) writes nothing.
+//! - output that arrives after the end was written, as it comes (at most once per
+//!   [`FOLLOWED_WRITE_INTERVAL`]). A chunk sent again (its bytes held already) writes nothing,
+//!   nor does a release that brings nothing the stored, complete output lacks.
 //!
 //! A running attempt that prints while nobody follows it costs no write. Only the replica that
 //! holds the Lease keeps output: a standby answers a chunk with [`Received::NotLeader`] (HTTP
@@ -44,10 +45,6 @@ use crate::metrics::Metrics;
 /// often. The wrapper sends a chunk every 5 s, so each chunk is written as it arrives; the cost
 /// is bounded by the number of jobs being watched, not by the number running.
 pub const FOLLOWED_WRITE_INTERVAL: Duration = Duration::from_secs(2);
-/// Output that arrives after the attempt's end was written, while nobody follows the job, is
-/// written this long after its first chunk (with every chunk that came meanwhile), unless the
-/// attempt's release writes it first.
-pub const LATE_WRITE_DELAY: Duration = Duration::from_secs(30);
 /// Attempts that sent nothing for this long are forgotten (what they hold is written first).
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// `runctl.dev/log-source` of output the wrapper shipped.
@@ -333,14 +330,8 @@ impl LogSink {
             let skipped = e.merge_pending(&ctx, false);
             self.metrics.log_bytes_dropped("skipped", skipped);
         }
-        if !followed {
-            // Output after the attempt's end was written (late chunks: a sender draining its
-            // backlog after the exit report) is written once for all of them, a while later or
-            // at the attempt's release, whichever comes first.
-            if e.base.last && !e.scheduled {
-                e.scheduled = true;
-                self.flush_after(id.clone(), LATE_WRITE_DELAY);
-            }
+        // Output after the attempt's end was written (late chunks) is written as it comes too.
+        if !followed && !e.base.last {
             return false;
         }
         let due = e

@@ -2,6 +2,7 @@
 //!
 //! Module map:
 //! - [`allocator`]: the binaries' allocator (jemalloc) and its settings.
+//! - [`attempt`]: a job's attempt, its identity and the names of its objects.
 //! - [`crd`]: the `runctl.dev/v1alpha1` kinds (TrainingJob, CloudResource, MachineClass).
 //! - [`provider`]: the provider trait, registry, descriptors, and the AWS, RunPod, Lyceum and sim
 //!   clouds and the cluster's own GPU nodes (`kubernetes`).

@@ -189,11 +189,7 @@ fn options_block(d: &Descriptor) -> Option<ValidationRule> {
 
 /// Multi-node jobs only on providers whose machines reach each other.
 fn multi_node() -> Vec<ValidationRule> {
-    let names: Vec<&str> = ALL
-        .iter()
-        .filter(|d| d.multi_node)
-        .map(|d| d.kind.as_str())
-        .collect();
+    let names = crate::provider::descriptor::multi_node_names();
     let list = names
         .iter()
         .map(|n| format!("'{n}'"))

@@ -155,10 +155,7 @@ impl CallbackState {
             return None;
         }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &id.namespace);
-        let secret = match api
-            .get_opt(&crate::attempt::token_secret_name(&id.job, id.attempt))
-            .await
-        {
+        let secret = match api.get_opt(&id.token_secret_name()).await {
             Ok(secret) => secret,
             Err(e) => return Some(Err(e)),
         };

@@ -35,6 +35,8 @@ pub const ENV_WATCH_NAMESPACE: &str = "RUNCTL_WATCH_NAMESPACE";
 pub const ENV_LEADER_ELECTION: &str = "RUNCTL_LEADER_ELECTION";
 /// Env: the operator's own namespace (set through the downward API).
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+/// Env: which shard this deployment is (`sharding.index`; the chart sets it per shard).
+pub const ENV_SHARD_INDEX: &str = "RUNCTL_SHARD_INDEX";
 
 /// Default `costRefreshSeconds`: a running machine's accrued cost is written once per 20
 /// minutes, and its job's status follows: N / 600 status writes per second for N running jobs.
@@ -79,6 +81,28 @@ pub struct OperatorConfig {
     pub reaper: ReaperSettings,
     /// Provider settings.
     pub providers: ProvidersConfig,
+    /// Splitting the cluster's namespaces between several operator deployments (see
+    /// `docs/operations.md`, "Sharding"). Default: one shard.
+    pub sharding: ShardingConfig,
+}
+
+/// Sharding: `shards` deployments, each owning the namespaces whose hash falls on its `index`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ShardingConfig {
+    /// How many shards the cluster's namespaces are split into. Default 1 (no sharding).
+    pub shards: u32,
+    /// This deployment's shard, from 0 to `shards - 1`. Default 0; `RUNCTL_SHARD_INDEX`.
+    pub index: u32,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        Self {
+            shards: 1,
+            index: 0,
+        }
+    }
 }
 
 /// TrainingJob settings.
@@ -236,6 +260,7 @@ impl Default for OperatorConfig {
             jobs: JobsConfig::default(),
             reaper: ReaperSettings::default(),
             providers: ProvidersConfig::default(),
+            sharding: ShardingConfig::default(),
         }
     }
 }
@@ -293,6 +318,8 @@ pub struct Overrides {
     pub leader_election: Option<bool>,
     /// `reconcileConcurrency`.
     pub reconcile_concurrency: Option<u16>,
+    /// `sharding.index`.
+    pub shard_index: Option<u32>,
 }
 
 /// Where a configuration value came from.
@@ -515,6 +542,18 @@ impl OperatorConfig {
                 .set
                 .push(("leaderElection.enabled", Origin::Env(ENV_LEADER_ELECTION)));
         }
+        if let Some(v) = get(ENV_SHARD_INDEX) {
+            self.sharding.index = v.trim().parse().map_err(|_| {
+                parse_err(
+                    ENV_SHARD_INDEX,
+                    &v,
+                    "expected a shard number (0, 1, ...)".into(),
+                )
+            })?;
+            origins
+                .set
+                .push(("sharding.index", Origin::Env(ENV_SHARD_INDEX)));
+        }
         Ok(())
     }
 
@@ -556,6 +595,16 @@ impl OperatorConfig {
             self.reconcile_concurrency = v;
             mark("reconcileConcurrency");
         }
+        if let Some(v) = o.shard_index {
+            self.sharding.index = v;
+            mark("sharding.index");
+        }
+    }
+
+    /// This deployment's shard (validated: the index is below the count).
+    pub fn shard(&self) -> crate::runtime::shard::Shard {
+        crate::runtime::shard::Shard::new(self.sharding.index, self.sharding.shards)
+            .unwrap_or_default()
     }
 
     /// An empty watch namespace means all namespaces.
@@ -633,10 +682,8 @@ impl OperatorConfig {
         TrainingJobConfig {
             reporting: ReportingSettings {
                 callback_base_url: self
-                    .jobs
-                    .callback_url
-                    .as_deref()
-                    .unwrap_or_default()
+                    .shard()
+                    .fill(self.jobs.callback_url.as_deref().unwrap_or_default())
                     .trim()
                     .trim_end_matches('/')
                     .to_string(),
@@ -669,7 +716,7 @@ impl OperatorConfig {
         let le = &self.leader_election;
         LeaseConfig {
             namespace: self.namespace.clone(),
-            name: le.lease_name.clone(),
+            name: self.shard().lease_name(&le.lease_name),
             identity: identity.into(),
             lease_duration: Duration::from_secs(le.lease_duration_seconds),
             renew_interval: Duration::from_secs(le.renew_interval_seconds),

@@ -98,6 +98,9 @@ struct RunArgs {
     /// Reconciles running at once.
     #[arg(long)]
     reconcile_concurrency: Option<u16>,
+    /// This deployment's shard (sharding.index), from 0 to sharding.shards - 1.
+    #[arg(long)]
+    shard_index: Option<u32>,
 }
 
 impl RunArgs {
@@ -112,6 +115,7 @@ impl RunArgs {
             poll_interval_seconds: self.poll_interval_seconds,
             leader_election: self.leader_election,
             reconcile_concurrency: self.reconcile_concurrency,
+            shard_index: self.shard_index,
         }
     }
 }

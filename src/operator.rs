@@ -99,6 +99,7 @@ pub fn controller_config(config: &OperatorConfig, instance: &str) -> ControllerC
         concurrency: config.reconcile_concurrency,
         watch_namespace: config.watch_namespace.clone(),
         machine_classes: config.watch_namespace.is_none(),
+        shard: config.shard(),
         instance: instance.to_string(),
     }
 }
@@ -333,15 +334,17 @@ impl Operator {
             let stop = t.clone();
             async move { stop.cancelled().await }
         };
+        // The cluster-wide duties (the reaper, the MachineClass controller) are shard 0's.
+        let cluster_duties = ctx.config.shard.runs_cluster_duties();
         let reaper = match (&self.reaper, reaper_metrics) {
-            (Some(config), Some(metrics)) => {
+            (Some(config), Some(metrics)) if cluster_duties => {
                 let reaper = Arc::new(Reaper::new(ctx.clone(), config.clone(), metrics.clone()));
                 Some(tokio::spawn(reaper.run(until(term))))
             }
             _ => None,
         };
         let machines = tokio::spawn(cloud_resource::run(ctx.clone(), until(term)));
-        let classes = ctx.config.machine_classes.then(|| {
+        let classes = (ctx.config.machine_classes && cluster_duties).then(|| {
             tokio::spawn(crate::controller::machine_class::run(
                 ctx.clone(),
                 until(term),

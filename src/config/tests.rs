@@ -162,6 +162,7 @@ fn every_flag_is_applied() {
         poll_interval_seconds: Some(7),
         leader_election: Some(false),
         reconcile_concurrency: Some(3),
+        shard_index: Some(0),
     };
     let c = OperatorConfig::load_with_env(None, &flags, env(&[])).expect("valid");
     assert_eq!(
@@ -518,4 +519,67 @@ fn collect_paths(value: &serde_yaml::Value, prefix: &str, missing: &mut Vec<Stri
             collect_paths(v, &path, missing, doc);
         }
     }
+}
+
+#[test]
+fn a_shard_takes_its_index_from_the_environment_and_fills_its_callback_url() {
+    let yaml =
+        "sharding:\n  shards: 3\njobs:\n  callbackUrl: https://runctl-{shard}.example.com/\n";
+    let f = file(yaml);
+    let c = OperatorConfig::load_with_env(
+        Some(f.path()),
+        &Overrides::default(),
+        env(&[("RUNCTL_SHARD_INDEX", "2")]),
+    )
+    .expect("valid");
+    assert_eq!(c.shard().to_string(), "2 of 3");
+    assert_eq!(
+        c.training_job_config().reporting.callback_base_url,
+        "https://runctl-2.example.com"
+    );
+    assert_eq!(c.lease_config("pod").name, "runctl-leader-shard-2");
+    let whole = OperatorConfig::default();
+    assert_eq!(whole.lease_config("pod").name, "runctl-leader");
+}
+
+#[test]
+fn sharding_errors_name_the_field_and_the_rule() {
+    let cases = [
+        (
+            "sharding:\n  shards: 2\n  index: 2\n",
+            "sharding.index",
+            "below sharding.shards",
+        ),
+        (
+            "sharding:\n  shards: 0\n",
+            "sharding.shards",
+            "from 1 to 64",
+        ),
+        (
+            "sharding:\n  shards: 2\nwatchNamespace: ml\n",
+            "sharding.shards",
+            "watches one namespace",
+        ),
+        (
+            "sharding:\n  shards: 2\njobs:\n  callbackUrl: https://runctl.example.com\n",
+            "jobs.callbackUrl",
+            "{shard}",
+        ),
+    ];
+    for (yaml, field, says) in cases {
+        let err = OperatorConfig::from_yaml(yaml).expect_err(yaml);
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::Invalid { field: f, .. } if *f == field),
+            "{yaml}: {text}"
+        );
+        assert!(text.contains(says), "{yaml}: {text}");
+    }
+    let err = OperatorConfig::load_with_env(
+        None,
+        &Overrides::default(),
+        env(&[("RUNCTL_SHARD_INDEX", "one")]),
+    )
+    .expect_err("not a number");
+    assert!(err.to_string().contains("RUNCTL_SHARD_INDEX"), "{err}");
 }

@@ -137,11 +137,17 @@ impl OperatorConfig {
         if self.reconcile_concurrency < 1 {
             return Err(fail("reconcileConcurrency", "must be at least 1".into()));
         }
+        self.validate_sharding(origins)?;
         // A URL that cannot work is a startup error; one that is merely missing or
         // cluster-internal blocks cloud placements with a condition (sim jobs need none).
+        let callback_url = self
+            .jobs
+            .callback_url
+            .as_deref()
+            .map(|u| self.shard().fill(u));
         if let Err(crate::callback::reach::Unreachable::Invalid(why)) =
             crate::callback::reach::judge(
-                self.jobs.callback_url.as_deref(),
+                callback_url.as_deref(),
                 crate::callback::reach::ReachCheck {
                     allow_internal: true,
                     ..Default::default()
@@ -166,6 +172,61 @@ impl OperatorConfig {
         Ok(())
     }
 }
+
+impl OperatorConfig {
+    /// `sharding`: an index below the count; a split cluster watches every namespace and gives
+    /// each shard a callback URL of its own (a machine's reports and output must reach the
+    /// replicas of the shard that owns its job).
+    fn validate_sharding(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let fail = |field: &'static str, message: String| ConfigError::Invalid {
+            field,
+            origin: origins.of(field),
+            message,
+        };
+        let s = &self.sharding;
+        if !(1..=MAX_SHARDS).contains(&s.shards) {
+            return Err(fail(
+                "sharding.shards",
+                format!("{} must be from 1 to {MAX_SHARDS}", s.shards),
+            ));
+        }
+        if s.index >= s.shards {
+            return Err(fail(
+                "sharding.index",
+                format!(
+                    "{} must be below sharding.shards ({}): shards are numbered from 0",
+                    s.index, s.shards
+                ),
+            ));
+        }
+        if s.shards > 1 && self.watch_namespace.is_some() {
+            return Err(fail(
+                "sharding.shards",
+                "a deployment that watches one namespace (watchNamespace) cannot be split into shards: shards split the cluster's namespaces between them".into(),
+            ));
+        }
+        let placeholder = crate::runtime::shard::SHARD_PLACEHOLDER;
+        if s.shards > 1
+            && self
+                .jobs
+                .callback_url
+                .as_deref()
+                .is_some_and(|u| !u.contains(placeholder))
+        {
+            return Err(fail(
+                "jobs.callbackUrl",
+                format!(
+                    "with sharding.shards {} each shard needs a callback URL of its own: put {placeholder} where the shard's number goes (e.g. https://runctl-{placeholder}.example.com), so that a machine's reports reach the shard that owns its job",
+                    s.shards
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most shards a cluster may be split into.
+pub const MAX_SHARDS: u32 = 64;
 
 pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
     s.trim().parse()

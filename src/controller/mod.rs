@@ -19,7 +19,7 @@ pub mod training_job;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
@@ -27,6 +27,7 @@ use kube::{Api, Client, Resource};
 
 use crate::metrics::Metrics;
 use crate::provider::ProviderRegistry;
+use crate::runtime::shard::Shard;
 use backoff::{Backoff, BackoffConfig};
 use events::{EventSink, Pending, Reporter};
 use fleet::Fleet;
@@ -59,6 +60,9 @@ pub struct ControllerConfig {
     /// Watch MachineClasses (cluster-scoped): the operator may read cluster-scoped objects.
     /// False where it is installed to watch one namespace (`rbac.scope: namespaced`).
     pub machine_classes: bool,
+    /// The namespaces this deployment owns ([`crate::runtime::shard`]); the whole cluster by
+    /// default.
+    pub shard: crate::runtime::shard::Shard,
     /// Event reporter instance (pod name).
     pub instance: String,
 }
@@ -76,6 +80,7 @@ impl Default for ControllerConfig {
             concurrency: 16,
             watch_namespace: None,
             machine_classes: true,
+            shard: crate::runtime::shard::Shard::WHOLE,
             instance: "runctl".into(),
         }
     }
@@ -172,13 +177,15 @@ impl Context {
 /// A watch of `api` with a reflector cache, for `Controller::for_stream`. Cached objects carry no
 /// `managedFields` (runctl never reads them, and at 10,000 objects they are a large share of the
 /// operator's memory) and no `kubectl.kubernetes.io/last-applied-configuration` annotation (a
-/// second copy of the spec on objects applied with client-side `kubectl apply`).
+/// second copy of the spec on objects applied with client-side `kubectl apply`). Only `shard`'s
+/// objects are cached and trigger ([`in_shard`]).
 ///
 /// The cache sees every change; the returned trigger stream only the ones a controller acts on
 /// ([`wakes_controller`]): the controllers' own status writes do not reconcile the object again.
 pub fn cached_watch<K>(
     api: Api<K>,
     config: watcher::Config,
+    shard: Shard,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -195,6 +202,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
+        .try_filter(move |event| futures::future::ready(in_shard(&shard, event)))
         .modify(|o: &mut K| {
             let meta = o.meta_mut();
             meta.managed_fields = None;
@@ -206,6 +214,17 @@ where
         .applied_objects()
         .predicate_filter(wakes_controller, PredicateConfig::default());
     (reader, stream)
+}
+
+/// Whether a watch event concerns `shard`'s objects: the other shards' objects are dropped
+/// before the cache sees them (the markers of a relist pass).
+pub fn in_shard<K: Resource>(shard: &Shard, event: &watcher::Event<K>) -> bool {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            shard.owns_object(o)
+        }
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
 }
 
 /// `kubectl apply`'s client-side record of the last applied object.
@@ -224,4 +243,35 @@ pub fn wakes_controller<K: Resource>(obj: &K) -> Option<u64> {
     meta.labels.hash(&mut h);
     meta.annotations.hash(&mut h);
     Some(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn in_ns(ns: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm
+    }
+
+    #[test]
+    fn a_shard_sees_only_its_namespaces_and_every_relist_marker() {
+        let ns = (0..20).map(|i| format!("team-{i}")).collect::<Vec<_>>();
+        let shard = Shard::new(1, 2).unwrap();
+        for n in &ns {
+            let mine = Shard::of(n, 2) == 1;
+            for event in [
+                watcher::Event::Apply(in_ns(n)),
+                watcher::Event::InitApply(in_ns(n)),
+                watcher::Event::Delete(in_ns(n)),
+            ] {
+                assert_eq!(in_shard(&shard, &event), mine, "{n}");
+                assert!(in_shard(&Shard::WHOLE, &event), "{n}");
+            }
+        }
+        assert!(in_shard(&shard, &watcher::Event::<ConfigMap>::Init));
+        assert!(in_shard(&shard, &watcher::Event::<ConfigMap>::InitDone));
+    }
 }

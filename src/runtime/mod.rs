@@ -1,10 +1,11 @@
 //! Operator runtime pieces that are not controllers: the Kubernetes client, the HTTP endpoint
-//! for metrics and probes, leader election through a Lease, and shutdown on signals.
+//! for metrics and probes, leader election through a Lease, sharding, and shutdown on signals.
 
 pub mod client;
 pub mod http;
 pub mod leader;
 pub mod paged;
+pub mod shard;
 pub mod shutdown;
 
 use std::net::SocketAddr;

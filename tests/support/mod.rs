@@ -90,6 +90,7 @@ pub fn test_controller_config(instance: &str) -> ControllerConfig {
         concurrency: 8,
         watch_namespace: None,
         machine_classes: true,
+        shard: Default::default(),
         instance: instance.into(),
     }
 }

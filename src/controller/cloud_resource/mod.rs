@@ -1085,7 +1085,7 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let config = ControllerRuntimeConfig::default().concurrency(ctx.config.concurrency);
-    let (store, events) = super::cached_watch(api, watcher::Config::default());
+    let (store, events) = super::cached_watch(api, watcher::Config::default(), ctx.config.shard);
     let mut controller = Controller::for_stream(events, store).with_config(config);
     if ctx.config.machine_classes {
         // A changed class wakes the objects waiting for it (not created yet).

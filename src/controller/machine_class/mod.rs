@@ -216,13 +216,18 @@ fn error_policy(class: Arc<MachineClass>, err: &Error, ctx: Arc<Context>) -> Act
 }
 
 /// Runs the MachineClass controller until `shutdown` completes (only where the operator may
-/// read cluster-scoped objects).
+/// read cluster-scoped objects, and in shard 0 of a split cluster; classes are cluster-scoped,
+/// so its watch is not filtered by shard).
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api: Api<MachineClass> = Api::all(ctx.client.clone());
-    let (store, events) = super::cached_watch(api, watcher::Config::default());
+    let (store, events) = super::cached_watch(
+        api,
+        watcher::Config::default(),
+        crate::runtime::shard::Shard::WHOLE,
+    );
     Controller::for_stream(events, store)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -673,11 +673,15 @@ pub async fn run(
     let jc = Arc::new(JobContext::new(ctx.clone(), config, reports));
     let index = jc.machines.clone();
     // A CloudResource event wakes its job only when what the job sees of it changed.
+    let shard = ctx.config.shard;
     let cr_events = watcher(crs, watcher::Config::default().labels(LABEL_JOB))
         .default_backoff()
-        .try_filter(move |event| futures::future::ready(index.apply(event)))
+        .try_filter(move |event| {
+            futures::future::ready(super::in_shard(&shard, event) && index.apply(event))
+        })
         .touched_objects();
-    let (store, job_events) = super::cached_watch(jobs, watcher::Config::default());
+    let (store, job_events) =
+        super::cached_watch(jobs, watcher::Config::default(), ctx.config.shard);
     let controller = Controller::for_stream(job_events, store);
     let gauges = tokio::spawn(publish_gauges(controller.store(), ctx.clone()));
     controller

@@ -1,4 +1,5 @@
-//! The operator process end to end: leader election between two replicas, preflight errors of
+//! The operator process end to end: leader election between two replicas, two shards splitting
+//! the namespaces (each with its own Lease and callback listener), preflight errors of
 //! the `runctl run` binary, and `runctl demo`.
 
 mod support;
@@ -186,4 +187,155 @@ async fn run_exits_with_a_clear_message_when_the_cluster_is_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_to_the_end_with_no_machine_left() {
     runctl::demo::run(20).await.expect("demo");
+}
+
+/// A replica of shard `index` of 2 whose callback endpoint listens on `127.0.0.1<index>` (the
+/// shared callback URL `http://127.0.0.1{shard}:<port>` reaches each shard's own listener).
+fn shard_replica(env: &TestEnv, index: u32, identity: &str, port: u16) -> Operator {
+    let mut config = OperatorConfig {
+        installation_id: "test".into(),
+        namespace: env.ns.clone(),
+        poll_interval_seconds: 1,
+        ..OperatorConfig::default()
+    };
+    config.sharding.shards = 2;
+    config.sharding.index = index;
+    config.leader_election.renew_interval_seconds = 1;
+    config.jobs.callback_addr = format!("127.0.0.1{index}:{port}");
+    config.jobs.callback_url = Some(format!("http://127.0.0.1{{shard}}:{port}"));
+    config.jobs.allow_cluster_internal_callback_url = true;
+    config.jobs.report_grace_seconds = 3;
+    config.providers = env.providers.clone();
+    let registry = Arc::new(ProviderRegistry::with_sim(
+        "test",
+        env.providers.clone(),
+        env.sim.clone(),
+    ));
+    let mut op =
+        Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
+    op.http_addr = None;
+    op.controllers.transition_poll_interval = Duration::from_millis(200);
+    op
+}
+
+/// The objects of `kind` in the replica's cache (its `runctl_objects` gauge).
+fn cached(metrics: &runctl::metrics::Metrics, kind: &str) -> f64 {
+    let prefix = format!("runctl_objects{{kind=\"{kind}\"");
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_namespaces_each_with_its_own_lease() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use runctl::crd::training_job::{JobPhase, TrainingJob};
+    use runctl::runtime::shard::Shard;
+    // Sharding splits a cluster-wide operator: the in-process server, where this test's
+    // objects are the only ones.
+    let env = TestEnv::start_on(
+        support::Backend::InProcess,
+        runctl::provider::ProvidersConfig {
+            sim: runctl::provider::sim::SimConfig {
+                reporting: true,
+                heartbeat_ms_per_second: 20,
+                report_tick_ms: 20,
+                ..fast_sim()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.10:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // Shard 0 runs two replicas (one leads), shard 1 one: both shards lead at once.
+    let replicas = [
+        shard_replica(&env, 0, "shard0-a", port),
+        shard_replica(&env, 0, "shard0-b", port + 1),
+        shard_replica(&env, 1, "shard1-a", port),
+    ];
+    let metrics: Vec<_> = replicas.iter().map(|r| r.metrics.clone()).collect();
+    let stop = CancellationToken::new();
+    let tasks: Vec<_> = replicas
+        .into_iter()
+        .map(|r| tokio::spawn(r.run(stop.clone())))
+        .collect();
+
+    let namespaces: Vec<String> = (0..6).map(|i| format!("team-{i}")).collect();
+    let owner = |ns: &str| Shard::of(ns, 2);
+    assert!(
+        (0..2).all(|s| namespaces.iter().any(|n| owner(n) == s)),
+        "both shards own some of the namespaces"
+    );
+    let all_namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    for ns in &namespaces {
+        let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}));
+        all_namespaces
+            .create(&PostParams::default(), &namespace.unwrap())
+            .await
+            .unwrap();
+        let job: TrainingJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": "train", "namespace": ns},
+            "spec": {
+                "placement": {"provider": "sim", "instanceType": "sim.a100"},
+                "workload": {"image": "train:1", "env": [
+                    {"name": "RUNCTL_SIM_RUN_MS", "value": "300"}
+                ]}
+            }
+        }))
+        .unwrap();
+        Api::<TrainingJob>::namespaced(env.client.clone(), ns)
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap();
+    }
+    for ns in &namespaces {
+        let api = Api::<TrainingJob>::namespaced(env.client.clone(), ns);
+        eventually(60, &format!("{ns}/train succeeded"), || async {
+            let s = api.get_opt("train").await.ok().flatten()?.status?;
+            (s.phase == Some(JobPhase::Succeeded)).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(env.sim.machines().len(), 6, "one machine per job");
+
+    // Each shard's leader cached its own namespaces' jobs only; the standby none.
+    let mine = |s: u32| namespaces.iter().filter(|n| owner(n) == s).count() as f64;
+    let leader0 = if leads(&metrics[0]) { 0 } else { 1 };
+    eventually(10, "each shard's cache counts its jobs", || async {
+        (cached(&metrics[leader0], "TrainingJob") == mine(0)
+            && cached(&metrics[2], "TrainingJob") == mine(1))
+        .then_some(())
+    })
+    .await;
+    assert!(leads(&metrics[2]), "shard 1 leads beside shard 0");
+    assert_eq!(reconciles(&metrics[1 - leader0]), 0.0, "shard 0's standby");
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let holder = |name: &'static str| {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get(name)
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.holder_identity)
+        }
+    };
+    let shard0 = holder("runctl-leader-shard-0").await.unwrap_or_default();
+    assert!(shard0.starts_with("shard0-"), "{shard0}");
+    assert_eq!(
+        holder("runctl-leader-shard-1").await.as_deref(),
+        Some("shard1-a")
+    );
+    stop.cancel();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
 }

@@ -140,6 +140,7 @@ fn helm_lint_is_clean_with_default_and_all_options() {
         vec![],
         vec!["--set", CALLBACK_URL],
         vec!["--values", ALL_OPTIONS],
+        vec!["--set", "sharding.shards=2", "--set", SHARDED_URL],
     ] {
         let mut args = vec!["lint", "--strict", "charts/runctl"];
         args.extend(extra.iter());
@@ -634,6 +635,9 @@ fn values_schema_rejects_bad_values() {
         ),
         (&["--set", "providers.runpod.apiKey=abc"], "apiKey"),
         (&["--set", "replicas=2"], "replicas"),
+        (&["--set", "sharding.shards=0"], "shards"),
+        (&["--set", "sharding.shards=65"], "shards"),
+        (&["--set", "sharding.index=1"], "index"),
         (&["--set", "ingress.servicePort=admin"], "servicePort"),
         (&["--set", "rbac.scope=global"], "scope"),
         (&["--set", "callback.url=http://runctl.example.com"], "url"),
@@ -953,4 +957,459 @@ fn the_argocd_application_values_render() {
         rendered_config(&docs)["jobs"]["callbackUrl"],
         "https://runctl.example.com"
     );
+}
+
+/// A callback URL with the shard's number in it, as sharding needs.
+const SHARDED_URL: &str = "callback.url=https://runctl-{shard}.example.com";
+
+/// The value of the environment variable `name` in a Deployment's operator container.
+fn env_value(deployment: &Value, name: &str) -> Option<String> {
+    operator_container(deployment)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].as_str().expect("a plain value").to_string())
+}
+
+/// The configuration one shard's replicas load: the rendered file and that Deployment's
+/// environment (`RUNCTL_SHARD_INDEX`), as the operator reads them at start.
+fn load_as(docs: &[Value], deployment: &Value) -> runctl::config::OperatorConfig {
+    let text = one(docs, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config.yaml")
+        .to_string();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, &text).expect("write the config");
+    let index = env_value(deployment, "RUNCTL_SHARD_INDEX");
+    runctl::config::OperatorConfig::load_with_env(
+        Some(&file),
+        &runctl::config::Overrides::default(),
+        |var| match var {
+            "POD_NAMESPACE" => Some("runctl-system".to_string()),
+            "RUNCTL_SHARD_INDEX" => index.clone(),
+            _ => None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("the operator refuses the rendered config: {e}\n{text}"))
+}
+
+#[test]
+fn one_shard_renders_as_without_sharding() {
+    // The default is one shard, and saying so changes nothing in the rendering.
+    let args = [
+        "template",
+        "runctl",
+        "charts/runctl",
+        "--namespace",
+        "runctl-system",
+    ];
+    let default = run_tool("helm", &[&args[..], &["--set", CALLBACK_URL]].concat());
+    let one_shard = run_tool(
+        "helm",
+        &[
+            &args[..],
+            &["--set", CALLBACK_URL, "--set", "sharding.shards=1"],
+        ]
+        .concat(),
+    );
+    assert!(
+        default == one_shard,
+        "sharding.shards=1 changes the rendering"
+    );
+    let docs = parse_docs(&one_shard);
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "runctl");
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "runctl", "app.kubernetes.io/instance": "runctl"})
+    );
+    assert!(env_value(deployment, "RUNCTL_SHARD_INDEX").is_none());
+    assert!(!one_shard.contains("runctl.dev/shard"));
+    assert!(rendered_config(&docs).get("sharding").is_none());
+    assert_eq!(one(&docs, "Service")["metadata"]["name"], "runctl");
+    assert_eq!(
+        one(&docs, "PodDisruptionBudget")["metadata"]["name"],
+        "runctl"
+    );
+    let config = load_as(&docs, deployment);
+    assert_eq!(config.lease_config("pod").name, "runctl-leader");
+    // {shard} in a one-shard URL or host is shard 0's, as the operator fills it.
+    let docs = helm_template(&[
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.host=runctl-{shard}.example.com",
+    ]);
+    assert_eq!(
+        one(&docs, "Ingress")["spec"]["rules"][0]["host"],
+        "runctl-0.example.com"
+    );
+    assert_eq!(
+        load_as(&docs, one(&docs, "Deployment"))
+            .training_job_config()
+            .reporting
+            .callback_base_url,
+        "https://runctl-0.example.com"
+    );
+}
+
+#[test]
+fn two_shards_render_a_deployment_service_and_budget_per_shard() {
+    let docs = helm_template(&["--set", "sharding.shards=2", "--set", SHARDED_URL]);
+    let config = rendered_config(&docs);
+    assert_eq!(config["sharding"], json!({"shards": 2}));
+    assert_eq!(
+        config["jobs"]["callbackUrl"], "https://runctl-{shard}.example.com",
+        "the operator puts each shard's number in place of {{shard}}"
+    );
+    let selector =
+        json!({"app.kubernetes.io/name": "runctl", "app.kubernetes.io/instance": "runctl"});
+    let deployments = all_of(&docs, "Deployment");
+    assert_eq!(
+        deployments
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().expect("name"))
+            .collect::<Vec<_>>(),
+        ["runctl-shard-0", "runctl-shard-1"]
+    );
+    let checksums: Vec<&Value> = deployments
+        .iter()
+        .map(|d| &d["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+        .collect();
+    assert_eq!(
+        checksums[0], checksums[1],
+        "one configuration for every shard"
+    );
+    for (i, deployment) in deployments.iter().enumerate() {
+        let name = format!("runctl-shard-{i}");
+        assert_eq!(deployment["spec"]["replicas"], 2, "replicaCount per shard");
+        let mut shard_selector = selector.clone();
+        shard_selector["runctl.dev/shard"] = json!(i.to_string());
+        // The shard label is in the selector, so the Deployments never share pods.
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"],
+            shard_selector
+        );
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(pod_labels["runctl.dev/shard"], i.to_string());
+        assert_eq!(
+            env_value(deployment, "RUNCTL_SHARD_INDEX").as_deref(),
+            Some(i.to_string().as_str())
+        );
+        let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+        assert_eq!(spread["labelSelector"]["matchLabels"], shard_selector);
+
+        // The shard's replicas load the configuration as shard i of 2: their own Lease and
+        // callback URL.
+        let loaded = load_as(&docs, deployment);
+        assert_eq!(loaded.sharding.index, i as u32);
+        assert_eq!(
+            loaded.lease_config("pod").name,
+            format!("runctl-leader-shard-{i}")
+        );
+        assert_eq!(
+            loaded.training_job_config().reporting.callback_base_url,
+            format!("https://runctl-{i}.example.com")
+        );
+
+        let service = named(&docs, "Service", &name);
+        assert_eq!(service["spec"]["selector"], shard_selector);
+        assert_eq!(
+            service["metadata"]["labels"]["runctl.dev/shard"],
+            i.to_string()
+        );
+        let ports: Vec<&Value> = service["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| &p["name"])
+            .collect();
+        assert_eq!(ports, [&json!("metrics"), &json!("callback")]);
+        let pdb = named(&docs, "PodDisruptionBudget", &name);
+        assert_eq!(pdb["spec"]["selector"]["matchLabels"], shard_selector);
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+    }
+    // The main Service still selects every pod (metrics).
+    assert_eq!(all_of(&docs, "Service").len(), 3);
+    let main = named(&docs, "Service", "runctl");
+    assert_eq!(main["spec"]["selector"], selector);
+    assert_eq!(main["spec"]["type"], "ClusterIP");
+    assert_eq!(all_of(&docs, "PodDisruptionBudget").len(), 2);
+    assert_eq!(all_of(&docs, "ConfigMap").len(), 1);
+
+    // Each shard's Lease, and no other, in the release namespace.
+    let role = named(&docs, "Role", "runctl-operator-namespace");
+    assert_eq!(
+        canonical_rules(role),
+        rules(&[
+            ("coordination.k8s.io", "leases", &["create"]),
+            (
+                "coordination.k8s.io",
+                "leases[runctl-leader-shard-0,runctl-leader-shard-1]",
+                &["get", "update"],
+            ),
+            ("", "configmaps[runctl-reaper]", &["patch"]),
+        ])
+    );
+    assert_eq!(
+        canonical_rules(one(&docs, "ClusterRole")),
+        expected_cluster_rules()
+    );
+    check_bindings_and_wildcards(&docs);
+}
+
+#[test]
+fn sharded_services_monitoring_and_network_policy_select_the_right_pods() {
+    let docs = helm_template(&[
+        "--set",
+        "sharding.shards=3",
+        "--set",
+        SHARDED_URL,
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "service.type=LoadBalancer",
+        "--set",
+        "service.annotations.external-dns\\.alpha\\.kubernetes\\.io/hostname=runctl-{shard}.example.com",
+        "--set",
+        "service.annotations.team=ml",
+    ]);
+    let labels_match = |selector: &Value, labels: &Value| {
+        selector
+            .as_object()
+            .expect("matchLabels")
+            .iter()
+            .all(|(k, v)| &labels[k] == v)
+    };
+    let pods: Vec<&Value> = all_of(&docs, "Deployment")
+        .into_iter()
+        .map(|d| &d["spec"]["template"]["metadata"]["labels"])
+        .collect();
+    assert_eq!(pods.len(), 3);
+    // The NetworkPolicy covers every shard's pods.
+    let np = one(&docs, "NetworkPolicy");
+    assert!(
+        pods.iter()
+            .all(|p| labels_match(&np["spec"]["podSelector"]["matchLabels"], p))
+    );
+    // The ServiceMonitor scrapes each pod once: through the main Service, not the shards'.
+    let sm = one(&docs, "ServiceMonitor");
+    let selector = &sm["spec"]["selector"];
+    let scraped: Vec<&str> = all_of(&docs, "Service")
+        .into_iter()
+        .filter(|s| {
+            let labels = &s["metadata"]["labels"];
+            labels_match(&selector["matchLabels"], labels)
+                && selector["matchExpressions"]
+                    .as_array()
+                    .expect("matchExpressions")
+                    .iter()
+                    .all(|e| {
+                        assert_eq!(e["operator"], "DoesNotExist");
+                        labels.get(e["key"].as_str().expect("key")).is_none()
+                    })
+        })
+        .map(|s| s["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(scraped, ["runctl"]);
+    assert_eq!(sm["spec"]["podTargetLabels"], json!(["runctl.dev/shard"]));
+    // The load balancers are the shards'; {shard} in an annotation is each shard's number.
+    let main = named(&docs, "Service", "runctl");
+    assert_eq!(main["spec"]["type"], "ClusterIP");
+    assert_eq!(main["metadata"]["annotations"], json!({"team": "ml"}));
+    for i in 0..3 {
+        let service = named(&docs, "Service", &format!("runctl-shard-{i}"));
+        assert_eq!(service["spec"]["type"], "LoadBalancer");
+        assert_eq!(
+            service["metadata"]["annotations"],
+            json!({"external-dns.alpha.kubernetes.io/hostname": format!("runctl-{i}.example.com"), "team": "ml"})
+        );
+    }
+}
+
+#[test]
+fn a_sharded_ingress_routes_one_host_per_shard() {
+    let docs = helm_template(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.host=runctl-{shard}.example.com",
+        "--set",
+        "ingress.tlsSecretName=runctl-callback-tls",
+    ]);
+    // The URL keeps {shard} for the operator to fill.
+    assert_eq!(
+        rendered_config(&docs)["jobs"]["callbackUrl"],
+        "https://runctl-{shard}.example.com"
+    );
+    let ing = one(&docs, "Ingress");
+    assert_eq!(
+        ing["spec"]["tls"],
+        json!([{"hosts": ["runctl-0.example.com", "runctl-1.example.com"],
+                "secretName": "runctl-callback-tls"}])
+    );
+    let rules = ing["spec"]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 2);
+    for (i, rule) in rules.iter().enumerate() {
+        assert_eq!(rule["host"], format!("runctl-{i}.example.com"));
+        let path = &rule["http"]["paths"][0];
+        assert_eq!(path["path"], "/callback/");
+        assert_eq!(
+            path["backend"]["service"]["name"],
+            format!("runctl-shard-{i}")
+        );
+        assert_eq!(path["backend"]["service"]["port"]["name"], "callback");
+        named(&docs, "Service", &format!("runctl-shard-{i}"));
+    }
+}
+
+#[test]
+fn sharding_without_a_per_shard_address_is_refused() {
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "callback.url=https://runctl.example.com",
+    ]);
+    for needle in [
+        "callback.url \"https://runctl.example.com\" must contain {shard} when sharding.shards is 2",
+        "runctl-shard-<i>",
+        "docs/operations.md#sharding",
+    ] {
+        assert!(
+            err.contains(needle),
+            "the error should say {needle:?}: {err}"
+        );
+    }
+    // The URL set through config.extra is checked the same way.
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "config.extra.jobs.callbackUrl=https://old.acme.dev",
+    ]);
+    assert!(err.contains("must contain {shard}"), "{err}");
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "ingress.enabled=true",
+    ]);
+    assert!(
+        err.contains(
+            "ingress.host \"runctl.example.com\" must contain {shard} when sharding.shards is 2"
+        ),
+        "{err}"
+    );
+    // With an explicit URL the Ingress host still needs one host per shard.
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        SHARDED_URL,
+        "--set",
+        "ingress.enabled=true",
+    ]);
+    assert!(err.contains("ingress.host"), "{err}");
+    // No URL at all with a cloud provider: the message names the shard Services.
+    let err = template_error(&["--set", "sharding.shards=2"]);
+    assert!(
+        err.contains("callback.url is required") && err.contains("runctl-shard-<i>"),
+        "{err}"
+    );
+    // Only the simulated cloud: no URL needed.
+    let docs = helm_template(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "providers.aws.enabled=false",
+        "--set",
+        "providers.sim.enabled=true",
+    ]);
+    assert_eq!(all_of(&docs, "Deployment").len(), 2);
+    assert!(rendered_config(&docs).get("jobs").is_none());
+    for deployment in all_of(&docs, "Deployment") {
+        load_as(&docs, deployment);
+    }
+}
+
+#[test]
+fn sharding_refuses_a_watched_namespace_and_a_second_shard_setting() {
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        SHARDED_URL,
+        "--set",
+        "config.watchNamespace=ml-team",
+    ]);
+    assert!(
+        err.contains("sharding.shards 2 needs config.watchNamespace empty"),
+        "{err}"
+    );
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        SHARDED_URL,
+        "--set",
+        "config.extra.sharding.shards=3",
+    ]);
+    assert!(
+        err.contains("config.extra.sharding is not allowed"),
+        "{err}"
+    );
+    let err = template_error(&[
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        SHARDED_URL,
+        "--set",
+        "extraEnv[0].name=RUNCTL_SHARD_INDEX",
+        "--set-string",
+        "extraEnv[0].value=1",
+    ]);
+    assert!(
+        err.contains("extraEnv must not set RUNCTL_SHARD_INDEX"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sharded_notes_name_every_shard() {
+    let out = run_tool(
+        "helm",
+        &[
+            "install",
+            "runctl",
+            "charts/runctl",
+            "--namespace",
+            "runctl-system",
+            "--dry-run=client",
+            "--set",
+            "sharding.shards=2",
+            "--set",
+            SHARDED_URL,
+        ],
+    );
+    let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
+    for needle in [
+        "split into 2 shards",
+        "rollout status deployment/runctl-shard-0",
+        "rollout status deployment/runctl-shard-1",
+        "get lease runctl-leader-shard-0 runctl-leader-shard-1",
+        "https://runctl-{shard}.example.com/callback/",
+        "docs/operations.md#sharding",
+    ] {
+        assert!(
+            notes.contains(needle),
+            "NOTES should mention {needle:?}:\n{notes}"
+        );
+    }
 }

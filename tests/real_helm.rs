@@ -3,7 +3,7 @@
 //! updates them (more replicas, another poll interval, and the RBAC switched to
 //! `rbac.scope=namespaced`), and `helm uninstall` keeps the CRDs. The Deployment with the
 //! callback endpoint's TLS Secret mounted (`callback.tls.secretName`) passes the API server's
-//! validation.
+//! validation, and so do the per-shard objects of a sharded rendering (`sharding.shards`).
 //!
 //! The control plane has no nodes and no Deployment controller, so no operator pod runs: these
 //! tests check what the API server accepts and stores, not the operator (tests/real_rbac.rs runs
@@ -315,4 +315,80 @@ async fn the_deployment_with_callback_tls_passes_server_side_validation() {
         out.contains("configmap/tls-runctl-config created (server dry run)"),
         "{out}"
     );
+}
+
+/// A sharded rendering (`sharding.shards=2`, the Ingress with one host per shard, the
+/// NetworkPolicy): the per-shard Deployments, Services, PodDisruptionBudgets, the Ingress and the
+/// Role with the shards' Leases are accepted by the API server as they are rendered (`kubectl apply
+/// --dry-run=server --validate=strict`).
+#[tokio::test]
+async fn a_sharded_rendering_passes_server_side_validation() {
+    let plane = runctl_envtest::shared().await;
+    let ns = plane
+        .create_namespace("runctl-shards")
+        .await
+        .expect("the release namespace");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = plane.kubeconfig().display().to_string();
+    let shown: Vec<String> = [
+        "configmap",
+        "deployment",
+        "service",
+        "pdb",
+        "ingress",
+        "networkpolicy",
+        "rbac",
+    ]
+    .iter()
+    .map(|t| format!("templates/{t}.yaml"))
+    .collect();
+    let mut args = vec!["template", "sh", "charts/runctl", "--namespace", &ns];
+    args.extend([
+        "--set",
+        "sharding.shards=2",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.host=runctl-{shard}.example.com",
+        "--set",
+        "ingress.tlsSecretName=runctl-callback-tls",
+        "--set",
+        "networkPolicy.enabled=true",
+    ]);
+    for path in &shown {
+        args.extend(["--show-only", path.as_str()]);
+    }
+    let rendered = run_tool("helm", &args);
+    let file = dir.path().join("shards.yaml");
+    std::fs::write(&file, &rendered).expect("write the manifest");
+    let out = run_tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &file.display().to_string(),
+        ],
+    );
+    for object in [
+        "configmap/sh-runctl-config",
+        "deployment.apps/sh-runctl-shard-0",
+        "deployment.apps/sh-runctl-shard-1",
+        "service/sh-runctl",
+        "service/sh-runctl-shard-0",
+        "service/sh-runctl-shard-1",
+        "poddisruptionbudget.policy/sh-runctl-shard-0",
+        "poddisruptionbudget.policy/sh-runctl-shard-1",
+        "ingress.networking.k8s.io/sh-runctl-callback",
+        "networkpolicy.networking.k8s.io/sh-runctl",
+        "role.rbac.authorization.k8s.io/sh-runctl-operator-namespace",
+    ] {
+        assert!(
+            out.contains(&format!("{object} created (server dry run)")),
+            "{object}: {out}"
+        );
+    }
 }

@@ -47,6 +47,32 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* How many shards the cluster's namespaces are split into (sharding.shards, default 1). */}}
+{{- define "runctl.shards" -}}
+{{- $s := default dict .Values.sharding }}
+{{- int (default 1 $s.shards) }}
+{{- end }}
+
+{{/*
+The name of shard i's Deployment, Service and PodDisruptionBudget: <fullname>-shard-<i>, the
+full name cut so that the whole stays a 63-character DNS label. Argument: (list $ i).
+*/}}
+{{- define "runctl.shardName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-shard-%d" (include "runctl.fullname" $root | trunc 54 | trimSuffix "-") (int (index . 1)) }}
+{{- end }}
+
+{{/* The label that tells the shards' pods apart (sharding.shards > 1). */}}
+{{- define "runctl.shardLabel" -}}
+runctl.dev/shard: {{ index . 1 | toString | quote }}
+{{- end }}
+
+{{/* The selector labels of shard i's pods. Argument: (list $ i). */}}
+{{- define "runctl.shardSelectorLabels" -}}
+{{ include "runctl.selectorLabels" (index . 0) }}
+{{ include "runctl.shardLabel" . }}
+{{- end }}
+
 {{/* Where the callback TLS Secret (callback.tls.secretName) is mounted. */}}
 {{- define "runctl.callbackTlsDir" -}}
 /var/run/secrets/runctl/callback-tls
@@ -71,6 +97,15 @@ enabled and there is none: those machines run outside the cluster and cannot rea
 {{- if or (hasSuffix "/callback" $url) (contains "/callback/" $url) }}
 {{- fail (printf "callback.url %q must be the base URL without /callback: machines append /callback/<namespace>/<job>/<attempt>/... themselves" $url) }}
 {{- end }}
+{{- $shards := include "runctl.shards" . | int }}
+{{- if gt $shards 1 }}
+{{- if and .Values.ingress.enabled (not (contains "{shard}" .Values.ingress.host)) }}
+{{- fail (printf "ingress.host %q must contain {shard} when sharding.shards is %d: the Ingress routes one host per shard to that shard's Service (%s), e.g. ingress.host=runctl-{shard}.example.com gives runctl-0.example.com ... runctl-%d.example.com. See docs/operations.md#sharding." .Values.ingress.host $shards (printf "%s-shard-<i>" (include "runctl.fullname" . | trunc 54 | trimSuffix "-")) (sub $shards 1)) }}
+{{- end }}
+{{- if and $url (not (contains "{shard}" $url)) }}
+{{- fail (printf "callback.url %q must contain {shard} when sharding.shards is %d: a machine reports to the shard that owns its job, so each shard needs an address of its own reaching its Service %s (port %d), e.g. https://runctl-{shard}.example.com; the operator puts the shard's number in place of {shard}. See docs/operations.md#sharding." $url $shards (printf "%s-shard-<i>" (include "runctl.fullname" . | trunc 54 | trimSuffix "-")) (int .Values.ports.callback)) }}
+{{- end }}
+{{- end }}
 {{- $cloud := list }}
 {{- range $name := list "aws" "runpod" "lyceum" }}
 {{- if (index $.Values.providers $name).enabled }}
@@ -78,7 +113,11 @@ enabled and there is none: those machines run outside the cluster and cannot rea
 {{- end }}
 {{- end }}
 {{- if and (not $url) $cloud }}
-{{- fail (printf "callback.url is required when a cloud provider is enabled (%s): machines rented there run outside the cluster and must reach the operator's job callback endpoint (heartbeats, exit codes) from the internet, which a cluster-internal Service address does not allow. Set callback.url to a public HTTPS base URL that reaches port %d of the %s Service (a LoadBalancer, a tunnel; callback.tls.secretName makes the operator serve TLS itself), or set ingress.enabled=true and ingress.host=<public host name> to use https://<ingress.host>. See docs/getting-started.md." (join ", " $cloud) (int .Values.ports.callback) (include "runctl.fullname" .)) }}
+{{- $service := printf "the %s Service" (include "runctl.fullname" .) }}
+{{- if gt $shards 1 }}
+{{- $service = printf "the %s-shard-<i> Service of each shard i, with {shard} in the URL where i goes" (include "runctl.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+{{- fail (printf "callback.url is required when a cloud provider is enabled (%s): machines rented there run outside the cluster and must reach the operator's job callback endpoint (heartbeats, exit codes) from the internet, which a cluster-internal Service address does not allow. Set callback.url to a public HTTPS base URL that reaches port %d of %s (a LoadBalancer, a tunnel; callback.tls.secretName makes the operator serve TLS itself), or set ingress.enabled=true and ingress.host=<public host name> to use https://<ingress.host>. See docs/getting-started.md." (join ", " $cloud) (int .Values.ports.callback) $service) }}
 {{- end }}
 {{- $url }}
 {{- end }}
@@ -96,6 +135,16 @@ enabled and there is none: those machines run outside the cluster and cannot rea
   "reconcileConcurrency" $c.reconcileConcurrency }}
 {{- if $c.watchNamespace }}
 {{- $_ := set $cfg "watchNamespace" $c.watchNamespace }}
+{{- end }}
+{{- if dig "sharding" nil (default dict $c.extra) }}
+{{- fail "config.extra.sharding is not allowed: set sharding.shards (the chart then renders one Deployment per shard, each with its RUNCTL_SHARD_INDEX)" }}
+{{- end }}
+{{- $shards := include "runctl.shards" . | int }}
+{{- if gt $shards 1 }}
+{{- if $c.watchNamespace }}
+{{- fail (printf "sharding.shards %d needs config.watchNamespace empty (and rbac.scope=cluster): shards split the cluster's namespaces between them, a deployment that watches one namespace cannot be split" $shards) }}
+{{- end }}
+{{- $_ := set $cfg "sharding" (dict "shards" $shards) }}
 {{- end }}
 {{- $jobs := dict }}
 {{- with include "runctl.callbackUrl" . }}

@@ -1216,7 +1216,10 @@ fn sharded_services_monitoring_and_network_policy_select_the_right_pods() {
         .map(|s| s["metadata"]["name"].as_str().expect("name"))
         .collect();
     assert_eq!(scraped, ["runctl"]);
-    assert_eq!(sm["spec"]["podTargetLabels"], json!(["runctl.dev/shard"]));
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["relabelings"],
+        json!([{"sourceLabels": ["__meta_kubernetes_pod_label_runctl_dev_shard"], "targetLabel": "shard"}])
+    );
     // The load balancers are the shards'; {shard} in an annotation is each shard's number.
     let main = named(&docs, "Service", "runctl");
     assert_eq!(main["spec"]["type"], "ClusterIP");

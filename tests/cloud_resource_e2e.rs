@@ -567,3 +567,71 @@ async fn a_credentials_secret_is_read_once_per_recheck_interval_not_per_reconcil
     .await;
     op.stop().await;
 }
+
+/// A reconcile that works from a cached copy older than the controller's own finalizer patch
+/// (its watch event not in yet) goes on with the stored object: the guarded patch fails (422)
+/// against the API server, and `ensure` reads the object instead of failing the reconcile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_added_from_a_stale_copy_is_not_an_error() {
+    use runctl::controller::finalizers;
+    use std::sync::Arc;
+    let env = TestEnv::start(fast_sim()).await;
+    let api: Api<CloudResource> = env.api();
+    let stale = api
+        .create(
+            &PostParams::default(),
+            &CloudResourceBuilder::sim("stale").build(),
+        )
+        .await
+        .unwrap();
+    let fresh = finalizers::ensure(&api, Arc::new(stale.clone()), "runctl.dev/test")
+        .await
+        .expect("first add");
+    assert!(
+        fresh
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "runctl.dev/test")
+    );
+    // The same stale copy again: the stored object has the finalizer already.
+    let again = finalizers::ensure(&api, Arc::new(stale.clone()), "runctl.dev/test")
+        .await
+        .expect("a stale copy is no error");
+    assert_eq!(
+        again
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f == "runctl.dev/test")
+            .count(),
+        1,
+        "never twice"
+    );
+    // The stale copy for another finalizer: added beside the one it did not know of.
+    let other = finalizers::ensure(&api, Arc::new(stale), "runctl.dev/other")
+        .await
+        .expect("added after reading the object");
+    let stored = api
+        .get("stale")
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert!(
+        stored.contains(&"runctl.dev/test".to_string())
+            && stored.contains(&"runctl.dev/other".to_string()),
+        "{stored:?}"
+    );
+    assert_eq!(other.metadata.finalizers.clone().unwrap_or_default(), stored);
+    api.patch(
+        "stale",
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}

@@ -33,24 +33,52 @@ pub fn add_patch(current: &[String], finalizer: &str) -> json_patch::Patch {
 }
 
 /// `obj` with `finalizer` in place: unchanged when it has it or is being deleted (then the
-/// finalizer shell decides), else patched and returned as the API server stored it.
+/// finalizer shell decides), else patched and returned as the API server stored it. When the
+/// guarded patch fails because the list changed meanwhile (422), the object is read and, unless
+/// it has the finalizer now, patched once more from what was read.
 pub async fn ensure<K>(api: &Api<K>, obj: Arc<K>, finalizer: &str) -> Result<Arc<K>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    let has = obj.finalizers().iter().any(|f| f == finalizer);
-    if has || obj.meta().deletion_timestamp.is_some() {
+    if has_or_deleting(obj.as_ref(), finalizer) {
         return Ok(obj);
     }
-    let patch = add_patch(obj.finalizers(), finalizer);
-    let patched = api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Json::<()>(patch),
-        )
-        .await?;
-    Ok(Arc::new(patched))
+    let name = obj.name_any();
+    match add(api, &name, obj.finalizers(), finalizer).await {
+        // The list changed since the cache's copy was read: most often this controller's own
+        // earlier patch, whose watch event has not reached the cache yet (a reconcile woken by
+        // another watch). The object as stored decides, and a reconcile goes on with it instead
+        // of failing into backoff.
+        Err(kube::Error::Api(s)) if s.code == 422 => {
+            let fresh = api.get(&name).await?;
+            if has_or_deleting(&fresh, finalizer) {
+                return Ok(Arc::new(fresh));
+            }
+            Ok(Arc::new(
+                add(api, &name, fresh.finalizers(), finalizer).await?,
+            ))
+        }
+        other => other.map(Arc::new),
+    }
+}
+
+fn has_or_deleting<K: Resource>(obj: &K, finalizer: &str) -> bool {
+    obj.finalizers().iter().any(|f| f == finalizer) || obj.meta().deletion_timestamp.is_some()
+}
+
+/// Adds `finalizer` to the object `name` whose finalizers were `current` ([`add_patch`]).
+async fn add<K>(
+    api: &Api<K>,
+    name: &str,
+    current: &[String],
+    finalizer: &str,
+) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = add_patch(current, finalizer);
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
 }
 
 #[cfg(test)]

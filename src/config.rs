@@ -17,6 +17,7 @@ use crate::telemetry::LogFormat;
 
 mod validate;
 
+pub use validate::MAX_SHARDS;
 use validate::parse_socket_addr;
 
 /// Env: installation id.

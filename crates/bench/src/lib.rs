@@ -7,13 +7,14 @@
 //! deletion. It measures memory and CPU of this process (operator and driver) and of the
 //! child's, latencies, outcomes and request counts of that one run (see [`Report`]), and prints
 //! progress lines per phase on stderr. `tests/bench_small.rs` runs N = 100 and checks the counts
-//! only.
+//! only. With [`Options::shards`] above 1 the operator runs as that many shards ([`shards`]).
 
 pub mod count;
 pub mod measure;
 pub mod report;
 pub mod rss;
 mod server;
+pub mod shards;
 mod tally;
 mod watch;
 
@@ -46,6 +47,7 @@ pub use report::Report;
 pub use server::{
     SERVE_API_FLAG, SERVE_SIM_FLAG, ServeError, ServerMode, serve_child, serve_sim_child,
 };
+pub use shards::{SERVE_SHARD_FLAG, serve_shard_child};
 
 /// Namespace the jobs live in.
 const NAMESPACE: &str = "default";
@@ -69,6 +71,8 @@ pub struct Options {
     pub deadline: Duration,
     /// Where the API test server runs.
     pub server: ServerMode,
+    /// Shards the operator runs as (1: unsharded; more: the real control plane only).
+    pub shards: u32,
 }
 
 impl Options {
@@ -84,6 +88,7 @@ impl Options {
             deadline: Duration::from_secs(120)
                 + Duration::from_millis(30).saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
             server: ServerMode::InProcess,
+            shards: 1,
         }
     }
 }
@@ -192,7 +197,9 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     // The benchmark's own two watches open before the counts start, so that the counts are the
     // operator's (and that of the driver's requests, subtracted below).
     let shutdown = CancellationToken::new();
-    let seen = watch::Seen::start(client.clone(), NAMESPACE, shutdown.clone());
+    let namespaces = shards::namespaces(opts.shards);
+    create_namespaces(&client, &namespaces).await?;
+    let seen = watch::Seen::start(client.clone(), shutdown.clone());
     let mut ours = Vec::new();
     for _ in 0..100 {
         ours.push(server.stats().await?.watches_opened);
@@ -228,6 +235,20 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     config.jobs.callback_url = Some(format!("http://127.0.0.1:{port}"));
     // The simulated machines run on this host.
     config.jobs.allow_cluster_internal_callback_url = true;
+    let children = match (&opts.server, server.kubeconfig()) {
+        (_, _) if opts.shards <= 1 => shards::ShardChildren::default(),
+        (ServerMode::Real(program), Some(kubeconfig)) => {
+            shards::ShardChildren::spawn(program, kubeconfig, &config, opts.shards, port).await?
+        }
+        _ => {
+            return Err(BenchError::Operator(
+                "a sharded run needs the real control plane (--server real)".into(),
+            ));
+        }
+    };
+    if opts.shards > 1 {
+        shards::configure(&mut config, 0, opts.shards, port);
+    }
     let sim = sim_client(server, &config)?;
     // The registry's own in-process sim stays empty: its sim provider is the served one.
     let registry = Arc::new(ProviderRegistry::new(
@@ -237,8 +258,22 @@ async fn run_with(opts: &Options, server: &BenchServer) -> Result<Report, BenchE
     let operator = Operator::from_config(client.clone(), &config, registry, "runctl-bench-0")
         .map_err(|e| BenchError::Operator(e.to_string()))?;
     let op_task = tokio::spawn(operator.run(shutdown.clone()));
-    let outcome = drive(opts, server, &client, &config, &sim, &seen, &progress).await;
+    let outcome = drive(
+        opts,
+        server,
+        &client,
+        &Setup {
+            config: &config,
+            namespaces: &namespaces,
+            children: &children,
+        },
+        &sim,
+        &seen,
+        &progress,
+    )
+    .await;
     shutdown.cancel();
+    children.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), op_task).await;
     let mut report = outcome?;
     report.raw_writes_per_second = raw_writes_per_second;
@@ -369,12 +404,20 @@ impl Meter {
     }
 }
 
+/// What a run was set up with: the operator's configuration (shard 0's in a sharded run), the
+/// jobs' namespaces and the other shards' processes.
+struct Setup<'a> {
+    config: &'a OperatorConfig,
+    namespaces: &'a [String],
+    children: &'a shards::ShardChildren,
+}
+
 /// The measured part of a run: the operator runs; the jobs go through their whole life.
 async fn drive(
     opts: &Options,
     server: &BenchServer,
     client: &Client,
-    config: &OperatorConfig,
+    setup: &Setup<'_>,
     sim: &RemoteSim,
     seen: &watch::Seen,
     progress: &Progress,
@@ -404,19 +447,21 @@ async fn drive(
 
     server.reset_stats().await?;
     let server_requests0 = server.server_requests().await?;
-    let meter = Meter::start(server.processes());
+    let mut processes = server.processes();
+    processes.extend(setup.children.processes());
+    let meter = Meter::start(processes);
     let lists0 = seen.lists();
     let sampler = Sampler::start(Duration::from_secs(1));
     let started = Instant::now();
 
     // Apply burst.
-    let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), NAMESPACE);
     let applied: HashMap<String, Timestamp> = futures::stream::iter(0..n)
         .map(|i| {
-            let jobs = jobs.clone();
+            let namespace = &setup.namespaces[i % setup.namespaces.len()];
+            let jobs: Api<TrainingJob> = Api::namespaced(client.clone(), namespace);
             async move {
                 let name = format!("bench-{i}");
-                jobs.create(&PostParams::default(), &job(&name))
+                jobs.create(&PostParams::default(), &job(&name, namespace))
                     .await
                     .map(|_| (name, Timestamp::now()))
             }
@@ -478,7 +523,7 @@ async fn drive(
         &format!("{intervals:.1} intervals, {noop_writes} writes"),
     );
 
-    let observe_vs_list = batched_vs_single(&sim_client(server, config)?).await?;
+    let observe_vs_list = batched_vs_single(&sim_client(server, setup.config)?).await?;
 
     // Completion: every workload exits 0; the wrapper reports it; TTL deletes the jobs. The
     // benchmark's watches see the deletions; a list confirms them (and its reads are not the
@@ -491,7 +536,8 @@ async fn drive(
         .await
         .map_err(sim_err("exiting the workloads"))?;
     progress.line("completion", &format!("{exited} workloads exited"));
-    let crs: Api<CloudResource> = Api::namespaced(client.clone(), NAMESPACE);
+    let jobs: Api<TrainingJob> = Api::all(client.clone());
+    let crs: Api<CloudResource> = Api::all(client.clone());
     let mut driver_lists = 0u64;
     let mut left = (n, n);
     let mut last_list = Instant::now();
@@ -548,7 +594,16 @@ async fn drive(
     let wall_seconds = started.elapsed().as_secs_f64();
     progress.line("deleted", &format!("{n} jobs and CloudResources"));
     let rss_by_phase = sampler.finish();
-    let (this, server_processes) = meter.finish(&steady_rss);
+    let (this, measured) = meter.finish(&steady_rss);
+    let shard_names: Vec<String> = setup
+        .children
+        .processes()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let (shard_processes, server_processes): (Vec<_>, Vec<_>) = measured
+        .into_iter()
+        .partition(|(name, _)| shard_names.contains(name));
     let stats = server.stats().await?;
     let server_requests = match (server.server_requests().await?, server_requests0) {
         (Some(end), Some(start)) => Some(end.since(&start)),
@@ -563,7 +618,7 @@ async fn drive(
     let machines = sim.machines().await.map_err(sim_err("sim machines"))?;
 
     let (apply_to_create, status_lag) =
-        tally::latencies(&machines, NAMESPACE, &applied, |cr, state| {
+        tally::latencies(&machines, setup.namespaces, &applied, |cr, state| {
             seen.first(cr, state)
         });
     // Outcomes, from what the jobs' statuses said last.
@@ -608,6 +663,8 @@ async fn drive(
         rss_by_phase,
         server: (!server_processes.is_empty()).then(|| ProcessFigures::sum(&server_processes)),
         server_processes,
+        shards: opts.shards,
+        shard_processes,
         wall_seconds,
         apply_to_create,
         status_lag,
@@ -650,13 +707,14 @@ fn writes_by_resource(a: &count::Counts, b: &count::Counts) -> BTreeMap<String, 
     out
 }
 
-/// A TrainingJob whose workload runs until the benchmark ends it; deleted 1 s after it ends.
-fn job(name: &str) -> TrainingJob {
+/// A TrainingJob in `namespace` whose workload runs until the benchmark ends it; deleted 1 s
+/// after it ends.
+fn job(name: &str, namespace: &str) -> TrainingJob {
     let placement: serde_json::Value =
         serde_json::from_str(PLACEMENT).unwrap_or(serde_json::Value::Null);
     let value = serde_json::json!({
         "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "placement": placement,
             "workload": {"image": "bench"},
@@ -666,6 +724,19 @@ fn job(name: &str) -> TrainingJob {
     });
     // The literal above is a valid TrainingJob; a failure here is a bug of this file.
     serde_json::from_value(value).expect("the benchmark's TrainingJob is valid")
+}
+
+/// Creates the namespaces of a sharded run (`default` exists already).
+async fn create_namespaces(client: &Client, namespaces: &[String]) -> Result<(), BenchError> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for name in namespaces.iter().filter(|n| n.as_str() != NAMESPACE) {
+        let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+        ns.meta_mut().name = Some(name.clone());
+        api.create(&PostParams::default(), &ns)
+            .await
+            .map_err(kube_err("creating the jobs' namespaces"))?;
+    }
+    Ok(())
 }
 
 /// Creates `n` ConfigMaps as fast as the client can and returns writes per second: the API

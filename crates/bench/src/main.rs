@@ -11,6 +11,7 @@
 //! ```sh
 //! cargo run --profile scale -p runctl-bench -- 100 1000 10000
 //! cargo run --profile scale -p runctl-bench -- --server inprocess 100 1000
+//! cargo run --profile scale -p runctl-bench -- --shards=2 1000
 //! ```
 
 use std::process::ExitCode;
@@ -19,7 +20,9 @@ use std::process::ExitCode;
 // uses.
 runctl::use_jemalloc!();
 
-use runctl_bench::{self as bench, Options, SERVE_API_FLAG, SERVE_SIM_FLAG, ServerMode};
+use runctl_bench::{
+    self as bench, Options, SERVE_API_FLAG, SERVE_SHARD_FLAG, SERVE_SIM_FLAG, ServerMode,
+};
 
 /// Which API server the benchmark runs against.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,17 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some(SERVE_SHARD_FLAG) {
+        return match bench::serve_shard_child(&args[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("runctl-bench {SERVE_SHARD_FLAG}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut sizes = Vec::new();
+    let mut shards = 1;
     let mut reconcile_concurrency = None;
     let mut deadline = None;
     let mut kind = Server::Real;
@@ -79,6 +92,13 @@ async fn main() -> ExitCode {
         if let Some(d) = arg.strip_prefix("--deadline=") {
             match d.parse::<u64>() {
                 Ok(d) if d > 0 => deadline = Some(std::time::Duration::from_secs(d)),
+                _ => return usage(),
+            }
+            continue;
+        }
+        if let Some(s) = arg.strip_prefix("--shards=") {
+            match s.parse::<u32>() {
+                Ok(s) if (1..=runctl::config::MAX_SHARDS).contains(&s) => shards = s,
                 _ => return usage(),
             }
             continue;
@@ -119,6 +139,7 @@ async fn main() -> ExitCode {
         let opts = Options {
             server: server.clone(),
             reconcile_concurrency,
+            shards,
             deadline: deadline.unwrap_or(defaults.deadline),
             ..defaults
         };
@@ -135,7 +156,7 @@ async fn main() -> ExitCode {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: runctl-bench [--server real|inprocess] [--concurrency=C] [--deadline=S] [N ...]   (server: the real control plane from scripts/setup-control-plane.sh (default) or runctl's API test server; default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured; S: longest wait of each phase in seconds, default 120 + 0.03 × N)"
+        "usage: runctl-bench [--server real|inprocess] [--concurrency=C] [--deadline=S] [--shards=K] [N ...]   (server: the real control plane from scripts/setup-control-plane.sh (default) or runctl's API test server; default sizes: 100 1000 10000; C: the operator's reconciles at once per controller, default as configured; S: longest wait of each phase in seconds, default 120 + 0.03 × N; K: the operator as K shards, shard 0 in this process and each other one in a process of its own, jobs spread over 8 namespaces per shard; real control plane only)"
     );
     ExitCode::from(2)
 }

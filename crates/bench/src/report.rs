@@ -114,6 +114,11 @@ pub struct Report {
     /// Each server process: the API test server + sim child, or etcd, kube-apiserver,
     /// kube-controller-manager and the sim's child on the real control plane.
     pub server_processes: Vec<(String, ProcessFigures)>,
+    /// Shards the operator ran as (1: unsharded). Shard 0 runs in the operator process, the
+    /// others in [`Report::shard_processes`].
+    pub shards: u32,
+    /// The processes of shards 1 and up (a sharded run), each the operator alone.
+    pub shard_processes: Vec<(String, ProcessFigures)>,
     /// Wall seconds of the run (apply to last deletion).
     pub wall_seconds: f64,
     /// Apply-to-create-call latency.
@@ -243,11 +248,18 @@ impl fmt::Display for Report {
                 self.failed.len() - FAILED_LISTED
             )?;
         }
-        let process = if self.server_in_process {
-            "operator process: operator + driver + API test server + sim"
-        } else {
-            "operator process: operator + driver"
+        let process = match (self.server_in_process, self.shards > 1) {
+            (true, _) => "operator process: operator + driver + API test server + sim",
+            (false, false) => "operator process: operator + driver",
+            (false, true) => "operator process: shard 0 + driver",
         };
+        if self.shards > 1 {
+            writeln!(
+                f,
+                "| shards | {} (shard 0 in the operator process, each other shard in a process of its own) |",
+                self.shards
+            )?;
+        }
         writeln!(
             f,
             "| peak RSS ({process}) | {:.1} MiB |",
@@ -274,6 +286,15 @@ impl fmt::Display for Report {
             "| CPU seconds ({process}) / wall seconds | {:.1} / {:.1} |",
             self.cpu_seconds, self.wall_seconds
         )?;
+        for (name, p) in &self.shard_processes {
+            writeln!(
+                f,
+                "| {name}: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+                mib(p.peak_rss_kib),
+                mib(p.steady_rss_kib),
+                p.cpu_seconds
+            )?;
+        }
         match (&self.server, self.server_processes.as_slice()) {
             (Some(s), [_] | []) => writeln!(
                 f,

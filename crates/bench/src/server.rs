@@ -180,6 +180,15 @@ impl BenchServer {
         }
     }
 
+    /// The kubeconfig of the real control plane (for the processes of a sharded run's other
+    /// shards); `None` for the API test server.
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        match self {
+            BenchServer::Real(r) => Some(r.plane.kubeconfig()),
+            _ => None,
+        }
+    }
+
     /// `http://127.0.0.1:PORT` of the sim server.
     pub fn sim_url(&self) -> String {
         match self {

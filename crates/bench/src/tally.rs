@@ -16,21 +16,26 @@ use super::count::Counts;
 use super::report::{FailedJob, Latency};
 use super::watch::JobOutcome;
 
-/// Apply → create-call and provider-state → status latencies of the machines of `namespace`:
+/// Apply → create-call and provider-state → status latencies of the machines of `namespaces`:
 /// `applied` gives when each job was applied, `first` when the benchmark first saw a
 /// CloudResource in a state.
 pub fn latencies(
     machines: &[WireSimMachine],
-    namespace: &str,
+    namespaces: &[String],
     applied: &HashMap<String, Timestamp>,
     first: impl Fn(&str, ResourceState) -> Option<Timestamp>,
 ) -> (Latency, Latency) {
-    let prefix = format!("{namespace}/");
     let mut apply_to_create = Vec::new();
     let mut status_lag = Vec::new();
     let mut ours = 0;
     for m in machines {
-        let Some(cr) = m.tags.get(TAG_OWNER).and_then(|o| o.strip_prefix(&prefix)) else {
+        let Some(cr) = m
+            .tags
+            .get(TAG_OWNER)
+            .and_then(|o| o.split_once('/'))
+            .filter(|(ns, _)| namespaces.iter().any(|n| n == ns))
+            .map(|(_, cr)| cr)
+        else {
             continue;
         };
         ours += 1;
@@ -184,7 +189,7 @@ mod tests {
         };
         let applied = HashMap::from([("j".to_string(), t0)]);
         let machines = [machine(Some("ns/j-a1")), machine(None)];
-        let (create, lag) = latencies(&machines, "ns", &applied, |cr, state| {
+        let (create, lag) = latencies(&machines, &["ns".to_string()], &applied, |cr, state| {
             (cr == "j-a1" && state == ResourceState::Running).then(|| at(1250))
         });
         assert_eq!(
@@ -203,7 +208,7 @@ mod tests {
                 samples: 1
             }
         );
-        let (create, _) = latencies(&machines[1..], "ns", &applied, |_, _| None);
+        let (create, _) = latencies(&machines[1..], &["ns".to_string()], &applied, |_, _| None);
         assert_eq!(
             create.to_string(),
             "n/a (no samples: the sim knew 1 machines at the end, 0 of them the benchmark's)"

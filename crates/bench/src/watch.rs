@@ -42,10 +42,10 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Starts both watches in `namespace`.
-    pub fn start(client: Client, namespace: &str, stop: CancellationToken) -> Self {
+    /// Starts both watches, in every namespace (the benchmark's cluster holds its objects only).
+    pub fn start(client: Client, stop: CancellationToken) -> Self {
         let seen = Self::default();
-        let crs: Api<CloudResource> = Api::namespaced(client.clone(), namespace);
+        let crs: Api<CloudResource> = Api::all(client.clone());
         let (s, d) = (seen.clone(), seen.clone());
         follow(
             crs,
@@ -74,7 +74,7 @@ impl Seen {
                 d.deleted_crs.lock().insert(cr.name_any());
             },
         );
-        let jobs: Api<TrainingJob> = Api::namespaced(client, namespace);
+        let jobs: Api<TrainingJob> = Api::all(client);
         let (s, d) = (seen.clone(), seen.clone());
         follow(
             jobs,

@@ -147,9 +147,13 @@ impl CallbackState {
 
     /// Whether `presented` is attempt `id`'s token. An attempt whose token digest is not cached
     /// costs a Secret read, taken from the unauthenticated budget: `None` when it is spent.
-    async fn verify(&self, id: &AttemptId, presented: &str) -> Option<Result<bool, kube::Error>> {
+    async fn verify(
+        &self,
+        id: &AttemptId,
+        presented: &str,
+    ) -> Option<Result<Verdict, kube::Error>> {
         if let Some(stored) = self.reports.token_digest(id) {
-            return Some(Ok(token::matches(presented, &stored)));
+            return Some(Ok(Verdict::of(token::matches(presented, &stored))));
         }
         if !self.limiter.allow_unauthenticated() {
             return None;
@@ -160,11 +164,11 @@ impl CallbackState {
             Err(e) => return Some(Err(e)),
         };
         let Some(t) = secret.as_ref().and_then(token::from_secret) else {
-            return Some(Ok(false));
+            return Some(Ok(Verdict::NoToken));
         };
         let stored = token::digest(&t);
         self.reports.cache_token_digest(id.clone(), stored);
-        Some(Ok(token::matches(presented, &stored)))
+        Some(Ok(Verdict::of(token::matches(presented, &stored))))
     }
 
     /// The answer to a request without a valid token: 401 within the unauthenticated budget,
@@ -295,6 +299,23 @@ fn parse(kind: &str, body: &[u8], now: Timestamp) -> Result<Report, (StatusCode,
     }
 }
 
+/// What a presented token is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The attempt's token.
+    Valid,
+    /// Not the attempt's token.
+    Invalid,
+    /// The attempt has no token (ended, its Secret deleted with it; or never made).
+    NoToken,
+}
+
+impl Verdict {
+    fn of(matches: bool) -> Self {
+        if matches { Self::Valid } else { Self::Invalid }
+    }
+}
+
 /// The answer to a report: a status code and a short message for the wrapper.
 type Answer = (StatusCode, &'static str);
 
@@ -338,9 +359,16 @@ async fn authenticate<'h>(
         return Err(state.unauthorized("missing bearer token"));
     };
     match state.verify(id, presented).await {
-        Some(Ok(true)) => {}
-        Some(Ok(false)) => {
+        Some(Ok(Verdict::Valid)) => {}
+        Some(Ok(Verdict::Invalid)) => {
             warn!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, "callback with an invalid token rejected");
+            return Err(state.unauthorized("invalid token"));
+        }
+        // The same answer (nothing tells a caller without the token whether the attempt
+        // exists), but no warning: mostly a machine's last request after its attempt ended and
+        // its token was deleted with it.
+        Some(Ok(Verdict::NoToken)) => {
+            debug!(namespace = %id.namespace, job = %id.job, attempt = id.attempt, "callback for an attempt without a token (ended, or never made) rejected");
             return Err(state.unauthorized("invalid token"));
         }
         Some(Err(e)) => {

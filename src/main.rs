@@ -45,6 +45,9 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// Print which shard owns each namespace when the cluster is split into --shards (no
+    /// cluster needed).
+    Shard(cli::shard::ShardArgs),
     /// List TrainingJobs: phase, provider, machine, attempts, price and cost.
     Get(cli::get::GetArgs),
     /// Show a TrainingJob: attempts, placement (with rejected offers), cost, conditions, events.
@@ -181,7 +184,7 @@ async fn user_command(command: Command, args: cli::ClusterArgs) -> Result<(), cl
         Command::Plan(a) => cli::plan::run(&cluster, &a, out).await,
         Command::Cost(a) => cli::cost::run(&cluster, &a, out).await,
         Command::Doctor(a) => cli::doctor::run(&cluster, &a, out).await,
-        Command::Run(_) | Command::Demo { .. } | Command::Crd { .. } => Ok(()),
+        Command::Run(_) | Command::Demo { .. } | Command::Crd { .. } | Command::Shard(_) => Ok(()),
     }
 }
 
@@ -192,6 +195,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Demo { speed } => demo(speed).await,
         Command::Crd { write } => write_crds(write).map_err(|e| e.to_string()),
+        Command::Shard(a) => cli::shard::render(&a).map(|text| print!("{text}")),
         command => user_command(command, cli.cluster)
             .await
             .map_err(|e| e.to_string()),

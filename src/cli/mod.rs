@@ -15,6 +15,7 @@ pub mod get;
 pub mod logs;
 pub mod output;
 pub mod plan;
+pub mod shard;
 pub mod target;
 
 use kube::Client;

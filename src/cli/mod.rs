@@ -1,7 +1,8 @@
 //! The commands ML engineers run against a cluster with runctl installed, answered by the same
 //! binary as `runctl <command>` and, installed as `kubectl-runctl` (see `plugins/krew/`), as the
 //! kubectl plugin `kubectl runctl <command>`: `get`, `describe`, `logs`, `suspend`, `resume`,
-//! `retry`, `plan`, `cost` and `doctor`. docs/cli.md describes each.
+//! `retry`, `plan`, `cost` and `doctor` (and `shard`, which needs no cluster). docs/cli.md
+//! describes each.
 //!
 //! Every command reads and writes through the user's kubeconfig (the current context and its
 //! namespace unless `--context` / `-n` say otherwise) and prints through [`output::Out`], which

@@ -337,6 +337,51 @@ async fn every_command_against_a_control_plane() {
         .join("\n");
     assert_snapshot("cli/doctor", &(text + "\n"));
 
+    // doctor, sharded: each shard's Lease and callback URL (`{shard}` filled in); shard 1 has
+    // never led here.
+    let mut sharded = config.clone();
+    sharded.sharding.shards = 2;
+    sharded.jobs.callback_url = Some(format!("{}/shard-{{shard}}", op.callback_base));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_yaml::to_string(&sharded).unwrap()).unwrap();
+    let mut shard0 = lease.clone();
+    shard0.metadata.name = Some("runctl-leader-shard-0".into());
+    shard0.metadata.resource_version = None;
+    Api::<Lease>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &shard0)
+        .await
+        .unwrap();
+    let (text, err) = output(&env, |mut out| async {
+        let a = cli::doctor::DoctorArgs {
+            operator: OperatorArgs {
+                config: Some(file.path().to_owned()),
+                ..operator.clone()
+            },
+        };
+        let r = cli::doctor::run(&cluster, &a, &mut out).await;
+        (out, r)
+    })
+    .await;
+    assert!(err.is_some(), "shard 1 has no leader\n{text}");
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("operator (shard 0)").contains("runctl-0 leads"),
+        "{text}"
+    );
+    assert!(
+        line("operator (shard 1)").contains("no Lease") && text.contains("runctl-leader-shard-1"),
+        "{text}"
+    );
+    for s in ["0", "1"] {
+        let cb = line(&format!("callback URL (shard {s})"));
+        assert!(cb.contains(&format!("/shard-{s} ")), "{cb}");
+    }
+
     if env.is_real() {
         plugin_get(&env);
     }

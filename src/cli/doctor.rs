@@ -90,10 +90,14 @@ pub async fn run(cluster: &Cluster, args: &DoctorArgs, out: &mut Out) -> Result<
                     ),
                 },
             ));
-            out.progress("checking the operator's leader Lease…");
-            checks.push(leader(cluster, &args.operator.operator_namespace, &config, out.now).await);
-            out.progress("checking the callback URL…");
-            checks.push(callback(&config).await);
+            // A sharded installation: each shard's Lease and callback URL.
+            for shard in shards_of(&config) {
+                out.progress("checking the operator's leader Lease…");
+                let ns = &args.operator.operator_namespace;
+                checks.push(leader(cluster, ns, &shard, out.now).await);
+                out.progress("checking the callback URL…");
+                checks.push(callback(&shard).await);
+            }
             out.progress("checking the providers' credentials…");
             checks.extend(providers(cluster, &config).await);
             checks.extend(classes(cluster).await);
@@ -197,35 +201,49 @@ pub fn same_versions(have: &CustomResourceDefinition, want: &CustomResourceDefin
     json(have) == json(want)
 }
 
-/// The leader Lease: held and renewed within its duration.
+/// The configuration as each shard runs it (its `sharding.index`): one for an unsharded
+/// installation.
+fn shards_of(config: &OperatorConfig) -> Vec<OperatorConfig> {
+    (0..config.sharding.shards.max(1))
+        .map(|index| {
+            let mut shard = config.clone();
+            shard.sharding.index = index;
+            shard
+        })
+        .collect()
+}
+
+/// A check's name, with the shard's number in a sharded installation.
+fn named(what: &str, config: &OperatorConfig) -> String {
+    if config.sharding.shards > 1 {
+        format!("{what} (shard {})", config.sharding.index)
+    } else {
+        what.to_string()
+    }
+}
+
+/// The leader Lease (of the configuration's shard): held and renewed within its duration.
 async fn leader(cluster: &Cluster, ns: &str, config: &OperatorConfig, now: Timestamp) -> Check {
+    let check = |verdict, detail: String| Check::new(named("operator", config), verdict, detail);
     let le = &config.leader_election;
     if !le.enabled {
-        return Check::new(
-            "operator",
+        return check(
             Verdict::Warn,
-            "leader election is off in the configuration: doctor cannot tell whether the operator runs",
+            "leader election is off in the configuration: doctor cannot tell whether the operator runs".into(),
         );
     }
+    let lease_name = config.lease_config("doctor").name;
     let api: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
-    let lease = match api.get_opt(&le.lease_name).await {
+    let lease = match api.get_opt(&lease_name).await {
         Ok(Some(l)) => l,
         Ok(None) => {
-            return Check::new(
-                "operator",
+            return check(
                 Verdict::Fail,
-                format!(
-                    "not running: no Lease {ns}/{} (no replica ever led)",
-                    le.lease_name
-                ),
+                format!("not running: no Lease {ns}/{lease_name} (no replica ever led)"),
             );
         }
         Err(e) => {
-            return Check::new(
-                "operator",
-                Verdict::Fail,
-                format!("cannot read its Lease: {e}"),
-            );
+            return check(Verdict::Fail, format!("cannot read its Lease: {e}"));
         }
     };
     let spec = lease.spec.unwrap_or_default();
@@ -235,20 +253,17 @@ async fn leader(cluster: &Cluster, ns: &str, config: &OperatorConfig, now: Times
         .lease_duration_seconds
         .map_or(le.lease_duration_seconds as i64, i64::from);
     match renewed {
-        Some(r) if !holder.is_empty() && now.duration_since(r).as_secs() <= valid => Check::new(
-            "operator",
+        Some(r) if !holder.is_empty() && now.duration_since(r).as_secs() <= valid => check(
             Verdict::Ok,
             format!(
                 "running; {holder} leads (renewed {} ago)",
                 duration(now.duration_since(r))
             ),
         ),
-        Some(r) => Check::new(
-            "operator",
+        Some(r) => check(
             Verdict::Fail,
             format!(
-                "no replica leads: Lease {ns}/{} last renewed {} ago{}",
-                le.lease_name,
+                "no replica leads: Lease {ns}/{lease_name} last renewed {} ago{}",
                 duration(now.duration_since(r)),
                 if holder.is_empty() {
                     String::new()
@@ -257,13 +272,9 @@ async fn leader(cluster: &Cluster, ns: &str, config: &OperatorConfig, now: Times
                 }
             ),
         ),
-        None => Check::new(
-            "operator",
+        None => check(
             Verdict::Fail,
-            format!(
-                "no replica leads: Lease {ns}/{} was never renewed",
-                le.lease_name
-            ),
+            format!("no replica leads: Lease {ns}/{lease_name} was never renewed"),
         ),
     }
 }
@@ -275,11 +286,17 @@ async fn callback(config: &OperatorConfig) -> Check {
         .enabled_kinds()
         .into_iter()
         .any(|k| k.reports_from_outside());
-    let url = config.jobs.callback_url.as_deref();
+    // The shard's own URL (`{shard}` filled in).
+    let url = config
+        .jobs
+        .callback_url
+        .as_deref()
+        .map(|u| config.shard().fill(u));
+    let url = url.as_deref();
     let check = config.training_job_config().callback_check;
     if let Err(why) = crate::callback::reach::judge(url, check) {
         return Check::new(
-            "callback URL",
+            named("callback URL", config),
             if clouds { Verdict::Fail } else { Verdict::Warn },
             format!(
                 "{}{}",
@@ -293,7 +310,7 @@ async fn callback(config: &OperatorConfig) -> Check {
         );
     }
     let Some(url) = url else {
-        return Check::new("callback URL", Verdict::Ok, "not needed");
+        return Check::new(named("callback URL", config), Verdict::Ok, "not needed");
     };
     let probe = format!(
         "{}/callback/runctl-doctor/doctor/0/heartbeat",
@@ -305,7 +322,7 @@ async fn callback(config: &OperatorConfig) -> Check {
         .build()
     {
         Ok(c) => c,
-        Err(e) => return Check::new("callback URL", Verdict::Fail, e.to_string()),
+        Err(e) => return Check::new(named("callback URL", config), Verdict::Fail, e.to_string()),
     };
     match client
         .post(&probe)
@@ -314,12 +331,12 @@ async fn callback(config: &OperatorConfig) -> Check {
         .await
     {
         Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Check::new(
-            "callback URL",
+            named("callback URL", config),
             Verdict::Ok,
             format!("{url} answers from here (401 to a report without a token, as runctl does)"),
         ),
         Ok(r) => Check::new(
-            "callback URL",
+            named("callback URL", config),
             Verdict::Warn,
             format!(
                 "{url} answers {} to a report without a token; runctl answers 401: is the Ingress routing /callback/ to runctl?",
@@ -327,7 +344,7 @@ async fn callback(config: &OperatorConfig) -> Check {
             ),
         ),
         Err(e) => Check::new(
-            "callback URL",
+            named("callback URL", config),
             Verdict::Fail,
             format!("{url} does not answer from here: {}", error_chain(&e)),
         ),

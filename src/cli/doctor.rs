@@ -1,8 +1,8 @@
 //! `runctl doctor`: whether runctl is installed and working, checked from where the user sits:
 //! the API server answers; the CRDs are installed, established and at this binary's schema; the
-//! operator runs and one replica leads (its Lease is fresh; each shard's, sharded); the callback URL is one machines can
-//! use and answers from here; each enabled provider accepts the operator's credentials; each
-//! MachineClass is Ready. Exit status 1 when a check fails.
+//! operator runs and one replica leads (its Lease is fresh; in a sharded installation, each
+//! shard's); the callback URL (each shard's) is one machines can use and answers from here;
+//! each enabled provider accepts the operator's credentials; each MachineClass is Ready. Exit status 1 when a check fails.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -87,6 +87,8 @@ pub struct Track {
     pub next_log: SimMillis,
     /// The callback refused output for good (the attempt has ended).
     pub log_done: bool,
+    /// The exit report was acknowledged: no output is shipped after it.
+    pub exit_acknowledged: bool,
 }
 
 /// Kind of report.
@@ -146,7 +148,9 @@ impl std::fmt::Debug for Post {
 
 /// What the wrapper of one machine should send now, from its record, its track and the time:
 /// the exit report once the workload has ended (or is due to end within `lead_ms`), else a
-/// heartbeat when the machine runs and one is due. Pure, for table tests.
+/// heartbeat when the machine runs, one is due and no exit report was tried (the shell
+/// wrapper's heartbeats end with the workload: none between exit report retries or after the
+/// exit was reported). Pure, for table tests.
 pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<Kind> {
     let status = rec.status(now);
     if !track.exit_done && now >= track.next_exit {
@@ -169,12 +173,14 @@ pub fn due(rec: &Record, track: &Track, now: SimMillis, lead_ms: u64) -> Option<
             }
         }
     }
-    (status.state == ResourceState::Running && now >= track.next_heartbeat)
+    let workload_runs = !track.exit_done && track.exit_attempts == 0;
+    (workload_runs && status.state == ResourceState::Running && now >= track.next_heartbeat)
         .then_some(Kind::Heartbeat)
 }
 
 /// The chunk of output of `rec` due now: lines not yet acknowledged, printed by `upto`, when its
-/// interval has passed or `flush` (its exit is reported now).
+/// interval has passed or `flush` (its exit is reported now); none once the exit report was
+/// acknowledged.
 fn output_due(
     rec: &Record,
     track: &mut Track,
@@ -185,7 +191,12 @@ fn output_due(
     ms_per_second: u64,
 ) -> Option<(String, u64)> {
     let w = rec.workload.as_ref()?;
+    // Nothing after the exit report was acknowledged: the shell wrapper ships the last chunks
+    // once, before its exit report, and never again. (After an exit report given up on, the
+    // sim goes on shipping what is left: tests that compress time past the callback's rate
+    // limits get their output that way; the shell wrapper would have ended.)
     if track.log_done
+        || track.exit_acknowledged
         || w.env
             .get(crate::provider::workload::ENV_SHIP_LOGS)
             .is_some_and(|v| v == "no")
@@ -317,6 +328,7 @@ async fn run(cloud: Weak<SimCloud>) {
             }
             if let (Kind::Exit(_), Some(t)) = (kind, tracks.get_mut(&num)) {
                 t.exit_attempts += 1;
+                t.exit_acknowledged |= answer == Answer::Acknowledged;
                 if t.first_exit == 0 {
                     t.first_exit = now.max(1);
                 }
@@ -494,13 +506,60 @@ mod tests {
                 &timed,
                 exited,
                 1050,
-                Some(Kind::Heartbeat),
-                "reported, still running",
+                None,
+                "reported, still running: no heartbeat after the exit report",
+            ),
+            (
+                &endless,
+                Track {
+                    exit_attempts: 1,
+                    next_exit: 1300,
+                    next_heartbeat: 500,
+                    ..Track::default()
+                },
+                600,
+                None,
+                "no heartbeat between exit report retries",
             ),
         ];
         for (rec, track, now, want, what) in cases {
             assert_eq!(due(rec, &track, now, 100), want, "{what}");
         }
+    }
+
+    #[test]
+    fn no_output_is_shipped_after_an_acknowledged_exit_report() {
+        let mut rec = record(Some(WorkloadRun {
+            run_ms: 1000,
+            exit_code: 0,
+        }));
+        rec.workload = Some(crate::provider::Workload {
+            image: "train:1".into(),
+            ..Default::default()
+        });
+        let mut open = Track::default();
+        assert!(
+            output_due(&rec, &mut open, 1200, 1200, true, 100, 1).is_some(),
+            "the last lines go with the exit report"
+        );
+        let mut given_up = Track {
+            exit_done: true,
+            ..Track::default()
+        };
+        assert!(
+            output_due(&rec, &mut given_up, 1200, 1200, false, 100, 1).is_some(),
+            "after an exit report given up on, what is left still goes"
+        );
+        let mut acknowledged = Track {
+            exit_done: true,
+            exit_acknowledged: true,
+            ..Track::default()
+        };
+        assert_eq!(
+            output_due(&rec, &mut acknowledged, 1200, 1200, true, 100, 1),
+            None,
+            "the shell wrapper ships nothing after its exit report"
+        );
     }
 
     #[test]

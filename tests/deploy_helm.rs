@@ -721,23 +721,24 @@ fn crds_are_templates_kept_on_uninstall_and_equal_to_crds_dir() {
     assert!(all_of(&without, "CustomResourceDefinition").is_empty());
 }
 
+/// NOTES.txt as `helm install --dry-run=client` renders it (no cluster needed) with `sets`.
+fn dry_run_notes(sets: &[&str]) -> String {
+    let mut args = vec![
+        "install",
+        "runctl",
+        "charts/runctl",
+        "--namespace",
+        "runctl-system",
+        "--dry-run=client",
+    ];
+    args.extend_from_slice(sets);
+    let out = run_tool("helm", &args);
+    out[out.find("NOTES:").expect("NOTES are printed")..].to_string()
+}
+
 #[test]
 fn notes_tell_the_next_step() {
-    // `helm install --dry-run=client` renders NOTES.txt without a cluster.
-    let out = run_tool(
-        "helm",
-        &[
-            "install",
-            "runctl",
-            "charts/runctl",
-            "--namespace",
-            "runctl-system",
-            "--dry-run=client",
-            "--set",
-            CALLBACK_URL,
-        ],
-    );
-    let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
+    let notes = &dry_run_notes(&["--set", CALLBACK_URL]);
     for needle in [
         "rollout status deployment/runctl",
         "https://runctl.example.com/callback/",
@@ -1386,22 +1387,7 @@ fn sharding_refuses_a_watched_namespace_and_a_second_shard_setting() {
 
 #[test]
 fn sharded_notes_name_every_shard() {
-    let out = run_tool(
-        "helm",
-        &[
-            "install",
-            "runctl",
-            "charts/runctl",
-            "--namespace",
-            "runctl-system",
-            "--dry-run=client",
-            "--set",
-            "sharding.shards=2",
-            "--set",
-            SHARDED_URL,
-        ],
-    );
-    let notes = &out[out.find("NOTES:").expect("NOTES are printed")..];
+    let notes = &dry_run_notes(&["--set", "sharding.shards=2", "--set", SHARDED_URL]);
     for needle in [
         "split into 2 shards",
         "rollout status deployment/runctl-shard-0",

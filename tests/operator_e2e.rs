@@ -17,27 +17,40 @@ use support::builders::CloudResourceBuilder;
 use support::{TestEnv, eventually, fast_sim};
 use tokio_util::sync::CancellationToken;
 
-fn replica(env: &TestEnv, identity: &str) -> Operator {
+/// The replicas' configuration: the test's providers, a 1 s poll, fast Lease renewals.
+fn base_config(env: &TestEnv) -> OperatorConfig {
     let mut config = OperatorConfig {
         installation_id: "test".into(),
         namespace: env.ns.clone(),
-        watch_namespace: env.is_real().then(|| env.ns.clone()),
         poll_interval_seconds: 1,
         ..OperatorConfig::default()
     };
-    config.leader_election.lease_duration_seconds = 15;
     config.leader_election.renew_interval_seconds = 1;
     config.providers = env.providers.clone();
+    config
+}
+
+/// The operator of `config` named `identity`, on the test's simulated cloud, without metrics
+/// endpoint.
+fn operator(env: &TestEnv, config: &OperatorConfig, identity: &str) -> Operator {
     let registry = Arc::new(ProviderRegistry::with_sim(
         "test",
         env.providers.clone(),
         env.sim.clone(),
     ));
     let mut op =
-        Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
+        Operator::from_config(env.client.clone(), config, registry, identity).expect("operator");
     op.http_addr = None;
-    op.callback_addr = None;
     op.controllers.transition_poll_interval = Duration::from_millis(200);
+    op
+}
+
+fn replica(env: &TestEnv, identity: &str) -> Operator {
+    let mut config = base_config(env);
+    config.watch_namespace = env.is_real().then(|| env.ns.clone());
+    config.leader_election.lease_duration_seconds = 15;
+    let mut op = operator(env, &config, identity);
+    op.callback_addr = None;
     op
 }
 
@@ -192,30 +205,14 @@ async fn the_demo_runs_to_the_end_with_no_machine_left() {
 /// A replica of shard `index` of 2 whose callback endpoint listens on `127.0.0.1<index>` (the
 /// shared callback URL `http://127.0.0.1{shard}:<port>` reaches each shard's own listener).
 fn shard_replica(env: &TestEnv, index: u32, identity: &str, port: u16) -> Operator {
-    let mut config = OperatorConfig {
-        installation_id: "test".into(),
-        namespace: env.ns.clone(),
-        poll_interval_seconds: 1,
-        ..OperatorConfig::default()
-    };
+    let mut config = base_config(env);
     config.sharding.shards = 2;
     config.sharding.index = index;
-    config.leader_election.renew_interval_seconds = 1;
     config.jobs.callback_addr = format!("127.0.0.1{index}:{port}");
     config.jobs.callback_url = Some(format!("http://127.0.0.1{{shard}}:{port}"));
     config.jobs.allow_cluster_internal_callback_url = true;
     config.jobs.report_grace_seconds = 3;
-    config.providers = env.providers.clone();
-    let registry = Arc::new(ProviderRegistry::with_sim(
-        "test",
-        env.providers.clone(),
-        env.sim.clone(),
-    ));
-    let mut op =
-        Operator::from_config(env.client.clone(), &config, registry, identity).expect("operator");
-    op.http_addr = None;
-    op.controllers.transition_poll_interval = Duration::from_millis(200);
-    op
+    operator(env, &config, identity)
 }
 
 /// The objects of `kind` in the replica's cache (its `runctl_objects` gauge).

@@ -9,6 +9,7 @@
 //! progress lines per phase on stderr. `tests/bench_small.rs` runs N = 100 and checks the counts
 //! only. With [`Options::shards`] above 1 the operator runs as that many shards ([`shards`]).
 
+mod child;
 pub mod count;
 pub mod measure;
 pub mod report;

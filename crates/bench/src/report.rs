@@ -287,13 +287,7 @@ impl fmt::Display for Report {
             self.cpu_seconds, self.wall_seconds
         )?;
         for (name, p) in &self.shard_processes {
-            writeln!(
-                f,
-                "| {name}: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
-                mib(p.peak_rss_kib),
-                mib(p.steady_rss_kib),
-                p.cpu_seconds
-            )?;
+            process_row(f, name, p)?;
         }
         match (&self.server, self.server_processes.as_slice()) {
             (Some(s), [_] | []) => writeln!(
@@ -305,13 +299,7 @@ impl fmt::Display for Report {
             )?,
             (Some(s), parts) => {
                 for (name, p) in parts {
-                    writeln!(
-                        f,
-                        "| {name}: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
-                        mib(p.peak_rss_kib),
-                        mib(p.steady_rss_kib),
-                        p.cpu_seconds
-                    )?;
+                    process_row(f, name, p)?;
                 }
                 writeln!(
                     f,
@@ -426,6 +414,17 @@ impl fmt::Display for Report {
             self.observe_vs_list
         )
     }
+}
+
+/// One process's row: peak and steady RSS, CPU seconds.
+fn process_row(f: &mut fmt::Formatter<'_>, name: &str, p: &ProcessFigures) -> fmt::Result {
+    writeln!(
+        f,
+        "| {name}: peak / steady RSS; CPU seconds | {:.1} / {:.1} MiB; {:.1} |",
+        p.peak_rss_kib as f64 / 1024.0,
+        p.steady_rss_kib as f64 / 1024.0,
+        p.cpu_seconds
+    )
 }
 
 impl Report {

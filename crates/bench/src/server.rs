@@ -12,7 +12,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +22,13 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use runctl_apiserver::{ApiServer, ChildApiServer, ServerConfig};
 use runctl_envtest::ControlPlane;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 
 use runctl::provider::sim::{SimCloud, SimServer};
 
 use super::BenchError;
+use super::child::Piped;
 use super::count::{CountLayer, Counts, Recorder, ServerRequests};
 use super::measure::{self, Process};
 
@@ -223,7 +223,7 @@ impl BenchServer {
                     })
                     .collect();
                 out.sort_by(|a, b| a.0.cmp(&b.0));
-                if let Some(pid) = r.sim.child.id() {
+                if let Some(pid) = r.sim.process.child.id() {
                     out.push(("sim".to_string(), Process::Pid(pid)));
                 }
                 out
@@ -312,9 +312,7 @@ async fn counting_client(
 /// The sim served by a child process (this program with [`SERVE_SIM_FLAG`]); killed when
 /// dropped, and it exits by itself when its stdin closes (this process ended).
 struct SimChild {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    _stdout: BufReader<ChildStdout>,
+    process: Piped,
     url: String,
 }
 
@@ -324,45 +322,21 @@ impl SimChild {
         let mut last = String::new();
         for _ in 0..SPAWN_ATTEMPTS {
             let port = super::free_port().map_err(|e| fail(e.to_string()))?;
-            let mut child = Command::new(program)
-                .args([SERVE_SIM_FLAG, &format!("{SIM_PORT_ARG}{port}")])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| fail(e.to_string()))?;
-            let stdin = child.stdin.take();
-            let Some(stdout) = child.stdout.take() else {
-                return Err(fail("no stdout pipe".into()));
-            };
-            let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            match tokio::time::timeout(SIM_STARTUP, stdout.read_line(&mut line)).await {
-                Ok(Ok(n)) if n > 0 && line.trim().starts_with("http://") => {
-                    return Ok(SimChild {
-                        child,
-                        stdin,
-                        _stdout: stdout,
-                        url: line.trim().to_string(),
-                    });
+            let mut command = Command::new(program);
+            command.args([SERVE_SIM_FLAG, &format!("{SIM_PORT_ARG}{port}")]);
+            match Piped::spawn(command, SIM_STARTUP).await {
+                Ok((process, line)) if line.starts_with("http://") => {
+                    return Ok(SimChild { process, url: line });
                 }
-                Ok(Ok(_)) => last = format!("printed {line:?} instead of its URL"),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "printed no URL within 30 s".into(),
+                Ok((_, line)) => last = format!("printed {line:?} instead of its URL"),
+                Err(e) => last = e,
             }
         }
         Err(fail(last))
     }
 
-    async fn shutdown(mut self) {
-        drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    async fn shutdown(self) {
+        self.process.shutdown(Duration::from_secs(10)).await;
     }
 }
 

@@ -6,7 +6,6 @@
 //! callback listener on `127.0.0.1<index>` (the URL `http://127.0.0.1{shard}:PORT` reaches it).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +14,12 @@ use runctl::config::{OperatorConfig, Overrides};
 use runctl::operator::Operator;
 use runctl::provider::ProviderRegistry;
 use runctl::runtime::shard::Shard;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::BenchError;
+use super::child::Piped;
 use super::measure::Process;
 
 /// The hidden argument that makes `runctl-bench` run one shard of the operator (see
@@ -74,9 +74,7 @@ pub(crate) struct ShardChildren {
 
 struct ShardChild {
     index: u32,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    _stdout: BufReader<ChildStdout>,
+    process: Piped,
 }
 
 impl ShardChildren {
@@ -111,7 +109,7 @@ impl ShardChildren {
         self.children
             .iter()
             .filter_map(|c| {
-                let pid = c.child.id()?;
+                let pid = c.process.child.id()?;
                 Some((format!("operator shard {}", c.index), Process::Pid(pid)))
             })
             .collect()
@@ -119,14 +117,8 @@ impl ShardChildren {
 
     /// Stops every shard (closes its stdin), killing any that does not stop in time.
     pub async fn shutdown(self) {
-        for mut c in self.children {
-            drop(c.stdin.take());
-            if tokio::time::timeout(Duration::from_secs(15), c.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = c.child.kill().await;
-            }
+        for c in self.children {
+            c.process.shutdown(Duration::from_secs(15)).await;
         }
     }
 }
@@ -139,34 +131,17 @@ impl ShardChild {
         index: u32,
     ) -> Result<Self, BenchError> {
         let fail = |what: String| BenchError::Operator(format!("shard {index} process: {what}"));
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args([
                 SERVE_SHARD_FLAG,
                 &format!("{CONFIG_ARG}{}", config.display()),
             ])
-            .env("KUBECONFIG", kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(e.to_string()))?;
-        let stdin = child.stdin.take();
-        let Some(stdout) = child.stdout.take() else {
-            return Err(fail("no stdout pipe".into()));
-        };
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        match tokio::time::timeout(SHARD_STARTUP, stdout.read_line(&mut line)).await {
-            Ok(Ok(n)) if n > 0 && line.trim() == READY => Ok(Self {
-                index,
-                child,
-                stdin,
-                _stdout: stdout,
-            }),
-            Ok(Ok(_)) => Err(fail(format!("printed {line:?} instead of {READY:?}"))),
-            Ok(Err(e)) => Err(fail(e.to_string())),
-            Err(_) => Err(fail("did not start within 60 s".into())),
+            .env("KUBECONFIG", kubeconfig);
+        match Piped::spawn(command, SHARD_STARTUP).await {
+            Ok((process, line)) if line == READY => Ok(Self { index, process }),
+            Ok((_, line)) => Err(fail(format!("printed {line:?} instead of {READY:?}"))),
+            Err(e) => Err(fail(e)),
         }
     }
 }

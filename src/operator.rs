@@ -181,6 +181,7 @@ impl Operator {
             crate::logs::sink::FOLLOWED_WRITE_INTERVAL,
         );
         logs.set_leading(false);
+        logs.set_shard(self.controllers.shard);
         self.serve_callback(&reports, &logs, &shutdown).await?;
         let election = self.elect(leader_tx, &shutdown);
         ready.store(true, Ordering::SeqCst);

@@ -312,6 +312,67 @@ async fn two_shards_split_the_namespaces_each_with_its_own_lease() {
     })
     .await;
     assert!(leads(&metrics[2]), "shard 1 leads beside shard 0");
+
+    // A machine whose namespace is shard 1's reports to shard 0 (started before its namespace
+    // moved): shard 0 persists its heartbeat, as a standby would, for shard 1 to read.
+    let moved = namespaces.iter().find(|n| owner(n) == 1).unwrap();
+    let crs: Api<runctl::crd::CloudResource> = Api::namespaced(env.client.clone(), moved);
+    let job: TrainingJob = serde_json::from_value(serde_json::json!({
+        "apiVersion": "runctl.dev/v1alpha1", "kind": "TrainingJob",
+        "metadata": {"name": "long", "namespace": moved},
+        "spec": {"placement": {"provider": "sim", "instanceType": "sim.a100"},
+                 "workload": {"image": "train:1"}}
+    }))
+    .unwrap();
+    Api::<TrainingJob>::namespaced(env.client.clone(), moved)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let id = runctl::callback::AttemptId {
+        namespace: moved.clone(),
+        job: "long".into(),
+        attempt: 1,
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), moved);
+    let token = eventually(30, "the attempt's token", || async {
+        let s = secrets
+            .get_opt(&id.token_secret_name())
+            .await
+            .ok()
+            .flatten()?;
+        runctl::callback::token::from_secret(&s)
+    })
+    .await;
+    eventually(30, "long's machine running", || async {
+        let cr = crs.get_opt("long-a1").await.ok().flatten()?;
+        (cr.status?.state == Some(ResourceState::Running)).then_some(())
+    })
+    .await;
+    // To shard 0's leader (its standby would persist it anyway).
+    let leader_port = port + u16::from(leader0 == 1);
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.10:{leader_port}/callback/{moved}/long/1/heartbeat"
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"kind": "heartbeat"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(answer, 200);
+    eventually(10, "the heartbeat persisted by shard 0", || async {
+        let report = crs
+            .get_opt("long-a1")
+            .await
+            .ok()
+            .flatten()?
+            .status?
+            .report?;
+        report.last_heartbeat_time.map(|_| ())
+    })
+    .await;
     assert_eq!(reconciles(&metrics[1 - leader0]), 0.0, "shard 0's standby");
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
     let holder = |name: &'static str| {

@@ -428,8 +428,10 @@ async fn record(state: &CallbackState, id: &AttemptId, parsed: Report, now: Time
     };
     let is_exit = exit.is_some();
     state.reports.record(id.clone(), parsed, now);
-    // The leader's controller reads this replica's store; a standby's store is read by nobody.
-    let leading = state.logs.leading();
+    // The leader's controller reads this replica's store; a standby's store is read by nobody,
+    // nor is the store of another shard's leader (a machine whose namespace moved to another
+    // shard reports to its old one): those persist as a standby does.
+    let leading = state.logs.reconciles(&id.namespace);
     let persisted = state.persister.persist(id, is_exit, leading, now).await;
     // Also when the attempt was released: its output (kept with the job) is still written a
     // last time.

@@ -40,6 +40,7 @@ use super::stored::{self, Stored};
 use super::tail::MAX_BYTES;
 use crate::callback::AttemptId;
 use crate::metrics::Metrics;
+use crate::runtime::shard::Shard;
 
 /// Default: while a job is followed, each of its attempts' ConfigMaps is written at most this
 /// often. The wrapper sends a chunk every 5 s, so each chunk is written as it arrives; the cost
@@ -141,6 +142,8 @@ pub struct LogSink {
     metrics: Arc<Metrics>,
     interval: Duration,
     leading: AtomicBool,
+    /// The namespaces whose jobs this replica's controllers reconcile when it leads.
+    shard: Mutex<Shard>,
     attempts: Mutex<HashMap<AttemptId, Entry>>,
     /// Followed jobs (namespace, name): until when.
     follows: Mutex<HashMap<(String, String), Timestamp>>,
@@ -156,6 +159,7 @@ impl LogSink {
             metrics,
             interval,
             leading: AtomicBool::new(true),
+            shard: Mutex::new(Shard::WHOLE),
             attempts: Mutex::new(HashMap::new()),
             follows: Mutex::new(HashMap::new()),
             follow_started: broadcast::channel(256).0,
@@ -175,6 +179,19 @@ impl LogSink {
     /// Whether this replica keeps output.
     pub fn leading(&self) -> bool {
         self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Sets the shard this replica's controllers reconcile (the whole cluster by default).
+    pub fn set_shard(&self, shard: Shard) {
+        *self.shard.lock() = shard;
+    }
+
+    /// Whether this replica's controllers reconcile the jobs of `namespace` now: it leads, and
+    /// the namespace is its shard's. Reports for another shard's jobs (a machine started before
+    /// its namespace moved to another shard still reports to its old one) are to be persisted
+    /// as a standby persists them, for the shard that owns the job to read.
+    pub fn reconciles(&self, namespace: &str) -> bool {
+        self.leading() && self.shard.lock().owns(namespace)
     }
 
     /// Records job `job`'s follow request (its [`super::follow::FOLLOW_ANNOTATION`]): live until

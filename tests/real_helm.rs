@@ -241,6 +241,25 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
 /// volume and its read-only mount validate (`kubectl apply --dry-run=server --validate=strict`).
 /// The Secret itself is the user's (cert-manager's); a real one is created here too so that the
 /// objects are applied as a release would find them.
+
+/// `kubectl apply --dry-run=server --validate=strict` of `manifest` (written to `file`) against
+/// the cluster of `kubeconfig`; what kubectl printed.
+fn server_dry_run(kubeconfig: &str, file: &std::path::Path, manifest: &str) -> String {
+    std::fs::write(file, manifest).expect("write the manifest");
+    run_tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            kubeconfig,
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &file.display().to_string(),
+        ],
+    )
+}
+
 #[tokio::test]
 async fn the_deployment_with_callback_tls_passes_server_side_validation() {
     let plane = runctl_envtest::shared().await;
@@ -293,20 +312,7 @@ async fn the_deployment_with_callback_tls_passes_server_side_validation() {
     );
     let docs = parse_docs(&rendered);
     assert_eq!(docs.len(), 2, "{rendered}");
-    let file = dir.path().join("tls.yaml");
-    std::fs::write(&file, &rendered).expect("write the manifest");
-    let out = run_tool(
-        "kubectl",
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "apply",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            &file.display().to_string(),
-        ],
-    );
+    let out = server_dry_run(&kubeconfig, &dir.path().join("tls.yaml"), &rendered);
     assert!(
         out.contains("deployment.apps/tls-runctl created (server dry run)"),
         "{out}"
@@ -359,20 +365,7 @@ async fn a_sharded_rendering_passes_server_side_validation() {
         args.extend(["--show-only", path.as_str()]);
     }
     let rendered = run_tool("helm", &args);
-    let file = dir.path().join("shards.yaml");
-    std::fs::write(&file, &rendered).expect("write the manifest");
-    let out = run_tool(
-        "kubectl",
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "apply",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            &file.display().to_string(),
-        ],
-    );
+    let out = server_dry_run(&kubeconfig, &dir.path().join("shards.yaml"), &rendered);
     for object in [
         "configmap/sh-runctl-config",
         "deployment.apps/sh-runctl-shard-0",

@@ -626,7 +626,10 @@ async fn a_finalizer_added_from_a_stale_copy_is_not_an_error() {
             && stored.contains(&"runctl.dev/other".to_string()),
         "{stored:?}"
     );
-    assert_eq!(other.metadata.finalizers.clone().unwrap_or_default(), stored);
+    assert_eq!(
+        other.metadata.finalizers.clone().unwrap_or_default(),
+        stored
+    );
     api.patch(
         "stale",
         &PatchParams::default(),

@@ -236,12 +236,6 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     }
 }
 
-/// The Deployment and configuration with the operator serving the callback endpoint over TLS
-/// (`callback.tls.secretName`) are accepted by the API server as they are rendered: the Secret
-/// volume and its read-only mount validate (`kubectl apply --dry-run=server --validate=strict`).
-/// The Secret itself is the user's (cert-manager's); a real one is created here too so that the
-/// objects are applied as a release would find them.
-
 /// `kubectl apply --dry-run=server --validate=strict` of `manifest` (written to `file`) against
 /// the cluster of `kubeconfig`; what kubectl printed.
 fn server_dry_run(kubeconfig: &str, file: &std::path::Path, manifest: &str) -> String {
@@ -260,6 +254,11 @@ fn server_dry_run(kubeconfig: &str, file: &std::path::Path, manifest: &str) -> S
     )
 }
 
+/// The Deployment and configuration with the operator serving the callback endpoint over TLS
+/// (`callback.tls.secretName`) are accepted by the API server as they are rendered: the Secret
+/// volume and its read-only mount validate (`kubectl apply --dry-run=server --validate=strict`).
+/// The Secret itself is the user's (cert-manager's); a real one is created here too so that the
+/// objects are applied as a release would find them.
 #[tokio::test]
 async fn the_deployment_with_callback_tls_passes_server_side_validation() {
     let plane = runctl_envtest::shared().await;

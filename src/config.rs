@@ -602,6 +602,12 @@ impl OperatorConfig {
         }
     }
 
+    /// `jobs.callbackUrl` as this shard's machines use it (`{shard}` filled in).
+    pub fn shard_callback_url(&self) -> Option<String> {
+        let url = self.jobs.callback_url.as_deref()?;
+        Some(self.shard().fill(url))
+    }
+
     /// This deployment's shard (validated: the index is below the count).
     pub fn shard(&self) -> crate::runtime::shard::Shard {
         crate::runtime::shard::Shard::new(self.sharding.index, self.sharding.shards)
@@ -683,8 +689,8 @@ impl OperatorConfig {
         TrainingJobConfig {
             reporting: ReportingSettings {
                 callback_base_url: self
-                    .shard()
-                    .fill(self.jobs.callback_url.as_deref().unwrap_or_default())
+                    .shard_callback_url()
+                    .unwrap_or_default()
                     .trim()
                     .trim_end_matches('/')
                     .to_string(),

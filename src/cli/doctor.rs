@@ -286,12 +286,7 @@ async fn callback(config: &OperatorConfig) -> Check {
         .enabled_kinds()
         .into_iter()
         .any(|k| k.reports_from_outside());
-    // The shard's own URL (`{shard}` filled in).
-    let url = config
-        .jobs
-        .callback_url
-        .as_deref()
-        .map(|u| config.shard().fill(u));
+    let url = config.shard_callback_url();
     let url = url.as_deref();
     let check = config.training_job_config().callback_check;
     if let Err(why) = crate::callback::reach::judge(url, check) {

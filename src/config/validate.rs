@@ -140,11 +140,7 @@ impl OperatorConfig {
         self.validate_sharding(origins)?;
         // A URL that cannot work is a startup error; one that is merely missing or
         // cluster-internal blocks cloud placements with a condition (sim jobs need none).
-        let callback_url = self
-            .jobs
-            .callback_url
-            .as_deref()
-            .map(|u| self.shard().fill(u));
+        let callback_url = self.shard_callback_url();
         if let Err(crate::callback::reach::Unreachable::Invalid(why)) =
             crate::callback::reach::judge(
                 callback_url.as_deref(),
